@@ -1,0 +1,36 @@
+// Kubernetes name rules (apimachinery's validation), for early, clear errors.
+
+const SECRET_KEY = /^[-._a-zA-Z0-9]+$/;
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/** Why `key` is not a valid Secret data key, or undefined when it is. */
+export function secretKeyProblem(key: string): string | undefined {
+  if (key.length === 0) return 'must not be empty';
+  if (key.length > 253) return 'must be no more than 253 characters';
+  if (!SECRET_KEY.test(key)) return "must consist of alphanumeric characters, '-', '_' or '.'";
+  if (key === '.' || key === '..') return `must not be '${key}'`;
+  if (key.startsWith('..')) return "must not start with '..'";
+  return undefined;
+}
+
+/** Object names (Secrets, EnvelopeSecrets): DNS-1123 subdomain. */
+export function objectNameProblem(name: string): string | undefined {
+  if (name.length === 0) return 'must not be empty';
+  if (name.length > 253) return 'must be no more than 253 characters';
+  if (!DNS1123_SUBDOMAIN.test(name)) return "must be lowercase alphanumeric characters, '-' or '.', starting and ending with an alphanumeric character";
+  return undefined;
+}
+
+export function namespaceProblem(namespace: string): string | undefined {
+  if (namespace.length === 0) return 'must not be empty';
+  if (namespace.length > 63) return 'must be no more than 63 characters';
+  if (!DNS1123_LABEL.test(namespace)) return "must be lowercase alphanumeric characters or '-', starting and ending with an alphanumeric character";
+  return undefined;
+}
+
+/** Shows a user-supplied name in a message without letting it flood the terminal. */
+export function quoteName(name: string): string {
+  const shown = name.length > 80 ? `${name.slice(0, 80)}…` : name;
+  return JSON.stringify(shown);
+}

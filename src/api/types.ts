@@ -1,0 +1,74 @@
+import type { Scope } from '../envelope/context.ts';
+
+export const GROUP = 'envseal.dev';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const KIND = 'EnvelopeSecret';
+export const PLURAL = 'envelopesecrets';
+
+/** One wrapping of an envelope's data key. Fields besides these depend on the provider. */
+export interface Recipient {
+  provider: string;
+  /** aws-kms: the full key ARN. */
+  keyId?: string;
+  /** age: the public recipient (age1...), kept for inventory. */
+  recipient?: string;
+  /** base64 of the provider's wrapped data key. */
+  encryptedKey: string;
+}
+
+export interface Envelope {
+  id: string;
+  suite: string;
+  commitment: string;
+  recipients: Recipient[];
+  data: Record<string, string>;
+}
+
+export interface SecretTemplate {
+  type?: string;
+  immutable?: boolean;
+  metadata?: {
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
+}
+
+export interface EnvelopeSecretSpec {
+  scope?: Scope;
+  envelopes: Envelope[];
+  template?: SecretTemplate;
+}
+
+export interface Condition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+  lastTransitionTime?: string;
+  observedGeneration?: number;
+}
+
+export interface EnvelopeSecretStatus {
+  observedGeneration?: number;
+  conditions?: Condition[];
+}
+
+export interface ObjectMeta {
+  name: string;
+  namespace?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  uid?: string;
+  generation?: number;
+  resourceVersion?: string;
+  [extra: string]: unknown;
+}
+
+export interface EnvelopeSecret {
+  apiVersion: typeof API_VERSION;
+  kind: typeof KIND;
+  metadata: ObjectMeta;
+  spec: EnvelopeSecretSpec;
+  status?: EnvelopeSecretStatus;
+}
