@@ -51,6 +51,8 @@ export interface Condition {
 
 export interface EnvelopeSecretStatus {
   observedGeneration?: number;
+  /** The Secret's resourceVersion as the controller last wrote it; another one means drift. */
+  secretResourceVersion?: string;
   conditions?: Condition[];
 }
 

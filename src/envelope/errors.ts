@@ -10,6 +10,8 @@ export type EnvelopeErrorCode =
   | 'InvalidDataKey'
   | 'CommitmentMismatch'
   | 'ValueAuthenticationFailed'
+  /** No value of an envelope authenticates: sealed for another namespace, name or scope. */
+  | 'ContextMismatch'
   | 'ContextTooLarge';
 
 /**

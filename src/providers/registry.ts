@@ -25,16 +25,19 @@ export function isKnownProvider(name: string): boolean {
 /** The configured providers, each created once on first use. */
 export class ProviderRegistry {
   readonly #config: ProviderConfig;
+  readonly #decorate: (provider: KeyProvider) => KeyProvider;
   readonly #instances = new Map<string, Promise<KeyProvider>>();
 
-  constructor(config: ProviderConfig = {}) {
+  /** `decorate` wraps each provider once it is created (the controller counts calls). */
+  constructor(config: ProviderConfig = {}, options: { decorate?: (provider: KeyProvider) => KeyProvider } = {}) {
     this.#config = config;
+    this.#decorate = options.decorate ?? ((provider) => provider);
   }
 
   /** Uses `provider` for its name instead of creating one (tests, custom providers). */
   static of(providers: readonly KeyProvider[], config: ProviderConfig = {}): ProviderRegistry {
     const registry = new ProviderRegistry(config);
-    for (const provider of providers) registry.#instances.set(provider.name, Promise.resolve(provider));
+    for (const provider of providers) registry.#instances.set(provider.name, Promise.resolve(registry.#decorate(provider)));
     return registry;
   }
 
@@ -47,7 +50,7 @@ export class ProviderRegistry {
           new ProviderError('UnknownProvider', `unknown key provider "${name}" (known: ${PROVIDER_NAMES.join(', ')})`, { provider: name }),
         );
       }
-      instance = factory(this.#config);
+      instance = factory(this.#config).then(this.#decorate);
       this.#instances.set(name, instance);
     }
     return instance;

@@ -1,0 +1,95 @@
+import { describe, expect, it } from 'vitest';
+import { type Clock, WorkQueue } from './queue.ts';
+
+function fakeClock() {
+  let now = 0;
+  const timers = new Map<number, { at: number; fn: () => void }>();
+  let next = 1;
+  const clock: Clock & { advance(ms: number): void } = {
+    now: () => now,
+    setTimeout(fn, ms) {
+      const id = next++;
+      timers.set(id, { at: now + ms, fn });
+      return id as unknown as { unref(): void };
+    },
+    clearTimeout: (id) => void timers.delete(id as number),
+    advance(ms) {
+      now += ms;
+      for (const [id, t] of [...timers].sort((a, b) => a[1].at - b[1].at)) {
+        if (t.at <= now) {
+          timers.delete(id);
+          t.fn();
+        }
+      }
+    },
+  };
+  return clock;
+}
+
+describe('WorkQueue', () => {
+  it('deduplicates keys that are waiting', async () => {
+    const q = new WorkQueue();
+    q.add('a');
+    q.add('b');
+    q.add('a');
+    expect(q.depth).toBe(2);
+    expect(await q.get()).toBe('a');
+    expect(await q.get()).toBe('b');
+  });
+
+  it('never hands one key to two workers; a key added while processing comes back after done', async () => {
+    const q = new WorkQueue();
+    q.add('a');
+    const first = await q.get();
+    q.add('a');
+    expect(q.depth).toBe(0);
+    let second: string | undefined;
+    void q.get().then((k) => (second = k));
+    await Promise.resolve();
+    expect(second).toBeUndefined();
+    q.done(first!);
+    await Promise.resolve();
+    expect(second).toBe('a');
+  });
+
+  it('backs off exponentially per key and resets on forget', () => {
+    const clock = fakeClock();
+    const q = new WorkQueue({ clock, limits: { baseDelayMs: 100, maxDelayMs: 1000, burst: 1000 } });
+    expect([1, 2, 3, 4, 5].map(() => q.addRateLimited('k'))).toEqual([100, 200, 400, 800, 1000]);
+    q.forget('k');
+    expect(q.addRateLimited('k')).toBe(100);
+    expect(q.addRateLimited('other')).toBe(100);
+  });
+
+  it('throttles retries globally with a token bucket', () => {
+    const clock = fakeClock();
+    const q = new WorkQueue({ clock, limits: { baseDelayMs: 1, retriesPerSecond: 10, burst: 2 } });
+    expect(q.addRateLimited('a')).toBe(1);
+    expect(q.addRateLimited('b')).toBe(1);
+    expect(q.addRateLimited('c')).toBe(100);
+    expect(q.addRateLimited('d')).toBe(200);
+  });
+
+  it('adds delayed keys when their time comes, the earliest request winning', () => {
+    const clock = fakeClock();
+    const q = new WorkQueue({ clock });
+    q.addAfter('a', 500);
+    q.addAfter('a', 100);
+    q.addAfter('a', 900);
+    clock.advance(99);
+    expect(q.depth).toBe(0);
+    clock.advance(1);
+    expect(q.depth).toBe(1);
+    clock.advance(1000);
+    expect(q.depth).toBe(1);
+  });
+
+  it('releases waiting workers on shutdown', async () => {
+    const q = new WorkQueue();
+    const waiting = q.get();
+    q.shutDown();
+    expect(await waiting).toBeUndefined();
+    q.add('x');
+    expect(await q.get()).toBeUndefined();
+  });
+});

@@ -1,0 +1,261 @@
+import type { Logger } from 'pino';
+import type { EnvelopeSecret, EnvelopeSecretStatus } from '../api/types.ts';
+import { API_VERSION, KIND } from '../api/types.ts';
+import { bindingOf, validateEnvelopeSecret } from '../api/validation.ts';
+import type { Binding } from '../envelope/context.ts';
+import { openEnvelope } from '../envelope/envelope.ts';
+import { EnvelopeError } from '../envelope/errors.ts';
+import { KubeApiError, type KubeClient, type KubeObject, paths } from '../kube/client.ts';
+import type { ProviderRegistry } from '../providers/registry.ts';
+import { unwrapDataKey } from '../sealing/open.ts';
+import { classifyError } from './classify.ts';
+import { Reason, type ReadyState, readyCondition } from './conditions.ts';
+import { DataKeyCache } from './dek-cache.ts';
+import { ANNOTATION_SPEC_HASH, FIELD_MANAGER, desiredSecret, needsReplace, ownershipOf, type SecretManifest, specHash } from './desired.ts';
+import type { EventRecorder } from './events.ts';
+import type { ControllerMetrics } from './metrics.ts';
+import type { Reflector } from './reflector.ts';
+
+export type EnvelopeSecretObject = EnvelopeSecret & KubeObject;
+export type SecretObject = KubeObject & { type?: string; immutable?: boolean; data?: Record<string, string> };
+
+export interface ReconcileRequest {
+  namespace: string;
+  name: string;
+}
+
+export interface ReconcileResult {
+  /** Look again after this long even if nothing changes (e.g. a foreign Secret). */
+  requeueAfterMs?: number;
+  outcome: 'synced' | 'unchanged' | 'terminal' | 'gone';
+}
+
+/** Thrown for failures worth a retry with backoff; the status already says why. */
+export class RetryableError extends Error {
+  constructor(message: string, options: { cause: unknown }) {
+    super(message, options);
+    this.name = 'RetryableError';
+  }
+}
+
+export interface ReconcilerOptions {
+  client: KubeClient;
+  envelopeSecrets: Reflector<EnvelopeSecretObject>;
+  secrets: Reflector<SecretObject>;
+  providers: ProviderRegistry;
+  dataKeys: DataKeyCache;
+  events: EventRecorder;
+  logger: Logger;
+  metrics: ControllerMetrics;
+  now?: () => Date;
+  /** How often to look again at a Secret that is not ours. */
+  foreignRecheckMs?: number;
+}
+
+/**
+ * reconcile(request) -> result: makes the Secret of one EnvelopeSecret what its spec says.
+ * Steady state (spec unchanged, Secret as last written) makes no key-provider call.
+ */
+export class Reconciler {
+  readonly #o: ReconcilerOptions;
+  readonly #now: () => Date;
+
+  constructor(options: ReconcilerOptions) {
+    this.#o = options;
+    this.#now = options.now ?? (() => new Date());
+  }
+
+  async reconcile(request: ReconcileRequest, signal: AbortSignal): Promise<ReconcileResult> {
+    const key = `${request.namespace}/${request.name}`;
+    const source = this.#o.envelopeSecrets.store.get(key);
+    if (!source || source.metadata.deletionTimestamp) return { outcome: 'gone' };
+    const log = this.#o.logger.child({ envelopeSecret: key });
+
+    const issues = validateEnvelopeSecret(source);
+    if (issues.length > 0) {
+      const first = issues[0]!;
+      const more = issues.length > 1 ? ` (and ${issues.length - 1} more)` : '';
+      await this.#setStatus(source, { ready: false, reason: Reason.InvalidSpec, message: `${first.path}: ${first.message}${more}` }, undefined, signal);
+      return { outcome: 'terminal' };
+    }
+
+    const hash = specHash(source);
+    const live = await this.#liveSecret(request, signal);
+    const ownership = live ? ownershipOf(live, source) : 'owned';
+    if (live && ownership === 'foreign') {
+      await this.#setStatus(
+        source,
+        { ready: false, reason: Reason.SecretNotOwned, message: `Secret ${request.name} exists and is not managed by this EnvelopeSecret; envseal will not overwrite it. Delete it, or annotate it envseal.dev/adopt=true to hand it over.` },
+        undefined,
+        signal,
+      );
+      return { outcome: 'terminal', requeueAfterMs: this.#o.foreignRecheckMs ?? 60_000 };
+    }
+    if (live && ownership === 'owned' && this.#inSync(source, live, hash)) return { outcome: 'unchanged' };
+
+    const binding = bindingOf(source);
+    let data: Record<string, Buffer>;
+    try {
+      data = await this.#open(source, binding, signal);
+    } catch (error) {
+      signal.throwIfAborted();
+      return this.#fail(source, error, log, signal);
+    }
+    try {
+      const desired = desiredSecret({ source, data, specHash: hash });
+      const written = await this.#write(live, desired, signal);
+      await this.#setStatus(source, { ready: true, reason: Reason.Synced, message: `Secret ${request.name} is up to date (${Object.keys(data).length} keys)` }, written.metadata?.resourceVersion, signal);
+      log.info({ secretResourceVersion: written.metadata?.resourceVersion }, 'secret synced');
+      return { outcome: 'synced' };
+    } catch (error) {
+      signal.throwIfAborted();
+      return this.#fail(source, error, log, signal);
+    } finally {
+      for (const value of Object.values(data)) value.fill(0);
+    }
+  }
+
+  #inSync(source: EnvelopeSecretObject, live: SecretObject, hash: string): boolean {
+    const status = source.status;
+    const ready = status?.conditions?.find((c) => c.type === 'Ready');
+    const owner = live.metadata?.ownerReferences?.find((o) => o.controller);
+    return (
+      live.metadata?.annotations?.[ANNOTATION_SPEC_HASH] === hash &&
+      owner?.uid === source.metadata.uid &&
+      status?.secretResourceVersion === live.metadata?.resourceVersion &&
+      status?.observedGeneration === source.metadata.generation &&
+      ready?.status === 'True'
+    );
+  }
+
+  async #liveSecret(request: ReconcileRequest, signal: AbortSignal): Promise<SecretObject | undefined> {
+    const cached = this.#o.secrets.store.get(`${request.namespace}/${request.name}`);
+    if (cached) return cached;
+    try {
+      return await this.#o.client.request<SecretObject>({ method: 'GET', path: paths.secret(request.namespace, request.name), signal });
+    } catch (error) {
+      if (error instanceof KubeApiError && error.notFound) return undefined;
+      throw error;
+    }
+  }
+
+  async #open(source: EnvelopeSecretObject, binding: Binding, signal: AbortSignal): Promise<Record<string, Buffer>> {
+    const result: Record<string, Buffer> = {};
+    try {
+      for (const [index, envelope] of source.spec.envelopes.entries()) {
+        const cacheKey = DataKeyCache.keyOf(binding, envelope);
+        let dataKey = this.#o.dataKeys.get(cacheKey);
+        this.#o.metrics.dekCache.inc({ result: dataKey ? 'hit' : 'miss' });
+        if (!dataKey) {
+          dataKey = (await unwrapDataKey({ envelope, index, binding, providers: this.#o.providers, signal })).dataKey;
+          this.#o.dataKeys.set(cacheKey, dataKey);
+        }
+        try {
+          Object.assign(result, openEnvelopeReportingKeys(dataKey, binding, envelope, index));
+        } finally {
+          dataKey.fill(0);
+        }
+      }
+      return result;
+    } catch (error) {
+      for (const value of Object.values(result)) value.fill(0);
+      throw error;
+    }
+  }
+
+  async #write(live: SecretObject | undefined, desired: SecretManifest, signal: AbortSignal): Promise<SecretObject> {
+    const { namespace, name } = desired.metadata;
+    if (live && needsReplace(live, desired)) {
+      // Immutable Secrets and type changes cannot be updated in place.
+      await this.#o.client.request({ method: 'DELETE', path: paths.secret(namespace, name), body: { preconditions: { uid: live.metadata?.uid } }, signal });
+    }
+    const written = await this.#o.client.request<SecretObject>({
+      method: 'PATCH',
+      path: paths.secret(namespace, name),
+      query: { fieldManager: FIELD_MANAGER, force: true },
+      body: desired,
+      patchType: 'apply',
+      signal,
+    });
+    this.#o.secrets.remember(written);
+    return written;
+  }
+
+  async #fail(source: EnvelopeSecretObject, error: unknown, log: Logger, signal: AbortSignal): Promise<ReconcileResult> {
+    const classified = classifyError(error);
+    log.warn({ reason: classified.reason, retryable: classified.retryable, error: classified.message }, 'reconcile failed');
+    try {
+      await this.#setStatus(source, { ready: false, reason: classified.reason, message: classified.message }, undefined, signal);
+    } catch (statusError) {
+      log.warn({ error: statusError instanceof Error ? statusError.message : 'unknown' }, 'could not write status');
+    }
+    if (classified.retryable) throw new RetryableError(`${classified.reason}: ${classified.message}`, { cause: error });
+    return { outcome: 'terminal' };
+  }
+
+  async #setStatus(source: EnvelopeSecretObject, state: ReadyState, secretResourceVersion: string | undefined, signal: AbortSignal): Promise<void> {
+    const previous = source.status?.conditions?.find((c) => c.type === 'Ready');
+    const condition = readyCondition(state, previous, source.metadata.generation, this.#now());
+    const status: EnvelopeSecretStatus = {
+      observedGeneration: source.metadata.generation,
+      conditions: [condition],
+      ...(secretResourceVersion ? { secretResourceVersion } : {}),
+    };
+    const old = source.status;
+    const unchanged =
+      old?.observedGeneration === status.observedGeneration &&
+      old?.secretResourceVersion === (secretResourceVersion ?? old?.secretResourceVersion) &&
+      previous?.status === condition.status &&
+      previous?.reason === condition.reason &&
+      previous?.message === condition.message;
+    if (!unchanged) {
+      const updated = await this.#o.client.request<EnvelopeSecretObject>({
+        method: 'PATCH',
+        path: `${paths.envelopeSecret(source.metadata.namespace ?? '', source.metadata.name)}/status`,
+        body: { status },
+        patchType: 'merge',
+        signal,
+      });
+      this.#o.envelopeSecrets.remember(updated);
+    }
+    if (previous?.status !== condition.status || previous?.reason !== condition.reason) {
+      await this.#o.events.record(
+        { apiVersion: API_VERSION, kind: KIND, namespace: source.metadata.namespace ?? '', name: source.metadata.name, uid: source.metadata.uid ?? '' },
+        { type: state.ready ? 'Normal' : 'Warning', reason: state.reason, message: state.message },
+        signal,
+      );
+    }
+  }
+}
+
+/**
+ * Opens every value; when values fail to authenticate, says whether all failed (the
+ * manifest was sealed for another namespace, name or scope) or only some (altered).
+ */
+function openEnvelopeReportingKeys(dataKey: Uint8Array, binding: Binding, envelope: EnvelopeSecret['spec']['envelopes'][number], index: number): Record<string, Buffer> {
+  const opened: Record<string, Buffer> = {};
+  const failed: string[] = [];
+  for (const key of Object.keys(envelope.data)) {
+    try {
+      Object.assign(opened, openEnvelope({ dataKey, binding, envelope, keys: [key] }));
+    } catch (error) {
+      if (!(error instanceof EnvelopeError) || error.code !== 'ValueAuthenticationFailed') {
+        for (const value of Object.values(opened)) value.fill(0);
+        throw error;
+      }
+      failed.push(key);
+    }
+  }
+  if (failed.length === 0) return opened;
+  for (const value of Object.values(opened)) value.fill(0);
+  if (failed.length === Object.keys(envelope.data).length) {
+    throw new EnvelopeError('ContextMismatch', `envelope #${index}: no value authenticates for ${describeBinding(binding)}: the manifest was sealed for another namespace, name or scope`);
+  }
+  throw new EnvelopeError('ValueAuthenticationFailed', `envelope #${index}: values ${failed.map((k) => JSON.stringify(k)).join(', ')} did not authenticate: they were altered or moved from another key`);
+}
+
+function describeBinding(binding: Binding): string {
+  if (binding.scope === 'cluster') return 'cluster scope';
+  if (binding.scope === 'namespace') return `namespace ${binding.namespace} (scope namespace)`;
+  return `${binding.namespace}/${binding.name} (scope strict)`;
+}

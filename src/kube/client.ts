@@ -1,0 +1,187 @@
+import { HttpMethod, type KubeConfig, RequestContext } from '@kubernetes/client-node';
+import { fetch } from 'undici';
+import { createInterface } from 'node:readline';
+import { Readable } from 'node:stream';
+
+/**
+ * A thin Kubernetes REST client: client-node supplies the kubeconfig and authentication,
+ * this adds what its generated APIs lack: an AbortSignal on every call, one typed error,
+ * and watch streams whose timeouts the caller controls.
+ */
+
+export interface KubeObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: {
+    name?: string;
+    namespace?: string;
+    uid?: string;
+    resourceVersion?: string;
+    generation?: number;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    ownerReferences?: { apiVersion: string; kind: string; name: string; uid: string; controller?: boolean; blockOwnerDeletion?: boolean }[];
+    deletionTimestamp?: string;
+    creationTimestamp?: string;
+    [extra: string]: unknown;
+  };
+  [extra: string]: unknown;
+}
+
+export interface KubeList<T> {
+  metadata: { resourceVersion?: string; continue?: string };
+  items: T[];
+}
+
+export interface WatchEvent<T> {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+  object: T;
+}
+
+export type PatchType = 'apply' | 'merge' | 'json' | 'strategic';
+const PATCH_CONTENT_TYPES: Record<PatchType, string> = {
+  apply: 'application/apply-patch+yaml',
+  merge: 'application/merge-patch+json',
+  json: 'application/json-patch+json',
+  strategic: 'application/strategic-merge-patch+json',
+};
+
+export interface RequestOptions {
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  path: string;
+  query?: Record<string, string | number | boolean | undefined>;
+  body?: unknown;
+  patchType?: PatchType;
+  signal?: AbortSignal;
+}
+
+/** An error answer of the API server, with its HTTP status and Status reason. */
+export class KubeApiError extends Error {
+  readonly status: number;
+  readonly reason: string;
+  constructor(status: number, reason: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'KubeApiError';
+    this.status = status;
+    this.reason = reason;
+  }
+  get notFound(): boolean {
+    return this.status === 404;
+  }
+  get conflict(): boolean {
+    return this.status === 409;
+  }
+  get gone(): boolean {
+    return this.status === 410;
+  }
+}
+
+const MAX_MESSAGE = 600;
+
+export class KubeClient {
+  readonly kubeConfig: KubeConfig;
+  readonly #server: string;
+
+  constructor(kubeConfig: KubeConfig) {
+    const cluster = kubeConfig.getCurrentCluster();
+    if (!cluster) throw new Error('the kubeconfig has no current cluster');
+    this.kubeConfig = kubeConfig;
+    this.#server = cluster.server.replace(/\/+$/, '');
+  }
+
+  async request<T>(options: RequestOptions): Promise<T> {
+    const response = await this.#send(options);
+    const text = await response.text();
+    if (!response.ok) throw errorFromResponse(options, response.status, text);
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  /**
+   * Streams one watch request until the server closes it, `idleTimeoutMs` passes without
+   * a line, or `signal` aborts. Rejects with KubeApiError on an error answer, including
+   * an ERROR event (410 Gone when the resourceVersion expired).
+   */
+  async watch<T>(options: { path: string; query: Record<string, string | number | boolean | undefined>; idleTimeoutMs: number; signal: AbortSignal; onEvent: (event: WatchEvent<T>) => void }): Promise<void> {
+    const idle = new AbortController();
+    const signal = AbortSignal.any([options.signal, idle.signal]);
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => idle.abort(new Error('watch idle timeout')), options.idleTimeoutMs);
+      timer.unref();
+    };
+    arm();
+    try {
+      const response = await this.#send({ method: 'GET', path: options.path, query: { ...options.query, watch: true }, signal });
+      if (!response.ok) throw errorFromResponse({ method: 'GET', path: options.path }, response.status, await response.text());
+      if (!response.body) return;
+      const lines = createInterface({ input: Readable.fromWeb(response.body as import('node:stream/web').ReadableStream) });
+      for await (const line of lines) {
+        arm();
+        if (line.trim() === '') continue;
+        const event = JSON.parse(line) as WatchEvent<T>;
+        if (event.type === 'ERROR') {
+          const status = event.object as { code?: number; reason?: string; message?: string };
+          throw new KubeApiError(status.code ?? 500, status.reason ?? 'WatchError', `watch ${options.path}: ${truncate(status.message ?? 'error event')}`);
+        }
+        options.onEvent(event);
+      }
+    } catch (error) {
+      // An idle timeout just ends this watch; the caller resumes from its resourceVersion.
+      if (idle.signal.aborted && !options.signal.aborted) return;
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async #send(options: RequestOptions) {
+    const url = new URL(this.#server + options.path);
+    for (const [key, value] of Object.entries(options.query ?? {})) {
+      if (value !== undefined) url.searchParams.set(key, String(value));
+    }
+    const context = new RequestContext(url.toString(), options.method as HttpMethod);
+    await this.kubeConfig.applySecurityAuthentication(context);
+    const headers: Record<string, string> = { ...context.getHeaders(), accept: 'application/json' };
+    let body: string | undefined;
+    if (options.body !== undefined) {
+      headers['content-type'] = options.patchType ? PATCH_CONTENT_TYPES[options.patchType] : 'application/json';
+      body = JSON.stringify(options.body);
+    }
+    try {
+      return await fetch(url, { method: options.method, headers, body, dispatcher: context.getDispatcher() as never, signal: options.signal });
+    } catch (cause) {
+      options.signal?.throwIfAborted();
+      throw new KubeApiError(0, 'Unreachable', `${options.method} ${options.path}: the API server did not answer (${cause instanceof Error ? cause.message : 'network error'})`, { cause });
+    }
+  }
+}
+
+function errorFromResponse(options: Pick<RequestOptions, 'method' | 'path'>, status: number, text: string): KubeApiError {
+  let reason = 'Unknown';
+  let message = text;
+  try {
+    const parsed = JSON.parse(text) as { reason?: string; message?: string };
+    reason = parsed.reason ?? reason;
+    message = parsed.message ?? message;
+  } catch {
+    // not a Status object; keep the text
+  }
+  return new KubeApiError(status, reason, `${options.method} ${options.path}: ${status} ${reason}: ${truncate(message)}`);
+}
+
+function truncate(text: string): string {
+  return text.length > MAX_MESSAGE ? `${text.slice(0, MAX_MESSAGE)}…` : text;
+}
+
+/** Paths of the resources envseal uses. */
+export const paths = {
+  secrets: (namespace?: string) => (namespace ? `/api/v1/namespaces/${namespace}/secrets` : '/api/v1/secrets'),
+  secret: (namespace: string, name: string) => `/api/v1/namespaces/${namespace}/secrets/${encodeURIComponent(name)}`,
+  configMap: (namespace: string, name: string) => `/api/v1/namespaces/${namespace}/configmaps/${encodeURIComponent(name)}`,
+  events: (namespace: string) => `/api/v1/namespaces/${namespace}/events`,
+  envelopeSecrets: (namespace?: string) => (namespace ? `/apis/envseal.dev/v1alpha1/namespaces/${namespace}/envelopesecrets` : '/apis/envseal.dev/v1alpha1/envelopesecrets'),
+  envelopeSecret: (namespace: string, name: string) => `/apis/envseal.dev/v1alpha1/namespaces/${namespace}/envelopesecrets/${encodeURIComponent(name)}`,
+  lease: (namespace: string, name: string) => `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases/${encodeURIComponent(name)}`,
+  leases: (namespace: string) => `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`,
+};
