@@ -37,7 +37,7 @@ export function classifyError(error: unknown): Classified {
       case 'InvalidRecipient':
         return { reason: Reason.InvalidSpec, message, retryable: false };
       default:
-        return { reason: Reason.DecryptFailed, message, retryable: true };
+        return { reason: Reason.ProviderError, message, retryable: true };
     }
   }
   if (error instanceof EnvelopeError) {
@@ -56,5 +56,5 @@ export function classifyError(error: unknown): Classified {
     if (error.status === 422 || error.status === 400) return { reason: Reason.SecretRejected, message: error.message, retryable: false };
     return { reason: Reason.KubernetesError, message: error.message, retryable: true };
   }
-  return { reason: Reason.DecryptFailed, message: error instanceof Error ? `${error.name}: ${error.message}` : 'unexpected error', retryable: true };
+  return { reason: Reason.ReconcileError, message: error instanceof Error ? `${error.name}: ${error.message}` : 'unexpected error', retryable: true };
 }

@@ -16,6 +16,8 @@ export const Reason = {
   NoUsableRecipient: 'NoUsableRecipient',
   SecretRejected: 'SecretRejected',
   KubernetesError: 'KubernetesError',
+  ProviderError: 'ProviderError',
+  ReconcileError: 'ReconcileError',
 } as const;
 export type ReasonName = (typeof Reason)[keyof typeof Reason];
 

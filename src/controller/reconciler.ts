@@ -14,7 +14,7 @@ import { DataKeyCache } from './dek-cache.ts';
 import { ANNOTATION_SPEC_HASH, FIELD_MANAGER, desiredSecret, needsReplace, ownershipOf, type SecretManifest, specHash } from './desired.ts';
 import type { EventRecorder } from './events.ts';
 import type { ControllerMetrics } from './metrics.ts';
-import type { Reflector } from './reflector.ts';
+import type { ObjectCache } from './cache.ts';
 
 export type EnvelopeSecretObject = EnvelopeSecret & KubeObject;
 export type SecretObject = KubeObject & { type?: string; immutable?: boolean; data?: Record<string, string> };
@@ -40,8 +40,8 @@ export class RetryableError extends Error {
 
 export interface ReconcilerOptions {
   client: KubeClient;
-  envelopeSecrets: Reflector<EnvelopeSecretObject>;
-  secrets: Reflector<SecretObject>;
+  envelopeSecrets: ObjectCache<EnvelopeSecretObject>;
+  secrets: ObjectCache<SecretObject>;
   providers: ProviderRegistry;
   dataKeys: DataKeyCache;
   events: EventRecorder;
@@ -67,7 +67,7 @@ export class Reconciler {
 
   async reconcile(request: ReconcileRequest, signal: AbortSignal): Promise<ReconcileResult> {
     const key = `${request.namespace}/${request.name}`;
-    const source = this.#o.envelopeSecrets.store.get(key);
+    const source = this.#o.envelopeSecrets.get(key);
     if (!source || source.metadata.deletionTimestamp) return { outcome: 'gone' };
     const log = this.#o.logger.child({ envelopeSecret: key });
 
@@ -92,6 +92,7 @@ export class Reconciler {
       return { outcome: 'terminal', requeueAfterMs: this.#o.foreignRecheckMs ?? 60_000 };
     }
     if (live && ownership === 'owned' && this.#inSync(source, live, hash)) return { outcome: 'unchanged' };
+    if (failedForGood(source)) return { outcome: 'terminal' };
 
     const binding = bindingOf(source);
     let data: Record<string, Buffer>;
@@ -129,7 +130,7 @@ export class Reconciler {
   }
 
   async #liveSecret(request: ReconcileRequest, signal: AbortSignal): Promise<SecretObject | undefined> {
-    const cached = this.#o.secrets.store.get(`${request.namespace}/${request.name}`);
+    const cached = this.#o.secrets.get(`${request.namespace}/${request.name}`);
     if (cached) return cached;
     try {
       return await this.#o.client.request<SecretObject>({ method: 'GET', path: paths.secret(request.namespace, request.name), signal });
@@ -177,8 +178,25 @@ export class Reconciler {
       patchType: 'apply',
       signal,
     });
-    this.#o.secrets.remember(written);
-    return written;
+    const extra = Object.keys(written.data ?? {}).filter((key) => !Object.hasOwn(desired.data, key));
+    if (extra.length === 0) {
+      this.#o.secrets.remember(written);
+      return written;
+    }
+    // Keys someone else added are owned by their field manager, so apply keeps them; the
+    // Secret must hold exactly the sealed keys.
+    const pruned = await this.#o.client.request<SecretObject>({
+      method: 'PATCH',
+      path: paths.secret(namespace, name),
+      body: [
+        { op: 'test', path: '/metadata/resourceVersion', value: written.metadata?.resourceVersion },
+        ...extra.map((key) => ({ op: 'remove', path: `/data/${key.replaceAll('~', '~0').replaceAll('/', '~1')}` })),
+      ],
+      patchType: 'json',
+      signal,
+    });
+    this.#o.secrets.remember(pruned);
+    return pruned;
   }
 
   async #fail(source: EnvelopeSecretObject, error: unknown, log: Logger, signal: AbortSignal): Promise<ReconcileResult> {
@@ -226,6 +244,16 @@ export class Reconciler {
       );
     }
   }
+}
+
+// Failures that only a new spec can cure: the object is not retried, even after a
+// restart, until its generation changes. Failures that depend on the outside world
+// (KMS permissions, keys, configured providers) are retried at every resync.
+const PERMANENT_REASONS: ReadonlySet<string> = new Set([Reason.ContextMismatch, Reason.CommitmentMismatch, Reason.DecryptFailed, Reason.InvalidSpec, Reason.SecretRejected]);
+
+function failedForGood(source: EnvelopeSecretObject): boolean {
+  const ready = source.status?.conditions?.find((c) => c.type === 'Ready');
+  return ready?.status === 'False' && PERMANENT_REASONS.has(ready.reason) && source.status?.observedGeneration === source.metadata.generation;
 }
 
 /**

@@ -1,0 +1,83 @@
+import type { Logger } from 'pino';
+import { formatAgeIdentityFile, generateAgeIdentity, parseAgeIdentityFile, recipientOfIdentity } from '../providers/age.ts';
+import { KubeApiError, type KubeClient, paths } from '../kube/client.ts';
+import { FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY } from './desired.ts';
+
+export const AGE_IDENTITY_KEY = 'identity.agekey';
+export const AGE_RECIPIENT_KEY = 'recipient';
+
+export interface ClusterAgeIdentity {
+  identities: string[];
+  /** The recipient `envseal seal` uses for this cluster (of the first identity). */
+  recipient: string;
+  created: boolean;
+}
+
+/**
+ * The controller's age identity lives in a Secret in its own namespace: read it, or
+ * create it on first start (a concurrent replica creating it too is fine: 409, re-read).
+ * Its public recipient is published in a ConfigMap that every authenticated user may read.
+ */
+export async function ensureClusterAgeIdentity(options: {
+  client: KubeClient;
+  namespace: string;
+  secretName: string;
+  configMapName: string;
+  logger: Logger;
+  signal: AbortSignal;
+}): Promise<ClusterAgeIdentity> {
+  const { client, namespace, secretName, signal } = options;
+  let created = false;
+  let file = await readIdentityFile(client, namespace, secretName, signal);
+  if (file === undefined) {
+    const generated = await generateAgeIdentity();
+    try {
+      await client.request({
+        method: 'POST',
+        path: paths.secrets(namespace),
+        body: {
+          apiVersion: 'v1',
+          kind: 'Secret',
+          metadata: { name: secretName, namespace, labels: { [LABEL_MANAGED_BY]: MANAGED_BY, 'envseal.dev/role': 'age-identity' } },
+          type: 'Opaque',
+          data: { [AGE_IDENTITY_KEY]: Buffer.from(formatAgeIdentityFile(generated, new Date())).toString('base64') },
+        },
+        signal,
+      });
+      created = true;
+      options.logger.info({ secret: `${namespace}/${secretName}`, recipient: generated.recipient }, 'created the cluster age identity; back it up (see README: age key backup)');
+    } catch (error) {
+      if (!(error instanceof KubeApiError && error.conflict)) throw error;
+    }
+    file = await readIdentityFile(client, namespace, secretName, signal);
+    if (file === undefined) throw new Error(`age identity Secret ${namespace}/${secretName} vanished right after it was created`);
+  }
+  const identities = parseAgeIdentityFile(file, `Secret ${namespace}/${secretName} key ${AGE_IDENTITY_KEY}`);
+  const recipient = await recipientOfIdentity(identities[0]!);
+  await client.request({
+    method: 'PATCH',
+    path: paths.configMap(namespace, options.configMapName),
+    query: { fieldManager: FIELD_MANAGER, force: true },
+    patchType: 'apply',
+    body: {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: options.configMapName, namespace, labels: { [LABEL_MANAGED_BY]: MANAGED_BY } },
+      data: { [AGE_RECIPIENT_KEY]: recipient },
+    },
+    signal,
+  });
+  return { identities, recipient, created };
+}
+
+async function readIdentityFile(client: KubeClient, namespace: string, name: string, signal: AbortSignal): Promise<string | undefined> {
+  try {
+    const secret = await client.request<{ data?: Record<string, string> }>({ method: 'GET', path: paths.secret(namespace, name), signal });
+    const encoded = secret.data?.[AGE_IDENTITY_KEY];
+    if (encoded === undefined) throw new Error(`Secret ${namespace}/${name} has no key ${AGE_IDENTITY_KEY}`);
+    return Buffer.from(encoded, 'base64').toString('utf8');
+  } catch (error) {
+    if (error instanceof KubeApiError && error.notFound) return undefined;
+    throw error;
+  }
+}

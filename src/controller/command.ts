@@ -1,0 +1,110 @@
+import { pino } from 'pino';
+import { flag, HELP_OPTION, stringList, stringOption } from '../cli/args.ts';
+import type { Command, CommandContext } from '../cli/command.ts';
+import { EXIT, usageError } from '../cli/errors.ts';
+import { type ControllerConfig, DEFAULT_CONTROLLER_CONFIG, runController } from './manager.ts';
+
+const OPTIONS = {
+  kubeconfig: { type: 'string', value: 'FILE', help: 'kubeconfig (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)' },
+  namespaces: { type: 'string', multiple: true, value: 'NS[,NS]', help: 'watch only these namespaces (namespaced mode; default: all; env ENVSEAL_NAMESPACES)' },
+  'controller-namespace': { type: 'string', value: 'NS', help: 'namespace of the age identity, the lease and the published recipient (env POD_NAMESPACE; default envseal-system)' },
+  workers: { type: 'string', value: 'N', help: 'concurrent reconciles (default 4)' },
+  'metrics-address': { type: 'string', value: 'HOST:PORT', help: "serve /metrics, /healthz, /readyz here (default 0.0.0.0:8080; '' to disable)" },
+  resync: { type: 'string', value: 'DURATION', help: 'look at every EnvelopeSecret this often (default 10m; makes no KMS call when in sync)' },
+  'dek-cache-size': { type: 'string', value: 'N', help: 'unwrapped data keys kept in memory (default 1024; 0 disables)' },
+  'dek-cache-ttl': { type: 'string', value: 'DURATION', help: 'how long a data key stays cached (default 5m)' },
+  'no-age': { type: 'boolean', help: 'do not create or use the cluster age identity' },
+  'age-secret': { type: 'string', value: 'NAME', help: 'Secret holding the cluster age identity (default envseal-age-identity)' },
+  'age-configmap': { type: 'string', value: 'NAME', help: 'ConfigMap publishing the age recipient (default envseal-age-recipient)' },
+  region: { type: 'string', value: 'REGION', help: 'AWS region for aws-kms keys named without an ARN (env AWS_REGION)' },
+  'kms-endpoint': { type: 'string', value: 'URL', help: 'KMS endpoint override, e.g. an emulator (env AWS_ENDPOINT_URL_KMS)' },
+  'no-leader-elect': { type: 'boolean', help: 'run without leader election (one replica only)' },
+  'lease-name': { type: 'string', value: 'NAME', help: 'Lease used for leader election (default envseal-controller)' },
+  'lease-duration': { type: 'string', value: 'DURATION', help: 'leader lease duration (default 15s)' },
+  'renew-deadline': { type: 'string', value: 'DURATION', help: 'how long the leader retries renewing before it steps down (default 10s)' },
+  'retry-period': { type: 'string', value: 'DURATION', help: 'lease retry period (default 2s)' },
+  identity: { type: 'string', value: 'NAME', help: 'this replica in the lease (env POD_NAME; default the host name)' },
+  'log-level': { type: 'string', value: 'LEVEL', help: 'trace, debug, info, warn, error (env ENVSEAL_LOG_LEVEL; default info)' },
+  ...HELP_OPTION,
+} as const;
+
+const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+export function parseDuration(text: string, option: string): number {
+  const match = DURATION.exec(text.trim());
+  if (!match) throw usageError(`--${option} must be a duration such as 500ms, 30s, 5m or 1h`);
+  return Math.round(Number(match[1]) * UNIT_MS[match[2]!]!);
+}
+
+function parseCount(text: string, option: string, min: number): number {
+  if (!/^\d+$/.test(text) || Number(text) < min) throw usageError(`--${option} must be a whole number of at least ${min}`);
+  return Number(text);
+}
+
+/** Flags and environment, parsed once into the controller's configuration. */
+export function controllerConfigFrom(ctx: Pick<CommandContext, 'values' | 'io'>): ControllerConfig {
+  const { values } = ctx;
+  const env = ctx.io.env;
+  const d = DEFAULT_CONTROLLER_CONFIG;
+  const str = (name: string) => stringOption(values, name);
+  const namespaces = [...stringList(values, 'namespaces'), ...(stringList(values, 'namespaces').length === 0 && env.ENVSEAL_NAMESPACES ? [env.ENVSEAL_NAMESPACES] : [])]
+    .flatMap((list) => list.split(','))
+    .map((ns) => ns.trim())
+    .filter((ns) => ns !== '');
+  const leaseDurationMs = str('lease-duration') ? parseDuration(str('lease-duration')!, 'lease-duration') : d.leaderElection.leaseDurationMs;
+  const renewDeadlineMs = str('renew-deadline') ? parseDuration(str('renew-deadline')!, 'renew-deadline') : d.leaderElection.renewDeadlineMs;
+  if (renewDeadlineMs >= leaseDurationMs) throw usageError('--renew-deadline must be shorter than --lease-duration');
+  const endpoint = str('kms-endpoint') ?? env.AWS_ENDPOINT_URL_KMS;
+  const region = str('region') ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION;
+  return {
+    kubeconfig: str('kubeconfig'),
+    namespaces: [...new Set(namespaces)],
+    namespace: str('controller-namespace') ?? env.POD_NAMESPACE ?? d.namespace,
+    workers: str('workers') ? parseCount(str('workers')!, 'workers', 1) : d.workers,
+    metricsAddress: str('metrics-address') ?? d.metricsAddress,
+    resyncMs: str('resync') ? parseDuration(str('resync')!, 'resync') : d.resyncMs,
+    dataKeyCache: {
+      maxEntries: str('dek-cache-size') ? parseCount(str('dek-cache-size')!, 'dek-cache-size', 0) : d.dataKeyCache.maxEntries,
+      ttlMs: str('dek-cache-ttl') ? parseDuration(str('dek-cache-ttl')!, 'dek-cache-ttl') : d.dataKeyCache.ttlMs,
+    },
+    age: {
+      enabled: !flag(values, 'no-age'),
+      secretName: str('age-secret') ?? d.age.secretName,
+      configMapName: str('age-configmap') ?? d.age.configMapName,
+    },
+    awsKms: { ...(region ? { region } : {}), ...(endpoint ? { endpoint } : {}) },
+    leaderElection: {
+      enabled: !flag(values, 'no-leader-elect'),
+      leaseName: str('lease-name') ?? d.leaderElection.leaseName,
+      leaseDurationMs,
+      renewDeadlineMs,
+      retryPeriodMs: str('retry-period') ? parseDuration(str('retry-period')!, 'retry-period') : d.leaderElection.retryPeriodMs,
+    },
+    identity: str('identity') ?? env.POD_NAME ?? d.identity,
+    shutdownGraceMs: d.shutdownGraceMs,
+  };
+}
+
+export const controllerCommand: Command = {
+  name: 'controller',
+  summary: 'run the controller that turns EnvelopeSecrets into Secrets',
+  usage: 'envseal controller [options]',
+  description: `
+Watches EnvelopeSecrets, unwraps their data keys through the configured key providers,
+and keeps a Secret of the same name in sync (server-side apply, field manager envseal,
+owned by the EnvelopeSecret). Runs in the cluster (in-cluster config) or outside it with
+--kubeconfig. SIGTERM stops taking work, finishes what is in flight and releases the
+leader lease.`,
+  options: OPTIONS,
+  providers: 'none',
+  async run(ctx) {
+    const config = controllerConfigFrom(ctx);
+    const level = stringOption(ctx.values, 'log-level') ?? ctx.io.env.ENVSEAL_LOG_LEVEL ?? 'info';
+    if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(level)) throw usageError('--log-level must be trace, debug, info, warn, error or silent');
+    const logger = pino({ level, base: { component: 'envseal-controller' } }, { write: (line: string) => void ctx.io.stderr.write(line) });
+    const signal = ctx.signal ?? new AbortController().signal;
+    await runController(config, { logger, signal });
+    return EXIT.ok;
+  },
+};

@@ -1,0 +1,252 @@
+import { createServer, type Server } from 'node:http';
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import { KubeConfig } from '@kubernetes/client-node';
+import { KubeClient, paths } from '../kube/client.ts';
+import type { ProviderConfig } from '../providers/registry.ts';
+import { ProviderRegistry } from '../providers/registry.ts';
+import { ensureClusterAgeIdentity } from './age-identity.ts';
+import { ObjectCache, objectKey } from './cache.ts';
+import { DataKeyCache } from './dek-cache.ts';
+import { LABEL_MANAGED_BY, MANAGED_BY } from './desired.ts';
+import { EventRecorder } from './events.ts';
+import { LeaderElector } from './leader.ts';
+import { ControllerMetrics } from './metrics.ts';
+import { WorkQueue } from './queue.ts';
+import { type EnvelopeSecretObject, Reconciler, RetryableError, type SecretObject } from './reconciler.ts';
+import { describeError } from './reflector.ts';
+
+export interface ControllerConfig {
+  /** Path of a kubeconfig; undefined: in-cluster, else the default loading rules. */
+  kubeconfig: string | undefined;
+  /** Namespaces to watch; empty: all. */
+  namespaces: string[];
+  /** The controller's own namespace: age identity, lease, published recipient. */
+  namespace: string;
+  workers: number;
+  /** host:port for /metrics, /healthz and /readyz; empty disables the server. */
+  metricsAddress: string;
+  resyncMs: number;
+  dataKeyCache: { maxEntries: number; ttlMs: number };
+  age: { enabled: boolean; secretName: string; configMapName: string };
+  awsKms: ProviderConfig['aws-kms'];
+  leaderElection: { enabled: boolean; leaseName: string; leaseDurationMs: number; renewDeadlineMs: number; retryPeriodMs: number };
+  /** Identity of this replica (pod name). */
+  identity: string;
+  shutdownGraceMs: number;
+}
+
+export const DEFAULT_CONTROLLER_CONFIG: ControllerConfig = {
+  kubeconfig: undefined,
+  namespaces: [],
+  namespace: 'envseal-system',
+  workers: 4,
+  metricsAddress: '0.0.0.0:8080',
+  resyncMs: 10 * 60_000,
+  dataKeyCache: { maxEntries: 1024, ttlMs: 5 * 60_000 },
+  age: { enabled: true, secretName: 'envseal-age-identity', configMapName: 'envseal-age-recipient' },
+  awsKms: {},
+  leaderElection: { enabled: true, leaseName: 'envseal-controller', leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 },
+  identity: hostname(),
+  shutdownGraceMs: 20_000,
+};
+
+interface Health {
+  synced: boolean;
+  started: boolean;
+  leading: boolean;
+}
+
+export function loadKubeConfig(path: string | undefined): KubeConfig {
+  const kubeConfig = new KubeConfig();
+  if (path) kubeConfig.loadFromFile(path);
+  else kubeConfig.loadFromDefault();
+  return kubeConfig;
+}
+
+/**
+ * Runs the controller until `signal` aborts: serves health and metrics, elects a leader,
+ * and while leading, watches EnvelopeSecrets and their Secrets and reconciles them.
+ */
+export async function runController(config: ControllerConfig, options: { logger: Logger; signal: AbortSignal; kubeConfig?: KubeConfig }): Promise<void> {
+  const { logger, signal } = options;
+  const client = new KubeClient(options.kubeConfig ?? loadKubeConfig(config.kubeconfig));
+  const metrics = new ControllerMetrics();
+  const health: Health = { synced: false, started: false, leading: false };
+  const server = config.metricsAddress ? await serveHealth(config.metricsAddress, metrics, health, logger) : undefined;
+
+  try {
+    const leading = async (leadSignal: AbortSignal) => {
+      await runLeader({ config, client, metrics, logger, signal: leadSignal, health });
+    };
+    if (config.leaderElection.enabled) {
+      const elector = new LeaderElector({
+        client,
+        namespace: config.namespace,
+        leaseName: config.leaderElection.leaseName,
+        identity: config.identity,
+        leaseDurationMs: config.leaderElection.leaseDurationMs,
+        renewDeadlineMs: config.leaderElection.renewDeadlineMs,
+        retryPeriodMs: config.leaderElection.retryPeriodMs,
+        logger,
+        onChange: (isLeader) => {
+          health.leading = isLeader;
+          metrics.leader.set(isLeader ? 1 : 0);
+        },
+      });
+      health.started = true;
+      const graceful = await elector.run(signal, leading);
+      if (!graceful) throw new Error('leadership lost; exiting so that a fresh process can stand for election');
+    } else {
+      health.started = true;
+      health.leading = true;
+      metrics.leader.set(1);
+      await leading(signal);
+    }
+  } finally {
+    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  }
+}
+
+async function runLeader(context: { config: ControllerConfig; client: KubeClient; metrics: ControllerMetrics; logger: Logger; signal: AbortSignal; health: Health }): Promise<void> {
+  const { config, client, metrics, logger, signal } = context;
+  const ageConfig = config.age.enabled
+    ? await ensureClusterAgeIdentity({ client, namespace: config.namespace, secretName: config.age.secretName, configMapName: config.age.configMapName, logger, signal })
+    : undefined;
+  const providers = new ProviderRegistry(
+    { age: { identities: ageConfig?.identities ?? [] }, 'aws-kms': config.awsKms ?? {} },
+    { decorate: (provider) => metrics.instrument(provider) },
+  );
+
+  const queue = new WorkQueue();
+  queue.onDepthChange = (depth) => metrics.queueDepth.set(depth);
+  const enqueue = (object: { metadata?: { namespace?: string; name?: string } }) => queue.add(objectKey(object));
+  const envelopeSecrets = new ObjectCache<EnvelopeSecretObject>({
+    client,
+    path: paths.envelopeSecrets,
+    namespaces: config.namespaces,
+    onEvent: (_event, object) => enqueue(object),
+    onRestart: (reason) => metrics.watchRestarts.inc({ resource: 'envelopesecrets', reason }),
+    logger,
+  });
+  const secrets = new ObjectCache<SecretObject>({
+    client,
+    path: paths.secrets,
+    namespaces: config.namespaces,
+    labelSelector: `${LABEL_MANAGED_BY}=${MANAGED_BY}`,
+    onEvent: (_event, secret) => {
+      const owner = secret.metadata?.ownerReferences?.find((o) => o.controller && o.kind === 'EnvelopeSecret');
+      if (owner) queue.add(`${secret.metadata?.namespace}/${owner.name}`);
+    },
+    onRestart: (reason) => metrics.watchRestarts.inc({ resource: 'secrets', reason }),
+    logger,
+  });
+  const dataKeys = new DataKeyCache(config.dataKeyCache);
+  const reconciler = new Reconciler({
+    client,
+    envelopeSecrets,
+    secrets,
+    providers,
+    dataKeys,
+    events: new EventRecorder({ client, logger, instance: config.identity }),
+    logger,
+    metrics,
+  });
+
+  // Informers stop with the leader signal; workers get a grace period to finish.
+  const informers = Promise.all([envelopeSecrets.run(signal), secrets.run(signal)]);
+  await Promise.race([Promise.all([envelopeSecrets.waitForSync(), secrets.waitForSync()]), new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }))]);
+  if (!signal.aborted) {
+    context.health.synced = true;
+    logger.info({ namespaces: config.namespaces.length > 0 ? config.namespaces : 'all', workers: config.workers }, 'caches synced; reconciling');
+  }
+
+  const resync = setInterval(() => {
+    for (const object of envelopeSecrets.values()) enqueue(object);
+  }, config.resyncMs);
+  resync.unref();
+  const statusGauge = setInterval(() => updateReadyGauge(metrics, envelopeSecrets), 15_000);
+  statusGauge.unref();
+
+  const work = new AbortController();
+  const onStop = () => {
+    queue.shutDown();
+    setTimeout(() => work.abort(new Error('shutdown grace period over')), config.shutdownGraceMs).unref();
+  };
+  signal.addEventListener('abort', onStop, { once: true });
+  if (signal.aborted) onStop();
+
+  const worker = async () => {
+    for (;;) {
+      const key = await queue.get();
+      if (key === undefined) return;
+      const slash = key.indexOf('/');
+      const stopTimer = metrics.reconcileSeconds.startTimer();
+      try {
+        const result = await reconciler.reconcile({ namespace: key.slice(0, slash), name: key.slice(slash + 1) }, work.signal);
+        queue.forget(key);
+        metrics.reconciles.inc({ result: result.outcome });
+        if (result.requeueAfterMs) queue.addAfter(key, result.requeueAfterMs);
+      } catch (error) {
+        metrics.reconciles.inc({ result: 'error' });
+        if (work.signal.aborted) return;
+        if (!(error instanceof RetryableError)) logger.error({ envelopeSecret: key, error: describeError(error) }, 'reconcile failed unexpectedly; retrying');
+        metrics.queueRetries.inc();
+        queue.addRateLimited(key);
+      } finally {
+        stopTimer();
+        queue.done(key);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: config.workers }, worker));
+  clearInterval(resync);
+  clearInterval(statusGauge);
+  dataKeys.clear();
+  await informers;
+  logger.info('controller stopped');
+}
+
+function updateReadyGauge(metrics: ControllerMetrics, cache: ObjectCache<EnvelopeSecretObject>): void {
+  const counts = new Map<string, number>();
+  for (const object of cache.values()) {
+    const ready = object.status?.conditions?.find((c) => c.type === 'Ready');
+    const key = `${ready?.status ?? 'Unknown'}|${ready?.reason ?? 'Pending'}`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  metrics.resources.reset();
+  for (const [key, count] of counts) {
+    const [ready, reason] = key.split('|') as [string, string];
+    metrics.resources.set({ ready, reason }, count);
+  }
+}
+
+async function serveHealth(address: string, metrics: ControllerMetrics, health: Health, logger: Logger): Promise<Server> {
+  const colon = address.lastIndexOf(':');
+  const host = address.slice(0, colon) || '0.0.0.0';
+  const port = Number(address.slice(colon + 1));
+  const server = createServer((request, response) => {
+    const url = request.url ?? '/';
+    if (url === '/metrics') {
+      metrics.registry.metrics().then(
+        (text) => response.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
+        () => response.writeHead(500).end(),
+      );
+    } else if (url === '/healthz') {
+      response.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+    } else if (url === '/readyz') {
+      // A standby is ready (it can take over); a leader once its caches are synced.
+      const ready = health.started && (health.synced || !health.leading);
+      response.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? 'ok\n' : 'not ready\n');
+    } else {
+      response.writeHead(404).end();
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const bound = server.address();
+  logger.info({ address: typeof bound === 'object' && bound ? `${bound.address}:${bound.port}` : address }, 'serving /metrics, /healthz, /readyz');
+  return server;
+}

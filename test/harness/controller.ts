@@ -1,0 +1,87 @@
+// Runs the envseal controller in this process against the shared control plane, with its
+// log lines captured (for assertions and the canary scan) and its metrics served on a
+// free loopback port.
+import { createServer } from 'node:net';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { type ControllerConfig, DEFAULT_CONTROLLER_CONFIG, runController } from '../../src/controller/manager.ts';
+
+export interface TestController {
+  logs: string[];
+  metricsUrl: string;
+  /** Graceful stop (as on SIGTERM); resolves when the controller has stopped. */
+  stop(): Promise<void>;
+  /** Settles when the controller exits by itself (an error) or after stop(). */
+  done: Promise<void>;
+  /** The current value of a counter or gauge, summed over series matching `labels`. */
+  metric(name: string, labels?: Record<string, string>): Promise<number>;
+}
+
+/** Every log line of every controller started in this test file, for leak scans. */
+export const allControllerLogs: string[] = [];
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+export async function startTestController(options: { kubeConfig: KubeConfig; config: Partial<ControllerConfig> & Pick<ControllerConfig, 'namespace'> }): Promise<TestController> {
+  const port = await freePort();
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, callback) {
+      for (const line of String(chunk).split('\n')) {
+        if (line) {
+          logs.push(line);
+          allControllerLogs.push(line);
+        }
+      }
+      callback();
+    },
+  });
+  const logger = pino({ level: 'debug' }, sink);
+  const config: ControllerConfig = {
+    ...DEFAULT_CONTROLLER_CONFIG,
+    metricsAddress: `127.0.0.1:${port}`,
+    leaderElection: { ...DEFAULT_CONTROLLER_CONFIG.leaderElection, leaseDurationMs: 4000, renewDeadlineMs: 3000, retryPeriodMs: 500 },
+    shutdownGraceMs: 5000,
+    ...options.config,
+  };
+  const abort = new AbortController();
+  const done = runController(config, { logger, signal: abort.signal, kubeConfig: options.kubeConfig });
+  done.catch(() => {});
+  const metricsUrl = `http://127.0.0.1:${port}/metrics`;
+  // Ready once the health server answers.
+  for (let i = 0; i < 100; i++) {
+    const ok = await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false);
+    if (ok) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return {
+    logs,
+    metricsUrl,
+    done,
+    async stop() {
+      abort.abort();
+      await done.catch(() => {});
+    },
+    async metric(name, labels = {}) {
+      const text = await fetch(metricsUrl).then((r) => r.text());
+      let sum = 0;
+      for (const line of text.split('\n')) {
+        const match = /^([a-zA-Z_:][\w:]*)(\{([^}]*)\})? (\S+)$/.exec(line);
+        if (!match || match[1] !== name) continue;
+        const series = Object.fromEntries([...(match[3] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+        if (Object.entries(labels).every(([k, v]) => series[k] === v)) sum += Number(match[4]);
+      }
+      return sum;
+    },
+  };
+}
