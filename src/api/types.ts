@@ -34,10 +34,20 @@ export interface SecretTemplate {
   };
 }
 
+export const RESTARTABLE_KINDS = ['Deployment', 'StatefulSet', 'DaemonSet'] as const;
+
+/** A workload in the same namespace whose pods restart when the Secret's data changes. */
+export interface WorkloadRef {
+  kind: (typeof RESTARTABLE_KINDS)[number];
+  name: string;
+}
+
 export interface EnvelopeSecretSpec {
   scope?: Scope;
   envelopes: Envelope[];
   template?: SecretTemplate;
+  /** Opt-in rollout restart of these workloads when the data changes. */
+  restartWorkloads?: WorkloadRef[];
 }
 
 export interface Condition {

@@ -3,7 +3,7 @@ import { type Binding, isScope, type Scope } from '../envelope/context.ts';
 import { SUPPORTED_SUITES } from '../envelope/envelope.ts';
 import { isKnownProvider } from '../providers/registry.ts';
 import { namespaceProblem, objectNameProblem, quoteName, secretKeyProblem } from './names.ts';
-import { API_VERSION, type EnvelopeSecret, KIND } from './types.ts';
+import { API_VERSION, type EnvelopeSecret, KIND, RESTARTABLE_KINDS } from './types.ts';
 
 /** What a check is about; `envseal verify` maps each to its own exit code. */
 export type ValidationCheck = 'structure' | 'base64' | 'size' | 'duplicate-key' | 'suite' | 'provider';
@@ -105,6 +105,19 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
         }
       }
     }
+  }
+
+  const workloads = spec.restartWorkloads;
+  if (workloads !== undefined) {
+    if (!Array.isArray(workloads)) add('structure', 'spec.restartWorkloads', 'must be a list');
+    else
+      workloads.forEach((w: unknown, i) => {
+        const at = `spec.restartWorkloads[${i}]`;
+        if (!isRecord(w)) return add('structure', at, 'must be an object with kind and name');
+        if (typeof w.kind !== 'string' || !(RESTARTABLE_KINDS as readonly string[]).includes(w.kind)) add('structure', `${at}.kind`, `must be one of ${RESTARTABLE_KINDS.join(', ')}`);
+        const problem = typeof w.name === 'string' ? objectNameProblem(w.name) : 'is required';
+        if (problem) add('structure', `${at}.name`, problem);
+      });
   }
 
   const envelopes = spec.envelopes;

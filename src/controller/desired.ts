@@ -40,6 +40,19 @@ export function specHash(source: EnvelopeSecret): string {
   return `sha256:${digest}`;
 }
 
+/** On restartable workloads' pod templates: a digest of the sealed data. */
+export const ANNOTATION_DATA_HASH = 'envseal.dev/data-hash';
+
+/**
+ * A digest of the sealed values (ciphertext), which changes whenever the data is
+ * re-sealed and reveals nothing about the values (a hash of plaintext would let anyone
+ * who can read a Deployment test guesses of a weak password).
+ */
+export function sealedDataDigest(source: EnvelopeSecret): string {
+  const data = source.spec.envelopes.map((e) => [e.id, e.data]);
+  return `sha256:${createHash('sha256').update(canonicalJson(data)).digest('hex')}`;
+}
+
 export interface DesiredSecretInput {
   source: EnvelopeSecret;
   data: Record<string, Uint8Array>;

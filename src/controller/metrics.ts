@@ -21,7 +21,7 @@ export class ControllerMetrics {
   readonly leader = new Gauge({ name: 'envseal_leader', help: '1 while this replica leads', registers: [this.registry] });
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
-    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'envseal_process_' });
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'envseal_' });
   }
 
   /** Wraps a provider so that each call is counted and timed. */

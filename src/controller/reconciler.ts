@@ -11,7 +11,7 @@ import { unwrapDataKey } from '../sealing/open.ts';
 import { classifyError } from './classify.ts';
 import { Reason, type ReadyState, readyCondition } from './conditions.ts';
 import { DataKeyCache } from './dek-cache.ts';
-import { ANNOTATION_SPEC_HASH, FIELD_MANAGER, desiredSecret, needsReplace, ownershipOf, type SecretManifest, specHash } from './desired.ts';
+import { ANNOTATION_DATA_HASH, ANNOTATION_SPEC_HASH, FIELD_MANAGER, desiredSecret, sealedDataDigest, needsReplace, ownershipOf, type SecretManifest, specHash } from './desired.ts';
 import type { EventRecorder } from './events.ts';
 import type { ControllerMetrics } from './metrics.ts';
 import type { ObjectCache } from './cache.ts';
@@ -105,6 +105,8 @@ export class Reconciler {
     try {
       const desired = desiredSecret({ source, data, specHash: hash });
       const written = await this.#write(live, desired, signal);
+      // Before the status: if a restart fails, the object stays out of sync and is retried.
+      await this.#restartWorkloads(source, signal);
       await this.#setStatus(source, { ready: true, reason: Reason.Synced, message: `Secret ${request.name} is up to date (${Object.keys(data).length} keys)` }, written.metadata?.resourceVersion, signal);
       log.info({ secretResourceVersion: written.metadata?.resourceVersion }, 'secret synced');
       return { outcome: 'synced' };
@@ -199,6 +201,37 @@ export class Reconciler {
     return pruned;
   }
 
+  /** Rolls the listed workloads whose pod template does not carry the current data digest. */
+  async #restartWorkloads(source: EnvelopeSecretObject, signal: AbortSignal): Promise<void> {
+    const workloads = source.spec.restartWorkloads ?? [];
+    if (workloads.length === 0) return;
+    const digest = sealedDataDigest(source);
+    const namespace = source.metadata.namespace ?? '';
+    for (const workload of workloads) {
+      const path = `/apis/apps/v1/namespaces/${namespace}/${workload.kind.toLowerCase()}s/${encodeURIComponent(workload.name)}`;
+      let current: { spec?: { template?: { metadata?: { annotations?: Record<string, string> } } } };
+      try {
+        current = await this.#o.client.request({ method: 'GET', path, signal });
+      } catch (error) {
+        if (error instanceof KubeApiError && error.notFound) {
+          await this.#o.events.record(involved(source), { type: 'Warning', reason: 'WorkloadNotFound', message: `${workload.kind} ${workload.name} listed in restartWorkloads does not exist` }, signal);
+          continue;
+        }
+        throw error;
+      }
+      if (current.spec?.template?.metadata?.annotations?.[ANNOTATION_DATA_HASH] === digest) continue;
+      await this.#o.client.request({
+        method: 'PATCH',
+        path,
+        query: { fieldManager: FIELD_MANAGER },
+        body: { spec: { template: { metadata: { annotations: { [ANNOTATION_DATA_HASH]: digest } } } } },
+        patchType: 'merge',
+        signal,
+      });
+      await this.#o.events.record(involved(source), { type: 'Normal', reason: 'RolloutRestarted', message: `restarted ${workload.kind} ${workload.name}: the Secret's data changed` }, signal);
+    }
+  }
+
   async #fail(source: EnvelopeSecretObject, error: unknown, log: Logger, signal: AbortSignal): Promise<ReconcileResult> {
     const classified = classifyError(error);
     log.warn({ reason: classified.reason, retryable: classified.retryable, error: classified.message }, 'reconcile failed');
@@ -238,12 +271,16 @@ export class Reconciler {
     }
     if (previous?.status !== condition.status || previous?.reason !== condition.reason) {
       await this.#o.events.record(
-        { apiVersion: API_VERSION, kind: KIND, namespace: source.metadata.namespace ?? '', name: source.metadata.name, uid: source.metadata.uid ?? '' },
+        involved(source),
         { type: state.ready ? 'Normal' : 'Warning', reason: state.reason, message: state.message },
         signal,
       );
     }
   }
+}
+
+function involved(source: EnvelopeSecretObject) {
+  return { apiVersion: API_VERSION, kind: KIND, namespace: source.metadata.namespace ?? '', name: source.metadata.name, uid: source.metadata.uid ?? '' };
 }
 
 // Failures that only a new spec can cure: the object is not retried, even after a
