@@ -1,0 +1,28 @@
+import { KubeConfig } from '@kubernetes/client-node';
+import { AGE_RECIPIENT_KEY } from '../controller/age-identity.ts';
+import { KubeApiError, KubeClient, paths } from './client.ts';
+
+export const DEFAULT_RECIPIENT_CONFIGMAP = 'envseal-age-recipient';
+
+/**
+ * The age recipient a cluster's envseal controller publishes, for sealing with no key
+ * file at hand: `envseal seal --controller-namespace NS`.
+ */
+export async function fetchClusterAgeRecipient(options: { kubeconfig?: string; namespace: string; configMapName?: string; signal?: AbortSignal }): Promise<string> {
+  const kubeConfig = new KubeConfig();
+  if (options.kubeconfig) kubeConfig.loadFromFile(options.kubeconfig);
+  else kubeConfig.loadFromDefault();
+  const client = new KubeClient(kubeConfig);
+  const name = options.configMapName ?? DEFAULT_RECIPIENT_CONFIGMAP;
+  try {
+    const configMap = await client.request<{ data?: Record<string, string> }>({ method: 'GET', path: paths.configMap(options.namespace, name), ...(options.signal ? { signal: options.signal } : {}) });
+    const recipient = configMap.data?.[AGE_RECIPIENT_KEY];
+    if (!recipient) throw new Error(`ConfigMap ${options.namespace}/${name} has no "${AGE_RECIPIENT_KEY}" key`);
+    return recipient;
+  } catch (error) {
+    if (error instanceof KubeApiError && error.notFound) {
+      throw new Error(`no envseal controller publishes a recipient in namespace ${options.namespace} (ConfigMap ${name} not found); is the controller running there?`, { cause: error });
+    }
+    throw error;
+  }
+}
