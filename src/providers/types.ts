@@ -86,7 +86,7 @@ export interface KeyProvider {
   wrap(request: WrapRequest): Promise<Recipient>;
   /** Returns the 32-byte data key; the caller zeroes it when done. */
   unwrap(request: UnwrapRequest): Promise<Uint8Array>;
-  /** Wraps for another target without the data key leaving the service (KMS ReEncrypt). */
+  /** Wraps for another target; within one KMS region the data key never leaves the service (ReEncrypt). */
   rewrap?(request: RewrapRequest): Promise<Recipient>;
   /** Whether this provider, as configured, holds what unwrapping this recipient needs. */
   canUnwrap(recipient: Recipient): boolean;
