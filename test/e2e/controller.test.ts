@@ -69,7 +69,7 @@ async function eventsFor(namespace: string, name: string): Promise<{ reason: str
 beforeAll(async () => {
   await installCrd();
   for (const ns of [controllerNamespace, nsA, nsB]) await createNamespace(client, ns);
-  controller = await startTestController({ kubeConfig: adminKubeConfig(), config: { namespace: controllerNamespace } });
+  controller = await startTestController({ kubeConfig: adminKubeConfig(), config: { namespace: controllerNamespace, namespaces: [nsA, nsB] } });
   const configMap = await waitFor('the published age recipient', () => getOrUndefined<{ data: { recipient: string } }>(client, paths.configMap(controllerNamespace, 'envseal-age-recipient')));
   recipient = configMap.data.recipient;
   expect(recipient).toMatch(/^age1/);
@@ -253,7 +253,7 @@ describe('the envseal controller', () => {
     for (const name of names) await waitReady(nsB, name);
     const secretsBefore = await Promise.all(names.map((n) => getSecret(nsB, n)));
     await controller.stop();
-    controller = await startTestController({ kubeConfig: adminKubeConfig(), config: { namespace: controllerNamespace } });
+    controller = await startTestController({ kubeConfig: adminKubeConfig(), config: { namespace: controllerNamespace, namespaces: [nsA, nsB] } });
     // Wait for the new leader to have looked at every object once.
     await waitFor('the restarted controller to reconcile everything', async () => (await controller.metric('envseal_reconcile_total')) >= names.length, { timeoutMs: 60_000 });
     expect(await controller.metric('envseal_kms_requests_total', { operation: 'unwrap' })).toBe(0);
