@@ -3,7 +3,8 @@
 # module proxy: kube-apiserver, kube-controller-manager, kubectl, etcd and helm.
 # Output: $ENVSEAL_CACHE_DIR/control-plane/<versions>/bin (default ~/.cache/envseal),
 # outside any clone, so every clone on this machine reuses one build.
-# Idempotent: when every binary is present and answers --version, it exits in seconds.
+# Idempotent: when every binary is present it exits at once (each is written to a
+# .tmp file and renamed, so a present binary is a complete one).
 set -euo pipefail
 
 K8S_VERSION=1.34.4
