@@ -1,0 +1,249 @@
+import { quoteName } from '../../api/names.ts';
+import type { EnvelopeSecret, SecretTemplate } from '../../api/types.ts';
+import { bindingOf, MAX_SECRET_DATA_BYTES } from '../../api/validation.ts';
+import { type Binding, isScope, type Scope } from '../../envelope/context.ts';
+import { mergeValues } from '../../sealing/edit.ts';
+import { sealEnvelopeSecret } from '../../sealing/seal.ts';
+import { parseRecipientTarget, type RecipientTarget } from '../../sealing/targets.ts';
+import { flag, HELP_OPTION, stringList, stringOption } from '../args.ts';
+import { type Command, type CommandContext, loadEnvelopeSecret, readInput, writeManifest } from '../command.ts';
+import { parseOutputFormat, parseSingleDocument } from '../documents.ts';
+import { CLUSTER_OPTIONS, clusterTargets } from '../cluster.ts';
+import { invalidInput, usageError } from '../errors.ts';
+import { readInputFile } from '../files.ts';
+import { KMS_OPTIONS } from '../provider-config.ts';
+import {
+  checkMetadataMaps,
+  checkName,
+  checkNamespace,
+  checkValues,
+  parseEnvFile,
+  parseLiteral,
+  parsePairs,
+  readFromFile,
+  type SecretInput,
+  secretFromManifest,
+  ValueCollector,
+} from '../secret-input.ts';
+
+// nonce (12) + tag (16) around each sealed value.
+const VALUE_OVERHEAD_BYTES = 28;
+
+const OPTIONS = {
+  filename: { type: 'string', short: 'f', value: 'FILE', help: 'Secret manifest to seal (YAML or JSON; "-" for stdin)' },
+  'from-literal': { type: 'string', multiple: true, value: 'KEY=VALUE', help: 'a value given on the command line' },
+  'from-file': { type: 'string', multiple: true, value: '[KEY=]PATH', help: "a file's bytes; the key defaults to the file name" },
+  'from-env-file': { type: 'string', multiple: true, value: 'PATH', help: 'KEY=VALUE lines (kubectl format: values taken literally)' },
+  name: { type: 'string', value: 'NAME', help: 'name of the Secret (default: metadata.name of the input)' },
+  namespace: { type: 'string', short: 'n', value: 'NAMESPACE', help: 'namespace (default: metadata.namespace of the input; required unless --scope cluster)' },
+  type: { type: 'string', value: 'TYPE', help: 'Secret type, e.g. kubernetes.io/tls (default: the input\'s, else Opaque)' },
+  label: { type: 'string', multiple: true, value: 'KEY=VALUE', help: 'label of the Secret' },
+  annotation: { type: 'string', multiple: true, value: 'KEY=VALUE', help: 'annotation of the Secret' },
+  immutable: { type: 'boolean', help: 'make the Secret immutable' },
+  recipient: { type: 'string', short: 'r', multiple: true, value: 'PROVIDER:TARGET', help: 'who can open it: aws-kms:ARN-or-alias, age:age1...' },
+  scope: { type: 'string', value: 'SCOPE', help: 'strict (default: this name and namespace), namespace, or cluster' },
+  output: { type: 'string', short: 'o', value: 'FORMAT', help: 'yaml (default) or json' },
+  write: { type: 'string', short: 'w', value: 'FILE', help: 'write to FILE (atomically, only on success) instead of stdout' },
+  'merge-into': { type: 'string', value: 'FILE', help: 'add or replace values in this EnvelopeSecret, in place (no Decrypt needed)' },
+  ...CLUSTER_OPTIONS,
+  ...KMS_OPTIONS,
+  ...HELP_OPTION,
+} as const;
+
+export const sealCommand: Command = {
+  name: 'seal',
+  summary: 'encrypt a Secret into an EnvelopeSecret manifest',
+  usage: 'envseal seal [-f FILE | --from-literal K=V | --from-file [K=]PATH | --from-env-file PATH]... --recipient P:T... [options]',
+  description: `
+Encrypts values into an EnvelopeSecret that is safe to commit. Values come from a
+native Secret manifest (-f FILE or stdin: data in base64, stringData as text; stringData
+wins for the same key, as with the API server) and/or the --from-* flags; the same key
+from two sources is an error. Labels, annotations, type and immutable of the input
+become the Secret's template; server-set metadata and kubectl's last-applied annotation
+are dropped. Sealing needs only the recipients' public keys (age) or kms:GenerateDataKey
+and kms:Encrypt (aws-kms).
+
+With --controller-namespace NS the result is also sealed for the age recipient that the
+envseal controller in that namespace publishes, so that the cluster can open it with no
+key file at hand (needs read access to the ConfigMap envseal-age-recipient there).
+
+With --merge-into FILE the values are added to an existing EnvelopeSecret as one new
+envelope, for its recipients (or only those given by --recipient and
+--controller-namespace); replaced keys leave their old envelopes
+and every other value keeps its exact ciphertext. FILE is rewritten in place unless -w
+names another file.`,
+  footer: `
+Examples:
+  envseal seal -f secret.yaml -r age:age1... -w db.envelope.yaml
+  envseal seal --name db -n prod --from-literal PASSWORD=hunter2 -r aws-kms:alias/envseal
+  envseal seal --merge-into db.envelope.yaml --from-file tls.key=./key.pem`,
+  options: OPTIONS,
+  providers: 'seal',
+  run: seal,
+};
+
+async function collectInput(ctx: CommandContext): Promise<SecretInput & { fromManifest: boolean }> {
+  const { io, values } = ctx;
+  const file = stringOption(values, 'filename');
+  const literals = stringList(values, 'from-literal');
+  const files = stringList(values, 'from-file');
+  const envFiles = stringList(values, 'from-env-file');
+  const hasFlags = literals.length + files.length + envFiles.length > 0;
+
+  let base: SecretInput | undefined;
+  if (file !== undefined || !hasFlags) {
+    const input = await readInput(file, io, 'pass -f FILE, --from-literal, --from-file or --from-env-file, or pipe a Secret manifest');
+    base = secretFromManifest(parseSingleDocument(input.bytes, input.source).value, input.source);
+  }
+  const collector = new ValueCollector();
+  if (base) collector.addAll(base.values, file === undefined || file === '-' ? 'stdin' : quoteName(file));
+  for (const [index, literal] of literals.entries()) {
+    const [key, value] = parseLiteral(literal, index);
+    collector.add(key, value, '--from-literal');
+  }
+  for (const spec of files) {
+    const [key, value] = await readFromFile(spec, io.cwd);
+    collector.add(key, value, `--from-file ${quoteName(spec)}`);
+  }
+  for (const envFile of envFiles) {
+    const bytes = await readInputFile(envFile, { cwd: io.cwd, maxBytes: 8 * 1024 * 1024, what: 'read --from-env-file' });
+    collector.addAll(parseEnvFile(bytes, quoteName(envFile)), `--from-env-file ${quoteName(envFile)}`);
+  }
+
+  const result: SecretInput & { fromManifest: boolean } = {
+    labels: { ...base?.labels, ...parsePairs(stringList(values, 'label'), '--label') },
+    annotations: { ...base?.annotations, ...parsePairs(stringList(values, 'annotation'), '--annotation') },
+    values: collector.values,
+    fromManifest: base !== undefined,
+  };
+  checkMetadataMaps(result.labels, result.annotations);
+  const name = stringOption(values, 'name') ?? base?.name;
+  const namespace = stringOption(values, 'namespace') ?? base?.namespace;
+  const type = stringOption(values, 'type') ?? base?.type;
+  const immutable = flag(values, 'immutable') ? true : base?.immutable;
+  if (name !== undefined) result.name = name;
+  if (namespace !== undefined) result.namespace = namespace;
+  if (type !== undefined) {
+    if (type === '') throw usageError('--type must not be empty');
+    result.type = type;
+  }
+  if (immutable !== undefined) result.immutable = immutable;
+  return result;
+}
+
+/** The template fields the input sets (others are left as they are). */
+function templateOf(input: SecretInput): SecretTemplate {
+  const template: SecretTemplate = {};
+  if (input.type !== undefined) template.type = input.type;
+  if (input.immutable !== undefined) template.immutable = input.immutable;
+  const metadata: NonNullable<SecretTemplate['metadata']> = {};
+  if (Object.keys(input.labels).length > 0) metadata.labels = input.labels;
+  if (Object.keys(input.annotations).length > 0) metadata.annotations = input.annotations;
+  if (Object.keys(metadata).length > 0) template.metadata = metadata;
+  return template;
+}
+
+function mergeTemplate(current: SecretTemplate | undefined, update: SecretTemplate): SecretTemplate | undefined {
+  const merged: SecretTemplate = { ...current };
+  if (update.type !== undefined) merged.type = update.type;
+  if (update.immutable !== undefined) merged.immutable = update.immutable;
+  const labels = { ...current?.metadata?.labels, ...update.metadata?.labels };
+  const annotations = { ...current?.metadata?.annotations, ...update.metadata?.annotations };
+  const metadata: NonNullable<SecretTemplate['metadata']> = { ...current?.metadata };
+  if (Object.keys(labels).length > 0) metadata.labels = labels;
+  if (Object.keys(annotations).length > 0) metadata.annotations = annotations;
+  if (Object.keys(metadata).length > 0) merged.metadata = metadata;
+  return Object.keys(merged).length > 0 ? merged : undefined;
+}
+
+function parseScope(text: string | undefined): Scope | undefined {
+  if (text === undefined) return undefined;
+  if (!isScope(text)) throw usageError(`--scope must be strict, namespace or cluster, not ${quoteName(text)}`);
+  return text;
+}
+
+async function seal(ctx: CommandContext): Promise<number> {
+  const { io, values } = ctx;
+  const mergeInto = stringOption(values, 'merge-into');
+  const write = stringOption(values, 'write');
+  const scope = parseScope(stringOption(values, 'scope'));
+  const targets: RecipientTarget[] = stringList(values, 'recipient').map(parseRecipientTarget);
+  const formatFlag = stringOption(values, 'output');
+  parseOutputFormat(formatFlag);
+  targets.push(...(await clusterTargets(values, io, ctx.signal)));
+
+  if (mergeInto !== undefined) {
+    if (mergeInto === '-') throw usageError('--merge-into needs a file (it is rewritten in place)');
+    const existing = loadEnvelopeSecret(await readInput(mergeInto, io, ''));
+    const input = await collectInput(ctx);
+    const merged = await mergeInto_(existing.secret, input, { scope, targets, ctx });
+    await writeManifest(merged, { format: parseOutputFormat(formatFlag, existing.format), file: write ?? mergeInto, io });
+    io.stderr.write(`sealed ${input.values.size} value${input.values.size === 1 ? '' : 's'} into ${quoteName(write ?? mergeInto)}\n`);
+    return 0;
+  }
+
+  const input = await collectInput(ctx);
+  const effectiveScope = scope ?? 'strict';
+  const binding: Binding = {
+    scope: effectiveScope,
+    name: checkName(input.name),
+    namespace: checkNamespace(input.namespace, effectiveScope !== 'cluster') ?? '',
+  };
+  if (targets.length === 0) throw usageError('no recipient: pass --recipient aws-kms:ARN-or-alias, --recipient age:age1... or --controller-namespace NS');
+  if (input.values.size === 0) throw usageError('no values to seal: the input has no data or stringData, and no --from-* flag was given');
+  const sealed = await sealEnvelopeSecret({
+    values: checkValues(input.values),
+    binding,
+    targets,
+    providers: ctx.providers,
+    random: ctx.random,
+    template: templateOf(input),
+    ...(ctx.signal ? { signal: ctx.signal } : {}),
+  });
+  await writeManifest(sealed, { format: parseOutputFormat(formatFlag), file: write, io });
+  if (write !== undefined) io.stderr.write(`sealed ${input.values.size} value${input.values.size === 1 ? '' : 's'} for ${targets.length} recipient${targets.length === 1 ? '' : 's'} into ${quoteName(write)}\n`);
+  return 0;
+}
+
+/** The 1 MiB limit counts the values the manifest keeps too. */
+function checkMergedSize(secret: EnvelopeSecret, values: ReadonlyMap<string, Buffer>): void {
+  let total = 0;
+  for (const envelope of secret.spec.envelopes) {
+    for (const [key, sealed] of Object.entries(envelope.data)) {
+      if (!values.has(key)) total += Buffer.byteLength(sealed, 'base64') - VALUE_OVERHEAD_BYTES;
+    }
+  }
+  for (const value of values.values()) total += value.length;
+  if (total > MAX_SECRET_DATA_BYTES) {
+    throw invalidInput(`with the merged values the Secret would hold ${total} bytes; a Secret holds at most ${MAX_SECRET_DATA_BYTES} (1 MiB)`);
+  }
+}
+
+async function mergeInto_(secret: EnvelopeSecret, input: SecretInput, options: { scope: Scope | undefined; targets: RecipientTarget[]; ctx: CommandContext }): Promise<EnvelopeSecret> {
+  const binding = bindingOf(secret);
+  // The binding is the manifest's: a differing name, namespace or scope is a mistake.
+  if (input.name !== undefined && input.name !== binding.name) {
+    throw usageError(`the input names ${quoteName(input.name)} but the EnvelopeSecret is ${quoteName(binding.name)}`);
+  }
+  if (input.namespace !== undefined && input.namespace !== (secret.metadata.namespace ?? '')) {
+    throw usageError(`the input's namespace ${quoteName(input.namespace)} differs from the EnvelopeSecret's ${quoteName(secret.metadata.namespace ?? '')}`);
+  }
+  if (options.scope !== undefined && options.scope !== binding.scope) {
+    throw usageError(`--scope ${options.scope} differs from the EnvelopeSecret's scope ${binding.scope}`);
+  }
+  if (input.values.size === 0) throw usageError('no values to merge: pass --from-literal, --from-file, --from-env-file or -f FILE');
+  checkMergedSize(secret, input.values);
+  const merged = await mergeValues({
+    secret,
+    values: checkValues(input.values),
+    ...(options.targets.length > 0 ? { targets: options.targets } : {}),
+    providers: options.ctx.providers,
+    random: options.ctx.random,
+    ...(options.ctx.signal ? { signal: options.ctx.signal } : {}),
+  });
+  const template = mergeTemplate(secret.spec.template, templateOf(input));
+  const spec = { ...merged.spec };
+  if (template === undefined) delete spec.template;
+  else spec.template = template;
+  return { ...merged, spec };
+}
