@@ -29,8 +29,8 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', () => void stop().then(() => process.exit(130)));
   try {
-    const kubectl = (...args: string[]) => execFileSync(cp.kubectlPath, ['--kubeconfig', cp.kubeconfigPath, ...args], { encoding: 'utf8' });
-    const run = (args: string[]) => execFileSync(process.execPath, [envseal, ...args], { encoding: 'utf8', env: { ...process.env, KUBECONFIG: cp.kubeconfigPath } });
+    const kubectl = (...args: string[]) => execFileSync(cp.kubectlPath, ['--kubeconfig', cp.kubeconfigPath, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const run = (args: string[]) => execFileSync(process.execPath, [envseal, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, KUBECONFIG: cp.kubeconfigPath } });
     process.stdout.write(`    API server ${cp.server}; kubeconfig ${cp.kubeconfigPath}\n`);
 
     say('Installing the EnvelopeSecret CRD');
@@ -57,9 +57,9 @@ async function main(): Promise<void> {
     const recipient = kubectl('get', 'configmap', '-n', 'envseal-system', 'envseal-age-recipient', '-o', 'jsonpath={.data.recipient}');
     process.stdout.write(`    the cluster's age recipient: ${recipient}\n`);
 
-    say('Sealing a Secret with the CLI (public recipient only: no key, no cluster access needed)');
+    say("Sealing a Secret with the CLI for the cluster's published recipient (no private key involved)");
     const manifest = path.join(work, 'db.envelope.yaml');
-    const sealArgs = ['seal', '--name', 'db', '-n', 'demo', '--from-literal', 'DB_USER=app', '--from-literal', 'DB_PASSWORD=correct horse battery staple', '--recipient', `age:${recipient}`, '-w', manifest];
+    const sealArgs = ['seal', '--name', 'db', '-n', 'demo', '--from-literal', 'DB_USER=app', '--from-literal', 'DB_PASSWORD=correct horse battery staple', '--controller-namespace', 'envseal-system', '-w', manifest];
     process.stdout.write(`    $ envseal ${sealArgs.map((a) => (a.includes(' ') ? `'${a}'` : a)).join(' ').replace(work, '.')}\n\n`);
     run(sealArgs);
     process.stdout.write(readFileSync(manifest, 'utf8').replace(/^/gm, '    '));
