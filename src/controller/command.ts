@@ -23,7 +23,7 @@ const OPTIONS = {
   'lease-duration': { type: 'string', value: 'DURATION', help: 'leader lease duration (default 15s)' },
   'renew-deadline': { type: 'string', value: 'DURATION', help: 'how long the leader retries renewing before it steps down (default 10s)' },
   'retry-period': { type: 'string', value: 'DURATION', help: 'lease retry period (default 2s)' },
-  identity: { type: 'string', value: 'NAME', help: 'this replica in the lease (env POD_NAME; default the host name)' },
+  identity: { type: 'string', value: 'NAME', help: 'this replica in the lease (env POD_NAME; default the host name and a random suffix)' },
   'log-level': { type: 'string', value: 'LEVEL', help: 'trace, debug, info, warn, error (env ENVSEAL_LOG_LEVEL; default info)' },
   ...HELP_OPTION,
 } as const;
@@ -81,7 +81,7 @@ export function controllerConfigFrom(ctx: Pick<CommandContext, 'values' | 'io'>)
       renewDeadlineMs,
       retryPeriodMs: str('retry-period') ? parseDuration(str('retry-period')!, 'retry-period') : d.leaderElection.retryPeriodMs,
     },
-    identity: str('identity') ?? env.POD_NAME ?? d.identity,
+    ...((str('identity') ?? env.POD_NAME) ? { identity: (str('identity') ?? env.POD_NAME)! } : {}),
     shutdownGraceMs: d.shutdownGraceMs,
   };
 }

@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http';
+import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -31,8 +32,8 @@ export interface ControllerConfig {
   age: { enabled: boolean; secretName: string; configMapName: string };
   awsKms: ProviderConfig['aws-kms'];
   leaderElection: { enabled: boolean; leaseName: string; leaseDurationMs: number; renewDeadlineMs: number; retryPeriodMs: number };
-  /** Identity of this replica (pod name). */
-  identity: string;
+  /** Identity of this replica in the lease (the pod name); default: host name plus a random suffix. */
+  identity?: string;
   shutdownGraceMs: number;
 }
 
@@ -47,7 +48,6 @@ export const DEFAULT_CONTROLLER_CONFIG: ControllerConfig = {
   age: { enabled: true, secretName: 'envseal-age-identity', configMapName: 'envseal-age-recipient' },
   awsKms: {},
   leaderElection: { enabled: true, leaseName: 'envseal-controller', leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 },
-  identity: hostname(),
   shutdownGraceMs: 20_000,
 };
 
@@ -70,6 +70,8 @@ export function loadKubeConfig(path: string | undefined): KubeConfig {
  */
 export async function runController(config: ControllerConfig, options: { logger: Logger; signal: AbortSignal; kubeConfig?: KubeConfig }): Promise<void> {
   const { logger, signal } = options;
+  // Unique even for two processes on one host, as client-go's leader election wants.
+  const identity = config.identity ?? `${hostname()}_${randomUUID().slice(0, 8)}`;
   const client = new KubeClient(options.kubeConfig ?? loadKubeConfig(config.kubeconfig));
   const metrics = new ControllerMetrics();
   const health: Health = { synced: false, started: false, leading: false };
@@ -77,14 +79,14 @@ export async function runController(config: ControllerConfig, options: { logger:
 
   try {
     const leading = async (leadSignal: AbortSignal) => {
-      await runLeader({ config, client, metrics, logger, signal: leadSignal, health });
+      await runLeader({ config, identity, client, metrics, logger, signal: leadSignal, health });
     };
     if (config.leaderElection.enabled) {
       const elector = new LeaderElector({
         client,
         namespace: config.namespace,
         leaseName: config.leaderElection.leaseName,
-        identity: config.identity,
+        identity,
         leaseDurationMs: config.leaderElection.leaseDurationMs,
         renewDeadlineMs: config.leaderElection.renewDeadlineMs,
         retryPeriodMs: config.leaderElection.retryPeriodMs,
@@ -108,7 +110,7 @@ export async function runController(config: ControllerConfig, options: { logger:
   }
 }
 
-async function runLeader(context: { config: ControllerConfig; client: KubeClient; metrics: ControllerMetrics; logger: Logger; signal: AbortSignal; health: Health }): Promise<void> {
+async function runLeader(context: { config: ControllerConfig; identity: string; client: KubeClient; metrics: ControllerMetrics; logger: Logger; signal: AbortSignal; health: Health }): Promise<void> {
   const { config, client, metrics, logger, signal } = context;
   const ageConfig = config.age.enabled
     ? await ensureClusterAgeIdentity({ client, namespace: config.namespace, secretName: config.age.secretName, configMapName: config.age.configMapName, logger, signal })
@@ -148,7 +150,7 @@ async function runLeader(context: { config: ControllerConfig; client: KubeClient
     secrets,
     providers,
     dataKeys,
-    events: new EventRecorder({ client, logger, instance: config.identity }),
+    events: new EventRecorder({ client, logger, instance: context.identity }),
     logger,
     metrics,
   });

@@ -118,4 +118,28 @@ describe('controller operations', () => {
     expect(await controller.metric('envseal_leader')).toBe(1);
     await waitFor('the Ready gauge', async () => (await controller.metric('envseal_envelopesecrets', { ready: 'True', reason: 'Synced' })) >= 2, { timeoutMs: 30_000 });
   });
+
+  it('runs a standby that takes over at once when the leader shuts down gracefully (lease released)', async () => {
+    const standby = await startTestController({ kubeConfig: adminKubeConfig(), config: { namespace: controllerNamespace, namespaces: [ns] } });
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      expect(await controller.metric('envseal_leader')).toBe(1);
+      expect(await standby.metric('envseal_leader')).toBe(0);
+      expect((await fetch(standby.metricsUrl.replace(/metrics$/, 'readyz'))).status).toBe(200);
+      const lease = await getOrUndefined<{ spec: { holderIdentity: string; leaseTransitions: number } }>(client, `/apis/coordination.k8s.io/v1/namespaces/${controllerNamespace}/leases/envseal-controller`);
+      expect(lease?.spec.holderIdentity).toBeTruthy();
+
+      const stoppedAt = Date.now();
+      await controller.stop();
+      const released = await getOrUndefined<{ spec: { holderIdentity?: string } }>(client, `/apis/coordination.k8s.io/v1/namespaces/${controllerNamespace}/leases/envseal-controller`);
+      expect(released?.spec.holderIdentity ?? '').toBe('');
+      await waitFor('the standby to lead', async () => (await standby.metric('envseal_leader')) === 1, { timeoutMs: 10_000, intervalMs: 100 });
+      // Well within the 4 s lease duration: the released lease is taken at the next retry.
+      expect(Date.now() - stoppedAt).toBeLessThan(4000);
+      await sealAndApply('after-failover', ns, { K: 'v' });
+      await waitFor('the new leader to reconcile', async () => (await readyReason(ns, 'after-failover')) === 'Synced');
+    } finally {
+      controller = standby;
+    }
+  });
 });
