@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { open, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { quoteName } from '../api/names.ts';
 import { CliError } from './errors.ts';
@@ -118,6 +118,8 @@ export async function writeNewPrivateFile(file: string, data: string | Uint8Arra
   const target = resolvePath(options.cwd, file);
   let handle;
   try {
+    // Missing parent folders (e.g. ~/.config/envseal) are created private to the user.
+    await mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
     handle = await open(target, 'wx', 0o600);
   } catch (error) {
     throw fileError(error, 'create', file);
