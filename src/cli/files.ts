@@ -25,6 +25,8 @@ export function fileError(error: unknown, action: string, file: string): CliErro
       return new CliError('FileExists', `refusing to overwrite ${shown}: it already exists`, { cause: error });
     case 'EISDIR':
       return new CliError('InvalidInput', `cannot ${action} ${shown}: it is a directory`, { cause: error });
+    case 'ENOTDIR':
+      return new CliError('InvalidInput', `cannot ${action} ${shown}: a part of its path is a file, not a directory`, { cause: error });
     case 'EACCES':
     case 'EPERM':
       return new CliError('FileError', `cannot ${action} ${shown}: permission denied`, { cause: error });
@@ -119,7 +121,9 @@ export async function writeNewPrivateFile(file: string, data: string | Uint8Arra
   let handle;
   try {
     // Missing parent folders (e.g. ~/.config/envseal) are created private to the user.
-    await mkdir(path.dirname(target), { recursive: true, mode: 0o700 });
+    await mkdir(path.dirname(target), { recursive: true, mode: 0o700 }).catch((error: unknown) => {
+      throw errnoOf(error) === 'EEXIST' ? Object.assign(new Error('not a directory'), { code: 'ENOTDIR' }) : error;
+    });
     handle = await open(target, 'wx', 0o600);
   } catch (error) {
     throw fileError(error, 'create', file);

@@ -1,3 +1,4 @@
+import { stat, writeFile } from 'node:fs/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Recipient } from '../api/types.ts';
 import { parseAgeIdentityFile, recipientOfIdentity } from '../providers/age.ts';
@@ -63,10 +64,18 @@ describe('envseal keys create (age)', () => {
     expect(await ws.entries()).toEqual([]);
   });
 
-  it('fails clearly when the directory does not exist', async () => {
-    const result = await ws.cli(['keys', 'create', '-o', 'missing/id.key']);
+  it('creates missing parent folders, private to the user', async () => {
+    const result = await ws.cli(['keys', 'create', '-o', 'missing/deeper/id.key']);
+    expect(result.code).toBe(0);
+    expect((await stat(ws.path('missing/deeper'))).mode & 0o777).toBe(0o700);
+    expect((await stat(ws.path('missing/deeper/id.key'))).mode & 0o777).toBe(0o600);
+  });
+
+  it('fails clearly when the folder cannot be created', async () => {
+    await writeFile(ws.path('a-file'), 'x');
+    const result = await ws.cli(['keys', 'create', '-o', 'a-file/id.key']);
     expect(result.code).toBe(3);
-    expect(result.stderr).toMatch(/cannot create "missing\/id.key": no such file or directory/);
+    expect(result.stderr).toMatch(/cannot create "a-file\/id.key"/);
   });
 });
 
