@@ -57,7 +57,8 @@ export class LeaderElector {
   async run(signal: AbortSignal, lead: (leadSignal: AbortSignal) => Promise<void>): Promise<boolean> {
     const { logger, retryPeriodMs } = this.#o;
     while (!signal.aborted && !(await this.#tryAcquireOrRenew(signal))) await sleep(jitter(retryPeriodMs), signal);
-    if (signal.aborted) return false;
+    // Stopped while standing by: a graceful stop, with no lease to release.
+    if (signal.aborted) return true;
     this.#setLeading(true);
     logger.info({ lease: `${this.#o.namespace}/${this.#o.leaseName}`, identity: this.#o.identity }, 'became leader');
 

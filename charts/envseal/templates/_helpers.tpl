@@ -1,0 +1,100 @@
+{{/* Names and labels. */}}
+{{- define "envseal.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "envseal.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "envseal.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "envseal.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: controller
+{{- end }}
+
+{{- define "envseal.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "envseal.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: envseal
+{{- end }}
+
+{{- define "envseal.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "envseal.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "envseal.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "envseal.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "envseal.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+What the controller does with the EnvelopeSecrets and Secrets of a watched namespace:
+the rules of the ClusterRole (cluster-wide mode) or of each namespace's Role (namespaced
+mode). docs/helm.md explains each rule; test/e2e/chart.test.ts proves they are enough.
+*/}}
+{{- define "envseal.workloadRules" -}}
+# Watch EnvelopeSecrets (informer: list + watch; a GET on a cache miss).
+- apiGroups: [envseal.dev]
+  resources: [envelopesecrets]
+  verbs: [get, list, watch]
+# Ready condition, observedGeneration (merge patch of the status subresource).
+- apiGroups: [envseal.dev]
+  resources: [envelopesecrets/status]
+  verbs: [patch]
+# The Secret's owner reference sets blockOwnerDeletion, which the
+# OwnerReferencesPermissionEnforcement admission plugin allows only to who may update
+# the owner's finalizers.
+- apiGroups: [envseal.dev]
+  resources: [envelopesecrets/finalizers]
+  verbs: [update]
+# The materialized Secrets: informer (list + watch, label app.kubernetes.io/managed-by=envseal),
+# GET of a Secret not in the cache (ownership check), server-side apply (patch; create
+# when it does not exist), JSON patch removing foreign keys, delete + recreate of an
+# immutable Secret whose data or type changes.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, list, watch, create, patch, delete]
+# Events on EnvelopeSecrets (Synced, failures, RolloutRestarted).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- if .Values.rbac.rolloutRestart }}
+# spec.restartWorkloads: read the pod template, merge-patch its data-hash annotation.
+- apiGroups: [apps]
+  resources: [deployments, statefulsets, daemonsets]
+  verbs: [get, patch]
+{{- end }}
+{{- end }}
+
+{{/* Fails the render on contradictory values that the schema cannot express. */}}
+{{- define "envseal.validate" -}}
+{{- if and (not .Values.leaderElection.enabled) (gt (int .Values.replicaCount) 1) }}
+{{- fail "replicaCount > 1 needs leaderElection.enabled=true: without a leader, replicas would write concurrently" }}
+{{- end }}
+{{- if ne (len .Values.watchNamespaces) (len (uniq .Values.watchNamespaces)) }}
+{{- fail "watchNamespaces lists a namespace twice" }}
+{{- end }}
+{{- end }}
