@@ -554,6 +554,9 @@ class ControlPlaneImpl implements ControlPlane {
       `--tls-private-key-file=${this.pki.servingKey}`,
       `--client-ca-file=${this.pki.caCert}`,
       '--authorization-mode=RBAC',
+      // Owner references with blockOwnerDeletion then need update on the owner's finalizers, as on
+      // clusters that enable this plugin: the chart's RBAC test proves envseal has it.
+      '--enable-admission-plugins=OwnerReferencesPermissionEnforcement',
       `--service-account-issuer=${this.server}`,
       `--service-account-key-file=${this.pki.serviceAccountPub}`,
       `--service-account-signing-key-file=${this.pki.serviceAccountKey}`,
