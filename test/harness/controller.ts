@@ -6,6 +6,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { type ControllerConfig, DEFAULT_CONTROLLER_CONFIG, runController } from '../../src/controller/manager.ts';
+import { recordLeakText } from './faults-leaks.ts';
 
 export interface TestController {
   logs: string[];
@@ -18,7 +19,11 @@ export interface TestController {
   metric(name: string, labels?: Record<string, string>): Promise<number>;
 }
 
-/** Every log line of every controller started in this test file, for leak scans. */
+/**
+ * Every log line of every controller started in this test file, for leak scans. Each
+ * line, and a scrape of /metrics at stop(), is also recorded for the suite-wide leak
+ * check (test/harness/faults-leaks.ts, test/e2e/zz-leaks.test.ts).
+ */
 export const allControllerLogs: string[] = [];
 
 export async function freePort(): Promise<number> {
@@ -41,6 +46,7 @@ export async function startTestController(options: { kubeConfig: KubeConfig; con
         if (line) {
           logs.push(line);
           allControllerLogs.push(line);
+          recordLeakText('log', line);
         }
       }
       callback();
@@ -69,6 +75,8 @@ export async function startTestController(options: { kubeConfig: KubeConfig; con
     metricsUrl,
     done,
     async stop() {
+      const scrape = await fetch(metricsUrl).then((r) => r.text(), () => undefined);
+      if (scrape !== undefined) recordLeakText('metrics', scrape);
       abort.abort();
       await done.catch(() => {});
     },
