@@ -11,6 +11,9 @@ export function secretKeyProblem(key: string): string | undefined {
   if (!SECRET_KEY.test(key)) return "must consist of alphanumeric characters, '-', '_' or '.'";
   if (key === '.' || key === '..') return `must not be '${key}'`;
   if (key.startsWith('..')) return "must not start with '..'";
+  // Valid for Kubernetes, but a JavaScript object cannot hold it as a plain key: refused
+  // rather than silently dropped.
+  if (key === '__proto__') return "must not be '__proto__'";
   return undefined;
 }
 

@@ -5,7 +5,7 @@ import { checkCommitment, type EnvelopeBody, openEnvelope, SUITE, sealEnvelope, 
 import { EnvelopeError } from './errors.ts';
 import { seededRandom } from './random.ts';
 
-const keyName = fc.stringMatching(/^[-._a-zA-Z0-9]{1,40}$/).filter((k) => k !== '.' && !k.startsWith('..'));
+const keyName = fc.stringMatching(/^[-._a-zA-Z0-9]{1,40}$/).filter((k) => k !== '.' && !k.startsWith('..') && k !== '__proto__');
 const dnsLabel = fc.stringMatching(/^[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?$/);
 const bindingArb: fc.Arbitrary<Binding> = fc.record({
   scope: fc.constantFrom('strict' as const, 'namespace' as const, 'cluster' as const),
@@ -184,5 +184,17 @@ describe('envelope format v1', () => {
       expect(text).not.toContain(dataKey.toString('base64'));
       expect(text).not.toContain(dataKey.toString('hex'));
     }
+  });
+});
+
+describe('key names a JavaScript object cannot hold', () => {
+  it('refuses __proto__ when sealing and when opening, instead of dropping it', () => {
+    const dataKey = new Uint8Array(32).fill(6);
+    const binding: Binding = { scope: 'strict', namespace: 'n', name: 'x' };
+    const values = Object.fromEntries([['__proto__', Buffer.from('v')]]);
+    expectCode(() => seal(dataKey, binding, values), ['InvalidEnvelope']);
+    const envelope = seal(dataKey, binding, { K: Buffer.from('v') });
+    const data = Object.fromEntries([['__proto__', envelope.data.K!]]);
+    expectCode(() => openEnvelope({ dataKey, binding, envelope: { ...envelope, data } }), ['InvalidEnvelope']);
   });
 });

@@ -50,6 +50,7 @@ export function sealEnvelope(input: SealEnvelopeInput): EnvelopeBody {
   try {
     const data: Record<string, string> = {};
     for (const [key, plaintext] of Object.entries(input.values)) {
+      checkKeyName(key);
       data[key] = encryptValue({ valueKey: keys.valueKey, envelopeId: id, binding: input.binding, key, plaintext, random: input.random });
     }
     return { id, suite: SUITE, commitment: encodeBase64(keys.commitment), data };
@@ -101,7 +102,8 @@ export function openEnvelope(input: OpenEnvelopeInput): Record<string, Buffer> {
     verifyCommitment(keys.commitment, envelope.commitment);
     const wanted = input.keys ?? Object.keys(envelope.data);
     for (const key of wanted) {
-      const sealed = envelope.data[key];
+      checkKeyName(key);
+      const sealed = Object.hasOwn(envelope.data, key) ? envelope.data[key] : undefined;
       if (sealed === undefined) {
         throw new EnvelopeError('InvalidEnvelope', `envelope has no value for key "${key}"`, { field: key });
       }
@@ -122,6 +124,11 @@ export function checkCommitment(dataKey: Uint8Array, envelope: Pick<EnvelopeBody
   const keys = derive(dataKey, envelope.id);
   keys.valueKey.fill(0);
   verifyCommitment(keys.commitment, envelope.commitment);
+}
+
+/** `__proto__` cannot be a plain key of a JavaScript object: refused, never silently dropped. */
+function checkKeyName(key: string): void {
+  if (key === '__proto__') throw new EnvelopeError('InvalidEnvelope', 'the key name "__proto__" is not supported', { field: key });
 }
 
 export function checkSuite(suite: string): void {
