@@ -12,6 +12,11 @@ import type { Recipient } from '../../src/api/types.ts';
 import { kmsEncryptionContext } from '../../src/envelope/context.ts';
 import { type AwsKmsProvider, createAwsKmsProvider, KmsCallError } from '../../src/providers/aws-kms.ts';
 import { ProviderError } from '../../src/providers/types.ts';
+
+// A behaviour one emulator does not implement is tested on the other only: it is not
+// registered (rather than reported as skipped) where it cannot apply. docs/kms-emulators.md
+// lists what each emulator lacks.
+const noTest = (_name: string, _fn: () => Promise<void>): void => {};
 import { KMS_EMULATORS, type KmsEmulator, type KmsEmulatorName } from '../harness/kms-emulators.ts';
 
 interface Capabilities {
@@ -177,7 +182,7 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
       }
     });
 
-    it.runIf(caps.multiRegion)('uses options.region for a bare alias (moto only: local-kms has one region)', async () => {
+    (caps.multiRegion ? it : noTest)('uses options.region for a bare alias (moto only: local-kms has one region)', async () => {
       const elsewhere = provider({ region: 'ap-northeast-3' });
       try {
         const error = await failure(elsewhere.generateDataKey({ target: keyA.alias, encryptionContext: STRICT }));
@@ -269,7 +274,7 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
       expect((await failure(kms.rewrap({ from: recipient, target: unknownKeyArn(), encryptionContext: STRICT }))).code).toBe('KeyNotFound');
     });
 
-    it.runIf(caps.multiRegion)('across regions: Decrypt in the source region, Encrypt in the destination (moto only: local-kms has one region)', async () => {
+    (caps.multiRegion ? it : noTest)('across regions: Decrypt in the source region, Encrypt in the destination (moto only: local-kms has one region)', async () => {
       const otherRegion = 'us-west-2';
       const remote = provider({ region: otherRegion });
       try {
@@ -289,7 +294,7 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
   describe('key state', () => {
     // moto 5.2.5 records DisableKey / ScheduleKeyDeletion but still encrypts and
     // decrypts with such keys, so these run on local-kms only.
-    it.runIf(caps.enforcesKeyState)('a disabled key -> KeyUnavailable (local-kms only)', async () => {
+    (caps.enforcesKeyState ? it : noTest)('a disabled key -> KeyUnavailable (local-kms only)', async () => {
       const key = await kms.createKey({ alias: aliasName() });
       const { recipient } = await kms.generateDataKey({ target: key.keyArn, encryptionContext: STRICT });
       await admin.send(new DisableKeyCommand({ KeyId: key.keyArn }));
@@ -312,7 +317,7 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
       expect((await kms.unwrap({ recipient, encryptionContext: STRICT })).byteLength).toBe(32);
     });
 
-    it.runIf(caps.enforcesKeyState)('a key pending deletion -> KeyUnavailable (local-kms only)', async () => {
+    (caps.enforcesKeyState ? it : noTest)('a key pending deletion -> KeyUnavailable (local-kms only)', async () => {
       const key = await kms.createKey({ alias: aliasName() });
       await admin.send(new ScheduleKeyDeletionCommand({ KeyId: key.keyArn, PendingWindowInDays: 7 }));
       const error = await failure(kms.generateDataKey({ target: key.keyArn, encryptionContext: STRICT }));
