@@ -12,12 +12,12 @@ import type { Recipient } from '../../src/api/types.ts';
 import { kmsEncryptionContext } from '../../src/envelope/context.ts';
 import { type AwsKmsProvider, createAwsKmsProvider, KmsCallError } from '../../src/providers/aws-kms.ts';
 import { ProviderError } from '../../src/providers/types.ts';
+import { KMS_EMULATORS, type KmsEmulator, type KmsEmulatorName } from '../harness/kms-emulators.ts';
 
 // A behaviour one emulator does not implement is tested on the other only: it is not
 // registered (rather than reported as skipped) where it cannot apply. docs/kms-emulators.md
 // lists what each emulator lacks.
 const noTest = (_name: string, _fn: () => Promise<void>): void => {};
-import { KMS_EMULATORS, type KmsEmulator, type KmsEmulatorName } from '../harness/kms-emulators.ts';
 
 interface Capabilities {
   /** Refuses crypto on disabled / pending-deletion keys (moto 5.2.5 does not check the key state). */
