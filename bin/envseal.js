@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// envseal: the CLI entry point. Everything lives in dist/cli (built from src/cli by `npm run build`).
-import { main } from '../dist/cli/main.js';
+// envseal: the CLI entry point. Everything lives in dist/ (built from src/ by `npm run build`).
+import { start } from './start.js';
 
-await main({ programName: 'envseal' });
+await start('envseal');

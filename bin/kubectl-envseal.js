@@ -1,5 +1,5 @@
 #!/usr/bin/env node
 // kubectl plugin entry point: `kubectl envseal COMMAND ...` runs this with the same arguments.
-import { main } from '../dist/cli/main.js';
+import { start } from './start.js';
 
-await main({ programName: 'kubectl envseal' });
+await start('kubectl envseal');

@@ -314,7 +314,7 @@ function openEnvelopeReportingKeys(dataKey: Uint8Array, binding: Binding, envelo
   if (failed.length === 0) return opened;
   for (const value of Object.values(opened)) value.fill(0);
   if (failed.length === Object.keys(envelope.data).length) {
-    throw new EnvelopeError('ContextMismatch', `envelope #${index}: no value authenticates for ${describeBinding(binding)}: the manifest was sealed for another namespace, name or scope`);
+    throw new EnvelopeError('ContextMismatch', `envelope #${index}: no value authenticates for ${describeBinding(binding)}: the manifest was sealed for another namespace, name or scope, or every value was altered`);
   }
   throw new EnvelopeError('ValueAuthenticationFailed', `envelope #${index}: values ${failed.map((k) => JSON.stringify(k)).join(', ')} did not authenticate: they were altered or moved from another key`);
 }

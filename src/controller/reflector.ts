@@ -20,6 +20,17 @@ export interface ReflectorOptions<T extends KubeObject> {
 export const objectKey = (object: KubeObject): string => `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
 
 /**
+ * What the store keeps of an object: all of it but metadata.managedFields, which nothing
+ * here reads and which is a large part of a small object (server-side apply records a
+ * field set per manager, one entry per data key of a Secret): the cache holds every
+ * EnvelopeSecret and every managed Secret for the life of the process.
+ */
+function forStore<T extends KubeObject>(object: T): T {
+  if (object.metadata?.managedFields !== undefined) delete object.metadata.managedFields;
+  return object;
+}
+
+/**
  * Keeps a local copy of a collection with list + watch: resumes watches from the last
  * resourceVersion (bookmarks included), relists on 410 Gone, and restarts with capped
  * exponential backoff on any other error. Never gives up until its signal aborts.
@@ -96,7 +107,7 @@ export class Reflector<T extends KubeObject> {
         query: { limit: this.#options.pageSize ?? 500, continue: continueToken, labelSelector: this.#options.labelSelector },
         signal,
       });
-      for (const item of page.items) seen.set(objectKey(item), item);
+      for (const item of page.items) seen.set(objectKey(item), forStore(item));
       continueToken = page.metadata.continue || undefined;
       resourceVersion = page.metadata.resourceVersion;
     } while (continueToken);
@@ -129,7 +140,7 @@ export class Reflector<T extends KubeObject> {
       this.#options.onEvent('deleted', object);
     } else {
       const existed = this.store.has(key);
-      this.store.set(key, object);
+      this.store.set(key, forStore(object));
       this.#options.onEvent(existed ? 'updated' : 'added', object);
     }
   }
@@ -139,7 +150,7 @@ export class Reflector<T extends KubeObject> {
     const key = objectKey(object);
     const cached = this.store.get(key);
     if (cached && Number(cached.metadata?.resourceVersion) > Number(object.metadata?.resourceVersion)) return;
-    this.store.set(key, object);
+    this.store.set(key, forStore(object));
   }
 }
 

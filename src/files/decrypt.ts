@@ -1,6 +1,6 @@
-import { createDecipheriv, type DecipherGCM } from 'node:crypto';
+import { createDecipheriv, createSecretKey } from 'node:crypto';
 import { FileFormatError } from './errors.ts';
-import { BodyAad, frameIv, SEQUENCE_NUMBER_END } from './frames.ts';
+import { FINAL_FRAME_HEADER_LENGTH, FRAME_HEADER_LENGTH, FrameCipher, type ScannedFrame, SEQUENCE_NUMBER_END } from './frames.ts';
 import { type MessageHeader, type ParsedHeader, parseHeader, type ParseHeaderOptions } from './header.ts';
 import { commitKeysEqual, deriveMessageKeys } from './kdf.ts';
 import { MessageVerifier } from './signature.ts';
@@ -93,8 +93,7 @@ export class MessageDecryptor {
   readonly #queue = new ByteQueue();
   #phase: Phase = 'header';
   #parsed: ParsedHeader | undefined;
-  #key: Buffer | undefined;
-  #aad: BodyAad | undefined;
+  #frames: FrameCipher | undefined;
   #verifier: MessageVerifier | undefined;
   #sequenceNumber = 1;
   #withheld: Buffer[] = [];
@@ -126,18 +125,19 @@ export class MessageDecryptor {
       this.#fail();
       throw new FileFormatError('CommitmentMismatch', 'the data key does not match the commitment in the header: the message was altered or made to decrypt differently for different recipients');
     }
-    const decipher = createDecipheriv('aes-256-gcm', encryptionKey, Buffer.alloc(IV_LENGTH), { authTagLength: TAG_LENGTH });
+    // The key as a KeyObject (held in OpenSSL memory, cleansed when freed): set up once, used by every frame.
+    const key = createSecretKey(encryptionKey);
+    encryptionKey.fill(0);
+    const decipher = createDecipheriv('aes-256-gcm', key, Buffer.alloc(IV_LENGTH), { authTagLength: TAG_LENGTH });
     decipher.setAAD(body);
     decipher.setAuthTag(tag);
     try {
       decipher.final();
     } catch (cause) {
-      encryptionKey.fill(0);
       this.#fail();
       throw new FileFormatError('HeaderAuthenticationFailed', 'the header does not authenticate: it was altered', { cause: sanitized(cause) });
     }
-    this.#key = encryptionKey;
-    this.#aad = new BodyAad(header.messageId);
+    this.#frames = new FrameCipher(key, header.messageId);
     if (header.suite.signed) {
       try {
         this.#verifier = new MessageVerifier(header.encryptionContext[PUBLIC_KEY_CONTEXT_KEY]!);
@@ -170,6 +170,48 @@ export class MessageDecryptor {
     }
   }
 
+  /** For the pumps, after begin(): the frames' cipher (its key object may be handed to a worker thread). */
+  get frameCipher(): FrameCipher {
+    if (this.#frames === undefined || this.#phase === 'failed') throw new FileFormatError('InvalidArgument', 'begin() first');
+    return this.#frames;
+  }
+
+  /** For the pumps, after begin(): hands over the message bytes queued so far; the decryptor keeps none. */
+  takeQueued(): Buffer {
+    if (this.#phase !== 'frame') throw new FileFormatError('InvalidArgument', 'takeQueued() follows begin()');
+    return this.#queue.drain();
+  }
+
+  /**
+   * For the pumps, after begin() and instead of push(): scans the whole frames at the
+   * start of `bytes` (which starts at a frame), checking each one as push() does
+   * (sequence, IV, lengths), feeding it to the signature and counting it; stops after
+   * the final frame. Returns them for frameCipher.decryptFrames (here or on a worker;
+   * the caller releases no plaintext before its tag verified, and none of the final
+   * frame of a signed message before end()), and how many bytes they took. After the
+   * final frame, push() the rest of the input and call end() as usual.
+   */
+  scanFrames(bytes: Buffer, maxFrames = Number.POSITIVE_INFINITY): { frames: ScannedFrame[]; length: number; final: boolean } {
+    if (this.#phase !== 'frame' || this.#queue.length > 0) throw new FileFormatError('InvalidArgument', 'scanFrames() follows begin() or takeQueued()');
+    const frames: ScannedFrame[] = [];
+    let offset = 0;
+    try {
+      while (frames.length < maxFrames) {
+        const scanned = this.#scanFrame(bytes, offset);
+        if (typeof scanned === 'number') break;
+        this.#verifier?.update(bytes.subarray(offset, scanned.end));
+        frames.push(scanned.frame);
+        this.#accept(scanned.frame);
+        offset = scanned.end;
+        if (scanned.frame.final) return { frames, length: offset, final: true };
+      }
+      return { frames, length: offset, final: false };
+    } catch (error) {
+      this.#fail();
+      throw error;
+    }
+  }
+
   /** The input ended: checks that the message is complete and returns the withheld plaintext. */
   end(): Buffer[] {
     if (this.#phase === 'failed') throw new FileFormatError('InvalidArgument', 'the decryptor failed earlier');
@@ -188,7 +230,7 @@ export class MessageDecryptor {
       }
       out.push(...this.#withheld);
       this.#withheld = [];
-      this.#zero();
+      this.#dropKey();
       return out;
     } catch (error) {
       this.#fail();
@@ -196,7 +238,7 @@ export class MessageDecryptor {
     }
   }
 
-  /** Zeroes the key; the decryptor cannot be used afterwards. */
+  /** Drops the key (a KeyObject: OpenSSL cleanses its copy when it is freed); the decryptor cannot be used afterwards. */
   destroy(): void {
     this.#fail();
   }
@@ -204,12 +246,11 @@ export class MessageDecryptor {
   #fail(): void {
     this.#phase = 'failed';
     this.#withheld = [];
-    this.#zero();
+    this.#dropKey();
   }
 
-  #zero(): void {
-    this.#key?.fill(0);
-    this.#key = undefined;
+  #dropKey(): void {
+    this.#frames = undefined;
   }
 
   #advance(): Buffer[] {
@@ -256,18 +297,21 @@ export class MessageDecryptor {
     }
   }
 
-  /** Decrypts the next frame when all its bytes are queued; false when more are needed. */
-  #frame(out: Buffer[]): boolean {
-    const queue = this.#queue;
+  /**
+   * Checks the frame at `offset` of `bytes` (in the order push() always checked: head
+   * fields, then completeness, then the IV). Returns the frame and where it ends, or
+   * how many bytes from `offset` it needs when they are not all there yet.
+   */
+  #scanFrame(bytes: Buffer, offset: number): { frame: ScannedFrame; end: number } | number {
+    const available = bytes.length - offset;
     const frameLength = this.#parsed!.header.frameLength;
-    if (queue.length < 4) return false;
-    const first = queue.peek(4).readUInt32BE(0);
+    if (available < 4) return 4;
+    const first = bytes.readUInt32BE(offset);
     const final = first === SEQUENCE_NUMBER_END;
-    const headLength = final ? 4 + 4 + IV_LENGTH + 4 : 4 + IV_LENGTH;
-    if (queue.length < headLength) return false;
-    const head = queue.peek(headLength);
-    const sequenceNumber = final ? head.readUInt32BE(4) : first;
-    const contentLength = final ? head.readUInt32BE(4 + 4 + IV_LENGTH) : frameLength;
+    const headLength = final ? FINAL_FRAME_HEADER_LENGTH : FRAME_HEADER_LENGTH;
+    if (available < headLength) return headLength;
+    const sequenceNumber = final ? bytes.readUInt32BE(offset + 4) : first;
+    const contentLength = final ? bytes.readUInt32BE(offset + 4 + 4 + IV_LENGTH) : frameLength;
     if (final && contentLength > frameLength) {
       throw new FileFormatError('InvalidFrame', `the final frame holds ${contentLength} bytes, more than the frame length ${frameLength}`);
     }
@@ -275,45 +319,42 @@ export class MessageDecryptor {
       throw new FileFormatError('FrameOutOfOrder', `frame ${this.#sequenceNumber} was expected, frame ${sequenceNumber} found: frames were reordered, duplicated or dropped`);
     }
     if (sequenceNumber > MAX_FRAME_COUNT || sequenceNumber === 0) throw new FileFormatError('TooManyFrames', 'the message has too many frames');
-    if (queue.length < headLength + contentLength + TAG_LENGTH) return false;
+    const total = headLength + contentLength + TAG_LENGTH;
+    if (available < total) return total;
+    // The IV is the sequence number, left-padded with zeros.
+    const ivAt = offset + (final ? 8 : 4);
+    for (let i = 0; i < IV_LENGTH - 4; i++) {
+      if (bytes[ivAt + i] !== 0) throw new FileFormatError('InvalidFrame', `frame ${sequenceNumber} has an IV other than its sequence number`);
+    }
+    if (bytes.readUInt32BE(ivAt + IV_LENGTH - 4) !== sequenceNumber) throw new FileFormatError('InvalidFrame', `frame ${sequenceNumber} has an IV other than its sequence number`);
+    return { frame: { sequenceNumber, final, contentOffset: offset + headLength, contentLength }, end: offset + total };
+  }
 
-    const iv = head.subarray(final ? 8 : 4, (final ? 8 : 4) + IV_LENGTH);
-    const expectedIv = frameIv(sequenceNumber);
-    if (!iv.equals(expectedIv)) throw new FileFormatError('InvalidFrame', `frame ${sequenceNumber} has an IV other than its sequence number`);
-    const verifier = this.#verifier;
-    for (const piece of queue.take(headLength)) verifier?.update(piece);
-    const decipher: DecipherGCM = createDecipheriv('aes-256-gcm', this.#key!, expectedIv, { authTagLength: TAG_LENGTH });
-    decipher.setAAD(this.#aad!.of(final, sequenceNumber, contentLength));
-    const plaintext: Buffer[] = [];
-    for (const piece of queue.take(contentLength)) {
-      verifier?.update(piece);
-      const part = decipher.update(piece);
-      if (part.length > 0) plaintext.push(part);
-    }
-    const tagPieces = queue.take(TAG_LENGTH);
-    const tag = tagPieces.length === 1 ? tagPieces[0]! : Buffer.concat(tagPieces);
-    verifier?.update(tag);
-    decipher.setAuthTag(tag);
-    try {
-      const rest = decipher.final();
-      if (rest.length > 0) plaintext.push(rest);
-    } catch (cause) {
-      for (const part of plaintext) part.fill(0);
-      throw new FileFormatError('FrameAuthenticationFailed', `frame ${sequenceNumber} does not authenticate: it was altered, or moved from another message`, { cause: sanitized(cause) });
-    }
+  /** Counts a scanned frame: the next sequence number, and the phase after the final frame. */
+  #accept(frame: ScannedFrame): void {
     this.#sequenceNumber++;
-    this.#plaintextLength += contentLength;
-    if (final) {
-      if (this.#verifier) {
-        this.#withheld = plaintext;
-        this.#phase = 'footer';
-      } else {
-        out.push(...plaintext);
-        this.#phase = 'done';
-      }
-    } else {
-      out.push(...plaintext);
+    this.#plaintextLength += frame.contentLength;
+    if (frame.final) this.#phase = this.#verifier ? 'footer' : 'done';
+  }
+
+  /** Decrypts the next frame when all its bytes are queued; false when more are needed. */
+  #frame(out: Buffer[]): boolean {
+    const queue = this.#queue;
+    let scanned: { frame: ScannedFrame; end: number } | number = 4;
+    while (typeof scanned === 'number') {
+      if (queue.length < scanned) return false;
+      scanned = this.#scanFrame(queue.peek(scanned), 0);
     }
+    const { frame, end } = scanned;
+    // One buffer for the frame (a view when it lies in one queued chunk).
+    const bytes = queue.peek(end);
+    this.#verifier?.update(bytes);
+    const plaintext = Buffer.allocUnsafe(frame.contentLength);
+    this.#frames!.decryptFrames(bytes, [frame], plaintext, 0);
+    queue.take(end);
+    this.#accept(frame);
+    if (frame.final && this.#verifier) this.#withheld = [plaintext];
+    else if (plaintext.length > 0) out.push(plaintext);
     return true;
   }
 }

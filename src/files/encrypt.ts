@@ -1,7 +1,7 @@
-import { createCipheriv } from 'node:crypto';
+import { createCipheriv, createSecretKey, type KeyObject } from 'node:crypto';
 import type { RandomSource } from '../envelope/random.ts';
 import { FileFormatError } from './errors.ts';
-import { BodyAad, frameIv, SEQUENCE_NUMBER_END } from './frames.ts';
+import { FrameCipher, framesLength, splitFrames } from './frames.ts';
 import { type EncryptedDataKey, serializeHeaderBody } from './header.ts';
 import { deriveMessageKeys } from './kdf.ts';
 import { generateSigningKey, MessageSigner, type SigningKey } from './signature.ts';
@@ -56,21 +56,22 @@ export interface EncryptorOptions extends MessagePreparation {
   frameLength?: number;
 }
 
-const FRAME_HEADER_LENGTH = 4 + IV_LENGTH;
-const FINAL_FRAME_HEADER_LENGTH = 4 + 4 + IV_LENGTH + 4;
-
 /**
  * Encrypts one message, synchronously and incrementally: header(), then push() for
  * each chunk of plaintext (it returns the regular frames that are complete), then
  * end() for the final frame and, for the signed suite, the footer. It holds at most
  * one frame of plaintext (as references to the pushed chunks) at a time. The output
  * buffers are new; input chunks are not modified.
+ *
+ * The pumps of io.ts use the lower level instead: claimFrames() numbers a batch of
+ * frames, frameCipher encrypts it (here or on a worker thread), authenticate() feeds
+ * the serialized frames to the signature in order, and end() with nothing pending
+ * writes the footer.
  */
 export class MessageEncryptor {
   readonly suite: Suite;
   readonly frameLength: number;
-  readonly #key: Buffer;
-  readonly #aad: BodyAad;
+  readonly #frames: FrameCipher;
   readonly #signer: MessageSigner | undefined;
   readonly #header: Buffer;
   #headerTaken = false;
@@ -78,6 +79,7 @@ export class MessageEncryptor {
   #pendingLength = 0;
   #sequenceNumber = 1;
   #ended = false;
+  #finalClaimed = false;
   #plaintextLength = 0;
 
   constructor(options: EncryptorOptions) {
@@ -97,21 +99,27 @@ export class MessageEncryptor {
     this.suite = options.suite;
     this.frameLength = frameLength;
     const { encryptionKey, commitKey } = deriveMessageKeys(options.dataKey, options.messageId, options.suite);
-    this.#key = encryptionKey;
-    this.#aad = new BodyAad(options.messageId);
-    const body = serializeHeaderBody({
-      suite: options.suite,
-      messageId: options.messageId,
-      encryptionContext: options.encryptionContext,
-      encryptedDataKeys: options.encryptedDataKeys,
-      frameLength,
-      commitKey,
-    });
-    // Header tag: AES-GCM of nothing, IV all zero, AAD = the header body.
-    const cipher = createCipheriv('aes-256-gcm', this.#key, Buffer.alloc(IV_LENGTH), { authTagLength: TAG_LENGTH });
-    cipher.setAAD(body);
-    cipher.final();
-    this.#header = Buffer.concat([body, cipher.getAuthTag()]);
+    let key: KeyObject;
+    try {
+      const body = serializeHeaderBody({
+        suite: options.suite,
+        messageId: options.messageId,
+        encryptionContext: options.encryptionContext,
+        encryptedDataKeys: options.encryptedDataKeys,
+        frameLength,
+        commitKey,
+      });
+      // The key as a KeyObject (held in OpenSSL memory, cleansed when freed): set up once, used by every frame.
+      key = createSecretKey(encryptionKey);
+      // Header tag: AES-GCM of nothing, IV all zero, AAD = the header body.
+      const cipher = createCipheriv('aes-256-gcm', key, Buffer.alloc(IV_LENGTH), { authTagLength: TAG_LENGTH });
+      cipher.setAAD(body);
+      cipher.final();
+      this.#header = Buffer.concat([body, cipher.getAuthTag()]);
+    } finally {
+      encryptionKey.fill(0);
+    }
+    this.#frames = new FrameCipher(key, options.messageId);
     this.#signer = options.signingKey ? new MessageSigner(options.signingKey) : undefined;
   }
 
@@ -128,16 +136,57 @@ export class MessageEncryptor {
     return this.#plaintextLength;
   }
 
+  /** Whether the message is signed: authenticate() must then see every serialized frame, in order. */
+  get signed(): boolean {
+    return this.#signer !== undefined;
+  }
+
+  /** The frames' cipher (its key object may be handed to a worker thread). */
+  get frameCipher(): FrameCipher {
+    this.#checkOpen();
+    return this.#frames;
+  }
+
+  /**
+   * For the pumps: numbers the frames of the next `length` plaintext bytes, the last of
+   * them the final frame when `final` (see splitFrames), and returns the first sequence
+   * number. Not to be mixed with push().
+   */
+  claimFrames(length: number, final: boolean): number {
+    this.#checkOpen();
+    if (this.#finalClaimed) throw new FileFormatError('InvalidArgument', 'the final frame was already claimed');
+    if (this.#pendingLength > 0) throw new FileFormatError('InvalidArgument', 'claimFrames() cannot follow push() of a partial frame');
+    return this.#claim(length, final);
+  }
+
+  #claim(length: number, final: boolean): number {
+    const { regular, finalLength } = splitFrames(length, this.frameLength, final);
+    const first = this.#sequenceNumber;
+    const last = first + regular + (finalLength === undefined ? 0 : 1) - 1;
+    // A regular frame may not take the last sequence number: the final frame needs one.
+    if (last > MAX_FRAME_COUNT || (finalLength === undefined && last >= MAX_FRAME_COUNT)) {
+      throw new FileFormatError('TooManyFrames', `a message holds at most ${MAX_FRAME_COUNT} frames: use a larger frame length`);
+    }
+    this.#sequenceNumber = last + 1;
+    this.#plaintextLength += length;
+    if (final) this.#finalClaimed = true;
+    return first;
+  }
+
+  /** For the pumps: feeds serialized frames to the signature (signed suite), in message order. */
+  authenticate(frames: Uint8Array): void {
+    this.#signer?.update(frames);
+  }
+
   /** Takes a chunk of plaintext; returns the serialized regular frames it completes (maybe none). */
   push(chunk: Uint8Array): Buffer[] {
     this.#checkOpen();
     if (chunk.byteLength === 0) return [];
-    this.#plaintextLength += chunk.byteLength;
     this.#pending.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
     this.#pendingLength += chunk.byteLength;
-    const out: Buffer[] = [];
     // Strictly more than a frame: a frame is regular only when more plaintext follows it.
-    while (this.#pendingLength > this.frameLength) this.#frame(false, this.frameLength, out);
+    const count = Math.floor((this.#pendingLength - 1) / this.frameLength);
+    const out = count > 0 ? [this.#encryptPending(count * this.frameLength, false)] : [];
     // Keep no view of the caller's buffer past this call: it may be reused for the next read.
     if (this.#pendingLength > 0 && this.#pending.some((piece) => piece.buffer === chunk.buffer)) {
       this.#pending = [Buffer.concat(this.#pending, this.#pendingLength)];
@@ -145,11 +194,11 @@ export class MessageEncryptor {
     return out;
   }
 
-  /** The final frame (0 to frameLength bytes) and, for the signed suite, the footer. */
+  /** The final frame (0 to frameLength bytes), unless claimFrames() took it, and, for the signed suite, the footer. */
   end(): Buffer[] {
     this.#checkOpen();
     const out: Buffer[] = [];
-    this.#frame(true, this.#pendingLength, out);
+    if (!this.#finalClaimed) out.push(this.#encryptPending(this.#pendingLength, true));
     this.#ended = true;
     if (this.#signer) {
       const signature = this.#signer.sign();
@@ -158,15 +207,14 @@ export class MessageEncryptor {
       signature.copy(footer, 2);
       out.push(footer);
     }
-    this.#key.fill(0);
+    this.#pending = [];
     return out;
   }
 
-  /** Zeroes the key (after an error); the encryptor cannot be used afterwards. */
+  /** Ends the encryptor after an error; it cannot be used afterwards. */
   destroy(): void {
     this.#ended = true;
     this.#pending = [];
-    this.#key.fill(0);
   }
 
   #checkOpen(): void {
@@ -174,56 +222,26 @@ export class MessageEncryptor {
     if (this.#ended) throw new FileFormatError('InvalidArgument', 'the message has ended');
   }
 
-  #frame(final: boolean, length: number, out: Buffer[]): void {
-    const sequenceNumber = this.#sequenceNumber;
-    if (sequenceNumber > MAX_FRAME_COUNT || (!final && sequenceNumber >= MAX_FRAME_COUNT)) {
-      throw new FileFormatError('TooManyFrames', `a message holds at most ${MAX_FRAME_COUNT} frames: use a larger frame length`);
-    }
-    this.#sequenceNumber++;
-    const iv = frameIv(sequenceNumber);
-    const cipher = createCipheriv('aes-256-gcm', this.#key, iv, { authTagLength: TAG_LENGTH });
-    cipher.setAAD(this.#aad.of(final, sequenceNumber, length));
-    let head: Buffer;
-    if (final) {
-      head = Buffer.allocUnsafe(FINAL_FRAME_HEADER_LENGTH);
-      head.writeUInt32BE(SEQUENCE_NUMBER_END, 0);
-      head.writeUInt32BE(sequenceNumber, 4);
-      iv.copy(head, 8);
-      head.writeUInt32BE(length, 8 + IV_LENGTH);
+  /** Encrypts the first `length` pending bytes (whole frames, or everything for the final frame). */
+  #encryptPending(length: number, final: boolean): Buffer {
+    let plaintext: Buffer;
+    const first = this.#pending[0];
+    if (first !== undefined && first.length >= length) {
+      plaintext = first.subarray(0, length);
+      if (first.length === length) this.#pending.shift();
+      else this.#pending[0] = first.subarray(length);
     } else {
-      head = Buffer.allocUnsafe(FRAME_HEADER_LENGTH);
-      head.writeUInt32BE(sequenceNumber, 0);
-      iv.copy(head, 4);
+      plaintext = Buffer.concat(this.#pending, this.#pendingLength);
+      this.#pending = plaintext.length > length ? [plaintext.subarray(length)] : [];
+      plaintext = plaintext.subarray(0, length);
     }
-    out.push(head);
-    this.#signer?.update(head);
-    let remaining = length;
-    while (remaining > 0) {
-      const piece = this.#pending[0]!;
-      let part: Buffer;
-      if (piece.length <= remaining) {
-        part = piece;
-        this.#pending.shift();
-      } else {
-        part = piece.subarray(0, remaining);
-        this.#pending[0] = piece.subarray(remaining);
-      }
-      remaining -= part.length;
-      this.#pendingLength -= part.length;
-      const encrypted = cipher.update(part);
-      if (encrypted.length > 0) {
-        out.push(encrypted);
-        this.#signer?.update(encrypted);
-      }
-    }
-    const rest = cipher.final();
-    if (rest.length > 0) {
-      out.push(rest);
-      this.#signer?.update(rest);
-    }
-    const tag = cipher.getAuthTag();
-    out.push(tag);
-    this.#signer?.update(tag);
+    this.#pendingLength -= length;
+    const sequenceNumber = this.#claim(length, final);
+    const { regular, finalLength } = splitFrames(length, this.frameLength, final);
+    const out = Buffer.allocUnsafe(framesLength(this.frameLength, regular, finalLength));
+    this.#frames.encryptFrames(plaintext, this.frameLength, sequenceNumber, final, out, 0);
+    this.#signer?.update(out);
+    return out;
   }
 }
 

@@ -9,7 +9,7 @@ import { decryptBuffer, MessageDecryptor } from './decrypt.ts';
 import { encryptBuffer, MessageEncryptor, prepareMessage } from './encrypt.ts';
 import { FileFormatError, type FileFormatErrorCode } from './errors.ts';
 import { type EncryptedDataKey, parseHeader } from './header.ts';
-import { AtomicFileSink, HeldSink, pumpDecrypt, readFileChunks } from './io.ts';
+import { AtomicFileSink, fileSource, HeldSink, pumpDecrypt, pumpEncrypt, readFileChunks, type Sink } from './io.ts';
 import { deriveMessageKeys } from './kdf.ts';
 import { parseSuite, SUITE_COMMIT, SUITE_COMMIT_ECDSA_P384, type Suite } from './suites.ts';
 
@@ -249,5 +249,98 @@ describe('output sinks', () => {
     expect(failed).toEqual([]);
     // The spill file was unlinked at once: nothing of it in the directory.
     expect((await readdir(dir)).filter((f) => f.startsWith('.envseal-'))).toEqual([]);
+  });
+});
+
+describe('pumps in batches', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'envseal-pumps-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const frameLength = 64;
+  // Four frames a batch: sizes on and around batch and frame boundaries.
+  const batchBytes = 4 * frameLength;
+  const SIZES = [0, 1, frameLength, batchBytes - 1, batchBytes, batchBytes + 1, 2 * batchBytes, 3 * batchBytes + frameLength + 5];
+
+  function memorySink(): Sink & { bytes(): Buffer } {
+    const parts: Buffer[] = [];
+    return {
+      write: async (buffers) => void parts.push(...buffers.map((b) => Buffer.from(b))),
+      commit: async () => {},
+      abort: async () => {},
+      bytes: () => Buffer.concat(parts),
+    };
+  }
+
+  async function* oddChunks(bytes: Buffer): AsyncGenerator<Buffer> {
+    for (let o = 0, i = 0; o < bytes.length; i++) {
+      const n = [1, 7, 100, 333][i % 4]!;
+      yield bytes.subarray(o, o + n);
+      o += n;
+    }
+  }
+
+  it.each(SUITES)('encrypt the bytes push() writes, and decrypt them back, from a file or a stream ($name)', async (suite) => {
+    for (const size of SIZES) {
+      const plaintext = randomBytes(size);
+      const file = path.join(dir, `plain-${suite.id}-${size}`);
+      await writeFile(file, plaintext);
+      const random = seededRandom(`pump-${size}`);
+      const prepared = prepareMessage({ suite, encryptionContext: { purpose: 'pump' }, random });
+      const dataKey = Buffer.from(random(32));
+      const sink = memorySink();
+      await pumpEncrypt(fileSource(file), new MessageEncryptor({ ...prepared, dataKey: Buffer.from(dataKey), encryptedDataKeys: EDKS, frameLength }), sink, { batchBytes });
+      const bytes = sink.bytes();
+      if (!suite.signed) {
+        expect(bytes.equals(encryptBuffer(plaintext, { ...prepared, dataKey: Buffer.from(dataKey), encryptedDataKeys: EDKS, frameLength })), `size ${size}`).toBe(true);
+      }
+      expect(decryptBuffer(bytes, () => dataKey).plaintext.equals(plaintext), `size ${size}`).toBe(true);
+      const enc = `${file}.enc`;
+      await writeFile(enc, bytes);
+      // Small batches, and the default (the whole message then comes with the header's read).
+      for (const [source, options] of [[fileSource(enc), { batchBytes }], [oddChunks(bytes), { batchBytes }], [fileSource(enc), {}]] as const) {
+        const out = memorySink();
+        await pumpDecrypt(source, new MessageDecryptor(), async () => Buffer.from(dataKey), out, options);
+        expect(out.bytes().equals(plaintext), `size ${size}`).toBe(true);
+      }
+    }
+  });
+
+  it.each(SUITES)('refuses what decryptBuffer refuses, with the same code, and releases no frame that did not authenticate ($name)', async (suite) => {
+    const plaintext = randomBytes(3 * batchBytes + 10);
+    const { bytes, dataKey } = message(suite, plaintext, { frameLength });
+    const headerLength = parseHeader(bytes)!.length;
+    const regular = 4 + 12 + frameLength + 16;
+    const cases: [string, Buffer][] = [
+      ['flip in the third batch', (() => { const b = Buffer.from(bytes); b[headerLength + 9 * regular + 20]! ^= 1; return b; })()],
+      ['flip in the final frame', (() => { const b = Buffer.from(bytes); b[bytes.length - (suite.signed ? 120 : 20)]! ^= 1; return b; })()],
+      ['truncated at a batch boundary', bytes.subarray(0, headerLength + 8 * regular)],
+      ['truncated in a frame', bytes.subarray(0, headerLength + 5 * regular + 7)],
+      ['frames swapped', Buffer.concat([bytes.subarray(0, headerLength), bytes.subarray(headerLength + regular, headerLength + 2 * regular), bytes.subarray(headerLength, headerLength + regular), bytes.subarray(headerLength + 2 * regular)])],
+      ['trailing byte', Buffer.concat([bytes, Buffer.of(0)])],
+    ];
+    for (const [name, tampered] of cases) {
+      const expected = decryptCode(tampered, dataKey);
+      expect(expected, name).not.toBe('ok');
+      const file = path.join(dir, `bad-${suite.id}`);
+      await writeFile(file, tampered);
+      const out = memorySink();
+      const error = await pumpDecrypt(fileSource(file), new MessageDecryptor(), async () => Buffer.from(dataKey), out, { batchBytes }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error, name).toBeInstanceOf(FileFormatError);
+      expect((error as FileFormatError).code, name).toBe(expected);
+      // Whatever reached the sink (which publishes nothing without commit) is authenticated
+      // frames, a prefix of the plaintext; never the final frame of a signed message.
+      const released = out.bytes();
+      expect(plaintext.subarray(0, released.length).equals(released), name).toBe(true);
+      if (released.length < plaintext.length) expect(released.length % frameLength, name).toBe(0);
+      if (suite.signed) expect(released.length, name).toBeLessThan(plaintext.length);
+    }
   });
 });

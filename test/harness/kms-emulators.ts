@@ -43,6 +43,14 @@ export interface StartOptions {
   region?: string;
   /** How long to wait for the emulator to listen (default 60 s; moto imports for a few seconds). */
   readyTimeoutMs?: number;
+  /**
+   * local-kms only: keep its keys in this directory, which stop() leaves in place, so that
+   * an emulator started again on it (a KMS outage and recovery) has the same keys.
+   * Default: a fresh temp dir, removed by stop().
+   */
+  dataDir?: string;
+  /** local-kms only: listen on this port of 127.0.0.1 (default 0: a free one). */
+  port?: number;
 }
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -187,14 +195,14 @@ function baseEnv(): NodeJS.ProcessEnv {
 export async function startLocalKms(options: StartOptions = {}): Promise<KmsEmulator> {
   const bin = await kmsEmulatorBinDir();
   const region = options.region ?? DEFAULT_REGION;
-  const dataDir = await mkdtemp(join(tmpdir(), 'envseal-local-kms-'));
+  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'envseal-local-kms-')));
   return launch(
     'local-kms',
     join(bin, 'local-kms'),
     [],
     {
       ...baseEnv(),
-      PORT: '0',
+      PORT: String(options.port ?? 0),
       KMS_REGION: region,
       KMS_ACCOUNT_ID: LOCAL_KMS_ACCOUNT,
       KMS_DATA_PATH: dataDir,
@@ -204,7 +212,7 @@ export async function startLocalKms(options: StartOptions = {}): Promise<KmsEmul
       region,
       accountId: LOCAL_KMS_ACCOUNT,
       readyTimeoutMs: options.readyTimeoutMs ?? 60_000,
-      cleanup: () => rm(dataDir, { recursive: true, force: true }),
+      cleanup: options.dataDir === undefined ? () => rm(dataDir, { recursive: true, force: true }) : async () => {},
     },
   );
 }

@@ -4,7 +4,7 @@ import { quoteName } from '../../api/names.ts';
 import { MessageDecryptor } from '../../files/decrypt.ts';
 import { FileFormatError } from '../../files/errors.ts';
 import type { MessageHeader } from '../../files/header.ts';
-import { type ByteSource, HeldSink, type OutputWriter, PassThroughSink, pumpDecrypt, readFileChunks, type Sink } from '../../files/io.ts';
+import { type ByteSource, HeldSink, type OutputWriter, PassThroughSink, pumpDecrypt, fileSource, type Sink } from '../../files/io.ts';
 import { unwrapDataKey } from '../../files/materials.ts';
 import { formatBytes, type ProgressBar } from '../../files/progress.ts';
 import { formatSuiteId } from '../../files/suites.ts';
@@ -143,7 +143,7 @@ async function decrypt(ctx: CommandContext): Promise<number> {
   } else {
     const info = await inputInfo(input, io.cwd);
     if (info.isDirectory) throw usageError(`${quoteName(input)} is a directory: pass -r and -o DIR to decrypt a tree`);
-    source = readFileChunks(info.full, ctx.signal);
+    source = fileSource(info.full, ctx.signal);
     size = info.size;
     label = input;
   }
@@ -189,7 +189,7 @@ async function decryptTree(ctx: CommandContext, settings: DecryptSettings, input
     }
     const sink = await openFileSink(target, shown, 0o600);
     try {
-      total += await decryptOne(ctx, settings, readFileChunks(entry.file, ctx.signal), sink, progressFor(io, `decrypting ${entry.relative}`, entry.size));
+      total += await decryptOne(ctx, settings, fileSource(entry.file, ctx.signal), sink, progressFor(io, `decrypting ${entry.relative}`, entry.size));
     } catch (error) {
       io.stderr.write(`failed at ${quoteName(entry.relative)}; the files before it were decrypted\n`);
       throw error;

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { quoteName } from '../../api/names.ts';
 import { FileFormatError } from '../../files/errors.ts';
 import { MessageEncryptor, prepareMessage } from '../../files/encrypt.ts';
-import { AtomicFileSink, type ByteSource, type OutputWriter, PassThroughSink, pumpEncrypt, readFileChunks, type Sink } from '../../files/io.ts';
+import { AtomicFileSink, type ByteSource, type OutputWriter, PassThroughSink, pumpEncrypt, fileSource, type Sink } from '../../files/io.ts';
 import { generateDataKeyMaterials } from '../../files/materials.ts';
 import { formatBytes, ProgressBar } from '../../files/progress.ts';
 import { DEFAULT_FRAME_LENGTH, MAX_FRAME_LENGTH, parseSuite, SUITE_COMMIT, type Suite } from '../../files/suites.ts';
@@ -213,7 +213,7 @@ async function encrypt(ctx: CommandContext): Promise<number> {
   } else {
     const info = await inputInfo(input, io.cwd);
     if (info.isDirectory) throw usageError(`${quoteName(input)} is a directory: pass -r and -o DIR to encrypt a tree`);
-    source = readFileChunks(info.full, ctx.signal);
+    source = fileSource(info.full, ctx.signal);
     size = info.size;
     label = input;
   }
@@ -251,7 +251,7 @@ async function encryptTree(ctx: CommandContext, settings: EncryptSettings, input
       throw fileError(error, 'create the directory of', shown);
     }
     const sink = await openFileSink(target, shown, 0o644);
-    total += await encryptOne(ctx, settings, readFileChunks(entry.file, ctx.signal), sink, progressFor(io, `encrypting ${entry.relative}`, entry.size));
+    total += await encryptOne(ctx, settings, fileSource(entry.file, ctx.signal), sink, progressFor(io, `encrypting ${entry.relative}`, entry.size));
   }
   io.stderr.write(`encrypted ${walk.files.length} file${walk.files.length === 1 ? '' : 's'} (${formatBytes(total)}) into ${quoteName(output)}\n`);
   return 0;

@@ -1,16 +1,18 @@
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
 import { quoteName } from '../../api/names.ts';
 import type { EnvelopeSecret, SecretTemplate } from '../../api/types.ts';
-import { bindingOf, MAX_SECRET_DATA_BYTES } from '../../api/validation.ts';
+import { bindingOf, MAX_SECRET_DATA_BYTES, parseEnvelopeSecret } from '../../api/validation.ts';
 import { type Binding, isScope, type Scope } from '../../envelope/context.ts';
 import { mergeValues } from '../../sealing/edit.ts';
 import { sealEnvelopeSecret } from '../../sealing/seal.ts';
 import { parseRecipientTarget, type RecipientTarget } from '../../sealing/targets.ts';
 import { flag, HELP_OPTION, stringList, stringOption } from '../args.ts';
 import { type Command, type CommandContext, loadEnvelopeSecret, readInput, writeManifest } from '../command.ts';
-import { parseOutputFormat, parseSingleDocument } from '../documents.ts';
+import { formatDocument, parseOutputFormat, parseSingleDocument } from '../documents.ts';
 import { CLUSTER_OPTIONS, clusterTargets } from '../cluster.ts';
 import { invalidInput, usageError } from '../errors.ts';
-import { readInputFile } from '../files.ts';
+import { fileError, readInputFile, resolvePath, writeFileAtomic } from '../files.ts';
 import { KMS_OPTIONS } from '../provider-config.ts';
 import {
   checkMetadataMaps,
@@ -30,7 +32,8 @@ import {
 const VALUE_OVERHEAD_BYTES = 28;
 
 const OPTIONS = {
-  filename: { type: 'string', short: 'f', value: 'FILE', help: 'Secret manifest to seal (YAML or JSON; "-" for stdin)' },
+  filename: { type: 'string', short: 'f', multiple: true, value: 'FILE', help: 'Secret manifest to seal (YAML or JSON; "-" for stdin); several with --output-dir' },
+  'output-dir': { type: 'string', value: 'DIR', help: 'seal every -f FILE in one run, each into DIR/<its file name> (DIR is created if missing)' },
   'from-literal': { type: 'string', multiple: true, value: 'KEY=VALUE', help: 'a value given on the command line' },
   'from-file': { type: 'string', multiple: true, value: '[KEY=]PATH', help: "a file's bytes; the key defaults to the file name" },
   'from-env-file': { type: 'string', multiple: true, value: 'PATH', help: 'KEY=VALUE lines (kubectl format: values taken literally)' },
@@ -53,7 +56,7 @@ const OPTIONS = {
 export const sealCommand: Command = {
   name: 'seal',
   summary: 'encrypt a Secret into an EnvelopeSecret manifest',
-  usage: 'envseal seal [-f FILE | --from-literal K=V | --from-file [K=]PATH | --from-env-file PATH]... --recipient P:T... [options]',
+  usage: 'envseal seal [-f FILE | --from-literal K=V | --from-file [K=]PATH | --from-env-file PATH]... --recipient P:T... [options]\n       envseal seal -f FILE... --output-dir DIR --recipient P:T... [options]',
   description: `
 Encrypts values into an EnvelopeSecret that is safe to commit. Values come from a
 native Secret manifest (-f FILE or stdin: data in base64, stringData as text; stringData
@@ -71,20 +74,25 @@ With --merge-into FILE the values are added to an existing EnvelopeSecret as one
 envelope, for its recipients (or only those given by --recipient and
 --controller-namespace); replaced keys leave their old envelopes
 and every other value keeps its exact ciphertext. FILE is rewritten in place unless -w
-names another file.`,
+names another file.
+
+With --output-dir DIR, every -f FILE (one Secret manifest each) is sealed in one run
+and written to DIR under the input's file name, as a loop of single seals would, without
+starting a process per Secret. --namespace, --scope, --type, --label, --annotation and
+--immutable apply to each; every Secret is sealed before any file is written.`,
   footer: `
 Examples:
   envseal seal -f secret.yaml -r age:age1... -w db.envelope.yaml
   envseal seal --name db -n prod --from-literal PASSWORD=hunter2 -r aws-kms:alias/envseal
-  envseal seal --merge-into db.envelope.yaml --from-file tls.key=./key.pem`,
+  envseal seal --merge-into db.envelope.yaml --from-file tls.key=./key.pem
+  envseal seal -f secrets/db.yaml -f secrets/api.yaml -r age:age1... --output-dir sealed/`,
   options: OPTIONS,
   providers: 'seal',
   run: seal,
 };
 
-async function collectInput(ctx: CommandContext): Promise<SecretInput & { fromManifest: boolean }> {
+async function collectInput(ctx: CommandContext, file: string | undefined): Promise<SecretInput & { fromManifest: boolean }> {
   const { io, values } = ctx;
-  const file = stringOption(values, 'filename');
   const literals = stringList(values, 'from-literal');
   const files = stringList(values, 'from-file');
   const envFiles = stringList(values, 'from-env-file');
@@ -170,19 +178,25 @@ async function seal(ctx: CommandContext): Promise<number> {
   const targets: RecipientTarget[] = stringList(values, 'recipient').map(parseRecipientTarget);
   const formatFlag = stringOption(values, 'output');
   parseOutputFormat(formatFlag);
+  const files = stringList(values, 'filename');
+  const outputDir = stringOption(values, 'output-dir');
+  if (files.length > 1 && outputDir === undefined) throw usageError('several -f FILE need --output-dir DIR (each EnvelopeSecret goes to its own file)');
+  if (outputDir !== undefined) checkBatchFlags(ctx, files, write, mergeInto);
   targets.push(...(await clusterTargets(values, io, ctx.signal)));
+  if (outputDir !== undefined) return sealMany(ctx, files, outputDir, { scope, targets, format: parseOutputFormat(formatFlag) });
+  const file = files[0];
 
   if (mergeInto !== undefined) {
     if (mergeInto === '-') throw usageError('--merge-into needs a file (it is rewritten in place)');
     const existing = loadEnvelopeSecret(await readInput(mergeInto, io, ''));
-    const input = await collectInput(ctx);
+    const input = await collectInput(ctx, file);
     const merged = await mergeInto_(existing.secret, input, { scope, targets, ctx });
     await writeManifest(merged, { format: parseOutputFormat(formatFlag, existing.format), file: write ?? mergeInto, io });
     io.stderr.write(`sealed ${input.values.size} value${input.values.size === 1 ? '' : 's'} into ${quoteName(write ?? mergeInto)}\n`);
     return 0;
   }
 
-  const input = await collectInput(ctx);
+  const input = await collectInput(ctx, file);
   const effectiveScope = scope ?? 'strict';
   const binding: Binding = {
     scope: effectiveScope,
@@ -202,6 +216,70 @@ async function seal(ctx: CommandContext): Promise<number> {
   });
   await writeManifest(sealed, { format: parseOutputFormat(formatFlag), file: write, io });
   if (write !== undefined) io.stderr.write(`sealed ${input.values.size} value${input.values.size === 1 ? '' : 's'} for ${targets.length} recipient${targets.length === 1 ? '' : 's'} into ${quoteName(write)}\n`);
+  return 0;
+}
+
+function checkBatchFlags(ctx: CommandContext, files: readonly string[], write: string | undefined, mergeInto: string | undefined): void {
+  const { values } = ctx;
+  if (files.length === 0) throw usageError('--output-dir needs one or more -f FILE');
+  if (files.includes('-')) throw usageError('--output-dir reads files: stdin (-f -) cannot be one of them');
+  if (write !== undefined) throw usageError('-w and --output-dir cannot be combined');
+  if (mergeInto !== undefined) throw usageError('--merge-into and --output-dir cannot be combined');
+  for (const option of ['name', 'from-literal', 'from-file', 'from-env-file']) {
+    if (values[option] !== undefined) throw usageError(`--${option} names one Secret's values; with --output-dir each -f FILE is its own Secret`);
+  }
+  const seen = new Map<string, string>();
+  for (const file of files) {
+    const base = path.basename(file);
+    const other = seen.get(base);
+    if (other !== undefined) throw usageError(`${quoteName(other)} and ${quoteName(file)} would both be written to ${quoteName(base)} in the output directory`);
+    seen.set(base, file);
+  }
+}
+
+/** Seals each file into DIR/<its name>: all are sealed (and checked) before any is written. */
+async function sealMany(ctx: CommandContext, files: readonly string[], outputDir: string, options: { scope: Scope | undefined; targets: RecipientTarget[]; format: 'yaml' | 'json' }): Promise<number> {
+  const { io } = ctx;
+  if (options.targets.length === 0) throw usageError('no recipient: pass --recipient aws-kms:ARN-or-alias, --recipient age:age1... or --controller-namespace NS');
+  const dir = resolvePath(io.cwd, outputDir);
+  for (const file of files) {
+    if (path.dirname(resolvePath(io.cwd, file)) === dir) throw usageError(`${quoteName(file)} is in the output directory: sealing it would overwrite it`);
+  }
+  const scope = options.scope ?? 'strict';
+  const texts: string[] = new Array(files.length);
+  // A few at a time: a KMS's GenerateDataKey round trips overlap; age is local.
+  let next = 0;
+  const worker = async () => {
+    while (next < files.length) {
+      const index = next++;
+      const file = files[index]!;
+      ctx.signal?.throwIfAborted();
+      const input = await collectInput(ctx, file);
+      const binding: Binding = { scope, name: checkName(input.name), namespace: checkNamespace(input.namespace, scope !== 'cluster') ?? '' };
+      if (input.values.size === 0) throw invalidInput(`${quoteName(file)}: no values to seal (the manifest has no data or stringData)`);
+      const sealed = await sealEnvelopeSecret({
+        values: checkValues(input.values),
+        binding,
+        targets: options.targets,
+        providers: ctx.providers,
+        random: ctx.random,
+        template: templateOf(input),
+        ...(ctx.signal ? { signal: ctx.signal } : {}),
+      });
+      parseEnvelopeSecret(sealed, 'output');
+      texts[index] = formatDocument(sealed, options.format);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(8, files.length) }, worker));
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (error) {
+    throw fileError(error, 'create the output directory', outputDir);
+  }
+  for (const [index, file] of files.entries()) {
+    await writeFileAtomic(path.join(dir, path.basename(file)), texts[index]!, { cwd: io.cwd });
+  }
+  io.stderr.write(`sealed ${files.length} Secret${files.length === 1 ? '' : 's'} for ${options.targets.length} recipient${options.targets.length === 1 ? '' : 's'} into ${quoteName(outputDir)}\n`);
   return 0;
 }
 
