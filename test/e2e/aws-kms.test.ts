@@ -18,6 +18,7 @@ import { KMS_EMULATORS, type KmsEmulator, type KmsEmulatorName } from '../harnes
 // registered (rather than reported as skipped) where it cannot apply. docs/kms-emulators.md
 // lists what each emulator lacks.
 const noTest = (_name: string, _fn: () => Promise<void>): void => {};
+const noSuite = (_name: string, _fn: () => void): void => {};
 
 interface Capabilities {
   /** Refuses crypto on disabled / pending-deletion keys (moto 5.2.5 does not check the key state). */
@@ -291,7 +292,7 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
     });
   });
 
-  describe('key state', () => {
+  (caps.enforcesKeyState ? describe : noSuite)('key state', () => {
     // moto 5.2.5 records DisableKey / ScheduleKeyDeletion but still encrypts and
     // decrypts with such keys, so these run on local-kms only.
     (caps.enforcesKeyState ? it : noTest)('a disabled key -> KeyUnavailable (local-kms only)', async () => {
