@@ -35,7 +35,7 @@ import { ensureBinaries, startControlPlane } from '../test/harness/control-plane
 import { startLocalKms } from '../test/harness/kms-emulators.ts';
 import { type Bar, COLORS, writeChart } from './lib/chart.ts';
 import { ensurePeers, repoRoot, sealedSecretsCrdPath } from './lib/peers.ts';
-import { describeMachine, machineInfo, RssSampler, sleep } from './lib/proc.ts';
+import { describeMachine, type MachineInfo, machineInfo, RssSampler, sleep } from './lib/proc.ts';
 import { sealedSecret, startSealedSecretsController } from './lib/sealed-secrets.ts';
 import { formatBytes, formatMs, summarize, type Summary } from './lib/stats.ts';
 
@@ -50,6 +50,8 @@ const { values: flags } = parseArgs({
     resync: { type: 'string', default: '20' },
     concurrency: { type: 'string', default: '32' },
     out: { type: 'string', default: 'controller' },
+    /** Only redraw the table and chart from bench/results/NAME.json. */
+    'report-only': { type: 'boolean', default: false },
     /** Run the envseal controller with --cpu-prof into bench/results/tmp/NAME/. */
     profile: { type: 'boolean', default: false },
     /** Extra Node options for the envseal controller process (e.g. --max-semi-space-size=2). */
@@ -271,6 +273,12 @@ interface RunResult {
 const results: RunResult[] = [];
 const notes: string[] = [];
 const command = `npx node bench/controller.ts ${process.argv.slice(2).join(' ')}`.trim();
+if (flags['report-only']) {
+  // Redraw the table and chart from bench/results/NAME.json, without running anything.
+  const saved = JSON.parse(readFileSync(path.join(repoRoot, `bench/results/${flags.out}.json`), 'utf8')) as { results: RunResult[]; notes: string[]; command: string; machine: MachineInfo };
+  report(saved.results, saved.notes, saved.command, saved.machine);
+  process.exit(0);
+}
 const peersInfo: Record<string, unknown> = {};
 
 function save(): void {
@@ -566,34 +574,41 @@ try {
 
 // --- report ----------------------------------------------------------------------------------
 
-const label = (r: RunResult) => (r.controller === 'envseal' ? 'envseal' : 'Sealed Secrets');
-const lines: string[] = [`Machine: ${describeMachine(machine)}`, '', `Command: \`${command}\``, ''];
-lines.push('| Controller | objects | cold start: all Secrets correct | peak RSS | CPU time | KMS calls (cold start) | KMS calls (one resync pass) | change → Secret p50 | p99 |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|');
-for (const r of results) {
-  const kmsCold = r.kms ? Object.entries(r.kms.coldStart).map(([k, v]) => `${v} ${k}`).join(', ') || '0' : 'none (local RSA key)';
-  const kmsSteady = r.kms ? `${Object.values(r.kms.steadyState).reduce((a, b) => a + b, 0)} (${r.kms.resyncReconciles} reconciles)` : 'n/a';
-  lines.push(
-    `| ${label(r)} | ${r.count} | ${r.coldStart.converged ? formatMs(r.coldStart.ms) : `not within ${formatMs(r.coldStart.ms)} (${r.coldStart.correct} done)`} | ${formatBytes(Math.max(r.coldStart.peakRssBytes, r.afterChangesPeakRssBytes ?? 0))} | ${r.coldStart.cpuSeconds.toFixed(1)} s | ${kmsCold} | ${kmsSteady} | ${r.changes ? formatMs(r.changes.summary.median) : 'n/a'} | ${r.changes ? formatMs(r.changes.summary.p99) : 'n/a'} |`,
+/** Prints the Markdown table and draws the chart (also with --report-only, from the saved JSON). */
+function report(results: RunResult[], notes: string[], command: string, machine: MachineInfo): void {
+
+  const label = (r: RunResult) => (r.controller === 'envseal' ? 'envseal' : 'Sealed Secrets');
+  const lines: string[] = [`Machine: ${describeMachine(machine)}`, '', `Command: \`${command}\``, ''];
+  lines.push('| Controller | objects | cold start: all Secrets correct | peak RSS | CPU time | KMS calls (cold start) | KMS calls (one resync pass) | change → Secret p50 | p99 |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  for (const r of results) {
+    const kmsCold = r.kms ? Object.entries(r.kms.coldStart).map(([k, v]) => `${v} ${k}`).join(', ') || '0' : 'none (local RSA key)';
+    const kmsSteady = r.kms ? `${Object.values(r.kms.steadyState).reduce((a, b) => a + b, 0)} (${r.kms.resyncReconciles} reconciles)` : 'n/a';
+    lines.push(
+      `| ${label(r)} | ${r.count} | ${r.coldStart.converged ? formatMs(r.coldStart.ms) : `not within ${formatMs(r.coldStart.ms)} (${r.coldStart.correct} done)`} | ${formatBytes(Math.max(r.coldStart.peakRssBytes, r.afterChangesPeakRssBytes ?? 0))} | ${r.coldStart.cpuSeconds.toFixed(1)} s | ${kmsCold} | ${kmsSteady} | ${r.changes ? formatMs(r.changes.summary.median) : 'n/a'} | ${r.changes ? formatMs(r.changes.summary.p99) : 'n/a'} |`,
+    );
+  }
+  for (const note of notes) lines.push('', `Note: ${note}`);
+  const colorOf = (r: RunResult) => (r.controller === 'envseal' ? COLORS.envseal : COLORS.sealedSecrets);
+  const barsFor = (pick: (r: RunResult) => number | undefined, text: (v: number, r: RunResult) => string): Bar[] =>
+    results.filter((r) => pick(r) !== undefined).map((r) => ({ label: `${label(r)}, ${r.count}`, value: pick(r)!, text: text(pick(r)!, r), color: colorOf(r) }));
+  const png = writeChart(
+    {
+      title: 'Controllers: cold start, memory, change latency',
+      subtitle: `${machine.cpus} cores, ${machine.cpuModel}; shared machine; ${new Date().toISOString().slice(0, 10)}`,
+      panels: [
+        { title: 'Cold start: spawn until every Secret is correct (lower is better)', bars: barsFor((r) => r.coldStart.ms, (v, r) => (r.coldStart.converged ? formatMs(v) : `> ${formatMs(v)} (${r.coldStart.correct}/${r.count} done)`)) },
+        { title: 'Peak RSS of the controller process (lower is better)', bars: barsFor((r) => Math.max(r.coldStart.peakRssBytes, r.afterChangesPeakRssBytes ?? 0) / 2 ** 20, (v) => `${v.toFixed(0)} MiB`) },
+        { title: `Change applied → Secret updated, p50 of ${CHANGES} (lower is better)`, bars: barsFor((r) => r.changes?.summary.median, (v) => formatMs(v)) },
+        { title: `Change applied → Secret updated, p99 of ${CHANGES} (lower is better)`, bars: barsFor((r) => r.changes?.summary.p99, (v) => formatMs(v)) },
+      ],
+    },
+    path.join(repoRoot, 'docs/benchmarks', flags.out),
+    path.join(repoRoot, 'bench/results/tmp'),
   );
+  lines.push('', `Chart: ${png ? path.relative(repoRoot, png) : '(no PNG: install librsvg2-bin)'}`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+
 }
-for (const note of notes) lines.push('', `Note: ${note}`);
-const colorOf = (r: RunResult) => (r.controller === 'envseal' ? COLORS.envseal : COLORS.sealedSecrets);
-const barsFor = (pick: (r: RunResult) => number | undefined, text: (v: number, r: RunResult) => string): Bar[] =>
-  results.filter((r) => pick(r) !== undefined).map((r) => ({ label: `${label(r)}, ${r.count}`, value: pick(r)!, text: text(pick(r)!, r), color: colorOf(r) }));
-const png = writeChart(
-  {
-    title: 'Controllers: cold start, memory, change latency',
-    subtitle: `${machine.cpus} cores, ${machine.cpuModel}; shared machine; ${new Date().toISOString().slice(0, 10)}`,
-    panels: [
-      { title: 'Cold start: spawn until every Secret is correct (lower is better)', bars: barsFor((r) => r.coldStart.ms, (v, r) => (r.coldStart.converged ? formatMs(v) : `not converged (${r.coldStart.correct} done)`)) },
-      { title: 'Peak RSS of the controller process (lower is better)', bars: barsFor((r) => Math.max(r.coldStart.peakRssBytes, r.afterChangesPeakRssBytes ?? 0) / 2 ** 20, (v) => `${v.toFixed(0)} MiB`) },
-      { title: `Change applied → Secret updated, p50 of ${CHANGES} (lower is better)`, bars: barsFor((r) => r.changes?.summary.median, (v) => formatMs(v)) },
-      { title: `Change applied → Secret updated, p99 of ${CHANGES} (lower is better)`, bars: barsFor((r) => r.changes?.summary.p99, (v) => formatMs(v)) },
-    ],
-  },
-  path.join(repoRoot, 'docs/benchmarks', flags.out),
-  path.join(repoRoot, 'bench/results/tmp'),
-);
-lines.push('', `Chart: ${png ? path.relative(repoRoot, png) : '(no PNG: install librsvg2-bin)'}`);
-process.stdout.write(`${lines.join('\n')}\n`);
+
+report(results, notes, command, machine);
 process.exit(0);

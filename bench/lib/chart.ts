@@ -39,9 +39,9 @@ export const COLORS = {
 const escape = (text: string) => text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
 
 export function chartSvg(chart: Chart): string {
-  const width = chart.width ?? 900;
+  const width = chart.width ?? 960;
   const labelWidth = 260;
-  const valueRoom = 150;
+  const valueRoom = 210;
   const barHeight = 22;
   const gap = 8;
   const plotWidth = width - labelWidth - valueRoom - 20;
