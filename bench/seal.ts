@@ -18,7 +18,7 @@ import { stringify } from 'yaml';
 import { startLocalKms, type KmsEmulator } from '../test/harness/kms-emulators.ts';
 import { COLORS, type Bar, writeChart } from './lib/chart.ts';
 import { ensurePeers, repoRoot } from './lib/peers.ts';
-import { describeMachine, machineInfo, timedRun } from './lib/proc.ts';
+import { describeMachine, type MachineInfo, machineInfo, timedRun } from './lib/proc.ts';
 import { formatMs, type Summary, summarize } from './lib/stats.ts';
 
 const { values: flags } = parseArgs({
@@ -28,6 +28,7 @@ const { values: flags } = parseArgs({
     batch: { type: 'string', default: '1000' },
     skip: { type: 'string', default: '' },
     out: { type: 'string', default: 'seal' },
+    'report-only': { type: 'boolean', default: false },
     'envseal-bin': { type: 'string', default: path.join(repoRoot, 'bin/envseal.js') },
   },
 });
@@ -51,6 +52,12 @@ interface Tool {
   check: (stdout: string) => void;
 }
 
+const TOOL_COLORS: Record<string, string> = { 'envseal-age': COLORS.envseal, 'envseal-aws-kms': COLORS.envsealAlt, kubeseal: COLORS.kubeseal, sops: COLORS.sops };
+if (flags['report-only']) {
+  // Redraw the tables and chart from bench/results/NAME.json, without running anything.
+  report(JSON.parse(readFileSync(path.join(repoRoot, `bench/results/${flags.out}.json`), 'utf8')) as SavedResult);
+  process.exit(0);
+}
 const machine = machineInfo();
 log(describeMachine(machine));
 if (!existsSync(path.join(repoRoot, 'dist/cli/main.js'))) throw new Error('dist/ is missing: run `npm run build` first');
@@ -238,61 +245,83 @@ const result = { date: new Date().toISOString(), command, machine, loadAverageAt
 mkdirSync(path.join(repoRoot, 'bench/results'), { recursive: true });
 writeFileSync(path.join(repoRoot, `bench/results/${flags.out}.json`), `${JSON.stringify(result, null, 2)}\n`);
 
-const kubesealMedian = single_.kubeseal?.median;
-const labelOf = (id: string) => (id.endsWith('-batch') ? `${tools.find((t) => `${t.id}-batch` === id)!.label}, batch mode` : tools.find((t) => t.id === id)!.label);
-const colorOf = (id: string) => tools.find((t) => t.id === id || `${t.id}-batch` === id)!.color;
-const lines: string[] = [];
-lines.push(`Machine: ${describeMachine(machine)}`, '', `Command: \`${command}\``, '');
-const kubesealCpu = singleCpu.kubeseal?.median;
-lines.push('| One seal (process start included) | wall median | wall p90 | wall min | CPU median (user+sys) | runs | wall vs kubeseal | CPU vs kubeseal |', '|---|---:|---:|---:|---:|---:|---:|---:|');
-for (const tool of tools) {
-  const s = single_[tool.id]!;
-  const c = singleCpu[tool.id]!;
-  const ratio = kubesealMedian ? `${(s.median / kubesealMedian).toFixed(2)}x` : 'n/a';
-  const cpuRatio = kubesealCpu ? `${(c.median / kubesealCpu).toFixed(2)}x` : 'n/a';
-  lines.push(`| ${tool.label} | ${formatMs(s.median)} | ${formatMs(s.p90)} | ${formatMs(s.min)} | ${formatMs(c.median)} | ${s.n} | ${ratio} | ${cpuRatio} |`);
-}
-if (Object.keys(batch).length > 0) {
-  const kubesealBatch = batch.kubeseal?.totalMs;
-  lines.push('', `| ${BATCH} Secrets | how | wall total | Secrets/s | CPU total | vs kubeseal (wall) |`, '|---|---|---:|---:|---:|---:|');
-  for (const id of tools.flatMap((t) => [t.id, `${t.id}-batch`])) {
-    const b = batch[id];
-    if (!b) continue;
-    const tool = { label: labelOf(id) };
-    lines.push(`| ${tool.label} | ${b.mode} | ${formatMs(b.totalMs)} | ${b.perSecond.toFixed(1)} | ${formatMs(b.cpuMs)} | ${kubesealBatch ? `${(kubesealBatch / b.totalMs).toFixed(2)}x faster` : 'n/a'} |`);
-  }
-}
-for (const note of notes) lines.push('', `Note: ${note}`);
+report(result);
 
-const bars = (pick: (id: string) => number | undefined, text: (v: number) => string): Bar[] =>
-  tools.filter((t) => pick(t.id) !== undefined).map((t) => ({ label: t.label, value: pick(t.id)!, text: text(pick(t.id)!), color: t.color }));
-const png = writeChart(
-  {
-    title: 'Sealing one Secret, and a batch',
-    subtitle: `${machine.cpus} cores, ${machine.cpuModel}; shared machine; ${new Date().toISOString().slice(0, 10)}`,
-    panels: [
-      {
-        title: `One seal, wall time with process start (median of ${RUNS}; lower is better)`,
-        bars: bars((id) => single_[id]?.median, formatMs),
-        ...(kubesealMedian ? { marker: { value: kubesealMedian * 1.5, label: 'target: 1.5 x kubeseal' } } : {}),
-      },
-      { title: `One seal, CPU time user+sys (median of ${RUNS}; lower is better)`, bars: bars((id) => singleCpu[id]?.median, formatMs) },
-      ...(Object.keys(batch).length > 0
-        ? [
-            {
-              title: `${BATCH} Secrets, total wall time (lower is better)`,
-              bars: tools
-                .flatMap((t) => [t.id, `${t.id}-batch`])
-                .filter((id) => batch[id] !== undefined)
-                .map((id) => ({ label: labelOf(id), value: batch[id]!.totalMs, text: `${formatMs(batch[id]!.totalMs)} (${batch[id]!.mode})`, color: colorOf(id) })),
-              ...(batch.kubeseal ? { marker: { value: batch.kubeseal.totalMs / 2, label: 'target: 2x faster than kubeseal' } } : {}),
-            },
-          ]
-        : []),
-    ],
-  },
-  path.join(repoRoot, 'docs/benchmarks', flags.out),
-  path.join(repoRoot, 'bench/results/tmp'),
-);
-lines.push('', `Chart: ${png ? path.relative(repoRoot, png) : '(no PNG: install librsvg2-bin)'}`);
-process.stdout.write(`${lines.join('\n')}\n`);
+interface SavedResult {
+  command: string;
+  machine: MachineInfo;
+  runs: number;
+  batchSize: number;
+  tools: { id: string; label: string }[];
+  single: Record<string, Summary>;
+  singleCpu: Record<string, Summary>;
+  batch: Record<string, { totalMs: number; cpuMs: number; perSecond: number; mode: string }>;
+  notes: string[];
+}
+
+/** Prints the Markdown tables and draws the chart (also with --report-only, from the saved JSON). */
+function report(saved: SavedResult): void {
+  const { command, machine, single: single_, singleCpu, batch, notes } = saved;
+  const RUNS = saved.runs;
+  const BATCH = saved.batchSize;
+  const tools = saved.tools.map((t) => ({ ...t, color: TOOL_COLORS[t.id] ?? COLORS.grey }));
+  const kubesealMedian = single_.kubeseal?.median;
+  const labelOf = (id: string) => (id.endsWith('-batch') ? `${tools.find((t) => `${t.id}-batch` === id)!.label}, batch mode` : tools.find((t) => t.id === id)!.label);
+  const colorOf = (id: string) => tools.find((t) => t.id === id || `${t.id}-batch` === id)!.color;
+  const lines: string[] = [];
+  lines.push(`Machine: ${describeMachine(machine)}`, '', `Command: \`${command}\``, '');
+  const kubesealCpu = singleCpu.kubeseal?.median;
+  lines.push('| One seal (process start included) | wall median | wall p90 | wall min | CPU median (user+sys) | runs | wall vs kubeseal | CPU vs kubeseal |', '|---|---:|---:|---:|---:|---:|---:|---:|');
+  for (const tool of tools) {
+    const s = single_[tool.id]!;
+    const c = singleCpu[tool.id]!;
+    const ratio = kubesealMedian ? `${(s.median / kubesealMedian).toFixed(2)}x` : 'n/a';
+    const cpuRatio = kubesealCpu ? `${(c.median / kubesealCpu).toFixed(2)}x` : 'n/a';
+    lines.push(`| ${tool.label} | ${formatMs(s.median)} | ${formatMs(s.p90)} | ${formatMs(s.min)} | ${formatMs(c.median)} | ${s.n} | ${ratio} | ${cpuRatio} |`);
+  }
+  if (Object.keys(batch).length > 0) {
+    const kubesealBatch = batch.kubeseal?.totalMs;
+    lines.push('', `| ${BATCH} Secrets | how | wall total | Secrets/s | CPU total | vs kubeseal (wall) |`, '|---|---|---:|---:|---:|---:|');
+    for (const id of tools.flatMap((t) => [t.id, `${t.id}-batch`])) {
+      const b = batch[id];
+      if (!b) continue;
+      const tool = { label: labelOf(id) };
+      const speed = kubesealBatch ? (kubesealBatch >= b.totalMs ? `${(kubesealBatch / b.totalMs).toFixed(2)}x faster` : `${(b.totalMs / kubesealBatch).toFixed(2)}x slower`) : 'n/a';
+    lines.push(`| ${tool.label} | ${b.mode} | ${formatMs(b.totalMs)} | ${b.perSecond.toFixed(1)} | ${formatMs(b.cpuMs)} | ${speed} |`);
+    }
+  }
+  for (const note of notes) lines.push('', `Note: ${note}`);
+
+  const bars = (pick: (id: string) => number | undefined, text: (v: number) => string): Bar[] =>
+    tools.filter((t) => pick(t.id) !== undefined).map((t) => ({ label: t.label, value: pick(t.id)!, text: text(pick(t.id)!), color: t.color }));
+  const png = writeChart(
+    {
+      title: 'Sealing one Secret, and a batch',
+      subtitle: `${machine.cpus} cores, ${machine.cpuModel}; shared machine; ${new Date().toISOString().slice(0, 10)}`,
+      panels: [
+        {
+          title: `One seal, wall time with process start (median of ${RUNS}; lower is better)`,
+          bars: bars((id) => single_[id]?.median, formatMs),
+          ...(kubesealMedian ? { marker: { value: kubesealMedian * 1.5, label: 'target: 1.5 x kubeseal' } } : {}),
+        },
+        { title: `One seal, CPU time user+sys (median of ${RUNS}; lower is better)`, bars: bars((id) => singleCpu[id]?.median, formatMs) },
+        ...(Object.keys(batch).length > 0
+          ? [
+              {
+                title: `${BATCH} Secrets, total wall time (lower is better)`,
+                bars: tools
+                  .flatMap((t) => [t.id, `${t.id}-batch`])
+                  .filter((id) => batch[id] !== undefined)
+                  .map((id) => ({ label: labelOf(id), value: batch[id]!.totalMs, text: `${formatMs(batch[id]!.totalMs)} (${batch[id]!.mode})`, color: colorOf(id) })),
+                ...(batch.kubeseal ? { marker: { value: batch.kubeseal.totalMs / 2, label: 'target: 2x faster than kubeseal' } } : {}),
+              },
+            ]
+          : []),
+      ],
+    },
+    path.join(repoRoot, 'docs/benchmarks', flags.out),
+    path.join(repoRoot, 'bench/results/tmp'),
+  );
+  lines.push('', `Chart: ${png ? path.relative(repoRoot, png) : '(no PNG: install librsvg2-bin)'}`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+}

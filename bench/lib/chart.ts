@@ -39,8 +39,8 @@ export const COLORS = {
 const escape = (text: string) => text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
 
 export function chartSvg(chart: Chart): string {
-  const width = chart.width ?? 960;
-  const labelWidth = 260;
+  const width = chart.width ?? 1040;
+  const labelWidth = 330;
   const valueRoom = 210;
   const barHeight = 22;
   const gap = 8;
