@@ -1,7 +1,10 @@
 import { defineConfig } from 'vitest/config';
+import { LeakCheckLastSequencer } from './test/harness/leak-check-sequencer.ts';
 
 export default defineConfig({
   test: {
+    // The suite-wide leak check scans what every other e2e file recorded: it runs last.
+    sequence: { sequencer: LeakCheckLastSequencer },
     projects: [
       {
         test: {

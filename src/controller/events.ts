@@ -16,20 +16,62 @@ export interface EventInput {
   message: string;
 }
 
-/** Writes core/v1 Events (what `kubectl describe` shows). Failures are logged, never thrown. */
+/** Events waiting to be sent beyond this many are dropped (and counted), as client-go's broadcaster does. */
+export const DEFAULT_EVENT_BACKLOG = 1000;
+
+/**
+ * Writes core/v1 Events (what `kubectl describe` shows) in the background: `record`
+ * queues the Event and returns at once, so a reconcile does not wait for a fourth API
+ * round trip (docs/benchmarks.md), and one sender posts them in order. Events are
+ * advisory: a failed post is logged, never thrown; when the API server cannot keep up,
+ * Events beyond the backlog are dropped. `flush` waits for the queue at shutdown.
+ */
 export class EventRecorder {
   readonly #client: KubeClient;
   readonly #logger: Logger;
   readonly #instance: string;
+  readonly #backlog: number;
+  readonly #pending: { object: InvolvedObject; event: EventInput; at: string }[] = [];
+  #sending: Promise<void> | undefined;
+  #dropped = 0;
 
-  constructor(options: { client: KubeClient; logger: Logger; instance: string }) {
+  constructor(options: { client: KubeClient; logger: Logger; instance: string; backlog?: number }) {
     this.#client = options.client;
     this.#logger = options.logger;
     this.#instance = options.instance;
+    this.#backlog = options.backlog ?? DEFAULT_EVENT_BACKLOG;
   }
 
-  async record(object: InvolvedObject, event: EventInput, signal?: AbortSignal): Promise<void> {
-    const now = new Date().toISOString();
+  /** Events dropped so far because the backlog was full. */
+  get dropped(): number {
+    return this.#dropped;
+  }
+
+  record(object: InvolvedObject, event: EventInput): void {
+    if (this.#pending.length >= this.#backlog) {
+      this.#dropped++;
+      if (this.#dropped === 1 || this.#dropped % 100 === 0) this.#logger.warn({ reason: event.reason, dropped: this.#dropped }, 'event backlog full; dropping events');
+      return;
+    }
+    this.#pending.push({ object, event, at: new Date().toISOString() });
+    this.#sending ??= this.#drain().finally(() => {
+      this.#sending = undefined;
+    });
+  }
+
+  /** Resolves once every queued Event was sent (or failed), or when `signal` aborts. */
+  async flush(signal?: AbortSignal): Promise<void> {
+    while (this.#sending && !signal?.aborted) {
+      const aborted = new Promise<void>((resolve) => signal?.addEventListener('abort', () => resolve(), { once: true }));
+      await Promise.race([this.#sending, aborted]);
+    }
+  }
+
+  async #drain(): Promise<void> {
+    for (let next = this.#pending.shift(); next; next = this.#pending.shift()) await this.#send(next.object, next.event, next.at);
+  }
+
+  async #send(object: InvolvedObject, event: EventInput, at: string): Promise<void> {
     try {
       await this.#client.request({
         method: 'POST',
@@ -45,11 +87,11 @@ export class EventRecorder {
           source: { component: 'envseal' },
           reportingComponent: 'envseal.dev/controller',
           reportingInstance: this.#instance,
-          firstTimestamp: now,
-          lastTimestamp: now,
+          firstTimestamp: at,
+          lastTimestamp: at,
           count: 1,
         },
-        signal,
+        signal: AbortSignal.timeout(30_000),
       });
     } catch (error) {
       this.#logger.warn({ reason: event.reason, error: error instanceof Error ? error.message : 'unknown' }, 'could not record event');

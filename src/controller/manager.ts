@@ -144,13 +144,14 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
     logger,
   });
   const dataKeys = new DataKeyCache(config.dataKeyCache);
+  const events = new EventRecorder({ client, logger, instance: context.identity });
   const reconciler = new Reconciler({
     client,
     envelopeSecrets,
     secrets,
     providers,
     dataKeys,
-    events: new EventRecorder({ client, logger, instance: context.identity }),
+    events,
     logger,
     metrics,
   });
@@ -202,6 +203,8 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
     }
   };
   await Promise.all(Array.from({ length: config.workers }, worker));
+  // Events of the last reconciles, within what is left of the grace period.
+  await events.flush(work.signal);
   clearInterval(resync);
   clearInterval(statusGauge);
   dataKeys.clear();

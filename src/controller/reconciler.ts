@@ -187,16 +187,26 @@ export class Reconciler {
     }
     // Keys someone else added are owned by their field manager, so apply keeps them; the
     // Secret must hold exactly the sealed keys.
-    const pruned = await this.#o.client.request<SecretObject>({
-      method: 'PATCH',
-      path: paths.secret(namespace, name),
-      body: [
-        { op: 'test', path: '/metadata/resourceVersion', value: written.metadata?.resourceVersion },
-        ...extra.map((key) => ({ op: 'remove', path: `/data/${key.replaceAll('~', '~0').replaceAll('/', '~1')}` })),
-      ],
-      patchType: 'json',
-      signal,
-    });
+    let pruned: SecretObject;
+    try {
+      pruned = await this.#o.client.request<SecretObject>({
+        method: 'PATCH',
+        path: paths.secret(namespace, name),
+        body: [
+          { op: 'test', path: '/metadata/resourceVersion', value: written.metadata?.resourceVersion },
+          ...extra.map((key) => ({ op: 'remove', path: `/data/${key.replaceAll('~', '~0').replaceAll('/', '~1')}` })),
+        ],
+        patchType: 'json',
+        signal,
+      });
+    } catch (error) {
+      // 422 here means the test or a remove failed: someone wrote the Secret since the
+      // apply. A conflict, to be retried -- not a rejected Secret (which is never retried).
+      if (error instanceof KubeApiError && error.status === 422) {
+        throw new KubeApiError(409, 'Conflict', `PATCH ${paths.secret(namespace, name)}: the Secret changed while keys added by others were being removed; retrying`, { cause: error });
+      }
+      throw error;
+    }
     this.#o.secrets.remember(pruned);
     return pruned;
   }
@@ -214,7 +224,7 @@ export class Reconciler {
         current = await this.#o.client.request({ method: 'GET', path, signal });
       } catch (error) {
         if (error instanceof KubeApiError && error.notFound) {
-          await this.#o.events.record(involved(source), { type: 'Warning', reason: 'WorkloadNotFound', message: `${workload.kind} ${workload.name} listed in restartWorkloads does not exist` }, signal);
+          this.#o.events.record(involved(source), { type: 'Warning', reason: 'WorkloadNotFound', message: `${workload.kind} ${workload.name} listed in restartWorkloads does not exist` });
           continue;
         }
         throw error;
@@ -228,7 +238,7 @@ export class Reconciler {
         patchType: 'merge',
         signal,
       });
-      await this.#o.events.record(involved(source), { type: 'Normal', reason: 'RolloutRestarted', message: `restarted ${workload.kind} ${workload.name}: the Secret's data changed` }, signal);
+      this.#o.events.record(involved(source), { type: 'Normal', reason: 'RolloutRestarted', message: `restarted ${workload.kind} ${workload.name}: the Secret's data changed` });
     }
   }
 
@@ -270,11 +280,7 @@ export class Reconciler {
       this.#o.envelopeSecrets.remember(updated);
     }
     if (previous?.status !== condition.status || previous?.reason !== condition.reason) {
-      await this.#o.events.record(
-        involved(source),
-        { type: state.ready ? 'Normal' : 'Warning', reason: state.reason, message: state.message },
-        signal,
-      );
+      this.#o.events.record(involved(source), { type: state.ready ? 'Normal' : 'Warning', reason: state.reason, message: state.message });
     }
   }
 }

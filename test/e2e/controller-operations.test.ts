@@ -82,8 +82,11 @@ describe('controller operations', () => {
       return digest && digest !== digest1 ? d : undefined;
     });
     expect(second.metadata.generation).toBe(first.metadata.generation + 1);
-    const events = await client.request<{ items: { reason: string; involvedObject: { name: string } }[] }>({ method: 'GET', path: paths.events(ns) });
-    expect(events.items.filter((e) => e.reason === 'RolloutRestarted' && e.involvedObject.name === 'web-env').length).toBeGreaterThanOrEqual(2);
+    // Events are sent in the background, right after the reconcile.
+    await waitFor('two RolloutRestarted events', async () => {
+      const events = await client.request<{ items: { reason: string; involvedObject: { name: string } }[] }>({ method: 'GET', path: paths.events(ns) });
+      return events.items.filter((e) => e.reason === 'RolloutRestarted' && e.involvedObject.name === 'web-env').length >= 2;
+    });
   });
 
   it('watches only the listed namespaces in namespaced mode', async () => {

@@ -99,8 +99,8 @@ describe('the envseal controller', () => {
     expect(secret.metadata.annotations?.[ANNOTATION_SPEC_HASH]).toMatch(/^sha256:/);
     expect(secret.metadata.ownerReferences).toEqual([expect.objectContaining({ kind: 'EnvelopeSecret', name, uid: es.metadata.uid, controller: true })]);
     expect(ready(es)?.message).toContain('up to date');
-    const events = await eventsFor(nsA, name);
-    expect(events.some((e) => e.reason === 'Synced' && e.type === 'Normal')).toBe(true);
+    // Events are sent in the background, right after the status.
+    await waitFor('a Normal Synced event', async () => (await eventsFor(nsA, name)).some((e) => e.reason === 'Synced' && e.type === 'Normal'));
     const printed = await kubectl(['get', 'envelopesecrets', '-n', nsA, name]);
     expect(printed.stdout).toMatch(/READY\s+REASON/);
     expect(printed.stdout).toMatch(/True\s+Synced/);
@@ -147,7 +147,7 @@ describe('the envseal controller', () => {
     const untouched = (await getSecret(nsA, name))!;
     expect(untouched.metadata.resourceVersion).toBe(original.metadata.resourceVersion);
     expect(decode(untouched.data)).toEqual({ KEEP: 'mine' });
-    expect((await eventsFor(nsA, name)).some((e) => e.reason === 'SecretNotOwned' && e.type === 'Warning')).toBe(true);
+    await waitFor('a Warning SecretNotOwned event', async () => (await eventsFor(nsA, name)).some((e) => e.reason === 'SecretNotOwned' && e.type === 'Warning'));
 
     await kubectl(['annotate', 'secret', '-n', nsA, name, `${ANNOTATION_ADOPT}=true`]);
     // Foreign Secrets are looked at again periodically; a spec touch makes it immediate.
