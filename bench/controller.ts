@@ -25,6 +25,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
+import { parse as parseYaml } from 'yaml';
 import type { EnvelopeSecret } from '../src/api/types.ts';
 import { systemRandom } from '../src/envelope/random.ts';
 import { KubeClient } from '../src/kube/client.ts';
@@ -54,7 +55,7 @@ const { values: flags } = parseArgs({
     'report-only': { type: 'boolean', default: false },
     /** Run the envseal controller with --cpu-prof into bench/results/tmp/NAME/. */
     profile: { type: 'boolean', default: false },
-    /** Extra Node options for the envseal controller process (e.g. --max-semi-space-size=2). */
+    /** Node options for the envseal controller process; default: the chart's controller.nodeOptions ("none" for Node's defaults). */
     'node-options': { type: 'string', default: '' },
     /** The envseal CLI to run (default bin/envseal.js of this checkout, which runs dist/). */
     'envseal-bin': { type: 'string', default: '' },
@@ -66,6 +67,12 @@ const ONLY = new Set(flags.only.split(','));
 const TIMEOUT_MS = Number(flags.timeout) * 60_000;
 const RESYNC_S = Number(flags.resync);
 const CONCURRENCY = Number(flags.concurrency);
+/** What the Helm chart runs the controller with (controller.nodeOptions in its values). */
+function chartNodeOptions(): string {
+  const values = parseYaml(readFileSync(path.join(repoRoot, 'charts/envseal/values.yaml'), 'utf8')) as { controller?: { nodeOptions?: string } };
+  return values.controller?.nodeOptions ?? '';
+}
+const NODE_OPTIONS = flags['node-options'] === 'none' ? '' : flags['node-options'] || chartNodeOptions();
 const ENVSEAL_BIN = flags['envseal-bin'] ? path.resolve(flags['envseal-bin']) : path.join(repoRoot, 'bin/envseal.js');
 const log = (message: string) => process.stderr.write(`[controller-bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
 
@@ -280,6 +287,7 @@ if (flags['report-only']) {
   process.exit(0);
 }
 const peersInfo: Record<string, unknown> = {};
+notes.push(`envseal controller run with NODE_OPTIONS ${NODE_OPTIONS ? `"${NODE_OPTIONS}"` : 'unset (Node defaults)'}`);
 
 function save(): void {
   mkdirSync(path.join(repoRoot, 'bench/results'), { recursive: true });
@@ -373,7 +381,7 @@ async function benchEnvseal(count: number): Promise<RunResult> {
   log(`envseal ${count}: cold start`);
   const started = performance.now();
   const running = launch(
-    spawn(process.execPath, [...(flags.profile ? ['--cpu-prof', `--cpu-prof-dir=${logDir}`] : []), ...flags['node-options'].split(' ').filter(Boolean), ENVSEAL_BIN, ...controllerFlags], {
+    spawn(process.execPath, [...(flags.profile ? ['--cpu-prof', `--cpu-prof-dir=${logDir}`] : []), ...NODE_OPTIONS.split(' ').filter(Boolean), ENVSEAL_BIN, ...controllerFlags], {
       env: { PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: process.env.TMPDIR, AWS_ACCESS_KEY_ID: kmsCredentials.accessKeyId, AWS_SECRET_ACCESS_KEY: kmsCredentials.secretAccessKey, AWS_EC2_METADATA_DISABLED: 'true' },
       stdio: ['ignore', 'pipe', 'pipe'],
     }),

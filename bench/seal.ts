@@ -50,9 +50,11 @@ interface Tool {
   env: NodeJS.ProcessEnv;
   /** Checks one output. */
   check: (stdout: string) => void;
+  /** A reference measured for one run only, not in the batch. */
+  singleOnly?: boolean;
 }
 
-const TOOL_COLORS: Record<string, string> = { 'envseal-age': COLORS.envseal, 'envseal-aws-kms': COLORS.envsealAlt, kubeseal: COLORS.kubeseal, sops: COLORS.sops };
+const TOOL_COLORS: Record<string, string> = { 'envseal-age': COLORS.envseal, 'envseal-aws-kms': COLORS.envsealAlt, kubeseal: COLORS.kubeseal, sops: COLORS.sops, node: COLORS.node };
 if (flags['report-only']) {
   // Redraw the tables and chart from bench/results/NAME.json, without running anything.
   report(JSON.parse(readFileSync(path.join(repoRoot, `bench/results/${flags.out}.json`), 'utf8')) as SavedResult);
@@ -171,6 +173,20 @@ if (peers.sops?.path) {
   notes.push(`sops could not be built: ${peers.sops.error}`);
 }
 
+// The floor for any Node CLI: the same Node starting and exiting (`node -e 0`), measured
+// alongside, so that "within 1.5x kubeseal" can be read against what Node itself costs.
+if (!SKIP.has('node')) {
+  tools.push({
+    id: 'node',
+    label: 'node -e 0 (Node start-up alone)',
+    color: COLORS.node,
+    command: () => ({ command: node, args: ['-e', '0'] }),
+    env: baseEnv,
+    check: () => {},
+    singleOnly: true,
+  });
+}
+
 // --- correctness: each tool's output once; envseal's opens again ------------------------
 for (const tool of tools) {
   const { command, args } = tool.command(single);
@@ -224,7 +240,7 @@ if (BATCH > 0) {
     batch[`${tool.id}-batch`] = { totalMs, cpuMs, perSecond: (BATCH / totalMs) * 1000, mode: 'one process (--output-dir)' };
   }
   for (const tool of tools) {
-    if (SKIP.has(`batch-${tool.id}`)) continue;
+    if (tool.singleOnly || SKIP.has(`batch-${tool.id}`)) continue;
     log(`batch: ${BATCH} x ${tool.label}`);
     const started = performance.now();
     let cpuMs = 0;

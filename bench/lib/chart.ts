@@ -34,6 +34,7 @@ export const COLORS = {
   sealedSecrets: '#e0771b',
   sops: '#3a9a4a',
   grey: '#888888',
+  node: '#b0b0b0',
 };
 
 const escape = (text: string) => text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');

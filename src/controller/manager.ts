@@ -11,6 +11,7 @@ import { ObjectCache, objectKey } from './cache.ts';
 import { DataKeyCache } from './dek-cache.ts';
 import { LABEL_MANAGED_BY, MANAGED_BY } from './desired.ts';
 import { EventRecorder } from './events.ts';
+import { KmsOutageTracker } from './kms-recovery.ts';
 import { LeaderElector } from './leader.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { WorkQueue } from './queue.ts';
@@ -179,6 +180,7 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
   signal.addEventListener('abort', onStop, { once: true });
   if (signal.aborted) onStop();
 
+  const kmsOutage = new KmsOutageTracker();
   const worker = async () => {
     for (;;) {
       const key = await queue.get();
@@ -190,10 +192,20 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
         queue.forget(key);
         metrics.reconciles.inc({ result: result.outcome });
         if (result.requeueAfterMs) queue.addAfter(key, result.requeueAfterMs);
+        // A KMS-sealed object that synced again: its KMS answers (terminal or gone ones say nothing about it).
+        const recovered = result.outcome === 'synced' ? kmsOutage.succeeded(key) : (kmsOutage.failed(key, result.outcome), []);
+        if (recovered.length > 0) {
+          logger.info({ retrying: recovered.length }, 'the KMS answers again; retrying the objects that waited on it');
+          for (const waiting of recovered) {
+            queue.forget(waiting);
+            queue.add(waiting);
+          }
+        }
       } catch (error) {
         metrics.reconciles.inc({ result: 'error' });
         if (work.signal.aborted) return;
-        if (!(error instanceof RetryableError)) logger.error({ envelopeSecret: key, error: describeError(error) }, 'reconcile failed unexpectedly; retrying');
+        if (error instanceof RetryableError) kmsOutage.failed(key, error.reason);
+        else logger.error({ envelopeSecret: key, error: describeError(error) }, 'reconcile failed unexpectedly; retrying');
         metrics.queueRetries.inc();
         queue.addRateLimited(key);
       } finally {

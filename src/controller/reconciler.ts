@@ -32,9 +32,12 @@ export interface ReconcileResult {
 
 /** Thrown for failures worth a retry with backoff; the status already says why. */
 export class RetryableError extends Error {
-  constructor(message: string, options: { cause: unknown }) {
-    super(message, options);
+  /** The Ready reason written to the status (KMSUnavailable, KubernetesError, ...). */
+  readonly reason: string;
+  constructor(message: string, options: { cause: unknown; reason: string }) {
+    super(message, { cause: options.cause });
     this.name = 'RetryableError';
+    this.reason = options.reason;
   }
 }
 
@@ -250,7 +253,7 @@ export class Reconciler {
     } catch (statusError) {
       log.warn({ error: statusError instanceof Error ? statusError.message : 'unknown' }, 'could not write status');
     }
-    if (classified.retryable) throw new RetryableError(`${classified.reason}: ${classified.message}`, { cause: error });
+    if (classified.retryable) throw new RetryableError(`${classified.reason}: ${classified.message}`, { cause: error, reason: classified.reason });
     return { outcome: 'terminal' };
   }
 

@@ -61,7 +61,7 @@ interface Container {
   name: string;
   image: string;
   args: string[];
-  env: { name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
+  env: { name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
   ports: { name: string; containerPort: number }[];
   livenessProbe: { httpGet: { path: string; port: string } };
   readinessProbe: { httpGet: { path: string; port: string } };
@@ -221,6 +221,8 @@ describe('the Helm chart', () => {
       expect.arrayContaining([
         { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
         { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+        // V8's heap bounded below the memory limit (docs/benchmarks.md).
+        { name: 'NODE_OPTIONS', value: '--max-semi-space-size=2 --max-old-space-size=160' },
       ]),
     );
     expect(container.ports).toEqual([{ name: 'metrics', containerPort: 8080, protocol: 'TCP' }]);
@@ -724,7 +726,13 @@ describe('installed with helm, cluster-wide mode', () => {
     expect(args.filter((a, i) => a !== container.args[i])).toHaveLength(1);
     const podName = `${release}-7d9f8c6b5-abcde`;
     const env: Record<string, string> = { ...(process.env as Record<string, string>), POD_NAMESPACE: releaseNamespace, POD_NAME: podName };
-    for (const variable of container.env) expect(variable.valueFrom?.fieldRef?.fieldPath, variable.name).toMatch(/^metadata\.(namespace|name)$/);
+    // Downward-API variables are set above; plain ones (NODE_OPTIONS: the V8 heap limits)
+    // are passed as they are, so Node itself proves it accepts them.
+    for (const variable of container.env) {
+      if (variable.value !== undefined) env[variable.name] = variable.value;
+      else expect(variable.valueFrom?.fieldRef?.fieldPath, variable.name).toMatch(/^metadata\.(namespace|name)$/);
+    }
+    expect(env.NODE_OPTIONS).toMatch(/--max-old-space-size=\d+/);
     // The CLI entry (what bin/envseal.js runs) from the sources, on this Node 24.
     const child = spawn(process.execPath, ['--input-type=module', '-e', "import { main } from './src/cli/main.ts'; await main();", '--', 'envseal', ...args, `--kubeconfig=${kubeconfigFile}`], { cwd: repoRoot, env, stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';

@@ -81,15 +81,19 @@ export async function startTestController(options: { kubeConfig: KubeConfig; con
       await done.catch(() => {});
     },
     async metric(name, labels = {}) {
-      const text = await fetch(metricsUrl).then((r) => r.text());
-      let sum = 0;
-      for (const line of text.split('\n')) {
-        const match = /^([a-zA-Z_:][\w:]*)(\{([^}]*)\})? (\S+)$/.exec(line);
-        if (!match || match[1] !== name) continue;
-        const series = Object.fromEntries([...(match[3] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
-        if (Object.entries(labels).every(([k, v]) => series[k] === v)) sum += Number(match[4]);
-      }
-      return sum;
+      return sumMetric(await fetch(metricsUrl).then((r) => r.text()), name, labels);
     },
   };
+}
+
+/** The sum of a counter or gauge over the series of a Prometheus text scrape that match `labels`. */
+export function sumMetric(text: string, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    const match = /^([a-zA-Z_:][\w:]*)(\{([^}]*)\})? (\S+)$/.exec(line);
+    if (!match || match[1] !== name) continue;
+    const series = Object.fromEntries([...(match[3] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1], m[2]]));
+    if (Object.entries(labels).every(([k, v]) => series[k] === v)) sum += Number(match[4]);
+  }
+  return sum;
 }

@@ -3,7 +3,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { KubeApiError, KubeClient, paths } from '../../src/kube/client.ts';
-import { adminKubeConfig, sharedCluster } from './cluster.ts';
+import { adminKubeConfig, sharedCluster, waitFor } from './cluster.ts';
 import { repoRoot } from './control-plane.ts';
 
 export interface KubectlResult {
@@ -52,6 +52,12 @@ export async function getOrUndefined<T>(client: KubeClient, objectPath: string):
     if (error instanceof KubeApiError && error.notFound) return undefined;
     throw error;
   }
+}
+
+/** The age recipient a controller published in its namespace (waits for it). */
+export async function publishedRecipient(client: KubeClient, controllerNamespace: string, timeoutMs = 60_000): Promise<string> {
+  const configMap = await waitFor('the published age recipient', () => getOrUndefined<{ data: { recipient: string } }>(client, paths.configMap(controllerNamespace, 'envseal-age-recipient')), { timeoutMs });
+  return configMap.data.recipient;
 }
 
 export { paths };
