@@ -13,7 +13,7 @@
 ARG BUILD_IMAGE=node:24-bookworm-slim
 ARG NODE_IMAGE=node:24-alpine
 
-# ---- build: all dependencies, compile src/ to dist/ --------------------------------
+# ---- build: all dependencies, compile src/ to dist/ and bundle it (dist/bundle) -------
 FROM ${BUILD_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
@@ -23,6 +23,7 @@ RUN --mount=type=cache,target=/root/.npm \
     npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+COPY scripts/bundle.ts ./scripts/bundle.ts
 RUN npm run build
 
 # ---- deps: production dependencies only ---------------------------------------------

@@ -1,5 +1,5 @@
-// `npx node bench/files/cli.ts encrypt|decrypt ...`: envseal's file commands as a
-// process, straight from the TypeScript sources (the benchmark runs the compiled build).
-import { mainFiles } from '../../src/files/cli-main.ts';
+// `npx node bench/files/cli.ts encrypt|decrypt ...`: envseal's CLI as a process, straight
+// from the TypeScript sources (the benchmark runs the compiled build).
+import { main } from '../../src/cli/main.ts';
 
-await mainFiles();
+await main();

@@ -85,7 +85,7 @@ try {
   const dist = join(work, 'dist');
   sh('npx', ['tsc', '-p', join(repo, 'tsconfig.build.json'), '--outDir', dist]);
   symlinkSync(join(repo, 'node_modules'), join(dist, 'node_modules'));
-  writeFileSync(join(dist, 'entry.mjs'), "import { mainFiles } from './files/cli-main.js';\nawait mainFiles();\n");
+  writeFileSync(join(dist, 'entry.mjs'), "import { main } from './cli/main.js';\nawait main();\n");
   const node = join(repo, 'node_modules/node/bin/node');
   const envseal = [join(dist, 'entry.mjs')];
   const cli = sh('bash', [join(repo, 'scripts/esdk-cli/setup.sh')]).trim().split('\n').pop()!;

@@ -8,6 +8,7 @@ import { sealEnvelope } from '../envelope/envelope.ts';
 import { seededRandom } from '../envelope/random.ts';
 import { API_VERSION, KIND } from './types.ts';
 import { ManifestError, parseEnvelopeSecret, validateEnvelopeSecret } from './validation.ts';
+import { applyCommonMutation, nodes, parentOf } from '../test-support/json-mutations.ts';
 
 const FUZZ_RUNS = { arbitrary: 25_000, mutated: 30_000 };
 /** Generous: the runs take seconds on an idle machine, several times that on a loaded one. */
@@ -45,22 +46,6 @@ function validManifest(): Record<string, unknown> {
 }
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-type PathPart = string | number;
-
-function nodes(doc: unknown, at: PathPart[] = [], out: PathPart[][] = []): PathPart[][] {
-  out.push(at);
-  if (Array.isArray(doc)) doc.forEach((v, i) => nodes(v, [...at, i], out));
-  else if (doc !== null && typeof doc === 'object') for (const [k, v] of Object.entries(doc)) nodes(v, [...at, k], out);
-  return out;
-}
-
-function parentOf(doc: unknown, path: PathPart[]): { parent: Record<string | number, unknown>; key: PathPart } | undefined {
-  if (path.length === 0) return undefined;
-  let node = doc as Record<string | number, unknown>;
-  for (const part of path.slice(0, -1)) node = node[part] as Record<string | number, unknown>;
-  return { parent: node, key: path[path.length - 1]! };
-}
-
 // Keys and values that have tripped up JavaScript code before.
 const trickyKey = fc.constantFrom('__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', '', '.', '..', '..x', 'a/b', 'é', 'A'.repeat(254), 'x'.repeat(63));
 const base64ish = fc.oneof(
@@ -107,37 +92,12 @@ function mutate(doc: unknown, m: Mutation): unknown {
   const current = parent[key];
   switch (m.kind) {
     case 'replace':
-      parent[key] = m.value;
-      break;
     case 'delete':
-      if (Array.isArray(parent)) parent.splice(key as number, 1);
-      else delete parent[key];
-      break;
     case 'flip':
-      if (typeof current === 'string' && current.length > 0) {
-        const bytes = Buffer.from(current, 'base64');
-        if (bytes.length > 0 && bytes.toString('base64') === current) {
-          const bit = m.n % (bytes.length * 8);
-          bytes[bit >> 3]! ^= 1 << (bit & 7);
-          parent[key] = bytes.toString('base64');
-        } else {
-          const i = m.n % current.length;
-          parent[key] = current.slice(0, i) + String.fromCharCode(current.charCodeAt(i) ^ 1) + current.slice(i + 1);
-        }
-      } else if (typeof current === 'number') parent[key] = current + 1;
-      else if (typeof current === 'boolean') parent[key] = !current;
-      break;
     case 'truncate':
-      if (typeof current === 'string') parent[key] = current.slice(0, m.n % (current.length + 1));
-      else if (Array.isArray(current)) current.length = m.n % (current.length + 1);
+    case 'swap':
+      applyCommonMutation(parent, key, m.kind, m.value, m.n);
       break;
-    case 'swap': {
-      const siblings = Object.keys(parent);
-      const other = siblings[m.n % siblings.length]!;
-      const otherKey = Array.isArray(parent) ? Number(other) : other;
-      [parent[key], parent[otherKey]] = [parent[otherKey], current];
-      break;
-    }
     case 'rename':
       if (!Array.isArray(parent)) {
         delete parent[key];

@@ -13,6 +13,7 @@ import { ProviderRegistry } from '../providers/registry.ts';
 import { ProviderError } from '../providers/types.ts';
 import { openEnvelopeSecret } from './open.ts';
 import { sealEnvelopeSecret } from './seal.ts';
+import { applyCommonMutation, nodes } from '../test-support/json-mutations.ts';
 
 const RUNS = 10_000;
 const TIMEOUT_MS = 180_000;
@@ -36,13 +37,6 @@ beforeAll(async () => {
   seed = { ...first, spec: { ...first.spec, envelopes: [...first.spec.envelopes, ...second.spec.envelopes] } };
   secretTexts = [CANARY, identity, identity.slice(15, 50)];
 });
-
-function nodes(doc: unknown, at: (string | number)[] = [], out: (string | number)[][] = []): (string | number)[][] {
-  out.push(at);
-  if (Array.isArray(doc)) doc.forEach((v, i) => nodes(v, [...at, i], out));
-  else if (doc !== null && typeof doc === 'object') for (const [k, v] of Object.entries(doc)) nodes(v, [...at, k], out);
-  return out;
-}
 
 interface Mutation {
   at: number;
@@ -74,36 +68,12 @@ function mutate(doc: unknown, m: Mutation): unknown {
   const current = parent[key];
   switch (m.kind) {
     case 'replace':
-      parent[key] = m.value;
-      break;
     case 'delete':
-      if (Array.isArray(parent)) parent.splice(key as number, 1);
-      else delete parent[key];
-      break;
     case 'flip':
-      if (typeof current === 'string' && current.length > 0) {
-        const bytes = Buffer.from(current, 'base64');
-        if (bytes.length > 0 && bytes.toString('base64') === current) {
-          const bit = m.n % (bytes.length * 8);
-          bytes[bit >> 3]! ^= 1 << (bit & 7);
-          parent[key] = bytes.toString('base64');
-        } else {
-          const i = m.n % current.length;
-          parent[key] = current.slice(0, i) + String.fromCharCode(current.charCodeAt(i) ^ 1) + current.slice(i + 1);
-        }
-      }
-      break;
     case 'truncate':
-      if (typeof current === 'string') parent[key] = current.slice(0, m.n % (current.length + 1));
-      else if (Array.isArray(current)) current.length = m.n % (current.length + 1);
+    case 'swap':
+      applyCommonMutation(parent, key, m.kind, m.value, m.n);
       break;
-    case 'swap': {
-      const siblings = Object.keys(parent);
-      const other = siblings[m.n % siblings.length]!;
-      const otherKey = Array.isArray(parent) ? Number(other) : other;
-      [parent[key], parent[otherKey]] = [parent[otherKey], current];
-      break;
-    }
     case 'rename':
       if (!Array.isArray(parent)) {
         delete parent[key];

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { memoryIo } from '../../src/cli/memory-io.ts';
-import { runFileCommand } from '../../src/files/cli-runner.ts';
+import { run } from '../../src/cli/run.ts';
 import { createAwsKmsProvider } from '../../src/providers/aws-kms.ts';
 import { KMS_EMULATORS, type KmsEmulator } from '../harness/kms-emulators.ts';
 
@@ -75,7 +75,7 @@ describe.each(KMS_EMULATORS)('file interop with aws-encryption-cli on $name', ({
 
   async function envseal(args: string[]): Promise<{ code: number; stderr: string }> {
     const io = memoryIo({ cwd: dir, env });
-    const code = await runFileCommand(args, io);
+    const code = await run(args, io);
     return { code, stderr: io.stderr.text() };
   }
 

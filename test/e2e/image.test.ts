@@ -142,6 +142,9 @@ describe('the runtime stage, reproduced in a clean folder', () => {
     const tsc = path.join(repoRoot, 'node_modules/typescript/bin/tsc');
     const build = await exec(process.execPath, [tsc, '-p', path.join(repoRoot, 'tsconfig.build.json'), '--outDir', path.join(app, 'dist')], repoRoot);
     if (build.code !== 0) throw new Error(`npm run build (tsc) failed:\n${build.stdout}${build.stderr}`);
+    // ... and its second step: the esbuild bundle that bin/start.js runs.
+    const bundle = await exec(process.execPath, [path.join(repoRoot, 'scripts/bundle.ts'), '--dist', path.join(app, 'dist')], repoRoot);
+    if (bundle.code !== 0) throw new Error(`npm run build (bundle) failed:\n${bundle.stdout}${bundle.stderr}`);
     for (const dir of ['bin', 'crds']) await cp(path.join(repoRoot, dir), path.join(app, dir), { recursive: true });
   });
 

@@ -1,4 +1,3 @@
-import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { quoteName } from '../../api/names.ts';
 import { MessageDecryptor } from '../../files/decrypt.ts';
@@ -14,7 +13,7 @@ import type { Command, CommandContext } from '../command.ts';
 import { usageError } from '../errors.ts';
 import { fileError, resolvePath } from '../files.ts';
 import { IDENTITY_OPTIONS, KMS_OPTIONS } from '../provider-config.ts';
-import { cliErrorOf, openFileSink, parseContextPairs, progressFor, stdinSource } from './encrypt.ts';
+import { cliErrorOf, inputInfo, openFileSink, parseContextPairs, progressFor, singleInput, treeArguments } from './encrypt.ts';
 
 const OPTIONS = {
   output: { type: 'string', short: 'o', value: 'FILE', help: 'write here (atomically, only once the whole message authenticated) instead of stdout; a directory with -r' },
@@ -107,16 +106,6 @@ async function decryptOne(ctx: CommandContext, settings: DecryptSettings, source
   }
 }
 
-async function inputInfo(file: string, cwd: string): Promise<{ full: string; isDirectory: boolean; size: number }> {
-  const full = resolvePath(cwd, file);
-  try {
-    const info = await stat(full);
-    return { full, isDirectory: info.isDirectory(), size: info.size };
-  } catch (error) {
-    throw fileError(error, 'read', file);
-  }
-}
-
 async function decrypt(ctx: CommandContext): Promise<number> {
   const { io, values } = ctx;
   const settings: DecryptSettings = {
@@ -127,26 +116,13 @@ async function decrypt(ctx: CommandContext): Promise<number> {
   const output = stringOption(values, 'output');
   const unbuffered = flag(values, 'unbuffered');
   if (flag(values, 'recursive')) {
-    if (input === undefined || input === '-') throw usageError('-r needs an input directory');
-    if (output === undefined || output === '-') throw usageError('-r needs an output directory: -o DIR');
+    const tree = treeArguments(input, output);
     if (unbuffered) throw usageError('--unbuffered applies to stdout only');
-    return decryptTree(ctx, settings, input, output, stringOption(values, 'suffix') ?? '.encrypted');
+    return decryptTree(ctx, settings, tree.input, tree.output, stringOption(values, 'suffix') ?? '.encrypted');
   }
   if (stringOption(values, 'suffix') !== undefined) throw usageError('--suffix applies to -r only');
 
-  let source: ByteSource;
-  let size: number | undefined;
-  let label = 'stdin';
-  if (input === undefined || input === '-') {
-    if (input === undefined && io.stdinIsTTY) throw usageError('no input: pass a file, or pipe the message to decrypt');
-    source = stdinSource(io);
-  } else {
-    const info = await inputInfo(input, io.cwd);
-    if (info.isDirectory) throw usageError(`${quoteName(input)} is a directory: pass -r and -o DIR to decrypt a tree`);
-    source = fileSource(info.full, ctx.signal);
-    size = info.size;
-    label = input;
-  }
+  const { source, size, label } = await singleInput(ctx, input, 'decrypt');
   let sink: Sink;
   const toStdout = output === undefined || output === '-';
   if (toStdout) {

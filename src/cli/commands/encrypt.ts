@@ -151,7 +151,26 @@ async function encryptOne(ctx: CommandContext, settings: EncryptSettings, source
   }
 }
 
-async function inputInfo(file: string, cwd: string): Promise<{ full: string; isDirectory: boolean; size: number }> {
+/** -r's arguments, checked: an input directory and an output directory (-o DIR). */
+export function treeArguments(input: string | undefined, output: string | undefined): { input: string; output: string } {
+  if (input === undefined || input === '-') throw usageError('-r needs an input directory');
+  if (output === undefined || output === '-') throw usageError('-r needs an output directory: -o DIR');
+  return { input, output };
+}
+
+/** The input of a one-file run: the file named (its size for the progress bar), or stdin. */
+export async function singleInput(ctx: CommandContext, input: string | undefined, verb: 'encrypt' | 'decrypt'): Promise<{ source: ByteSource; size: number | undefined; label: string }> {
+  const { io } = ctx;
+  if (input === undefined || input === '-') {
+    if (input === undefined && io.stdinIsTTY) throw usageError(`no input: pass a file, or pipe the ${verb === 'encrypt' ? 'data to encrypt' : 'message to decrypt'}`);
+    return { source: stdinSource(io), size: undefined, label: 'stdin' };
+  }
+  const info = await inputInfo(input, io.cwd);
+  if (info.isDirectory) throw usageError(`${quoteName(input)} is a directory: pass -r and -o DIR to ${verb} a tree`);
+  return { source: fileSource(info.full, ctx.signal), size: info.size, label: input };
+}
+
+export async function inputInfo(file: string, cwd: string): Promise<{ full: string; isDirectory: boolean; size: number }> {
   const full = resolvePath(cwd, file);
   try {
     const info = await stat(full);
@@ -198,25 +217,12 @@ async function encrypt(ctx: CommandContext): Promise<number> {
   const recursive = flag(values, 'recursive');
 
   if (recursive) {
-    if (input === undefined || input === '-') throw usageError('-r needs an input directory');
-    if (output === undefined || output === '-') throw usageError('-r needs an output directory: -o DIR');
-    return encryptTree(ctx, settings, input, output, stringOption(values, 'suffix') ?? '.encrypted');
+    const tree = treeArguments(input, output);
+    return encryptTree(ctx, settings, tree.input, tree.output, stringOption(values, 'suffix') ?? '.encrypted');
   }
   if (stringOption(values, 'suffix') !== undefined) throw usageError('--suffix applies to -r only');
 
-  let source: ByteSource;
-  let size: number | undefined;
-  let label = 'stdin';
-  if (input === undefined || input === '-') {
-    if (input === undefined && io.stdinIsTTY) throw usageError('no input: pass a file, or pipe the data to encrypt');
-    source = stdinSource(io);
-  } else {
-    const info = await inputInfo(input, io.cwd);
-    if (info.isDirectory) throw usageError(`${quoteName(input)} is a directory: pass -r and -o DIR to encrypt a tree`);
-    source = fileSource(info.full, ctx.signal);
-    size = info.size;
-    label = input;
-  }
+  const { source, size, label } = await singleInput(ctx, input, 'encrypt');
   let sink: Sink;
   if (output === undefined || output === '-') {
     if (io.stdoutIsTTY) throw usageError('refusing to write ciphertext to a terminal: pass -o FILE or redirect stdout');
