@@ -3,11 +3,9 @@ import type { EnvelopeSecret, EnvelopeSecretStatus } from '../api/types.ts';
 import { API_VERSION, KIND } from '../api/types.ts';
 import { bindingOf, validateEnvelopeSecret } from '../api/validation.ts';
 import type { Binding } from '../envelope/context.ts';
-import { openEnvelope } from '../envelope/envelope.ts';
-import { EnvelopeError } from '../envelope/errors.ts';
 import { KubeApiError, type KubeClient, type KubeObject, paths } from '../kube/client.ts';
 import type { ProviderRegistry } from '../providers/registry.ts';
-import { unwrapDataKey } from '../sealing/open.ts';
+import { openEnvelopeSecret, unwrapDataKey } from '../sealing/open.ts';
 import { classifyError } from './classify.ts';
 import { Reason, type ReadyState, readyCondition } from './conditions.ts';
 import { DataKeyCache } from './dek-cache.ts';
@@ -145,28 +143,25 @@ export class Reconciler {
     }
   }
 
-  async #open(source: EnvelopeSecretObject, binding: Binding, signal: AbortSignal): Promise<Record<string, Buffer>> {
-    const result: Record<string, Buffer> = {};
-    try {
-      for (const [index, envelope] of source.spec.envelopes.entries()) {
+  #open(source: EnvelopeSecretObject, binding: Binding, signal: AbortSignal): Promise<Record<string, Buffer>> {
+    return openEnvelopeSecret({
+      secret: source,
+      binding,
+      providers: this.#o.providers,
+      reportKeys: true,
+      signal,
+      // Unwrapped data keys are cached by binding and wrapped keys: zero KMS calls when
+      // only the Secret needs repairing.
+      dataKeyFor: async (envelope, index) => {
         const cacheKey = DataKeyCache.keyOf(binding, envelope);
-        let dataKey = this.#o.dataKeys.get(cacheKey);
-        this.#o.metrics.dekCache.inc({ result: dataKey ? 'hit' : 'miss' });
-        if (!dataKey) {
-          dataKey = (await unwrapDataKey({ envelope, index, binding, providers: this.#o.providers, signal })).dataKey;
-          this.#o.dataKeys.set(cacheKey, dataKey);
-        }
-        try {
-          Object.assign(result, openEnvelopeReportingKeys(dataKey, binding, envelope, index));
-        } finally {
-          dataKey.fill(0);
-        }
-      }
-      return result;
-    } catch (error) {
-      for (const value of Object.values(result)) value.fill(0);
-      throw error;
-    }
+        const cached = this.#o.dataKeys.get(cacheKey);
+        this.#o.metrics.dekCache.inc({ result: cached ? 'hit' : 'miss' });
+        if (cached) return cached;
+        const { dataKey } = await unwrapDataKey({ envelope, index, binding, providers: this.#o.providers, signal });
+        this.#o.dataKeys.set(cacheKey, dataKey);
+        return dataKey;
+      },
+    });
   }
 
   async #write(live: SecretObject | undefined, desired: SecretManifest, signal: AbortSignal): Promise<SecretObject> {
@@ -302,34 +297,3 @@ function failedForGood(source: EnvelopeSecretObject): boolean {
   return ready?.status === 'False' && PERMANENT_REASONS.has(ready.reason) && source.status?.observedGeneration === source.metadata.generation;
 }
 
-/**
- * Opens every value; when values fail to authenticate, says whether all failed (the
- * manifest was sealed for another namespace, name or scope) or only some (altered).
- */
-function openEnvelopeReportingKeys(dataKey: Uint8Array, binding: Binding, envelope: EnvelopeSecret['spec']['envelopes'][number], index: number): Record<string, Buffer> {
-  const opened: Record<string, Buffer> = {};
-  const failed: string[] = [];
-  for (const key of Object.keys(envelope.data)) {
-    try {
-      Object.assign(opened, openEnvelope({ dataKey, binding, envelope, keys: [key] }));
-    } catch (error) {
-      if (!(error instanceof EnvelopeError) || error.code !== 'ValueAuthenticationFailed') {
-        for (const value of Object.values(opened)) value.fill(0);
-        throw error;
-      }
-      failed.push(key);
-    }
-  }
-  if (failed.length === 0) return opened;
-  for (const value of Object.values(opened)) value.fill(0);
-  if (failed.length === Object.keys(envelope.data).length) {
-    throw new EnvelopeError('ContextMismatch', `envelope #${index}: no value authenticates for ${describeBinding(binding)}: the manifest was sealed for another namespace, name or scope, or every value was altered`);
-  }
-  throw new EnvelopeError('ValueAuthenticationFailed', `envelope #${index}: values ${failed.map((k) => JSON.stringify(k)).join(', ')} did not authenticate: they were altered or moved from another key`);
-}
-
-function describeBinding(binding: Binding): string {
-  if (binding.scope === 'cluster') return 'cluster scope';
-  if (binding.scope === 'namespace') return `namespace ${binding.namespace} (scope namespace)`;
-  return `${binding.namespace}/${binding.name} (scope strict)`;
-}

@@ -87,20 +87,29 @@ export interface OpenRequest {
   binding?: Binding;
   /** Open only these keys. */
   keys?: readonly string[];
+  /**
+   * Where an envelope's data key comes from (the controller's cache); by default its
+   * recipients are unwrapped. The caller's copy is zeroed after use.
+   */
+  dataKeyFor?: (envelope: Envelope, index: number) => Promise<Uint8Array>;
+  /** When values fail to authenticate, name them (and tell a moved manifest from altered values). */
+  reportKeys?: boolean;
   signal?: AbortSignal;
 }
 
 /** Opens every value of a (validated) EnvelopeSecret. No partial result on failure. */
 export async function openEnvelopeSecret(request: OpenRequest): Promise<Record<string, Buffer>> {
   const binding = request.binding ?? bindingOf(request.secret);
+  const dataKeyFor = request.dataKeyFor ?? (async (envelope: Envelope, index: number) => (await unwrapDataKey({ envelope, index, binding, providers: request.providers, signal: request.signal })).dataKey);
   const result: Record<string, Buffer> = {};
   try {
     for (const [index, envelope] of request.secret.spec.envelopes.entries()) {
       const keys = request.keys?.filter((k) => Object.hasOwn(envelope.data, k));
       if (keys !== undefined && keys.length === 0) continue;
-      const { dataKey } = await unwrapDataKey({ envelope, index, binding, providers: request.providers, signal: request.signal });
+      const dataKey = await dataKeyFor(envelope, index);
       try {
-        Object.assign(result, openEnvelope({ dataKey, binding, envelope, ...(keys ? { keys } : {}) }));
+        const opened = request.reportKeys ? openEnvelopeReportingKeys(dataKey, binding, envelope, index, keys) : openEnvelope({ dataKey, binding, envelope, ...(keys ? { keys } : {}) });
+        Object.assign(result, opened);
       } finally {
         dataKey.fill(0);
       }
@@ -110,4 +119,38 @@ export async function openEnvelopeSecret(request: OpenRequest): Promise<Record<s
     for (const value of Object.values(result)) value.fill(0);
     throw error;
   }
+}
+
+/**
+ * Opens the values one by one; when some fail to authenticate, says whether all failed
+ * (the manifest was sealed for another namespace, name or scope) or which ones (altered,
+ * or moved from another key).
+ */
+function openEnvelopeReportingKeys(dataKey: Uint8Array, binding: Binding, envelope: Envelope, index: number, only?: readonly string[]): Record<string, Buffer> {
+  const opened: Record<string, Buffer> = {};
+  const failed: string[] = [];
+  const keys = only ?? Object.keys(envelope.data);
+  for (const key of keys) {
+    try {
+      Object.assign(opened, openEnvelope({ dataKey, binding, envelope, keys: [key] }));
+    } catch (error) {
+      if (!(error instanceof EnvelopeError) || error.code !== 'ValueAuthenticationFailed') {
+        for (const value of Object.values(opened)) value.fill(0);
+        throw error;
+      }
+      failed.push(key);
+    }
+  }
+  if (failed.length === 0) return opened;
+  for (const value of Object.values(opened)) value.fill(0);
+  if (failed.length === keys.length) {
+    throw new EnvelopeError('ContextMismatch', `envelope #${index}: no value authenticates for ${describeBinding(binding)}: the manifest was sealed for another namespace, name or scope, or every value was altered`);
+  }
+  throw new EnvelopeError('ValueAuthenticationFailed', `envelope #${index}: values ${failed.map((k) => JSON.stringify(k)).join(', ')} did not authenticate: they were altered or moved from another key`);
+}
+
+function describeBinding(binding: Binding): string {
+  if (binding.scope === 'cluster') return 'cluster scope';
+  if (binding.scope === 'namespace') return `namespace ${binding.namespace} (scope namespace)`;
+  return `${binding.namespace}/${binding.name} (scope strict)`;
 }

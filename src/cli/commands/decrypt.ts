@@ -7,13 +7,13 @@ import { type ByteSource, HeldSink, type OutputWriter, PassThroughSink, pumpDecr
 import { unwrapDataKey } from '../../files/materials.ts';
 import { formatBytes, type ProgressBar } from '../../files/progress.ts';
 import { formatSuiteId } from '../../files/suites.ts';
-import { ensureParent, isInside, walkTree } from '../../files/tree.ts';
+import { ensureParent } from '../../files/tree.ts';
 import { flag, HELP_OPTION, stringList, stringOption } from '../args.ts';
 import type { Command, CommandContext } from '../command.ts';
 import { usageError } from '../errors.ts';
 import { fileError, resolvePath } from '../files.ts';
 import { IDENTITY_OPTIONS, KMS_OPTIONS } from '../provider-config.ts';
-import { cliErrorOf, inputInfo, openFileSink, parseContextPairs, progressFor, singleInput, treeArguments } from './encrypt.ts';
+import { cliErrorOf, openFileSink, parseContextPairs, progressFor, readTree, singleInput, treeArguments } from './encrypt.ts';
 
 const OPTIONS = {
   output: { type: 'string', short: 'o', value: 'FILE', help: 'write here (atomically, only once the whole message authenticated) instead of stdout; a directory with -r' },
@@ -147,12 +147,7 @@ function outputName(relative: string, suffix: string): string {
 
 async function decryptTree(ctx: CommandContext, settings: DecryptSettings, input: string, output: string, suffix: string): Promise<number> {
   const { io } = ctx;
-  const info = await inputInfo(input, io.cwd);
-  if (!info.isDirectory) throw usageError(`${quoteName(input)} is not a directory (-r decrypts a tree)`);
-  const outDir = resolvePath(io.cwd, output);
-  if (isInside(outDir, info.full)) throw usageError('the output directory must not be inside the input directory');
-  const walk = await walkTree(info.full, ctx.signal);
-  for (const skipped of walk.skipped) io.stderr.write(`skipped ${quoteName(skipped)}: not a regular file (symbolic links are not followed)\n`);
+  const { outDir, walk } = await readTree(ctx, input, output, 'decrypt');
   let total = 0;
   for (const entry of walk.files) {
     const name = outputName(entry.relative, suffix);

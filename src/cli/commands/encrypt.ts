@@ -170,6 +170,18 @@ export async function singleInput(ctx: CommandContext, input: string | undefined
   return { source: fileSource(info.full, ctx.signal), size: info.size, label: input };
 }
 
+/** -r: the files of the input tree (others reported as skipped) and the output directory, checked to be outside it. */
+export async function readTree(ctx: CommandContext, input: string, output: string, verb: 'encrypt' | 'decrypt'): Promise<{ outDir: string; walk: Awaited<ReturnType<typeof walkTree>> }> {
+  const { io } = ctx;
+  const info = await inputInfo(input, io.cwd);
+  if (!info.isDirectory) throw usageError(`${quoteName(input)} is not a directory (-r ${verb}s a tree)`);
+  const outDir = resolvePath(io.cwd, output);
+  if (isInside(outDir, info.full)) throw usageError('the output directory must not be inside the input directory');
+  const walk = await walkTree(info.full, ctx.signal);
+  for (const skipped of walk.skipped) io.stderr.write(`skipped ${quoteName(skipped)}: not a regular file (symbolic links are not followed)\n`);
+  return { outDir, walk };
+}
+
 export async function inputInfo(file: string, cwd: string): Promise<{ full: string; isDirectory: boolean; size: number }> {
   const full = resolvePath(cwd, file);
   try {
@@ -241,12 +253,7 @@ async function encrypt(ctx: CommandContext): Promise<number> {
 
 async function encryptTree(ctx: CommandContext, settings: EncryptSettings, input: string, output: string, suffix: string): Promise<number> {
   const { io } = ctx;
-  const info = await inputInfo(input, io.cwd);
-  if (!info.isDirectory) throw usageError(`${quoteName(input)} is not a directory (-r encrypts a tree)`);
-  const outDir = resolvePath(io.cwd, output);
-  if (isInside(outDir, info.full)) throw usageError('the output directory must not be inside the input directory');
-  const walk = await walkTree(info.full, ctx.signal);
-  for (const skipped of walk.skipped) io.stderr.write(`skipped ${quoteName(skipped)}: not a regular file (symbolic links are not followed)\n`);
+  const { outDir, walk } = await readTree(ctx, input, output, 'encrypt');
   let total = 0;
   for (const entry of walk.files) {
     const target = path.join(outDir, entry.relative + suffix);
