@@ -100,6 +100,7 @@ export function exitCodeOf(error: unknown): number {
       case 'NothingToSeal':
         return EXIT.refused;
       case 'NoRecipients':
+      case 'RecipientsDiffer':
         return EXIT.usage;
       case 'RecipientNotFound':
         return EXIT.invalidInput;

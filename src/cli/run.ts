@@ -3,6 +3,7 @@ import { systemRandom } from '../envelope/random.ts';
 import { ProviderRegistry } from '../providers/registry.ts';
 import { flag, formatHelp, parseCommandArgs } from './args.ts';
 import { type Command, type CommandContext, type CommandEntry, isLazy } from './command.ts';
+import { compactCommand } from './commands/compact.ts';
 import { editCommand } from './commands/edit.ts';
 import { keysCreateCommand, keysRecipientCommand } from './commands/keys.ts';
 import { addRecipientCommand, removeRecipientCommand } from './commands/recipients.ts';
@@ -24,6 +25,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   verifyCommand,
   addRecipientCommand,
   removeRecipientCommand,
+  compactCommand,
   editCommand,
   {
     name: 'encrypt',
@@ -56,7 +58,7 @@ ${commands}
 Run '${program} COMMAND --help' for a command's options.
 
 Environment:
-  ENVSEAL_AGE_IDENTITY    age identity file for unseal, verify --decrypt, edit, add-recipient
+  ENVSEAL_AGE_IDENTITY    age identity file for unseal, verify --decrypt, edit, add-recipient, compact
   AWS_REGION, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL_KMS, and the AWS credential chain
   VISUAL, EDITOR          the editor of envseal edit (default vi)
   ENVSEAL_DEBUG=1         show the cause chain of an error

@@ -17,6 +17,8 @@ export class ObjectCache<T extends KubeObject> {
     labelSelector?: string;
     onEvent: (event: StoreEvent, object: T) => void;
     onRestart?: (reason: string) => void;
+    /** What the store keeps of each object (see ReflectorOptions.keep). */
+    keep?: (object: T) => T;
     logger: Logger;
   }) {
     const scopes = options.namespaces.length > 0 ? options.namespaces : [''];
@@ -29,6 +31,7 @@ export class ObjectCache<T extends KubeObject> {
           ...(options.labelSelector ? { labelSelector: options.labelSelector } : {}),
           onEvent: options.onEvent,
           ...(options.onRestart ? { onRestart: options.onRestart } : {}),
+          ...(options.keep ? { keep: options.keep } : {}),
           logger: options.logger,
         }),
       );

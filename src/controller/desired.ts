@@ -97,6 +97,19 @@ export function ownershipOf(secret: KubeObject, source: EnvelopeSecret): Ownersh
   return 'foreign';
 }
 
+/**
+ * What the controller keeps of a managed Secret in its cache: everything but the values,
+ * unless the Secret is immutable (needsReplace compares an immutable Secret's data).
+ * Drift is found through resourceVersions, never by comparing values, so the process does
+ * not hold the plaintext of every Secret it manages for its whole life (and needs less
+ * memory for large Secrets).
+ */
+export function secretForCache<T extends KubeObject & { immutable?: boolean; data?: Record<string, string>; stringData?: unknown }>(secret: T): T {
+  if (secret.immutable === true || (secret.data === undefined && secret.stringData === undefined)) return secret;
+  const { data: _data, stringData: _stringData, ...kept } = secret;
+  return kept as T;
+}
+
 /** Whether writing `desired` over `live` needs a delete and create: immutable Secrets and type changes. */
 export function needsReplace(live: KubeObject & { type?: string; immutable?: boolean; data?: Record<string, string> }, desired: SecretManifest): boolean {
   if ((live.type ?? 'Opaque') !== desired.type) return true;

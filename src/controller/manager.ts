@@ -9,7 +9,7 @@ import { ProviderRegistry } from '../providers/registry.ts';
 import { ensureClusterAgeIdentity } from './age-identity.ts';
 import { ObjectCache, objectKey } from './cache.ts';
 import { DataKeyCache } from './dek-cache.ts';
-import { LABEL_MANAGED_BY, MANAGED_BY } from './desired.ts';
+import { LABEL_MANAGED_BY, MANAGED_BY, secretForCache } from './desired.ts';
 import { EventRecorder } from './events.ts';
 import { KmsOutageTracker } from './kms-recovery.ts';
 import { LeaderElector } from './leader.ts';
@@ -137,6 +137,7 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
     path: paths.secrets,
     namespaces: config.namespaces,
     labelSelector: `${LABEL_MANAGED_BY}=${MANAGED_BY}`,
+    keep: secretForCache,
     onEvent: (_event, secret) => {
       const owner = secret.metadata?.ownerReferences?.find((o) => o.controller && o.kind === 'EnvelopeSecret');
       if (owner) queue.add(`${secret.metadata?.namespace}/${owner.name}`);

@@ -15,6 +15,8 @@ export interface ReflectorOptions<T extends KubeObject> {
   pageSize?: number;
   /** Called after each list or watch failure with the error and the retry delay (metrics). */
   onRestart?: (reason: string) => void;
+  /** What the store keeps of each object (after managedFields are dropped); the whole object by default. */
+  keep?: (object: T) => T;
 }
 
 export const objectKey = (object: KubeObject): string => `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
@@ -107,7 +109,7 @@ export class Reflector<T extends KubeObject> {
         query: { limit: this.#options.pageSize ?? 500, continue: continueToken, labelSelector: this.#options.labelSelector },
         signal,
       });
-      for (const item of page.items) seen.set(objectKey(item), forStore(item));
+      for (const item of page.items) seen.set(objectKey(item), this.#forStore(item));
       continueToken = page.metadata.continue || undefined;
       resourceVersion = page.metadata.resourceVersion;
     } while (continueToken);
@@ -140,7 +142,7 @@ export class Reflector<T extends KubeObject> {
       this.#options.onEvent('deleted', object);
     } else {
       const existed = this.store.has(key);
-      this.store.set(key, forStore(object));
+      this.store.set(key, this.#forStore(object));
       this.#options.onEvent(existed ? 'updated' : 'added', object);
     }
   }
@@ -150,7 +152,12 @@ export class Reflector<T extends KubeObject> {
     const key = objectKey(object);
     const cached = this.store.get(key);
     if (cached && Number(cached.metadata?.resourceVersion) > Number(object.metadata?.resourceVersion)) return;
-    this.store.set(key, forStore(object));
+    this.store.set(key, this.#forStore(object));
+  }
+
+  #forStore(object: T): T {
+    const kept = forStore(object);
+    return this.#options.keep ? this.#options.keep(kept) : kept;
   }
 }
 

@@ -6,12 +6,12 @@ import { openEnvelope, sealValue } from '../envelope/envelope.ts';
 import type { RandomSource } from '../envelope/random.ts';
 import type { ProviderRegistry } from '../providers/registry.ts';
 import { ProviderError } from '../providers/types.ts';
-import { unwrapDataKey } from './open.ts';
+import { openEnvelopeSecret, unwrapDataKey } from './open.ts';
 import { sealNewEnvelope } from './seal.ts';
 import type { RecipientTarget } from './targets.ts';
 
 export class EditError extends Error {
-  readonly code: 'LastRecipient' | 'RecipientNotFound' | 'NothingToSeal' | 'NoRecipients';
+  readonly code: 'LastRecipient' | 'RecipientNotFound' | 'NothingToSeal' | 'NoRecipients' | 'RecipientsDiffer';
   constructor(code: EditError['code'], message: string) {
     super(message);
     this.name = 'EditError';
@@ -173,4 +173,42 @@ export async function removeRecipient(request: RemoveRecipientRequest): Promise<
   });
   if (removed === 0) throw new EditError('RecipientNotFound', `no envelope has recipient ${quoteName(`${target.provider}:${target.target}`)}`);
   return { ...secret, spec: { ...secret.spec, envelopes } };
+}
+
+export interface CompactRequest {
+  secret: EnvelopeSecret;
+  /** Who can open the result; default: the recipients every envelope shares, when they all have the same. */
+  targets?: readonly RecipientTarget[];
+  providers: ProviderRegistry;
+  random: RandomSource;
+  signal?: AbortSignal;
+}
+
+/**
+ * For a holder of Decrypt: every value, opened, is sealed again into one new envelope
+ * under a fresh data key (`envseal compact`). Merges without Decrypt (`seal --merge-into`)
+ * add an envelope each; this folds them back into one. Without explicit targets, the
+ * envelopes must all be sealed for the same recipients: taking their union would let a
+ * recipient of one envelope read the values of the others.
+ */
+export async function compactEnvelopes(request: CompactRequest): Promise<EnvelopeSecret> {
+  const { secret, providers, random, signal } = request;
+  let targets = request.targets;
+  if (targets === undefined || targets.length === 0) {
+    const perEnvelope = await Promise.all(secret.spec.envelopes.map((envelope) => recipientTargetsOf({ ...secret, spec: { ...secret.spec, envelopes: [envelope] } }, providers)));
+    const names = perEnvelope.map((list) => list.map((t) => `${t.provider}:${t.target}`).sort().join('\n'));
+    const differs = names.findIndex((n) => n !== names[0]);
+    if (differs > 0) {
+      throw new EditError('RecipientsDiffer', `envelopes #0 and #${differs} are sealed for different recipients: pass --recipient to say who can open the compacted envelope (compacting must not widen who can read a value)`);
+    }
+    targets = perEnvelope[0] ?? [];
+    if (targets.length === 0) throw new EditError('NoRecipients', 'the manifest names no recipient to seal for; pass --recipient');
+  }
+  const values = await openEnvelopeSecret({ secret, providers, ...(signal ? { signal } : {}) });
+  try {
+    const envelope = await sealNewEnvelope({ values, binding: bindingOf(secret), targets, providers, random, ...(signal ? { signal } : {}) });
+    return { ...secret, spec: { ...secret.spec, envelopes: [envelope] } };
+  } finally {
+    for (const value of Object.values(values)) value.fill(0);
+  }
 }

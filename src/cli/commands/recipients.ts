@@ -10,7 +10,7 @@ import { CLUSTER_OPTIONS, clusterTargets } from '../cluster.ts';
 import { usageError } from '../errors.ts';
 import { IDENTITY_OPTIONS, KMS_OPTIONS } from '../provider-config.ts';
 
-const COMMON: OptionSpecs = {
+export const MANIFEST_REWRITE_OPTIONS: OptionSpecs = {
   filename: { type: 'string', short: 'f', value: 'FILE', help: 'EnvelopeSecret manifest (default: stdin)' },
   recipient: { type: 'string', short: 'r', multiple: true, value: 'PROVIDER:TARGET', help: 'aws-kms:ARN (or alias, to add), age:age1...' },
   write: { type: 'string', short: 'w', value: 'FILE', help: 'write to FILE (atomically) instead of stdout' },
@@ -33,7 +33,7 @@ Examples:
   envseal add-recipient -f db.envelope.yaml --in-place -r age:age1... -i ops.key
   envseal add-recipient -f db.envelope.yaml --in-place --controller-namespace envseal-system -i ops.key
   envseal add-recipient -f db.envelope.yaml --in-place -r aws-kms:arn:aws:kms:us-west-2:111122223333:key/...`,
-  options: { ...COMMON, ...CLUSTER_OPTIONS, ...IDENTITY_OPTIONS, ...KMS_OPTIONS, ...HELP_OPTION },
+  options: { ...MANIFEST_REWRITE_OPTIONS, ...CLUSTER_OPTIONS, ...IDENTITY_OPTIONS, ...KMS_OPTIONS, ...HELP_OPTION },
   providers: 'open',
   run: (ctx) => changeRecipients(ctx, 'add'),
 };
@@ -47,7 +47,7 @@ Removes a recipient from every envelope that has it. Name aws-kms recipients by 
 full key ARN, as recorded in the manifest. Refuses (exit 5) when an envelope would be
 left with no recipient. Note that whoever held the removed key could already read the
 current values: rotate them if that matters.`,
-  options: { ...COMMON, ...KMS_OPTIONS, ...HELP_OPTION },
+  options: { ...MANIFEST_REWRITE_OPTIONS, ...KMS_OPTIONS, ...HELP_OPTION },
   providers: 'seal',
   run: (ctx) => changeRecipients(ctx, 'remove'),
 };
