@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
+import { getHeapStatistics } from 'node:v8';
 import type { Logger } from 'pino';
 import { KubeConfig } from '@kubernetes/client-node';
 import { KubeClient, paths } from '../kube/client.ts';
@@ -11,6 +12,7 @@ import { ObjectCache, objectKey } from './cache.ts';
 import { DataKeyCache } from './dek-cache.ts';
 import { LABEL_MANAGED_BY, MANAGED_BY, secretForCache } from './desired.ts';
 import { EventRecorder } from './events.ts';
+import { heapWarning } from './heap.ts';
 import { KmsOutageTracker } from './kms-recovery.ts';
 import { LeaderElector } from './leader.ts';
 import { ControllerMetrics } from './metrics.ts';
@@ -170,7 +172,16 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
     for (const object of envelopeSecrets.values()) enqueue(object);
   }, config.resyncMs);
   resync.unref();
-  const statusGauge = setInterval(() => updateReadyGauge(metrics, envelopeSecrets), 15_000);
+  let heapWarned = false;
+  const statusGauge = setInterval(() => {
+    updateReadyGauge(metrics, envelopeSecrets);
+    // Once per process: a warning to act on before V8's heap limit aborts the process.
+    const warning = heapWarned ? undefined : heapWarning(getHeapStatistics(), [...envelopeSecrets.values()].length);
+    if (warning) {
+      heapWarned = true;
+      logger.warn(warning);
+    }
+  }, 15_000);
   statusGauge.unref();
 
   const work = new AbortController();
