@@ -26,6 +26,7 @@ import {
   CreateAliasCommand,
   CreateKeyCommand,
   DecryptCommand,
+  DescribeKeyCommand,
   EncryptCommand,
   GenerateDataKeyCommand,
   KMSClient,
@@ -642,6 +643,13 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
 
     targetOf(recipient: Recipient): string {
       return recipient.keyId ?? '';
+    },
+
+    async canonicalTarget(target: string, signal?: AbortSignal): Promise<string> {
+      const parsed = parseKmsTarget(target);
+      if (parsed.kind === 'key-arn') return target;
+      const out = await call('DescribeKey', target, parsed.region, signal, (kms) => kms.send(new DescribeKeyCommand({ KeyId: target }), { abortSignal: signal }));
+      return requireKeyArn('DescribeKey', out.KeyMetadata?.Arn, target);
     },
 
     async createKey(request: CreateKeyRequest): Promise<CreatedKey> {

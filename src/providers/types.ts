@@ -94,4 +94,9 @@ export interface KeyProvider {
   describe(recipient: Recipient): string;
   /** The recipient's target, comparable with a parsed target (key ARN, age recipient). */
   targetOf(recipient: Recipient): string;
+  /**
+   * The form of `target` that targetOf reports, when the user may name it otherwise
+   * (aws-kms: an alias or key id resolved to its key ARN with DescribeKey).
+   */
+  canonicalTarget?(target: string, signal?: AbortSignal): Promise<string>;
 }

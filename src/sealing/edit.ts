@@ -154,13 +154,18 @@ export interface RemoveRecipientRequest {
   secret: EnvelopeSecret;
   target: RecipientTarget;
   providers: ProviderRegistry;
+  signal?: AbortSignal;
 }
 
 /** Removes a recipient from every envelope; refuses to leave an envelope with none. */
 export async function removeRecipient(request: RemoveRecipientRequest): Promise<EnvelopeSecret> {
   const { secret, target } = request;
   const provider = await request.providers.get(target.provider);
-  const matches = (r: Recipient) => r.provider === target.provider && provider.targetOf(r) === target.target;
+  const recorded = (wanted: string) => secret.spec.envelopes.some((e) => e.recipients.some((r) => r.provider === target.provider && provider.targetOf(r) === wanted));
+  // The manifest records key ARNs: an alias (or key id) is resolved by the KMS, only
+  // when it is not itself what the manifest records.
+  const wanted = recorded(target.target) || provider.canonicalTarget === undefined ? target.target : await provider.canonicalTarget(target.target, request.signal);
+  const matches = (r: Recipient) => r.provider === target.provider && provider.targetOf(r) === wanted;
   let removed = 0;
   const envelopes = secret.spec.envelopes.map((envelope, index) => {
     const recipients = envelope.recipients.filter((r) => !matches(r));

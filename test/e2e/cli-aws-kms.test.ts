@@ -81,8 +81,11 @@ describe.each(KMS_EMULATORS)('envseal CLI with aws-kms against $name', ({ start 
     const secret = parse(await readFile(path.join(dir, 'db.yaml'), 'utf8'));
     for (const envelope of secret.spec.envelopes) expect(envelope.recipients.map((r: { keyId: string }) => r.keyId)).toEqual([keyArn, second.arn]);
 
-    const removed = await envseal(['remove-recipient', '-f', 'db.yaml', '--in-place', '-r', `aws-kms:${keyArn}`]);
-    expect(removed.code).toBe(0);
+    // Named by its alias: the KMS resolves it to the key ARN the manifest records.
+    const removed = await envseal(['remove-recipient', '-f', 'db.yaml', '--in-place', '-r', `aws-kms:${alias}`]);
+    expect(removed.code, removed.stderr).toBe(0);
+    const remaining = parse(await readFile(path.join(dir, 'db.yaml'), 'utf8'));
+    for (const envelope of remaining.spec.envelopes) expect(envelope.recipients.map((r: { keyId: string }) => r.keyId)).toEqual([second.arn]);
     const last = await envseal(['remove-recipient', '-f', 'db.yaml', '--in-place', '-r', `aws-kms:${second.arn}`]);
     expect(last.code).toBe(5);
     const value = await envseal(['unseal', '-f', 'db.yaml', '--key', 'PASSWORD'], { via: 'flags' });

@@ -43,8 +43,8 @@ export const removeRecipientCommand: Command = {
   summary: 'remove a recipient from every envelope (never the last one)',
   usage: 'envseal remove-recipient -r PROVIDER:TARGET... [-f FILE] [-w FILE | --in-place]',
   description: `
-Removes a recipient from every envelope that has it. Name aws-kms recipients by their
-full key ARN, as recorded in the manifest. Refuses (exit 5) when an envelope would be
+Removes a recipient from every envelope that has it. aws-kms recipients are recorded by
+key ARN; an alias or key id is resolved to it with kms:DescribeKey. Refuses (exit 5) when an envelope would be
 left with no recipient. Note that whoever held the removed key could already read the
 current values: rotate them if that matters.`,
   options: { ...MANIFEST_REWRITE_OPTIONS, ...KMS_OPTIONS, ...HELP_OPTION },
@@ -70,7 +70,7 @@ async function changeRecipients(ctx: CommandContext, action: 'add' | 'remove'): 
   for (const target of targets) {
     secret = action === 'add'
       ? await addRecipient({ secret, target, providers: ctx.providers, ...(ctx.signal ? { signal: ctx.signal } : {}) })
-      : await removeRecipient({ secret, target, providers: ctx.providers });
+      : await removeRecipient({ secret, target, providers: ctx.providers, ...(ctx.signal ? { signal: ctx.signal } : {}) });
   }
   const destination = inPlace ? file : write;
   const unchanged = isDeepStrictEqual(secret, loaded.secret);
