@@ -189,7 +189,7 @@ function killGroup(pgid: number, signal: NodeJS.Signals): void {
 }
 
 /** Reserves n distinct free loopback ports (all held open at once, then released). */
-async function freePorts(n: number): Promise<number[]> {
+export async function freePorts(n: number): Promise<number[]> {
   const servers: net.Server[] = [];
   try {
     const ports: number[] = [];

@@ -1,11 +1,11 @@
 // Runs the envseal controller in this process against the shared control plane, with its
 // log lines captured (for assertions and the canary scan) and its metrics served on a
 // free loopback port.
-import { createServer } from 'node:net';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { type ControllerConfig, DEFAULT_CONTROLLER_CONFIG, runController } from '../../src/controller/manager.ts';
+import { freePorts } from './control-plane.ts';
 import { recordLeakText } from './faults-leaks.ts';
 
 export interface TestController {
@@ -26,15 +26,9 @@ export interface TestController {
  */
 export const allControllerLogs: string[] = [];
 
+/** One free loopback port. */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
+  return (await freePorts(1))[0]!;
 }
 
 export async function startTestController(options: { kubeConfig: KubeConfig; config: Partial<ControllerConfig> & Pick<ControllerConfig, 'namespace'> }): Promise<TestController> {
