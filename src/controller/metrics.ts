@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { KeyProvider } from '../providers/types.ts';
-import { ProviderError } from '../providers/types.ts';
+import { boundProvider, ProviderError } from '../providers/types.ts';
 
 /**
  * The controller's Prometheus metrics, on a registry of its own (no global state).
@@ -39,16 +39,13 @@ export class ControllerMetrics {
         end();
       }
     };
+    const bound = boundProvider(provider);
     return {
-      ...provider,
-      parseTarget: provider.parseTarget.bind(provider),
-      canUnwrap: provider.canUnwrap.bind(provider),
-      describe: provider.describe.bind(provider),
-      targetOf: provider.targetOf.bind(provider),
-      wrap: timed('wrap', provider.wrap.bind(provider)),
-      unwrap: timed('unwrap', provider.unwrap.bind(provider)),
-      ...(provider.generateDataKey ? { generateDataKey: timed('generateDataKey', provider.generateDataKey.bind(provider)) } : {}),
-      ...(provider.rewrap ? { rewrap: timed('rewrap', provider.rewrap.bind(provider)) } : {}),
+      ...bound,
+      wrap: timed('wrap', bound.wrap),
+      unwrap: timed('unwrap', bound.unwrap),
+      ...(bound.generateDataKey ? { generateDataKey: timed('generateDataKey', bound.generateDataKey) } : {}),
+      ...(bound.rewrap ? { rewrap: timed('rewrap', bound.rewrap) } : {}),
     };
   }
 }

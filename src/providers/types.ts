@@ -100,3 +100,23 @@ export interface KeyProvider {
    */
   canonicalTarget?(target: string, signal?: AbortSignal): Promise<string>;
 }
+
+/**
+ * A copy of `provider` with every method bound to it, optional ones included: the base
+ * for wrappers that replace some operations (the controller's metrics, the tests'
+ * data-key recorder), so that a method added to KeyProvider reaches them all.
+ */
+export function boundProvider(provider: KeyProvider): KeyProvider {
+  return {
+    ...provider,
+    parseTarget: provider.parseTarget.bind(provider),
+    wrap: provider.wrap.bind(provider),
+    unwrap: provider.unwrap.bind(provider),
+    canUnwrap: provider.canUnwrap.bind(provider),
+    describe: provider.describe.bind(provider),
+    targetOf: provider.targetOf.bind(provider),
+    ...(provider.generateDataKey ? { generateDataKey: provider.generateDataKey.bind(provider) } : {}),
+    ...(provider.rewrap ? { rewrap: provider.rewrap.bind(provider) } : {}),
+    ...(provider.canonicalTarget ? { canonicalTarget: provider.canonicalTarget.bind(provider) } : {}),
+  };
+}

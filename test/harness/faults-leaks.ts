@@ -19,7 +19,7 @@ import { Decrypter } from 'age-encryption';
 import type { EnvelopeSecret } from '../../src/api/types.ts';
 import { deriveKeys } from '../../src/envelope/kdf.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
-import type { KeyProvider } from '../../src/providers/types.ts';
+import { boundProvider, type KeyProvider } from '../../src/providers/types.ts';
 
 export const CANARY_MARKER = 'CANARY-';
 export type LeakRecordKind = 'log' | 'metrics';
@@ -59,27 +59,23 @@ export function declareDataKeys(keys: readonly Uint8Array[]): void {
  * (copied before the caller zeroes it).
  */
 export function declaringDataKeys(provider: KeyProvider): KeyProvider {
+  const bound = boundProvider(provider);
+  const generate = bound.generateDataKey;
   return {
-    ...provider,
-    parseTarget: provider.parseTarget.bind(provider),
-    canUnwrap: provider.canUnwrap.bind(provider),
-    describe: provider.describe.bind(provider),
-    targetOf: provider.targetOf.bind(provider),
-    unwrap: provider.unwrap.bind(provider),
+    ...bound,
     wrap: async (request) => {
       declareDataKeys([Uint8Array.from(request.dataKey)]);
-      return provider.wrap(request);
+      return bound.wrap(request);
     },
-    ...(provider.generateDataKey
+    ...(generate
       ? {
-          generateDataKey: async (request: Parameters<NonNullable<KeyProvider['generateDataKey']>>[0]) => {
-            const generated = await provider.generateDataKey!(request);
+          generateDataKey: async (request: Parameters<typeof generate>[0]) => {
+            const generated = await generate(request);
             declareDataKeys([Uint8Array.from(generated.dataKey)]);
             return generated;
           },
         }
       : {}),
-    ...(provider.rewrap ? { rewrap: provider.rewrap.bind(provider) } : {}),
   };
 }
 
