@@ -19,6 +19,15 @@ describe('KmsOutageTracker', () => {
     expect(tracker.size).toBe(1);
   });
 
+  it('forgets an object that ended another way, and then does not react to it', () => {
+    const tracker = new KmsOutageTracker();
+    tracker.failed('ns/a', Reason.KMSUnavailable);
+    tracker.failed('ns/b', Reason.KMSUnavailable);
+    tracker.forget('ns/a');
+    expect(tracker.size).toBe(1);
+    expect(tracker.succeeded('ns/a')).toEqual([]);
+  });
+
   it('forgets an object whose failure is no longer a KMS outage', () => {
     const tracker = new KmsOutageTracker();
     tracker.failed('ns/a', Reason.KMSUnavailable);

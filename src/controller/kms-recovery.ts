@@ -32,6 +32,11 @@ export class KmsOutageTracker {
     return retry;
   }
 
+  /** Stops tracking `key`: it ended another way (terminal, gone), which says nothing about the KMS. */
+  forget(key: string): void {
+    this.#waiting.delete(key);
+  }
+
   get size(): number {
     return this.#waiting.size;
   }

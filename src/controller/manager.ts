@@ -174,9 +174,9 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
   resync.unref();
   let heapWarned = false;
   const statusGauge = setInterval(() => {
-    updateReadyGauge(metrics, envelopeSecrets);
+    const objects = updateReadyGauge(metrics, envelopeSecrets);
     // Once per process: a warning to act on before V8's heap limit aborts the process.
-    const warning = heapWarned ? undefined : heapWarning(getHeapStatistics(), [...envelopeSecrets.values()].length);
+    const warning = heapWarned ? undefined : heapWarning(getHeapStatistics(), objects);
     if (warning) {
       heapWarned = true;
       logger.warn(warning);
@@ -205,7 +205,9 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
         metrics.reconciles.inc({ result: result.outcome });
         if (result.requeueAfterMs) queue.addAfter(key, result.requeueAfterMs);
         // A KMS-sealed object that synced again: its KMS answers (terminal or gone ones say nothing about it).
-        const recovered = result.outcome === 'synced' ? kmsOutage.succeeded(key) : (kmsOutage.failed(key, result.outcome), []);
+        let recovered: string[] = [];
+        if (result.outcome === 'synced') recovered = kmsOutage.succeeded(key);
+        else kmsOutage.forget(key);
         if (recovered.length > 0) {
           logger.info({ retrying: recovered.length }, 'the KMS answers again; retrying the objects that waited on it');
           for (const waiting of recovered) {
@@ -236,9 +238,12 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
   logger.info('controller stopped');
 }
 
-function updateReadyGauge(metrics: ControllerMetrics, cache: ObjectCache<EnvelopeSecretObject>): void {
+/** Sets the gauge of EnvelopeSecrets by Ready status and reason; returns how many there are. */
+function updateReadyGauge(metrics: ControllerMetrics, cache: ObjectCache<EnvelopeSecretObject>): number {
   const counts = new Map<string, number>();
+  let total = 0;
   for (const object of cache.values()) {
+    total++;
     const ready = object.status?.conditions?.find((c) => c.type === 'Ready');
     const key = `${ready?.status ?? 'Unknown'}|${ready?.reason ?? 'Pending'}`;
     counts.set(key, (counts.get(key) ?? 0) + 1);
@@ -248,6 +253,7 @@ function updateReadyGauge(metrics: ControllerMetrics, cache: ObjectCache<Envelop
     const [ready, reason] = key.split('|') as [string, string];
     metrics.resources.set({ ready, reason }, count);
   }
+  return total;
 }
 
 async function serveHealth(address: string, metrics: ControllerMetrics, health: Health, logger: Logger): Promise<Server> {
