@@ -19,10 +19,10 @@ export class EditError extends Error {
   }
 }
 
-/** The distinct targets of every recipient in the manifest, in order of first use. */
-export async function recipientTargetsOf(secret: EnvelopeSecret, providers: ProviderRegistry): Promise<RecipientTarget[]> {
+/** The distinct targets of every recipient of these envelopes, in order of first use. */
+export async function recipientTargetsOf(envelopes: readonly Envelope[], providers: ProviderRegistry): Promise<RecipientTarget[]> {
   const seen = new Map<string, RecipientTarget>();
-  for (const envelope of secret.spec.envelopes) {
+  for (const envelope of envelopes) {
     for (const recipient of envelope.recipients) {
       const target = (await providers.get(recipient.provider)).targetOf(recipient);
       if (target !== '') seen.set(`${recipient.provider}:${target}`, { provider: recipient.provider, target });
@@ -49,7 +49,7 @@ export interface MergeRequest {
 export async function mergeValues(request: MergeRequest): Promise<EnvelopeSecret> {
   const { secret } = request;
   if (Object.keys(request.values).length === 0) throw new EditError('NothingToSeal', 'no values to merge');
-  const targets = request.targets && request.targets.length > 0 ? request.targets : await recipientTargetsOf(secret, request.providers);
+  const targets = request.targets && request.targets.length > 0 ? request.targets : await recipientTargetsOf(secret.spec.envelopes, request.providers);
   if (targets.length === 0) throw new EditError('NoRecipients', 'the manifest names no recipient to seal for; pass --recipient');
   const added = await sealNewEnvelope({ values: request.values, binding: bindingOf(secret), targets, providers: request.providers, random: request.random, signal: request.signal });
   const kept = secret.spec.envelopes
@@ -161,11 +161,11 @@ export interface RemoveRecipientRequest {
 export async function removeRecipient(request: RemoveRecipientRequest): Promise<EnvelopeSecret> {
   const { secret, target } = request;
   const provider = await request.providers.get(target.provider);
-  const recorded = (wanted: string) => secret.spec.envelopes.some((e) => e.recipients.some((r) => r.provider === target.provider && provider.targetOf(r) === wanted));
+  const naming = (wanted: string) => (r: Recipient) => r.provider === target.provider && provider.targetOf(r) === wanted;
   // The manifest records key ARNs: an alias (or key id) is resolved by the KMS, only
   // when it is not itself what the manifest records.
-  const wanted = recorded(target.target) || provider.canonicalTarget === undefined ? target.target : await provider.canonicalTarget(target.target, request.signal);
-  const matches = (r: Recipient) => r.provider === target.provider && provider.targetOf(r) === wanted;
+  const recorded = secret.spec.envelopes.some((e) => e.recipients.some(naming(target.target)));
+  const matches = naming(recorded || provider.canonicalTarget === undefined ? target.target : await provider.canonicalTarget(target.target, request.signal));
   let removed = 0;
   const envelopes = secret.spec.envelopes.map((envelope, index) => {
     const recipients = envelope.recipients.filter((r) => !matches(r));
@@ -200,7 +200,7 @@ export async function compactEnvelopes(request: CompactRequest): Promise<Envelop
   const { secret, providers, random, signal } = request;
   let targets = request.targets;
   if (targets === undefined || targets.length === 0) {
-    const perEnvelope = await Promise.all(secret.spec.envelopes.map((envelope) => recipientTargetsOf({ ...secret, spec: { ...secret.spec, envelopes: [envelope] } }, providers)));
+    const perEnvelope = await Promise.all(secret.spec.envelopes.map((envelope) => recipientTargetsOf([envelope], providers)));
     const names = perEnvelope.map((list) => list.map((t) => `${t.provider}:${t.target}`).sort().join('\n'));
     const differs = names.findIndex((n) => n !== names[0]);
     if (differs > 0) {

@@ -1,13 +1,12 @@
 import { quoteName } from '../../api/names.ts';
 import { compactEnvelopes } from '../../sealing/edit.ts';
 import { parseRecipientTarget } from '../../sealing/targets.ts';
-import { flag, HELP_OPTION, stringList, stringOption } from '../args.ts';
+import { HELP_OPTION, stringList } from '../args.ts';
 import { type Command, type CommandContext, loadEnvelopeSecret, readInput, writeManifest } from '../command.ts';
 import { CLUSTER_OPTIONS, clusterTargets } from '../cluster.ts';
 import { parseOutputFormat } from '../documents.ts';
-import { usageError } from '../errors.ts';
 import { IDENTITY_OPTIONS, KMS_OPTIONS } from '../provider-config.ts';
-import { MANIFEST_REWRITE_OPTIONS } from './recipients.ts';
+import { MANIFEST_REWRITE_OPTIONS, manifestRewrite } from './recipients.ts';
 
 export const compactCommand: Command = {
   name: 'compact',
@@ -34,17 +33,10 @@ Examples:
 
 async function compact(ctx: CommandContext): Promise<number> {
   const { io, values } = ctx;
-  const file = stringOption(values, 'filename');
-  const write = stringOption(values, 'write');
-  const inPlace = flag(values, 'in-place');
-  if (inPlace && write !== undefined) throw usageError('pass either -w FILE or --in-place, not both');
-  if (inPlace && (file === undefined || file === '-')) throw usageError('--in-place needs -f FILE');
-  const formatFlag = stringOption(values, 'output');
-  parseOutputFormat(formatFlag);
+  const { file, destination, formatFlag } = manifestRewrite(values);
   const targets = [...stringList(values, 'recipient').map(parseRecipientTarget), ...(await clusterTargets(values, io, ctx.signal))];
 
   const loaded = loadEnvelopeSecret(await readInput(file, io, 'pass -f FILE or pipe an EnvelopeSecret manifest'));
-  const destination = inPlace ? file : write;
   const count = loaded.secret.spec.envelopes.length;
   if (count === 1 && targets.length === 0 && destination !== undefined && destination === file) {
     io.stderr.write(`${quoteName(destination)} has one envelope already; nothing written\n`);

@@ -52,18 +52,27 @@ current values: rotate them if that matters.`,
   run: (ctx) => changeRecipients(ctx, 'remove'),
 };
 
-async function changeRecipients(ctx: CommandContext, action: 'add' | 'remove'): Promise<number> {
-  const { io, values } = ctx;
+/**
+ * The input and output of a command that rewrites a manifest (MANIFEST_REWRITE_OPTIONS),
+ * checked: `destination` is -w FILE, the input file with --in-place, or undefined for stdout.
+ */
+export function manifestRewrite(values: CommandContext['values']): { file: string | undefined; destination: string | undefined; formatFlag: string | undefined } {
   const file = stringOption(values, 'filename');
   const write = stringOption(values, 'write');
   const inPlace = flag(values, 'in-place');
-  const targets: RecipientTarget[] = stringList(values, 'recipient').map(parseRecipientTarget);
   if (inPlace && write !== undefined) throw usageError('pass either -w FILE or --in-place, not both');
   if (inPlace && (file === undefined || file === '-')) throw usageError('--in-place needs -f FILE');
-  if (action === 'add') targets.push(...(await clusterTargets(values, io, ctx.signal)));
-  if (targets.length === 0) throw usageError(`no recipient: pass --recipient PROVIDER:TARGET${action === 'add' ? ' or --controller-namespace NS' : ''}`);
   const formatFlag = stringOption(values, 'output');
   parseOutputFormat(formatFlag);
+  return { file, destination: inPlace ? file : write, formatFlag };
+}
+
+async function changeRecipients(ctx: CommandContext, action: 'add' | 'remove'): Promise<number> {
+  const { io, values } = ctx;
+  const { file, destination, formatFlag } = manifestRewrite(values);
+  const targets: RecipientTarget[] = stringList(values, 'recipient').map(parseRecipientTarget);
+  if (action === 'add') targets.push(...(await clusterTargets(values, io, ctx.signal)));
+  if (targets.length === 0) throw usageError(`no recipient: pass --recipient PROVIDER:TARGET${action === 'add' ? ' or --controller-namespace NS' : ''}`);
 
   const loaded = loadEnvelopeSecret(await readInput(file, io, 'pass -f FILE or pipe an EnvelopeSecret manifest'));
   let secret: EnvelopeSecret = loaded.secret;
@@ -72,7 +81,6 @@ async function changeRecipients(ctx: CommandContext, action: 'add' | 'remove'): 
       ? await addRecipient({ secret, target, providers: ctx.providers, ...(ctx.signal ? { signal: ctx.signal } : {}) })
       : await removeRecipient({ secret, target, providers: ctx.providers, ...(ctx.signal ? { signal: ctx.signal } : {}) });
   }
-  const destination = inPlace ? file : write;
   const unchanged = isDeepStrictEqual(secret, loaded.secret);
   if (unchanged && destination !== undefined && destination === file) {
     io.stderr.write(`${quoteName(destination)} already has ${targets.length === 1 ? 'this recipient' : 'these recipients'} in every envelope; nothing written\n`);
