@@ -8,7 +8,7 @@ import { sealEnvelope } from '../envelope/envelope.ts';
 import { seededRandom } from '../envelope/random.ts';
 import { API_VERSION, KIND } from './types.ts';
 import { ManifestError, parseEnvelopeSecret, validateEnvelopeSecret } from './validation.ts';
-import { applyCommonMutation, nodes, parentOf } from '../test-support/json-mutations.ts';
+import { applyCommonMutation, isCommonMutation, nodes, parentOf } from '../test-support/json-mutations.ts';
 
 const FUZZ_RUNS = { arbitrary: 25_000, mutated: 30_000 };
 /** Generous: the runs take seconds on an idle machine, several times that on a loaded one. */
@@ -89,21 +89,11 @@ function mutate(doc: unknown, m: Mutation): unknown {
   const slot = parentOf(copy, path);
   if (!slot) return m.kind === 'replace' ? m.value : copy;
   const { parent, key } = slot;
-  const current = parent[key];
-  switch (m.kind) {
-    case 'replace':
-    case 'delete':
-    case 'flip':
-    case 'truncate':
-    case 'swap':
-      applyCommonMutation(parent, key, m.kind, m.value, m.n);
-      break;
-    case 'rename':
-      if (!Array.isArray(parent)) {
-        delete parent[key];
-        Object.defineProperty(parent, m.key, { value: current, enumerable: true, writable: true, configurable: true });
-      }
-      break;
+  if (isCommonMutation(m.kind)) applyCommonMutation(parent, key, m.kind, m.value, m.n);
+  else if (m.kind === 'rename' && !Array.isArray(parent)) {
+    const current = parent[key];
+    delete parent[key];
+    Object.defineProperty(parent, m.key, { value: current, enumerable: true, writable: true, configurable: true });
   }
   return copy;
 }

@@ -13,7 +13,7 @@ import { ProviderRegistry } from '../providers/registry.ts';
 import { ProviderError } from '../providers/types.ts';
 import { openEnvelopeSecret } from './open.ts';
 import { sealEnvelopeSecret } from './seal.ts';
-import { applyCommonMutation, nodes } from '../test-support/json-mutations.ts';
+import { applyCommonMutation, isCommonMutation, nodes, parentOf } from '../test-support/json-mutations.ts';
 
 const RUNS = 10_000;
 const TIMEOUT_MS = 180_000;
@@ -62,18 +62,13 @@ function mutate(doc: unknown, m: Mutation): unknown {
   const copy = JSON.parse(JSON.stringify(doc)) as Record<string, unknown>;
   const all = nodes(copy).filter((p) => p.length > 0);
   const path = all[m.at % all.length]!;
-  let parent = copy as Record<string | number, unknown>;
-  for (const part of path.slice(0, -1)) parent = parent[part] as Record<string | number, unknown>;
-  const key = path[path.length - 1]!;
+  const { parent, key } = parentOf(copy, path)!;
   const current = parent[key];
+  if (isCommonMutation(m.kind)) {
+    applyCommonMutation(parent, key, m.kind, m.value, m.n);
+    return copy;
+  }
   switch (m.kind) {
-    case 'replace':
-    case 'delete':
-    case 'flip':
-    case 'truncate':
-    case 'swap':
-      applyCommonMutation(parent, key, m.kind, m.value, m.n);
-      break;
     case 'rename':
       if (!Array.isArray(parent)) {
         delete parent[key];

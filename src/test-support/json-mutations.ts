@@ -20,7 +20,12 @@ export function parentOf(doc: unknown, path: PathPart[]): { parent: JsonParent; 
   return { parent: node, key: path[path.length - 1]! };
 }
 
-export type CommonMutationKind = 'replace' | 'delete' | 'flip' | 'truncate' | 'swap';
+const COMMON_MUTATION_KINDS = ['replace', 'delete', 'flip', 'truncate', 'swap'] as const;
+export type CommonMutationKind = (typeof COMMON_MUTATION_KINDS)[number];
+
+export function isCommonMutation(kind: string): kind is CommonMutationKind {
+  return (COMMON_MUTATION_KINDS as readonly string[]).includes(kind);
+}
 
 /**
  * Applies one of the mutations every fuzz test uses to `parent[key]`: replace it with
