@@ -10,7 +10,7 @@ import { systemRandom } from '../../src/envelope/random.ts';
 import { createAgeProvider, generateAgeIdentity } from '../../src/providers/age.ts';
 import { ProviderRegistry } from '../../src/providers/registry.ts';
 import { openEnvelopeSecret } from '../../src/sealing/open.ts';
-import { sealEnvelopeSecret, sealNewEnvelope } from '../../src/sealing/seal.ts';
+import { sealNewEnvelope } from '../../src/sealing/seal.ts';
 import type { RecipientTarget } from '../../src/sealing/targets.ts';
 import { EnvelopeError } from '../../src/envelope/errors.ts';
 import { adminKubeConfig, uniqueName, waitFor } from '../harness/cluster.ts';
@@ -19,6 +19,7 @@ import { declaringDataKeys } from '../harness/faults-leaks.ts';
 import { type KmsEmulator, startLocalKms } from '../harness/kms-emulators.ts';
 import { createAwsKmsProvider } from '../../src/providers/aws-kms.ts';
 import { adminClient, createNamespace, getOrUndefined, installCrd, kubectl, kubectlApply, paths, publishedRecipient } from '../harness/kube.ts';
+import { sealFor } from '../harness/seal.ts';
 
 const client = adminClient();
 const controllerNamespace = uniqueName('envseal-adv');
@@ -46,7 +47,7 @@ const clone = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
 const canary = (label: string) => `CANARY-adv-${label}-${Math.random().toString(36).slice(2)}`;
 
 async function seal(namespace: string, name: string, values: Record<string, string>, options: { scope?: Scope; targets?: RecipientTarget[] } = {}): Promise<EnvelopeSecret> {
-  return sealEnvelopeSecret({ values: bytes(values), binding: { scope: options.scope ?? 'strict', namespace, name }, targets: options.targets ?? [cluster], providers: sealer, random: systemRandom });
+  return sealFor({ namespace, name, values, targets: options.targets ?? [cluster], providers: sealer, ...(options.scope ? { scope: options.scope } : {}) });
 }
 
 async function sealEnvelope(namespace: string, name: string, values: Record<string, string>, scope: Scope = 'strict', targets: RecipientTarget[] = [cluster]): Promise<Envelope> {

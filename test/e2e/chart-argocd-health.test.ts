@@ -7,14 +7,12 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EnvelopeSecret } from '../../src/api/types.ts';
-import { systemRandom } from '../../src/envelope/random.ts';
-import { ProviderRegistry } from '../../src/providers/registry.ts';
-import { sealEnvelopeSecret } from '../../src/sealing/seal.ts';
 import { adminKubeConfig, uniqueName, waitFor } from '../harness/cluster.ts';
 import { repoRoot } from '../harness/control-plane.ts';
 import { startTestController, type TestController } from '../harness/controller.ts';
 import { CANARY_MARKER } from '../harness/faults-leaks.ts';
 import { adminClient, createNamespace, getOrUndefined, installCrd, kubectlApply, paths } from '../harness/kube.ts';
+import { ageTarget, sealFor } from '../harness/seal.ts';
 
 const LUA = 'lua5.1';
 const scriptPath = path.join(repoRoot, 'docs/argocd-health.lua');
@@ -79,13 +77,7 @@ const readyReason = (es: Live | undefined) => (es?.status?.observedGeneration ==
 
 let recipient: string;
 const seal = (name: string, sealedFor = namespace) =>
-  sealEnvelopeSecret({
-    values: { PASSWORD: Buffer.from(`${CANARY_MARKER}argocd "quoted" \\ ünïcode\n`) },
-    binding: { scope: 'strict', namespace: sealedFor, name },
-    targets: [{ provider: 'age', target: recipient }],
-    providers: new ProviderRegistry({}),
-    random: systemRandom,
-  });
+  sealFor({ namespace: sealedFor, name, values: { PASSWORD: `${CANARY_MARKER}argocd "quoted" \\ ünïcode\n` }, targets: [ageTarget(recipient)] });
 
 beforeAll(async () => {
   await installCrd();

@@ -1,22 +1,20 @@
 // The Helm chart: lint, render in each mode, schema, then `helm install` into the real
 // control plane and the controller run with a token of the chart's ServiceAccount, to prove
 // that the chart's RBAC is enough for everything the controller does, and no more.
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments, stringify } from 'yaml';
 import type { EnvelopeSecret } from '../../src/api/types.ts';
 import { ANNOTATION_DATA_HASH } from '../../src/controller/desired.ts';
-import { systemRandom } from '../../src/envelope/random.ts';
 import { KubeApiError, KubeClient } from '../../src/kube/client.ts';
-import { ProviderRegistry } from '../../src/providers/registry.ts';
-import { sealEnvelopeSecret } from '../../src/sealing/seal.ts';
 import { sharedCluster, tokenKubeConfig, uniqueName, waitFor } from '../harness/cluster.ts';
 import { repoRoot } from '../harness/control-plane.ts';
-import { freePort, startTestController, type TestController } from '../harness/controller.ts';
-import { CANARY_MARKER, recordLeakText } from '../harness/faults-leaks.ts';
+import { freePort, startTestController, type TestController, withControllerProcess } from '../harness/controller.ts';
+import { CANARY_MARKER } from '../harness/faults-leaks.ts';
 import { adminClient, crdPath, createNamespace, getOrUndefined, kubectl, kubectlApply, type KubectlResult, paths } from '../harness/kube.ts';
+import { ageTarget, sealFor } from '../harness/seal.ts';
 
 const chartDir = path.join(repoRoot, 'charts/envseal');
 const client = adminClient();
@@ -419,15 +417,8 @@ async function canI(as: string[], args: string[]): Promise<boolean> {
   return answer === 'yes';
 }
 
-async function sealFor(recipient: string, namespace: string, name: string, values: Record<string, string>, extra: Partial<EnvelopeSecret['spec']> = {}, type?: string): Promise<EnvelopeSecret> {
-  const sealed = await sealEnvelopeSecret({
-    values: Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Buffer.from(v)])),
-    binding: { scope: 'strict', namespace, name },
-    targets: [{ provider: 'age', target: recipient }],
-    providers: new ProviderRegistry({}),
-    random: systemRandom,
-    ...(type ? { template: { type } } : {}),
-  });
+async function sealForAge(recipient: string, namespace: string, name: string, values: Record<string, string>, extra: Partial<EnvelopeSecret['spec']> = {}, type?: string): Promise<EnvelopeSecret> {
+  const sealed = await sealFor({ namespace, name, values, targets: [ageTarget(recipient)], ...(type ? { template: { type } } : {}) });
   return { ...sealed, spec: { ...sealed.spec, ...extra } };
 }
 
@@ -481,7 +472,7 @@ async function exerciseController(options: { controller: TestController; release
     },
   });
   const restart = { restartWorkloads: [{ kind: 'Deployment' as const, name: 'web' }, { kind: 'StatefulSet' as const, name: 'absent' }] };
-  await apply(await sealFor(recipient, namespace, 'app', { TOKEN: FIRST }, restart));
+  await apply(await sealForAge(recipient, namespace, 'app', { TOKEN: FIRST }, restart));
   await waitReady(namespace, 'app');
   const secret = (await getSecret(namespace, 'app'))!;
   expect(decode(secret.data)).toEqual({ TOKEN: FIRST });
@@ -494,7 +485,7 @@ async function exerciseController(options: { controller: TestController; release
   });
 
   // New data: the Secret follows and the Deployment is restarted again.
-  await apply(await sealFor(recipient, namespace, 'app', { TOKEN: SECOND }, restart));
+  await apply(await sealForAge(recipient, namespace, 'app', { TOKEN: SECOND }, restart));
   await waitFor('the new value', async () => decode((await getSecret(namespace, 'app'))?.data).TOKEN === SECOND);
   await waitFor('a second restart', async () => {
     const d = await getOrUndefined<Deployment>(client, deploymentPath);
@@ -516,10 +507,10 @@ async function exerciseController(options: { controller: TestController; release
   });
 
   // A type change cannot be applied in place: the Secret is deleted and created again.
-  await apply(await sealFor(recipient, namespace, 'typed', { K: `${CANARY}-k` }));
+  await apply(await sealForAge(recipient, namespace, 'typed', { K: `${CANARY}-k` }));
   await waitReady(namespace, 'typed');
   const opaque = (await getSecret(namespace, 'typed'))!;
-  await apply(await sealFor(recipient, namespace, 'typed', { K: `${CANARY}-k` }, {}, 'example.com/typed'));
+  await apply(await sealForAge(recipient, namespace, 'typed', { K: `${CANARY}-k` }, {}, 'example.com/typed'));
   await waitFor('the Secret replaced with the new type', async () => {
     const s = await getSecret(namespace, 'typed');
     return s && s.type === 'example.com/typed' && s.metadata.uid !== opaque.metadata.uid;
@@ -527,7 +518,7 @@ async function exerciseController(options: { controller: TestController; release
   await waitReady(namespace, 'typed');
 
   // Failures are reported in the status and as Warning events.
-  const moved = await sealFor(recipient, 'elsewhere', 'moved', { K: `${CANARY}-k` });
+  const moved = await sealForAge(recipient, 'elsewhere', 'moved', { K: `${CANARY}-k` });
   await apply({ ...moved, metadata: { name: 'moved', namespace } });
   await waitReady(namespace, 'moved', 'ContextMismatch');
   await waitFor('a ContextMismatch event', async () => (await eventReasons(namespace, 'moved')).includes('ContextMismatch'));
@@ -734,21 +725,14 @@ describe('installed with helm, cluster-wide mode', () => {
     }
     expect(env.NODE_OPTIONS).toMatch(/--max-old-space-size=\d+/);
     // The CLI entry (what bin/envseal.js runs) from the sources, on this Node 24.
-    const child = spawn(process.execPath, ['--input-type=module', '-e', "import { main } from './src/cli/main.ts'; await main();", '--', 'envseal', ...args, `--kubeconfig=${kubeconfigFile}`], { cwd: repoRoot, env, stdio: ['ignore', 'ignore', 'pipe'] });
-    let log = '';
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (log += chunk));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    try {
-      await waitFor('caches synced', () => log.includes('caches synced'), { timeoutMs: 60_000 });
+    const command = { args: ['--input-type=module', '-e', "import { main } from './src/cli/main.ts'; await main();", '--', 'envseal', ...args, `--kubeconfig=${kubeconfigFile}`], cwd: repoRoot, env };
+    const { code, log } = await withControllerProcess(command, async (log) => {
+      await waitFor('caches synced', () => log().includes('caches synced'), { timeoutMs: 60_000 });
       expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
       const lease = await getOrUndefined<{ spec: { holderIdentity: string } }>(client, paths.lease(releaseNamespace, 'envseal-controller'));
       expect(lease?.spec.holderIdentity).toBe(podName);
       await waitFor('the Secret kept in sync', async () => decode((await getSecret(team, 'app'))?.data).TOKEN === SECOND);
-    } finally {
-      child.kill('SIGTERM');
-    }
-    const code = await exited;
-    recordLeakText('log', log);
+    });
     expect(code, log.slice(-2000)).toBe(0);
     expect(log).toContain('released the lease');
     expect(log).not.toMatch(RBAC_DENIED);

@@ -3,14 +3,13 @@ import { DisableKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EnvelopeSecret } from '../../src/api/types.ts';
 import type { Scope } from '../../src/envelope/context.ts';
-import { systemRandom } from '../../src/envelope/random.ts';
 import { createAwsKmsProvider } from '../../src/providers/aws-kms.ts';
 import { ProviderRegistry } from '../../src/providers/registry.ts';
-import { sealEnvelopeSecret } from '../../src/sealing/seal.ts';
 import { adminKubeConfig, uniqueName, waitFor } from '../harness/cluster.ts';
 import { startTestController, type TestController } from '../harness/controller.ts';
 import { KMS_EMULATORS, type KmsEmulator } from '../harness/kms-emulators.ts';
-import { adminClient, createNamespace, getOrUndefined, installCrd, kubectl, kubectlApply, paths } from '../harness/kube.ts';
+import { adminClient, applyOrThrow, createNamespace, getOrUndefined, installCrd, kubectl, paths } from '../harness/kube.ts';
+import { sealFor } from '../harness/seal.ts';
 
 const client = adminClient();
 type Live = EnvelopeSecret & { metadata: { generation: number } };
@@ -27,15 +26,8 @@ describe.each(KMS_EMULATORS.map((e) => [e.name, e] as const))('controller with a
   const controllerNamespace = uniqueName('envseal-kms');
 
   async function sealAndApply(options: { name: string; namespace: string; values: Record<string, string>; key?: string; scope?: Scope; appliedAs?: { name: string; namespace: string } }) {
-    const sealed = await sealEnvelopeSecret({
-      values: Object.fromEntries(Object.entries(options.values).map(([k, v]) => [k, Buffer.from(v)])),
-      binding: { scope: options.scope ?? 'strict', namespace: options.namespace, name: options.name },
-      targets: [{ provider: 'aws-kms', target: options.key ?? keyArn }],
-      providers: sealer,
-      random: systemRandom,
-    });
-    const result = await kubectlApply(options.appliedAs ? { ...sealed, metadata: options.appliedAs } : sealed);
-    if (result.code !== 0) throw new Error(result.stderr);
+    const sealed = await sealFor({ ...options, targets: [{ provider: 'aws-kms', target: options.key ?? keyArn }], providers: sealer });
+    await applyOrThrow(options.appliedAs ? { ...sealed, metadata: options.appliedAs } : sealed);
     return sealed;
   }
 

@@ -2,12 +2,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EnvelopeSecret } from '../../src/api/types.ts';
 import { ANNOTATION_DATA_HASH } from '../../src/controller/desired.ts';
-import { systemRandom } from '../../src/envelope/random.ts';
-import { ProviderRegistry } from '../../src/providers/registry.ts';
-import { sealEnvelopeSecret } from '../../src/sealing/seal.ts';
 import { adminKubeConfig, uniqueName, waitFor } from '../harness/cluster.ts';
 import { startTestController, type TestController } from '../harness/controller.ts';
-import { adminClient, createNamespace, getOrUndefined, installCrd, kubectl, kubectlApply, paths } from '../harness/kube.ts';
+import { adminClient, applyOrThrow, createNamespace, getOrUndefined, installCrd, kubectl, kubectlApply, paths } from '../harness/kube.ts';
+import { ageTarget, sealFor } from '../harness/seal.ts';
 
 const client = adminClient();
 const controllerNamespace = uniqueName('envseal-ops');
@@ -22,15 +20,8 @@ interface Deployment {
 }
 
 async function sealAndApply(name: string, namespace: string, values: Record<string, string>, extra: Partial<EnvelopeSecret['spec']> = {}) {
-  const sealed = await sealEnvelopeSecret({
-    values: Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Buffer.from(v)])),
-    binding: { scope: 'strict', namespace, name },
-    targets: [{ provider: 'age', target: recipient }],
-    providers: new ProviderRegistry({}),
-    random: systemRandom,
-  });
-  const result = await kubectlApply({ ...sealed, spec: { ...sealed.spec, ...extra } });
-  if (result.code !== 0) throw new Error(result.stderr);
+  const sealed = await sealFor({ namespace, name, values, targets: [ageTarget(recipient)] });
+  await applyOrThrow({ ...sealed, spec: { ...sealed.spec, ...extra } });
 }
 
 const deployment = (name: string) => getOrUndefined<Deployment>(client, `/apis/apps/v1/namespaces/${ns}/deployments/${name}`);

@@ -2,16 +2,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EnvelopeSecret } from '../../src/api/types.ts';
 import { ANNOTATION_ADOPT, ANNOTATION_SPEC_HASH } from '../../src/controller/desired.ts';
-import { seededRandom, systemRandom } from '../../src/envelope/random.ts';
+import { seededRandom } from '../../src/envelope/random.ts';
 import { createAgeProvider, parseAgeIdentityFile } from '../../src/providers/age.ts';
 import { ProviderRegistry } from '../../src/providers/registry.ts';
 import { mergeValues } from '../../src/sealing/edit.ts';
-import { sealEnvelopeSecret } from '../../src/sealing/seal.ts';
 import type { Scope } from '../../src/envelope/context.ts';
 import { uniqueName, waitFor } from '../harness/cluster.ts';
 import { adminKubeConfig } from '../harness/cluster.ts';
 import { allControllerLogs, startTestController, type TestController } from '../harness/controller.ts';
-import { adminClient, createNamespace, getOrUndefined, installCrd, kubectl, kubectlApply, paths } from '../harness/kube.ts';
+import { adminClient, applyOrThrow, createNamespace, getOrUndefined, installCrd, kubectl, paths } from '../harness/kube.ts';
+import { ageTarget, sealFor } from '../harness/seal.ts';
 
 const CANARY = 'CANARY-e2e-3b9f1c7d';
 const client = adminClient();
@@ -33,21 +33,9 @@ type Live = EnvelopeSecret & { metadata: { uid: string; generation: number } };
 const decode = (data: Record<string, string> | undefined) => Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
 const bytes = (values: Record<string, string>) => Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Buffer.from(v)]));
 
-async function seal(options: { namespace: string; name: string; values: Record<string, string>; scope?: Scope; template?: EnvelopeSecret['spec']['template'] }): Promise<EnvelopeSecret> {
-  return sealEnvelopeSecret({
-    values: bytes(options.values),
-    binding: { scope: options.scope ?? 'strict', namespace: options.namespace, name: options.name },
-    targets: [{ provider: 'age', target: recipient }],
-    providers: sealer,
-    random: systemRandom,
-    ...(options.template ? { template: options.template } : {}),
-  });
-}
-
-async function apply(object: unknown): Promise<void> {
-  const result = await kubectlApply(object);
-  if (result.code !== 0) throw new Error(`kubectl apply failed: ${result.stderr}`);
-}
+const seal = (options: { namespace: string; name: string; values: Record<string, string>; scope?: Scope; template?: EnvelopeSecret['spec']['template'] }): Promise<EnvelopeSecret> =>
+  sealFor({ ...options, targets: [ageTarget(recipient)], providers: sealer });
+const apply = applyOrThrow;
 
 const getSecret = (namespace: string, name: string) => getOrUndefined<SecretObject>(client, paths.secret(namespace, name));
 const getEnvelopeSecret = (namespace: string, name: string) => getOrUndefined<Live>(client, paths.envelopeSecret(namespace, name));

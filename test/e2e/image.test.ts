@@ -2,19 +2,17 @@
 // reproduced in a clean folder (its COPY lines, `npm ci --omit=dev`, a fresh build of
 // dist/), then run from there with Node 24: the CLI, and the controller against the real
 // control plane. No devDependency may be in it.
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { cp, mkdtemp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { systemRandom } from '../../src/envelope/random.ts';
-import { ProviderRegistry } from '../../src/providers/registry.ts';
-import { sealEnvelopeSecret } from '../../src/sealing/seal.ts';
 import { sharedCluster, uniqueName, waitFor } from '../harness/cluster.ts';
 import { repoRoot } from '../harness/control-plane.ts';
-import { freePort } from '../harness/controller.ts';
-import { CANARY_MARKER, recordLeakText } from '../harness/faults-leaks.ts';
-import { adminClient, createNamespace, getOrUndefined, installCrd, kubectlApply, paths } from '../harness/kube.ts';
+import { freePort, withControllerProcess } from '../harness/controller.ts';
+import { CANARY_MARKER } from '../harness/faults-leaks.ts';
+import { adminClient, createNamespace, getOrUndefined, installCrd, kubectlApply, paths, publishedRecipient } from '../harness/kube.ts';
+import { ageTarget, sealFor } from '../harness/seal.ts';
 
 // ---------------------------------------------------------------------------------------
 // the Dockerfile, read as far as this test needs
@@ -203,33 +201,16 @@ describe('the runtime stage, reproduced in a clean folder', () => {
     const namespace = uniqueName('image');
     await createNamespace(client, namespace);
     const port = await freePort();
-    const child = spawn(
-      process.execPath,
-      ['bin/envseal.js', 'controller', '--kubeconfig', sharedCluster().kubeconfigPath, '--namespaces', namespace, '--controller-namespace', namespace, '--no-leader-elect', '--metrics-address', `127.0.0.1:${port}`],
-      { cwd: app, env: node24Env(), stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    let log = '';
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (log += chunk));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    try {
-      await waitFor('caches synced', () => log.includes('caches synced'), { timeoutMs: 60_000 });
+    const args = ['bin/envseal.js', 'controller', '--kubeconfig', sharedCluster().kubeconfigPath, '--namespaces', namespace, '--controller-namespace', namespace, '--no-leader-elect', '--metrics-address', `127.0.0.1:${port}`];
+    const { code, log } = await withControllerProcess({ args, cwd: app, env: node24Env() }, async (log) => {
+      await waitFor('caches synced', () => log().includes('caches synced'), { timeoutMs: 60_000 });
       expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
-      const configMap = await waitFor('the recipient', () => getOrUndefined<{ data: { recipient: string } }>(client, paths.configMap(namespace, 'envseal-age-recipient')));
-      const sealed = await sealEnvelopeSecret({
-        values: { GREETING: Buffer.from(`${CANARY_MARKER}from the image`) },
-        binding: { scope: 'strict', namespace, name: 'hello' },
-        targets: [{ provider: 'age', target: configMap.data.recipient }],
-        providers: new ProviderRegistry({}),
-        random: systemRandom,
-      });
+      const recipient = await publishedRecipient(client, namespace);
+      const sealed = await sealFor({ namespace, name: 'hello', values: { GREETING: `${CANARY_MARKER}from the image` }, targets: [ageTarget(recipient)] });
       expect((await kubectlApply(sealed)).code).toBe(0);
       const secret = await waitFor('the Secret', () => getOrUndefined<{ data: Record<string, string> }>(client, paths.secret(namespace, 'hello')));
       expect(Buffer.from(secret.data.GREETING!, 'base64').toString()).toBe(`${CANARY_MARKER}from the image`);
-    } finally {
-      child.kill('SIGTERM');
-    }
-    const code = await exited;
-    recordLeakText('log', log);
+    });
     expect(code, log.slice(-2000)).toBe(0);
     expect(log).toContain('controller stopped');
   });

@@ -3,12 +3,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { systemRandom } from '../../src/envelope/random.ts';
-import { ProviderRegistry } from '../../src/providers/registry.ts';
-import { sealEnvelopeSecret } from '../../src/sealing/seal.ts';
 import { sharedCluster, uniqueName, waitFor } from '../harness/cluster.ts';
 import { freePort } from '../harness/controller.ts';
-import { adminClient, createNamespace, getOrUndefined, installCrd, kubectlApply, paths } from '../harness/kube.ts';
+import { adminClient, createNamespace, getOrUndefined, installCrd, kubectlApply, paths, publishedRecipient } from '../harness/kube.ts';
+import { ageTarget, sealFor } from '../harness/seal.ts';
 
 const LEASE_MS = 4000;
 const RETRY_MS = 500;
@@ -70,14 +68,8 @@ describe('leader election across processes', () => {
     expect(takeoverMs).toBeGreaterThanOrEqual(LEASE_MS - 2 * RETRY_MS);
     expect(takeoverMs).toBeLessThan(LEASE_MS + 4 * RETRY_MS + 2000);
 
-    const recipient = (await waitFor('the recipient', () => getOrUndefined<{ data: { recipient: string } }>(client, paths.configMap(controllerNamespace, 'envseal-age-recipient')))).data.recipient;
-    const sealed = await sealEnvelopeSecret({
-      values: { K: Buffer.from('after failover') },
-      binding: { scope: 'strict', namespace: ns, name: 'ha' },
-      targets: [{ provider: 'age', target: recipient }],
-      providers: new ProviderRegistry({}),
-      random: systemRandom,
-    });
+    const recipient = await publishedRecipient(client, controllerNamespace);
+    const sealed = await sealFor({ namespace: ns, name: 'ha', values: { K: 'after failover' }, targets: [ageTarget(recipient)] });
     expect((await kubectlApply(sealed)).code).toBe(0);
     const secret = await waitFor('the new leader to write the Secret', () => getOrUndefined<{ data: Record<string, string> }>(client, paths.secret(ns, 'ha')), { timeoutMs: 30_000 });
     expect(Buffer.from(secret.data.K!, 'base64').toString()).toBe('after failover');

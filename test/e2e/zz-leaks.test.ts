@@ -12,14 +12,13 @@
 // with canary values), so that it checks something even when it runs alone.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EnvelopeSecret } from '../../src/api/types.ts';
-import { systemRandom } from '../../src/envelope/random.ts';
 import { createAgeProvider } from '../../src/providers/age.ts';
 import { ProviderRegistry } from '../../src/providers/registry.ts';
-import { sealEnvelopeSecret } from '../../src/sealing/seal.ts';
 import { adminKubeConfig, uniqueName, waitFor } from '../harness/cluster.ts';
 import { startTestController, type TestController } from '../harness/controller.ts';
 import { CANARY_MARKER, clusterSecrets, declaringDataKeys, KeyNeedles, readRecord, scanTexts } from '../harness/faults-leaks.ts';
-import { adminClient, createNamespace, getOrUndefined, installCrd, kubectlApply, paths, publishedRecipient } from '../harness/kube.ts';
+import { adminClient, applyOrThrow, createNamespace, getOrUndefined, installCrd, paths, publishedRecipient } from '../harness/kube.ts';
+import { ageTarget, sealFor } from '../harness/seal.ts';
 
 const client = adminClient();
 const controllerNamespace = uniqueName('envseal-leaks');
@@ -29,20 +28,8 @@ let controller: TestController | undefined;
 let recipient: string;
 const sealer = ProviderRegistry.of([declaringDataKeys(createAgeProvider({}))]);
 
-async function seal(namespace: string, name: string, values: Record<string, string>): Promise<EnvelopeSecret> {
-  return sealEnvelopeSecret({
-    values: Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Buffer.from(v)])),
-    binding: { scope: 'strict', namespace, name },
-    targets: [{ provider: 'age', target: recipient }],
-    providers: sealer,
-    random: systemRandom,
-  });
-}
-
-async function apply(object: unknown): Promise<void> {
-  const result = await kubectlApply(object);
-  if (result.code !== 0) throw new Error(result.stderr);
-}
+const seal = (namespace: string, name: string, values: Record<string, string>): Promise<EnvelopeSecret> => sealFor({ namespace, name, values, targets: [ageTarget(recipient)], providers: sealer });
+const apply = applyOrThrow;
 
 async function waitReason(namespace: string, name: string, reason: string): Promise<void> {
   await waitFor(`${namespace}/${name} ${reason}`, async () => {

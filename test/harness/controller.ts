@@ -1,6 +1,7 @@
 // Runs the envseal controller in this process against the shared control plane, with its
 // log lines captured (for assertions and the canary scan) and its metrics served on a
 // free loopback port.
+import { spawn } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import type { KubeConfig } from '@kubernetes/client-node';
@@ -90,4 +91,27 @@ export function sumMetric(text: string, name: string, labels: Record<string, str
     if (Object.entries(labels).every(([k, v]) => series[k] === v)) sum += Number(match[4]);
   }
   return sum;
+}
+
+/**
+ * Runs a command that starts the controller as a child process (stderr collected), runs
+ * `whileRunning` against it, then sends SIGTERM -- also when `whileRunning` throws -- and
+ * waits for the exit. Its log goes to the suite-wide leak check.
+ */
+export async function withControllerProcess(
+  command: { args: readonly string[]; cwd: string; env: NodeJS.ProcessEnv },
+  whileRunning: (log: () => string) => Promise<void>,
+): Promise<{ code: number | null; log: string }> {
+  const child = spawn(process.execPath, command.args, { cwd: command.cwd, env: command.env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (log += chunk));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  try {
+    await whileRunning(() => log);
+  } finally {
+    child.kill('SIGTERM');
+  }
+  const code = await exited;
+  recordLeakText('log', log);
+  return { code, log };
 }

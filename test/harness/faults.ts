@@ -15,14 +15,13 @@ import type { EnvelopeSecret, SecretTemplate } from '../../src/api/types.ts';
 import { ANNOTATION_SPEC_HASH, LABEL_MANAGED_BY, MANAGED_BY, specHash } from '../../src/controller/desired.ts';
 import { KubeApiError, type KubeClient, paths } from '../../src/kube/client.ts';
 import type { Scope } from '../../src/envelope/context.ts';
-import { systemRandom } from '../../src/envelope/random.ts';
 import type { ProviderRegistry } from '../../src/providers/registry.ts';
 import type { RecipientTarget } from '../../src/sealing/targets.ts';
-import { sealEnvelopeSecret } from '../../src/sealing/seal.ts';
 import { sharedCluster } from './cluster.ts';
 import { repoRoot } from './control-plane.ts';
 import { freePort, sumMetric } from './controller.ts';
 import { type Finding, KeyNeedles, readRecord, recordLeakText, scanTexts } from './faults-leaks.ts';
+import { sealFor } from './seal.ts';
 
 // ---------------------------------------------------------------------------------
 // Small utilities
@@ -100,14 +99,7 @@ export function templateFor(index: number, round: number): { type: string; label
 /** Seals one item's manifest for the load's recipients. */
 export async function sealItem(options: LoadOptions, item: ExpectedSecret): Promise<EnvelopeSecret> {
   const template: SecretTemplate = { type: item.type, metadata: { labels: item.labels, annotations: item.annotations } };
-  return sealEnvelopeSecret({
-    values: Object.fromEntries(Object.entries(item.values).map(([k, v]) => [k, Buffer.from(v)])),
-    binding: { scope: options.scope ?? 'strict', namespace: item.namespace, name: item.name },
-    targets: options.targets,
-    providers: options.providers,
-    random: systemRandom,
-    template,
-  });
+  return sealFor({ namespace: item.namespace, name: item.name, values: item.values, targets: options.targets, providers: options.providers, template, ...(options.scope ? { scope: options.scope } : {}) });
 }
 
 /** The items of a round: fresh values and labels for every object of the load. */

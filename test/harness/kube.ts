@@ -27,6 +27,12 @@ export async function kubectlApply(object: unknown): Promise<KubectlResult> {
   return kubectl(['apply', '-f', '-'], stringify(object));
 }
 
+/** kubectl apply that throws with kubectl's message when it fails. */
+export async function applyOrThrow(object: unknown): Promise<void> {
+  const result = await kubectlApply(object);
+  if (result.code !== 0) throw new Error(`kubectl apply failed: ${result.stderr}`);
+}
+
 export function adminClient(): KubeClient {
   return new KubeClient(adminKubeConfig());
 }
