@@ -85,3 +85,29 @@ describe('EventRecorder', () => {
     await expect(flushed).resolves.toBeUndefined();
   });
 });
+
+describe('EventRecorder, an Event recorded as the sender finishes', () => {
+  it('is sent, whatever the moment (no Event waits for a next one)', async () => {
+    for (let delay = 0; delay < 12; delay++) {
+      const posted: string[] = [];
+      let release: (() => void) | undefined;
+      const client = {
+        request: async ({ body }: { body: { message: string } }) => {
+          if (body.message === 'first') await new Promise<void>((resolve) => (release = resolve));
+          posted.push(body.message);
+          return {};
+        },
+      } as unknown as KubeClient;
+      const recorder = new EventRecorder({ client, logger: capturingLogger().logger, instance: 'test' });
+      recorder.record(object, { type: 'Normal', reason: 'Synced', message: 'first' });
+      await new Promise((resolve) => setImmediate(resolve));
+      release!();
+      // Record the second Event `delay` microtasks later: around the moment the sender ends.
+      for (let i = 0; i < delay; i++) await Promise.resolve();
+      recorder.record(object, { type: 'Normal', reason: 'Synced', message: 'second' });
+      await recorder.flush();
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+      expect(posted, `second recorded ${delay} microtasks after the release`).toEqual(['first', 'second']);
+    }
+  });
+});

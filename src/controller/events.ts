@@ -54,9 +54,7 @@ export class EventRecorder {
       return;
     }
     this.#pending.push({ object, event, at: new Date().toISOString() });
-    this.#sending ??= this.#drain().finally(() => {
-      this.#sending = undefined;
-    });
+    this.#sending ??= this.#drain();
   }
 
   /** Resolves once every queued Event was sent (or failed), or when `signal` aborts. */
@@ -68,7 +66,13 @@ export class EventRecorder {
   }
 
   async #drain(): Promise<void> {
-    for (let next = this.#pending.shift(); next; next = this.#pending.shift()) await this.#send(next.object, next.event, next.at);
+    try {
+      for (let next = this.#pending.shift(); next; next = this.#pending.shift()) await this.#send(next.object, next.event, next.at);
+    } finally {
+      // Cleared in the same step that found the queue empty: a .finally() callback would
+      // run a microtask later, and an Event recorded in between would wait for the next one.
+      this.#sending = undefined;
+    }
   }
 
   async #send(object: InvolvedObject, event: EventInput, at: string): Promise<void> {
