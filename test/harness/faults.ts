@@ -17,7 +17,7 @@ import { KubeApiError, type KubeClient, paths } from '../../src/kube/client.ts';
 import type { Scope } from '../../src/envelope/context.ts';
 import type { ProviderRegistry } from '../../src/providers/registry.ts';
 import type { RecipientTarget } from '../../src/sealing/targets.ts';
-import { sharedCluster } from './cluster.ts';
+import { sharedCluster, waitFor } from './cluster.ts';
 import { repoRoot } from './control-plane.ts';
 import { freePort, sumMetric } from './controller.ts';
 import { type Finding, KeyNeedles, readRecord, recordLeakText, scanTexts } from './faults-leaks.ts';
@@ -340,7 +340,7 @@ export class FaultBench {
     const started = Date.now();
     const applying = applyAll(this.client, manifests);
     try {
-      await waitFor(async () => (await this.synced()) - base >= threshold, 180_000, `${threshold} objects of round ${this.rounds} synced before the fault`);
+      await waitFor(`${threshold} objects of round ${this.rounds} synced before the fault`, async () => (await this.synced()) - base >= threshold, { timeoutMs: 180_000 });
       const faultAt = Date.now() - started;
       this.progress(`round ${this.rounds}: injecting ${name} ${(faultAt / 1000).toFixed(1)} s into the round`);
       await inject();
@@ -358,19 +358,6 @@ export class FaultBench {
       await sampler?.stop();
       await applying.catch(() => {});
     }
-  }
-}
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // keep polling
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}`);
-    await sleep(200);
   }
 }
 
