@@ -59,10 +59,8 @@ export class EventRecorder {
 
   /** Resolves once every queued Event was sent (or failed), or when `signal` aborts. */
   async flush(signal?: AbortSignal): Promise<void> {
-    while (this.#sending && !signal?.aborted) {
-      const aborted = new Promise<void>((resolve) => signal?.addEventListener('abort', () => resolve(), { once: true }));
-      await Promise.race([this.#sending, aborted]);
-    }
+    const aborted = new Promise<void>((resolve) => signal?.addEventListener('abort', () => resolve(), { once: true }));
+    while (this.#sending && !signal?.aborted) await Promise.race([this.#sending, aborted]);
   }
 
   async #drain(): Promise<void> {
