@@ -56,6 +56,8 @@ export interface RequestOptions {
   body?: unknown;
   patchType?: PatchType;
   signal?: AbortSignal;
+  /** Told the length of a successful answer's body (characters), e.g. to size list pages. */
+  onResponseBytes?: (length: number) => void;
 }
 
 /** One field the API server refused: its path (e.g. `data[.dockerconfigjson]`) and a reason code (`FieldValueInvalid`). */
@@ -112,6 +114,7 @@ export class KubeClient {
       throw new KubeApiError(0, 'Unreachable', `${options.method} ${options.path}: the answer of the API server was cut off (${cause instanceof Error ? cause.message : 'network error'})`, { cause });
     }
     if (!response.ok) throw errorFromResponse(options, response.status, text);
+    options.onResponseBytes?.(text.length);
     return (text ? JSON.parse(text) : undefined) as T;
   }
 
