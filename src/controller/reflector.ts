@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { KubeApiError, type KubeClient, type KubeList, type KubeObject } from '../kube/client.ts';
+import { capMessage } from '../util/message.ts';
 
 export type StoreEvent = 'added' | 'updated' | 'deleted';
 
@@ -229,9 +230,9 @@ export class PageSizer {
   }
 }
 
+/** An error for a log line: its name and message, capped at 1 KiB. */
 export function describeError(error: unknown): string {
-  if (error instanceof Error) return `${error.name}: ${error.message}`;
-  return String(error);
+  return capMessage(error instanceof Error ? `${error.name}: ${error.message}` : String(error));
 }
 
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
