@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { getHeapStatistics } from 'node:v8';
 import type { Logger } from 'pino';
 import { KubeConfig } from '@kubernetes/client-node';
+import { DEFAULT_TENANT_POLICY, type TenantPolicy } from '../api/policy.ts';
 import { KubeClient, paths } from '../kube/client.ts';
 import type { ProviderConfig } from '../providers/registry.ts';
 import { ProviderRegistry } from '../providers/registry.ts';
@@ -38,6 +39,8 @@ export interface ControllerConfig {
   /** Identity of this replica in the lease (the pod name); default: host name plus a random suffix. */
   identity?: string;
   shutdownGraceMs: number;
+  /** What tenants may ask for: Secret types beyond the defaults, per namespace (src/api/policy.ts). */
+  tenantPolicy: TenantPolicy;
 }
 
 export const DEFAULT_CONTROLLER_CONFIG: ControllerConfig = {
@@ -52,6 +55,7 @@ export const DEFAULT_CONTROLLER_CONFIG: ControllerConfig = {
   awsKms: {},
   leaderElection: { enabled: true, leaseName: 'envseal-controller', leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 },
   shutdownGraceMs: 20_000,
+  tenantPolicy: DEFAULT_TENANT_POLICY,
 };
 
 interface Health {
