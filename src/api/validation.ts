@@ -93,7 +93,7 @@ export const MAX_ENCRYPTED_KEY_LENGTH = base64Length(Math.max(...Object.values(M
 
 /**
  * Why `file` is not an age file of the shape envseal writes (one stanza of a known type
- * wrapping a data key), or undefined. Names the stanza type at most, nothing else of it.
+ * wrapping a data key), or undefined. Quotes nothing of the file.
  */
 export function ageFileProblem(file: Buffer): string | undefined {
   if (file.length > MAX_AGE_ENCRYPTED_KEY_BYTES) return `is ${file.length} bytes; an age-wrapped data key is at most ${MAX_AGE_ENCRYPTED_KEY_BYTES}`;
@@ -108,13 +108,16 @@ export function ageFileProblem(file: Buffer): string | undefined {
     return line;
   };
   const stanza = nextLine();
-  if (stanza === undefined || !stanza.startsWith('-> ')) return 'has no recipient stanza';
+  if (stanza === undefined) return 'is truncated';
+  if (!stanza.startsWith('-> ')) return 'has no recipient stanza';
   const [type = '', ...args] = stanza.slice(3).split(' ');
   const expected = Object.hasOwn(AGE_STANZA_ARGUMENTS, type) ? AGE_STANZA_ARGUMENTS[type]! : undefined;
-  if (expected === undefined) return `has a stanza of type ${quoteName(type)}; envseal writes only ${Object.keys(AGE_STANZA_ARGUMENTS).join(', ')}`;
+  // The type is not quoted: nothing decoded from a wrapped key goes into a message.
+  if (expected === undefined) return `has a stanza of another type than the ones envseal writes (${Object.keys(AGE_STANZA_ARGUMENTS).join(', ')})`;
   if (args.length !== expected.length || args.some((arg, i) => arg.length !== unpaddedBase64Length(expected[i]!) || !UNPADDED_BASE64.test(arg))) return `has a malformed ${type} stanza`;
   const body = nextLine();
-  if (body === undefined || body.length !== unpaddedBase64Length(AGE_STANZA_BODY_BYTES) || !UNPADDED_BASE64.test(body)) return `has a malformed ${type} stanza`;
+  if (body === undefined) return 'is truncated';
+  if (body.length !== unpaddedBase64Length(AGE_STANZA_BODY_BYTES) || !UNPADDED_BASE64.test(body)) return `has a malformed ${type} stanza`;
   const mac = nextLine();
   if (mac === undefined) return 'is truncated';
   if (mac.startsWith('-> ')) return 'holds more than one recipient stanza; envseal writes exactly one';
@@ -267,7 +270,7 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
         else {
           const bytes = Buffer.byteLength(recipient.encryptedKey, 'base64');
           const max = Object.hasOwn(MAX_ENCRYPTED_KEY_BYTES, recipient.provider) ? MAX_ENCRYPTED_KEY_BYTES[recipient.provider]! : undefined;
-          if (max !== undefined && bytes > max) add('size', `${rat}.encryptedKey`, `is ${bytes} bytes; a ${recipient.provider} encryptedKey is at most ${max}`);
+          if (max !== undefined && bytes > max) add('size', `${rat}.encryptedKey`, `is ${bytes} bytes; an ${recipient.provider} encryptedKey is at most ${max}`);
           else if (recipient.provider === 'age') {
             const problem = ageFileProblem(Buffer.from(recipient.encryptedKey, 'base64'));
             if (problem) add('structure', `${rat}.encryptedKey`, problem);
