@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { getHeapStatistics } from 'node:v8';
 import type { Logger } from 'pino';
 import { KubeConfig } from '@kubernetes/client-node';
+import { DEFAULT_TENANT_POLICY, type TenantPolicy, tenantPolicyIssues } from '../api/policy.ts';
 import { KubeClient, paths } from '../kube/client.ts';
 import type { ProviderConfig } from '../providers/registry.ts';
 import { ProviderRegistry } from '../providers/registry.ts';
@@ -42,6 +43,8 @@ export interface ControllerConfig {
   shutdownGraceMs: number;
   /** Key-provider calls per namespace: sustained rate and burst; perSecond 0 disables. */
   unwrapBudget: { perSecond: number; burst: number };
+  /** What tenants may ask for: Secret types beyond the defaults, per namespace (src/api/policy.ts). */
+  tenantPolicy: TenantPolicy;
 }
 
 export const DEFAULT_CONTROLLER_CONFIG: ControllerConfig = {
@@ -57,6 +60,7 @@ export const DEFAULT_CONTROLLER_CONFIG: ControllerConfig = {
   leaderElection: { enabled: true, leaseName: 'envseal-controller', leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 },
   shutdownGraceMs: 20_000,
   unwrapBudget: { perSecond: 50, burst: 1000 },
+  tenantPolicy: DEFAULT_TENANT_POLICY,
 };
 
 interface Health {
@@ -165,6 +169,7 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
     events,
     logger,
     metrics,
+    policy: (source) => tenantPolicyIssues(source, config.tenantPolicy),
     budget: new NamespaceBudget(config.unwrapBudget),
     resyncMs: config.resyncMs,
   });
