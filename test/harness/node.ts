@@ -66,9 +66,9 @@ export interface NodeCluster {
   stop(): Promise<void>;
 }
 
-function exec(file: string, args: string[], options: { input?: string; signal?: AbortSignal; timeoutMs?: number } = {}): Promise<CommandResult> {
+function exec(file: string, args: string[], options: { input?: string; signal?: AbortSignal; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CommandResult> {
   return new Promise((resolve) => {
-    const child = execFile(file, args, { signal: options.signal, timeout: options.timeoutMs ?? 300_000, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
+    const child = execFile(file, args, { signal: options.signal, timeout: options.timeoutMs ?? 300_000, maxBuffer: 64 * 1024 * 1024, env: options.env ?? process.env }, (error, stdout, stderr) => {
       resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr: stderr || (error && typeof error.code !== 'number' ? error.message : '') });
     });
     if (options.input !== undefined) child.stdin?.end(options.input);
@@ -239,7 +239,11 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
       busyboxImage,
       timings,
       kubectl,
-      helm: (args, o = {}) => exec(path.join(binDir, 'helm'), ['--kubeconfig', kubeconfigPath, ...args], o),
+      // Helm's cache and config in the state dir, not in $HOME.
+      helm: (args, o = {}) => exec(path.join(binDir, 'helm'), ['--kubeconfig', kubeconfigPath, ...args], {
+        ...o,
+        env: { ...process.env, HELM_CACHE_HOME: path.join(stateDir, 'helm/cache'), HELM_CONFIG_HOME: path.join(stateDir, 'helm/config'), HELM_DATA_HOME: path.join(stateDir, 'helm/data') },
+      }),
       importImage: async (archive, o = {}) => {
         await execOrThrow('ctr', ['--address', ready.containerdSocket, '--namespace', 'k8s.io', 'images', 'import', archive], o);
       },
