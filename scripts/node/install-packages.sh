@@ -41,7 +41,9 @@ fi
 echo "installing from Debian: ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 # One install at a time on this machine (dpkg's own lock fails instead of waiting).
-exec 9>/tmp/envseal-node-packages.lock
+lock_dir=${ENVSEAL_CACHE_DIR:-$HOME/.cache/envseal}
+mkdir -p "$lock_dir"
+exec 9>"$lock_dir/node-packages.lock"
 flock 9
 apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 || {
   apt-get update -q >&2

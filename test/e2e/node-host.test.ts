@@ -8,13 +8,13 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { waitFor } from '../harness/cluster.ts';
 import { repoRoot } from '../harness/control-plane.ts';
-import { hostSnapshot, snapshotDiff, startNodeCluster } from '../harness/node.ts';
+import { hostScript, hostSnapshot, snapshotDiff, startNodeCluster } from '../harness/node.ts';
 import { applyManifest, isReady, livePods } from '../harness/node-kube.ts';
 
 const log = (message: string) => process.stderr.write(`[node-host] ${message}\n`);
 
 const lockFree = () => new Promise<boolean>((resolve) => {
-  execFile('flock', ['-n', '/tmp/envseal-node.lock', 'true'], (error) => resolve(error === null));
+  execFile('bash', [hostScript, 'idle'], (error) => resolve(error === null));
 });
 
 describe('the host after a node', () => {

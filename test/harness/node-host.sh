@@ -8,17 +8,21 @@
 #   node-host.sh watch PARENT STATE   (detached) take the host lock, record, write
 #                                     STATE/watchdog.ready, then clean when PARENT dies
 #   node-host.sh snapshot             what a test compares before/after (stdout)
+#   node-host.sh idle                 exit 0 when no node holds the host lock
 #
 # STATE holds: netns (the namespace's name), node-pgids (daemons' process groups),
 # runner.pid, containerd/containerd.sock (its shims name it), before/ (the record).
 set -uo pipefail
+# sysctl, ip, iptables-save live in sbin, which a test runner's PATH may lack.
+export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 
 # The kubelet sets these on the host (it cannot do otherwise without failing).
 SYSCTLS="vm.overcommit_memory kernel.panic kernel.panic_on_oops"
 # Paths a kubelet/containerd/CNI leave behind even with their own root directories.
 HOST_PATHS="/var/lib/kubelet /var/log/containers /var/log/pods /var/lib/cni /run/containerd /run/netns /opt/containerd /etc/cni"
 CGROUP_NAMES="kubepods k8s.io"
-LOCK=/tmp/envseal-node.lock
+# Beside the cached binaries, not in /tmp (nothing left behind there).
+LOCK=${ENVSEAL_CACHE_DIR:-$HOME/.cache/envseal}/node.lock
 
 record() {
   local s=$1
@@ -134,6 +138,7 @@ watch() {
   trap '' INT HUP
   trap 'exit 0' TERM
   # One node on this machine at a time: the kubelet's host paths are fixed.
+  mkdir -p "$(dirname "$LOCK")"
   exec 9>"$LOCK"
   flock -w 900 9 || { echo "another envseal node held $LOCK for 15 minutes" >"$s/watchdog.error"; exit 1; }
   record "$s"
@@ -155,6 +160,7 @@ snapshot() {
     case "$(cat "$p/comm" 2>/dev/null)" in containerd* | kubelet | kube-proxy | kube-scheduler | runc* | pause) echo "process $(cat "$p/comm")" ;; esac
   done | sort
   iptables-save 2>/dev/null | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//' | sed 's/^/iptables /'
+  return 0
 }
 
 case "${1:-}" in
@@ -162,5 +168,6 @@ case "${1:-}" in
   clean) clean "$2" ;;
   watch) watch "$2" "$3" ;;
   snapshot) snapshot ;;
-  *) echo "usage: node-host.sh record|clean STATE | watch PARENT STATE | snapshot" >&2; exit 2 ;;
+  idle) [ ! -e "$LOCK" ] || flock -n "$LOCK" true ;;
+  *) echo "usage: node-host.sh record|clean STATE | watch PARENT STATE | snapshot | idle" >&2; exit 2 ;;
 esac

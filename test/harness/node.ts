@@ -66,9 +66,12 @@ export interface NodeCluster {
   stop(): Promise<void>;
 }
 
+/** This process's environment with the sbin directories (ip, containerd's tools), which a test runner's PATH may lack. */
+const withSbin = (env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv => ({ ...env, PATH: `${env.PATH ?? '/usr/bin:/bin'}:/usr/local/sbin:/usr/sbin:/sbin` });
+
 function exec(file: string, args: string[], options: { input?: string; signal?: AbortSignal; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CommandResult> {
   return new Promise((resolve) => {
-    const child = execFile(file, args, { signal: options.signal, timeout: options.timeoutMs ?? 300_000, maxBuffer: 64 * 1024 * 1024, env: options.env ?? process.env }, (error, stdout, stderr) => {
+    const child = execFile(file, args, { signal: options.signal, timeout: options.timeoutMs ?? 300_000, maxBuffer: 64 * 1024 * 1024, env: withSbin(options.env) }, (error, stdout, stderr) => {
       resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr: stderr || (error && typeof error.code !== 'number' ? error.message : '') });
     });
     if (options.input !== undefined) child.stdin?.end(options.input);
@@ -140,7 +143,7 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
   const cleanup = () => exec('bash', [hostScript, 'clean', stateDir], { timeoutMs: 120_000 });
 
   // The watchdog first: it holds the host lock and records the host before anything changes.
-  const watchdog = spawn('bash', [hostScript, 'watch', String(process.pid), stateDir], { detached: true, stdio: 'ignore' });
+  const watchdog = spawn('bash', [hostScript, 'watch', String(process.pid), stateDir], { detached: true, stdio: 'ignore', env: withSbin() });
   watchdog.unref();
   let watchdogExit: string | undefined;
   watchdog.once('exit', (code) => (watchdogExit = `the node watchdog exited (code ${code}): ${fs.existsSync(path.join(stateDir, 'watchdog.error')) ? fs.readFileSync(path.join(stateDir, 'watchdog.error'), 'utf8') : 'see node-host.sh'}`));
@@ -187,7 +190,7 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
     fs.writeFileSync(path.join(stateDir, 'runner.json'), JSON.stringify(runnerOptions));
     const runnerLog = path.join(stateDir, 'logs', 'runner.log');
     const fd = fs.openSync(runnerLog, 'a');
-    runner = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', process.execPath, runnerScript, stateDir], { detached: true, stdio: ['pipe', fd, fd] });
+    runner = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', process.execPath, runnerScript, stateDir], { detached: true, stdio: ['pipe', fd, fd], env: withSbin() });
     fs.closeSync(fd);
     fs.writeFileSync(path.join(stateDir, 'runner.pid'), `${runner.pid}\n`);
     let runnerExit: string | undefined;
