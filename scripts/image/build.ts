@@ -277,8 +277,16 @@ export async function inputsTag(): Promise<string> {
 
 export async function buildControllerImage(options: ImageBuildOptions = {}): Promise<BuiltImage> {
   if (!(await exists(path.join(repoRoot, 'dist/bundle/main.js')))) throw new Error('dist/bundle/main.js is missing: run npm run build first');
-  const tag = options.tag ?? (await inputsTag());
-  return build(controllerRepository, tag, options, (rootfs) => buildControllerRootfs(rootfs, { signal: options.signal, version: tag }));
+  const current = await inputsTag();
+  const tag = options.tag ?? current;
+  const image = await build(controllerRepository, tag, options, (rootfs) => buildControllerRootfs(rootfs, { signal: options.signal, version: tag }));
+  // Archives of earlier inputs (120 MB each) go: only this build's dev-<hash>* stay.
+  const dir = path.dirname(image.archive);
+  const prefix = `${path.basename(controllerRepository)}-dev-`;
+  for (const name of await readdir(dir)) {
+    if (name.startsWith(prefix) && name.endsWith('.tar') && !name.startsWith(`${path.basename(controllerRepository)}-${current}`)) await rm(path.join(dir, name), { force: true });
+  }
+  return image;
 }
 
 export async function buildBusyboxImage(options: ImageBuildOptions = {}): Promise<BuiltImage> {

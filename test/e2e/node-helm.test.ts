@@ -135,7 +135,14 @@ describe('leader failover in real pods', () => {
     const other = (await controllerPods()).map((p) => p.metadata.name).find((n) => n !== leader)!;
     const deleted = Date.now();
     await kubectlOrThrow(node, ['delete', 'pod', leader, '-n', NS, '--wait=false']);
-    await waitFor('the other replica to hold the Lease', async () => (await leaseHolder()) === other, { timeoutMs: LEASE_SECONDS * 1000, intervalMs: 250 });
+    let seen = '';
+    await waitFor(`${other} to hold the Lease`, async () => {
+      const holder = await leaseHolder();
+      seen = `holder ${holder}; pods ${(await controllerPods()).map((p) => `${p.metadata.name} ${p.status.phase}`).join(', ')}`;
+      return holder === other;
+    }, { timeoutMs: LEASE_SECONDS * 1000, intervalMs: 250 }).catch((err: Error) => {
+      throw new Error(`${err.message}; last seen: ${seen}`, { cause: err });
+    });
     const takeoverMs = Date.now() - deleted;
     log(`leader ${leader} deleted; ${other} holds the Lease after ${(takeoverMs / 1000).toFixed(1)} s`);
     expect(takeoverMs).toBeLessThan(LEASE_SECONDS * 1000);
@@ -166,9 +173,9 @@ describe('rollout restart for real', () => {
       metadata: { name, namespace },
       spec: { replicas: 1, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec } },
     });
-    // Values without the canary marker: these workloads print what they read, as users' do.
-    await sealAndApply(namespace, 'greeting', { GREETING: 'first value' }, { restartWorkloads: [{ kind: 'Deployment', name: 'env-reader' }] });
-    await waitFor('the Secret', () => secretValue(namespace, 'greeting', 'GREETING'), { timeoutMs: 60_000 });
+    // The workloads first (their pods wait for the Secret), then the EnvelopeSecret: its
+    // first write annotates env-reader once. Values without the canary marker: these
+    // workloads print what they read, as users' do.
     await applyManifest(node, deployment('env-reader', podSpec({
       command: ['sh', '-c', 'echo "GREETING=$GREETING"; exec sleep 3600'],
       env: [{ name: 'GREETING', valueFrom: { secretKeyRef: { name: 'greeting', key: 'GREETING' } } }],
@@ -177,6 +184,8 @@ describe('rollout restart for real', () => {
       command: ['sleep', '3600'],
       volumeMounts: [{ name: 'greeting', mountPath: '/etc/greeting', readOnly: true }],
     }, [{ name: 'greeting', secret: { secretName: 'greeting' } }])));
+    await sealAndApply(namespace, 'greeting', { GREETING: 'first value' }, { restartWorkloads: [{ kind: 'Deployment', name: 'env-reader' }] });
+    await waitFor('the Secret', () => secretValue(namespace, 'greeting', 'GREETING'), { timeoutMs: 60_000 });
     const readyPod = (app: string, not?: string) => waitFor(`a Ready ${app} pod${not ? ` other than ${not}` : ''}`, async () => {
       const pods = (await livePods(node, namespace, `app=${app}`)).filter((p) => isReady(p) && p.metadata.name !== not);
       return pods.length === 1 ? pods[0] : false;
