@@ -239,7 +239,7 @@ describe('the largest EnvelopeSecret the API server stores', () => {
   it('is bounded by etcd, not the CRD: stored at the limit, refused one byte over it', async () => {
     const name = 'big01';
     const largest = largestEnvelopeSecret({ namespace: ns, name });
-    expect(JSON.stringify(largest).length).toBe(LARGEST_REQUEST_BYTES - (ns.length - 2));
+    expect(JSON.stringify(largest).length).toBe(LARGEST_REQUEST_BYTES - 2 * (ns.length - 2));
     const create = (object: unknown) => kubectl(['create', '-f', '-'], JSON.stringify(object));
     const over = await create(largestEnvelopeSecret({ namespace: ns, name: 'big02', marginBytes: -1 }));
     expect(over.code).not.toBe(0);
