@@ -19,6 +19,7 @@ const OPTIONS = {
   'age-configmap': { type: 'string', value: 'NAME', help: 'ConfigMap publishing the age recipient (default envseal-age-recipient)' },
   region: { type: 'string', value: 'REGION', help: 'AWS region for aws-kms keys named without an ARN (env AWS_REGION)' },
   'kms-endpoint': { type: 'string', value: 'URL', help: 'KMS endpoint override, e.g. an emulator (env AWS_ENDPOINT_URL_KMS)' },
+  'unwrap-budget': { type: 'string', value: 'RATE/BURST', help: "key-provider calls per namespace: per second and burst (default 50/1000; '0' disables)" },
   'no-leader-elect': { type: 'boolean', help: 'run without leader election (one replica only)' },
   'lease-name': { type: 'string', value: 'NAME', help: 'Lease used for leader election (default envseal-controller)' },
   'lease-duration': { type: 'string', value: 'DURATION', help: 'leader lease duration (default 15s)' },
@@ -90,8 +91,16 @@ export function controllerConfigFrom(ctx: Pick<CommandContext, 'values' | 'io'>)
     },
     ...((str('identity') ?? env.POD_NAME) ? { identity: (str('identity') ?? env.POD_NAME)! } : {}),
     shutdownGraceMs: d.shutdownGraceMs,
+    unwrapBudget: str('unwrap-budget') ? parseBudget(str('unwrap-budget')!) : d.unwrapBudget,
     tenantPolicy: tenantPolicyFrom(stringList(values, 'allowed-secret-types'), env.ENVSEAL_ALLOWED_SECRET_TYPES),
   };
+}
+
+function parseBudget(text: string): ControllerConfig['unwrapBudget'] {
+  if (text.trim() === '0') return { perSecond: 0, burst: 0 };
+  const match = /^(\d+(?:\.\d+)?)\/(\d+)$/.exec(text.trim());
+  if (!match || Number(match[1]) <= 0 || Number(match[2]) < 1) throw usageError("--unwrap-budget must be RATE/BURST, e.g. 50/1000 (calls per second per namespace, and burst), or '0' to disable");
+  return { perSecond: Number(match[1]), burst: Number(match[2]) };
 }
 
 /** --allowed-secret-types, else ENVSEAL_ALLOWED_SECRET_TYPES (entries separated by ";"). */
