@@ -97,7 +97,7 @@ describe('unwrapAny', () => {
   it('reports every failure, with the retryable code when there is one', async () => {
     const providers = ProviderRegistry.of([provider('denied', { fail: 'AccessDenied' }), provider('slow', { fail: 'Throttled' })]);
     const recipients = await sealed(providers, ['denied', 'slow']);
-    const error = await unwrapAny({ recipients, providers, encryptionContext: CONTEXT, what: 'envelope #3' }).catch((e: unknown) => e as ProviderError);
+    const error = (await unwrapAny({ recipients, providers, encryptionContext: CONTEXT, what: 'envelope #3' }).catch((e: unknown) => e)) as ProviderError;
     expect(error).toBeInstanceOf(ProviderError);
     expect(error.code).toBe('Throttled');
     expect(error.message).toBe('envelope #3: denied failed (AccessDenied); slow failed (Throttled)');
