@@ -2,6 +2,7 @@ import { isStandardBase64 } from '../envelope/base64.ts';
 import { type Binding, isScope, type Scope } from '../envelope/context.ts';
 import { SUPPORTED_SUITES } from '../envelope/envelope.ts';
 import { isKnownProvider } from '../providers/registry.ts';
+import { MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES, parseTransitTarget } from '../providers/vault-transit.ts';
 import { labelValueProblem, namespaceProblem, objectNameProblem, qualifiedNameProblem, quoteName, secretKeyProblem } from './names.ts';
 import { CREDENTIAL_MINTING_SECRET_TYPES, reservedKeyIssues } from './policy.ts';
 import { API_VERSION, type EnvelopeSecret, KIND, RESTARTABLE_KINDS } from './types.ts';
@@ -87,9 +88,21 @@ export const AGE_BASE64_PREFIX = Buffer.from('age-encryption.org/v1\n->').toStri
 export const MAX_ENCRYPTED_KEY_BYTES: Readonly<Record<string, number>> = Object.freeze({
   'aws-kms': MAX_AWS_KMS_ENCRYPTED_KEY_BYTES,
   age: MAX_AGE_ENCRYPTED_KEY_BYTES,
+  'vault-transit': MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES,
 });
+/** The start of every vault-transit encryptedKey's base64: "vault:" (Vault's ciphertext prefix). */
+export const VAULT_TRANSIT_BASE64_PREFIX = Buffer.from('vault:').toString('base64');
 /** The CRD's bound on any encryptedKey, in base64 characters: the largest provider's. */
 export const MAX_ENCRYPTED_KEY_LENGTH = base64Length(Math.max(...Object.values(MAX_ENCRYPTED_KEY_BYTES)));
+
+function isTransitKeyPath(keyId: unknown): boolean {
+  if (typeof keyId !== 'string' || !keyId.includes('/keys/')) return false;
+  try {
+    return parseTransitTarget(keyId).keyId === keyId;
+  } catch {
+    return false;
+  }
+}
 
 /**
  * Why `file` is not an age file of the shape envseal writes (one stanza of a known type
@@ -259,6 +272,9 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
         if (recipient.provider === 'aws-kms' && (typeof recipient.keyId !== 'string' || !recipient.keyId.startsWith('arn:'))) {
           add('structure', `${rat}.keyId`, 'must be the full key ARN');
         }
+        if (recipient.provider === 'vault-transit' && !isTransitKeyPath(recipient.keyId)) {
+          add('structure', `${rat}.keyId`, 'must be the transit key path MOUNT/keys/NAME');
+        }
         if (typeof recipient.keyId === 'string' && recipient.keyId.length > MAX_KEY_ID_LENGTH) add('size', `${rat}.keyId`, `is longer than ${MAX_KEY_ID_LENGTH} characters`);
         if (recipient.recipient !== undefined) {
           if (typeof recipient.recipient !== 'string') add('structure', `${rat}.recipient`, 'must be a string');
@@ -271,7 +287,9 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
           const bytes = Buffer.byteLength(recipient.encryptedKey, 'base64');
           const max = Object.hasOwn(MAX_ENCRYPTED_KEY_BYTES, recipient.provider) ? MAX_ENCRYPTED_KEY_BYTES[recipient.provider]! : undefined;
           if (max !== undefined && bytes > max) add('size', `${rat}.encryptedKey`, `is ${bytes} bytes; an ${recipient.provider} encryptedKey is at most ${max}`);
-          else if (recipient.provider === 'age') {
+          else if (recipient.provider === 'vault-transit' && !/^vault:v\d+:[A-Za-z0-9+/=]+$/.test(Buffer.from(recipient.encryptedKey, 'base64').toString('latin1'))) {
+            add('structure', `${rat}.encryptedKey`, 'is not the base64 of a transit ciphertext (vault:vN:...)');
+          } else if (recipient.provider === 'age') {
             const problem = ageFileProblem(Buffer.from(recipient.encryptedKey, 'base64'));
             if (problem) add('structure', `${rat}.encryptedKey`, problem);
           }

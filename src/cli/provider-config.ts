@@ -11,6 +11,7 @@ import type { CliIo } from './io.ts';
 export const KMS_OPTIONS: OptionSpecs = {
   region: { type: 'string', value: 'REGION', help: 'AWS region for aws-kms aliases and key creation (default: AWS_REGION, AWS_DEFAULT_REGION; a key ARN names its own region)' },
   'kms-endpoint': { type: 'string', value: 'URL', help: 'AWS KMS endpoint, e.g. an emulator (default: AWS_ENDPOINT_URL_KMS)' },
+  'vault-addr': { type: 'string', value: 'URL', help: 'Vault/OpenBao address for vault-transit (default: VAULT_ADDR, BAO_ADDR; token from VAULT_TOKEN or BAO_TOKEN)' },
 };
 
 /** Options of every command that may unwrap a data key. */
@@ -81,9 +82,18 @@ export function awsKmsOptions(values: OptionValues, env: CliIo['env']): NonNulla
   return options;
 }
 
+/** The vault-transit options from --vault-addr, then VAULT_* / BAO_* in the environment. */
+export function vaultTransitOptions(values: OptionValues, env: CliIo['env']): NonNullable<ProviderConfig['vault-transit']> {
+  const address = stringOption(values, 'vault-addr') ?? (env.VAULT_ADDR || undefined) ?? (env.BAO_ADDR || undefined);
+  if (address !== undefined && !URL.canParse(address)) throw usageError(`Vault address ${quoteName(address)} is not a URL`);
+  const token = (env.VAULT_TOKEN || undefined) ?? (env.BAO_TOKEN || undefined);
+  const namespace = (env.VAULT_NAMESPACE || undefined) ?? (env.BAO_NAMESPACE || undefined);
+  return { ...(address === undefined ? {} : { address }), ...(token === undefined ? {} : { token }), ...(namespace === undefined ? {} : { namespace }) };
+}
+
 /** The provider configuration of one run, from flags and environment. */
 export async function resolveProviderConfig(values: OptionValues, io: CliIo, settings: ProviderSettings): Promise<ProviderConfig> {
-  const config: ProviderConfig = { 'aws-kms': awsKmsOptions(values, io.env) };
+  const config: ProviderConfig = { 'aws-kms': awsKmsOptions(values, io.env), 'vault-transit': vaultTransitOptions(values, io.env) };
   if (settings.identities) config.age = { identities: await loadAgeIdentities(stringList(values, 'identity'), io) };
   return config;
 }

@@ -8,6 +8,10 @@
  * - age: provider id "envseal-age" (envseal's own; other SDKs skip it), provider info =
  *   the age recipient (age1..., public), ciphertext = the binary age file holding the
  *   32-byte data key.
+ * - vault-transit: provider id "envseal-vault-transit" (envseal's own), provider info =
+ *   the transit key path MOUNT/keys/NAME (UTF-8), ciphertext = Vault's ciphertext
+ *   string `vault:vN:...` (ASCII), whose transit context is derived from the message's
+ *   encryption context.
  *
  * The KMS encryption context is the message's whole encryption context, including
  * aws-crypto-public-key for the signed suite, as the SDK's default CMM passes it.
@@ -23,6 +27,7 @@ import type { EncryptedDataKey, MessageHeader } from './header.ts';
 
 export const AWS_KMS_PROVIDER_ID = 'aws-kms';
 export const AGE_PROVIDER_ID = 'envseal-age';
+export const VAULT_TRANSIT_PROVIDER_ID = 'envseal-vault-transit';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -35,6 +40,9 @@ export function edkOfRecipient(recipient: Recipient): EncryptedDataKey {
       return { providerId: AWS_KMS_PROVIDER_ID, providerInfo: Buffer.from(recipient.keyId, 'utf8'), ciphertext };
     case 'age':
       return { providerId: AGE_PROVIDER_ID, providerInfo: Buffer.from(recipient.recipient ?? '', 'utf8'), ciphertext };
+    case 'vault-transit':
+      if (!recipient.keyId) throw new FileFormatError('InvalidArgument', 'a vault-transit recipient without its key path');
+      return { providerId: VAULT_TRANSIT_PROVIDER_ID, providerInfo: Buffer.from(recipient.keyId, 'utf8'), ciphertext };
     default:
       throw new FileFormatError('InvalidArgument', `provider ${JSON.stringify(recipient.provider)} cannot wrap the data key of a file`);
   }
@@ -54,6 +62,8 @@ export function recipientOfEdk(edk: EncryptedDataKey): Recipient | undefined {
       return { provider: 'aws-kms', keyId: info, encryptedKey };
     case AGE_PROVIDER_ID:
       return { provider: 'age', ...(info === '' ? {} : { recipient: info }), encryptedKey };
+    case VAULT_TRANSIT_PROVIDER_ID:
+      return { provider: 'vault-transit', keyId: info, encryptedKey };
     default:
       return undefined;
   }
@@ -92,7 +102,7 @@ export async function generateDataKeyMaterials(options: {
 export function describeEdk(edk: EncryptedDataKey): string {
   const recipient = recipientOfEdk(edk);
   if (recipient === undefined) return `provider ${JSON.stringify(edk.providerId.slice(0, 40))}`;
-  if (recipient.provider === 'aws-kms') return `aws-kms ${recipient.keyId ?? ''}`;
+  if (recipient.provider === 'aws-kms' || recipient.provider === 'vault-transit') return `${recipient.provider} ${recipient.keyId ?? ''}`;
   const r = recipient.recipient ?? '(recipient not recorded)';
   return `age ${r.length > 40 ? `${r.slice(0, 20)}…${r.slice(-8)}` : r}`;
 }

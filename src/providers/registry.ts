@@ -1,11 +1,13 @@
 import type { AgeProviderOptions } from './age.ts';
 import type { AwsKmsProviderOptions } from './aws-kms.ts';
+import type { VaultTransitProviderOptions } from './vault-transit.ts';
 import { type KeyProvider, ProviderError, type RecipientTarget } from './types.ts';
 
 /** Each provider's options, under the provider's name. Parsed once, in main. */
 export interface ProviderConfig {
   'aws-kms'?: AwsKmsProviderOptions;
   age?: AgeProviderOptions;
+  'vault-transit'?: VaultTransitProviderOptions;
 }
 
 type ProviderFactory = (config: ProviderConfig) => Promise<KeyProvider>;
@@ -14,6 +16,7 @@ type ProviderFactory = (config: ProviderConfig) => Promise<KeyProvider>;
 const FACTORIES: Readonly<Record<string, ProviderFactory>> = {
   'aws-kms': async (config) => (await import('./aws-kms.ts')).createAwsKmsProvider(config['aws-kms'] ?? {}),
   age: async (config) => (await import('./age.ts')).createAgeProvider(config.age ?? {}),
+  'vault-transit': async (config) => (await import('./vault-transit.ts')).createVaultTransitProvider(config['vault-transit'] ?? {}),
 };
 
 export const PROVIDER_NAMES: readonly string[] = Object.keys(FACTORIES);
