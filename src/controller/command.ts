@@ -19,6 +19,9 @@ const OPTIONS = {
   'age-configmap': { type: 'string', value: 'NAME', help: 'ConfigMap publishing the age recipient (default envseal-age-recipient)' },
   region: { type: 'string', value: 'REGION', help: 'AWS region for aws-kms keys named without an ARN (env AWS_REGION)' },
   'kms-endpoint': { type: 'string', value: 'URL', help: 'KMS endpoint override, e.g. an emulator (env AWS_ENDPOINT_URL_KMS)' },
+  'vault-addr': { type: 'string', value: 'URL', help: 'Vault/OpenBao address for vault-transit recipients (env VAULT_ADDR)' },
+  'vault-auth-role': { type: 'string', value: 'ROLE', help: "Vault Kubernetes auth role to log in with the pod's ServiceAccount token (env VAULT_AUTH_ROLE; else the token in VAULT_TOKEN)" },
+  'vault-auth-mount': { type: 'string', value: 'PATH', help: 'mount path of the Vault Kubernetes auth method (env VAULT_AUTH_MOUNT; default kubernetes)' },
   'unwrap-budget': { type: 'string', value: 'RATE/BURST', help: "key-provider calls per namespace: per second and burst (default 50/1000; '0' disables)" },
   'no-leader-elect': { type: 'boolean', help: 'run without leader election (one replica only)' },
   'lease-name': { type: 'string', value: 'NAME', help: 'Lease used for leader election (default envseal-controller)' },
@@ -82,6 +85,7 @@ export function controllerConfigFrom(ctx: Pick<CommandContext, 'values' | 'io'>)
       configMapName: str('age-configmap') ?? d.age.configMapName,
     },
     awsKms: { ...(region ? { region } : {}), ...(endpoint ? { endpoint } : {}) },
+    vaultTransit: vaultTransitFrom(str('vault-addr') ?? env.VAULT_ADDR, str('vault-auth-role') ?? env.VAULT_AUTH_ROLE, str('vault-auth-mount') ?? env.VAULT_AUTH_MOUNT, env.VAULT_TOKEN, env.VAULT_NAMESPACE),
     leaderElection: {
       enabled: !flag(values, 'no-leader-elect'),
       leaseName: str('lease-name') ?? d.leaderElection.leaseName,
@@ -93,6 +97,15 @@ export function controllerConfigFrom(ctx: Pick<CommandContext, 'values' | 'io'>)
     shutdownGraceMs: d.shutdownGraceMs,
     unwrapBudget: str('unwrap-budget') ? parseBudget(str('unwrap-budget')!) : d.unwrapBudget,
     tenantPolicy: tenantPolicyFrom(stringList(values, 'allowed-secret-types'), env.ENVSEAL_ALLOWED_SECRET_TYPES),
+  };
+}
+
+function vaultTransitFrom(address: string | undefined, role: string | undefined, mount: string | undefined, token: string | undefined, namespace: string | undefined): ControllerConfig['vaultTransit'] {
+  if (address && !URL.canParse(address)) throw usageError('--vault-addr must be a URL such as https://vault.example:8200');
+  return {
+    ...(address ? { address } : {}),
+    ...(role ? { kubernetesAuth: { role, ...(mount ? { mount } : {}) } } : token ? { token } : {}),
+    ...(namespace ? { namespace } : {}),
   };
 }
 

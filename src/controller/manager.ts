@@ -37,6 +37,8 @@ export interface ControllerConfig {
   dataKeyCache: { maxEntries: number; ttlMs: number };
   age: { enabled: boolean; secretName: string; configMapName: string };
   awsKms: ProviderConfig['aws-kms'];
+  /** vault-transit: Vault's address and the Kubernetes auth role (or a token); absent: not configured. */
+  vaultTransit?: ProviderConfig['vault-transit'];
   leaderElection: { enabled: boolean; leaseName: string; leaseDurationMs: number; renewDeadlineMs: number; retryPeriodMs: number };
   /** Identity of this replica in the lease (the pod name); default: host name plus a random suffix. */
   identity?: string;
@@ -128,7 +130,7 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
     ? await ensureClusterAgeIdentity({ client, namespace: config.namespace, secretName: config.age.secretName, configMapName: config.age.configMapName, logger, signal })
     : undefined;
   const providers = new ProviderRegistry(
-    { age: { identities: ageConfig?.identities ?? [] }, 'aws-kms': config.awsKms ?? {} },
+    { age: { identities: ageConfig?.identities ?? [] }, 'aws-kms': config.awsKms ?? {}, 'vault-transit': config.vaultTransit ?? {} },
     { decorate: (provider) => metrics.instrument(provider) },
   );
 

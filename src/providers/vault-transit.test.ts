@@ -1,0 +1,214 @@
+import { once } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ProviderError } from './types.ts';
+import { createVaultTransitProvider, parseTransitTarget, sanitizeVaultMessage, transitContext } from './vault-transit.ts';
+
+const CANARY = 'CANARY-vault-unit-7d21';
+const TOKEN = 'hvs.unit-test-token-never-shown';
+const CONTEXT = { 'envseal.dev/scope': 'strict', 'envseal.dev/namespace': 'prod', 'envseal.dev/name': 'db' };
+
+describe('vault-transit targets', () => {
+  it('reads NAME on the transit mount, and MOUNT/keys/NAME on any mount', () => {
+    expect(parseTransitTarget('app')).toEqual({ mount: 'transit', name: 'app', keyId: 'transit/keys/app' });
+    expect(parseTransitTarget('teams/a/transit/keys/app-1.v2')).toEqual({ mount: 'teams/a/transit', name: 'app-1.v2', keyId: 'teams/a/transit/keys/app-1.v2' });
+  });
+
+  it.each([
+    ['', /is empty/],
+    ['a/b', /is not NAME \(on the mount transit\) or MOUNT\/keys\/NAME/],
+    ['transit/keys/', /invalid key name/],
+    ['transit/keys/a b', /invalid key name/],
+    ['transit/keys/..', /invalid key name/],
+    ['../x/keys/app', /invalid mount path/],
+    ['/keys/app', /invalid mount path/],
+  ])('refuses %j', (target, message) => {
+    let error: unknown;
+    try {
+      parseTransitTarget(target);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ProviderError);
+    expect((error as ProviderError).code).toBe('InvalidRecipient');
+    expect((error as ProviderError).message).toMatch(message);
+  });
+});
+
+describe('transit context', () => {
+  it('is the same for the same entries in any order, differs per namespace, and is never empty', () => {
+    const reordered = Object.fromEntries(Object.entries(CONTEXT).reverse());
+    expect(transitContext(reordered)).toBe(transitContext(CONTEXT));
+    expect(transitContext({ ...CONTEXT, 'envseal.dev/namespace': 'staging' })).not.toBe(transitContext(CONTEXT));
+    expect(Buffer.from(transitContext({}), 'base64').byteLength).toBeGreaterThan(0);
+  });
+});
+
+describe('sanitizeVaultMessage', () => {
+  it('redacts ciphertexts and long base64 runs, keeps key paths', () => {
+    const said = sanitizeVaultMessage(`decrypt of vault:v1:${Buffer.from(CANARY).toString('base64')} with transit/keys/app failed: ${Buffer.from(`${CANARY}${CANARY}`).toString('base64')}\u0007`);
+    expect(said).toContain('transit/keys/app');
+    expect(said).toContain('[redacted ciphertext]');
+    expect(said).not.toContain(Buffer.from(CANARY).toString('base64').slice(0, 16));
+    expect(said).not.toMatch(/[^\x20-\x7e]/);
+  });
+});
+
+// A scripted HTTP endpoint: only for what a real OpenBao cannot be made to answer on
+// demand (429, 5xx, scripted messages). Everything else is tested against a real OpenBao
+// in test/e2e/vault-transit.test.ts.
+interface Scripted {
+  status: number;
+  body: unknown;
+}
+
+let server: Server | undefined;
+const seen: { path: string; token: string | undefined; body: Record<string, unknown> }[] = [];
+
+async function fakeVault(answer: (request: IncomingMessage, body: Record<string, unknown>) => Scripted): Promise<string> {
+  seen.length = 0;
+  server = createServer((request, response) => {
+    let text = '';
+    request.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+    request.on('end', () => {
+      const body = (text === '' ? {} : JSON.parse(text)) as Record<string, unknown>;
+      seen.push({ path: request.url ?? '', token: request.headers['x-vault-token'] as string | undefined, body });
+      const { status, body: out } = answer(request, body);
+      response.writeHead(status, { 'Content-Type': 'application/json' });
+      response.end(JSON.stringify(out));
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+afterEach(async () => {
+  if (server) {
+    server.closeAllConnections();
+    await new Promise((resolve) => server!.close(resolve));
+    server = undefined;
+  }
+});
+
+const ciphertext = Buffer.from(`vault:v1:${Buffer.alloc(60, 7).toString('base64')}`).toString('base64');
+const recipient = { provider: 'vault-transit', keyId: 'transit/keys/app', encryptedKey: ciphertext };
+
+async function unwrapError(address: string, options: { maxAttempts?: number; signal?: AbortSignal } = {}): Promise<ProviderError> {
+  const provider = createVaultTransitProvider({ address, token: TOKEN, maxAttempts: options.maxAttempts ?? 1, requestTimeoutMs: 5_000 });
+  const error = await provider.unwrap({ recipient, encryptionContext: CONTEXT, ...(options.signal ? { signal: options.signal } : {}) }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(ProviderError);
+  const e = error as ProviderError;
+  expect(e.message).not.toContain(TOKEN);
+  expect(e.message).not.toContain(CANARY);
+  expect(JSON.stringify(e.cause)).not.toContain(TOKEN);
+  expect(String((e.cause as Error | undefined)?.message)).not.toContain(CANARY);
+  return e;
+}
+
+describe('vault-transit errors (scripted endpoint)', () => {
+  it.each<[number, string, string, boolean]>([
+    [403, '1 error occurred:\n\t* permission denied\n\n', 'AccessDenied', false],
+    [404, '', 'KeyNotFound', false],
+    [400, 'encryption key not found', 'KeyNotFound', false],
+    [400, 'cipher: message authentication failed', 'InvalidCiphertext', true],
+    [400, 'invalid ciphertext length', 'InvalidCiphertext', false],
+    [429, 'request rate limit exceeded', 'Throttled', false],
+    [503, 'Vault is sealed', 'Unavailable', false],
+    [500, 'internal error', 'Unavailable', false],
+  ])('HTTP %i %j -> %s', async (status, said, code, contextBound) => {
+    const address = await fakeVault(() => ({ status, body: { errors: said === '' ? [] : [`${said} ${Buffer.from(CANARY).toString('base64')}`] } }));
+    const error = await unwrapError(address);
+    expect(error.code).toBe(code);
+    expect(error.contextBound).toBe(contextBound);
+    expect(error.message).toContain('transit/keys/app');
+    expect(error.message).toContain(`HTTP ${status}`);
+    expect(error.retryable).toBe(code === 'Throttled' || code === 'Unavailable');
+  });
+
+  it('retries 429 and 5xx up to maxAttempts, then reports the last answer', async () => {
+    const address = await fakeVault(() => ({ status: 429, body: { errors: ['rate limited'] } }));
+    const error = await unwrapError(address, { maxAttempts: 3 });
+    expect(error.code).toBe('Throttled');
+    expect(seen).toHaveLength(3);
+  });
+
+  it('an unreachable Vault is Unavailable, naming the address', async () => {
+    const address = await fakeVault(() => ({ status: 200, body: {} }));
+    server!.close();
+    server!.closeAllConnections();
+    await once(server!, 'close');
+    server = undefined;
+    const error = await unwrapError(address);
+    expect(error.code).toBe('Unavailable');
+    expect(error.message).toContain(address);
+  });
+
+  it('an aborted call rejects with the abort reason', async () => {
+    const address = await fakeVault(() => ({ status: 429, body: {} }));
+    const controller = new AbortController();
+    const reason = new Error('stop now');
+    controller.abort(reason);
+    const provider = createVaultTransitProvider({ address, token: TOKEN });
+    await expect(provider.unwrap({ recipient, encryptionContext: CONTEXT, signal: controller.signal })).rejects.toBe(reason);
+    expect(seen).toHaveLength(0);
+  });
+
+  it('refuses an encryptedKey that is not a transit ciphertext without calling Vault', async () => {
+    const address = await fakeVault(() => ({ status: 200, body: {} }));
+    const provider = createVaultTransitProvider({ address, token: TOKEN });
+    await expect(provider.unwrap({ recipient: { ...recipient, encryptedKey: Buffer.from('not-vault').toString('base64') }, encryptionContext: CONTEXT })).rejects.toMatchObject({ code: 'InvalidCiphertext' });
+    expect(seen).toHaveLength(0);
+  });
+
+  it('can unwrap only with an address and a token or Kubernetes auth', () => {
+    expect(createVaultTransitProvider({}).canUnwrap(recipient)).toBe(false);
+    expect(createVaultTransitProvider({ address: 'http://127.0.0.1:1' }).canUnwrap(recipient)).toBe(false);
+    expect(createVaultTransitProvider({ address: 'http://127.0.0.1:1', token: TOKEN }).canUnwrap(recipient)).toBe(true);
+    expect(createVaultTransitProvider({ address: 'http://127.0.0.1:1', kubernetesAuth: { role: 'r' } }).canUnwrap(recipient)).toBe(true);
+  });
+});
+
+describe('vault-transit Kubernetes auth (scripted endpoint)', () => {
+  it('logs in with the ServiceAccount token once, reuses the Vault token, and logs in again after a 403', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'envseal-vault-unit-'));
+    try {
+      const tokenPath = join(dir, 'token');
+      await writeFile(tokenPath, 'sa-jwt-1\n');
+      let logins = 0;
+      let revoked = false;
+      const address = await fakeVault((request, body) => {
+        if (request.url === '/v1/auth/k8s/login') {
+          logins++;
+          revoked = false;
+          return { status: 200, body: { auth: { client_token: `vault-token-${logins}`, lease_duration: 3600 } } };
+        }
+        if (revoked) return { status: 403, body: { errors: ['permission denied'] } };
+        return { status: 200, body: { data: { plaintext: Buffer.alloc(32, 1).toString('base64'), ciphertext: 'vault:v1:AAAA', echo: body } } };
+      });
+      const provider = createVaultTransitProvider({ address, kubernetesAuth: { role: 'envseal', mount: 'k8s', tokenPath } });
+      await provider.unwrap({ recipient, encryptionContext: CONTEXT });
+      await provider.unwrap({ recipient, encryptionContext: CONTEXT });
+      expect(logins).toBe(1);
+      expect(seen[0]).toMatchObject({ path: '/v1/auth/k8s/login', body: { role: 'envseal', jwt: 'sa-jwt-1' } });
+      expect(seen.slice(1).map((s) => s.token)).toEqual(['vault-token-1', 'vault-token-1']);
+      expect(seen[1]!.body).toEqual({ ciphertext: `vault:v1:${Buffer.alloc(60, 7).toString('base64')}`, context: transitContext(CONTEXT) });
+
+      revoked = true;
+      await writeFile(tokenPath, 'sa-jwt-2\n');
+      await provider.unwrap({ recipient, encryptionContext: CONTEXT });
+      expect(logins).toBe(2);
+      expect(seen.at(-2)).toMatchObject({ path: '/v1/auth/k8s/login', body: { jwt: 'sa-jwt-2' } });
+      expect(seen.at(-1)!.token).toBe('vault-token-2');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
