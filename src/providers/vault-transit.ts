@@ -9,7 +9,8 @@
  * - Binding: the transit key must be created with `derived: true`; every call passes
  *   envseal's encryption context (scope, namespace, name) as the transit `context`, so
  *   Vault derives a key per context and refuses a ciphertext moved to another one.
- * - Calls: datakey/plaintext (the key is born in Vault), encrypt, decrypt. Each has a
+ * - Calls: datakey/plaintext (the key is born in Vault), encrypt, decrypt; before the
+ *   first seal for a key, a read of its settings (it must exist and be derived). Each has a
  *   time limit and the caller's AbortSignal; 429, 5xx and network failures are retried
  *   with backoff, `maxAttempts` attempts in all.
  * - Authentication: a token (VAULT_TOKEN / BAO_TOKEN for the CLI), or Vault's
@@ -254,7 +255,7 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
   }
 
   /** One API call with retries; returns the parsed body of a 2xx answer. */
-  async function request(target: CallTarget, path: string, body: unknown, token: string | undefined): Promise<VaultResponse> {
+  async function request(target: CallTarget, path: string, body: unknown, token: string | undefined, method = 'POST'): Promise<VaultResponse> {
     if (address === undefined) {
       throw new ProviderError('Internal', `vault-transit ${target.operation} with key ${target.key}: no Vault address is configured (--vault-addr, VAULT_ADDR or BAO_ADDR)`, { provider: VAULT_TRANSIT });
     }
@@ -265,13 +266,13 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
       let text: string;
       try {
         const response = await fetch(`${address}/v1/${path}`, {
-          method: 'POST',
+          method,
           headers: {
-            'Content-Type': 'application/json',
+            ...(body === undefined ? {} : { 'Content-Type': 'application/json' }),
             ...(token === undefined ? {} : { 'X-Vault-Token': token }),
             ...(options.namespace ? { 'X-Vault-Namespace': options.namespace } : {}),
           },
-          body: JSON.stringify(body),
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
           signal,
           redirect: 'error',
         });
@@ -348,15 +349,35 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
   }
 
   /** A transit call with the current token; with Kubernetes auth, a 403 logs in again once. */
-  async function transit(target: CallTarget, path: string, body: unknown): Promise<VaultResponse> {
+  async function transit(target: CallTarget, path: string, body: unknown, method = 'POST'): Promise<VaultResponse> {
     const token = await currentToken(target.signal);
     try {
-      return await request(target, path, body, token);
+      return await request(target, path, body, token, method);
     } catch (error) {
       if (options.kubernetesAuth === undefined || !(error instanceof ProviderError) || error.code !== 'AccessDenied' || session?.token !== token) throw error;
       session = undefined;
-      return request(target, path, body, await currentToken(target.signal));
+      return request(target, path, body, await currentToken(target.signal), method);
     }
+  }
+
+  /** Keys seen to be derived; a key's derivation cannot be turned off, so once is enough. */
+  const derivedKeys = new Set<string>();
+
+  /**
+   * Before sealing for a key: it must exist (encrypt would create a missing key) and be
+   * derived (else Vault ignores the context and nothing binds the ciphertext to it).
+   * Reads the key's settings (no key material): sealers need `read` on MOUNT/keys/NAME.
+   */
+  async function requireDerivedKey(parsed: ParsedTransitTarget, signal: AbortSignal | undefined): Promise<void> {
+    if (derivedKeys.has(parsed.keyId)) return;
+    const out = await transit({ operation: 'read key', key: parsed.keyId, signal }, `${parsed.mount}/keys/${parsed.name}`, undefined, 'GET');
+    if (out.data?.derived !== true) {
+      throw new ProviderError('KeyUnavailable', `vault-transit key ${parsed.keyId} is not derived, so Vault would not bind the encryption context: create it with derived=true (envseal keys create --provider vault-transit)`, { provider: VAULT_TRANSIT });
+    }
+    if (out.data.supports_encryption === false) {
+      throw new ProviderError('KeyUnavailable', `vault-transit key ${parsed.keyId} does not support encryption (key type ${quote(String(out.data.type))})`, { provider: VAULT_TRANSIT });
+    }
+    derivedKeys.add(parsed.keyId);
   }
 
   function dataKeyOf(target: CallTarget, plaintext: unknown): Uint8Array {
@@ -398,6 +419,7 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
     async generateDataKey(request: GenerateDataKeyRequest): Promise<GeneratedDataKey> {
       const parsed = parseTransitTarget(request.target);
       const call = { operation: 'datakey', key: parsed.keyId, signal: request.signal };
+      await requireDerivedKey(parsed, request.signal);
       const out = await transit(call, `${parsed.mount}/datakey/plaintext/${parsed.name}`, { context: transitContext(request.encryptionContext), bits: DATA_KEY_BYTES * 8 });
       const dataKey = dataKeyOf(call, out.data?.plaintext);
       try {
@@ -414,6 +436,7 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
         throw new ProviderError('Internal', `vault-transit encrypt with key ${parsed.keyId}: the data key must be ${DATA_KEY_BYTES} bytes`, { provider: VAULT_TRANSIT });
       }
       const call = { operation: 'encrypt', key: parsed.keyId, signal: request.signal };
+      await requireDerivedKey(parsed, request.signal);
       const plaintext = Buffer.from(request.dataKey.buffer, request.dataKey.byteOffset, request.dataKey.byteLength).toString('base64');
       const out = await transit(call, `${parsed.mount}/encrypt/${parsed.name}`, { plaintext, context: transitContext(request.encryptionContext) });
       return recipientOf(call, parsed, out.data?.ciphertext);

@@ -1,0 +1,215 @@
+// The vault-transit provider against a real OpenBao (`bao server -dev`, test/harness/openbao.ts):
+// the provider itself, then the built CLI (seal/unseal with vault-transit and age in one
+// envelope, tampering, a manifest moved to another namespace, sanitized errors, least-
+// privilege tokens) and `envseal encrypt`/`decrypt` files.
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import { ProviderError } from '../../src/providers/types.ts';
+import { createVaultTransitProvider, transitContext } from '../../src/providers/vault-transit.ts';
+import { startOpenBao, type OpenBao } from '../harness/openbao.ts';
+import { type CliResult, ensureBuilt, runCli } from './cli-support.ts';
+
+const CANARY = 'CANARY-vault-e2e-5be07a';
+const CONTEXT = { 'envseal.dev/scope': 'strict', 'envseal.dev/namespace': 'prod', 'envseal.dev/name': 'db' };
+
+/** What docs/helm.md gives sealers: read the key's settings, encrypt and datakey; no decrypt. */
+const sealerPolicy = (name: string) =>
+  [`path "transit/keys/${name}" { capabilities = ["read"] }`, `path "transit/encrypt/${name}" { capabilities = ["update"] }`, `path "transit/datakey/plaintext/${name}" { capabilities = ["update"] }`].join('\n');
+
+let bao: OpenBao;
+let key: string;
+
+beforeAll(async () => {
+  bao = await startOpenBao();
+  key = `app-${randomUUID().slice(0, 8)}`;
+  await bao.createTransitKey(key);
+});
+afterAll(async () => {
+  await bao?.stop();
+});
+
+async function rejection(promise: Promise<unknown>): Promise<ProviderError> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(ProviderError);
+  return error as ProviderError;
+}
+
+describe('vault-transit provider against OpenBao', () => {
+  it('generates a data key in Vault and opens it only with the same context', async () => {
+    const provider = createVaultTransitProvider({ address: bao.address, token: bao.rootToken });
+    const { dataKey, recipient } = await provider.generateDataKey({ target: key, encryptionContext: CONTEXT });
+    expect(recipient).toEqual({ provider: 'vault-transit', keyId: `transit/keys/${key}`, encryptedKey: expect.any(String) });
+    expect(Buffer.from(recipient.encryptedKey, 'base64').toString('utf8')).toMatch(/^vault:v1:/);
+    expect(Buffer.from(await provider.unwrap({ recipient, encryptionContext: { ...CONTEXT } }))).toEqual(Buffer.from(dataKey));
+
+    const moved = await rejection(provider.unwrap({ recipient, encryptionContext: { ...CONTEXT, 'envseal.dev/namespace': 'staging' } }));
+    expect(moved.code).toBe('InvalidCiphertext');
+    expect(moved.contextBound).toBe(true);
+    expect(moved.message).toContain(`transit/keys/${key}`);
+    expect(moved.message).toContain('HTTP 400');
+  });
+
+  it('wraps a given data key (encrypt) that Vault itself decrypts with the context', async () => {
+    const provider = createVaultTransitProvider({ address: bao.address, token: bao.rootToken });
+    const dataKey = new Uint8Array(32).fill(9);
+    const recipient = await provider.wrap({ target: `transit/keys/${key}`, dataKey, encryptionContext: CONTEXT });
+    const ciphertext = Buffer.from(recipient.encryptedKey, 'base64').toString('utf8');
+    const raw = await bao.api<{ data: { plaintext: string } }>('POST', `transit/decrypt/${key}`, { ciphertext, context: transitContext(CONTEXT) });
+    expect(Buffer.from(raw.data.plaintext, 'base64')).toEqual(Buffer.from(dataKey));
+  });
+
+  it('refuses a tampered ciphertext, an unknown key, a token without the policy and a non-derived key', async () => {
+    const provider = createVaultTransitProvider({ address: bao.address, token: bao.rootToken });
+    const { recipient } = await provider.generateDataKey({ target: key, encryptionContext: CONTEXT });
+    const text = Buffer.from(recipient.encryptedKey, 'base64').toString('utf8');
+    const body = Buffer.from(text.slice('vault:v1:'.length), 'base64');
+    body[body.length - 1]! ^= 1;
+    const tampered = { ...recipient, encryptedKey: Buffer.from(`vault:v1:${body.toString('base64')}`).toString('base64') };
+    expect((await rejection(provider.unwrap({ recipient: tampered, encryptionContext: CONTEXT }))).code).toBe('InvalidCiphertext');
+
+    const unknown = await rejection(provider.unwrap({ recipient: { ...recipient, keyId: 'transit/keys/does-not-exist' }, encryptionContext: CONTEXT }));
+    expect(unknown.code).toBe('KeyNotFound');
+    expect(unknown.message).toContain('transit/keys/does-not-exist');
+
+    const sealerToken = await bao.tokenWithPolicy(`sealer-${key}`, sealerPolicy(key));
+    const sealer = createVaultTransitProvider({ address: bao.address, token: sealerToken });
+    const sealed = await sealer.generateDataKey({ target: key, encryptionContext: CONTEXT });
+    const denied = await rejection(sealer.unwrap({ recipient: sealed.recipient, encryptionContext: CONTEXT }));
+    expect(denied.code).toBe('AccessDenied');
+    expect(denied.message).toContain('HTTP 403');
+    expect(denied.message).not.toContain(sealerToken);
+
+    // Sealing for a missing key neither succeeds nor creates it (encrypt alone would).
+    const missing = `missing-${key}`;
+    expect((await rejection(provider.wrap({ target: missing, dataKey: new Uint8Array(32), encryptionContext: CONTEXT }))).code).toBe('KeyNotFound');
+    await expect(bao.api('GET', `transit/keys/${missing}`)).rejects.toThrow(/HTTP 404/);
+
+    const flat = `flat-${key}`;
+    await bao.createTransitKey(flat, { derived: false });
+    const notDerived = await rejection(provider.generateDataKey({ target: flat, encryptionContext: CONTEXT }));
+    expect(notDerived.code).toBe('KeyUnavailable');
+    expect(notDerived.message).toMatch(/derived=true/);
+  });
+
+  it('an unreachable Vault is Unavailable (retryable)', async () => {
+    const provider = createVaultTransitProvider({ address: 'http://127.0.0.1:9', token: bao.rootToken, maxAttempts: 1 });
+    const error = await rejection(provider.generateDataKey({ target: key, encryptionContext: CONTEXT }));
+    expect(error.code).toBe('Unavailable');
+    expect(error.retryable).toBe(true);
+  });
+});
+
+describe('envseal CLI with vault-transit against OpenBao', () => {
+  let dir: string;
+  let ageRecipient: string;
+
+  function envseal(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+    return runCli(args, { cwd: dir, env: { TMPDIR: path.join(dir, 'tmp'), VAULT_ADDR: bao.address, VAULT_TOKEN: bao.rootToken, ...env } });
+  }
+
+  beforeAll(async () => {
+    ensureBuilt();
+    dir = await mkdtemp(path.join(os.tmpdir(), 'envseal-cli-vault-'));
+    await mkdir(path.join(dir, 'tmp'));
+    const created = await envseal(['keys', 'create', '-o', 'age.key']);
+    expect(created.code).toBe(0);
+    ageRecipient = created.stdout.trim();
+  });
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('seals for vault-transit and age in one envelope; each opens it alone', async () => {
+    const sealed = await envseal(['seal', '--name', 'db', '-n', 'prod', '--from-literal', `PASSWORD=${CANARY}`, '-r', `vault-transit:${key}`, '-r', `age:${ageRecipient}`, '-w', 'db.yaml']);
+    expect(sealed.stderr).toMatch(/sealed 1 value/);
+    expect(sealed.code).toBe(0);
+    const manifest = parse(await readFile(path.join(dir, 'db.yaml'), 'utf8'));
+    expect(manifest.spec.envelopes).toHaveLength(1);
+    expect(manifest.spec.envelopes[0].recipients.map((r: { provider: string; keyId?: string }) => [r.provider, r.keyId])).toEqual([
+      ['vault-transit', `transit/keys/${key}`],
+      ['age', undefined],
+    ]);
+
+    // Vault alone (no identity), then age alone (Vault unreachable, and no token).
+    expect(await envseal(['unseal', '-f', 'db.yaml', '--key', 'PASSWORD'])).toEqual({ code: 0, stdout: CANARY, stderr: '' });
+    const ageOnly = await envseal(['unseal', '-f', 'db.yaml', '--key', 'PASSWORD', '-i', 'age.key'], { VAULT_ADDR: 'http://127.0.0.1:9', VAULT_TOKEN: '' });
+    expect(ageOnly).toEqual({ code: 0, stdout: CANARY, stderr: '' });
+    // The address also comes from --vault-addr, and BAO_* work as VAULT_* do.
+    const viaFlag = await runCli(['unseal', '-f', 'db.yaml', '--key', 'PASSWORD', '--vault-addr', bao.address], { cwd: dir, env: { BAO_TOKEN: bao.rootToken } });
+    expect(viaFlag.stdout).toBe(CANARY);
+    const verified = await envseal(['verify', '-f', 'db.yaml', '--decrypt']);
+    expect(verified.stdout).toMatch(/all 1 value open/);
+    expect(verified.code).toBe(0);
+  });
+
+  it('refuses a tampered vault-transit key and a manifest moved to another namespace, quoting nothing secret', async () => {
+    const manifest = parse(await readFile(path.join(dir, 'db.yaml'), 'utf8'));
+    const vaultOnly = structuredClone(manifest);
+    vaultOnly.spec.envelopes[0].recipients = [manifest.spec.envelopes[0].recipients[0]];
+
+    const tampered = structuredClone(vaultOnly);
+    const text = Buffer.from(tampered.spec.envelopes[0].recipients[0].encryptedKey, 'base64').toString('utf8');
+    const body = Buffer.from(text.slice('vault:v1:'.length), 'base64');
+    body[5]! ^= 1;
+    tampered.spec.envelopes[0].recipients[0].encryptedKey = Buffer.from(`vault:v1:${body.toString('base64')}`).toString('base64');
+    await writeFile(path.join(dir, 'tampered.yaml'), stringify(tampered));
+    const opened = await envseal(['unseal', '-f', 'tampered.yaml']);
+    expect(opened.code).toBe(3);
+    expect(opened.stderr).toContain(`transit/keys/${key}`);
+    expect(opened.stderr).not.toContain(CANARY);
+    expect(opened.stderr).not.toContain(bao.rootToken);
+    expect(opened.stderr).not.toContain(text.slice(9, 30));
+
+    const moved = structuredClone(vaultOnly);
+    moved.metadata.namespace = 'staging';
+    await writeFile(path.join(dir, 'moved.yaml'), stringify(moved));
+    const unsealed = await envseal(['unseal', '-f', 'moved.yaml']);
+    expect(unsealed.code).toBe(3);
+    expect(unsealed.stderr).toMatch(/message authentication failed/);
+    expect(unsealed.stderr).not.toContain(CANARY);
+    expect((await envseal(['verify', '-f', 'moved.yaml', '--decrypt'])).code).toBe(16);
+  });
+
+  it('a sealer token (encrypt and datakey only) seals but cannot unseal: exit 4, no output file on a refused seal', async () => {
+    const sealerToken = await bao.tokenWithPolicy(`cli-sealer-${key}`, sealerPolicy(key));
+    const sealed = await envseal(['seal', '--name', 'api', '-n', 'prod', '--from-literal', `TOKEN=${CANARY}`, '-r', `vault-transit:transit/keys/${key}`, '-w', 'api.yaml'], { VAULT_TOKEN: sealerToken });
+    expect(sealed.code, sealed.stderr).toBe(0);
+    const denied = await envseal(['unseal', '-f', 'api.yaml'], { VAULT_TOKEN: sealerToken });
+    expect(denied.code).toBe(4);
+    expect(denied.stderr).toMatch(/access denied.*HTTP 403/);
+    expect(denied.stderr).not.toContain(sealerToken);
+    expect(denied.stderr).not.toContain(CANARY);
+
+    const unknown = await envseal(['seal', '--name', 'x', '-n', 'prod', '--from-literal', 'K=v', '-r', 'vault-transit:other-mount/keys/nope', '-w', 'never.yaml']);
+    expect(unknown.code).toBe(4);
+    expect(unknown.stderr).toContain('other-mount/keys/nope');
+    expect(existsSync(path.join(dir, 'never.yaml'))).toBe(false);
+    const invalid = await envseal(['seal', '--name', 'x', '-n', 'prod', '--from-literal', 'K=v', '-r', 'vault-transit:a b', '-w', 'never.yaml']);
+    expect(invalid.code).toBe(3);
+    expect(invalid.stderr).toMatch(/vault-transit target "a b" has an invalid key name/);
+  });
+
+  it('envseal encrypt/decrypt round-trips a file with a vault-transit recipient, bound to its context', async () => {
+    await writeFile(path.join(dir, 'plain.txt'), `${CANARY}\n`.repeat(1000));
+    const enc = await envseal(['encrypt', 'plain.txt', '-o', 'plain.enc', '--recipient', `vault-transit:${key}`, '--recipient', `age:${ageRecipient}`, '-c', 'purpose=e2e']);
+    expect(enc.code, enc.stderr).toBe(0);
+    const bytes = await readFile(path.join(dir, 'plain.enc'));
+    expect(bytes.includes(Buffer.from('envseal-vault-transit'))).toBe(true);
+    expect(bytes.includes(Buffer.from(CANARY))).toBe(false);
+    const dec = await envseal(['decrypt', 'plain.enc', '-o', 'plain.out', '-c', 'purpose=e2e']);
+    expect(dec.code, dec.stderr).toBe(0);
+    expect(await readFile(path.join(dir, 'plain.out'), 'utf8')).toBe(`${CANARY}\n`.repeat(1000));
+    // Vault unreachable: the age identity opens it alone.
+    const viaAge = await envseal(['decrypt', 'plain.enc', '-o', 'plain.age.out', '-i', 'age.key'], { VAULT_ADDR: 'http://127.0.0.1:9' });
+    expect(viaAge.code, viaAge.stderr).toBe(0);
+    expect(await readFile(path.join(dir, 'plain.age.out'), 'utf8')).toBe(`${CANARY}\n`.repeat(1000));
+  });
+});
