@@ -472,7 +472,20 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
 
     async createKey(request: { target: string; signal?: AbortSignal }): Promise<ParsedTransitTarget> {
       const parsed = parseTransitTarget(request.target);
-      await transit({ operation: 'create key', key: parsed.keyId, signal: request.signal }, `${parsed.mount}/keys/${parsed.name}`, { type: 'aes256-gcm96', derived: true });
+      const call = { operation: 'create key', key: parsed.keyId, signal: request.signal };
+      // Vault answers a create of an existing key with success and changes nothing: look first.
+      const existing = await transit({ ...call, operation: 'read key' }, `${parsed.mount}/keys/${parsed.name}`, undefined, 'GET').then(
+        () => true,
+        (error: unknown) => {
+          if (error instanceof ProviderError && error.code === 'KeyNotFound') return false;
+          throw error;
+        },
+      );
+      if (existing) {
+        throw new ProviderError('InvalidRecipient', `vault-transit create key ${parsed.keyId}: the key already exists (left unchanged)`, { provider: VAULT_TRANSIT, serviceCode: 'AlreadyExists' });
+      }
+      await transit(call, `${parsed.mount}/keys/${parsed.name}`, { type: 'aes256-gcm96', derived: true });
+      await requireDerivedKey(parsed, request.signal);
       return parsed;
     },
   };

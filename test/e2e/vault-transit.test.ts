@@ -197,6 +197,29 @@ describe('envseal CLI with vault-transit against OpenBao', () => {
     expect(invalid.stderr).toMatch(/vault-transit target "a b" has an invalid key name/);
   });
 
+  it('keys create makes a derived transit key, seals for it, and never changes an existing key', async () => {
+    const name = `created-${randomUUID().slice(0, 8)}`;
+    const created = await envseal(['keys', 'create', '--provider', 'vault-transit', '--name', name]);
+    expect(created.code, created.stderr).toBe(0);
+    expect(created.stdout).toBe(`transit/keys/${name}\n`);
+    const settings = await bao.api<{ data: { derived: boolean; type: string } }>('GET', `transit/keys/${name}`);
+    expect(settings.data).toMatchObject({ derived: true, type: 'aes256-gcm96' });
+    const sealed = await envseal(['seal', '--name', 'made', '-n', 'prod', '--from-literal', 'K=made', '-r', `vault-transit:${name}`, '-w', 'made.yaml']);
+    expect(sealed.code, sealed.stderr).toBe(0);
+    expect((await envseal(['unseal', '-f', 'made.yaml', '--key', 'K'])).stdout).toBe('made');
+
+    const flat = `flat-cli-${randomUUID().slice(0, 8)}`;
+    await bao.createTransitKey(flat, { derived: false });
+    const again = await envseal(['keys', 'create', '--provider', 'vault-transit', '--name', `transit/keys/${flat}`]);
+    expect(again.code).toBe(3);
+    expect(again.stderr).toMatch(/already exists/);
+    expect((await bao.api<{ data: { derived: boolean } }>('GET', `transit/keys/${flat}`)).data.derived).toBe(false);
+    const refused = await envseal(['seal', '--name', 'flat', '-n', 'prod', '--from-literal', 'K=v', '-r', `vault-transit:${flat}`, '-w', 'flat.yaml']);
+    expect(refused.code).toBe(4);
+    expect(refused.stderr).toMatch(/is not derived/);
+    expect(existsSync(path.join(dir, 'flat.yaml'))).toBe(false);
+  });
+
   it('envseal encrypt/decrypt round-trips a file with a vault-transit recipient, bound to its context', async () => {
     await writeFile(path.join(dir, 'plain.txt'), `${CANARY}\n`.repeat(1000));
     const enc = await envseal(['encrypt', 'plain.txt', '-o', 'plain.enc', '--recipient', `vault-transit:${key}`, '--recipient', `age:${ageRecipient}`, '-c', 'purpose=e2e']);

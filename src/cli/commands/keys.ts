@@ -2,6 +2,7 @@ import { quoteName } from '../../api/names.ts';
 import { type AgeIdentityKind, formatAgeIdentityFile, generateAgeIdentity, recipientOfIdentity } from '../../providers/age.ts';
 import type { CreatedKey, CreateKeyRequest } from '../../providers/aws-kms.ts';
 import type { KeyProvider } from '../../providers/types.ts';
+import type { VaultTransitProvider } from '../../providers/vault-transit.ts';
 import { flag, HELP_OPTION, stringList, stringOption } from '../args.ts';
 import type { Command, CommandContext } from '../command.ts';
 import { CliError, usageError } from '../errors.ts';
@@ -10,8 +11,8 @@ import { IDENTITY_OPTIONS, KMS_OPTIONS, loadAgeIdentities } from '../provider-co
 
 export const keysCreateCommand: Command = {
   name: 'keys create',
-  summary: 'create an age identity, or an AWS KMS key and alias',
-  usage: 'envseal keys create -o FILE | --stdout [--type x25519|hybrid]\n       envseal keys create --provider aws-kms --alias alias/NAME [--region REGION]',
+  summary: 'create an age identity, an AWS KMS key and alias, or a Vault transit key',
+  usage: 'envseal keys create -o FILE | --stdout [--type x25519|hybrid]\n       envseal keys create --provider aws-kms --alias alias/NAME [--region REGION]\n       envseal keys create --provider vault-transit --name NAME|MOUNT/keys/NAME [--vault-addr URL]',
   description: `
 age (default): generates a new identity and writes it to -o FILE with mode 0600; an
 existing file is never overwritten. The public recipient (age1...) is printed on stdout:
@@ -20,16 +21,22 @@ on stdout instead (e.g. to pipe it into a Kubernetes Secret) and the recipient o
 --type hybrid makes a post-quantum hybrid (ML-KEM-768 + X25519) identity.
 
 aws-kms: creates a symmetric customer master key and the alias (kms:CreateKey and
-kms:CreateAlias) and prints the key ARN; seal with --recipient aws-kms:alias/NAME.`,
+kms:CreateAlias) and prints the key ARN; seal with --recipient aws-kms:alias/NAME.
+
+vault-transit: creates an aes256-gcm96 transit key with derived=true (so that Vault
+binds each wrapped key to its namespace and name) on Vault or OpenBao at VAULT_ADDR with
+VAULT_TOKEN, and prints its path MOUNT/keys/NAME; an existing key is never changed.`,
   footer: `
 Examples:
   envseal keys create -o ~/.config/envseal/age.key
-  envseal keys create --provider aws-kms --alias alias/envseal-prod --region eu-west-1`,
+  envseal keys create --provider aws-kms --alias alias/envseal-prod --region eu-west-1
+  envseal keys create --provider vault-transit --name envseal-prod`,
   options: {
     output: { type: 'string', short: 'o', value: 'FILE', help: 'write the new age identity to FILE (mode 0600, never overwritten)' },
     stdout: { type: 'boolean', help: 'print the new age identity on stdout (the recipient goes to stderr)' },
     type: { type: 'string', short: 't', value: 'TYPE', help: 'age identity type: x25519 (default) or hybrid (post-quantum)' },
-    provider: { type: 'string', short: 'p', value: 'PROVIDER', help: 'age (default) or aws-kms' },
+    provider: { type: 'string', short: 'p', value: 'PROVIDER', help: 'age (default), aws-kms or vault-transit' },
+    name: { type: 'string', value: 'KEY', help: 'vault-transit: the new transit key, NAME (mount transit) or MOUNT/keys/NAME' },
     alias: { type: 'string', value: 'alias/NAME', help: 'aws-kms: the alias for the new key' },
     description: { type: 'string', value: 'TEXT', help: 'aws-kms: the key description' },
     ...KMS_OPTIONS,
@@ -85,8 +92,21 @@ async function keysCreate(ctx: CommandContext): Promise<number> {
     io.stderr.write(`created ${created.alias} (${created.aliasArn}); seal with --recipient aws-kms:${created.alias}\n`);
     return 0;
   }
-  if (provider !== 'age') throw usageError(`keys create knows the providers age and aws-kms, not ${quoteName(provider)}`);
-  for (const option of ['alias', 'description'] as const) {
+  if (provider === 'vault-transit') {
+    for (const option of ['output', 'stdout', 'type', 'alias', 'description'] as const) {
+      if (values[option] !== undefined) throw usageError(`--${option} is not an option of --provider vault-transit`);
+    }
+    const name = stringOption(values, 'name');
+    if (name === undefined) throw usageError('--provider vault-transit needs --name NAME (or MOUNT/keys/NAME)');
+    const vault = (await ctx.providers.get('vault-transit')) as Partial<VaultTransitProvider>;
+    if (typeof vault.createKey !== 'function') throw new CliError('Refused', 'the configured vault-transit provider cannot create keys');
+    const created = await vault.createKey({ target: name, ...(ctx.signal ? { signal: ctx.signal } : {}) });
+    io.stdout.write(`${created.keyId}\n`);
+    io.stderr.write(`created transit key ${created.keyId} (derived); seal with --recipient vault-transit:${created.keyId}\n`);
+    return 0;
+  }
+  if (provider !== 'age') throw usageError(`keys create knows the providers age, aws-kms and vault-transit, not ${quoteName(provider)}`);
+  for (const option of ['alias', 'description', 'name'] as const) {
     if (values[option] !== undefined) throw usageError(`--${option} is for --provider aws-kms`);
   }
   if (output !== undefined && toStdout) throw usageError('pass either -o FILE or --stdout, not both');
