@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { generateAgeIdentity } from '../providers/age.ts';
+import { MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES } from '../providers/vault-transit.ts';
 import { createAgeProvider } from '../providers/age.ts';
 import { ageShapedKey } from '../test-support/age-file.ts';
 import { MAX_LABEL_VALUE_LENGTH } from './names.ts';
@@ -28,6 +29,7 @@ import {
   MAX_RECIPIENTS,
   MAX_RECIPIENTS_PER_ENVELOPE,
   MAX_RESTART_WORKLOADS,
+  VAULT_TRANSIT_BASE64_PREFIX,
   MAX_SEALED_VALUE_LENGTH,
   MAX_SECRET_DATA_BYTES,
   MAX_SECRET_TYPE_LENGTH,
@@ -91,6 +93,10 @@ describe('the CRD states the limits of src/api/validation.ts', () => {
     expect(age.rule).toContain(`self.encryptedKey.startsWith('${AGE_BASE64_PREFIX}')`);
     expect(age.rule).toContain(`size(self.encryptedKey) <= ${base64Length(MAX_AGE_ENCRYPTED_KEY_BYTES)}`);
     expect(age.message).toContain(`${MAX_AGE_ENCRYPTED_KEY_BYTES} bytes (${base64Length(MAX_AGE_ENCRYPTED_KEY_BYTES)} base64`);
+    const vault = rule(recipient, "self.provider != 'vault-transit' || (self.encryptedKey");
+    expect(vault.rule).toContain(`self.encryptedKey.startsWith('${VAULT_TRANSIT_BASE64_PREFIX}')`);
+    expect(vault.rule).toContain(`size(self.encryptedKey) <= ${base64Length(MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES)}`);
+    expect(vault.message).toContain(`${MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES} bytes (${base64Length(MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES)} base64`);
     expect(template.properties!.type!.maxLength).toBe(MAX_SECRET_TYPE_LENGTH);
     for (const type of CREDENTIAL_MINTING_SECRET_TYPES) expect(rule(template.properties!.type!, type).rule).toContain(`'${type}'`);
     expect(labels.additionalProperties!.maxLength).toBe(MAX_LABEL_VALUE_LENGTH);
@@ -235,5 +241,25 @@ describe('age encryptedKeys: exactly one stanza, as envseal writes them', () => 
       }),
       { numRuns: 2000 },
     );
+  });
+});
+
+describe('vault-transit recipients offline', () => {
+  const vaultKey = (bytes: number) => Buffer.from(`vault:v1:${'A'.repeat(bytes - 'vault:v1:'.length)}`).toString('base64');
+  const withRecipient = (recipient: Record<string, unknown>) => {
+    const doc = manifest() as { spec: { envelopes: { recipients: unknown[] }[] } };
+    doc.spec.envelopes[0]!.recipients = [recipient];
+    return messages(doc);
+  };
+
+  it('accepts a transit ciphertext up to its bound under MOUNT/keys/NAME, and names each problem past it', () => {
+    expect(withRecipient({ provider: 'vault-transit', keyId: 'transit/keys/app', encryptedKey: vaultKey(MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES) })).toEqual([]);
+    expect(withRecipient({ provider: 'vault-transit', keyId: 'transit/keys/app', encryptedKey: vaultKey(MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES + 1) })).toEqual([
+      `spec.envelopes[0].recipients[0].encryptedKey: is ${MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES + 1} bytes; an vault-transit encryptedKey is at most ${MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES}`,
+    ]);
+    expect(withRecipient({ provider: 'vault-transit', keyId: 'app', encryptedKey: vaultKey(89) })).toEqual(['spec.envelopes[0].recipients[0].keyId: must be the transit key path MOUNT/keys/NAME']);
+    expect(withRecipient({ provider: 'vault-transit', keyId: 'transit/keys/app', encryptedKey: b64(89) })).toEqual([
+      'spec.envelopes[0].recipients[0].encryptedKey: is not the base64 of a transit ciphertext (vault:vN:...)',
+    ]);
   });
 });
