@@ -11,7 +11,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { ProviderError } from '../../src/providers/types.ts';
 import { createVaultTransitProvider, transitContext } from '../../src/providers/vault-transit.ts';
+import { startLocalKms, type KmsEmulator } from '../harness/kms-emulators.ts';
+import { installCrd, kubectl } from '../harness/kube.ts';
 import { startOpenBao, type OpenBao } from '../harness/openbao.ts';
+import { createAwsKmsProvider } from '../../src/providers/aws-kms.ts';
 import { type CliResult, ensureBuilt, runCli } from './cli-support.ts';
 
 const CANARY = 'CANARY-vault-e2e-5be07a';
@@ -218,6 +221,60 @@ describe('envseal CLI with vault-transit against OpenBao', () => {
     expect(refused.code).toBe(4);
     expect(refused.stderr).toMatch(/is not derived/);
     expect(existsSync(path.join(dir, 'flat.yaml'))).toBe(false);
+  });
+
+  it('add-recipient and remove-recipient with a transit key, named either way', async () => {
+    const second = `second-${randomUUID().slice(0, 8)}`;
+    await bao.createTransitKey(second);
+    const sealed = await envseal(['seal', '--name', 'rot', '-n', 'prod', '--from-literal', `K=${CANARY}`, '-r', `age:${ageRecipient}`, '-w', 'rot.yaml']);
+    expect(sealed.code, sealed.stderr).toBe(0);
+    const added = await envseal(['add-recipient', '-f', 'rot.yaml', '--in-place', '-r', `vault-transit:${second}`, '-i', 'age.key']);
+    expect(added.code, added.stderr).toBe(0);
+    const keyIds = (file: string) => readFile(path.join(dir, file), 'utf8').then((text) => parse(text).spec.envelopes[0].recipients.map((r: { provider: string; keyId?: string }) => r.keyId ?? r.provider));
+    expect(await keyIds('rot.yaml')).toEqual(['age', `transit/keys/${second}`]);
+    const removed = await envseal(['remove-recipient', '-f', 'rot.yaml', '--in-place', '-r', `age:${ageRecipient}`]);
+    expect(removed.code, removed.stderr).toBe(0);
+    expect((await envseal(['unseal', '-f', 'rot.yaml', '--key', 'K'])).stdout).toBe(CANARY);
+    // The short name matches the full path the manifest records; the last recipient stays.
+    const last = await envseal(['remove-recipient', '-f', 'rot.yaml', '--in-place', '-r', `vault-transit:${second}`]);
+    expect(last.code).toBe(5);
+    expect(await keyIds('rot.yaml')).toEqual([`transit/keys/${second}`]);
+  });
+
+  it('aws-kms, vault-transit and age in one envelope: each opens it alone', async () => {
+    const kms: KmsEmulator = await startLocalKms();
+    try {
+      const admin = createAwsKmsProvider({ endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials });
+      const { keyArn } = await admin.createKey({ alias: `alias/envseal-vault-${randomUUID().slice(0, 8)}` });
+      const awsEnv = { AWS_ACCESS_KEY_ID: kms.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: kms.credentials.secretAccessKey, AWS_EC2_METADATA_DISABLED: 'true', AWS_ENDPOINT_URL_KMS: kms.endpoint, AWS_REGION: kms.region };
+      const noKms = { AWS_ENDPOINT_URL_KMS: 'http://127.0.0.1:9', AWS_MAX_ATTEMPTS: '1' };
+      const noVault = { VAULT_ADDR: 'http://127.0.0.1:9' };
+      const sealed = await envseal(['seal', '--name', 'multi', '-n', 'prod', '--from-literal', `K=${CANARY}`, '-r', `aws-kms:${keyArn}`, '-r', `vault-transit:${key}`, '-r', `age:${ageRecipient}`, '-w', 'multi.yaml'], awsEnv);
+      expect(sealed.code, sealed.stderr).toBe(0);
+      const recipients = parse(await readFile(path.join(dir, 'multi.yaml'), 'utf8')).spec.envelopes[0].recipients;
+      expect(recipients.map((r: { provider: string }) => r.provider)).toEqual(['aws-kms', 'vault-transit', 'age']);
+      expect((await envseal(['unseal', '-f', 'multi.yaml', '--key', 'K'], { ...awsEnv, ...noVault })).stdout).toBe(CANARY);
+      expect((await envseal(['unseal', '-f', 'multi.yaml', '--key', 'K'], { ...awsEnv, ...noKms })).stdout).toBe(CANARY);
+      expect((await envseal(['unseal', '-f', 'multi.yaml', '--key', 'K', '-i', 'age.key'], { ...awsEnv, ...noKms, ...noVault })).stdout).toBe(CANARY);
+    } finally {
+      await kms.stop();
+    }
+  });
+
+  it('the API server accepts a vault-transit manifest and its CRD rules refuse a bad keyId or encryptedKey', async () => {
+    await installCrd();
+    const manifest = parse(await readFile(path.join(dir, 'made.yaml'), 'utf8'));
+    const dryRun = (doc: unknown) => kubectl(['apply', '--dry-run=server', '-f', '-'], stringify(doc));
+    const ok = await dryRun({ ...manifest, metadata: { ...manifest.metadata, namespace: 'default' } });
+    expect(ok.code, ok.stderr).toBe(0);
+    const badKeyId = structuredClone(manifest);
+    badKeyId.metadata.namespace = 'default';
+    badKeyId.spec.envelopes[0].recipients[0].keyId = 'app';
+    expect((await dryRun(badKeyId)).stderr).toMatch(/a vault-transit recipient needs keyId, the transit key path MOUNT\/keys\/NAME/);
+    const badKey = structuredClone(manifest);
+    badKey.metadata.namespace = 'default';
+    badKey.spec.envelopes[0].recipients[0].encryptedKey = Buffer.alloc(60, 1).toString('base64');
+    expect((await dryRun(badKey)).stderr).toMatch(/a vault-transit encryptedKey is a transit ciphertext/);
   });
 
   it('envseal encrypt/decrypt round-trips a file with a vault-transit recipient, bound to its context', async () => {
