@@ -1,4 +1,5 @@
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { quoteName } from '../api/names.ts';
 import { parseAgeIdentityFile } from '../providers/age.ts';
 import { type ProviderConfig, ProviderRegistry } from '../providers/registry.ts';
@@ -11,7 +12,7 @@ import type { CliIo } from './io.ts';
 export const KMS_OPTIONS: OptionSpecs = {
   region: { type: 'string', value: 'REGION', help: 'AWS region for aws-kms aliases and key creation (default: AWS_REGION, AWS_DEFAULT_REGION; a key ARN names its own region)' },
   'kms-endpoint': { type: 'string', value: 'URL', help: 'AWS KMS endpoint, e.g. an emulator (default: AWS_ENDPOINT_URL_KMS)' },
-  'vault-addr': { type: 'string', value: 'URL', help: 'Vault/OpenBao address for vault-transit (default: VAULT_ADDR, BAO_ADDR; token from VAULT_TOKEN or BAO_TOKEN)' },
+  'vault-addr': { type: 'string', value: 'URL', help: 'Vault/OpenBao address for vault-transit (default: VAULT_ADDR, BAO_ADDR; token from VAULT_TOKEN, BAO_TOKEN or ~/.vault-token)' },
 };
 
 /** Options of every command that may unwrap a data key. */
@@ -91,9 +92,28 @@ export function vaultTransitOptions(values: OptionValues, env: CliIo['env']): No
   return { ...(address === undefined ? {} : { address }), ...(token === undefined ? {} : { token }), ...(namespace === undefined ? {} : { namespace }) };
 }
 
+/**
+ * The token `vault login` / `bao login` left in ~/.vault-token (Vault's default token
+ * helper), used when neither VAULT_TOKEN nor BAO_TOKEN is set.
+ */
+async function vaultTokenFile(env: CliIo['env']): Promise<string | undefined> {
+  if (!env.HOME) return undefined;
+  try {
+    const token = (await readFile(join(env.HOME, '.vault-token'), 'utf8')).trim();
+    return token === '' ? undefined : token;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The provider configuration of one run, from flags and environment. */
 export async function resolveProviderConfig(values: OptionValues, io: CliIo, settings: ProviderSettings): Promise<ProviderConfig> {
-  const config: ProviderConfig = { 'aws-kms': awsKmsOptions(values, io.env), 'vault-transit': vaultTransitOptions(values, io.env) };
+  const vault = vaultTransitOptions(values, io.env);
+  if (vault.address !== undefined && vault.token === undefined) {
+    const token = await vaultTokenFile(io.env);
+    if (token !== undefined) vault.token = token;
+  }
+  const config: ProviderConfig = { 'aws-kms': awsKmsOptions(values, io.env), 'vault-transit': vault };
   if (settings.identities) config.age = { identities: await loadAgeIdentities(stringList(values, 'identity'), io) };
   return config;
 }

@@ -161,6 +161,18 @@ describe('vault-transit errors (scripted endpoint)', () => {
     expect(seen).toHaveLength(0);
   });
 
+  it('an abort while waiting to retry rejects with the abort reason, with no further call', async () => {
+    const controller = new AbortController();
+    const reason = new Error('shutting down');
+    const address = await fakeVault(() => {
+      setImmediate(() => controller.abort(reason));
+      return { status: 503, body: { errors: ['sealed'] } };
+    });
+    const provider = createVaultTransitProvider({ address, token: TOKEN, maxAttempts: 20 });
+    await expect(provider.unwrap({ recipient, encryptionContext: CONTEXT, signal: controller.signal })).rejects.toBe(reason);
+    expect(seen.length).toBeLessThan(20);
+  });
+
   it('refuses an encryptedKey that is not a transit ciphertext without calling Vault', async () => {
     const address = await fakeVault(() => ({ status: 200, body: {} }));
     const provider = createVaultTransitProvider({ address, token: TOKEN });

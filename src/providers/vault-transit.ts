@@ -154,7 +154,8 @@ export function sanitizeVaultMessage(message: string): string {
   const safe = message
     .replace(/[^\x20-\x7e]+/g, ' ')
     .replace(/vault:v\d+:[A-Za-z0-9+/=:_-]*/g, '[redacted ciphertext]')
-    .replace(/[A-Za-z0-9+/_-]{20,}={0,2}/g, (run) => (/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)+$/.test(run) && !/[+=]/.test(run) && run.length < 80 ? run : '[redacted]'))
+    // Key paths (MOUNT/keys/NAME) are kept; any other long run may be key material.
+    .replace(/[A-Za-z0-9+/_.-]{20,}={0,2}/g, (run) => (/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*\/keys\/[A-Za-z0-9_.-]+$/.test(run) ? run : '[redacted]'))
     .replace(/\s+/g, ' ')
     .trim();
   return safe.length > 240 ? `${safe.slice(0, 240)}...` : safe;
@@ -283,7 +284,7 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
         const timedOut = signal.aborted;
         const netCode = timedOut ? 'Timeout' : networkCode(error);
         if (attempt < maxAttempts) {
-          await sleep(backoff(attempt), undefined, target.signal ? { signal: target.signal } : {});
+          await pause(attempt, target.signal);
           continue;
         }
         throw failure(target, 'Unavailable', timedOut ? `Vault at ${where} did not answer in time` : `Vault at ${where} could not be reached`, { ...(netCode === undefined ? {} : { netCode }) });
@@ -296,7 +297,7 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
         }
       }
       if (isRetryableStatus(status) && attempt < maxAttempts) {
-        await sleep(backoff(attempt), undefined, target.signal ? { signal: target.signal } : {});
+        await pause(attempt, target.signal);
         continue;
       }
       let vaultMessage = '';
@@ -309,6 +310,16 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
       const { code, explanation, contextBound } = classifyVaultError(status, vaultMessage);
       const said = vaultMessage === '' ? '' : sanitizeVaultMessage(vaultMessage);
       throw failure(target, code, explanation, { status, said, contextBound });
+    }
+  }
+
+  /** Waits before a retry; an abort rejects with the signal's reason, as fetch does. */
+  async function pause(attempt: number, signal: AbortSignal | undefined): Promise<void> {
+    try {
+      await sleep(backoff(attempt), undefined, signal ? { signal } : {});
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      throw error;
     }
   }
 

@@ -148,6 +148,11 @@ describe('envseal CLI with vault-transit against OpenBao', () => {
     // The address also comes from --vault-addr, and BAO_* work as VAULT_* do.
     const viaFlag = await runCli(['unseal', '-f', 'db.yaml', '--key', 'PASSWORD', '--vault-addr', bao.address], { cwd: dir, env: { BAO_TOKEN: bao.rootToken } });
     expect(viaFlag.stdout).toBe(CANARY);
+    // No token in the environment: the one `vault login` left in ~/.vault-token (HOME is dir).
+    await writeFile(path.join(dir, '.vault-token'), `${bao.rootToken}\n`, { mode: 0o600 });
+    const viaLogin = await runCli(['unseal', '-f', 'db.yaml', '--key', 'PASSWORD'], { cwd: dir, env: { BAO_ADDR: bao.address } });
+    await rm(path.join(dir, '.vault-token'));
+    expect(viaLogin).toEqual({ code: 0, stdout: CANARY, stderr: '' });
     const verified = await envseal(['verify', '-f', 'db.yaml', '--decrypt']);
     expect(verified.stdout).toMatch(/all 1 value open/);
     expect(verified.code).toBe(0);
