@@ -1,0 +1,277 @@
+// Issue 12, cluster-wide denial of service: one tenant posts 150 EnvelopeSecrets of the
+// largest size the CRD admits, in its own namespace, while 1,000 ordinary objects live in
+// four other namespaces. The controller runs as the chart's Deployment would (bin/envseal.js
+// as a process, the chart's args, NODE_OPTIONS and ServiceAccount token) with its memory
+// sampled. Measured in one run: the cold start over the 1,000 alone, then the cold start
+// over the same 1,000 (re-sealed) with the tenant's objects present. The controller must
+// stay within the chart's memory limit, never exit, and converge the other namespaces no
+// slower than twice the time they take alone. Then: one namespace rewriting its objects in
+// a loop must not delay another namespace's new object, and the KMS calls per namespace
+// show who spent them. Figures go to stderr and, with ENVSEAL_TENANT_DOS_OUT=FILE, to a
+// JSON file (docs/benchmarks.md, "A hostile tenant").
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { EnvelopeSecret } from '../../src/api/types.ts';
+import { AGE_IDENTITY_KEY } from '../../src/controller/age-identity.ts';
+import { LABEL_MANAGED_BY, MANAGED_BY } from '../../src/controller/desired.ts';
+import type { KubeClient } from '../../src/kube/client.ts';
+import { createAgeProvider, formatAgeIdentityFile, generateAgeIdentity } from '../../src/providers/age.ts';
+import { createAwsKmsProvider } from '../../src/providers/aws-kms.ts';
+import { ProviderRegistry } from '../../src/providers/registry.ts';
+import type { RecipientTarget } from '../../src/sealing/targets.ts';
+import { sharedCluster, uniqueName, waitFor } from '../harness/cluster.ts';
+import { compactEtcd, etcdUrl, inParallel, withRetry } from '../harness/faults.ts';
+import { CANARY_MARKER, declaringDataKeys } from '../harness/faults-leaks.ts';
+import { type KmsEmulator, startLocalKms } from '../harness/kms-emulators.ts';
+import { adminClient, createNamespace, kubectl, paths } from '../harness/kube.ts';
+import { ageTarget, sealFor } from '../harness/seal.ts';
+import { admits, type ChartController, type ChartRelease, createTenant, currentReady, installChart, startChartController, type Tenant } from '../harness/tenant.ts';
+
+const admin = adminClient();
+const release = uniqueName('envseal');
+const releaseNamespace = uniqueName('envseal-dos');
+const tenantNamespace = uniqueName('tenant-dos');
+const others = [0, 1, 2, 3].map((i) => uniqueName(`other-${i}`));
+const fairNamespace = uniqueName('fair');
+const NORMAL = 1000;
+const HEAVY = 150;
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const log = (line: string) => process.stderr.write(`[tenant-dos ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+
+let chart: ChartRelease;
+let tenant: Tenant;
+let kms: KmsEmulator;
+let kmsTarget: RecipientTarget;
+let sealer: ProviderRegistry;
+let cluster: RecipientTarget;
+let scratch: string;
+const figures: Record<string, unknown> = {};
+
+interface Item {
+  namespace: string;
+  name: string;
+  values: Record<string, string>;
+}
+
+function normalItems(round: number): Item[] {
+  return Array.from({ length: NORMAL }, (_, i) => ({
+    namespace: others[i % others.length]!,
+    name: `app-${i}`,
+    values: { PASSWORD: `${CANARY_MARKER}dos-${randomBytes(8).toString('hex')}`, USER: `user-${i}`, ROUND: String(round) },
+  }));
+}
+
+const sealItem = (item: Item, targets: readonly RecipientTarget[] = [cluster]) => sealFor({ namespace: item.namespace, name: item.name, values: item.values, targets, providers: sealer });
+
+/** Creates the objects, or replaces the spec of existing ones. */
+async function applyAll(client: KubeClient, manifests: readonly EnvelopeSecret[], concurrency = 16): Promise<void> {
+  await inParallel(manifests, concurrency, async (manifest) => {
+    const namespace = manifest.metadata.namespace!;
+    await withRetry(async () => {
+      try {
+        await client.request({ method: 'POST', path: paths.envelopeSecrets(namespace), body: manifest });
+      } catch (error) {
+        if ((error as { status?: number }).status !== 409) throw error;
+        await client.request({ method: 'PATCH', path: paths.envelopeSecret(namespace, manifest.metadata.name), body: { spec: manifest.spec }, patchType: 'merge' });
+      }
+    });
+  });
+}
+
+/** How many of the items have a Secret holding exactly their values. */
+async function correctCount(items: readonly Item[]): Promise<number> {
+  const byNamespace = new Map<string, Map<string, Record<string, string>>>();
+  for (const namespace of new Set(items.map((i) => i.namespace))) {
+    const list = await admin.request<{ items: { metadata: { name: string }; data?: Record<string, string> }[] }>({ method: 'GET', path: paths.secrets(namespace), query: { labelSelector: `${LABEL_MANAGED_BY}=${MANAGED_BY}` } });
+    byNamespace.set(namespace, new Map(list.items.map((s) => [s.metadata.name, Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]))])));
+  }
+  let correct = 0;
+  for (const item of items) {
+    const data = byNamespace.get(item.namespace)?.get(item.name);
+    if (data && Object.keys(data).length === Object.keys(item.values).length && Object.entries(item.values).every(([k, v]) => data[k] === v)) correct++;
+  }
+  return correct;
+}
+
+/** Waits until every item's Secret is right; returns the time since `since`. */
+async function convergeMs(items: readonly Item[], since: number, controller: ChartController, timeoutMs: number): Promise<number> {
+  let last = -1;
+  await waitFor(`all ${items.length} Secrets right`, async () => {
+    if (controller.hasExited()) throw new Error(`the controller exited: ${controller.logs.slice(-5).join('\n')}`);
+    const correct = await correctCount(items);
+    if (correct !== last) log(`${correct}/${items.length} Secrets right after ${((Date.now() - since) / 1000).toFixed(1)} s; RSS peak ${mib(controller.peakRssBytes())}`);
+    last = correct;
+    return correct === items.length;
+  }, { timeoutMs, intervalMs: 1000 });
+  return Date.now() - since;
+}
+
+beforeAll(async () => {
+  scratch = path.join(sharedCluster().dir, 'tenant-dos', randomBytes(3).toString('hex'));
+  fs.mkdirSync(scratch, { recursive: true, mode: 0o700 });
+  for (const namespace of [tenantNamespace, fairNamespace, ...others]) await createNamespace(admin, namespace);
+  kms = await startLocalKms();
+  const kmsOptions = { endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials };
+  kmsTarget = { provider: 'aws-kms', target: (await createAwsKmsProvider(kmsOptions).createKey({ alias: `alias/${release}` })).keyArn };
+  sealer = ProviderRegistry.of([declaringDataKeys(createAgeProvider({})), declaringDataKeys(createAwsKmsProvider(kmsOptions))]);
+  chart = await installChart({
+    release,
+    namespace: releaseNamespace,
+    watchNamespaces: [tenantNamespace, fairNamespace, ...others],
+    sets: [`providers.awsKms.endpoint=${kms.endpoint}`, `providers.awsKms.region=${kms.region}`],
+  });
+  // The cluster's age identity exists before the first start (as after a restore), so that
+  // the objects can be sealed and created before the controller runs: true cold starts.
+  const identity = await generateAgeIdentity();
+  await admin.request({
+    method: 'POST',
+    path: paths.secrets(releaseNamespace),
+    body: {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'envseal-age-identity', labels: { [LABEL_MANAGED_BY]: MANAGED_BY, 'envseal.dev/role': 'age-identity' } },
+      type: 'Opaque',
+      data: { [AGE_IDENTITY_KEY]: Buffer.from(formatAgeIdentityFile(identity, new Date())).toString('base64') },
+    },
+  });
+  cluster = ageTarget(identity.recipient);
+  tenant = await createTenant({ namespace: tenantNamespace, name: 'heavy', dir: scratch });
+});
+
+afterAll(async () => {
+  await chart?.uninstall();
+  await kubectl(['delete', 'namespace', '--wait=true', '--timeout=120s', tenantNamespace, fairNamespace, releaseNamespace, ...others]);
+  await kms?.stop();
+  // Give etcd its space back for the rest of the suite: ~200 MB of objects were written.
+  await compactEtcd().catch(() => {});
+  await fetch(`${etcdUrl()}/v3/maintenance/defragment`, { method: 'POST', body: '{}', signal: AbortSignal.timeout(120_000) }).catch(() => {});
+  if (process.env.ENVSEAL_TENANT_DOS_OUT) fs.writeFileSync(process.env.ENVSEAL_TENANT_DOS_OUT, `${JSON.stringify(figures, null, 2)}\n`);
+});
+
+describe('150 maximum-size EnvelopeSecrets in one tenant namespace', () => {
+  let aloneMs = 0;
+
+  it('1,000 ordinary objects in four namespaces, alone: the cold start to measure against', async () => {
+    const items = normalItems(1);
+    const manifests = await Promise.all(items.map((item) => sealItem(item)));
+    await applyAll(admin, manifests);
+    const started = Date.now();
+    const controller = await startChartController(chart, { identity: `${release}-alone`, dir: scratch });
+    try {
+      aloneMs = await convergeMs(items, started, controller, 300_000);
+    } finally {
+      await controller.stop();
+    }
+    figures.alone = { objects: NORMAL, convergeMs: aloneMs, peakRssBytes: controller.peakRssBytes(), nodeOptions: controller.nodeOptions, memoryLimitBytes: controller.memoryLimitBytes };
+    log(`alone: ${NORMAL} Secrets right ${(aloneMs / 1000).toFixed(1)} s after the controller started; RSS peak ${mib(controller.peakRssBytes())}`);
+    expect(controller.peakRssBytes()).toBeLessThanOrEqual(controller.memoryLimitBytes);
+  });
+
+  it('with them: the controller stays within the chart memory limit, never exits, and the others converge no slower than 2x', async () => {
+    expect(aloneMs, 'the alone run did not complete').toBeGreaterThan(0);
+    // The largest single value the API server admits in one object, found with dry runs as the tenant.
+    const heavyObject = async (index: number, bytes: number) => {
+      const value = `${CANARY_MARKER}heavy-${index}-`.padEnd(bytes, 'x');
+      return sealFor({ namespace: tenantNamespace, name: `heavy-${index}`, values: { BLOB: value }, targets: [cluster], providers: sealer });
+    };
+    let low = 1024;
+    let high = 3 * 2 ** 20;
+    let lastRefusal = '';
+    while (high - low > 4096) {
+      const middle = Math.floor((low + high) / 2);
+      const refusal = await admits(tenant.client, tenantNamespace, await heavyObject(0, middle));
+      if (refusal === undefined) low = middle;
+      else {
+        high = middle;
+        lastRefusal = refusal;
+      }
+    }
+    const objectBytes = JSON.stringify(await heavyObject(0, low)).length;
+    log(`the CRD admits a value of up to ~${mib(low)} plaintext: objects of ${mib(objectBytes)} (just above: ${lastRefusal.slice(0, 200)})`);
+
+    const items = normalItems(2);
+    const manifests = await Promise.all(items.map((item) => sealItem(item)));
+    // The tenant's objects, created as the tenant while the controller is down: the next
+    // start lists them all at once, as a restarted controller would.
+    const createStarted = Date.now();
+    await inParallel(Array.from({ length: HEAVY }, (_, i) => i), 4, async (i) => {
+      const manifest = await heavyObject(i, low);
+      await withRetry(() => tenant.client.request({ method: 'POST', path: paths.envelopeSecrets(tenantNamespace), body: manifest }));
+    });
+    log(`the tenant created ${HEAVY} objects of ${mib(objectBytes)} in ${((Date.now() - createStarted) / 1000).toFixed(1)} s`);
+    await applyAll(admin, manifests);
+
+    const started = Date.now();
+    const controller = await startChartController(chart, { identity: `${release}-attacked`, dir: scratch });
+    let withMs: number;
+    try {
+      withMs = await convergeMs(items, started, controller, Math.max(4 * aloneMs, 120_000));
+      // And the tenant's own objects are each handled (synced or refused), not left behind.
+      await waitFor(`all ${HEAVY} tenant objects with a status`, async () => {
+        if (controller.hasExited()) throw new Error('the controller exited');
+        let done = 0;
+        for (let i = 0; i < HEAVY; i++) if (await currentReady(admin, tenantNamespace, `heavy-${i}`)) done++;
+        return done === HEAVY;
+      }, { timeoutMs: 300_000, intervalMs: 3000 });
+      expect(controller.hasExited(), 'the controller exited').toBe(false);
+    } finally {
+      await controller.stop();
+    }
+    const peak = controller.peakRssBytes();
+    Object.assign(figures, {
+      heavy: { objects: HEAVY, objectBytes, valueBytes: low },
+      withHeavy: { objects: NORMAL, convergeMs: withMs, peakRssBytes: peak, ratio: withMs / aloneMs },
+    });
+    log(`with ${HEAVY} objects of ${mib(objectBytes)}: ${NORMAL} Secrets right ${(withMs / 1000).toFixed(1)} s after start (${(withMs / aloneMs).toFixed(2)}x alone); RSS peak ${mib(peak)} of a ${mib(controller.memoryLimitBytes)} limit`);
+    expect(peak).toBeLessThanOrEqual(controller.memoryLimitBytes);
+    expect(withMs / aloneMs).toBeLessThanOrEqual(2);
+    // The heavy objects go; the next tests do not need them.
+    await admin.request({ method: 'DELETE', path: paths.envelopeSecrets(tenantNamespace) });
+  });
+});
+
+describe('per-namespace fairness and KMS budget', () => {
+  it("one namespace rewriting its objects in a loop does not delay another namespace's new object, and the KMS calls per namespace show who spent them", async () => {
+    const controller = await startChartController(chart, { identity: `${release}-fair`, dir: scratch, env: { AWS_ACCESS_KEY_ID: kms.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: kms.credentials.secretAccessKey } });
+    try {
+      // The tenant rewrites 20 KMS-sealed objects, each with a fresh data key, for 40 s.
+      const loopItems: Item[] = Array.from({ length: 20 }, (_, i) => ({ namespace: tenantNamespace, name: `loop-${i}`, values: { V: `${CANARY_MARKER}loop-${i}` } }));
+      const stopAt = Date.now() + 40_000;
+      let rewrites = 0;
+      const looping = (async () => {
+        while (Date.now() < stopAt) {
+          const manifests = await Promise.all(loopItems.map((item) => sealItem({ ...item, values: { ...item.values, N: String(rewrites) } }, [kmsTarget])));
+          await applyAll(tenant.client, manifests, 8);
+          rewrites++;
+        }
+      })();
+      // Meanwhile, a neighbour's new objects: each is synced within a bound.
+      await sleep(10_000);
+      const latencies: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const item = { namespace: fairNamespace, name: `new-${i}`, values: { V: `${CANARY_MARKER}fair-${i}` } };
+        const manifest = await sealItem(item, [kmsTarget]);
+        const created = Date.now();
+        await admin.request({ method: 'POST', path: paths.envelopeSecrets(fairNamespace), body: manifest });
+        await waitFor(`${fairNamespace}/${item.name} Synced`, async () => (await currentReady(admin, fairNamespace, item.name))?.reason === 'Synced', { timeoutMs: 60_000, intervalMs: 250 });
+        latencies.push(Date.now() - created);
+        await sleep(3000);
+      }
+      await looping;
+      const spentBy = async (namespace: string) => controller.metric('envseal_kms_requests_total', { provider: 'aws-kms', namespace });
+      const tenantCalls = await spentBy(tenantNamespace);
+      const neighbourCalls = await spentBy(fairNamespace);
+      const budgetHits = (await controller.scrape()).includes('KMSBudgetExhausted');
+      figures.fairness = { rewrites, loopObjects: loopItems.length, neighbourLatenciesMs: latencies, tenantKmsCalls: tenantCalls, neighbourKmsCalls: neighbourCalls, budgetExhaustedSeen: budgetHits };
+      log(`fairness: the tenant rewrote ${loopItems.length} objects ${rewrites} times; the neighbour's new objects synced in ${latencies.map((ms) => (ms / 1000).toFixed(1)).join(', ')} s; KMS calls: tenant ${tenantCalls}, neighbour ${neighbourCalls}`);
+      for (const ms of latencies) expect(ms).toBeLessThanOrEqual(15_000);
+      expect(neighbourCalls, 'no per-namespace KMS metric for the neighbour').toBeGreaterThanOrEqual(5);
+      expect(tenantCalls).toBeGreaterThan(neighbourCalls);
+    } finally {
+      await controller.stop();
+    }
+  });
+});
