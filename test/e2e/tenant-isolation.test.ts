@@ -203,10 +203,13 @@ describe('a tenant with EnvelopeSecret rights in one namespace only', () => {
   it('never reports Ready=True for a Secret that was deleted right after the controller wrote it (after an edit, and across a resync)', async () => {
     const name = 'racy';
     const deleted: string[] = [];
-    // Deletes each version of the Secret the moment it appears with a new spec hash, as
-    // another actor would, racing the controller's own cache update.
+    // Each time the Secret appears with a new spec hash, another actor deletes it at
+    // once. To make the race real, the controller is frozen (SIGSTOP, as in a long GC
+    // pause) from the moment its write lands until the delete is done: when it runs
+    // again, its write's answer and the watch's DELETED event are both waiting.
     const abort = new AbortController();
     const seenHashes = new Set<string>();
+    let pending: Promise<void> = Promise.resolve();
     const deleter = (async () => {
       while (!abort.signal.aborted) {
         try {
@@ -219,8 +222,17 @@ describe('a tenant with EnvelopeSecret rights in one namespace only', () => {
               const hash = event.object.metadata.annotations?.[ANNOTATION_SPEC_HASH];
               if ((event.type === 'ADDED' || event.type === 'MODIFIED') && hash && !seenHashes.has(hash)) {
                 seenHashes.add(hash);
-                deleted.push(event.object.metadata.uid);
-                void admin.request({ method: 'DELETE', path: paths.secret(tenantNamespace, name), body: { preconditions: { uid: event.object.metadata.uid } } }).catch(() => {});
+                controller.pause();
+                const uid = event.object.metadata.uid;
+                pending = (async () => {
+                  try {
+                    await admin.request({ method: 'DELETE', path: paths.secret(tenantNamespace, name), body: { preconditions: { uid } } }).catch(() => {});
+                    deleted.push(uid);
+                    await sleep(300);
+                  } finally {
+                    controller.resume();
+                  }
+                })();
               }
             },
           });
@@ -241,27 +253,29 @@ describe('a tenant with EnvelopeSecret rights in one namespace only', () => {
         await sleep(500);
       }
     };
+    let values: Record<string, string> = {};
     try {
-      for (let round = 1; round <= 3; round++) {
-        const values = { ROUND: String(round), V: canary(`racy-${round}`) };
+      for (let round = 1; round <= 4; round++) {
+        values = { ROUND: String(round), V: canary(`racy-${round}`) };
         const before = deleted.length;
         await tenantApplyOrThrow(await seal(name, values));
         await waitFor(`round ${round}: the first write deleted by the other actor`, () => deleted.length > before, { timeoutMs: 60_000 });
+        await pending;
         await waitFor(`round ${round}: the Secret back with the new values and Ready=True`, async () => {
           const secret = await getSecret(tenantNamespace, name);
           const ready = await currentReady(admin, tenantNamespace, name);
           return secret !== undefined && decode(secret.data).ROUND === String(round) && ready?.status === 'True';
-        }, { timeoutMs: 60_000 });
-        await neverLies(values, 6);
+        }, { timeoutMs: 45_000 });
+        await neverLies(values, 4);
       }
-      abort.abort();
-      await deleter;
-      // Across a resync (every RESYNC_S seconds), the status and the Secret agree.
-      await neverLies({ ROUND: '3', V: decode((await getSecret(tenantNamespace, name))?.data).V! }, 2 * RESYNC_S + 4);
     } finally {
       abort.abort();
       await deleter;
+      await pending;
+      controller.resume();
     }
+    // Across a resync (every RESYNC_S seconds), the status and the Secret still agree.
+    await neverLies(values, 2 * RESYNC_S + 4);
     await admin.request({ method: 'DELETE', path: paths.envelopeSecret(tenantNamespace, name) });
   });
 

@@ -109,6 +109,9 @@ export interface ChartController {
   metric(name: string, labels?: Record<string, string>): Promise<number>;
   /** The raw /metrics text. */
   scrape(): Promise<string>;
+  /** SIGSTOP: the process freezes as in a long GC pause or a throttled container (resume() undoes it). */
+  pause(): void;
+  resume(): void;
   /** SIGTERM (a rolling update), SIGKILL after 25 s; resolves when it is gone. */
   stop(): Promise<void>;
 }
@@ -199,8 +202,15 @@ export async function startChartController(chart: ChartRelease, options: { ident
     hasExited: gone,
     scrape,
     metric: async (name, labels = {}) => sumMetric(await scrape(), name, labels),
+    pause: () => {
+      if (!gone()) child.kill('SIGSTOP');
+    },
+    resume: () => {
+      if (!gone()) child.kill('SIGCONT');
+    },
     async stop() {
       if (gone()) return;
+      child.kill('SIGCONT');
       sample();
       const text = await scrape().catch(() => undefined);
       if (text !== undefined) recordLeakText('metrics', text);
