@@ -13,6 +13,11 @@ export interface UnwrapRequest {
   binding: Binding;
   providers: ProviderRegistry;
   signal?: AbortSignal;
+  /**
+   * Called before each provider call; throwing stops the unwrap with that error (the
+   * controller's per-namespace budget of provider calls).
+   */
+  beforeAttempt?: (recipient: Recipient) => void;
 }
 
 export interface UnwrappedDataKey {
@@ -43,6 +48,7 @@ export async function unwrapDataKey(request: UnwrapRequest): Promise<UnwrappedDa
     }
     if (!provider.canUnwrap(recipient)) continue;
     usable++;
+    request.beforeAttempt?.(recipient);
     let dataKey: Uint8Array;
     try {
       dataKey = await provider.unwrap({ recipient, encryptionContext, signal });
@@ -146,7 +152,14 @@ function openEnvelopeReportingKeys(dataKey: Uint8Array, binding: Binding, envelo
   if (failed.length === keys.length) {
     throw new EnvelopeError('ContextMismatch', `envelope #${index}: no value authenticates for ${describeBinding(binding)}: the manifest was sealed for another namespace, name or scope, or every value was altered`);
   }
-  throw new EnvelopeError('ValueAuthenticationFailed', `envelope #${index}: values ${failed.map((k) => JSON.stringify(k)).join(', ')} did not authenticate: they were altered or moved from another key`);
+  throw new EnvelopeError('ValueAuthenticationFailed', `envelope #${index}: ${namedKeys(failed)} did not authenticate: they were altered or moved from another key`);
+}
+
+/** At most ten key names (a key name may be 253 characters): messages stay short. */
+function namedKeys(keys: readonly string[]): string {
+  const shown = keys.slice(0, 10).map((k) => JSON.stringify(k));
+  const more = keys.length > shown.length ? ` and ${keys.length - shown.length} more` : '';
+  return `${keys.length === 1 ? 'value' : 'values'} ${shown.join(', ')}${more}`;
 }
 
 function describeBinding(binding: Binding): string {

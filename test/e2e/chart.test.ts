@@ -294,6 +294,12 @@ describe('the Helm chart', () => {
     expect(one(manifests, 'Service').spec).toMatchObject({ ports: [{ name: 'metrics', port: 9090, targetPort: 'metrics' }] });
   });
 
+  it('passes the per-namespace budget of key-provider calls, or turns it off', async () => {
+    expect(podSpec(await render()).containers[0]!.args).toContain('--unwrap-budget=50/1000');
+    expect(podSpec(await render(['controller.unwrapBudget.perSecond=5', 'controller.unwrapBudget.burst=20'])).containers[0]!.args).toContain('--unwrap-budget=5/20');
+    expect(podSpec(await render(['controller.unwrapBudget.perSecond=0'])).containers[0]!.args).toContain('--unwrap-budget=0');
+  });
+
   it('renders monitoring: a ServiceMonitor on the metrics Service and a PrometheusRule with the alerts', async () => {
     const manifests = await render(['metrics.serviceMonitor.enabled=true', 'metrics.prometheusRule.enabled=true', 'metrics.serviceMonitor.labels.release=prom']);
     const monitor = one(manifests, 'ServiceMonitor');
