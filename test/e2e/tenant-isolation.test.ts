@@ -23,8 +23,10 @@ import {
   createTenant,
   currentReady,
   admits,
+  chartDir,
   eventsAbout,
   forgedAgeKey,
+  helm,
   installChart,
   startChartController,
   type Tenant,
@@ -61,6 +63,9 @@ function seal(name: string, values: Record<string, string>, extra: { template?: 
     extra.restartWorkloads ? { ...sealed, spec: { ...sealed.spec, restartWorkloads: extra.restartWorkloads } } : sealed,
   );
 }
+
+/** Key-provider unwrap calls the controller made for the tenant's namespace so far. */
+const tenantUnwrapCalls = () => controller.metric('envseal_unwrap_attempts_total', { namespace: tenantNamespace });
 
 /** `kubectl apply --server-side` as the tenant (server-side: no 256 KiB last-applied annotation). */
 function tenantApply(object: unknown, extraArgs: readonly string[] = []) {
@@ -152,17 +157,23 @@ describe('a tenant with EnvelopeSecret rights in one namespace only', () => {
     expect(withSaAnnotation.map((s) => s.metadata.name)).toEqual([]);
   });
 
-  it('refuses, with PolicyViolation, a Secret type the chart does not allow in its namespace', async () => {
-    // Not one of the default types, and the chart's values allow none here: the CRD cannot
-    // know per-namespace values, so either admission or the controller refuses it.
-    const custom = await tenantApply(await seal('custom-type', { K: canary('custom') }, { template: { type: 'example.com/not-allowed' } }));
-    if (custom.code !== 0) {
-      expect(custom.stderr).toMatch(/example\.com\/not-allowed/);
-    } else {
-      const refused = await waitForReason(admin, tenantNamespace, 'custom-type', 'PolicyViolation');
-      expect(refused.status).toBe('False');
-      expect(refused.message).toContain('example.com/not-allowed');
-    }
+  it('refuses a Secret type the chart does not allow in its namespace: at apply time (admission policy), and in the controller without it (PolicyViolation)', async () => {
+    // Not one of the default types, and the chart's values allow none here.
+    const custom = await seal('custom-type', { K: canary('custom') }, { template: { type: 'example.com/not-allowed' } });
+    const refused = await tenantApply(custom);
+    expect(refused.code, "the chart's ValidatingAdmissionPolicy admitted a type the namespace may not have").not.toBe(0);
+    expect(refused.stderr).toMatch(/example\.com\/not-allowed/);
+    // Without the admission policy (tenancy.admissionPolicy.enabled=false, or a cluster
+    // older than 1.30), the controller refuses it before decrypting anything.
+    const upgrade = await helm(['upgrade', release, chartDir, '--namespace', releaseNamespace, '--reuse-values', '--set', 'tenancy.admissionPolicy.enabled=false']);
+    expect(upgrade.code, upgrade.stderr).toBe(0);
+    await waitFor('the admission policy gone', async () => (await admits(tenant.client, tenantNamespace, custom)) === undefined);
+    const before = await tenantUnwrapCalls();
+    await tenantApplyOrThrow(custom);
+    const violation = await waitForReason(admin, tenantNamespace, 'custom-type', 'PolicyViolation');
+    expect(violation.status).toBe('False');
+    expect(violation.message).toContain('example.com/not-allowed');
+    expect(await tenantUnwrapCalls()).toBe(before);
     expect(await getSecret(tenantNamespace, 'custom-type')).toBeUndefined();
   });
 
@@ -325,8 +336,6 @@ describe('a tenant with EnvelopeSecret rights in one namespace only', () => {
 });
 
 describe('what one object can cost the controller, and what its messages can carry', () => {
-  /** Key-provider unwrap calls made for the tenant's namespace so far. */
-  const tenantUnwraps = () => controller.metric('envseal_unwrap_attempts_total', { namespace: tenantNamespace });
 
   it('refuses an object of forged age stanzas cheaply, and does not try to open it again at resync', async () => {
     const name = 'forged';
@@ -358,18 +367,18 @@ describe('what one object can cost the controller, and what its messages can car
     expect(forged, 'the CRD refuses even one stanza per recipient').toBeDefined();
     // Whatever the CRD lets through is refused by the controller, at the cost of at most
     // one unwrap per recipient, once: not again at resync.
-    const before = await tenantUnwraps();
+    const before = await tenantUnwrapCalls();
     await tenantApplyOrThrow(forged);
     const refused = await waitFor(`${name}: Ready=False`, async () => {
       const ready = await currentReady(admin, tenantNamespace, name);
       return ready?.status === 'False' ? ready : undefined;
     });
     expect(refused.message.length).toBeLessThanOrEqual(1024);
-    const after = await tenantUnwraps();
+    const after = await tenantUnwrapCalls();
     process.stderr.write(`[tenant-isolation] forged stanzas: ${refused.reason} after ${after - before} unwrap calls: ${refused.message.slice(0, 200)}\n`);
     expect(after - before).toBeLessThanOrEqual(16);
     await sleep((2 * RESYNC_S + 3) * 1000);
-    expect(await tenantUnwraps(), 'the refused object was opened again at resync').toBe(after);
+    expect(await tenantUnwrapCalls(), 'the refused object was opened again at resync').toBe(after);
   });
 
   it('writes the status of a decrypt failure naming many long keys, with a message of at most 1 KiB', async () => {
