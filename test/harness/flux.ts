@@ -6,8 +6,7 @@
 // when this process exits however it exits (SIGKILL too), the pipe closes and the
 // guard stops the controller and removes its storage dir, so nothing outlives a test run.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePorts, repoRoot } from './control-plane.ts';
