@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes control plane for envseal's tests and demo from the Go
-# module proxy: kube-apiserver, kube-controller-manager, kubectl, etcd and helm.
+# module proxy: kube-apiserver, kube-controller-manager, kubectl, etcd and helm, and the
+# node's kubelet, kube-scheduler and kube-proxy (test/harness/node.ts) from the same
+# k8s.io/kubernetes version.
 # Output: $ENVSEAL_CACHE_DIR/control-plane/<versions>/bin (default ~/.cache/envseal),
 # outside any clone, so every clone on this machine reuses one build.
 # Idempotent: when every binary is present it exits at once (each is written to a
@@ -16,7 +18,8 @@ key="k8s-v${K8S_VERSION}_etcd-v${ETCD_VERSION}_helm-v${HELM_VERSION}"
 out="$cache_root/control-plane/$key"
 bin="$out/bin"
 work="$out/src"
-binaries=(kube-apiserver kube-controller-manager kubectl etcd helm)
+k8s_binaries=(kube-apiserver kube-controller-manager kubectl kubelet kube-scheduler kube-proxy)
+binaries=("${k8s_binaries[@]}" etcd helm)
 
 all_built() {
   for b in "${binaries[@]}"; do [ -x "$bin/$b" ] || return 1; done
@@ -56,11 +59,12 @@ build_k8s() {
   go get "k8s.io/kubernetes@v$K8S_VERSION" >/dev/null 2>&1 || go get "k8s.io/kubernetes@v$K8S_VERSION"
   local major=${K8S_VERSION%%.*} kminor=${minor%%.*}
   local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION -X k8s.io/component-base/version.gitMajor=$major -X k8s.io/component-base/version.gitMinor=$kminor -X k8s.io/client-go/pkg/version.gitVersion=v$K8S_VERSION"
-  for cmd in kube-apiserver kube-controller-manager kubectl; do
+  for cmd in "${k8s_binaries[@]}"; do
     [ -x "$bin/$cmd" ] && continue
     log "building $cmd v$K8S_VERSION"
     go build -trimpath -tags selinux,notest -ldflags "$ldflags" -o "$bin/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd"
     mv "$bin/$cmd.tmp" "$bin/$cmd"
+    log "built $cmd"
   done
 }
 

@@ -37,6 +37,13 @@ export interface ControlPlaneOptions {
   startTimeoutMs?: number;
   /** Start kube-controller-manager (garbage collection, namespace deletion, service accounts). Default true. */
   controllerManager?: boolean;
+  /**
+   * For a node (test/harness/node.ts): the address of the network namespace this control
+   * plane runs in. The API server then listens on every address there, advertises this one
+   * (the `kubernetes` Service's endpoint, which kube-proxy serves to pods) and reaches
+   * kubelets by InternalIP with the admin client certificate. Default: loopback only.
+   */
+  nodeAddress?: string;
   extraEtcdArgs?: string[];
   extraApiServerArgs?: string[];
   extraControllerManagerArgs?: string[];
@@ -566,6 +573,15 @@ class ControlPlaneImpl implements ControlPlane {
       // this the API server logs a validation error every few seconds.
       '--endpoint-reconciler-type=none',
       '--profiling=false',
+      ...(options.nodeAddress === undefined ? [] : [
+        '--bind-address=0.0.0.0',
+        `--advertise-address=${options.nodeAddress}`,
+        '--endpoint-reconciler-type=lease',
+        // Without it `kubectl logs` looks the node's name up in the host's DNS.
+        '--kubelet-preferred-address-types=InternalIP',
+        `--kubelet-client-certificate=${this.pki.adminCert}`,
+        `--kubelet-client-key=${this.pki.adminKey}`,
+      ]),
       ...(options.extraApiServerArgs ?? []),
     ]);
     if (options.controllerManager !== false) {

@@ -88,9 +88,12 @@ export function valuesFor(index: number, round: number): Record<string, string> 
   };
 }
 
+/** The custom Secret type of odd items: spawnController allows it, as an operator would (--allowed-secret-types). */
+export const FAULT_TEST_SECRET_TYPE = 'example.com/fault-test';
+
 export function templateFor(index: number, round: number): { type: string; labels: Record<string, string>; annotations: Record<string, string> } {
   return {
-    type: index % 2 === 0 ? 'Opaque' : 'example.com/fault-test',
+    type: index % 2 === 0 ? 'Opaque' : FAULT_TEST_SECRET_TYPE,
     labels: { 'fault-test/round': String(round), 'fault-test/parity': index % 2 === 0 ? 'even' : 'odd' },
     annotations: { 'fault-test/note': `item ${index}` },
   };
@@ -419,6 +422,7 @@ export async function spawnController(options: ControllerProcessOptions): Promis
     '--namespaces', options.namespaces.join(','),
     '--metrics-address', `127.0.0.1:${port}`,
     '--identity', options.identity,
+    '--allowed-secret-types', `*=${FAULT_TEST_SECRET_TYPE}`,
     ...(options.args ?? []),
   ];
   const env: NodeJS.ProcessEnv = {};

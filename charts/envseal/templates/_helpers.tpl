@@ -97,6 +97,13 @@ mode). docs/helm.md explains each rule; test/e2e/chart.test.ts proves they are e
 {{- if ne (len .Values.watchNamespaces) (len (uniq .Values.watchNamespaces)) }}
 {{- fail "watchNamespaces lists a namespace twice" }}
 {{- end }}
+{{- range $namespace, $types := .Values.tenancy.secretTypes.allowed }}
+{{- range $types }}
+{{- if has . (list "kubernetes.io/service-account-token" "bootstrap.kubernetes.io/token") }}
+{{- fail (printf "tenancy.secretTypes.allowed.%s lists %s: the cluster mints the content of that type (credentials); it is never sealed data and cannot be allowed" $namespace .) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
