@@ -35,7 +35,7 @@ const GITATTRIBUTES = '*.envelope.yaml text eol=lf';
 
 type LiveEnvelopeSecret = EnvelopeSecret & { metadata: { generation: number } };
 interface FluxCondition { type: string; status: string; reason: string; message: string; lastTransitionTime: string }
-interface Kustomization { metadata: { generation: number }; status?: { observedGeneration?: number; lastAppliedRevision?: string; lastAttemptedRevision?: string; conditions?: FluxCondition[]; inventory?: { entries: { id: string }[] } } }
+interface Kustomization { metadata: { generation: number }; status?: { observedGeneration?: number; lastHandledReconcileAt?: string; lastAppliedRevision?: string; lastAttemptedRevision?: string; conditions?: FluxCondition[]; inventory?: { entries: { id: string }[] } } }
 interface SecretObject { data?: Record<string, string> }
 
 let flux: Flux;
@@ -52,6 +52,9 @@ const secretData = async (ns: string, name: string) => decode((await getOrUndefi
 const liveEs = (ns: string, name: string) => getOrUndefined<LiveEnvelopeSecret>(client, paths.envelopeSecret(ns, name));
 const esCondition = (es: LiveEnvelopeSecret | undefined, type: string): Condition | undefined =>
   es?.status?.observedGeneration === es?.metadata.generation ? es?.status?.conditions?.find((c) => c.type === type) : undefined;
+const DATA_HASH = 'envseal.dev/data-hash';
+interface Deployment { metadata: { generation: number }; spec: { template: { metadata?: { annotations?: Record<string, string> } } } }
+const webDataHash = async () => (await getOrUndefined<Deployment>(client, `/apis/apps/v1/namespaces/${appNs}/deployments/web`))?.spec.template.metadata?.annotations?.[DATA_HASH];
 const kustomization = () => getOrUndefined<Kustomization>(client, `/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/${fluxNs}/kustomizations/${kustomizationName}`);
 const fluxReady = (k: Kustomization | undefined) => k?.status?.conditions?.find((c) => c.type === 'Ready');
 
@@ -95,12 +98,13 @@ async function envseal(args: string[]): Promise<string> {
 }
 
 /** Asks Flux to look at the repository now (what `flux reconcile source git` does). */
-async function requestReconcile(): Promise<void> {
+async function requestReconcile(): Promise<string> {
   const at = new Date().toISOString();
   for (const kind of [`gitrepositories.source.toolkit.fluxcd.io/${sourceName}`, `kustomizations.kustomize.toolkit.fluxcd.io/${kustomizationName}`]) {
     const result = await kubectl(['annotate', '--overwrite', '-n', fluxNs, kind, `reconcile.fluxcd.io/requestedAt=${at}`]);
     if (result.code !== 0) throw new Error(`kubectl annotate failed: ${result.stderr}`);
   }
+  return at;
 }
 
 async function commit(message: string): Promise<string> {
@@ -159,6 +163,18 @@ afterAll(async () => {
 describe('Flux applies sealed manifests from Git, reading their status through kstatus alone', () => {
   const dbFile = `${secretsDir}/db.envelope.yaml`;
   const apiFile = `${secretsDir}/api.envelope.yaml`;
+  const webFile = `${secretsDir}/web.yaml`;
+  // No node runs pods here: 0 replicas, so that kstatus sees the Deployment Current.
+  const webDeployment = () => ({
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: 'web', namespace: appNs },
+    spec: {
+      replicas: 0,
+      selector: { matchLabels: { app: 'web' } },
+      template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image: 'registry.invalid/web:1', envFrom: [{ secretRef: { name: 'db' } }] }] } },
+    },
+  });
 
   it('is Ready only after every EnvelopeSecret is Ready, also when the controller is stopped at commit time', async () => {
     await controller!.stop();
@@ -166,8 +182,12 @@ describe('Flux applies sealed manifests from Git, reading their status through k
     // Sealed in CI: for the cluster's published age recipient, and for a KMS key.
     await envseal(['seal', '--name', 'db', '-n', appNs, '--from-literal', `PASSWORD=${CANARY_MARKER}db-1`, '--from-literal', 'USER=app', '--controller-namespace', controllerNs, '-w', path.join(work.dir, dbFile)]);
     await envseal(['seal', '--name', 'api', '-n', appNs, '--from-literal', `TOKEN=${CANARY_MARKER}api-1`, '-r', `aws-kms:${keyArn}`, '-w', path.join(work.dir, apiFile)]);
+    // The workload that reads db consents to restarts (it uses the Secret) and is listed.
+    const dbText = await readFile(path.join(work.dir, dbFile), 'utf8');
+    await work.write(dbFile, dbText.replace('\nspec:\n', '\nspec:\n  restartWorkloads:\n    - kind: Deployment\n      name: web\n'));
+    await work.write(webFile, stringify(webDeployment()));
     for (const file of [dbFile, apiFile]) await envseal(['verify', '-f', path.join(work.dir, file)]);
-    const sha = await commit('add db and api secrets');
+    const sha = await commit('add db and api secrets, and the web workload');
 
     // Flux applies them, then waits: neither has been reconciled.
     try {
@@ -200,9 +220,13 @@ describe('Flux applies sealed manifests from Git, reading their status through k
     }
     expect(await secretData(appNs, 'db')).toEqual({ PASSWORD: `${CANARY_MARKER}db-1`, USER: 'app' });
     expect(await secretData(appNs, 'api')).toEqual({ TOKEN: `${CANARY_MARKER}api-1` });
+    // Listed for the first time: annotated once.
+    await waitFor('web annotated with the data hash', webDataHash);
   });
 
-  it('rolls the Secret on a commit that changes one value, and the diff touches only that value', async () => {
+  it('rolls the Secret and restarts the consenting workload on a commit that changes one value; the diff touches only that value', async () => {
+    const hashBefore = await webDataHash();
+    expect(hashBefore).toBeDefined();
     const before = parse(await readFile(path.join(work.dir, dbFile), 'utf8')) as EnvelopeSecret;
     const oldPassword = before.spec.envelopes.flatMap((e) => Object.entries(e.data)).find(([k]) => k === 'PASSWORD')![1];
     await envseal(['seal', '--merge-into', path.join(work.dir, dbFile), '--from-literal', `PASSWORD=${CANARY_MARKER}db-2`]);
@@ -225,6 +249,19 @@ describe('Flux applies sealed manifests from Git, reading their status through k
     const es = await liveEs(appNs, 'db');
     expect(esCondition(es, 'Ready')?.status).toBe('True');
     expect(await secretData(appNs, 'db')).toEqual({ PASSWORD: `${CANARY_MARKER}db-2`, USER: 'app' });
+
+    // The consenting workload is restarted (its pod template's data hash changes) ...
+    const rolled = await waitFor('web restarted for the new data', async () => {
+      const hash = await webDataHash();
+      return hash !== undefined && hash !== hashBefore ? hash : undefined;
+    });
+    // ... and Flux applying the Deployment from Git again keeps the controller's annotation.
+    const token = await requestReconcile();
+    await waitFor('Kustomization reconciled again', async () => {
+      const k = await kustomization();
+      return k?.status?.lastHandledReconcileAt === token && fluxReady(k)?.status === 'True';
+    });
+    expect(await webDataHash()).toBe(rolled);
   });
 
   it('fails within seconds when a manifest is copied into another namespace, and writes nothing there', async () => {
@@ -258,7 +295,7 @@ describe('Flux applies sealed manifests from Git, reading their status through k
     await waitFor('api Secret garbage-collected', async () => (await getOrUndefined(client, paths.secret(appNs, 'api'))) === undefined, { timeoutMs: 60_000 });
     expect(await secretData(appNs, 'db')).toEqual({ PASSWORD: `${CANARY_MARKER}db-2`, USER: 'app' });
     const inventory = (await kustomization())?.status?.inventory?.entries.map((e) => e.id) ?? [];
-    expect(inventory).toEqual([`${appNs}_db_envseal.dev_EnvelopeSecret`]);
+    expect(inventory.sort()).toEqual([`${appNs}_db_envseal.dev_EnvelopeSecret`, `${appNs}_web_apps_Deployment`]);
   });
 });
 
