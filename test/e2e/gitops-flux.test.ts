@@ -152,7 +152,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await kubectl(['delete', '--ignore-not-found', '--wait=false', '-n', fluxNs, `kustomizations.kustomize.toolkit.fluxcd.io/${kustomizationName}`, `gitrepositories.source.toolkit.fluxcd.io/${sourceName}`]);
+  // While Flux runs, so that its finalizers (prune what the Kustomization applied) complete.
+  await kubectl(['delete', '--ignore-not-found', '--timeout=60s', '-n', fluxNs, `kustomizations.kustomize.toolkit.fluxcd.io/${kustomizationName}`, `gitrepositories.source.toolkit.fluxcd.io/${sourceName}`]);
   await controller?.stop();
   await flux?.stop();
   await git?.close();
@@ -352,7 +353,7 @@ describe('the chart from Git, without helm-controller', () => {
       expect(deployments.items.length).toBe(1);
     } finally {
       await helm(['uninstall', release, '--namespace', releaseNs]);
-      await kubectl(['delete', '--ignore-not-found', '--wait=false', '-n', fluxNs, `helmcharts.source.toolkit.fluxcd.io/${chartName}`]);
+      await kubectl(['delete', '--ignore-not-found', '--timeout=60s', '-n', fluxNs, `helmcharts.source.toolkit.fluxcd.io/${chartName}`]);
       await kubectl(['delete', 'namespace', '--wait=false', releaseNs]);
     }
   });
