@@ -4,7 +4,7 @@
 // `wait: true` and `prune: true` and NO custom health expressions: Flux reads
 // EnvelopeSecrets through kstatus alone. The envseal controller runs as a host process.
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,7 +19,7 @@ import { type Flux, gitopsTools, startFlux } from '../harness/flux.ts';
 import { type GitRepository, type GitServer, type GitWorkTree, startGitServer } from '../harness/git-server.ts';
 import { type KmsEmulator, startLocalKms } from '../harness/kms-emulators.ts';
 import { adminClient, applyOrThrow, createNamespace, getOrUndefined, installCrd, kubectl, paths, publishedRecipient } from '../harness/kube.ts';
-import { ensureBuilt, runCli } from './cli-support.ts';
+import { ENVSEAL, ensureBuilt, NODE, runCli } from './cli-support.ts';
 
 const client = adminClient();
 const appNs = uniqueName('gitops-app');
@@ -308,6 +308,34 @@ describe('docs/gitops.md', () => {
     expect(kustomizationObject.spec).not.toHaveProperty('healthCheckExprs');
     expect(await readFile(docPath, 'utf8')).toContain(`\n${GITATTRIBUTES}\n`);
   });
+
+  it('gives a CI check that passes on the repository and refuses a broken manifest, naming it', async () => {
+    const doc = await readFile(docPath, 'utf8');
+    const intro = doc.indexOf('A CI job that refuses a broken manifest');
+    const start = doc.indexOf('```sh\n', intro);
+    expect(intro, 'docs/gitops.md has the CI job').toBeGreaterThan(0);
+    const script = doc.slice(start + '```sh\n'.length, doc.indexOf('\n```', start));
+    // `envseal` on PATH, as the CI image would have it.
+    const binDir = path.join(cliDir, 'ci-bin');
+    await mkdir(binDir, { recursive: true });
+    await writeFile(path.join(binDir, 'envseal'), `#!/bin/sh\nexec '${NODE}' '${ENVSEAL}' "$@"\n`, { mode: 0o755 });
+    const ci = () => runCommand('sh', ['-c', script], { PATH: `${binDir}:${process.env.PATH}` }, work.dir);
+    const passing = await ci();
+    expect(passing.code, passing.stderr).toBe(0);
+
+    const good = await readFile(path.join(work.dir, secretsDir, 'db.envelope.yaml'), 'utf8');
+    const broken = `${secretsDir}/broken.envelope.yaml`;
+    await work.write(broken, good.replace(/^(\s+USER: ).*$/m, '$1not*base64'));
+    await work.git(['add', broken]);
+    try {
+      const failing = await ci();
+      expect(failing.code).not.toBe(0);
+      expect(failing.stderr).toMatch(/USER/);
+      expect(failing.stderr).toMatch(/base64/i);
+    } finally {
+      await work.git(['rm', '--quiet', '--force', broken]);
+    }
+  });
 });
 
 describe('the chart from Git, without helm-controller', () => {
@@ -367,9 +395,9 @@ async function copyIntoWorkTree(from: string, to: string): Promise<void> {
   }
 }
 
-function runCommand(command: string, args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+function runCommand(command: string, args: string[], env: Record<string, string>, cwd = cliDir): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(command, args, { env: { PATH: process.env.PATH, HOME: cliDir, ...env }, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
+    execFile(command, args, { cwd, env: { PATH: process.env.PATH, HOME: cliDir, ...env }, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
       resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
