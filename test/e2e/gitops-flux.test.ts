@@ -16,7 +16,7 @@ import { repoRoot } from '../harness/control-plane.ts';
 import { startTestController, type TestController } from '../harness/controller.ts';
 import { CANARY_MARKER } from '../harness/faults-leaks.ts';
 import { type Flux, gitopsTools, startFlux } from '../harness/flux.ts';
-import { type GitRepository, type GitServer, type GitWorkTree, startGitServer } from '../harness/git-server.ts';
+import { type GitRepository, type GitServer, type GitWorkTree, removeWhenProcessExits, startGitServer } from '../harness/git-server.ts';
 import { type KmsEmulator, startLocalKms } from '../harness/kms-emulators.ts';
 import { adminClient, applyOrThrow, createNamespace, getOrUndefined, installCrd, kubectl, paths, publishedRecipient } from '../harness/kube.ts';
 import { ENVSEAL, ensureBuilt, NODE, runCli } from './cli-support.ts';
@@ -46,6 +46,7 @@ let kms: KmsEmulator;
 let keyArn: string;
 let controller: TestController | undefined;
 let cliDir: string;
+let cliDirGuard: { release(): void } | undefined;
 
 const decode = (data: Record<string, string> | undefined) => Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
 const secretData = async (ns: string, name: string) => decode((await getOrUndefined<SecretObject>(client, paths.secret(ns, name)))?.data);
@@ -137,6 +138,7 @@ beforeAll(async () => {
   keyArn = (await createAwsKmsProvider({ endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials }).createKey({ alias: `alias/${appNs}` })).keyArn;
   for (const ns of [appNs, otherNs, controllerNs]) await createNamespace(client, ns);
   cliDir = await mkdtemp(path.join(tmpdir(), 'envseal-gitops-cli-'));
+  cliDirGuard = removeWhenProcessExits(cliDir);
   controller = await startController();
   await publishedRecipient(client, controllerNs);
 
@@ -159,6 +161,7 @@ afterAll(async () => {
   await git?.close();
   await kms?.stop();
   if (cliDir) await rm(cliDir, { recursive: true, force: true });
+  cliDirGuard?.release();
 });
 
 describe('Flux applies sealed manifests from Git, reading their status through kstatus alone', () => {
