@@ -300,6 +300,14 @@ describe('the Helm chart', () => {
     expect(one(manifests, 'Service').spec).toMatchObject({ ports: [{ name: 'metrics', port: 9090, targetPort: 'metrics' }] });
   });
 
+  it('passes the vault-transit settings (Kubernetes auth) only when an address is set', async () => {
+    const defaults = podSpec(await render()).containers[0]!;
+    expect(defaults.args!.filter((a: string) => a.startsWith('--vault'))).toEqual([]);
+    const vault = podSpec(await render(['providers.vaultTransit.address=https://vault.vault.svc:8200', 'providers.vaultTransit.authRole=envseal-prod', 'providers.vaultTransit.namespace=team-a'])).containers[0]!;
+    expect(vault.args).toEqual(expect.arrayContaining(['--vault-addr=https://vault.vault.svc:8200', '--vault-auth-role=envseal-prod', '--vault-auth-mount=kubernetes']));
+    expect(vault.env).toEqual(expect.arrayContaining([{ name: 'VAULT_NAMESPACE', value: 'team-a' }]));
+  });
+
   it('passes the per-namespace budget of key-provider calls, or turns it off', async () => {
     expect(podSpec(await render()).containers[0]!.args).toContain('--unwrap-budget=50/1000');
     expect(podSpec(await render(['controller.unwrapBudget.perSecond=5', 'controller.unwrapBudget.burst=20'])).containers[0]!.args).toContain('--unwrap-budget=5/20');
@@ -392,6 +400,7 @@ describe('the Helm chart', () => {
     ['a port out of range', 'metrics.port=70000', '/metrics/port'],
     ['a bad image digest', 'image.digest=latest', '/image/digest'],
     ['a KMS endpoint that is not a URL', 'providers.awsKms.endpoint=kms.local', '/providers/awsKms/endpoint'],
+    ['a Vault address that is not a URL', 'providers.vaultTransit.address=vault:8200', '/providers/vaultTransit/address'],
     ['a string for a boolean', 'leaderElection.enabled=yes', '/leaderElection/enabled'],
     ['a typo in a nested key', 'providers.age.secretname=x', "additional properties 'secretname' not allowed"],
     ['a Secret type with a space', 'tenancy.secretTypes.allowed.team-a={has space}', '/tenancy/secretTypes/allowed/team-a/0'],
