@@ -64,6 +64,7 @@ describe('sanitizeVaultMessage', () => {
 interface Scripted {
   status: number;
   body: unknown;
+  headers?: Record<string, string>;
 }
 
 let server: Server | undefined;
@@ -77,8 +78,8 @@ async function fakeVault(answer: (request: IncomingMessage, body: Record<string,
     request.on('end', () => {
       const body = (text === '' ? {} : JSON.parse(text)) as Record<string, unknown>;
       seen.push({ path: request.url ?? '', token: request.headers['x-vault-token'] as string | undefined, body });
-      const { status, body: out } = answer(request, body);
-      response.writeHead(status, { 'Content-Type': 'application/json' });
+      const { status, body: out, headers } = answer(request, body);
+      response.writeHead(status, { 'Content-Type': 'application/json', ...headers });
       response.end(JSON.stringify(out));
     });
   });
@@ -123,6 +124,7 @@ describe('vault-transit errors (scripted endpoint)', () => {
     [429, 'request rate limit exceeded', 'Throttled', false],
     [503, 'Vault is sealed', 'Unavailable', false],
     [500, 'internal error', 'Unavailable', false],
+    [307, '', 'Unavailable', false],
   ])('HTTP %i %j -> %s', async (status, said, code, contextBound) => {
     const address = await fakeVault(() => ({ status, body: { errors: said === '' ? [] : [`${said} ${Buffer.from(CANARY).toString('base64')}`] } }));
     const error = await unwrapError(address);
@@ -138,6 +140,16 @@ describe('vault-transit errors (scripted endpoint)', () => {
     const error = await unwrapError(address, { maxAttempts: 3 });
     expect(error.code).toBe('Throttled');
     expect(seen).toHaveLength(3);
+  });
+
+  it('does not follow a redirect, which would carry the token to another address', async () => {
+    const address = await fakeVault((request) =>
+      request.url === '/elsewhere' ? { status: 200, body: { data: { plaintext: Buffer.alloc(32).toString('base64') } } } : { status: 307, body: {}, headers: { Location: '/elsewhere' } },
+    );
+    const error = await unwrapError(address);
+    expect(error.code).toBe('Unavailable');
+    expect(error.message).toMatch(/redirect/);
+    expect(seen.map((s) => s.path)).toEqual(['/v1/transit/decrypt/app']);
   });
 
   it('an unreachable Vault is Unavailable, naming the address', async () => {

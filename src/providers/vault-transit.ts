@@ -173,6 +173,9 @@ function networkCode(error: unknown, depth = 0): string | undefined {
 /** What a Vault answer means, from its HTTP status and error text. */
 export function classifyVaultError(status: number, vaultMessage: string): { code: ProviderErrorCode; explanation: string; contextBound: boolean } {
   const text = vaultMessage.toLowerCase();
+  if (status >= 300 && status < 400) {
+    return { code: 'Unavailable', explanation: 'Vault answered with a redirect, which envseal does not follow (it would send the token elsewhere): use the address of the active node or of the load balancer', contextBound: false };
+  }
   if (status === 429) return { code: 'Throttled', explanation: 'Vault rate-limited the request (retried with backoff, still limited)', contextBound: false };
   if (status === 403 || status === 401 || text.includes('permission denied') || text.includes('missing client token')) {
     return { code: 'AccessDenied', explanation: 'access denied: check the token or Kubernetes auth role and that its policy allows this operation on this key', contextBound: false };
@@ -275,7 +278,9 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
           },
           ...(body === undefined ? {} : { body: JSON.stringify(body) }),
           signal,
-          redirect: 'error',
+          // A redirect (an HA standby without request forwarding) is not followed: it would
+          // carry the token to another address.
+          redirect: 'manual',
         });
         status = response.status;
         text = await response.text();
