@@ -235,4 +235,36 @@ describe('vault-transit Kubernetes auth (scripted endpoint)', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('logs in again once two thirds of the Vault token lease have passed', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'envseal-vault-unit-'));
+    try {
+      const tokenPath = join(dir, 'token');
+      await writeFile(tokenPath, 'sa-jwt\n');
+      let logins = 0;
+      const address = await fakeVault((request) => {
+        if (request.url === '/v1/auth/kubernetes/login') return { status: 200, body: { auth: { client_token: `vault-token-${++logins}`, lease_duration: 300 } } };
+        return { status: 200, body: { data: { plaintext: Buffer.alloc(32, 1).toString('base64') } } };
+      });
+      let clock = 1_000_000;
+      const provider = createVaultTransitProvider({ address, kubernetesAuth: { role: 'envseal', tokenPath }, now: () => clock });
+      await provider.unwrap({ recipient, encryptionContext: CONTEXT });
+      clock += 199_000;
+      await provider.unwrap({ recipient, encryptionContext: CONTEXT });
+      expect(logins).toBe(1);
+      clock += 1_000;
+      await provider.unwrap({ recipient, encryptionContext: CONTEXT });
+      expect(logins).toBe(2);
+      expect(seen.at(-1)!.token).toBe('vault-token-2');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a missing ServiceAccount token file is AccessDenied naming the file, with no call to Vault', async () => {
+    const address = await fakeVault(() => ({ status: 200, body: {} }));
+    const provider = createVaultTransitProvider({ address, kubernetesAuth: { role: 'envseal', tokenPath: '/nonexistent/envseal/token' } });
+    await expect(provider.unwrap({ recipient, encryptionContext: CONTEXT })).rejects.toMatchObject({ code: 'AccessDenied', message: expect.stringContaining('/nonexistent/envseal/token') });
+    expect(seen).toHaveLength(0);
+  });
 });

@@ -75,6 +75,8 @@ export interface VaultTransitProviderOptions {
   maxAttempts?: number;
   /** Time limit of one attempt (default 30000 ms). */
   requestTimeoutMs?: number;
+  /** The clock for the Vault token's lease (tests); default Date.now. */
+  now?: () => number;
 }
 
 export interface ParsedTransitTarget {
@@ -245,6 +247,7 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
     throw new ProviderError('Internal', `vault-transit address ${quote(shownAddress(address))} is not a URL`, { provider: VAULT_TRANSIT });
   }
   const where = address === undefined ? '' : shownAddress(address);
+  const now = options.now ?? Date.now;
 
   /** The Kubernetes-auth token and when to log in again. */
   let session: { token: string; renewAt: number } | undefined;
@@ -342,7 +345,7 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
     } catch (cause) {
       throw new ProviderError('AccessDenied', `vault-transit Kubernetes login (role ${quote(auth.role)}): cannot read the ServiceAccount token file ${quote(tokenPath)}`, { provider: VAULT_TRANSIT, cause: new VaultCallError((cause as NodeJS.ErrnoException).code ?? 'read failed', {}) });
     }
-    const started = Date.now();
+    const started = now();
     const out = await request({ operation: 'login', key: `auth/${mount} role ${auth.role}`, signal }, `auth/${mount}/login`, { role: auth.role, jwt }, undefined);
     const token = out.auth?.client_token;
     const lease = typeof out.auth?.lease_duration === 'number' ? out.auth.lease_duration : 0;
@@ -357,7 +360,7 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
   async function currentToken(signal: AbortSignal | undefined): Promise<string | undefined> {
     const auth = options.kubernetesAuth;
     if (auth === undefined) return options.token;
-    if (session !== undefined && Date.now() < session.renewAt) return session.token;
+    if (session !== undefined && now() < session.renewAt) return session.token;
     login ??= kubernetesLogin(auth, signal).finally(() => {
       login = undefined;
     });
