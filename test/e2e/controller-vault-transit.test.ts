@@ -112,6 +112,23 @@ describe('controller with vault-transit on OpenBao (Kubernetes auth)', () => {
     expect(await getOrUndefined(client, paths.secret(other, 'moved'))).toBeUndefined();
   });
 
+  it('a sealed Vault is KMSUnavailable and retried; once unsealed the Secret appears', async () => {
+    expect(bao.unsealKey).not.toBe('');
+    const sealed = await sealFor({ name: 'outage', namespace: ns, values: { K: 'after-outage' }, targets: [{ provider: 'vault-transit', target: key }], providers: sealer });
+    await bao.api('PUT', 'sys/seal');
+    try {
+      await applyOrThrow(sealed);
+      const down = await waitReason(ns, 'outage', 'KMSUnavailable');
+      expect(down.message).toMatch(/Vault is sealed/);
+      expect(down.message).toMatch(/HTTP 503/);
+      expect(await getOrUndefined(client, paths.secret(ns, 'outage'))).toBeUndefined();
+    } finally {
+      await bao.api('PUT', 'sys/unseal', { key: bao.unsealKey });
+    }
+    await waitReason(ns, 'outage', 'Synced');
+    expect(decode((await getOrUndefined<{ data: Record<string, string> }>(client, paths.secret(ns, 'outage')))?.data)).toEqual({ K: 'after-outage' });
+  });
+
   it('a ServiceAccount token of another account is refused at login (AccessDenied), nothing is written', async () => {
     await kubectlOk(['create', 'serviceaccount', 'intruder', '-n', controllerNamespace]);
     const tokenPath = path.join(dir, 'intruder-token');

@@ -29,6 +29,8 @@ export interface OpenBao {
   port: number;
   /** The root token (random per server). */
   rootToken: string;
+  /** The dev server's single unseal key (to unseal it after `sys/seal`: a Vault outage). */
+  unsealKey: string;
   /** bao's own pid. */
   pid: number;
   /** One authenticated API call as root; throws with the status and Vault's errors unless 2xx. */
@@ -167,6 +169,9 @@ export async function startOpenBao(options: StartOpenBaoOptions = {}): Promise<O
   }
 
   const address = `http://127.0.0.1:${port}`;
+  // The dev server prints its unseal key just after it starts serving.
+  let unsealKey = '';
+  while ((unsealKey = /Unseal Key: (\S+)/.exec(output)?.[1] ?? '') === '' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   async function api<T = unknown>(method: string, path: string, body?: unknown, token = rootToken): Promise<T> {
     const response = await fetch(`${address}/v1/${path}`, {
       method,
@@ -190,6 +195,7 @@ export async function startOpenBao(options: StartOpenBaoOptions = {}): Promise<O
     address,
     port,
     rootToken,
+    unsealKey,
     pid: baoPid,
     api,
     async createTransitKey(name, keyOptions = {}) {
