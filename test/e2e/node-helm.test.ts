@@ -2,6 +2,7 @@
 // the Dockerfile's recipe (scripts/image/build.ts), onto a real kubelet with containerd
 // (test/harness/node.ts), default values except the image's repository, tag and pull
 // policy. The pods run the chart's securityContext, probes, limits and two replicas.
+import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EnvelopeSecret } from '../../src/api/types.ts';
 import { ANNOTATION_DATA_HASH } from '../../src/controller/desired.ts';
@@ -110,9 +111,26 @@ describe('helm install with default values on a real node', () => {
       try { fs.writeFileSync('/app/x', 'x'); } catch (e) { rootWrite = e.code; }
       let tmpWrite = 'written';
       try { fs.writeFileSync('/tmp/x', 'x'); fs.rmSync('/tmp/x'); } catch (e) { tmpWrite = e.code; }
-      console.log(JSON.stringify({ uid: process.getuid(), gid: process.getgid(), capEff: field('CapEff'), capBnd: field('CapBnd'), noNewPrivs: field('NoNewPrivs'), seccomp: field('Seccomp'), rootWrite, tmpWrite }));
+      const nameservers = fs.readFileSync('/etc/resolv.conf', 'utf8').match(/^nameserver\\s+\\S+/gm);
+      console.log(JSON.stringify({ uid: process.getuid(), gid: process.getgid(), capEff: field('CapEff'), capBnd: field('CapBnd'), noNewPrivs: field('NoNewPrivs'), seccomp: field('Seccomp'), rootWrite, tmpWrite, nameservers }));
     `));
-    expect(report).toEqual({ uid: 65532, gid: 65532, capEff: '0000000000000000', capBnd: '0000000000000000', noNewPrivs: '1', seccomp: '2', rootWrite: 'EROFS', tmpWrite: 'written' });
+    // The pod's only resolver is its own loopback: no DNS query leaves the pod.
+    expect(report).toEqual({ uid: 65532, gid: 65532, capEff: '0000000000000000', capBnd: '0000000000000000', noNewPrivs: '1', seccomp: '2', rootWrite: 'EROFS', tmpWrite: 'written', nameservers: ['nameserver 127.0.0.1'] });
+  });
+
+  it('the node network stays inside its namespace: no link to the host, every route on its own links', async () => {
+    const ip = async (...args: string[]) => new Promise<string>((resolve, reject) => {
+      execFile('ip', ['-n', node.netns, ...args], { env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` } }, (error, stdout) => (error ? reject(error) : resolve(stdout)));
+    });
+    const links = (await ip('-o', 'link', 'show')).split('\n').filter(Boolean).map((l) => l.split(': ')[1]!.replace(/@.*/, ''));
+    // lo, the veth pair (both ends here), the CNI bridge and the pods' veths.
+    for (const link of links) expect(link).toMatch(/^(lo|envseal0|envseal1|cni0|veth[0-9a-f]+)$/);
+    const routes = (await ip('route', 'show')).split('\n').filter(Boolean);
+    expect(routes.filter((r) => r.startsWith('default '))).toEqual([expect.stringMatching(/^default dev envseal0 scope link\s*$/)]);
+    for (const route of routes) expect(route).toMatch(/ dev (envseal0|cni0) /);
+    // The kubernetes Service, which kube-proxy serves to the pods, leads to the namespace's address.
+    const endpoint = (await kubectlOrThrow(node, ['get', 'endpoints', 'kubernetes', '-n', 'default', '-o', 'jsonpath={.subsets[0].addresses[0].ip}'])).trim();
+    expect(endpoint).toBe(node.nodeAddress);
   });
 
   it('an EnvelopeSecret becomes a Secret', async () => {
@@ -347,5 +365,18 @@ describe('namespaced mode (watchNamespaces) in pods', () => {
     expect(await secretValue(teamB, 'app', 'K')).toBeUndefined();
     await scanControllerLogs(releaseNs);
     helmOrThrow(await node.helm(['uninstall', release, '--namespace', releaseNs, '--wait']), 'helm uninstall (namespaced)');
+  });
+});
+
+describe('no secret material leaks out of the pods', () => {
+  it("the node cluster's Events and EnvelopeSecret statuses hold no canary value and no age identity", async () => {
+    const events = await kubectlOrThrow(node, ['get', 'events', '-A', '-o', 'json']);
+    const statuses = JSON.stringify((await getJson<{ items: EnvelopeSecret[] }>(node, ['envelopesecrets', '-A'])).items.map((es) => es.status));
+    expect(JSON.parse(events).items.length).toBeGreaterThan(0);
+    for (const text of [events, statuses]) {
+      recordLeakText('log', text); // also scanned for data keys by zz-leaks
+      expect(text).not.toContain(CANARY_MARKER);
+      expect(text).not.toContain('AGE-SECRET-KEY-');
+    }
   });
 });
