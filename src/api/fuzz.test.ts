@@ -8,6 +8,7 @@ import { sealEnvelope } from '../envelope/envelope.ts';
 import { seededRandom } from '../envelope/random.ts';
 import { API_VERSION, KIND } from './types.ts';
 import { ManifestError, parseEnvelopeSecret, validateEnvelopeSecret } from './validation.ts';
+import { ageShapedKey } from '../test-support/age-file.ts';
 import { applyCommonMutation, isCommonMutation, nodes, parentOf } from '../test-support/json-mutations.ts';
 
 const FUZZ_RUNS = { arbitrary: 25_000, mutated: 30_000 };
@@ -34,7 +35,7 @@ function validManifest(): Record<string, unknown> {
         {
           ...envelope,
           recipients: [
-            { provider: 'age', recipient: 'age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq', encryptedKey: Buffer.alloc(200, 3).toString('base64') },
+            { provider: 'age', recipient: 'age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq', encryptedKey: ageShapedKey() },
             { provider: 'aws-kms', keyId: 'arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab', encryptedKey: Buffer.alloc(180, 4).toString('base64') },
           ],
         },

@@ -37,3 +37,31 @@ export function quoteName(name: string): string {
   const shown = name.length > 80 ? `${name.slice(0, 80)}…` : name;
   return JSON.stringify(shown);
 }
+
+const QUALIFIED_NAME_PART = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+export const MAX_QUALIFIED_NAME_PREFIX_LENGTH = 253;
+export const MAX_QUALIFIED_NAME_LENGTH = 63;
+export const MAX_LABEL_VALUE_LENGTH = 63;
+
+/** Label and annotation keys: an optional DNS-subdomain prefix and '/', then a name of at most 63 characters. */
+export function qualifiedNameProblem(key: string): string | undefined {
+  const parts = key.split('/');
+  if (parts.length > 2) return "must be a name, optionally prefixed by a DNS subdomain and '/'";
+  const name = parts.at(-1)!;
+  if (parts.length === 2) {
+    const prefix = parts[0]!;
+    if (prefix.length === 0 || prefix.length > MAX_QUALIFIED_NAME_PREFIX_LENGTH || !DNS1123_SUBDOMAIN.test(prefix)) return `must have a prefix that is a lowercase DNS subdomain of at most ${MAX_QUALIFIED_NAME_PREFIX_LENGTH} characters`;
+  }
+  if (name.length === 0 || name.length > MAX_QUALIFIED_NAME_LENGTH || !QUALIFIED_NAME_PART.test(name)) {
+    return `must have a name of at most ${MAX_QUALIFIED_NAME_LENGTH} alphanumeric characters, '-', '_' or '.', starting and ending with an alphanumeric character`;
+  }
+  return undefined;
+}
+
+export function labelValueProblem(value: string): string | undefined {
+  if (value.length > MAX_LABEL_VALUE_LENGTH || !LABEL_VALUE.test(value)) {
+    return `must be at most ${MAX_LABEL_VALUE_LENGTH} alphanumeric characters, '-', '_' or '.', starting and ending with an alphanumeric character`;
+  }
+  return undefined;
+}

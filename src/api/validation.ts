@@ -2,7 +2,8 @@ import { isStandardBase64 } from '../envelope/base64.ts';
 import { type Binding, isScope, type Scope } from '../envelope/context.ts';
 import { SUPPORTED_SUITES } from '../envelope/envelope.ts';
 import { isKnownProvider } from '../providers/registry.ts';
-import { namespaceProblem, objectNameProblem, quoteName, secretKeyProblem } from './names.ts';
+import { labelValueProblem, namespaceProblem, objectNameProblem, qualifiedNameProblem, quoteName, secretKeyProblem } from './names.ts';
+import { CREDENTIAL_MINTING_SECRET_TYPES, reservedKeyIssues } from './policy.ts';
 import { API_VERSION, type EnvelopeSecret, KIND, RESTARTABLE_KINDS } from './types.ts';
 
 /** What a check is about; `envseal verify` maps each to its own exit code. */
@@ -15,12 +16,115 @@ export interface ValidationIssue {
   message: string;
 }
 
-/** A Secret's data may total at most 1 MiB. */
+// Limits. The CRD (crds/envelopesecrets.envseal.dev.yaml) states each one again, so that
+// the API server refuses an oversize object at apply time; src/api/limits.test.ts reads
+// the CRD and fails when a number there differs from the constant here. They bound what
+// one object can cost the controller (memory, CPU per recipient) and follow docs/format.md.
+
+/** A Secret's data may total at most 1 MiB (of plaintext). */
 export const MAX_SECRET_DATA_BYTES = 1024 * 1024;
 const ENVELOPE_ID_BYTES = 32;
 const COMMITMENT_BYTES = 32;
-const VALUE_OVERHEAD_BYTES = 12 + 16;
-const MAX_ENCRYPTED_KEY_BYTES = 64 * 1024;
+/** nonce(12) and tag(16) around each sealed value. */
+export const VALUE_OVERHEAD_BYTES = 12 + 16;
+/** The base64 length of `bytes` bytes (padded). */
+export const base64Length = (bytes: number): number => 4 * Math.ceil(bytes / 3);
+/** One sealed value: at most the whole 1 MiB, sealed. */
+export const MAX_SEALED_VALUE_LENGTH = base64Length(MAX_SECRET_DATA_BYTES + VALUE_OVERHEAD_BYTES);
+export const MAX_ENVELOPES = 32;
+export const MAX_RECIPIENTS_PER_ENVELOPE = 16;
+/** Recipients over all envelopes: each one may cost the controller an unwrap attempt. */
+export const MAX_RECIPIENTS = 64;
+/** Data keys per envelope (several envelopes hold more: test/e2e/adversarial.test.ts materializes 10,000). */
+export const MAX_DATA_KEYS_PER_ENVELOPE = 1024;
+/** An aws-kms keyId (the KMS API's own bound on KeyId). */
+export const MAX_KEY_ID_LENGTH = 2048;
+/** An age recipient string; the longest kind (age1tagpq1...) is 2,015 characters. */
+export const MAX_RECIPIENT_LENGTH = 2048;
+/** An AWS KMS CiphertextBlob is at most 6144 bytes (the Decrypt API's bound). */
+export const MAX_AWS_KMS_ENCRYPTED_KEY_BYTES = 6144;
+export const MAX_SECRET_TYPE_LENGTH = 253;
+export const MAX_TEMPLATE_LABELS = 64;
+export const MAX_TEMPLATE_ANNOTATIONS = 64;
+/** Template annotations, keys and values, in UTF-8 bytes (Kubernetes itself allows 256 KiB on the Secret). */
+export const MAX_TEMPLATE_ANNOTATIONS_BYTES = 64 * 1024;
+export const MAX_RESTART_WORKLOADS = 32;
+
+// The age files envseal writes (age-encryption.org/v1): the header line, exactly one
+// stanza wrapping the 16-byte file key (body: 16 bytes + 16-byte tag), the MAC line, then
+// the payload (16-byte nonce, the 32-byte data key, 16-byte tag). A stanza's arguments
+// are unpadded base64 of fixed sizes per type. A forged file with many stanzas would cost
+// the controller one key agreement per stanza; only this exact shape is accepted.
+const AGE_VERSION_LINE = 'age-encryption.org/v1\n';
+/** Byte lengths of each argument after the type, per stanza type envseal can write. */
+export const AGE_STANZA_ARGUMENTS: Readonly<Record<string, readonly number[]>> = Object.freeze({
+  X25519: [32],
+  mlkem768x25519: [1120],
+  p256tag: [4, 65],
+  mlkem768p256tag: [4, 1153],
+});
+const AGE_STANZA_BODY_BYTES = 32;
+const AGE_MAC_BYTES = 32;
+const AGE_PAYLOAD_BYTES = 16 + 32 + 16;
+const unpaddedBase64Length = (bytes: number) => Math.ceil((bytes * 4) / 3);
+const UNPADDED_BASE64 = /^[A-Za-z0-9+/]+$/;
+
+/** The exact size in bytes of the age file envseal writes for each stanza type. */
+export function ageFileBytes(type: string): number {
+  const args = AGE_STANZA_ARGUMENTS[type]!;
+  const stanzaLine = `-> ${type}`.length + args.reduce((sum, n) => sum + 1 + unpaddedBase64Length(n), 0) + 1;
+  const bodyLine = unpaddedBase64Length(AGE_STANZA_BODY_BYTES) + 1;
+  const macLine = 4 + unpaddedBase64Length(AGE_MAC_BYTES) + 1;
+  return AGE_VERSION_LINE.length + stanzaLine + bodyLine + macLine + AGE_PAYLOAD_BYTES;
+}
+
+/** The largest age encryptedKey, in bytes (a post-quantum tag stanza: 1,743). */
+export const MAX_AGE_ENCRYPTED_KEY_BYTES = Math.max(...Object.keys(AGE_STANZA_ARGUMENTS).map(ageFileBytes));
+/** The start of every age file's base64: "age-encryption.org/v1\n->" (24 bytes, 32 characters). */
+export const AGE_BASE64_PREFIX = Buffer.from('age-encryption.org/v1\n->').toString('base64');
+
+/** Per provider, the largest encryptedKey in bytes. */
+export const MAX_ENCRYPTED_KEY_BYTES: Readonly<Record<string, number>> = Object.freeze({
+  'aws-kms': MAX_AWS_KMS_ENCRYPTED_KEY_BYTES,
+  age: MAX_AGE_ENCRYPTED_KEY_BYTES,
+});
+/** The CRD's bound on any encryptedKey, in base64 characters: the largest provider's. */
+export const MAX_ENCRYPTED_KEY_LENGTH = base64Length(Math.max(...Object.values(MAX_ENCRYPTED_KEY_BYTES)));
+
+/**
+ * Why `file` is not an age file of the shape envseal writes (one stanza of a known type
+ * wrapping a data key), or undefined. Quotes nothing of the file.
+ */
+export function ageFileProblem(file: Buffer): string | undefined {
+  if (file.length > MAX_AGE_ENCRYPTED_KEY_BYTES) return `is ${file.length} bytes; an age-wrapped data key is at most ${MAX_AGE_ENCRYPTED_KEY_BYTES}`;
+  const text = file.toString('latin1');
+  if (!text.startsWith(AGE_VERSION_LINE)) return 'is not an age file (age-encryption.org/v1)';
+  let position = AGE_VERSION_LINE.length;
+  const nextLine = (): string | undefined => {
+    const end = text.indexOf('\n', position);
+    if (end < 0) return undefined;
+    const line = text.slice(position, end);
+    position = end + 1;
+    return line;
+  };
+  const stanza = nextLine();
+  if (stanza === undefined) return 'is truncated';
+  if (!stanza.startsWith('-> ')) return 'has no recipient stanza';
+  const [type = '', ...args] = stanza.slice(3).split(' ');
+  const expected = Object.hasOwn(AGE_STANZA_ARGUMENTS, type) ? AGE_STANZA_ARGUMENTS[type]! : undefined;
+  // The type is not quoted: nothing decoded from a wrapped key goes into a message.
+  if (expected === undefined) return `has a stanza of another type than the ones envseal writes (${Object.keys(AGE_STANZA_ARGUMENTS).join(', ')})`;
+  if (args.length !== expected.length || args.some((arg, i) => arg.length !== unpaddedBase64Length(expected[i]!) || !UNPADDED_BASE64.test(arg))) return `has a malformed ${type} stanza`;
+  const body = nextLine();
+  if (body === undefined) return 'is truncated';
+  if (body.length !== unpaddedBase64Length(AGE_STANZA_BODY_BYTES) || !UNPADDED_BASE64.test(body)) return `has a malformed ${type} stanza`;
+  const mac = nextLine();
+  if (mac === undefined) return 'is truncated';
+  if (mac.startsWith('-> ')) return 'holds more than one recipient stanza; envseal writes exactly one';
+  if (!mac.startsWith('--- ') || mac.length !== 4 + unpaddedBase64Length(AGE_MAC_BYTES) || !UNPADDED_BASE64.test(mac.slice(4))) return 'has a malformed header MAC';
+  if (file.length - position !== AGE_PAYLOAD_BYTES) return `has a payload of ${file.length - position} bytes; a wrapped data key has ${AGE_PAYLOAD_BYTES}`;
+  return undefined;
+}
 
 export class ManifestError extends Error {
   readonly code = 'InvalidManifest';
@@ -93,16 +197,14 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
   if (template !== undefined) {
     if (!isRecord(template)) add('structure', 'spec.template', 'must be an object');
     else {
-      if (template.type !== undefined && (typeof template.type !== 'string' || template.type === '')) add('structure', 'spec.template.type', 'must be a non-empty string');
+      if (template.type !== undefined) {
+        if (typeof template.type !== 'string' || template.type === '' || template.type.length > MAX_SECRET_TYPE_LENGTH) add('structure', 'spec.template.type', `must be a non-empty string of at most ${MAX_SECRET_TYPE_LENGTH} characters`);
+        else if (CREDENTIAL_MINTING_SECRET_TYPES.includes(template.type)) add('structure', 'spec.template.type', `${template.type} asks the cluster to mint credentials; envseal never creates such a Secret`);
+      }
       if (template.immutable !== undefined && typeof template.immutable !== 'boolean') add('structure', 'spec.template.immutable', 'must be true or false');
       if (template.metadata !== undefined) {
         if (!isRecord(template.metadata)) add('structure', 'spec.template.metadata', 'must be an object');
-        else {
-          for (const field of ['labels', 'annotations'] as const) {
-            const map = template.metadata[field];
-            if (map !== undefined && !isStringMap(map)) add('structure', `spec.template.metadata.${field}`, 'must map strings to strings');
-          }
-        }
+        else checkTemplateMetadata(template.metadata, add);
       }
     }
   }
@@ -110,6 +212,7 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
   const workloads = spec.restartWorkloads;
   if (workloads !== undefined) {
     if (!Array.isArray(workloads)) add('structure', 'spec.restartWorkloads', 'must be a list');
+    else if (workloads.length > MAX_RESTART_WORKLOADS) add('size', 'spec.restartWorkloads', `lists ${workloads.length} workloads; at most ${MAX_RESTART_WORKLOADS}`);
     else
       workloads.forEach((w: unknown, i) => {
         const at = `spec.restartWorkloads[${i}]`;
@@ -125,8 +228,13 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
     add('structure', 'spec.envelopes', 'must be a non-empty list');
     return issues;
   }
+  if (envelopes.length > MAX_ENVELOPES) {
+    add('size', 'spec.envelopes', `has ${envelopes.length} envelopes; at most ${MAX_ENVELOPES} (envseal compact folds them into one)`);
+    return issues;
+  }
   const keyOwner = new Map<string, number>();
   let totalBytes = 0;
+  let totalRecipients = 0;
   envelopes.forEach((envelope: unknown, e) => {
     const at = `spec.envelopes[${e}]`;
     if (!isRecord(envelope)) {
@@ -140,7 +248,9 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
 
     const recipients = envelope.recipients;
     if (!Array.isArray(recipients) || recipients.length === 0) add('structure', `${at}.recipients`, 'must be a non-empty list');
+    else if (recipients.length > MAX_RECIPIENTS_PER_ENVELOPE) add('size', `${at}.recipients`, `has ${recipients.length} recipients; at most ${MAX_RECIPIENTS_PER_ENVELOPE} per envelope`);
     else {
+      totalRecipients += recipients.length;
       recipients.forEach((recipient: unknown, r) => {
         const rat = `${at}.recipients[${r}]`;
         if (!isRecord(recipient)) return add('structure', rat, 'must be an object');
@@ -149,18 +259,33 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
         if (recipient.provider === 'aws-kms' && (typeof recipient.keyId !== 'string' || !recipient.keyId.startsWith('arn:'))) {
           add('structure', `${rat}.keyId`, 'must be the full key ARN');
         }
-        if (recipient.provider === 'age' && recipient.recipient !== undefined && typeof recipient.recipient !== 'string') {
-          add('structure', `${rat}.recipient`, 'must be a string');
+        if (typeof recipient.keyId === 'string' && recipient.keyId.length > MAX_KEY_ID_LENGTH) add('size', `${rat}.keyId`, `is longer than ${MAX_KEY_ID_LENGTH} characters`);
+        if (recipient.recipient !== undefined) {
+          if (typeof recipient.recipient !== 'string') add('structure', `${rat}.recipient`, 'must be a string');
+          else if (recipient.recipient.length > MAX_RECIPIENT_LENGTH) add('size', `${rat}.recipient`, `is longer than ${MAX_RECIPIENT_LENGTH} characters`);
         }
         if (typeof recipient.encryptedKey !== 'string' || recipient.encryptedKey === '') add('structure', `${rat}.encryptedKey`, 'is required');
+        else if (recipient.encryptedKey.length > MAX_ENCRYPTED_KEY_LENGTH) add('size', `${rat}.encryptedKey`, `is longer than ${MAX_ENCRYPTED_KEY_LENGTH} characters`);
         else if (!isStandardBase64(recipient.encryptedKey)) add('base64', `${rat}.encryptedKey`, 'is not standard padded base64');
-        else if ((recipient.encryptedKey.length / 4) * 3 > MAX_ENCRYPTED_KEY_BYTES) add('size', `${rat}.encryptedKey`, 'is larger than 64 KiB');
+        else {
+          const bytes = Buffer.byteLength(recipient.encryptedKey, 'base64');
+          const max = Object.hasOwn(MAX_ENCRYPTED_KEY_BYTES, recipient.provider) ? MAX_ENCRYPTED_KEY_BYTES[recipient.provider]! : undefined;
+          if (max !== undefined && bytes > max) add('size', `${rat}.encryptedKey`, `is ${bytes} bytes; an ${recipient.provider} encryptedKey is at most ${max}`);
+          else if (recipient.provider === 'age') {
+            const problem = ageFileProblem(Buffer.from(recipient.encryptedKey, 'base64'));
+            if (problem) add('structure', `${rat}.encryptedKey`, problem);
+          }
+        }
       });
     }
 
     const data = envelope.data;
     if (!isRecord(data) || Object.keys(data).length === 0) {
       add('structure', `${at}.data`, 'must map at least one key to a sealed value');
+      return;
+    }
+    if (Object.keys(data).length > MAX_DATA_KEYS_PER_ENVELOPE) {
+      add('size', `${at}.data`, `has ${Object.keys(data).length} keys; at most ${MAX_DATA_KEYS_PER_ENVELOPE} per envelope`);
       return;
     }
     for (const [key, value] of Object.entries(data)) {
@@ -171,6 +296,7 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
       if (previous !== undefined) add('duplicate-key', kat, `key ${quoteName(key)} is also in spec.envelopes[${previous}]`);
       else keyOwner.set(key, e);
       if (typeof value !== 'string') add('structure', kat, 'must be a base64 string');
+      else if (value.length > MAX_SEALED_VALUE_LENGTH) add('size', kat, `is longer than ${MAX_SEALED_VALUE_LENGTH} characters (1 MiB sealed)`);
       else if (!isStandardBase64(value)) add('base64', kat, 'is not standard padded base64');
       else {
         const bytes = Buffer.byteLength(value, 'base64');
@@ -179,8 +305,40 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
       }
     }
   });
+  if (totalRecipients > MAX_RECIPIENTS) add('size', 'spec.envelopes', `has ${totalRecipients} recipients in all; at most ${MAX_RECIPIENTS}`);
   if (totalBytes > MAX_SECRET_DATA_BYTES) add('size', 'spec.envelopes', `values total ${totalBytes} bytes; a Secret holds at most ${MAX_SECRET_DATA_BYTES}`);
   return issues;
+}
+
+function checkTemplateMetadata(metadata: Record<string, unknown>, add: (c: ValidationCheck, p: string, m: string) => void): void {
+  const { labels, annotations } = metadata;
+  for (const [field, map, max] of [
+    ['labels', labels, MAX_TEMPLATE_LABELS],
+    ['annotations', annotations, MAX_TEMPLATE_ANNOTATIONS],
+  ] as const) {
+    const at = `spec.template.metadata.${field}`;
+    if (map === undefined) continue;
+    if (!isStringMap(map)) {
+      add('structure', at, 'must map strings to strings');
+      continue;
+    }
+    const keys = Object.keys(map);
+    if (keys.length > max) {
+      add('size', at, `has ${keys.length} keys; at most ${max}`);
+      continue;
+    }
+    for (const key of keys) {
+      const problem = qualifiedNameProblem(key);
+      if (problem) add('structure', `${at}[${quoteName(key)}]`, `invalid key: ${problem}`);
+      // Label values are names, not secrets; still, the message never quotes one.
+      else if (field === 'labels' && labelValueProblem(map[key]!)) add('structure', `${at}[${quoteName(key)}]`, `invalid value: ${labelValueProblem(map[key]!)}`);
+    }
+    if (field === 'annotations') {
+      const bytes = keys.reduce((sum, key) => sum + Buffer.byteLength(key) + Buffer.byteLength(map[key]!), 0);
+      if (bytes > MAX_TEMPLATE_ANNOTATIONS_BYTES) add('size', at, `total ${bytes} bytes; at most ${MAX_TEMPLATE_ANNOTATIONS_BYTES}`);
+    }
+  }
+  for (const issue of reservedKeyIssues({ labels, annotations })) add(issue.check, issue.path, issue.message);
 }
 
 function checkFixedBase64(value: unknown, path: string, bytes: number, add: (c: ValidationCheck, p: string, m: string) => void): void {

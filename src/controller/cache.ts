@@ -6,8 +6,8 @@ import { objectKey, Reflector, type StoreEvent } from './reflector.ts';
  * The local copy of one resource: a single cluster-wide reflector, or one per watched
  * namespace (namespaced mode needs no cluster-wide access).
  */
-export class ObjectCache<T extends KubeObject> {
-  readonly #reflectors = new Map<string, Reflector<T>>();
+export class ObjectCache<T extends KubeObject, S extends KubeObject = T> {
+  readonly #reflectors = new Map<string, Reflector<T, S>>();
 
   constructor(options: {
     client: KubeClient;
@@ -15,17 +15,17 @@ export class ObjectCache<T extends KubeObject> {
     path: (namespace?: string) => string;
     namespaces: readonly string[];
     labelSelector?: string;
-    onEvent: (event: StoreEvent, object: T) => void;
+    onEvent: (event: StoreEvent, object: S) => void;
     onRestart?: (reason: string) => void;
     /** What the store keeps of each object (see ReflectorOptions.keep). */
-    keep?: (object: T) => T;
+    keep?: (object: T) => S;
     logger: Logger;
   }) {
     const scopes = options.namespaces.length > 0 ? options.namespaces : [''];
     for (const namespace of scopes) {
       this.#reflectors.set(
         namespace,
-        new Reflector<T>({
+        new Reflector<T, S>({
           client: options.client,
           path: options.path(namespace || undefined),
           ...(options.labelSelector ? { labelSelector: options.labelSelector } : {}),
@@ -38,20 +38,26 @@ export class ObjectCache<T extends KubeObject> {
     }
   }
 
-  #reflectorFor(namespace: string): Reflector<T> | undefined {
+  #reflectorFor(namespace: string): Reflector<T, S> | undefined {
     return this.#reflectors.get('') ?? this.#reflectors.get(namespace);
   }
 
-  get(key: string): T | undefined {
+  get(key: string): S | undefined {
     const namespace = key.slice(0, key.indexOf('/'));
     return this.#reflectorFor(namespace)?.store.get(key);
   }
 
-  remember(object: T): void {
-    this.#reflectorFor(object.metadata?.namespace ?? '')?.remember(object);
+  /** A mark to take before writing an object of `namespace` (see Reflector.remember). */
+  changeMark(namespace: string): number {
+    return this.#reflectorFor(namespace)?.changeMark() ?? 0;
   }
 
-  *values(): IterableIterator<T> {
+  /** Keeps an object the controller just wrote, unless list or watch told something newer since `since`. */
+  remember(object: T, since: number): boolean {
+    return this.#reflectorFor(object.metadata?.namespace ?? '')?.remember(object, since) ?? false;
+  }
+
+  *values(): IterableIterator<S> {
     for (const reflector of this.#reflectors.values()) yield* reflector.store.values();
   }
 

@@ -1,7 +1,8 @@
 import { pino } from 'pino';
+import { parseTenantPolicy, TenantPolicyError } from '../api/policy.ts';
 import { flag, HELP_OPTION, stringList, stringOption } from '../cli/args.ts';
 import type { Command, CommandContext } from '../cli/command.ts';
-import { EXIT, usageError } from '../cli/errors.ts';
+import { CliError, EXIT, usageError } from '../cli/errors.ts';
 import { type ControllerConfig, DEFAULT_CONTROLLER_CONFIG, runController } from './manager.ts';
 
 const OPTIONS = {
@@ -18,6 +19,7 @@ const OPTIONS = {
   'age-configmap': { type: 'string', value: 'NAME', help: 'ConfigMap publishing the age recipient (default envseal-age-recipient)' },
   region: { type: 'string', value: 'REGION', help: 'AWS region for aws-kms keys named without an ARN (env AWS_REGION)' },
   'kms-endpoint': { type: 'string', value: 'URL', help: 'KMS endpoint override, e.g. an emulator (env AWS_ENDPOINT_URL_KMS)' },
+  'unwrap-budget': { type: 'string', value: 'RATE/BURST', help: "key-provider calls per namespace: per second and burst (default 50/1000; '0' disables)" },
   'no-leader-elect': { type: 'boolean', help: 'run without leader election (one replica only)' },
   'lease-name': { type: 'string', value: 'NAME', help: 'Lease used for leader election (default envseal-controller)' },
   'lease-duration': { type: 'string', value: 'DURATION', help: 'leader lease duration (default 15s)' },
@@ -25,6 +27,12 @@ const OPTIONS = {
   'retry-period': { type: 'string', value: 'DURATION', help: 'lease retry period (default 2s)' },
   identity: { type: 'string', value: 'NAME', help: 'this replica in the lease (env POD_NAME; default the host name and a random suffix)' },
   'log-level': { type: 'string', value: 'LEVEL', help: 'trace, debug, info, warn, error (env ENVSEAL_LOG_LEVEL; default info)' },
+  'allowed-secret-types': {
+    type: 'string',
+    multiple: true,
+    value: 'NS=TYPE[,TYPE]',
+    help: 'Secret types NS may ask for besides Opaque, tls, dockerconfigjson, dockercfg, basic-auth, ssh-auth; NS * for every namespace; repeatable (env ENVSEAL_ALLOWED_SECRET_TYPES, entries separated by ;)',
+  },
   ...HELP_OPTION,
 } as const;
 
@@ -83,7 +91,27 @@ export function controllerConfigFrom(ctx: Pick<CommandContext, 'values' | 'io'>)
     },
     ...((str('identity') ?? env.POD_NAME) ? { identity: (str('identity') ?? env.POD_NAME)! } : {}),
     shutdownGraceMs: d.shutdownGraceMs,
+    unwrapBudget: str('unwrap-budget') ? parseBudget(str('unwrap-budget')!) : d.unwrapBudget,
+    tenantPolicy: tenantPolicyFrom(stringList(values, 'allowed-secret-types'), env.ENVSEAL_ALLOWED_SECRET_TYPES),
   };
+}
+
+function parseBudget(text: string): ControllerConfig['unwrapBudget'] {
+  if (text.trim() === '0') return { perSecond: 0, burst: 0 };
+  const match = /^(\d+(?:\.\d+)?)\/(\d+)$/.exec(text.trim());
+  if (!match || Number(match[1]) <= 0 || Number(match[2]) < 1) throw usageError("--unwrap-budget must be RATE/BURST, e.g. 50/1000 (calls per second per namespace, and burst), or '0' to disable");
+  return { perSecond: Number(match[1]), burst: Number(match[2]) };
+}
+
+/** --allowed-secret-types, else ENVSEAL_ALLOWED_SECRET_TYPES (entries separated by ";"). */
+function tenantPolicyFrom(flags: readonly string[], env: string | undefined) {
+  const entries = flags.length > 0 ? flags : (env ?? '').split(';');
+  try {
+    return parseTenantPolicy(entries);
+  } catch (error) {
+    if (error instanceof TenantPolicyError) throw new CliError('Usage', `--allowed-secret-types ${error.message}`, { cause: error });
+    throw error;
+  }
 }
 
 export const controllerCommand: Command = {

@@ -89,25 +89,12 @@ export type Ownership = 'owned' | 'adoptable' | 'foreign';
  * name (a recreated owner has another uid but the same name), adoptable when it carries
  * the adopt annotation, foreign otherwise.
  */
-export function ownershipOf(secret: KubeObject, source: EnvelopeSecret): Ownership {
+export function ownershipOf(secret: KubeObject, source: { metadata: { name: string } }): Ownership {
   const owners = secret.metadata?.ownerReferences ?? [];
   const controller = owners.find((o) => o.controller);
   if (controller && controller.kind === KIND && controller.apiVersion.startsWith('envseal.dev/') && controller.name === source.metadata.name) return 'owned';
   if (secret.metadata?.annotations?.[ANNOTATION_ADOPT] === 'true' && !controller) return 'adoptable';
   return 'foreign';
-}
-
-/**
- * What the controller keeps of a managed Secret in its cache: everything but the values,
- * unless the Secret is immutable (needsReplace compares an immutable Secret's data).
- * Drift is found through resourceVersions, never by comparing values, so the process does
- * not hold the plaintext of every Secret it manages for its whole life (and needs less
- * memory for large Secrets).
- */
-export function secretForCache<T extends KubeObject & { immutable?: boolean; data?: Record<string, string>; stringData?: unknown }>(secret: T): T {
-  if (secret.immutable === true || (secret.data === undefined && secret.stringData === undefined)) return secret;
-  const { data: _data, stringData: _stringData, ...kept } = secret;
-  return kept as T;
 }
 
 /** Whether writing `desired` over `live` needs a delete and create: immutable Secrets and type changes. */

@@ -4,20 +4,23 @@ import { hostname } from 'node:os';
 import { getHeapStatistics } from 'node:v8';
 import type { Logger } from 'pino';
 import { KubeConfig } from '@kubernetes/client-node';
+import { DEFAULT_TENANT_POLICY, type TenantPolicy, tenantPolicyIssues } from '../api/policy.ts';
 import { KubeClient, paths } from '../kube/client.ts';
 import type { ProviderConfig } from '../providers/registry.ts';
 import { ProviderRegistry } from '../providers/registry.ts';
 import { ensureClusterAgeIdentity } from './age-identity.ts';
 import { ObjectCache, objectKey } from './cache.ts';
 import { DataKeyCache } from './dek-cache.ts';
-import { LABEL_MANAGED_BY, MANAGED_BY, secretForCache } from './desired.ts';
+import { NamespaceBudget } from './budget.ts';
+import { LABEL_MANAGED_BY, MANAGED_BY } from './desired.ts';
 import { EventRecorder } from './events.ts';
 import { heapWarning } from './heap.ts';
 import { KmsOutageTracker } from './kms-recovery.ts';
 import { LeaderElector } from './leader.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { WorkQueue } from './queue.ts';
-import { type EnvelopeSecretObject, Reconciler, RetryableError, type SecretObject } from './reconciler.ts';
+import { Reconciler, RetryableError } from './reconciler.ts';
+import { type EnvelopeSecretObject, type EnvelopeSecretRecord, envelopeSecretRecord, type SecretObject, secretRecord } from './records.ts';
 import { describeError } from './reflector.ts';
 
 export interface ControllerConfig {
@@ -38,6 +41,10 @@ export interface ControllerConfig {
   /** Identity of this replica in the lease (the pod name); default: host name plus a random suffix. */
   identity?: string;
   shutdownGraceMs: number;
+  /** Key-provider calls per namespace: sustained rate and burst; perSecond 0 disables. */
+  unwrapBudget: { perSecond: number; burst: number };
+  /** What tenants may ask for: Secret types beyond the defaults, per namespace (src/api/policy.ts). */
+  tenantPolicy: TenantPolicy;
 }
 
 export const DEFAULT_CONTROLLER_CONFIG: ControllerConfig = {
@@ -52,6 +59,8 @@ export const DEFAULT_CONTROLLER_CONFIG: ControllerConfig = {
   awsKms: {},
   leaderElection: { enabled: true, leaseName: 'envseal-controller', leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 },
   shutdownGraceMs: 20_000,
+  unwrapBudget: { perSecond: 50, burst: 1000 },
+  tenantPolicy: DEFAULT_TENANT_POLICY,
 };
 
 interface Health {
@@ -123,13 +132,15 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
     { decorate: (provider) => metrics.instrument(provider) },
   );
 
-  const queue = new WorkQueue();
+  // Half the workers at most for one namespace while another waits (fairness between tenants).
+  const queue = new WorkQueue({ maxInFlightPerNamespace: Math.max(1, Math.ceil(config.workers / 2)) });
   queue.onDepthChange = (depth) => metrics.queueDepth.set(depth);
   const enqueue = (object: { metadata?: { namespace?: string; name?: string } }) => queue.add(objectKey(object));
-  const envelopeSecrets = new ObjectCache<EnvelopeSecretObject>({
+  const envelopeSecrets = new ObjectCache<EnvelopeSecretObject, EnvelopeSecretRecord>({
     client,
     path: paths.envelopeSecrets,
     namespaces: config.namespaces,
+    keep: envelopeSecretRecord,
     onEvent: (_event, object) => enqueue(object),
     onRestart: (reason) => metrics.watchRestarts.inc({ resource: 'envelopesecrets', reason }),
     logger,
@@ -139,7 +150,7 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
     path: paths.secrets,
     namespaces: config.namespaces,
     labelSelector: `${LABEL_MANAGED_BY}=${MANAGED_BY}`,
-    keep: secretForCache,
+    keep: secretRecord,
     onEvent: (_event, secret) => {
       const owner = secret.metadata?.ownerReferences?.find((o) => o.controller && o.kind === 'EnvelopeSecret');
       if (owner) queue.add(`${secret.metadata?.namespace}/${owner.name}`);
@@ -158,6 +169,9 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
     events,
     logger,
     metrics,
+    policy: (source) => tenantPolicyIssues(source, config.tenantPolicy),
+    budget: new NamespaceBudget(config.unwrapBudget),
+    resyncMs: config.resyncMs,
   });
 
   // Informers stop with the leader signal; workers get a grace period to finish.
@@ -239,7 +253,7 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
 }
 
 /** Sets the gauge of EnvelopeSecrets by Ready status and reason; returns how many there are. */
-function updateReadyGauge(metrics: ControllerMetrics, cache: ObjectCache<EnvelopeSecretObject>): number {
+function updateReadyGauge(metrics: ControllerMetrics, cache: ObjectCache<EnvelopeSecretObject, EnvelopeSecretRecord>): number {
   const counts = new Map<string, number>();
   let total = 0;
   for (const object of cache.values()) {

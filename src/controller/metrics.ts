@@ -18,6 +18,9 @@ export class ControllerMetrics {
   readonly queueRetries = new Counter({ name: 'envseal_workqueue_retries_total', help: 'Keys re-queued after a retryable error', registers: [this.registry] });
   readonly watchRestarts = new Counter({ name: 'envseal_watch_restarts_total', help: 'List/watch restarts by resource and reason (error, gone)', labelNames: ['resource', 'reason'] as const, registers: [this.registry] });
   readonly resources = new Gauge({ name: 'envseal_envelopesecrets', help: 'EnvelopeSecrets by Ready status and reason', labelNames: ['ready', 'reason'] as const, registers: [this.registry] });
+  // Namespaces are not secret, and their number is what the cluster has: who spends the KMS quota.
+  readonly unwrapAttempts = new Counter({ name: 'envseal_unwrap_attempts_total', help: 'Key-provider unwrap calls by namespace of the EnvelopeSecret', labelNames: ['namespace'] as const, registers: [this.registry] });
+  readonly budgetExhausted = new Counter({ name: 'envseal_unwrap_budget_exhausted_total', help: 'Reconciles deferred because the namespace spent its budget of key-provider calls', labelNames: ['namespace'] as const, registers: [this.registry] });
   readonly leader = new Gauge({ name: 'envseal_leader', help: '1 while this replica leads', registers: [this.registry] });
 
   constructor(options: { defaultMetrics?: boolean } = {}) {

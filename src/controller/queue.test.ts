@@ -92,4 +92,40 @@ describe('WorkQueue', () => {
     q.add('x');
     expect(await q.get()).toBeUndefined();
   });
+
+  it('serves namespaces in turn: a namespace with 1,000 waiting keys does not delay another', async () => {
+    const q = new WorkQueue();
+    for (let i = 0; i < 1000; i++) q.add(`busy/obj-${i}`);
+    q.add('quiet/new');
+    q.add('other/new');
+    const first = [await q.get(), await q.get(), await q.get(), await q.get()];
+    expect(first).toEqual(['busy/obj-0', 'quiet/new', 'other/new', 'busy/obj-1']);
+    expect(q.depth).toBe(998);
+  });
+
+  it('passes over a namespace at its in-flight limit while another has work, but never idles', async () => {
+    const q = new WorkQueue({ maxInFlightPerNamespace: 2 });
+    for (let i = 0; i < 5; i++) q.add(`slow/obj-${i}`);
+    expect(await q.get()).toBe('slow/obj-0');
+    expect(await q.get()).toBe('slow/obj-1');
+    q.add('fast/obj');
+    // slow has 2 in flight: fast goes first although slow is next in turn.
+    expect(await q.get()).toBe('fast/obj');
+    // Only slow has work left: it is served beyond its limit rather than leaving a worker idle.
+    expect(await q.get()).toBe('slow/obj-2');
+    q.done('slow/obj-0');
+    q.done('slow/obj-1');
+    q.done('slow/obj-2');
+    q.add('fast/obj-2');
+    expect([await q.get(), await q.get()]).toEqual(['slow/obj-3', 'fast/obj-2']);
+  });
+
+  it('keeps FIFO order within a namespace', async () => {
+    const q = new WorkQueue();
+    for (const key of ['a/1', 'b/1', 'a/2', 'a/3', 'b/2']) q.add(key);
+    const order: string[] = [];
+    for (let i = 0; i < 5; i++) order.push((await q.get())!);
+    expect(order.filter((k) => k.startsWith('a/'))).toEqual(['a/1', 'a/2', 'a/3']);
+    expect(order.filter((k) => k.startsWith('b/'))).toEqual(['b/1', 'b/2']);
+  });
 });

@@ -3,6 +3,12 @@
  * never processed by two workers at once (a key added while processing is queued again
  * when done), and failed keys come back after a per-key exponential backoff, throttled
  * by a global token bucket.
+ *
+ * Unlike client-go's FIFO, it is fair between namespaces (the part of a key before "/"):
+ * each namespace has its own FIFO and `get` takes from them in turn, preferring one with
+ * fewer than `maxInFlightPerNamespace` keys being processed. So one tenant with 10,000
+ * objects, or with objects that are slow to open, cannot make another tenant's new object
+ * wait behind all of them.
  */
 
 export interface RateLimits {
@@ -31,8 +37,7 @@ export const systemClock: Clock = {
 export class WorkQueue {
   readonly #limits: RateLimits;
   readonly #clock: Clock;
-  readonly #queue: string[] = [];
-  #head = 0;
+  readonly #fifo: FairFifo;
   readonly #dirty = new Set<string>();
   readonly #processing = new Set<string>();
   readonly #failures = new Map<string, number>();
@@ -44,15 +49,16 @@ export class WorkQueue {
   /** Called whenever the depth changes (metrics). */
   onDepthChange: ((depth: number) => void) | undefined;
 
-  constructor(options: { limits?: Partial<RateLimits>; clock?: Clock } = {}) {
+  constructor(options: { limits?: Partial<RateLimits>; clock?: Clock; maxInFlightPerNamespace?: number } = {}) {
     this.#limits = { ...DEFAULT_RATE_LIMITS, ...options.limits };
+    this.#fifo = new FairFifo(options.maxInFlightPerNamespace ?? Number.POSITIVE_INFINITY);
     this.#clock = options.clock ?? systemClock;
     this.#tokens = this.#limits.burst;
     this.#tokensAt = this.#clock.now();
   }
 
   get depth(): number {
-    return this.#queue.length - this.#head;
+    return this.#fifo.size;
   }
 
   add(key: string): void {
@@ -62,24 +68,25 @@ export class WorkQueue {
     const waiter = this.#waiters.shift();
     if (waiter) {
       this.#dirty.delete(key);
-      this.#processing.add(key);
+      this.#start(key);
       waiter(key);
       return;
     }
-    this.#queue.push(key);
+    this.#fifo.push(key);
     this.onDepthChange?.(this.depth);
+  }
+
+  #start(key: string): void {
+    this.#processing.add(key);
+    this.#fifo.started(key);
   }
 
   /** Waits for the next key; undefined once the queue is shut down and drained. */
   get(): Promise<string | undefined> {
-    if (this.depth > 0) {
-      const key = this.#queue[this.#head++]!;
-      if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
-        this.#queue.splice(0, this.#head);
-        this.#head = 0;
-      }
+    const key = this.#fifo.shift();
+    if (key !== undefined) {
       this.#dirty.delete(key);
-      this.#processing.add(key);
+      this.#start(key);
       this.onDepthChange?.(this.depth);
       return Promise.resolve(key);
     }
@@ -88,7 +95,7 @@ export class WorkQueue {
   }
 
   done(key: string): void {
-    this.#processing.delete(key);
+    if (this.#processing.delete(key)) this.#fifo.finished(key);
     if (this.#dirty.has(key)) {
       this.#dirty.delete(key);
       this.add(key);
@@ -135,8 +142,7 @@ export class WorkQueue {
     this.#shuttingDown = true;
     for (const { handle } of this.#delayed.values()) this.#clock.clearTimeout(handle);
     this.#delayed.clear();
-    this.#queue.length = 0;
-    this.#head = 0;
+    this.#fifo.clear();
     this.#dirty.clear();
     for (const waiter of this.#waiters.splice(0)) waiter(undefined);
   }
@@ -153,5 +159,88 @@ export class WorkQueue {
     this.#tokensAt = now;
     this.#tokens -= 1;
     return this.#tokens >= 0 ? 0 : Math.ceil(-this.#tokens / rate);
+  }
+}
+
+const namespaceOf = (key: string): string => key.slice(0, Math.max(0, key.indexOf('/')));
+
+/**
+ * FIFOs per namespace, served in turn (round robin). A namespace with
+ * `maxInFlight` keys being processed is passed over while another has keys waiting; when
+ * every waiting namespace is at its limit, the next in turn is served anyway, so no worker
+ * idles while there is work.
+ */
+class FairFifo {
+  readonly #maxInFlight: number;
+  readonly #queues = new Map<string, { keys: string[]; head: number }>();
+  /** Namespaces with waiting keys, in the order they are served. */
+  #ring: string[] = [];
+  #cursor = 0;
+  readonly #inFlight = new Map<string, number>();
+  size = 0;
+
+  constructor(maxInFlight: number) {
+    this.#maxInFlight = maxInFlight;
+  }
+
+  push(key: string): void {
+    const namespace = namespaceOf(key);
+    let queue = this.#queues.get(namespace);
+    if (!queue) {
+      queue = { keys: [], head: 0 };
+      this.#queues.set(namespace, queue);
+      this.#ring.push(namespace);
+    }
+    queue.keys.push(key);
+    this.size++;
+  }
+
+  shift(): string | undefined {
+    if (this.size === 0) return undefined;
+    const count = this.#ring.length;
+    let chosen = -1;
+    for (let step = 0; step < count; step++) {
+      const index = (this.#cursor + step) % count;
+      if ((this.#inFlight.get(this.#ring[index]!) ?? 0) < this.#maxInFlight) {
+        chosen = index;
+        break;
+      }
+    }
+    if (chosen < 0) chosen = this.#cursor % count;
+    const namespace = this.#ring[chosen]!;
+    const queue = this.#queues.get(namespace)!;
+    const key = queue.keys[queue.head++]!;
+    this.size--;
+    if (queue.head === queue.keys.length) {
+      this.#queues.delete(namespace);
+      this.#ring.splice(chosen, 1);
+      this.#cursor = this.#ring.length === 0 ? 0 : chosen % this.#ring.length;
+    } else {
+      if (queue.head > 1024 && queue.head * 2 > queue.keys.length) {
+        queue.keys.splice(0, queue.head);
+        queue.head = 0;
+      }
+      this.#cursor = (chosen + 1) % this.#ring.length;
+    }
+    return key;
+  }
+
+  started(key: string): void {
+    const namespace = namespaceOf(key);
+    this.#inFlight.set(namespace, (this.#inFlight.get(namespace) ?? 0) + 1);
+  }
+
+  finished(key: string): void {
+    const namespace = namespaceOf(key);
+    const left = (this.#inFlight.get(namespace) ?? 1) - 1;
+    if (left > 0) this.#inFlight.set(namespace, left);
+    else this.#inFlight.delete(namespace);
+  }
+
+  clear(): void {
+    this.#queues.clear();
+    this.#ring = [];
+    this.#cursor = 0;
+    this.size = 0;
   }
 }

@@ -1,21 +1,26 @@
 import type { Logger } from 'pino';
-import type { EnvelopeSecret, EnvelopeSecretStatus } from '../api/types.ts';
+import type { EnvelopeSecretStatus } from '../api/types.ts';
 import { API_VERSION, KIND } from '../api/types.ts';
-import { bindingOf, validateEnvelopeSecret } from '../api/validation.ts';
+import { bindingOf, type ValidationIssue, validateEnvelopeSecret } from '../api/validation.ts';
 import type { Binding } from '../envelope/context.ts';
-import { KubeApiError, type KubeClient, type KubeObject, paths } from '../kube/client.ts';
+import { KubeApiError, type KubeClient, paths } from '../kube/client.ts';
 import type { ProviderRegistry } from '../providers/registry.ts';
 import { openEnvelopeSecret, unwrapDataKey } from '../sealing/open.ts';
-import { classifyError } from './classify.ts';
-import { Reason, type ReadyState, readyCondition } from './conditions.ts';
-import { DataKeyCache } from './dek-cache.ts';
-import { ANNOTATION_DATA_HASH, ANNOTATION_SPEC_HASH, FIELD_MANAGER, desiredSecret, sealedDataDigest, needsReplace, ownershipOf, type SecretManifest, specHash } from './desired.ts';
-import type { EventRecorder } from './events.ts';
-import type { ControllerMetrics } from './metrics.ts';
+import { capMessage } from '../util/message.ts';
+import { NamespaceBudget } from './budget.ts';
 import type { ObjectCache } from './cache.ts';
+import { classifyError } from './classify.ts';
+import { Reason, type ReasonName, type ReadyState, readyConditionOf, statusConditions } from './conditions.ts';
+import { podTemplateUsesSecret, type PodTemplateHolder } from './consent.ts';
+import { DataKeyCache } from './dek-cache.ts';
+import { ANNOTATION_DATA_HASH, ANNOTATION_SPEC_HASH, FIELD_MANAGER, desiredSecret, sealedDataDigest, needsReplace, ownershipOf, type SecretManifest } from './desired.ts';
+import { DriftTracker } from './drift.ts';
+import type { EventRecorder } from './events.ts';
+import { FailureMemo } from './failure-memo.ts';
+import type { ControllerMetrics } from './metrics.ts';
+import type { EnvelopeSecretObject, EnvelopeSecretRecord, SecretObject } from './records.ts';
 
-export type EnvelopeSecretObject = EnvelopeSecret & KubeObject;
-export type SecretObject = KubeObject & { type?: string; immutable?: boolean; data?: Record<string, string> };
+export type { EnvelopeSecretObject, SecretObject } from './records.ts';
 
 export interface ReconcileRequest {
   namespace: string;
@@ -23,9 +28,9 @@ export interface ReconcileRequest {
 }
 
 export interface ReconcileResult {
-  /** Look again after this long even if nothing changes (e.g. a foreign Secret). */
+  /** Look again after this long even if nothing changes (a foreign Secret, a backoff, a budget). */
   requeueAfterMs?: number;
-  outcome: 'synced' | 'unchanged' | 'terminal' | 'gone';
+  outcome: 'synced' | 'unchanged' | 'terminal' | 'gone' | 'deferred';
 }
 
 /** Thrown for failures worth a retry with backoff; the status already says why. */
@@ -41,13 +46,20 @@ export class RetryableError extends Error {
 
 export interface ReconcilerOptions {
   client: KubeClient;
-  envelopeSecrets: ObjectCache<EnvelopeSecretObject>;
+  envelopeSecrets: ObjectCache<EnvelopeSecretObject, EnvelopeSecretRecord>;
   secrets: ObjectCache<SecretObject>;
   providers: ProviderRegistry;
   dataKeys: DataKeyCache;
   events: EventRecorder;
   logger: Logger;
   metrics: ControllerMetrics;
+  /** What a tenant may ask for beyond the format (Secret types, reserved metadata keys). */
+  policy?: (source: EnvelopeSecretObject) => ValidationIssue[];
+  /** Key-provider calls per namespace; default: unlimited. */
+  budget?: NamespaceBudget;
+  drift?: DriftTracker;
+  /** How often every object is looked at again: failures that depend on the outside world are retried once per resync. */
+  resyncMs?: number;
   now?: () => Date;
   /** How often to look again at a Secret that is not ours. */
   foreignRecheckMs?: number;
@@ -55,45 +67,80 @@ export interface ReconcilerOptions {
 
 /**
  * reconcile(request) -> result: makes the Secret of one EnvelopeSecret what its spec says.
- * Steady state (spec unchanged, Secret as last written) makes no key-provider call.
+ * Steady state (spec unchanged, Secret as last written) makes no key-provider call and
+ * reads nothing from the API server: the cache holds a slim record of each object, and
+ * the full object is read only when the Secret must be written.
  */
 export class Reconciler {
   readonly #o: ReconcilerOptions;
   readonly #now: () => Date;
+  readonly #budget: NamespaceBudget;
+  readonly #drift: DriftTracker;
+  readonly #failures = new FailureMemo();
 
   constructor(options: ReconcilerOptions) {
     this.#o = options;
     this.#now = options.now ?? (() => new Date());
+    this.#budget = options.budget ?? new NamespaceBudget({ perSecond: 0 });
+    this.#drift = options.drift ?? new DriftTracker();
   }
 
   async reconcile(request: ReconcileRequest, signal: AbortSignal): Promise<ReconcileResult> {
     const key = `${request.namespace}/${request.name}`;
-    const source = this.#o.envelopeSecrets.get(key);
-    if (!source || source.metadata.deletionTimestamp) return { outcome: 'gone' };
+    const record = this.#o.envelopeSecrets.get(key);
+    if (!record || record.metadata.deletionTimestamp) return this.#gone(key);
     const log = this.#o.logger.child({ envelopeSecret: key });
 
-    const issues = validateEnvelopeSecret(source);
-    if (issues.length > 0) {
-      const first = issues[0]!;
-      const more = issues.length > 1 ? ` (and ${issues.length - 1} more)` : '';
-      await this.#setStatus(source, { ready: false, reason: Reason.InvalidSpec, message: `${first.path}: ${first.message}${more}` }, undefined, signal);
-      return { outcome: 'terminal' };
-    }
-
-    const hash = specHash(source);
     const live = await this.#liveSecret(request, signal);
-    const ownership = live ? ownershipOf(live, source) : 'owned';
+    const ownership = live ? ownershipOf(live, record) : 'owned';
     if (live && ownership === 'foreign') {
       await this.#setStatus(
-        source,
+        record,
         { ready: false, reason: Reason.SecretNotOwned, message: `Secret ${request.name} exists and is not managed by this EnvelopeSecret; envseal will not overwrite it. Delete it, or annotate it envseal.dev/adopt=true to hand it over.` },
         undefined,
         signal,
       );
       return { outcome: 'terminal', requeueAfterMs: this.#o.foreignRecheckMs ?? 60_000 };
     }
-    if (live && ownership === 'owned' && this.#inSync(source, live, hash)) return { outcome: 'unchanged' };
-    if (failedForGood(source)) return { outcome: 'terminal' };
+    const secretCurrent = live !== undefined && ownership === 'owned' && secretInSync(record, live);
+    const ready = readyConditionOf(record.status);
+    if (secretCurrent && ready?.status === 'True' && observedCurrent(record)) return { outcome: 'unchanged' };
+    if (failedForGood(record) || this.#failures.holds(key, record, this.#now().getTime())) return { outcome: 'terminal' };
+
+    // Someone else changed or deleted the Secret since envseal wrote it for this spec.
+    if (!secretCurrent && ownership === 'owned' && syncedThisSpec(record, live)) {
+      const decision = this.#drift.drifted(key);
+      if (!decision.repair) {
+        if (decision.started) await this.#reportConflict(record, decision.repairs, decision.retryAfterMs, signal);
+        return { outcome: 'deferred', requeueAfterMs: decision.retryAfterMs };
+      }
+    }
+
+    // The namespace's budget of key-provider calls is asked before any other work, so an
+    // object that must wait costs nothing (not even a read) until its slot comes.
+    const restartOnly = secretCurrent && ready?.reason === Reason.RestartRefused && observedCurrent(record);
+    if (!restartOnly) {
+      const waitMs = this.#budget.admit(request.namespace, key);
+      if (waitMs > 0) {
+        this.#o.metrics.budgetExhausted.inc({ namespace: request.namespace });
+        log.debug({ retryInMs: waitMs }, 'namespace out of key-provider budget; waiting for its slot');
+        return { outcome: 'deferred', requeueAfterMs: waitMs };
+      }
+    }
+
+    const source = await this.#read(request, signal);
+    if (!source || source.metadata.deletionTimestamp) return this.#gone(key);
+    if (source.metadata.generation !== record.metadata.generation) this.#drift.forget(key);
+
+    const issues = validateEnvelopeSecret(source);
+    if (issues.length > 0) return this.#refuse(key, source, Reason.InvalidSpec, issues, signal);
+    const violations = this.#o.policy?.(source) ?? [];
+    if (violations.length > 0) return this.#refuse(key, source, Reason.PolicyViolation, violations, signal);
+
+    if (restartOnly) {
+      // Only the restart is left to do: no key-provider call.
+      return this.#restartAndReport(source, live!, signal);
+    }
 
     const binding = bindingOf(source);
     let data: Record<string, Buffer>;
@@ -101,86 +148,132 @@ export class Reconciler {
       data = await this.#open(source, binding, signal);
     } catch (error) {
       signal.throwIfAborted();
-      return this.#fail(source, error, log, signal);
+      return this.#fail(key, source, error, log, signal);
     }
     try {
-      const desired = desiredSecret({ source, data, specHash: hash });
+      const desired = desiredSecret({ source, data, specHash: record.specHash });
       const written = await this.#write(live, desired, signal);
-      // Before the status: if a restart fails, the object stays out of sync and is retried.
-      await this.#restartWorkloads(source, signal);
-      await this.#setStatus(source, { ready: true, reason: Reason.Synced, message: `Secret ${request.name} is up to date (${Object.keys(data).length} keys)` }, written.metadata?.resourceVersion, signal);
-      log.info({ secretResourceVersion: written.metadata?.resourceVersion }, 'secret synced');
-      return { outcome: 'synced' };
+      return await this.#restartAndReport(source, written, signal, Object.keys(data).length);
     } catch (error) {
       signal.throwIfAborted();
-      return this.#fail(source, error, log, signal);
+      return this.#fail(key, source, error, log, signal);
     } finally {
       for (const value of Object.values(data)) value.fill(0);
     }
   }
 
-  #inSync(source: EnvelopeSecretObject, live: SecretObject, hash: string): boolean {
-    const status = source.status;
-    const ready = status?.conditions?.find((c) => c.type === 'Ready');
-    const owner = live.metadata?.ownerReferences?.find((o) => o.controller);
-    return (
-      live.metadata?.annotations?.[ANNOTATION_SPEC_HASH] === hash &&
-      owner?.uid === source.metadata.uid &&
-      status?.secretResourceVersion === live.metadata?.resourceVersion &&
-      status?.observedGeneration === source.metadata.generation &&
-      ready?.status === 'True'
-    );
+  #gone(key: string): ReconcileResult {
+    this.#drift.forget(key);
+    this.#budget.forget(key);
+    this.#failures.forget(key);
+    return { outcome: 'gone' };
   }
 
+  async #refuse(key: string, source: EnvelopeSecretObject, reasonName: ReasonName, issues: readonly ValidationIssue[], signal: AbortSignal): Promise<ReconcileResult> {
+    const first = issues[0]!;
+    const more = issues.length > 1 ? ` (and ${issues.length - 1} more)` : '';
+    this.#failures.remember(key, source, reasonName, Number.POSITIVE_INFINITY);
+    await this.#setStatus(source, { ready: false, reason: reasonName, message: `${first.path}: ${first.message}${more}` }, undefined, signal);
+    return { outcome: 'terminal' };
+  }
+
+  /** Restarts the consenting workloads, then reports Synced or RestartRefused for the written Secret. */
+  async #restartAndReport(source: EnvelopeSecretObject, written: SecretObject, signal: AbortSignal, keys?: number): Promise<ReconcileResult> {
+    const name = source.metadata.name;
+    // Before the status: if a restart fails, the object stays out of sync and is retried.
+    const refused = await this.#restartWorkloads(source, signal);
+    const secretResourceVersion = written.metadata?.resourceVersion;
+    if (refused.length > 0) {
+      const list = refused.map((w) => `${w.kind} ${w.name}`).join(', ');
+      await this.#setStatus(
+        source,
+        { ready: false, reason: Reason.RestartRefused, message: `Secret ${name} is up to date, but envseal restarts only workloads whose pod template uses the Secret (a volume, env or envFrom naming it): ${list} does not; remove it from restartWorkloads or make it use the Secret` },
+        secretResourceVersion,
+        signal,
+      );
+      return { outcome: 'terminal' };
+    }
+    await this.#setStatus(source, { ready: true, reason: Reason.Synced, message: `Secret ${name} is up to date${keys === undefined ? '' : ` (${keys} keys)`}` }, secretResourceVersion, signal);
+    this.#o.logger.info({ envelopeSecret: `${source.metadata.namespace}/${name}`, secretResourceVersion }, 'secret synced');
+    return { outcome: 'synced' };
+  }
+
+  /** The live Secret: from the cache (no values), or read when the cache has none. */
   async #liveSecret(request: ReconcileRequest, signal: AbortSignal): Promise<SecretObject | undefined> {
     const cached = this.#o.secrets.get(`${request.namespace}/${request.name}`);
     if (cached) return cached;
+    return this.#get<SecretObject>(paths.secret(request.namespace, request.name), signal);
+  }
+
+  /** The whole EnvelopeSecret, spec included, as the API server has it now. */
+  #read(request: ReconcileRequest, signal: AbortSignal): Promise<EnvelopeSecretObject | undefined> {
+    return this.#get<EnvelopeSecretObject>(paths.envelopeSecret(request.namespace, request.name), signal);
+  }
+
+  async #get<T>(path: string, signal: AbortSignal): Promise<T | undefined> {
     try {
-      return await this.#o.client.request<SecretObject>({ method: 'GET', path: paths.secret(request.namespace, request.name), signal });
+      return await this.#o.client.request<T>({ method: 'GET', path, signal });
     } catch (error) {
       if (error instanceof KubeApiError && error.notFound) return undefined;
       throw error;
     }
   }
 
-  #open(source: EnvelopeSecretObject, binding: Binding, signal: AbortSignal): Promise<Record<string, Buffer>> {
-    return openEnvelopeSecret({
-      secret: source,
-      binding,
-      providers: this.#o.providers,
-      reportKeys: true,
-      signal,
-      // Unwrapped data keys are cached by binding and wrapped keys: zero KMS calls when
-      // only the Secret needs repairing.
-      dataKeyFor: async (envelope, index) => {
-        const cacheKey = DataKeyCache.keyOf(binding, envelope);
-        const cached = this.#o.dataKeys.get(cacheKey);
-        this.#o.metrics.dekCache.inc({ result: cached ? 'hit' : 'miss' });
-        if (cached) return cached;
-        const { dataKey } = await unwrapDataKey({ envelope, index, binding, providers: this.#o.providers, signal });
-        this.#o.dataKeys.set(cacheKey, dataKey);
-        return dataKey;
-      },
-    });
+  /** Opens every value; the call admitted by the budget covers the first unwrap, the others are charged. */
+  async #open(source: EnvelopeSecretObject, binding: Binding, signal: AbortSignal): Promise<Record<string, Buffer>> {
+    const namespace = source.metadata.namespace ?? '';
+    let attempts = 0;
+    const beforeAttempt = () => {
+      if (attempts++ > 0) this.#budget.charge(namespace);
+      this.#o.metrics.unwrapAttempts.inc({ namespace });
+    };
+    try {
+      return await openEnvelopeSecret({
+        secret: source,
+        binding,
+        providers: this.#o.providers,
+        reportKeys: true,
+        signal,
+        // Unwrapped data keys are cached by binding and wrapped keys: zero KMS calls when
+        // only the Secret needs repairing.
+        dataKeyFor: async (envelope, index) => {
+          const cacheKey = DataKeyCache.keyOf(binding, envelope);
+          const cached = this.#o.dataKeys.get(cacheKey);
+          this.#o.metrics.dekCache.inc({ result: cached ? 'hit' : 'miss' });
+          if (cached) return cached;
+          const { dataKey } = await unwrapDataKey({
+            envelope,
+            index,
+            binding,
+            providers: this.#o.providers,
+            signal,
+            beforeAttempt,
+          });
+          this.#o.dataKeys.set(cacheKey, dataKey);
+          return dataKey;
+        },
+      });
+    } finally {
+      if (attempts === 0) this.#budget.refund(namespace);
+    }
   }
 
   async #write(live: SecretObject | undefined, desired: SecretManifest, signal: AbortSignal): Promise<SecretObject> {
     const { namespace, name } = desired.metadata;
-    if (live && needsReplace(live, desired)) {
-      // Immutable Secrets and type changes cannot be updated in place.
-      await this.#o.client.request({ method: 'DELETE', path: paths.secret(namespace, name), body: { preconditions: { uid: live.metadata?.uid } }, signal });
+    const path = paths.secret(namespace, name);
+    if (live && ((live.type ?? 'Opaque') !== desired.type || live.immutable === true)) {
+      // The cache keeps no values: an immutable Secret's data is read to decide.
+      const full = live.immutable === true ? await this.#get<SecretObject>(path, signal) : live;
+      if (full && needsReplace(full, desired)) {
+        // Immutable Secrets and type changes cannot be updated in place.
+        await this.#o.client.request({ method: 'DELETE', path, body: { preconditions: { uid: full.metadata?.uid } }, signal });
+      }
     }
-    const written = await this.#o.client.request<SecretObject>({
-      method: 'PATCH',
-      path: paths.secret(namespace, name),
-      query: { fieldManager: FIELD_MANAGER, force: true },
-      body: desired,
-      patchType: 'apply',
-      signal,
-    });
+    const mark = this.#o.secrets.changeMark(namespace);
+    const written = await this.#o.client.request<SecretObject>({ method: 'PATCH', path, query: { fieldManager: FIELD_MANAGER, force: true }, body: desired, patchType: 'apply', signal });
     const extra = Object.keys(written.data ?? {}).filter((key) => !Object.hasOwn(desired.data, key));
     if (extra.length === 0) {
-      this.#o.secrets.remember(written);
+      this.#o.secrets.remember(written, mark);
       return written;
     }
     // Keys someone else added are owned by their field manager, so apply keeps them; the
@@ -189,7 +282,7 @@ export class Reconciler {
     try {
       pruned = await this.#o.client.request<SecretObject>({
         method: 'PATCH',
-        path: paths.secret(namespace, name),
+        path,
         body: [
           { op: 'test', path: '/metadata/resourceVersion', value: written.metadata?.resourceVersion },
           ...extra.map((key) => ({ op: 'remove', path: `/data/${key.replaceAll('~', '~0').replaceAll('/', '~1')}` })),
@@ -201,31 +294,34 @@ export class Reconciler {
       // 422 here means the test or a remove failed: someone wrote the Secret since the
       // apply. A conflict, to be retried -- not a rejected Secret (which is never retried).
       if (error instanceof KubeApiError && error.status === 422) {
-        throw new KubeApiError(409, 'Conflict', `PATCH ${paths.secret(namespace, name)}: the Secret changed while keys added by others were being removed; retrying`, { cause: error });
+        throw new KubeApiError(409, 'Conflict', `PATCH ${path}: the Secret changed while keys added by others were being removed; retrying`, { cause: error });
       }
       throw error;
     }
-    this.#o.secrets.remember(pruned);
+    this.#o.secrets.remember(pruned, mark);
     return pruned;
   }
 
-  /** Rolls the listed workloads whose pod template does not carry the current data digest. */
-  async #restartWorkloads(source: EnvelopeSecretObject, signal: AbortSignal): Promise<void> {
+  /**
+   * Rolls the listed workloads that use the Secret and whose pod template does not carry
+   * the current data digest; returns the listed workloads that do not use it (refused).
+   */
+  async #restartWorkloads(source: EnvelopeSecretObject, signal: AbortSignal): Promise<{ kind: string; name: string }[]> {
     const workloads = source.spec.restartWorkloads ?? [];
-    if (workloads.length === 0) return;
+    const refused: { kind: string; name: string }[] = [];
+    if (workloads.length === 0) return refused;
     const digest = sealedDataDigest(source);
     const namespace = source.metadata.namespace ?? '';
     for (const workload of workloads) {
       const path = `/apis/apps/v1/namespaces/${namespace}/${workload.kind.toLowerCase()}s/${encodeURIComponent(workload.name)}`;
-      let current: { spec?: { template?: { metadata?: { annotations?: Record<string, string> } } } };
-      try {
-        current = await this.#o.client.request({ method: 'GET', path, signal });
-      } catch (error) {
-        if (error instanceof KubeApiError && error.notFound) {
-          this.#o.events.record(involved(source), { type: 'Warning', reason: 'WorkloadNotFound', message: `${workload.kind} ${workload.name} listed in restartWorkloads does not exist` });
-          continue;
-        }
-        throw error;
+      const current = await this.#get<PodTemplateHolder & { spec?: { template?: { metadata?: { annotations?: Record<string, string> } } } }>(path, signal);
+      if (!current) {
+        this.#o.events.record(involved(source), { type: 'Warning', reason: 'WorkloadNotFound', message: `${workload.kind} ${workload.name} listed in restartWorkloads does not exist` });
+        continue;
+      }
+      if (!podTemplateUsesSecret(current, source.metadata.name)) {
+        refused.push(workload);
+        continue;
       }
       if (current.spec?.template?.metadata?.annotations?.[ANNOTATION_DATA_HASH] === digest) continue;
       await this.#o.client.request({
@@ -238,62 +334,110 @@ export class Reconciler {
       });
       this.#o.events.record(involved(source), { type: 'Normal', reason: 'RolloutRestarted', message: `restarted ${workload.kind} ${workload.name}: the Secret's data changed` });
     }
+    return refused;
   }
 
-  async #fail(source: EnvelopeSecretObject, error: unknown, log: Logger, signal: AbortSignal): Promise<ReconcileResult> {
+  /** Says who keeps changing the Secret (its field managers other than envseal's), once per backoff. */
+  async #reportConflict(record: EnvelopeSecretRecord, repairs: number, retryAfterMs: number, signal: AbortSignal): Promise<void> {
+    const namespace = record.metadata.namespace ?? '';
+    const name = record.metadata.name;
+    const secret = await this.#get<SecretObject>(paths.secret(namespace, name), signal);
+    const fields = (secret?.metadata?.managedFields ?? []) as { manager?: unknown }[];
+    const managers = [...new Set(fields.map((f) => f.manager).filter((m): m is string => typeof m === 'string' && m !== FIELD_MANAGER))];
+    const who = managers.length > 0 ? `field manager ${managers.map((m) => JSON.stringify(m)).join(', ')}` : secret ? 'another writer' : 'another writer (it was deleted)';
+    this.#o.logger.warn({ envelopeSecret: `${namespace}/${name}`, managers, repairs, retryInMs: retryAfterMs }, 'another writer keeps changing the Secret; backing off');
+    await this.#setStatus(
+      record,
+      { ready: false, reason: Reason.Conflict, message: `Secret ${name} keeps being changed by ${who} (${repairs} repairs within a minute); envseal stops repairing it for ${Math.round(retryAfterMs / 1000)} s. Stop the other writer, or remove the Secret from its reach.` },
+      undefined,
+      signal,
+    );
+  }
+
+  async #fail(key: string, source: EnvelopeSecretObject, error: unknown, log: Logger, signal: AbortSignal): Promise<ReconcileResult> {
     const classified = classifyError(error);
-    log.warn({ reason: classified.reason, retryable: classified.retryable, error: classified.message }, 'reconcile failed');
-    try {
-      await this.#setStatus(source, { ready: false, reason: classified.reason, message: classified.message }, undefined, signal);
-    } catch (statusError) {
-      log.warn({ error: statusError instanceof Error ? statusError.message : 'unknown' }, 'could not write status');
+    const message = capMessage(classified.message);
+    log.warn({ reason: classified.reason, retryable: classified.retryable, error: message }, 'reconcile failed');
+    if (!classified.retryable) {
+      // Remembered even when the status cannot be written: the object is not opened again
+      // until its spec changes (or, for the KMS's answers, until the next resync).
+      const until = OUTSIDE_WORLD.has(classified.reason) ? this.#now().getTime() + 0.9 * (this.#o.resyncMs ?? 10 * 60_000) : Number.POSITIVE_INFINITY;
+      this.#failures.remember(key, source, classified.reason, until);
     }
-    if (classified.retryable) throw new RetryableError(`${classified.reason}: ${classified.message}`, { cause: error, reason: classified.reason });
+    try {
+      await this.#setStatus(source, { ready: false, reason: classified.reason, message }, undefined, signal);
+    } catch (statusError) {
+      log.warn({ error: capMessage(statusError instanceof Error ? statusError.message : 'unknown') }, 'could not write status');
+    }
+    if (classified.retryable) throw new RetryableError(`${classified.reason}: ${message}`, { cause: error, reason: classified.reason });
     return { outcome: 'terminal' };
   }
 
-  async #setStatus(source: EnvelopeSecretObject, state: ReadyState, secretResourceVersion: string | undefined, signal: AbortSignal): Promise<void> {
-    const previous = source.status?.conditions?.find((c) => c.type === 'Ready');
-    const condition = readyCondition(state, previous, source.metadata.generation, this.#now());
+  async #setStatus(source: EnvelopeSecretRecord | EnvelopeSecretObject, state: ReadyState, secretResourceVersion: string | undefined, signal: AbortSignal): Promise<void> {
+    const old = source.status;
+    const previous = readyConditionOf(old);
+    const conditions = statusConditions(state, old?.conditions, source.metadata.generation, this.#now());
+    const condition = conditions[0]!;
     const status: EnvelopeSecretStatus = {
       observedGeneration: source.metadata.generation,
-      conditions: [condition],
+      conditions,
       ...(secretResourceVersion ? { secretResourceVersion } : {}),
     };
-    const old = source.status;
     const unchanged =
       old?.observedGeneration === status.observedGeneration &&
       old?.secretResourceVersion === (secretResourceVersion ?? old?.secretResourceVersion) &&
-      previous?.status === condition.status &&
-      previous?.reason === condition.reason &&
-      previous?.message === condition.message;
+      old?.conditions?.length === conditions.length &&
+      conditions.every((c) => old.conditions?.some((o) => o.type === c.type && o.status === c.status && o.reason === c.reason && o.message === c.message));
     if (!unchanged) {
+      const namespace = source.metadata.namespace ?? '';
+      const mark = this.#o.envelopeSecrets.changeMark(namespace);
       const updated = await this.#o.client.request<EnvelopeSecretObject>({
         method: 'PATCH',
-        path: `${paths.envelopeSecret(source.metadata.namespace ?? '', source.metadata.name)}/status`,
+        path: `${paths.envelopeSecret(namespace, source.metadata.name)}/status`,
         body: { status },
         patchType: 'merge',
         signal,
       });
-      this.#o.envelopeSecrets.remember(updated);
+      this.#o.envelopeSecrets.remember(updated, mark);
     }
     if (previous?.status !== condition.status || previous?.reason !== condition.reason) {
-      this.#o.events.record(involved(source), { type: state.ready ? 'Normal' : 'Warning', reason: state.reason, message: state.message });
+      this.#o.events.record(involved(source), { type: state.ready ? 'Normal' : 'Warning', reason: state.reason, message: condition.message });
     }
   }
 }
 
-function involved(source: EnvelopeSecretObject) {
+function involved(source: EnvelopeSecretRecord | EnvelopeSecretObject) {
   return { apiVersion: API_VERSION, kind: KIND, namespace: source.metadata.namespace ?? '', name: source.metadata.name, uid: source.metadata.uid ?? '' };
+}
+
+/** The Secret is the one envseal last wrote for this spec: nobody changed it since. */
+function secretInSync(record: EnvelopeSecretRecord, live: SecretObject): boolean {
+  const owner = live.metadata?.ownerReferences?.find((o) => o.controller);
+  return live.metadata?.annotations?.[ANNOTATION_SPEC_HASH] === record.specHash && owner?.uid === record.metadata.uid && record.status?.secretResourceVersion === live.metadata?.resourceVersion;
+}
+
+function observedCurrent(record: EnvelopeSecretRecord): boolean {
+  return record.status?.observedGeneration === record.metadata.generation;
+}
+
+/**
+ * envseal had written the Secret for the current spec (Ready for this generation), and
+ * the Secret was changed or deleted since by someone else.
+ */
+function syncedThisSpec(record: EnvelopeSecretRecord, live: SecretObject | undefined): boolean {
+  const ready = readyConditionOf(record.status);
+  if (!observedCurrent(record) || record.status?.secretResourceVersion === undefined) return false;
+  if (ready?.status !== 'True' && ready?.reason !== Reason.Conflict && ready?.reason !== Reason.RestartRefused) return false;
+  return live === undefined || live.metadata?.annotations?.[ANNOTATION_SPEC_HASH] === record.specHash;
 }
 
 // Failures that only a new spec can cure: the object is not retried, even after a
 // restart, until its generation changes. Failures that depend on the outside world
-// (KMS permissions, keys, configured providers) are retried at every resync.
-const PERMANENT_REASONS: ReadonlySet<string> = new Set([Reason.ContextMismatch, Reason.CommitmentMismatch, Reason.DecryptFailed, Reason.InvalidSpec, Reason.SecretRejected]);
+// (KMS permissions, keys) are retried at every resync.
+const PERMANENT_REASONS: ReadonlySet<string> = new Set([Reason.ContextMismatch, Reason.CommitmentMismatch, Reason.DecryptFailed, Reason.InvalidSpec, Reason.PolicyViolation, Reason.SecretRejected]);
+const OUTSIDE_WORLD: ReadonlySet<string> = new Set([Reason.KMSAccessDenied, Reason.KMSKeyUnavailable, Reason.KMSKeyNotFound]);
 
-function failedForGood(source: EnvelopeSecretObject): boolean {
-  const ready = source.status?.conditions?.find((c) => c.type === 'Ready');
-  return ready?.status === 'False' && PERMANENT_REASONS.has(ready.reason) && source.status?.observedGeneration === source.metadata.generation;
+function failedForGood(record: EnvelopeSecretRecord): boolean {
+  const ready = readyConditionOf(record.status);
+  return ready?.status === 'False' && PERMANENT_REASONS.has(ready.reason) && observedCurrent(record);
 }
-

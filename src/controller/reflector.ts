@@ -1,14 +1,15 @@
 import type { Logger } from 'pino';
 import { KubeApiError, type KubeClient, type KubeList, type KubeObject } from '../kube/client.ts';
+import { capMessage } from '../util/message.ts';
 
 export type StoreEvent = 'added' | 'updated' | 'deleted';
 
-export interface ReflectorOptions<T extends KubeObject> {
+export interface ReflectorOptions<T extends KubeObject, S extends KubeObject = T> {
   client: KubeClient;
   /** Collection path, e.g. /apis/envseal.dev/v1alpha1/envelopesecrets */
   path: string;
   labelSelector?: string;
-  onEvent: (event: StoreEvent, object: T) => void;
+  onEvent: (event: StoreEvent, object: S) => void;
   logger: Logger;
   /** Stream idle limit; the server also ends each watch after timeoutSeconds. */
   idleTimeoutMs?: number;
@@ -16,7 +17,7 @@ export interface ReflectorOptions<T extends KubeObject> {
   /** Called after each list or watch failure with the error and the retry delay (metrics). */
   onRestart?: (reason: string) => void;
   /** What the store keeps of each object (after managedFields are dropped); the whole object by default. */
-  keep?: (object: T) => T;
+  keep?: (object: T) => S;
 }
 
 export const objectKey = (object: KubeObject): string => `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
@@ -37,15 +38,25 @@ function forStore<T extends KubeObject>(object: T): T {
  * resourceVersion (bookmarks included), relists on 410 Gone, and restarts with capped
  * exponential backoff on any other error. Never gives up until its signal aborts.
  */
-export class Reflector<T extends KubeObject> {
-  readonly store = new Map<string, T>();
-  readonly #options: ReflectorOptions<T>;
+export class Reflector<T extends KubeObject, S extends KubeObject = T> {
+  readonly store = new Map<string, S>();
+  readonly #options: ReflectorOptions<T, S>;
+  /**
+   * Counts changes that list and watch made to the store; #changedAt holds, per key, the
+   * count at its last change (deleted keys included: tombstones), oldest first. With it,
+   * `remember` can tell whether the API server told something newer about an object than
+   * what a write returned, without comparing resourceVersions, which are opaque.
+   */
+  #changes = 0;
+  readonly #changedAt = new Map<string, number>();
+  /** Changes up to this count may have been forgotten (their tombstones were dropped). */
+  #forgottenUpTo = 0;
   #resourceVersion: string | undefined;
   #synced!: Promise<void>;
   #markSynced!: () => void;
   #hasSynced = false;
 
-  constructor(options: ReflectorOptions<T>) {
+  constructor(options: ReflectorOptions<T, S>) {
     this.#options = options;
     this.#synced = new Promise((resolve) => (this.#markSynced = resolve));
   }
@@ -99,16 +110,20 @@ export class Reflector<T extends KubeObject> {
   }
 
   async #list(signal: AbortSignal): Promise<void> {
-    const seen = new Map<string, T>();
+    const seen = new Map<string, S>();
     let continueToken: string | undefined;
     let resourceVersion: string | undefined;
+    const pages = new PageSizer(this.#options.pageSize ?? DEFAULT_PAGE_SIZE);
     do {
+      let bytes = 0;
       const page = await this.#options.client.request<KubeList<T>>({
         method: 'GET',
         path: this.#options.path,
-        query: { limit: this.#options.pageSize ?? 500, continue: continueToken, labelSelector: this.#options.labelSelector },
+        query: { limit: pages.limit, continue: continueToken, labelSelector: this.#options.labelSelector },
         signal,
+        onResponseBytes: (n) => (bytes = n),
       });
+      pages.observe(page.items.length, bytes);
       for (const item of page.items) seen.set(objectKey(item), this.#forStore(item));
       continueToken = page.metadata.continue || undefined;
       resourceVersion = page.metadata.resourceVersion;
@@ -117,13 +132,17 @@ export class Reflector<T extends KubeObject> {
     for (const [key, old] of this.store) {
       if (!seen.has(key)) {
         this.store.delete(key);
+        this.#changed(key);
         this.#options.onEvent('deleted', old);
       }
     }
     for (const [key, item] of seen) {
       const old = this.store.get(key);
       this.store.set(key, item);
-      if (old?.metadata?.resourceVersion !== item.metadata?.resourceVersion) this.#options.onEvent(old ? 'updated' : 'added', item);
+      if (old?.metadata?.resourceVersion !== item.metadata?.resourceVersion) {
+        this.#changed(key);
+        this.#options.onEvent(old ? 'updated' : 'added', item);
+      }
     }
     this.#resourceVersion = resourceVersion;
     if (!this.#hasSynced) {
@@ -137,33 +156,83 @@ export class Reflector<T extends KubeObject> {
     if (rv) this.#resourceVersion = rv;
     if (type === 'BOOKMARK') return;
     const key = objectKey(object);
+    this.#changed(key);
     if (type === 'DELETED') {
       this.store.delete(key);
-      this.#options.onEvent('deleted', object);
+      this.#options.onEvent('deleted', this.#forStore(object));
     } else {
       const existed = this.store.has(key);
-      this.store.set(key, this.#forStore(object));
-      this.#options.onEvent(existed ? 'updated' : 'added', object);
+      const kept = this.#forStore(object);
+      this.store.set(key, kept);
+      this.#options.onEvent(existed ? 'updated' : 'added', kept);
     }
   }
 
-  /** Replaces the cached copy with a newer one the controller itself just wrote. */
-  remember(object: T): void {
-    const key = objectKey(object);
-    const cached = this.store.get(key);
-    if (cached && Number(cached.metadata?.resourceVersion) > Number(object.metadata?.resourceVersion)) return;
-    this.store.set(key, this.#forStore(object));
+  #changed(key: string): void {
+    this.#changedAt.delete(key);
+    this.#changedAt.set(key, ++this.#changes);
+    // Bounded: the entries of present keys plus as many tombstones; the oldest go first.
+    const limit = 2 * this.store.size + 1024;
+    for (const [oldKey, at] of this.#changedAt) {
+      if (this.#changedAt.size <= limit) break;
+      this.#changedAt.delete(oldKey);
+      this.#forgottenUpTo = at;
+    }
   }
 
-  #forStore(object: T): T {
+  /** A mark to pass to `remember` for a write about to be sent. */
+  changeMark(): number {
+    return this.#changes;
+  }
+
+  /**
+   * Puts an object the controller itself just wrote into the store, unless list or watch
+   * changed that key since `since` (a `changeMark()` taken before the write was sent):
+   * then the store already holds what the API server said last (a delete included), and
+   * the written copy must not bring a deleted object back. Returns whether it was kept.
+   */
+  remember(object: T, since: number): boolean {
+    const key = objectKey(object);
+    if (since < this.#forgottenUpTo || (this.#changedAt.get(key) ?? 0) > since) return false;
+    this.store.set(key, this.#forStore(object));
+    return true;
+  }
+
+  #forStore(object: T): S {
     const kept = forStore(object);
-    return this.#options.keep ? this.#options.keep(kept) : kept;
+    return this.#options.keep ? this.#options.keep(kept) : (kept as unknown as S);
   }
 }
 
+const DEFAULT_PAGE_SIZE = 500;
+/** What one page of a list may hold, about: objects are kept slim, but a page is parsed whole. */
+const PAGE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The limit of the next list page, from the size of the objects seen so far: pages of 500
+ * small objects, and a few at a time when objects are large (a tenant's 1 MB
+ * EnvelopeSecrets), so that one page never holds hundreds of megabytes.
+ */
+export class PageSizer {
+  readonly #max: number;
+  limit: number;
+
+  constructor(max: number) {
+    this.#max = max;
+    // Start small: the first page says how large objects are.
+    this.limit = Math.min(max, 16);
+  }
+
+  observe(items: number, bytes: number): void {
+    if (items === 0 || bytes <= 0) return;
+    const perItem = bytes / items;
+    this.limit = Math.max(1, Math.min(this.#max, Math.floor(PAGE_BYTES / perItem)));
+  }
+}
+
+/** An error for a log line: its name and message, capped at 1 KiB. */
 export function describeError(error: unknown): string {
-  if (error instanceof Error) return `${error.name}: ${error.message}`;
-  return String(error);
+  return capMessage(error instanceof Error ? `${error.name}: ${error.message}` : String(error));
 }
 
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {

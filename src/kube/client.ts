@@ -4,6 +4,7 @@ import type https from 'node:https';
 import { Agent, fetch } from 'undici';
 import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
+import { capMessage } from '../util/message.ts';
 
 /**
  * A thin Kubernetes REST client: client-node supplies the kubeconfig and authentication,
@@ -55,17 +56,28 @@ export interface RequestOptions {
   body?: unknown;
   patchType?: PatchType;
   signal?: AbortSignal;
+  /** Told the length of a successful answer's body (characters), e.g. to size list pages. */
+  onResponseBytes?: (length: number) => void;
+}
+
+/** One field the API server refused: its path (e.g. `data[.dockerconfigjson]`) and a reason code (`FieldValueInvalid`). */
+export interface StatusCause {
+  field: string;
+  reason: string;
 }
 
 /** An error answer of the API server, with its HTTP status and Status reason. */
 export class KubeApiError extends Error {
   readonly status: number;
   readonly reason: string;
-  constructor(status: number, reason: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /** The refused fields, without the server's wording (which may quote the value). */
+  readonly causes: readonly StatusCause[];
+  constructor(status: number, reason: string, message: string, options?: { cause?: unknown; causes?: readonly StatusCause[] }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'KubeApiError';
     this.status = status;
     this.reason = reason;
+    this.causes = options?.causes ?? [];
   }
   get notFound(): boolean {
     return this.status === 404;
@@ -78,7 +90,6 @@ export class KubeApiError extends Error {
   }
 }
 
-const MAX_MESSAGE = 600;
 
 export class KubeClient {
   readonly kubeConfig: KubeConfig;
@@ -103,6 +114,7 @@ export class KubeClient {
       throw new KubeApiError(0, 'Unreachable', `${options.method} ${options.path}: the answer of the API server was cut off (${cause instanceof Error ? cause.message : 'network error'})`, { cause });
     }
     if (!response.ok) throw errorFromResponse(options, response.status, text);
+    options.onResponseBytes?.(text.length);
     return (text ? JSON.parse(text) : undefined) as T;
   }
 
@@ -132,7 +144,7 @@ export class KubeClient {
         const event = JSON.parse(line) as WatchEvent<T>;
         if (event.type === 'ERROR') {
           const status = event.object as { code?: number; reason?: string; message?: string };
-          throw new KubeApiError(status.code ?? 500, status.reason ?? 'WatchError', `watch ${options.path}: ${truncate(status.message ?? 'error event')}`);
+          throw new KubeApiError(status.code ?? 500, status.reason ?? 'WatchError', capMessage(`watch ${options.path}: ${status.message ?? 'error event'}`));
         }
         options.onEvent(event);
       }
@@ -196,21 +208,36 @@ export class KubeClient {
   }
 }
 
+/**
+ * Whether a request sends Secret data. The API server's answer to such a request may
+ * quote what it parsed: a kubernetes.io/dockerconfigjson Secret whose value is not JSON
+ * is refused with "invalid character 'S' looking for beginning of value", the first byte
+ * of the secret.
+ */
+function sendsSecretData(options: Pick<RequestOptions, 'method' | 'path'>): boolean {
+  return options.method !== 'GET' && options.method !== 'DELETE' && SECRETS_PATH.test(options.path);
+}
+const SECRETS_PATH = /^\/api\/v1\/(?:namespaces\/[^/]+\/)?secrets(?:\/|$)/;
+
 function errorFromResponse(options: Pick<RequestOptions, 'method' | 'path'>, status: number, text: string): KubeApiError {
   let reason = 'Unknown';
   let message = text;
+  let causes: StatusCause[] = [];
   try {
-    const parsed = JSON.parse(text) as { reason?: string; message?: string };
-    reason = parsed.reason ?? reason;
-    message = parsed.message ?? message;
+    const parsed = JSON.parse(text) as { reason?: string; message?: string; details?: { causes?: { field?: unknown; reason?: unknown }[] } };
+    reason = typeof parsed.reason === 'string' ? parsed.reason : reason;
+    message = typeof parsed.message === 'string' ? parsed.message : message;
+    causes = (parsed.details?.causes ?? []).map((c) => ({ field: typeof c.field === 'string' ? c.field : '', reason: typeof c.reason === 'string' ? c.reason : '' }));
   } catch {
     // not a Status object; keep the text
   }
-  return new KubeApiError(status, reason, `${options.method} ${options.path}: ${status} ${reason}: ${truncate(message)}`);
-}
-
-function truncate(text: string): string {
-  return text.length > MAX_MESSAGE ? `${text.slice(0, MAX_MESSAGE)}…` : text;
+  const what = `${options.method} ${options.path}: ${status} ${reason}`;
+  if (sendsSecretData(options)) {
+    // Only the field paths and reason codes: never the server's wording about a value.
+    const fields = causes.filter((c) => c.field !== '' || c.reason !== '').map((c) => `${c.field || '(object)'} ${c.reason || 'refused'}`);
+    return new KubeApiError(status, reason, capMessage(fields.length > 0 ? `${what}: ${fields.join('; ')}` : what), { causes });
+  }
+  return new KubeApiError(status, reason, capMessage(`${what}: ${message}`), { causes });
 }
 
 /** Paths of the resources envseal uses. */

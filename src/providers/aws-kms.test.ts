@@ -9,7 +9,7 @@ import { inspect } from 'node:util';
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import { AWS_KMS, createAwsKmsProvider, KmsCallError, parseKmsTarget, sanitizeServiceMessage } from './aws-kms.ts';
+import { AWS_KMS, createAwsKmsProvider, KmsCallError, MAX_REGION_CLIENTS, parseKmsTarget, sanitizeServiceMessage } from './aws-kms.ts';
 import { ProviderError } from './types.ts';
 
 const KEY_ARN = 'arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab';
@@ -329,5 +329,20 @@ describe('error mapping (fake KMS endpoint)', () => {
       const texts = [error.message, String(error), error.stack ?? '', JSON.stringify(error), inspect(error, { depth: 10 }), JSON.stringify(error.cause), inspect(error.cause, { depth: 10, showHidden: true })];
       for (const text of texts) for (const form of forms) expect(text).not.toContain(form);
     }
+  });
+});
+
+describe('clients per region', () => {
+  it('keeps at most MAX_REGION_CLIENTS, however many regions key ARNs in manifests name', async () => {
+    const provider = fakeProvider();
+    script = [kmsError(400, 'AccessDeniedException')];
+    for (let i = 0; i < 3 * MAX_REGION_CLIENTS; i++) {
+      const keyId = KEY_ARN.replace('eu-west-1', `xx-tenant-${i + 1}`);
+      await failure(provider.unwrap({ recipient: { provider: 'aws-kms', keyId, encryptedKey: 'AAAA' }, encryptionContext: CONTEXT }));
+    }
+    expect(requests.length).toBe(3 * MAX_REGION_CLIENTS);
+    expect(provider.openRegions()).toHaveLength(MAX_REGION_CLIENTS);
+    expect(provider.openRegions().at(-1)).toBe(`xx-tenant-${3 * MAX_REGION_CLIENTS}`);
+    provider.close();
   });
 });

@@ -35,8 +35,9 @@ import {
   ScheduleKeyDeletionCommand,
 } from '@aws-sdk/client-kms';
 
-import type { Recipient } from '../api/types.ts';
+import type { Recipient } from './types.ts';
 import { isStandardBase64 } from '../envelope/base64.ts';
+import { DATA_KEY_LENGTH as DATA_KEY_BYTES } from '../envelope/kdf.ts';
 import {
   type GenerateDataKeyRequest,
   type GeneratedDataKey,
@@ -50,7 +51,6 @@ import {
 
 export const AWS_KMS = 'aws-kms';
 
-const DATA_KEY_BYTES = 32;
 const DEFAULT_MAX_ATTEMPTS = 5;
 const DEFAULT_CONNECTION_TIMEOUT_MS = 5_000;
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
@@ -100,6 +100,8 @@ export interface AwsKmsProvider extends KeyProvider {
   createKey(request: CreateKeyRequest): Promise<CreatedKey>;
   /** Closes the KMS clients' connections (graceful shutdown, tests). Calls after it open new ones. */
   close(): void;
+  /** The regions that have a client now, least recently used first (at most MAX_REGION_CLIENTS). */
+  openRegions(): string[];
 }
 
 // ---------------------------------------------------------------------------------
@@ -409,7 +411,8 @@ function mapError(error: unknown, call: CallContext): unknown {
     ...(netCode === undefined ? {} : { code: netCode }),
     ...(stack === undefined ? {} : { stack }),
   });
-  return new ProviderError(code, message, { provider: AWS_KMS, serviceCode, cause });
+  // The KMS checks the encryption context: a refused ciphertext most likely moved.
+  return new ProviderError(code, message, { provider: AWS_KMS, serviceCode, cause, ...(code === 'InvalidCiphertext' ? { contextBound: true } : {}) });
 }
 
 // ---------------------------------------------------------------------------------
@@ -423,6 +426,9 @@ function toBase64(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
 }
 
+/** KMS clients kept at once, one per region in use. */
+export const MAX_REGION_CLIENTS = 8;
+
 export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKmsProvider {
   const clients = new Map<string, KMSClient>();
   const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
@@ -435,7 +441,11 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
     const chosen = region ?? options.region;
     const cacheKey = chosen ?? '';
     let kms = clients.get(cacheKey);
-    if (kms === undefined) {
+    if (kms !== undefined) {
+      // Most recently used last: the first entry is the one to drop.
+      clients.delete(cacheKey);
+      clients.set(cacheKey, kms);
+    } else {
       kms = new KMSClient({
         ...(chosen === undefined ? {} : { region: chosen }),
         ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
@@ -449,6 +459,13 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
         },
       });
       clients.set(cacheKey, kms);
+      // Regions come from key ARNs in manifests, which tenants write: keep a few clients
+      // (each holds sockets and credentials), not one per region string ever seen.
+      for (const [oldKey, old] of clients) {
+        if (clients.size <= MAX_REGION_CLIENTS) break;
+        clients.delete(oldKey);
+        old.destroy();
+      }
     }
     return kms;
   }
@@ -698,6 +715,9 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
       return { keyArn, alias: aliasName, aliasArn: `${arnPrefix}:${aliasName}` };
     },
 
+    openRegions(): string[] {
+      return [...clients.keys()];
+    },
     close(): void {
       for (const kms of clients.values()) kms.destroy();
       clients.clear();

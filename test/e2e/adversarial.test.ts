@@ -11,7 +11,7 @@ import { createAgeProvider, generateAgeIdentity } from '../../src/providers/age.
 import { ProviderRegistry } from '../../src/providers/registry.ts';
 import { openEnvelopeSecret } from '../../src/sealing/open.ts';
 import { sealNewEnvelope } from '../../src/sealing/seal.ts';
-import type { RecipientTarget } from '../../src/sealing/targets.ts';
+import type { RecipientTarget } from '../../src/providers/types.ts';
 import { EnvelopeError } from '../../src/envelope/errors.ts';
 import { adminKubeConfig, uniqueName, waitFor } from '../harness/cluster.ts';
 import { startTestController, type TestController } from '../harness/controller.ts';
@@ -346,16 +346,25 @@ describe('truncated, oversized or garbage base64', () => {
     await apply(noncanonical);
     await expectRefusedNew(nsA, 'noncanonical', 'InvalidSpec', /data\["K"\]: is not standard padded base64/);
 
+    // Garbage is not an age file: the CRD refuses it at apply time.
     const garbageKey = await seal(nsA, 'garbage-key', { K: canary('gk') });
     garbageKey.spec.envelopes[0]!.recipients[0]!.encryptedKey = Buffer.alloc(200, 0x5a).toString('base64');
-    await apply(garbageKey);
-    await expectRefusedNew(nsA, 'garbage-key', 'DecryptFailed', /age-encrypted key for age .* is malformed or was altered/);
+    await expectRefusedAtApply(garbageKey, /an age encryptedKey is one age file with a single recipient stanza/);
 
+    // A wrapped key of the right shape with an altered byte: only opening it tells.
+    const alteredKey = await seal(nsA, 'altered-key', { K: canary('ak') });
+    const wrapped = Buffer.from(alteredKey.spec.envelopes[0]!.recipients[0]!.encryptedKey, 'base64');
+    wrapped[wrapped.length - 1]! ^= 1;
+    alteredKey.spec.envelopes[0]!.recipients[0]!.encryptedKey = wrapped.toString('base64');
+    await apply(alteredKey);
+    await expectRefusedNew(nsA, 'altered-key', 'DecryptFailed', /age-encrypted key for age .* is malformed or was altered/);
+
+    // A truncated one still starts like an age file; the controller's validation refuses it.
     const cutKey = await seal(nsA, 'cut-key', { K: canary('ck') });
     const key = cutKey.spec.envelopes[0]!.recipients[0]!.encryptedKey;
     cutKey.spec.envelopes[0]!.recipients[0]!.encryptedKey = key.slice(0, Math.floor(key.length / 8) * 4);
     await apply(cutKey);
-    await expectRefusedNew(nsA, 'cut-key', 'DecryptFailed', /malformed or was altered/);
+    await expectRefusedNew(nsA, 'cut-key', 'InvalidSpec', /recipients\[0\]\.encryptedKey: is truncated/);
   });
 
   it('the CRD refuses garbage, base64url, short and oversized values and ids', async () => {
@@ -367,7 +376,7 @@ describe('truncated, oversized or garbage base64', () => {
       ['shorter than nonce and tag', (e) => (e.data.K = e.data.K!.slice(0, 32)), /spec\.envelopes\[0\]\.data\.K in body should be at least 40 chars long/, false],
       ['an id of 31 bytes', (e) => (e.id = Buffer.alloc(31, 1).toString('base64')), /spec\.envelopes\[0\]\.id in body should match/, false],
       ['a wrapped key that is not base64', (e) => (e.recipients[0]!.encryptedKey = 'not base64 at all'), /encryptedKey in body should match/, false],
-      ['a value over 1,398,200 characters', (e) => (e.data.K = Buffer.alloc(1_100_000, 7).toString('base64')), /spec\.envelopes\[0\]\.data\.K: Too long: may not be more than 1398200 bytes/, true],
+      ['a value over 1,398,140 characters (1 MiB sealed)', (e) => (e.data.K = Buffer.alloc(1_100_000, 7).toString('base64')), /spec\.envelopes\[0\]\.data\.K: Too long: may not be more than 1398140 bytes/, true],
     ];
     for (const [what, change, message, serverSide] of variants) {
       const manifest = clone(base);
@@ -377,12 +386,12 @@ describe('truncated, oversized or garbage base64', () => {
     expect(await getEs(nsA, 'b64')).toBeUndefined();
   });
 
-  it('the controller refuses values that total more than a Secret can hold', async () => {
-    // Each value is within the CRD's bound; together they exceed 1 MiB.
+  it('the CRD refuses values that total more than a Secret can hold', async () => {
+    // Each value is within the CRD's bound for one value; together they exceed 1 MiB. (The
+    // controller's own check of the same limit: src/api/limits.test.ts.)
     const sealed = await seal(nsA, 'too-big', { A: 'a'.repeat(540_000), B: 'b'.repeat(540_000) });
-    const result = await applyServerSide(sealed);
-    expect(result.code, result.stderr).toBe(0);
-    await expectRefusedNew(nsA, 'too-big', 'InvalidSpec', /values total 1080000 bytes; a Secret holds at most 1048576/);
+    await expectRefusedAtApply(sealed, /the values total more than 1 MiB \(1048576 bytes\) of plaintext, more than a Secret holds/, true);
+    expect(await getEs(nsA, 'too-big')).toBeUndefined();
   });
 });
 

@@ -6,8 +6,10 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments, stringify } from 'yaml';
+import { DEFAULT_SECRET_TYPES, parseTenantPolicy, type TenantPolicy } from '../../src/api/policy.ts';
 import type { EnvelopeSecret } from '../../src/api/types.ts';
 import { ANNOTATION_DATA_HASH } from '../../src/controller/desired.ts';
+import { generateAgeIdentity } from '../../src/providers/age.ts';
 import { KubeApiError, KubeClient } from '../../src/kube/client.ts';
 import { sharedCluster, tokenKubeConfig, uniqueName, waitFor } from '../harness/cluster.ts';
 import { repoRoot } from '../harness/control-plane.ts';
@@ -159,6 +161,8 @@ describe('the Helm chart', () => {
     ['namespaced', ['watchNamespaces={team-a,team-b}']],
     ['monitoring', ['metrics.serviceMonitor.enabled=true', 'metrics.prometheusRule.enabled=true']],
     ['no age, no leader election', ['providers.age.enabled=false', 'leaderElection.enabled=false', 'replicaCount=1']],
+    ['tenancy', ['tenancy.secretTypes.allowed.team-a={example.com/a,helm.sh/release.v1}', 'tenancy.secretTypes.allowed.*={example.com/all}']],
+    ['no admission policy', ['tenancy.admissionPolicy.enabled=false']],
   ])('lints clean with --strict (%s)', async (_mode, sets) => {
     const result = await helm(['lint', '--strict', chartDir, ...sets.flatMap((s) => ['--set', s])]);
     expect(result.code, result.stdout + result.stderr).toBe(0);
@@ -182,6 +186,8 @@ describe('the Helm chart', () => {
         `RoleBinding/${RELEASE_NAMESPACE}/envseal-self`,
         `Service/${RELEASE_NAMESPACE}/envseal-metrics`,
         `ServiceAccount/${RELEASE_NAMESPACE}/envseal`,
+        'ValidatingAdmissionPolicy//envseal-secret-types',
+        'ValidatingAdmissionPolicyBinding//envseal-secret-types',
       ].sort(),
     );
     expect(one(manifests, 'ClusterRole', 'envseal').rules).toEqual(WORKLOAD_RULES);
@@ -294,6 +300,12 @@ describe('the Helm chart', () => {
     expect(one(manifests, 'Service').spec).toMatchObject({ ports: [{ name: 'metrics', port: 9090, targetPort: 'metrics' }] });
   });
 
+  it('passes the per-namespace budget of key-provider calls, or turns it off', async () => {
+    expect(podSpec(await render()).containers[0]!.args).toContain('--unwrap-budget=50/1000');
+    expect(podSpec(await render(['controller.unwrapBudget.perSecond=5', 'controller.unwrapBudget.burst=20'])).containers[0]!.args).toContain('--unwrap-budget=5/20');
+    expect(podSpec(await render(['controller.unwrapBudget.perSecond=0'])).containers[0]!.args).toContain('--unwrap-budget=0');
+  });
+
   it('renders monitoring: a ServiceMonitor on the metrics Service and a PrometheusRule with the alerts', async () => {
     const manifests = await render(['metrics.serviceMonitor.enabled=true', 'metrics.prometheusRule.enabled=true', 'metrics.serviceMonitor.labels.release=prom']);
     const monitor = one(manifests, 'ServiceMonitor');
@@ -337,6 +349,37 @@ describe('the Helm chart', () => {
     expect(broken.stdout).toContain('annotation "d"');
   });
 
+  it('renders the tenancy values: one --allowed-secret-types flag per namespace and an admission policy with the same lists', async () => {
+    const sets = ['tenancy.secretTypes.allowed.team-a={example.com/a,helm.sh/release.v1}', 'tenancy.secretTypes.allowed.*={example.com/all}'];
+    const manifests = await render(sets);
+    const flags = podSpec(manifests).containers[0]!.args.filter((a) => a.startsWith('--allowed-secret-types='));
+    expect(flags).toEqual(['--allowed-secret-types=*=example.com/all', '--allowed-secret-types=team-a=example.com/a,helm.sh/release.v1']);
+    // What the controller reads from those flags.
+    const policy: TenantPolicy = parseTenantPolicy(flags.map((f) => f.slice('--allowed-secret-types='.length)));
+    expect(policy).toEqual({ extraSecretTypes: { '*': ['example.com/all'], 'team-a': ['example.com/a', 'helm.sh/release.v1'] } });
+
+    const vap = one(manifests, 'ValidatingAdmissionPolicy', 'envseal-secret-types');
+    const spec = vap.spec as { failurePolicy: string; matchConstraints: unknown; variables: { name: string; expression: string }[]; validations: { expression: string }[] };
+    expect(spec.failurePolicy).toBe('Fail');
+    expect(spec.matchConstraints).toEqual({ resourceRules: [{ apiGroups: ['envseal.dev'], apiVersions: ['*'], operations: ['CREATE', 'UPDATE'], resources: ['envelopesecrets'] }] });
+    const allowed = spec.variables.find((v) => v.name === 'allowed')!.expression;
+    // The chart's defaults are the controller's (src/api/policy.ts).
+    const everywhere = /^\[(.*?)\]/.exec(allowed)![1]!.split(', ').map((t) => t.slice(1, -1));
+    expect(everywhere).toEqual([...DEFAULT_SECRET_TYPES, 'example.com/all']);
+    expect(allowed).toContain("{'team-a': ['example.com/a', 'helm.sh/release.v1']}[request.namespace]");
+    expect(one(manifests, 'ValidatingAdmissionPolicyBinding').spec).toEqual({ policyName: 'envseal-secret-types', validationActions: ['Deny'] });
+
+    // Namespaced mode binds the policy to the watched namespaces only.
+    const namespaced = await render([...sets, 'watchNamespaces={team-a,team-b}']);
+    expect(one(namespaced, 'ValidatingAdmissionPolicyBinding').spec).toMatchObject({ matchResources: { namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: ['team-a', 'team-b'] }] } } });
+    // Defaults: no flag, a policy with the default list only; and it can be left out.
+    const defaults = await render();
+    expect(podSpec(defaults).containers[0]!.args.some((a) => a.startsWith('--allowed-secret-types'))).toBe(false);
+    expect((one(defaults, 'ValidatingAdmissionPolicy').spec as typeof spec).variables.find((v) => v.name === 'allowed')!.expression).toBe(`[${DEFAULT_SECRET_TYPES.map((t) => `'${t}'`).join(', ')}] + (request.namespace in {} ? {}[request.namespace] : [])`);
+    const without = await render(['tenancy.admissionPolicy.enabled=false']);
+    expect(without.some((m) => m.kind.startsWith('ValidatingAdmissionPolicy'))).toBe(false);
+  });
+
   it.each([
     ['an unknown key', 'replicas=2', "additional properties 'replicas' not allowed"],
     ['zero replicas', 'replicaCount=0', '/replicaCount'],
@@ -351,6 +394,8 @@ describe('the Helm chart', () => {
     ['a KMS endpoint that is not a URL', 'providers.awsKms.endpoint=kms.local', '/providers/awsKms/endpoint'],
     ['a string for a boolean', 'leaderElection.enabled=yes', '/leaderElection/enabled'],
     ['a typo in a nested key', 'providers.age.secretname=x', "additional properties 'secretname' not allowed"],
+    ['a Secret type with a space', 'tenancy.secretTypes.allowed.team-a={has space}', '/tenancy/secretTypes/allowed/team-a/0'],
+    ['a tenancy namespace that is not a DNS label', 'tenancy.secretTypes.allowed.Team_A={a.b/c}', "invalid propertyName 'Team_A'"],
   ])('values.schema.json rejects %s', async (_what, set, message) => {
     const result = await helm(['template', 'envseal', chartDir, '--set', set]);
     expect(result.code).not.toBe(0);
@@ -362,6 +407,8 @@ describe('the Helm chart', () => {
     ['several replicas without leader election', ['leaderElection.enabled=false'], 'needs leaderElection.enabled=true'],
     ['a namespace listed twice', ['watchNamespaces={a,a}'], 'lists a namespace twice'],
     ['a ServiceMonitor without the Service', ['metrics.serviceMonitor.enabled=true', 'metrics.service.enabled=false'], 'needs metrics.service.enabled'],
+    ['a service-account token type', ['tenancy.secretTypes.allowed.team-a={kubernetes.io/service-account-token}'], 'tenancy.secretTypes.allowed.team-a lists kubernetes.io/service-account-token: the cluster mints the content of that type (credentials); it is never sealed data and cannot be allowed'],
+    ['a bootstrap token type, even for every namespace', ['tenancy.secretTypes.allowed.*={bootstrap.kubernetes.io/token}'], 'lists bootstrap.kubernetes.io/token: the cluster mints'],
   ])('refuses to render %s', async (_what, sets, message) => {
     const result = await helm(['template', 'envseal', chartDir, ...sets.flatMap((s) => ['--set', s])]);
     expect(result.code).not.toBe(0);
@@ -506,14 +553,15 @@ async function exerciseController(options: { controller: TestController; release
     return s && s.metadata.uid !== before.metadata.uid && decode(s.data).TOKEN === SECOND;
   });
 
-  // A type change cannot be applied in place: the Secret is deleted and created again.
+  // A type change cannot be applied in place: the Secret is deleted and created again. The
+  // custom type is allowed in this namespace (TYPED_POLICY; the chart was installed with it).
   await apply(await sealForAge(recipient, namespace, 'typed', { K: `${CANARY}-k` }));
   await waitReady(namespace, 'typed');
   const opaque = (await getSecret(namespace, 'typed'))!;
-  await apply(await sealForAge(recipient, namespace, 'typed', { K: `${CANARY}-k` }, {}, 'example.com/typed'));
+  await apply(await sealForAge(recipient, namespace, 'typed', { K: `${CANARY}-k` }, {}, TYPED));
   await waitFor('the Secret replaced with the new type', async () => {
     const s = await getSecret(namespace, 'typed');
-    return s && s.type === 'example.com/typed' && s.metadata.uid !== opaque.metadata.uid;
+    return s && s.type === TYPED && s.metadata.uid !== opaque.metadata.uid;
   });
   await waitReady(namespace, 'typed');
 
@@ -531,6 +579,16 @@ async function exerciseController(options: { controller: TestController; release
   const released = await getOrUndefined<{ spec: { holderIdentity?: string } }>(client, paths.lease(releaseNamespace, 'envseal-controller'));
   expect(released?.spec.holderIdentity ?? '').toBe('');
   return recipient;
+}
+
+/** exerciseController changes a Secret's type to this one, allowed in its namespace only. */
+const TYPED = 'example.com/typed';
+const typedValue = (namespace: string) => `tenancy.secretTypes.allowed.${namespace}={${TYPED}}`;
+const typedPolicy = (namespace: string) => parseTenantPolicy([`${namespace}=${TYPED}`]);
+
+/** An EnvelopeSecret of `type` applied as the cluster admin: the admission policy binds everyone. */
+async function applyTyped(recipient: string, namespace: string, name: string, type: string): Promise<KubectlResult> {
+  return kubectlApply(await sealForAge(recipient, namespace, name, { K: `${CANARY}-${name}` }, {}, type));
 }
 
 async function cleanup(release: string, namespaces: string[]): Promise<void> {
@@ -556,7 +614,7 @@ describe('installed with helm, cluster-wide mode', () => {
       path: '/api/v1/namespaces',
       body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: releaseNamespace, labels: { 'pod-security.kubernetes.io/enforce': 'restricted' } } },
     });
-    installOutput = await helmInstall(release, releaseNamespace, []);
+    installOutput = await helmInstall(release, releaseNamespace, [typedValue(team)]);
   });
 
   afterAll(async () => {
@@ -575,6 +633,22 @@ describe('installed with helm, cluster-wide mode', () => {
     expect(installOutput.stdout).toContain('NOTES:');
     expect(installOutput.stdout).toContain(`envseal seal --controller-namespace ${releaseNamespace}`);
     expect(installOutput.stdout).toContain('BACK UP the age identity');
+  });
+
+  it('refuses at apply time a Secret type the namespace may not have (its ValidatingAdmissionPolicy, from the values)', async () => {
+    const { recipient: published } = await generateAgeIdentity();
+    const other = await applyTyped(published, team, 'vap-other', 'example.com/other');
+    expect(other.code).not.toBe(0);
+    expect(other.stderr).toContain(`Secret type example.com/other is not allowed in namespace ${team} (allowed: ${[...DEFAULT_SECRET_TYPES, TYPED].join(', ')}; the chart value tenancy.secretTypes.allowed adds types)`);
+    const elsewhere = await applyTyped(published, releaseNamespace, 'vap-elsewhere', TYPED);
+    expect(elsewhere.code).not.toBe(0);
+    expect(elsewhere.stderr).toContain(`Secret type ${TYPED} is not allowed in namespace ${releaseNamespace}`);
+    for (const [namespace, name] of [[team, 'vap-other'], [releaseNamespace, 'vap-elsewhere']] as const) expect(await getOrUndefined(client, paths.envelopeSecret(namespace, name))).toBeUndefined();
+    const allowed = await applyTyped(published, team, 'vap-allowed', TYPED);
+    expect(allowed.code, allowed.stderr).toBe(0);
+    const basicAuth = await applyTyped(published, team, 'vap-default', 'kubernetes.io/basic-auth');
+    expect(basicAuth.code, basicAuth.stderr).toBe(0);
+    for (const name of ['vap-allowed', 'vap-default']) await kubectl(['delete', 'esec', '-n', team, name]);
   });
 
   it('creates pods that the restricted Pod Security Standard admits (they stay Pending: no kubelet)', async () => {
@@ -671,7 +745,7 @@ describe('installed with helm, cluster-wide mode', () => {
   it('runs the controller with a token of the chart ServiceAccount: every behaviour works', async () => {
     const token = await serviceAccountToken(releaseNamespace, serviceAccount);
     const identity = uniqueName('chart-cw');
-    controller = await startTestController({ kubeConfig: tokenKubeConfig(token, releaseNamespace), config: { namespace: releaseNamespace, identity } });
+    controller = await startTestController({ kubeConfig: tokenKubeConfig(token, releaseNamespace), config: { namespace: releaseNamespace, identity, tenantPolicy: typedPolicy(team) } });
     recipient = await exerciseController({ controller, releaseNamespace, namespace: team, identity });
 
     // What `envseal seal --controller-namespace` does, as an ordinary ServiceAccount of
@@ -697,7 +771,7 @@ describe('installed with helm, cluster-wide mode', () => {
     expect((await kubectl(['-n', releaseNamespace, 'label', 'secret', 'envseal-age-identity', 'app.kubernetes.io/managed-by=envseal', 'envseal.dev/role=age-identity'])).code).toBe(0);
 
     const token = await serviceAccountToken(releaseNamespace, serviceAccount);
-    controller = await startTestController({ kubeConfig: tokenKubeConfig(token, releaseNamespace), config: { namespace: releaseNamespace, identity: uniqueName('chart-restored') } });
+    controller = await startTestController({ kubeConfig: tokenKubeConfig(token, releaseNamespace), config: { namespace: releaseNamespace, identity: uniqueName('chart-restored'), tenantPolicy: typedPolicy(team) } });
     const republished = await waitFor('the recipient published again', () => getOrUndefined<{ data: { recipient: string } }>(client, paths.configMap(releaseNamespace, 'envseal-age-recipient')));
     expect(republished.data.recipient).toBe(recipient);
     await waitFor('the Secret recreated with the restored identity', async () => decode((await getSecret(team, 'app'))?.data).TOKEN === SECOND);
@@ -750,7 +824,7 @@ describe('installed with helm, namespaced mode', () => {
 
   beforeAll(async () => {
     for (const namespace of [...watched, unlisted]) await createNamespace(client, namespace);
-    await helmInstall(release, releaseNamespace, [`watchNamespaces={${watched.join(',')}}`]);
+    await helmInstall(release, releaseNamespace, [`watchNamespaces={${watched.join(',')}}`, typedValue(watched[1]!)]);
   });
 
   afterAll(async () => {
@@ -795,7 +869,7 @@ describe('installed with helm, namespaced mode', () => {
   it('runs the controller with a token of the chart ServiceAccount: every behaviour works in the watched namespaces', async () => {
     const token = await serviceAccountToken(releaseNamespace, serviceAccount);
     const identity = uniqueName('chart-ns');
-    controller = await startTestController({ kubeConfig: tokenKubeConfig(token, releaseNamespace), config: { namespace: releaseNamespace, namespaces: watched, identity } });
+    controller = await startTestController({ kubeConfig: tokenKubeConfig(token, releaseNamespace), config: { namespace: releaseNamespace, namespaces: watched, identity, tenantPolicy: typedPolicy(watched[1]!) } });
     await exerciseController({ controller, releaseNamespace, namespace: watched[1]!, identity });
   });
 
@@ -819,6 +893,17 @@ describe('installed with helm, namespaced mode', () => {
       await leader.stop();
     }
     await expect(leader.done).resolves.toBeUndefined();
+  });
+
+  it('binds its admission policy to the watched namespaces only', async () => {
+    const { recipient } = await generateAgeIdentity();
+    const refused = await applyTyped(recipient, watched[0]!, 'vap-watched', TYPED);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain(`Secret type ${TYPED} is not allowed in namespace ${watched[0]}`);
+    // Another release (or none) serves the unlisted namespace: this one's policy does not apply there.
+    const unlistedResult = await applyTyped(recipient, unlisted, 'vap-unlisted', 'example.com/anything');
+    expect(unlistedResult.code, unlistedResult.stderr).toBe(0);
+    await kubectl(['delete', 'esec', '-n', unlisted, 'vap-unlisted']);
   });
 
   it('cannot read Secrets elsewhere with that token', async () => {

@@ -1,5 +1,6 @@
 // The controller end to end on the real control plane, with the cluster age identity.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseTenantPolicy } from '../../src/api/policy.ts';
 import type { EnvelopeSecret } from '../../src/api/types.ts';
 import { ANNOTATION_ADOPT, ANNOTATION_SPEC_HASH } from '../../src/controller/desired.ts';
 import { seededRandom } from '../../src/envelope/random.ts';
@@ -54,10 +55,14 @@ async function eventsFor(namespace: string, name: string): Promise<{ reason: str
   return list.items.filter((e) => e.involvedObject.name === name);
 }
 
+// The custom Secret type a test below materializes, allowed in its namespace as an
+// operator would (--allowed-secret-types; docs/helm.md, tenancy).
+const customTypePolicy = () => parseTenantPolicy([`${nsA}=example.com/db`]);
+
 beforeAll(async () => {
   await installCrd();
   for (const ns of [controllerNamespace, nsA, nsB]) await createNamespace(client, ns);
-  controller = await startTestController({ kubeConfig: adminKubeConfig(), config: { namespace: controllerNamespace, namespaces: [nsA, nsB] } });
+  controller = await startTestController({ kubeConfig: adminKubeConfig(), config: { namespace: controllerNamespace, namespaces: [nsA, nsB], tenantPolicy: customTypePolicy() } });
   const configMap = await waitFor('the published age recipient', () => getOrUndefined<{ data: { recipient: string } }>(client, paths.configMap(controllerNamespace, 'envseal-age-recipient')));
   recipient = configMap.data.recipient;
   expect(recipient).toMatch(/^age1/);
@@ -241,7 +246,7 @@ describe('the envseal controller', () => {
     for (const name of names) await waitReady(nsB, name);
     const secretsBefore = await Promise.all(names.map((n) => getSecret(nsB, n)));
     await controller.stop();
-    controller = await startTestController({ kubeConfig: adminKubeConfig(), config: { namespace: controllerNamespace, namespaces: [nsA, nsB] } });
+    controller = await startTestController({ kubeConfig: adminKubeConfig(), config: { namespace: controllerNamespace, namespaces: [nsA, nsB], tenantPolicy: customTypePolicy() } });
     // Wait for the new leader to have looked at every object once.
     await waitFor('the restarted controller to reconcile everything', async () => (await controller.metric('envseal_reconcile_total')) >= names.length, { timeoutMs: 60_000 });
     expect(await controller.metric('envseal_kms_requests_total', { operation: 'unwrap' })).toBe(0);

@@ -16,7 +16,7 @@ import { ANNOTATION_SPEC_HASH, LABEL_MANAGED_BY, MANAGED_BY, specHash } from '..
 import { KubeApiError, type KubeClient, paths } from '../../src/kube/client.ts';
 import type { Scope } from '../../src/envelope/context.ts';
 import type { ProviderRegistry } from '../../src/providers/registry.ts';
-import type { RecipientTarget } from '../../src/sealing/targets.ts';
+import type { RecipientTarget } from '../../src/providers/types.ts';
 import { sharedCluster, waitFor } from './cluster.ts';
 import { repoRoot } from './control-plane.ts';
 import { freePort, sumMetric } from './controller.ts';
@@ -88,9 +88,12 @@ export function valuesFor(index: number, round: number): Record<string, string> 
   };
 }
 
+/** The custom Secret type of odd items: spawnController allows it, as an operator would (--allowed-secret-types). */
+export const FAULT_TEST_SECRET_TYPE = 'example.com/fault-test';
+
 export function templateFor(index: number, round: number): { type: string; labels: Record<string, string>; annotations: Record<string, string> } {
   return {
-    type: index % 2 === 0 ? 'Opaque' : 'example.com/fault-test',
+    type: index % 2 === 0 ? 'Opaque' : FAULT_TEST_SECRET_TYPE,
     labels: { 'fault-test/round': String(round), 'fault-test/parity': index % 2 === 0 ? 'even' : 'odd' },
     annotations: { 'fault-test/note': `item ${index}` },
   };
@@ -419,6 +422,7 @@ export async function spawnController(options: ControllerProcessOptions): Promis
     '--namespaces', options.namespaces.join(','),
     '--metrics-address', `127.0.0.1:${port}`,
     '--identity', options.identity,
+    '--allowed-secret-types', `*=${FAULT_TEST_SECRET_TYPE}`,
     ...(options.args ?? []),
   ];
   const env: NodeJS.ProcessEnv = {};

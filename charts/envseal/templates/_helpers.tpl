@@ -97,4 +97,42 @@ mode). docs/helm.md explains each rule; test/e2e/chart.test.ts proves they are e
 {{- if ne (len .Values.watchNamespaces) (len (uniq .Values.watchNamespaces)) }}
 {{- fail "watchNamespaces lists a namespace twice" }}
 {{- end }}
+{{- range $namespace, $types := .Values.tenancy.secretTypes.allowed }}
+{{- range $types }}
+{{- if has . (list "kubernetes.io/service-account-token" "bootstrap.kubernetes.io/token") }}
+{{- fail (printf "tenancy.secretTypes.allowed.%s lists %s: the cluster mints the content of that type (credentials); it is never sealed data and cannot be allowed" $namespace .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Secret types a namespace may ask for, as a CEL list expression over request.namespace:
+the defaults (DEFAULT_SECRET_TYPES in src/api/policy.ts; a chart test compares them), the
+types listed under "*", and the namespace's own. Names and types are schema-checked, so
+they need no escaping inside the single quotes.
+*/}}
+{{- define "envseal.allowedSecretTypesCel" -}}
+{{- $allowed := .Values.tenancy.secretTypes.allowed -}}
+{{- $everywhere := concat (list "Opaque" "kubernetes.io/tls" "kubernetes.io/dockerconfigjson" "kubernetes.io/dockercfg" "kubernetes.io/basic-auth" "kubernetes.io/ssh-auth") (get $allowed "*" | default list) -}}
+{{- $quoted := list -}}
+{{- range $everywhere }}{{ $quoted = append $quoted (printf "'%s'" .) }}{{ end -}}
+{{- $entries := list -}}
+{{- range $namespace, $types := $allowed -}}
+{{- if and (ne $namespace "*") $types -}}
+{{- $typesQuoted := list -}}
+{{- range $types }}{{ $typesQuoted = append $typesQuoted (printf "'%s'" .) }}{{ end -}}
+{{- $entries = append $entries (printf "'%s': [%s]" $namespace (join ", " $typesQuoted)) -}}
+{{- end -}}
+{{- end -}}
+[{{ join ", " $quoted }}] + (request.namespace in {{ "{" }}{{ join ", " $entries }}{{ "}" }} ? {{ "{" }}{{ join ", " $entries }}{{ "}" }}[request.namespace] : [])
+{{- end }}
+
+{{/* --allowed-secret-types flags from tenancy.secretTypes.allowed, one per namespace. */}}
+{{- define "envseal.allowedSecretTypesArgs" -}}
+{{- range $namespace, $types := .Values.tenancy.secretTypes.allowed }}
+{{- if $types }}
+- {{ printf "--allowed-secret-types=%s=%s" $namespace (join "," $types) | quote }}
+{{- end }}
+{{- end }}
 {{- end }}

@@ -1,0 +1,46 @@
+import type { EnvelopeSecret, EnvelopeSecretStatus } from '../api/types.ts';
+import type { KubeObject } from '../kube/client.ts';
+import { specHash } from './desired.ts';
+
+export type EnvelopeSecretObject = EnvelopeSecret & KubeObject;
+export type SecretObject = KubeObject & { type?: string; immutable?: boolean; data?: Record<string, string> };
+
+/**
+ * What the controller keeps of an EnvelopeSecret between reconciles: identity, status and
+ * the hash of its spec, never the sealed values. A tenant may post objects of a megabyte
+ * each; the cache costs the same few hundred bytes for each, and the full object is read
+ * from the API server only when the Secret must be (re)written.
+ */
+export interface EnvelopeSecretRecord extends KubeObject {
+  metadata: { name: string; namespace?: string; uid?: string; generation?: number; resourceVersion?: string; deletionTimestamp?: string };
+  status?: EnvelopeSecretStatus;
+  /** specHash() of the spec and binding the record was made from. */
+  specHash: string;
+}
+
+export function envelopeSecretRecord(object: EnvelopeSecretObject): EnvelopeSecretRecord {
+  const m = object.metadata;
+  return {
+    metadata: {
+      name: m.name,
+      ...(m.namespace === undefined ? {} : { namespace: m.namespace }),
+      ...(m.uid === undefined ? {} : { uid: m.uid }),
+      ...(m.generation === undefined ? {} : { generation: m.generation }),
+      ...(m.resourceVersion === undefined ? {} : { resourceVersion: m.resourceVersion }),
+      ...(typeof m.deletionTimestamp === 'string' ? { deletionTimestamp: m.deletionTimestamp } : {}),
+    },
+    ...(object.status === undefined ? {} : { status: object.status }),
+    specHash: specHash(object),
+  };
+}
+
+/**
+ * What the controller keeps of a managed Secret: metadata, type and immutability, never
+ * the values (not even of immutable Secrets: the replace decision reads the live Secret).
+ * Drift is found through resourceVersions, so the process does not hold the plaintext of
+ * every Secret it manages, and its memory does not grow with their size.
+ */
+export function secretRecord<T extends SecretObject & { stringData?: unknown }>(secret: T): SecretObject {
+  const { data: _data, stringData: _stringData, ...kept } = secret;
+  return kept;
+}

@@ -1,0 +1,23 @@
+/** The most a condition message, Event message or logged error text may take, in UTF-8 bytes. */
+export const MAX_MESSAGE_BYTES = 1024;
+
+const ELLIPSIS = '…';
+
+/**
+ * `text` cut to at most `maxBytes` UTF-8 bytes, ending with "…" when cut. Cuts at a
+ * code point boundary (never half a character, never half a surrogate pair), so the
+ * result is valid UTF-8 that the API server accepts.
+ */
+export function capMessage(text: string, maxBytes = MAX_MESSAGE_BYTES): string {
+  if (Buffer.byteLength(text, 'utf8') <= maxBytes) return text;
+  const budget = maxBytes - Buffer.byteLength(ELLIPSIS, 'utf8');
+  let used = 0;
+  let end = 0;
+  for (const char of text) {
+    const size = Buffer.byteLength(char, 'utf8');
+    if (used + size > budget) break;
+    used += size;
+    end += char.length;
+  }
+  return text.slice(0, end) + ELLIPSIS;
+}
