@@ -5,13 +5,15 @@
 import { execFile, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { waitFor } from '../harness/cluster.ts';
 import { repoRoot } from '../harness/control-plane.ts';
 import { hostScript, hostSnapshot, snapshotDiff, startNodeCluster } from '../harness/node.ts';
 import { applyManifest, isReady, livePods } from '../harness/node-kube.ts';
 
 const log = (message: string) => process.stderr.write(`[node-host] ${message}\n`);
+// Starting a node may wait for another one on this machine to finish (one at a time).
+const NODE_TEST_TIMEOUT_MS = 1_300_000;
 
 const lockFree = () => new Promise<boolean>((resolve) => {
   execFile('bash', [hostScript, 'idle'], (error) => resolve(error === null));
@@ -46,7 +48,7 @@ describe('the host after a node', () => {
     expect(changes).toMatch(/^\+ mount /m);
     expect(snapshotDiff(before, await hostSnapshot())).toBe('');
     expect(fs.existsSync(node.stateDir)).toBe(false);
-  });
+  }, NODE_TEST_TIMEOUT_MS);
 
   it('is as before after the process that started the node is SIGKILLed with a pod running', async () => {
     const before = await hostSnapshot();
@@ -68,10 +70,14 @@ describe('the host after a node', () => {
     let err = '';
     child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
     child.stderr.setEncoding('utf8').on('data', (c: string) => (err += c));
+    // If this test fails or times out, the child must not outlive it (its watchdog then cleans up).
+    onTestFinished(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
     const stateDir = await waitFor('the child to run a pod on its node', () => {
       if (child.exitCode !== null) throw new Error(`the child exited (${child.exitCode}): ${err.slice(-3000)}`);
       return /RUNNING (\S+)/.exec(out)?.[1];
-    }, { timeoutMs: 400_000, intervalMs: 500 });
+    }, { timeoutMs: 1_100_000, intervalMs: 500 });
     const during = await hostSnapshot();
     expect(snapshotDiff(before, during)).toMatch(/^\+ process containerd-shim/m);
     child.kill('SIGKILL');
@@ -79,5 +85,5 @@ describe('the host after a node', () => {
     await waitFor('the watchdog to restore the host', async () => !fs.existsSync(stateDir) && (await lockFree()), { timeoutMs: 120_000, intervalMs: 500 });
     log(`host restored ${((Date.now() - killed) / 1000).toFixed(1)} s after SIGKILL`);
     expect(snapshotDiff(before, await hostSnapshot())).toBe('');
-  });
+  }, NODE_TEST_TIMEOUT_MS);
 });

@@ -140,7 +140,13 @@ watch() {
   # One node on this machine at a time: the kubelet's host paths are fixed.
   mkdir -p "$(dirname "$LOCK")"
   exec 9>"$LOCK"
-  flock -w 900 9 || { echo "another envseal node held $LOCK for 15 minutes" >"$s/watchdog.error"; exit 1; }
+  local waited=0
+  until flock -n 9; do
+    # The parent gave up while waiting: nothing was started, nothing to restore.
+    kill -0 "$parent" 2>/dev/null || { rm -rf "$s"; exit 0; }
+    [ $waited -ge 900 ] && { echo "another envseal node held $LOCK for 15 minutes" >"$s/watchdog.error"; exit 1; }
+    sleep 1; waited=$((waited + 1))
+  done
   record "$s"
   touch "$s/watchdog.ready"
   while kill -0 "$parent" 2>/dev/null && [ -d "$s" ]; do sleep 1; done
