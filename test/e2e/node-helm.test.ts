@@ -74,7 +74,7 @@ beforeAll(async () => {
   node = await startNodeCluster({ log });
   client = nodeClient(node);
   log(`image ${node.controllerImage.reference}: rootfs ${(node.controllerImage.rootfsBytes / 1e6).toFixed(1)} MB, archive ${(node.controllerImage.archiveBytes / 1e6).toFixed(1)} MB`);
-}, 600_000);
+}, 1_300_000); // starting may wait for another node on this machine (one at a time)
 
 afterAll(async () => {
   await node?.stop();

@@ -2,25 +2,24 @@
 // cgroups, state directories under /var and /run, network namespaces, containerd shims and
 // containers. Checked after a normal stop, and after the process that started the node is
 // SIGKILLed mid-run (the watchdog of test/harness/node-host.sh puts everything back).
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { waitFor } from '../harness/cluster.ts';
 import { repoRoot } from '../harness/control-plane.ts';
-import { hostScript, hostSnapshot, snapshotDiff, startNodeCluster } from '../harness/node.ts';
+import { hostSnapshot, snapshotDiff, startNodeCluster } from '../harness/node.ts';
 import { applyManifest, isReady, livePods } from '../harness/node-kube.ts';
 
 const log = (message: string) => process.stderr.write(`[node-host] ${message}\n`);
-
-const lockFree = () => new Promise<boolean>((resolve) => {
-  execFile('bash', [hostScript, 'idle'], (error) => resolve(error === null));
-});
+// Starting a node may wait for another one on this machine to finish (one at a time).
+const NODE_TEST_TIMEOUT_MS = 1_300_000;
 
 describe('the host after a node', () => {
   it('is as before after stop(): a pod ran (mounts, cgroups, shim, sandbox netns), the kubelet changed sysctls, all of it undone', async () => {
-    const before = await hostSnapshot();
     const node = await startNodeCluster({ log });
+    const before = node.hostSnapshots.before;
     let during: string[];
     try {
       await applyManifest(node, {
@@ -44,16 +43,18 @@ describe('the host after a node', () => {
     expect(changes).toMatch(/^\+ cgroup \/sys\/fs\/cgroup\/memory\/kubepods/m);
     expect(changes).toMatch(/^\+ sysctl vm.overcommit_memory=1/m);
     expect(changes).toMatch(/^\+ mount /m);
-    expect(snapshotDiff(before, await hostSnapshot())).toBe('');
+    expect(snapshotDiff(before, node.hostSnapshots.after!)).toBe('');
     expect(fs.existsSync(node.stateDir)).toBe(false);
-  });
+  }, NODE_TEST_TIMEOUT_MS);
 
   it('is as before after the process that started the node is SIGKILLed with a pod running', async () => {
-    const before = await hostSnapshot();
+    const afterFile = path.join(os.tmpdir(), `envseal-node-after-${process.pid}.txt`);
     const script = `
       const { startNodeCluster } = await import(${JSON.stringify(path.join(repoRoot, 'test/harness/node.ts'))});
       const { applyManifest, isReady, livePods } = await import(${JSON.stringify(path.join(repoRoot, 'test/harness/node-kube.ts'))});
-      const node = await startNodeCluster();
+      const fs = await import('node:fs');
+      const node = await startNodeCluster({ snapshotAfterKillPath: ${JSON.stringify(afterFile)} });
+      fs.writeFileSync(node.stateDir + '.before', node.hostSnapshots.before.join('\\n'));
       await applyManifest(node, { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'sleeper', namespace: 'default' },
         spec: { containers: [{ name: 'sleep', image: node.busyboxImage.reference, imagePullPolicy: 'Never', command: ['sleep', '3600'] }] } });
       for (;;) {
@@ -68,16 +69,29 @@ describe('the host after a node', () => {
     let err = '';
     child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
     child.stderr.setEncoding('utf8').on('data', (c: string) => (err += c));
+    // If this test fails or times out, the child must not outlive it (its watchdog then cleans up).
+    let childState: string | undefined;
+    onTestFinished(() => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      fs.rmSync(afterFile, { force: true });
+      if (childState !== undefined) fs.rmSync(`${childState}.before`, { force: true });
+    });
     const stateDir = await waitFor('the child to run a pod on its node', () => {
       if (child.exitCode !== null) throw new Error(`the child exited (${child.exitCode}): ${err.slice(-3000)}`);
       return /RUNNING (\S+)/.exec(out)?.[1];
-    }, { timeoutMs: 400_000, intervalMs: 500 });
+    }, { timeoutMs: 1_100_000, intervalMs: 500 });
+    childState = stateDir;
+    const before = fs.readFileSync(`${stateDir}.before`, 'utf8').split('\n');
+    fs.rmSync(`${stateDir}.before`);
     const during = await hostSnapshot();
     expect(snapshotDiff(before, during)).toMatch(/^\+ process containerd-shim/m);
     child.kill('SIGKILL');
     const killed = Date.now();
-    await waitFor('the watchdog to restore the host', async () => !fs.existsSync(stateDir) && (await lockFree()), { timeoutMs: 120_000, intervalMs: 500 });
+    // The watchdog writes this (atomically) once it has restored the host, still holding the host lock.
+    await waitFor('the watchdog to restore the host', () => !fs.existsSync(stateDir) && fs.existsSync(afterFile), { timeoutMs: 120_000, intervalMs: 500 });
     log(`host restored ${((Date.now() - killed) / 1000).toFixed(1)} s after SIGKILL`);
-    expect(snapshotDiff(before, await hostSnapshot())).toBe('');
-  });
+    const after = fs.readFileSync(afterFile, 'utf8').trimEnd().split('\n');
+    fs.rmSync(afterFile);
+    expect(snapshotDiff(before, after)).toBe('');
+  }, NODE_TEST_TIMEOUT_MS);
 });

@@ -5,8 +5,10 @@
 #
 #   node-host.sh record STATE         what to restore: sysctls, which paths/cgroups existed
 #   node-host.sh clean STATE          stop everything the node left, restore, remove STATE
-#   node-host.sh watch PARENT STATE   (detached) take the host lock, record, write
+#   node-host.sh watch PARENT STATE [SNAPSHOT_AFTER]
+#                                     (detached) take the host lock, record, write
 #                                     STATE/watchdog.ready, then clean when PARENT dies
+#                                     (and write a snapshot to SNAPSHOT_AFTER)
 #   node-host.sh snapshot             what a test compares before/after (stdout)
 #   node-host.sh idle                 exit 0 when no node holds the host lock
 #
@@ -31,6 +33,8 @@ record() {
   for p in $HOST_PATHS; do [ -e "$p" ] && echo "$p"; done >"$s/before/paths"
   for h in /sys/fs/cgroup/*/; do for n in $CGROUP_NAMES; do [ -d "$h$n" ] && echo "$h$n"; done; done >"$s/before/cgroups"
   ls /run/netns 2>/dev/null >"$s/before/netns" || true
+  # For tests: the host as this node found it, taken under the host lock.
+  snapshot >"$s/before/snapshot"
 }
 
 existed() { grep -qxF "$1" "$2" 2>/dev/null; }
@@ -135,17 +139,27 @@ clean() {
 watch() {
   local parent=$1
   s=$2
+  local after=${3:-}
   trap '' INT HUP
   trap 'exit 0' TERM
   # One node on this machine at a time: the kubelet's host paths are fixed.
   mkdir -p "$(dirname "$LOCK")"
   exec 9>"$LOCK"
-  flock -w 900 9 || { echo "another envseal node held $LOCK for 15 minutes" >"$s/watchdog.error"; exit 1; }
+  local waited=0
+  until flock -n 9; do
+    # The parent gave up while waiting: nothing was started, nothing to restore.
+    kill -0 "$parent" 2>/dev/null || { rm -rf "$s"; exit 0; }
+    [ $waited -ge 900 ] && { echo "another envseal node held $LOCK for 15 minutes" >"$s/watchdog.error"; exit 1; }
+    sleep 1; waited=$((waited + 1))
+  done
   record "$s"
   touch "$s/watchdog.ready"
   while kill -0 "$parent" 2>/dev/null && [ -d "$s" ]; do sleep 1; done
   trap '' TERM
   clean "$s"
+  # For tests (SNAPSHOT_AFTER): the host after the cleanup, still under the host lock.
+  [ -n "$after" ] && snapshot >"$after.tmp" && mv "$after.tmp" "$after"
+  return 0
 }
 
 snapshot() {
@@ -166,8 +180,8 @@ snapshot() {
 case "${1:-}" in
   record) record "$2" ;;
   clean) clean "$2" ;;
-  watch) watch "$2" "$3" ;;
+  watch) watch "$2" "$3" "${4:-}" ;;
   snapshot) snapshot ;;
   idle) [ ! -e "$LOCK" ] || flock -n "$LOCK" true ;;
-  *) echo "usage: node-host.sh record|clean STATE | watch PARENT STATE | snapshot | idle" >&2; exit 2 ;;
+  *) echo "usage: node-host.sh record|clean STATE | watch PARENT STATE [SNAPSHOT_AFTER] | snapshot | idle" >&2; exit 2 ;;
 esac

@@ -34,6 +34,11 @@ export interface NodeClusterOptions {
   /** Upper bound for the whole start (not counting waiting for another node's lock). Default 240 s. */
   startTimeoutMs?: number;
   signal?: AbortSignal;
+  /**
+   * For tests: when the watchdog restores the host after this process died, it writes a
+   * host snapshot here, still holding the host lock (so no other node can be in it).
+   */
+  snapshotAfterKillPath?: string;
 }
 
 export interface CommandResult {
@@ -56,6 +61,11 @@ export interface NodeCluster {
   readonly busyboxImage: BuiltImage;
   /** Start-up phases in ms (control plane, containerd, images, node Ready, ...). */
   readonly timings: Record<string, number>;
+  /**
+   * The host (node-host.sh snapshot) when this node took the host lock, and after stop()
+   * restored it, before the lock was released: no other node can be in either.
+   */
+  readonly hostSnapshots: { before: string[]; after?: string[] };
   kubectl(args: string[], options?: { input?: string; signal?: AbortSignal }): Promise<CommandResult>;
   helm(args: string[], options?: { signal?: AbortSignal }): Promise<CommandResult>;
   /** Imports a docker-archive into the node's containerd (k8s.io namespace). */
@@ -143,7 +153,7 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
   const cleanup = () => exec('bash', [hostScript, 'clean', stateDir], { timeoutMs: 120_000 });
 
   // The watchdog first: it holds the host lock and records the host before anything changes.
-  const watchdog = spawn('bash', [hostScript, 'watch', String(process.pid), stateDir], { detached: true, stdio: 'ignore', env: withSbin() });
+  const watchdog = spawn('bash', [hostScript, 'watch', String(process.pid), stateDir, ...(options.snapshotAfterKillPath ? [options.snapshotAfterKillPath] : [])], { detached: true, stdio: 'ignore', env: withSbin() });
   watchdog.unref();
   let watchdogExit: string | undefined;
   watchdog.once('exit', (code) => (watchdogExit = `the node watchdog exited (code ${code}): ${fs.existsSync(path.join(stateDir, 'watchdog.error')) ? fs.readFileSync(path.join(stateDir, 'watchdog.error'), 'utf8') : 'see node-host.sh'}`));
@@ -160,6 +170,7 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
     log('waiting for the host lock (one node at a time on this machine)');
     await waitForFile(path.join(stateDir, 'watchdog.ready'), 'the node watchdog (host lock)', 960_000, () => watchdogExit);
     const deadline = Date.now() + (options.startTimeoutMs ?? 240_000);
+    const hostSnapshots: { before: string[]; after?: string[] } = { before: fs.readFileSync(path.join(stateDir, 'before/snapshot'), 'utf8').trimEnd().split('\n') };
 
     log(`network namespace ${netns}: ${nodeAddress}/24, default route inside it`);
     fs.writeFileSync(path.join(stateDir, 'netns'), netns);
@@ -241,6 +252,7 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
       controllerImage,
       busyboxImage,
       timings,
+      hostSnapshots,
       kubectl,
       // Helm's cache and config in the state dir, not in $HOME.
       helm: (args, o = {}) => exec(path.join(binDir, 'helm'), ['--kubeconfig', kubeconfigPath, ...args], {
@@ -265,6 +277,8 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
             }
           }
           const result = await cleanup();
+          // Still under the host lock (the watchdog holds it until it is stopped).
+          hostSnapshots.after = await hostSnapshot();
           stopWatchdog();
           if (result.code !== 0) throw new Error(`node-host.sh clean failed: ${result.stderr}`);
         })();
