@@ -6,16 +6,8 @@ export const API_VERSION = `${GROUP}/${VERSION}`;
 export const KIND = 'EnvelopeSecret';
 export const PLURAL = 'envelopesecrets';
 
-/** One wrapping of an envelope's data key. Fields besides these depend on the provider. */
-export interface Recipient {
-  provider: string;
-  /** aws-kms: the full key ARN. */
-  keyId?: string;
-  /** age: the public recipient (age1...), kept for inventory. */
-  recipient?: string;
-  /** base64 of the provider's wrapped data key. */
-  encryptedKey: string;
-}
+export type { Recipient } from '../providers/types.ts';
+import type { Recipient } from '../providers/types.ts';
 
 export interface Envelope {
   id: string;

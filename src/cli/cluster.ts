@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { quoteName } from '../api/names.ts';
-import type { RecipientTarget } from '../sealing/targets.ts';
+import type { RecipientTarget } from '../providers/types.ts';
 import { type OptionSpecs, type OptionValues, stringOption } from './args.ts';
 import { CliError, EXIT, usageError } from './errors.ts';
 import type { CliIo } from './io.ts';

@@ -22,7 +22,7 @@ export function classifyError(error: unknown): Classified {
       case 'AccessDenied':
         return { reason: Reason.KMSAccessDenied, message, retryable: false };
       case 'InvalidCiphertext':
-        return { reason: error.provider === 'aws-kms' ? Reason.ContextMismatch : Reason.DecryptFailed, message, retryable: false };
+        return { reason: error.contextBound ? Reason.ContextMismatch : Reason.DecryptFailed, message, retryable: false };
       case 'KeyUnavailable':
         return { reason: Reason.KMSKeyUnavailable, message, retryable: false };
       case 'KeyNotFound':

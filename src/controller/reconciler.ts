@@ -7,7 +7,7 @@ import { KubeApiError, type KubeClient, paths } from '../kube/client.ts';
 import type { ProviderRegistry } from '../providers/registry.ts';
 import { openEnvelopeSecret, unwrapDataKey } from '../sealing/open.ts';
 import { capMessage } from '../util/message.ts';
-import { NamespaceBudget, UnwrapBudgetExhausted } from './budget.ts';
+import { NamespaceBudget } from './budget.ts';
 import type { ObjectCache } from './cache.ts';
 import { classifyError } from './classify.ts';
 import { Reason, type ReasonName, type ReadyState, readyConditionOf, statusConditions } from './conditions.ts';
@@ -116,6 +116,18 @@ export class Reconciler {
       }
     }
 
+    // The namespace's budget of key-provider calls is asked before any other work, so an
+    // object that must wait costs nothing (not even a read) until its slot comes.
+    const restartOnly = secretCurrent && ready?.reason === Reason.RestartRefused && observedCurrent(record);
+    if (!restartOnly) {
+      const waitMs = this.#budget.admit(request.namespace, key);
+      if (waitMs > 0) {
+        this.#o.metrics.budgetExhausted.inc({ namespace: request.namespace });
+        log.debug({ retryInMs: waitMs }, 'namespace out of key-provider budget; waiting for its slot');
+        return { outcome: 'deferred', requeueAfterMs: waitMs };
+      }
+    }
+
     const source = await this.#read(request, signal);
     if (!source || source.metadata.deletionTimestamp) return this.#gone(key);
     if (source.metadata.generation !== record.metadata.generation) this.#drift.forget(key);
@@ -125,7 +137,7 @@ export class Reconciler {
     const violations = this.#o.policy?.(source) ?? [];
     if (violations.length > 0) return this.#refuse(key, source, Reason.PolicyViolation, violations, signal);
 
-    if (secretCurrent && ready?.reason === Reason.RestartRefused && observedCurrent(record)) {
+    if (restartOnly) {
       // Only the restart is left to do: no key-provider call.
       return this.#restartAndReport(source, live!, signal);
     }
@@ -136,11 +148,6 @@ export class Reconciler {
       data = await this.#open(source, binding, signal);
     } catch (error) {
       signal.throwIfAborted();
-      if (error instanceof UnwrapBudgetExhausted) {
-        this.#o.metrics.budgetExhausted.inc({ namespace: request.namespace });
-        log.debug({ retryInMs: error.retryAfterMs }, 'namespace out of key-provider budget; waiting');
-        return { outcome: 'deferred', requeueAfterMs: error.retryAfterMs };
-      }
       return this.#fail(key, source, error, log, signal);
     }
     try {
@@ -157,6 +164,7 @@ export class Reconciler {
 
   #gone(key: string): ReconcileResult {
     this.#drift.forget(key);
+    this.#budget.forget(key);
     this.#failures.forget(key);
     return { outcome: 'gone' };
   }
@@ -211,36 +219,43 @@ export class Reconciler {
     }
   }
 
-  #open(source: EnvelopeSecretObject, binding: Binding, signal: AbortSignal): Promise<Record<string, Buffer>> {
+  /** Opens every value; the call admitted by the budget covers the first unwrap, the others are charged. */
+  async #open(source: EnvelopeSecretObject, binding: Binding, signal: AbortSignal): Promise<Record<string, Buffer>> {
     const namespace = source.metadata.namespace ?? '';
-    return openEnvelopeSecret({
-      secret: source,
-      binding,
-      providers: this.#o.providers,
-      reportKeys: true,
-      signal,
-      // Unwrapped data keys are cached by binding and wrapped keys: zero KMS calls when
-      // only the Secret needs repairing.
-      dataKeyFor: async (envelope, index) => {
-        const cacheKey = DataKeyCache.keyOf(binding, envelope);
-        const cached = this.#o.dataKeys.get(cacheKey);
-        this.#o.metrics.dekCache.inc({ result: cached ? 'hit' : 'miss' });
-        if (cached) return cached;
-        const { dataKey } = await unwrapDataKey({
-          envelope,
-          index,
-          binding,
-          providers: this.#o.providers,
-          signal,
-          beforeAttempt: () => {
-            this.#budget.take(namespace);
-            this.#o.metrics.unwrapAttempts.inc({ namespace });
-          },
-        });
-        this.#o.dataKeys.set(cacheKey, dataKey);
-        return dataKey;
-      },
-    });
+    let attempts = 0;
+    const beforeAttempt = () => {
+      if (attempts++ > 0) this.#budget.charge(namespace);
+      this.#o.metrics.unwrapAttempts.inc({ namespace });
+    };
+    try {
+      return await openEnvelopeSecret({
+        secret: source,
+        binding,
+        providers: this.#o.providers,
+        reportKeys: true,
+        signal,
+        // Unwrapped data keys are cached by binding and wrapped keys: zero KMS calls when
+        // only the Secret needs repairing.
+        dataKeyFor: async (envelope, index) => {
+          const cacheKey = DataKeyCache.keyOf(binding, envelope);
+          const cached = this.#o.dataKeys.get(cacheKey);
+          this.#o.metrics.dekCache.inc({ result: cached ? 'hit' : 'miss' });
+          if (cached) return cached;
+          const { dataKey } = await unwrapDataKey({
+            envelope,
+            index,
+            binding,
+            providers: this.#o.providers,
+            signal,
+            beforeAttempt,
+          });
+          this.#o.dataKeys.set(cacheKey, dataKey);
+          return dataKey;
+        },
+      });
+    } finally {
+      if (attempts === 0) this.#budget.refund(namespace);
+    }
   }
 
   async #write(live: SecretObject | undefined, desired: SecretManifest, signal: AbortSignal): Promise<SecretObject> {

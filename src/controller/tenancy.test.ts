@@ -2,7 +2,7 @@
 // per-namespace budget of key-provider calls, failures remembered per generation, and
 // kstatus conditions.
 import { describe, expect, it } from 'vitest';
-import { NamespaceBudget, UnwrapBudgetExhausted } from './budget.ts';
+import { NamespaceBudget } from './budget.ts';
 import { statusConditions } from './conditions.ts';
 import { podTemplateUsesSecret } from './consent.ts';
 import { DriftTracker } from './drift.ts';
@@ -71,28 +71,40 @@ describe('podTemplateUsesSecret', () => {
 });
 
 describe('NamespaceBudget', () => {
-  it('lets a namespace spend its burst, then its rate, and tells how long to wait', () => {
+  it('admits a namespace up to its burst, then spreads waiting objects at its rate', () => {
     let now = 0;
     const budget = new NamespaceBudget({ perSecond: 2, burst: 3, now: () => now });
-    for (let i = 0; i < 3; i++) budget.take('greedy');
-    let error: unknown;
-    try {
-      budget.take('greedy');
-    } catch (e) {
-      error = e;
-    }
-    expect(error).toBeInstanceOf(UnwrapBudgetExhausted);
-    expect((error as UnwrapBudgetExhausted).retryAfterMs).toBe(500);
+    for (let i = 0; i < 3; i++) expect(budget.admit('greedy', `greedy/o${i}`)).toBe(0);
+    // Out of tokens: each waiting object reserves the next slot, 500 ms apart.
+    expect(budget.admit('greedy', 'greedy/a')).toBe(500);
+    expect(budget.admit('greedy', 'greedy/b')).toBe(1000);
+    // Asking again before its slot does not reserve another one.
+    expect(budget.admit('greedy', 'greedy/a')).toBe(500);
     // Another namespace is not affected.
-    budget.take('quiet');
+    expect(budget.admit('quiet', 'quiet/x')).toBe(0);
     now += 500;
-    budget.take('greedy');
-    expect(() => budget.take('greedy')).toThrow(UnwrapBudgetExhausted);
+    expect(budget.admit('greedy', 'greedy/a')).toBe(0);
+    expect(budget.admit('greedy', 'greedy/b')).toBe(500);
+    now += 500;
+    expect(budget.admit('greedy', 'greedy/b')).toBe(0);
   });
 
-  it('takes nothing when disabled', () => {
+  it('charges calls beyond the admitted one as debt, and refunds an admission that made no call', () => {
+    let now = 0;
+    const budget = new NamespaceBudget({ perSecond: 10, burst: 2, now: () => now });
+    expect(budget.admit('ns', 'ns/a')).toBe(0);
+    // The object tried 5 recipients: 4 more calls are owed.
+    for (let i = 0; i < 4; i++) budget.charge('ns');
+    expect(budget.admit('ns', 'ns/b')).toBe(400);
+    now += 400;
+    expect(budget.admit('ns', 'ns/b')).toBe(0);
+    budget.refund('ns');
+    expect(budget.admit('ns', 'ns/c')).toBe(0);
+  });
+
+  it('admits everything when disabled', () => {
     const budget = new NamespaceBudget({ perSecond: 0, burst: 0 });
-    for (let i = 0; i < 10_000; i++) budget.take('any');
+    for (let i = 0; i < 10_000; i++) expect(budget.admit('any', `any/${i}`)).toBe(0);
     expect(budget.enabled).toBe(false);
   });
 });

@@ -29,11 +29,6 @@ export function newEnvelopeId(random: RandomSource): string {
   return encodeBase64(random(ENVELOPE_ID_LENGTH));
 }
 
-/** A fresh data key from the local random source (for providers with no key service). */
-export function newDataKey(random: RandomSource): Uint8Array {
-  return random(DATA_KEY_LENGTH);
-}
-
 export interface SealEnvelopeInput {
   dataKey: Uint8Array;
   binding: Binding;

@@ -12,14 +12,14 @@
  * The KMS encryption context is the message's whole encryption context, including
  * aws-crypto-public-key for the signed suite, as the SDK's default CMM passes it.
  */
-import type { Recipient } from '../api/types.ts';
+import type { Recipient } from '../providers/types.ts';
 import { type RandomSource } from '../envelope/random.ts';
 import type { ProviderRegistry } from '../providers/registry.ts';
-import { ProviderError, type ProviderErrorCode } from '../providers/types.ts';
-import type { RecipientTarget } from '../sealing/targets.ts';
+import { generateDataKey, unwrapAny } from '../providers/keyring.ts';
+import { ProviderError } from '../providers/types.ts';
+import type { RecipientTarget } from '../providers/types.ts';
 import { FileFormatError } from './errors.ts';
 import type { EncryptedDataKey, MessageHeader } from './header.ts';
-import { DATA_KEY_LENGTH } from './suites.ts';
 
 export const AWS_KMS_PROVIDER_ID = 'aws-kms';
 export const AGE_PROVIDER_ID = 'envseal-age';
@@ -66,9 +66,10 @@ export interface DataKeyMaterials {
 }
 
 /**
- * Generates the data key and wraps it for every target. The first aws-kms target
- * generates it (KMS GenerateDataKey), the others wrap it (KMS Encrypt, age); with no
- * aws-kms target, it comes from `random`. Every KMS call gets `encryptionContext`.
+ * Generates the data key and wraps it for every target, through the keyring: the first
+ * aws-kms target generates it (KMS GenerateDataKey), the others wrap it (KMS Encrypt,
+ * age); with no aws-kms target, it comes from `random`. Every KMS call gets
+ * `encryptionContext`.
  */
 export async function generateDataKeyMaterials(options: {
   targets: readonly RecipientTarget[];
@@ -77,36 +78,12 @@ export async function generateDataKeyMaterials(options: {
   random: RandomSource;
   signal?: AbortSignal;
 }): Promise<DataKeyMaterials> {
-  const { targets, providers, encryptionContext, signal } = options;
-  if (targets.length === 0) throw new FileFormatError('InvalidArgument', 'no recipient');
-  for (const target of targets) (await providers.get(target.provider)).parseTarget(target.target);
-  const op = { encryptionContext, ...(signal ? { signal } : {}) };
-  let dataKey: Uint8Array | undefined;
-  const edks: EncryptedDataKey[] = new Array<EncryptedDataKey>(targets.length);
+  if (options.targets.length === 0) throw new FileFormatError('InvalidArgument', 'no recipient');
+  const { dataKey, recipients } = await generateDataKey(options);
   try {
-    let generatorIndex = -1;
-    for (const [index, target] of targets.entries()) {
-      const provider = await providers.get(target.provider);
-      if (provider.generateDataKey) {
-        const generated = await provider.generateDataKey({ ...op, target: target.target });
-        dataKey = generated.dataKey;
-        edks[index] = edkOfRecipient(generated.recipient);
-        generatorIndex = index;
-        break;
-      }
-    }
-    if (dataKey === undefined) {
-      dataKey = Uint8Array.from(options.random(DATA_KEY_LENGTH));
-      if (dataKey.length !== DATA_KEY_LENGTH) throw new FileFormatError('InvalidArgument', 'the random source returned a short data key');
-    }
-    for (const [index, target] of targets.entries()) {
-      if (index === generatorIndex) continue;
-      const provider = await providers.get(target.provider);
-      edks[index] = edkOfRecipient(await provider.wrap({ ...op, target: target.target, dataKey }));
-    }
-    return { dataKey, encryptedDataKeys: edks };
+    return { dataKey, encryptedDataKeys: recipients.map(edkOfRecipient) };
   } catch (error) {
-    dataKey?.fill(0);
+    dataKey.fill(0);
     throw error;
   }
 }
@@ -121,46 +98,27 @@ export function describeEdk(edk: EncryptedDataKey): string {
 }
 
 /**
- * Unwraps the data key from the first EDK that a configured provider opens, trying
- * them in header order (aws-kms EDKs with the key ARN they name, like the SDK's
- * discovery mode; age EDKs only when an identity is configured). When none opens, the
- * error lists what was tried and why each failed (never key material).
+ * Unwraps the data key through the keyring, trying the EDKs in header order (aws-kms EDKs
+ * with the key ARN they name, like the SDK's discovery mode; age EDKs only when an
+ * identity is configured; EDKs of other writers' providers are skipped). When none
+ * opens, the error lists what was tried and why each failed (never key material); a
+ * provider's failure (access denied, unreachable KMS) keeps its code and exit status.
  */
 export async function unwrapDataKey(options: { header: MessageHeader; providers: ProviderRegistry; signal?: AbortSignal }): Promise<Uint8Array> {
   const { header, providers, signal } = options;
-  const failures: { edk: EncryptedDataKey; error: unknown }[] = [];
-  let skipped = 0;
+  const recipients: Recipient[] = [];
   for (const edk of header.encryptedDataKeys) {
-    signal?.throwIfAborted();
     const recipient = recipientOfEdk(edk);
-    if (recipient === undefined) {
-      skipped++;
-      continue;
-    }
-    try {
-      const provider = await providers.get(recipient.provider);
-      if (!provider.canUnwrap(recipient)) {
-        failures.push({ edk, error: new ProviderError('NoIdentity', `${provider.describe(recipient)}: not configured to unwrap it`, { provider: recipient.provider }) });
-        continue;
-      }
-      const dataKey = await provider.unwrap({ recipient, encryptionContext: header.encryptionContext, ...(signal ? { signal } : {}) });
-      if (dataKey.length !== DATA_KEY_LENGTH) {
-        dataKey.fill(0);
-        throw new ProviderError('InvalidCiphertext', 'the unwrapped data key has the wrong length', { provider: recipient.provider });
-      }
-      return dataKey;
-    } catch (error) {
-      if (signal?.aborted) throw signal.reason;
-      failures.push({ edk, error });
-    }
+    if (recipient !== undefined) recipients.push(recipient);
   }
-  const lines = failures.map(({ edk, error }) => `  ${describeEdk(edk)}: ${error instanceof ProviderError ? error.message : error instanceof Error ? error.name : 'failed'}`);
-  if (skipped > 0) lines.push(`  ${skipped} encrypted data key${skipped === 1 ? '' : 's'} of other key providers skipped`);
-  const summary = `no encrypted data key of the message could be decrypted (${header.encryptedDataKeys.length} in the header)${lines.length > 0 ? `:\n${lines.join('\n')}` : ''}`;
-  // A provider's failure (access denied, unreachable KMS) keeps its code and exit status.
-  const providerFailure = failures.map((f) => f.error).find((e): e is ProviderError => e instanceof ProviderError && e.code !== 'NoIdentity');
-  if (providerFailure) {
-    throw new ProviderError(providerFailure.code as ProviderErrorCode, summary, { provider: providerFailure.provider, ...(providerFailure.serviceCode ? { serviceCode: providerFailure.serviceCode } : {}), cause: providerFailure });
+  const skipped = header.encryptedDataKeys.length - recipients.length;
+  const count = header.encryptedDataKeys.length;
+  try {
+    const { dataKey } = await unwrapAny({ recipients, providers, encryptionContext: header.encryptionContext, what: `the message (${count} encrypted data key${count === 1 ? '' : 's'} in the header)`, ...(signal ? { signal } : {}) });
+    return dataKey;
+  } catch (error) {
+    if (!(error instanceof ProviderError) || error.code !== 'NoIdentity') throw error;
+    const others = skipped > 0 ? `; ${skipped} encrypted data key${skipped === 1 ? '' : 's'} of other key providers skipped` : '';
+    throw new FileFormatError('NoDecryptableKey', `no encrypted data key of the message could be decrypted: ${error.message}${others}`, { cause: error });
   }
-  throw new FileFormatError('NoDecryptableKey', summary, failures.length > 0 ? { cause: failures[0]!.error } : undefined);
 }

@@ -20,7 +20,7 @@ export const SUITES: readonly Suite[] = [SUITE_COMMIT, SUITE_COMMIT_ECDSA_P384];
 
 export const MESSAGE_FORMAT_VERSION = 0x02;
 export const MESSAGE_ID_LENGTH = 32;
-export const DATA_KEY_LENGTH = 32;
+export { DATA_KEY_LENGTH } from '../envelope/kdf.ts';
 export const COMMIT_KEY_LENGTH = 32;
 export const IV_LENGTH = 12;
 export const TAG_LENGTH = 16;

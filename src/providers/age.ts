@@ -1,5 +1,5 @@
 import { Decrypter, Encrypter, generateHybridIdentity, generateX25519Identity, identityToRecipient } from 'age-encryption';
-import type { Recipient } from '../api/types.ts';
+import type { Recipient } from './types.ts';
 import { decodeBase64, encodeBase64 } from '../envelope/base64.ts';
 import { DATA_KEY_LENGTH } from '../envelope/kdf.ts';
 import { type KeyProvider, ProviderError, type UnwrapRequest, type WrapRequest } from './types.ts';

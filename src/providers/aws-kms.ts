@@ -35,8 +35,9 @@ import {
   ScheduleKeyDeletionCommand,
 } from '@aws-sdk/client-kms';
 
-import type { Recipient } from '../api/types.ts';
+import type { Recipient } from './types.ts';
 import { isStandardBase64 } from '../envelope/base64.ts';
+import { DATA_KEY_LENGTH as DATA_KEY_BYTES } from '../envelope/kdf.ts';
 import {
   type GenerateDataKeyRequest,
   type GeneratedDataKey,
@@ -50,7 +51,6 @@ import {
 
 export const AWS_KMS = 'aws-kms';
 
-const DATA_KEY_BYTES = 32;
 const DEFAULT_MAX_ATTEMPTS = 5;
 const DEFAULT_CONNECTION_TIMEOUT_MS = 5_000;
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
@@ -411,7 +411,8 @@ function mapError(error: unknown, call: CallContext): unknown {
     ...(netCode === undefined ? {} : { code: netCode }),
     ...(stack === undefined ? {} : { stack }),
   });
-  return new ProviderError(code, message, { provider: AWS_KMS, serviceCode, cause });
+  // The KMS checks the encryption context: a refused ciphertext most likely moved.
+  return new ProviderError(code, message, { provider: AWS_KMS, serviceCode, cause, ...(code === 'InvalidCiphertext' ? { contextBound: true } : {}) });
 }
 
 // ---------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 import type { AgeProviderOptions } from './age.ts';
 import type { AwsKmsProviderOptions } from './aws-kms.ts';
-import { type KeyProvider, ProviderError } from './types.ts';
+import { type KeyProvider, ProviderError, type RecipientTarget } from './types.ts';
 
 /** Each provider's options, under the provider's name. Parsed once, in main. */
 export interface ProviderConfig {
@@ -55,4 +55,16 @@ export class ProviderRegistry {
     }
     return instance;
   }
+}
+
+/** Parses `PROVIDER:TARGET` (`aws-kms:alias/app`, `age:age1...`) as the user writes a recipient. */
+export function parseRecipientTarget(text: string): RecipientTarget {
+  const colon = text.indexOf(':');
+  const provider = colon > 0 ? text.slice(0, colon) : '';
+  const target = colon > 0 ? text.slice(colon + 1) : '';
+  if (provider === '' || target === '') {
+    const shown = JSON.stringify(text.length > 80 ? `${text.slice(0, 80)}…` : text);
+    throw new ProviderError('InvalidRecipient', `recipient ${shown} must be PROVIDER:TARGET, e.g. aws-kms:alias/app or age:age1... (providers: ${PROVIDER_NAMES.join(', ')})`, { provider: provider || 'unknown' });
+  }
+  return { provider, target };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Recipient } from '../api/types.ts';
+import type { Recipient } from './types.ts';
 import { boundProvider, type KeyProvider } from './types.ts';
 
 /** A provider written as a class: its methods live on the prototype and use `this`. */

@@ -1,4 +1,19 @@
-import type { Recipient } from '../api/types.ts';
+/** One wrapping of an envelope's data key. Fields besides these depend on the provider. */
+export interface Recipient {
+  provider: string;
+  /** aws-kms: the full key ARN. */
+  keyId?: string;
+  /** age: the public recipient (age1...), kept for inventory. */
+  recipient?: string;
+  /** base64 of the provider's wrapped data key. */
+  encryptedKey: string;
+}
+
+/** A recipient to seal for, as the user names it: `aws-kms:ARN-or-alias`, `age:age1...`. */
+export interface RecipientTarget {
+  provider: string;
+  target: string;
+}
 
 /**
  * Codes of key-provider errors. `retryable` ones (Throttled, Unavailable) are worth a
@@ -23,17 +38,24 @@ export class ProviderError extends Error {
   readonly provider: string;
   /** The service's own error name (e.g. KMS `AccessDeniedException`), for messages. */
   readonly serviceCode: string | undefined;
+  /**
+   * The provider's service checks the binding itself (a KMS encryption context): an
+   * InvalidCiphertext from it means the object was moved to another namespace, name or
+   * scope, not that its bytes were altered.
+   */
+  readonly contextBound: boolean;
 
   constructor(
     code: ProviderErrorCode,
     message: string,
-    options: { provider: string; serviceCode?: string; cause?: unknown },
+    options: { provider: string; serviceCode?: string; cause?: unknown; contextBound?: boolean },
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'ProviderError';
     this.code = code;
     this.provider = options.provider;
     this.serviceCode = options.serviceCode;
+    this.contextBound = options.contextBound ?? false;
   }
 
   get retryable(): boolean {

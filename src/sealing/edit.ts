@@ -8,7 +8,7 @@ import type { ProviderRegistry } from '../providers/registry.ts';
 import { ProviderError } from '../providers/types.ts';
 import { openEnvelopeSecret, unwrapDataKey } from './open.ts';
 import { sealNewEnvelope } from './seal.ts';
-import type { RecipientTarget } from './targets.ts';
+import type { RecipientTarget } from '../providers/types.ts';
 
 export class EditError extends Error {
   readonly code: 'LastRecipient' | 'RecipientNotFound' | 'NothingToSeal' | 'NoRecipients' | 'RecipientsDiffer';

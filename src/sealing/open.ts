@@ -4,7 +4,8 @@ import { type Binding, kmsEncryptionContext } from '../envelope/context.ts';
 import { checkCommitment, openEnvelope } from '../envelope/envelope.ts';
 import { EnvelopeError } from '../envelope/errors.ts';
 import type { ProviderRegistry } from '../providers/registry.ts';
-import { type KeyProvider, ProviderError } from '../providers/types.ts';
+import { unwrapAny } from '../providers/keyring.ts';
+import type { KeyProvider } from '../providers/types.ts';
 
 export interface UnwrapRequest {
   envelope: Envelope;
@@ -28,62 +29,30 @@ export interface UnwrappedDataKey {
 }
 
 /**
- * Unwraps an envelope's data key through the first recipient a configured provider can
- * open, then checks the key commitment. A commitment mismatch is terminal at once; when
- * no recipient opens, the error prefers a retryable cause (so callers retry throttling)
- * and lists every recipient's failure.
+ * Unwraps an envelope's data key through the keyring (the first recipient a configured
+ * provider can open), then checks the key commitment: a recipient that opens to another
+ * key is terminal at once (a forged or broken object).
  */
 export async function unwrapDataKey(request: UnwrapRequest): Promise<UnwrappedDataKey> {
-  const { envelope, index, binding, providers, signal } = request;
-  const encryptionContext = kmsEncryptionContext(binding);
-  const failures: ProviderError[] = [];
-  let usable = 0;
-  for (const recipient of envelope.recipients) {
-    let provider: KeyProvider;
-    try {
-      provider = await providers.get(recipient.provider);
-    } catch (error) {
-      failures.push(asProviderError(error, recipient.provider));
-      continue;
-    }
-    if (!provider.canUnwrap(recipient)) continue;
-    usable++;
-    request.beforeAttempt?.(recipient);
-    let dataKey: Uint8Array;
-    try {
-      dataKey = await provider.unwrap({ recipient, encryptionContext, signal });
-    } catch (error) {
-      signal?.throwIfAborted();
-      failures.push(asProviderError(error, recipient.provider));
-      continue;
-    }
-    try {
-      checkCommitment(dataKey, envelope);
-    } catch (error) {
-      dataKey.fill(0);
-      if (error instanceof EnvelopeError && error.code === 'CommitmentMismatch') {
-        throw new EnvelopeError('CommitmentMismatch', `envelope #${index}: ${provider.describe(recipient)} wraps a data key that does not match the envelope's commitment`, { field: 'commitment', cause: error });
+  const { envelope, index } = request;
+  return unwrapAny({
+    recipients: envelope.recipients,
+    providers: request.providers,
+    encryptionContext: kmsEncryptionContext(request.binding),
+    what: `envelope #${index}`,
+    ...(request.signal ? { signal: request.signal } : {}),
+    ...(request.beforeAttempt ? { beforeAttempt: request.beforeAttempt } : {}),
+    accept: (dataKey, recipient, provider) => {
+      try {
+        checkCommitment(dataKey, envelope);
+      } catch (error) {
+        if (error instanceof EnvelopeError && error.code === 'CommitmentMismatch') {
+          throw new EnvelopeError('CommitmentMismatch', `envelope #${index}: ${provider.describe(recipient)} wraps a data key that does not match the envelope's commitment`, { field: 'commitment', cause: error });
+        }
+        throw error;
       }
-      throw error;
-    }
-    return { dataKey, recipient, provider };
-  }
-  if (usable === 0 && failures.length === 0) {
-    const names = envelope.recipients.map((r) => r.provider).join(', ');
-    throw new ProviderError('NoIdentity', `envelope #${index}: no configured provider can unwrap any of its recipients (${names}); configure an age identity or KMS access`, { provider: names });
-  }
-  const chosen = failures.find((f) => f.retryable) ?? failures[0]!;
-  const detail = failures.map((f) => f.message).join('; ');
-  throw new ProviderError(chosen.code, `envelope #${index}: ${detail}`, {
-    provider: chosen.provider,
-    ...(chosen.serviceCode ? { serviceCode: chosen.serviceCode } : {}),
-    cause: failures.length === 1 ? chosen : new AggregateError(failures, 'every recipient failed'),
+    },
   });
-}
-
-function asProviderError(error: unknown, provider: string): ProviderError {
-  if (error instanceof ProviderError) return error;
-  return new ProviderError('Internal', `${provider}: ${error instanceof Error ? error.name : 'unexpected error'}`, { provider, cause: error });
 }
 
 export interface OpenRequest {

@@ -10,7 +10,7 @@ import { ProviderError } from '../providers/types.ts';
 import { addRecipient, EditError, mergeValues, removeRecipient, resealValues } from './edit.ts';
 import { openEnvelopeSecret } from './open.ts';
 import { sealEnvelopeSecret } from './seal.ts';
-import { parseRecipientTarget } from './targets.ts';
+import { parseRecipientTarget } from '../providers/registry.ts';
 
 const alice = await generateAgeIdentity();
 const bob = await generateAgeIdentity();

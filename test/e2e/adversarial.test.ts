@@ -11,7 +11,7 @@ import { createAgeProvider, generateAgeIdentity } from '../../src/providers/age.
 import { ProviderRegistry } from '../../src/providers/registry.ts';
 import { openEnvelopeSecret } from '../../src/sealing/open.ts';
 import { sealNewEnvelope } from '../../src/sealing/seal.ts';
-import type { RecipientTarget } from '../../src/sealing/targets.ts';
+import type { RecipientTarget } from '../../src/providers/types.ts';
 import { EnvelopeError } from '../../src/envelope/errors.ts';
 import { adminKubeConfig, uniqueName, waitFor } from '../harness/cluster.ts';
 import { startTestController, type TestController } from '../harness/controller.ts';

@@ -161,6 +161,8 @@ describe('the Helm chart', () => {
     ['namespaced', ['watchNamespaces={team-a,team-b}']],
     ['monitoring', ['metrics.serviceMonitor.enabled=true', 'metrics.prometheusRule.enabled=true']],
     ['no age, no leader election', ['providers.age.enabled=false', 'leaderElection.enabled=false', 'replicaCount=1']],
+    ['tenancy', ['tenancy.secretTypes.allowed.team-a={example.com/a,helm.sh/release.v1}', 'tenancy.secretTypes.allowed.*={example.com/all}']],
+    ['no admission policy', ['tenancy.admissionPolicy.enabled=false']],
   ])('lints clean with --strict (%s)', async (_mode, sets) => {
     const result = await helm(['lint', '--strict', chartDir, ...sets.flatMap((s) => ['--set', s])]);
     expect(result.code, result.stdout + result.stderr).toBe(0);

@@ -21,7 +21,7 @@ import type { KubeClient } from '../../src/kube/client.ts';
 import { createAgeProvider, formatAgeIdentityFile, generateAgeIdentity } from '../../src/providers/age.ts';
 import { createAwsKmsProvider } from '../../src/providers/aws-kms.ts';
 import { ProviderRegistry } from '../../src/providers/registry.ts';
-import type { RecipientTarget } from '../../src/sealing/targets.ts';
+import type { RecipientTarget } from '../../src/providers/types.ts';
 import { sharedCluster, uniqueName } from '../harness/cluster.ts';
 import { sumMetric } from '../harness/controller.ts';
 import { compactEtcd, etcdUrl, inParallel, withRetry } from '../harness/faults.ts';

@@ -16,7 +16,7 @@ import { ANNOTATION_SPEC_HASH, LABEL_MANAGED_BY, MANAGED_BY, specHash } from '..
 import { KubeApiError, type KubeClient, paths } from '../../src/kube/client.ts';
 import type { Scope } from '../../src/envelope/context.ts';
 import type { ProviderRegistry } from '../../src/providers/registry.ts';
-import type { RecipientTarget } from '../../src/sealing/targets.ts';
+import type { RecipientTarget } from '../../src/providers/types.ts';
 import { sharedCluster, waitFor } from './cluster.ts';
 import { repoRoot } from './control-plane.ts';
 import { freePort, sumMetric } from './controller.ts';

@@ -4,7 +4,7 @@ import type { Scope } from '../../src/envelope/context.ts';
 import { systemRandom } from '../../src/envelope/random.ts';
 import { ProviderRegistry } from '../../src/providers/registry.ts';
 import { sealEnvelopeSecret } from '../../src/sealing/seal.ts';
-import type { RecipientTarget } from '../../src/sealing/targets.ts';
+import type { RecipientTarget } from '../../src/providers/types.ts';
 
 /** Text values as the bytes sealing takes. */
 export const asBytes = (values: Record<string, string>): Record<string, Buffer> => Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Buffer.from(v)]));

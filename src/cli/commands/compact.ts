@@ -1,6 +1,6 @@
 import { quoteName } from '../../api/names.ts';
 import { compactEnvelopes } from '../../sealing/edit.ts';
-import { parseRecipientTarget } from '../../sealing/targets.ts';
+import { parseRecipientTarget } from '../../providers/registry.ts';
 import { HELP_OPTION, stringList } from '../args.ts';
 import { type Command, type CommandContext, loadEnvelopeSecret, readInput, writeManifest } from '../command.ts';
 import { CLUSTER_OPTIONS, clusterTargets } from '../cluster.ts';

@@ -6,7 +6,8 @@ import { bindingOf, MAX_SECRET_DATA_BYTES, parseEnvelopeSecret } from '../../api
 import { type Binding, isScope, type Scope } from '../../envelope/context.ts';
 import { mergeValues } from '../../sealing/edit.ts';
 import { sealEnvelopeSecret } from '../../sealing/seal.ts';
-import { parseRecipientTarget, type RecipientTarget } from '../../sealing/targets.ts';
+import { parseRecipientTarget } from '../../providers/registry.ts';
+import type { RecipientTarget } from '../../providers/types.ts';
 import { flag, HELP_OPTION, stringList, stringOption } from '../args.ts';
 import { type Command, type CommandContext, loadEnvelopeSecret, readInput, writeManifest } from '../command.ts';
 import { formatDocument, parseOutputFormat, parseSingleDocument } from '../documents.ts';
