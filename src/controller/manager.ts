@@ -20,7 +20,7 @@ import { LeaderElector } from './leader.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { WorkQueue } from './queue.ts';
 import { Reconciler, RetryableError } from './reconciler.ts';
-import { type EnvelopeSecretObject, type EnvelopeSecretRecord, envelopeSecretRecord, type SecretObject, secretRecord } from './records.ts';
+import { type EnvelopeSecretObject, type EnvelopeSecretRecord, envelopeSecretRecord, reconcileWeight, type SecretObject, secretRecord } from './records.ts';
 import { describeError } from './reflector.ts';
 
 export interface ControllerConfig {
@@ -132,8 +132,10 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
     { decorate: (provider) => metrics.instrument(provider) },
   );
 
-  // Half the workers at most for one namespace while another waits (fairness between tenants).
-  const queue = new WorkQueue({ maxInFlightPerNamespace: Math.max(1, Math.ceil(config.workers / 2)) });
+  // Half the workers at most for one namespace while another waits (fairness between
+  // tenants), counting large objects as several: one of a megabyte at a time.
+  // (Keys start only once the cache below has fed the queue.)
+  const queue = new WorkQueue({ maxInFlightPerNamespace: Math.max(1, Math.ceil(config.workers / 2)), weightOf: (key) => reconcileWeight(envelopeSecrets.get(key)) });
   queue.onDepthChange = (depth) => metrics.queueDepth.set(depth);
   const enqueue = (object: { metadata?: { namespace?: string; name?: string } }) => queue.add(objectKey(object));
   const envelopeSecrets = new ObjectCache<EnvelopeSecretObject, EnvelopeSecretRecord>({

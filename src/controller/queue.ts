@@ -5,8 +5,9 @@
  * by a global token bucket.
  *
  * Unlike client-go's FIFO, it is fair between namespaces (the part of a key before "/"):
- * each namespace has its own FIFO and `get` takes from them in turn, preferring one with
- * fewer than `maxInFlightPerNamespace` keys being processed. So one tenant with 10,000
+ * each namespace has its own FIFO and `get` takes from them in turn, preferring one whose
+ * keys being processed weigh less than `maxInFlightPerNamespace` (a key weighs
+ * `weightOf(key)`, 1 by default: large objects weigh more). So one tenant with 10,000
  * objects, or with objects that are slow to open, cannot make another tenant's new object
  * wait behind all of them.
  */
@@ -49,9 +50,9 @@ export class WorkQueue {
   /** Called whenever the depth changes (metrics). */
   onDepthChange: ((depth: number) => void) | undefined;
 
-  constructor(options: { limits?: Partial<RateLimits>; clock?: Clock; maxInFlightPerNamespace?: number } = {}) {
+  constructor(options: { limits?: Partial<RateLimits>; clock?: Clock; maxInFlightPerNamespace?: number; weightOf?: (key: string) => number } = {}) {
     this.#limits = { ...DEFAULT_RATE_LIMITS, ...options.limits };
-    this.#fifo = new FairFifo(options.maxInFlightPerNamespace ?? Number.POSITIVE_INFINITY);
+    this.#fifo = new FairFifo(options.maxInFlightPerNamespace ?? Number.POSITIVE_INFINITY, options.weightOf ?? (() => 1));
     this.#clock = options.clock ?? systemClock;
     this.#tokens = this.#limits.burst;
     this.#tokensAt = this.#clock.now();
@@ -165,13 +166,16 @@ export class WorkQueue {
 const namespaceOf = (key: string): string => key.slice(0, Math.max(0, key.indexOf('/')));
 
 /**
- * FIFOs per namespace, served in turn (round robin). A namespace with
- * `maxInFlight` keys being processed is passed over while another has keys waiting; when
- * every waiting namespace is at its limit, the next in turn is served anyway, so no worker
- * idles while there is work.
+ * FIFOs per namespace, served in turn (round robin). A namespace whose keys being
+ * processed weigh `maxInFlight` or more is passed over while another has keys waiting;
+ * when every waiting namespace is at its limit, the next in turn is served anyway, so no
+ * worker idles while there is work.
  */
 class FairFifo {
   readonly #maxInFlight: number;
+  readonly #weightOf: (key: string) => number;
+  /** The weight each key being processed was started with (its object may change meanwhile). */
+  readonly #started = new Map<string, number>();
   readonly #queues = new Map<string, { keys: string[]; head: number }>();
   /** Namespaces with waiting keys, in the order they are served. */
   #ring: string[] = [];
@@ -179,8 +183,9 @@ class FairFifo {
   readonly #inFlight = new Map<string, number>();
   size = 0;
 
-  constructor(maxInFlight: number) {
+  constructor(maxInFlight: number, weightOf: (key: string) => number) {
     this.#maxInFlight = maxInFlight;
+    this.#weightOf = weightOf;
   }
 
   push(key: string): void {
@@ -227,12 +232,16 @@ class FairFifo {
 
   started(key: string): void {
     const namespace = namespaceOf(key);
-    this.#inFlight.set(namespace, (this.#inFlight.get(namespace) ?? 0) + 1);
+    const weight = Math.max(1, this.#weightOf(key));
+    this.#started.set(key, weight);
+    this.#inFlight.set(namespace, (this.#inFlight.get(namespace) ?? 0) + weight);
   }
 
   finished(key: string): void {
     const namespace = namespaceOf(key);
-    const left = (this.#inFlight.get(namespace) ?? 1) - 1;
+    const weight = this.#started.get(key) ?? 1;
+    this.#started.delete(key);
+    const left = (this.#inFlight.get(namespace) ?? weight) - weight;
     if (left > 0) this.#inFlight.set(namespace, left);
     else this.#inFlight.delete(namespace);
   }

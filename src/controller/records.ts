@@ -16,6 +16,8 @@ export interface EnvelopeSecretRecord extends KubeObject {
   status?: EnvelopeSecretStatus;
   /** specHash() of the spec and binding the record was made from. */
   specHash: string;
+  /** About how many bytes of sealed data the object holds (values and wrapped keys): what reconciling it costs. */
+  sealedBytes: number;
 }
 
 export function envelopeSecretRecord(object: EnvelopeSecretObject): EnvelopeSecretRecord {
@@ -31,7 +33,26 @@ export function envelopeSecretRecord(object: EnvelopeSecretObject): EnvelopeSecr
     },
     ...(object.status === undefined ? {} : { status: object.status }),
     specHash: specHash(object),
+    sealedBytes: sealedBytesOf(object),
   };
+}
+
+function sealedBytesOf(object: EnvelopeSecretObject): number {
+  let bytes = 0;
+  const envelopes = Array.isArray(object.spec?.envelopes) ? object.spec.envelopes : [];
+  for (const envelope of envelopes) {
+    for (const value of Object.values(envelope?.data ?? {})) if (typeof value === 'string') bytes += value.length;
+    for (const recipient of Array.isArray(envelope?.recipients) ? envelope.recipients : []) if (typeof recipient?.encryptedKey === 'string') bytes += recipient.encryptedKey.length;
+  }
+  return bytes;
+}
+
+/** Sealed data per unit of weight in the work queue: an object of 1.5 MB weighs 6, a small one 1. */
+const BYTES_PER_WEIGHT = 256 * 1024;
+
+/** How much an object weighs in its namespace's share of the workers. */
+export function reconcileWeight(record: EnvelopeSecretRecord | undefined): number {
+  return record === undefined ? 1 : 1 + Math.floor(record.sealedBytes / BYTES_PER_WEIGHT);
 }
 
 /**

@@ -7,11 +7,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Condition, EnvelopeSecret } from '../../src/api/types.ts';
+import { createAwsKmsProvider } from '../../src/providers/aws-kms.ts';
+import { ProviderRegistry } from '../../src/providers/registry.ts';
 import { adminKubeConfig, uniqueName, waitFor } from '../harness/cluster.ts';
 import { repoRoot } from '../harness/control-plane.ts';
 import { startTestController, type TestController } from '../harness/controller.ts';
 import { CANARY_MARKER } from '../harness/faults-leaks.ts';
 import { argocdHealth, gitopsTools } from '../harness/flux.ts';
+import { type KmsEmulator, startLocalKms } from '../harness/kms-emulators.ts';
 import { adminClient, applyOrThrow, createNamespace, getOrUndefined, installCrd, paths, publishedRecipient } from '../harness/kube.ts';
 import { ageTarget, sealFor } from '../harness/seal.ts';
 
@@ -21,6 +24,8 @@ const namespace = uniqueName('argocd-health');
 // A namespace no controller watches: objects there keep the status the API server gives them.
 const unwatched = uniqueName('argocd-unwatched');
 let controller: TestController;
+// A KMS the controller is configured for, stopped once a manifest is sealed: its outage is a retried failure.
+let kms: KmsEmulator;
 let binDir: string;
 
 type Live = EnvelopeSecret & { metadata: { generation: number; uid: string } };
@@ -40,12 +45,17 @@ beforeAll(async () => {
   await installCrd();
   await createNamespace(client, namespace);
   await createNamespace(client, unwatched);
-  controller = await startTestController({ kubeConfig: adminKubeConfig(), config: { namespace, namespaces: [namespace] } });
+  kms = await startLocalKms();
+  controller = await startTestController({
+    kubeConfig: adminKubeConfig(),
+    config: { namespace, namespaces: [namespace], awsKms: { endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials, maxAttempts: 1 } },
+  });
   recipient = await publishedRecipient(client, namespace);
 });
 
 afterAll(async () => {
   await controller?.stop();
+  await kms?.stop();
 });
 
 describe('the Argo CD health check, in gopher-lua', () => {
@@ -112,14 +122,26 @@ describe('the Argo CD health check, in gopher-lua', () => {
   });
 
   it('is Progressing while the controller reports Reconciling, with its reason', async () => {
-    const es = (await live('good'))!;
-    const pending: Condition[] = [
-      { type: 'Ready', status: 'False', reason: 'KMSUnavailable', message: 'the KMS did not answer' },
-      { type: 'Reconciling', status: 'True', reason: 'KMSUnavailable', message: 'retrying: the KMS did not answer' },
-      { type: 'Stalled', status: 'False', reason: 'KMSUnavailable', message: '' },
-    ];
-    expect(await health(withConditions(es, pending))).toEqual({ status: 'Progressing', message: 'KMSUnavailable: retrying: the KMS did not answer' });
-    expect(await health(withConditions(es, [pending[0]!, { ...pending[1]!, status: 'False' }]))).toEqual({ status: 'Progressing', message: 'KMSUnavailable: the KMS did not answer' });
+    const keyArn = (await createAwsKmsProvider({ endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials }).createKey({ alias: `alias/${namespace}` })).keyArn;
+    const sealed = await sealFor({
+      namespace,
+      name: 'pending',
+      values: { TOKEN: `${CANARY_MARKER}argocd-kms` },
+      targets: [{ provider: 'aws-kms', target: keyArn }],
+      providers: new ProviderRegistry({ 'aws-kms': { endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials } }),
+    });
+    await kms.stop(); // the KMS is down when the controller tries to unwrap: retried, not terminal
+    await applyOrThrow(sealed);
+    const es = await waitFor('pending Reconciling', async () => {
+      const object = await live('pending');
+      return condition(object, 'Reconciling')?.status === 'True' ? object : undefined;
+    });
+    const reconciling = condition(es, 'Reconciling')!;
+    expect(condition(es, 'Stalled')?.status ?? 'False').toBe('False');
+    expect(await health(es)).toEqual({ status: 'Progressing', message: `${reconciling.reason}: ${reconciling.message}` });
+    // Ready=False with Reconciling=False and no Stalled condition: still not a verdict.
+    const notReconciling = (es.status?.conditions ?? []).map((c) => (c.type === 'Reconciling' ? { ...c, status: 'False' as const } : c));
+    expect((await health(withConditions(es, notReconciling))).status).toBe('Progressing');
   });
 
   it('reads objects written by a controller that set Ready only', async () => {

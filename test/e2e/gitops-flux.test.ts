@@ -4,7 +4,7 @@
 // `wait: true` and `prune: true` and NO custom health expressions: Flux reads
 // EnvelopeSecrets through kstatus alone. The envseal controller runs as a host process.
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,10 +16,10 @@ import { repoRoot } from '../harness/control-plane.ts';
 import { startTestController, type TestController } from '../harness/controller.ts';
 import { CANARY_MARKER } from '../harness/faults-leaks.ts';
 import { type Flux, gitopsTools, startFlux } from '../harness/flux.ts';
-import { type GitRepository, type GitServer, type GitWorkTree, startGitServer } from '../harness/git-server.ts';
+import { type GitRepository, type GitServer, type GitWorkTree, removeWhenProcessExits, startGitServer } from '../harness/git-server.ts';
 import { type KmsEmulator, startLocalKms } from '../harness/kms-emulators.ts';
 import { adminClient, applyOrThrow, createNamespace, getOrUndefined, installCrd, kubectl, paths, publishedRecipient } from '../harness/kube.ts';
-import { ensureBuilt, runCli } from './cli-support.ts';
+import { ENVSEAL, ensureBuilt, NODE, runCli } from './cli-support.ts';
 
 const client = adminClient();
 const appNs = uniqueName('gitops-app');
@@ -35,7 +35,7 @@ const GITATTRIBUTES = '*.envelope.yaml text eol=lf';
 
 type LiveEnvelopeSecret = EnvelopeSecret & { metadata: { generation: number } };
 interface FluxCondition { type: string; status: string; reason: string; message: string; lastTransitionTime: string }
-interface Kustomization { metadata: { generation: number }; status?: { observedGeneration?: number; lastAppliedRevision?: string; lastAttemptedRevision?: string; conditions?: FluxCondition[]; inventory?: { entries: { id: string }[] } } }
+interface Kustomization { metadata: { generation: number }; status?: { observedGeneration?: number; lastHandledReconcileAt?: string; lastAppliedRevision?: string; lastAttemptedRevision?: string; conditions?: FluxCondition[]; inventory?: { entries: { id: string }[] } } }
 interface SecretObject { data?: Record<string, string> }
 
 let flux: Flux;
@@ -46,12 +46,16 @@ let kms: KmsEmulator;
 let keyArn: string;
 let controller: TestController | undefined;
 let cliDir: string;
+let cliDirGuard: { release(): void } | undefined;
 
 const decode = (data: Record<string, string> | undefined) => Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
 const secretData = async (ns: string, name: string) => decode((await getOrUndefined<SecretObject>(client, paths.secret(ns, name)))?.data);
 const liveEs = (ns: string, name: string) => getOrUndefined<LiveEnvelopeSecret>(client, paths.envelopeSecret(ns, name));
 const esCondition = (es: LiveEnvelopeSecret | undefined, type: string): Condition | undefined =>
   es?.status?.observedGeneration === es?.metadata.generation ? es?.status?.conditions?.find((c) => c.type === type) : undefined;
+const DATA_HASH = 'envseal.dev/data-hash';
+interface Deployment { metadata: { generation: number }; spec: { template: { metadata?: { annotations?: Record<string, string> } } } }
+const webDataHash = async () => (await getOrUndefined<Deployment>(client, `/apis/apps/v1/namespaces/${appNs}/deployments/web`))?.spec.template.metadata?.annotations?.[DATA_HASH];
 const kustomization = () => getOrUndefined<Kustomization>(client, `/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/${fluxNs}/kustomizations/${kustomizationName}`);
 const fluxReady = (k: Kustomization | undefined) => k?.status?.conditions?.find((c) => c.type === 'Ready');
 
@@ -95,12 +99,13 @@ async function envseal(args: string[]): Promise<string> {
 }
 
 /** Asks Flux to look at the repository now (what `flux reconcile source git` does). */
-async function requestReconcile(): Promise<void> {
+async function requestReconcile(): Promise<string> {
   const at = new Date().toISOString();
   for (const kind of [`gitrepositories.source.toolkit.fluxcd.io/${sourceName}`, `kustomizations.kustomize.toolkit.fluxcd.io/${kustomizationName}`]) {
     const result = await kubectl(['annotate', '--overwrite', '-n', fluxNs, kind, `reconcile.fluxcd.io/requestedAt=${at}`]);
     if (result.code !== 0) throw new Error(`kubectl annotate failed: ${result.stderr}`);
   }
+  return at;
 }
 
 async function commit(message: string): Promise<string> {
@@ -133,6 +138,7 @@ beforeAll(async () => {
   keyArn = (await createAwsKmsProvider({ endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials }).createKey({ alias: `alias/${appNs}` })).keyArn;
   for (const ns of [appNs, otherNs, controllerNs]) await createNamespace(client, ns);
   cliDir = await mkdtemp(path.join(tmpdir(), 'envseal-gitops-cli-'));
+  cliDirGuard = removeWhenProcessExits(cliDir);
   controller = await startController();
   await publishedRecipient(client, controllerNs);
 
@@ -148,17 +154,31 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await kubectl(['delete', '--ignore-not-found', '--wait=false', '-n', fluxNs, `kustomizations.kustomize.toolkit.fluxcd.io/${kustomizationName}`, `gitrepositories.source.toolkit.fluxcd.io/${sourceName}`]);
+  // While Flux runs, so that its finalizers (prune what the Kustomization applied) complete.
+  await kubectl(['delete', '--ignore-not-found', '--timeout=60s', '-n', fluxNs, `kustomizations.kustomize.toolkit.fluxcd.io/${kustomizationName}`, `gitrepositories.source.toolkit.fluxcd.io/${sourceName}`]);
   await controller?.stop();
   await flux?.stop();
   await git?.close();
   await kms?.stop();
   if (cliDir) await rm(cliDir, { recursive: true, force: true });
+  cliDirGuard?.release();
 });
 
 describe('Flux applies sealed manifests from Git, reading their status through kstatus alone', () => {
   const dbFile = `${secretsDir}/db.envelope.yaml`;
   const apiFile = `${secretsDir}/api.envelope.yaml`;
+  const webFile = `${secretsDir}/web.yaml`;
+  // No node runs pods here: 0 replicas, so that kstatus sees the Deployment Current.
+  const webDeployment = () => ({
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: 'web', namespace: appNs },
+    spec: {
+      replicas: 0,
+      selector: { matchLabels: { app: 'web' } },
+      template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image: 'registry.invalid/web:1', envFrom: [{ secretRef: { name: 'db' } }] }] } },
+    },
+  });
 
   it('is Ready only after every EnvelopeSecret is Ready, also when the controller is stopped at commit time', async () => {
     await controller!.stop();
@@ -166,24 +186,32 @@ describe('Flux applies sealed manifests from Git, reading their status through k
     // Sealed in CI: for the cluster's published age recipient, and for a KMS key.
     await envseal(['seal', '--name', 'db', '-n', appNs, '--from-literal', `PASSWORD=${CANARY_MARKER}db-1`, '--from-literal', 'USER=app', '--controller-namespace', controllerNs, '-w', path.join(work.dir, dbFile)]);
     await envseal(['seal', '--name', 'api', '-n', appNs, '--from-literal', `TOKEN=${CANARY_MARKER}api-1`, '-r', `aws-kms:${keyArn}`, '-w', path.join(work.dir, apiFile)]);
+    // The workload that reads db consents to restarts (it uses the Secret) and is listed.
+    const dbText = await readFile(path.join(work.dir, dbFile), 'utf8');
+    await work.write(dbFile, dbText.replace('\nspec:\n', '\nspec:\n  restartWorkloads:\n    - kind: Deployment\n      name: web\n'));
+    await work.write(webFile, stringify(webDeployment()));
     for (const file of [dbFile, apiFile]) await envseal(['verify', '-f', path.join(work.dir, file)]);
-    const sha = await commit('add db and api secrets');
+    const sha = await commit('add db and api secrets, and the web workload');
 
     // Flux applies them, then waits: neither has been reconciled.
-    await waitFor('both EnvelopeSecrets applied by Flux', async () => (await liveEs(appNs, 'db')) !== undefined && (await liveEs(appNs, 'api')) !== undefined);
-    const watchUntil = Date.now() + 15_000;
-    while (Date.now() < watchUntil) {
-      const ready = fluxReady(await kustomization());
-      expect(ready?.status === 'True' && ready.reason === 'ReconciliationSucceeded' && (await kustomization())?.status?.lastAppliedRevision?.endsWith(sha), 'Kustomization Ready before the controller ran').toBeFalsy();
-      expect(ready?.status, `Kustomization failed: ${ready?.message}`).not.toBe('False');
-      await new Promise((resolve) => setTimeout(resolve, 500));
+    try {
+      await waitFor('both EnvelopeSecrets applied by Flux', async () => (await liveEs(appNs, 'db')) !== undefined && (await liveEs(appNs, 'api')) !== undefined);
+      const watchUntil = Date.now() + 15_000;
+      while (Date.now() < watchUntil) {
+        const k = await kustomization();
+        const ready = fluxReady(k);
+        expect(ready?.status === 'True' && k?.status?.lastAppliedRevision?.endsWith(sha), 'Kustomization Ready before the controller ran').toBeFalsy();
+        expect(ready?.status, `Kustomization failed: ${ready?.message}`).not.toBe('False');
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+      const k = await kustomization();
+      expect(fluxReady(k)?.status).toBe('Unknown');
+      expect(k?.status?.conditions?.find((c) => c.type === 'Reconciling')?.status).toBe('True');
+      for (const name of ['db', 'api']) expect((await liveEs(appNs, name))?.status).toEqual({ observedGeneration: 0 });
+      expect(await getOrUndefined(client, paths.secret(appNs, 'db'))).toBeUndefined();
+    } finally {
+      controller = await startController();
     }
-    const waiting = fluxReady(await kustomization());
-    expect(waiting?.status).toBe('Unknown');
-    expect(waiting?.message).toMatch(/health check/i);
-    expect(await getOrUndefined(client, paths.secret(appNs, 'db'))).toBeUndefined();
-
-    controller = await startController();
     const { ready } = await verdictFor(sha);
     expect(ready.status, ready.message).toBe('True');
     const readyAt = Date.parse(ready.lastTransitionTime);
@@ -196,9 +224,13 @@ describe('Flux applies sealed manifests from Git, reading their status through k
     }
     expect(await secretData(appNs, 'db')).toEqual({ PASSWORD: `${CANARY_MARKER}db-1`, USER: 'app' });
     expect(await secretData(appNs, 'api')).toEqual({ TOKEN: `${CANARY_MARKER}api-1` });
+    // Listed for the first time: annotated once.
+    await waitFor('web annotated with the data hash', webDataHash);
   });
 
-  it('rolls the Secret on a commit that changes one value, and the diff touches only that value', async () => {
+  it('rolls the Secret and restarts the consenting workload on a commit that changes one value; the diff touches only that value', async () => {
+    const hashBefore = await webDataHash();
+    expect(hashBefore).toBeDefined();
     const before = parse(await readFile(path.join(work.dir, dbFile), 'utf8')) as EnvelopeSecret;
     const oldPassword = before.spec.envelopes.flatMap((e) => Object.entries(e.data)).find(([k]) => k === 'PASSWORD')![1];
     await envseal(['seal', '--merge-into', path.join(work.dir, dbFile), '--from-literal', `PASSWORD=${CANARY_MARKER}db-2`]);
@@ -221,6 +253,19 @@ describe('Flux applies sealed manifests from Git, reading their status through k
     const es = await liveEs(appNs, 'db');
     expect(esCondition(es, 'Ready')?.status).toBe('True');
     expect(await secretData(appNs, 'db')).toEqual({ PASSWORD: `${CANARY_MARKER}db-2`, USER: 'app' });
+
+    // The consenting workload is restarted (its pod template's data hash changes) ...
+    const rolled = await waitFor('web restarted for the new data', async () => {
+      const hash = await webDataHash();
+      return hash !== undefined && hash !== hashBefore ? hash : undefined;
+    });
+    // ... and Flux applying the Deployment from Git again keeps the controller's annotation.
+    const token = await requestReconcile();
+    await waitFor('Kustomization reconciled again', async () => {
+      const k = await kustomization();
+      return k?.status?.lastHandledReconcileAt === token && fluxReady(k)?.status === 'True';
+    });
+    expect(await webDataHash()).toBe(rolled);
   });
 
   it('fails within seconds when a manifest is copied into another namespace, and writes nothing there', async () => {
@@ -254,7 +299,7 @@ describe('Flux applies sealed manifests from Git, reading their status through k
     await waitFor('api Secret garbage-collected', async () => (await getOrUndefined(client, paths.secret(appNs, 'api'))) === undefined, { timeoutMs: 60_000 });
     expect(await secretData(appNs, 'db')).toEqual({ PASSWORD: `${CANARY_MARKER}db-2`, USER: 'app' });
     const inventory = (await kustomization())?.status?.inventory?.entries.map((e) => e.id) ?? [];
-    expect(inventory).toEqual([`${appNs}_db_envseal.dev_EnvelopeSecret`]);
+    expect(inventory.sort()).toEqual([`${appNs}_db_envseal.dev_EnvelopeSecret`, `${appNs}_web_apps_Deployment`]);
   });
 });
 
@@ -265,6 +310,34 @@ describe('docs/gitops.md', () => {
     expect(kustomizationObject.spec).not.toHaveProperty('healthChecks');
     expect(kustomizationObject.spec).not.toHaveProperty('healthCheckExprs');
     expect(await readFile(docPath, 'utf8')).toContain(`\n${GITATTRIBUTES}\n`);
+  });
+
+  it('gives a CI check that passes on the repository and refuses a broken manifest, naming it', async () => {
+    const doc = await readFile(docPath, 'utf8');
+    const intro = doc.indexOf('A CI job that refuses a broken manifest');
+    const start = doc.indexOf('```sh\n', intro);
+    expect(intro, 'docs/gitops.md has the CI job').toBeGreaterThan(0);
+    const script = doc.slice(start + '```sh\n'.length, doc.indexOf('\n```', start));
+    // `envseal` on PATH, as the CI image would have it.
+    const binDir = path.join(cliDir, 'ci-bin');
+    await mkdir(binDir, { recursive: true });
+    await writeFile(path.join(binDir, 'envseal'), `#!/bin/sh\nexec '${NODE}' '${ENVSEAL}' "$@"\n`, { mode: 0o755 });
+    const ci = () => runCommand('sh', ['-c', script], { PATH: `${binDir}:${process.env.PATH}` }, work.dir);
+    const passing = await ci();
+    expect(passing.code, passing.stderr).toBe(0);
+
+    const good = await readFile(path.join(work.dir, secretsDir, 'db.envelope.yaml'), 'utf8');
+    const broken = `${secretsDir}/broken.envelope.yaml`;
+    await work.write(broken, good.replace(/^(\s+USER: ).*$/m, '$1not*base64'));
+    await work.git(['add', broken]);
+    try {
+      const failing = await ci();
+      expect(failing.code).not.toBe(0);
+      expect(failing.stderr).toMatch(/USER/);
+      expect(failing.stderr).toMatch(/base64/i);
+    } finally {
+      await work.git(['rm', '--quiet', '--force', broken]);
+    }
   });
 });
 
@@ -305,15 +378,13 @@ describe('the chart from Git, without helm-controller', () => {
     const install = await helm(['install', release, tgz, '--namespace', releaseNs, '--create-namespace']);
     expect(install.code, install.stderr).toBe(0);
     try {
-      const status = await helm(['status', release, '--namespace', releaseNs, '-o', 'json']);
-      const info = JSON.parse(status.stdout) as { info: { status: string }; chart: { metadata: { version: string } } };
-      expect(info.info.status).toBe('deployed');
-      expect(info.chart.metadata.version).toContain(chartYaml.version);
+      const list = await helm(['list', '--namespace', releaseNs, '-o', 'json']);
+      expect(JSON.parse(list.stdout)).toEqual([expect.objectContaining({ name: release, status: 'deployed', chart: `envseal-${chart.revision}` })]);
       const deployments = await client.request<{ items: { metadata: { name: string } }[] }>({ method: 'GET', path: `/apis/apps/v1/namespaces/${releaseNs}/deployments` });
       expect(deployments.items.length).toBe(1);
     } finally {
       await helm(['uninstall', release, '--namespace', releaseNs]);
-      await kubectl(['delete', '--ignore-not-found', '--wait=false', '-n', fluxNs, `helmcharts.source.toolkit.fluxcd.io/${chartName}`]);
+      await kubectl(['delete', '--ignore-not-found', '--timeout=60s', '-n', fluxNs, `helmcharts.source.toolkit.fluxcd.io/${chartName}`]);
       await kubectl(['delete', 'namespace', '--wait=false', releaseNs]);
     }
   });
@@ -327,9 +398,9 @@ async function copyIntoWorkTree(from: string, to: string): Promise<void> {
   }
 }
 
-function runCommand(command: string, args: string[], env: Record<string, string>): Promise<{ code: number; stdout: string; stderr: string }> {
+function runCommand(command: string, args: string[], env: Record<string, string>, cwd = cliDir): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(command, args, { env: { PATH: process.env.PATH, HOME: cliDir, ...env }, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
+    execFile(command, args, { cwd, env: { PATH: process.env.PATH, HOME: cliDir, ...env }, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
       resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });

@@ -6,11 +6,11 @@
 // when this process exits however it exits (SIGKILL too), the pipe closes and the
 // guard stops the controller and removes its storage dir, so nothing outlives a test run.
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePorts, repoRoot } from './control-plane.ts';
+import { recordLeakText } from './faults-leaks.ts';
 
 export const fluxBuildScript = path.join(repoRoot, 'scripts/flux/build.sh');
 export type GitopsTool = 'source-controller' | 'kustomize-controller' | 'argocd-lua-health';
@@ -95,7 +95,12 @@ function startGuarded(binary: string, args: string[], env: NodeJS.ProcessEnv, cl
   const child = spawn('sh', ['-c', guardScript, 'envseal-flux-guard', cleanupDir, binary, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] });
   const output: string[] = [];
   const keep = (chunk: Buffer) => {
-    for (const line of chunk.toString('utf8').split('\n')) if (line !== '') output.push(line);
+    for (const line of chunk.toString('utf8').split('\n')) {
+      if (line === '') continue;
+      output.push(line);
+      // Flux logs object names and health-check messages: scanned for canaries with the rest.
+      recordLeakText('log', line);
+    }
     if (output.length > 2000) output.splice(0, output.length - 2000);
   };
   child.stdout?.on('data', keep);

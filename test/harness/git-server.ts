@@ -5,7 +5,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile, unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -129,10 +129,23 @@ function serveCgi(backend: string, root: string, req: IncomingMessage, res: Serv
   });
 }
 
+/**
+ * Removes `dir` when this process exits, however it exits (SIGKILL too): a detached sh
+ * holds a pipe from this process and removes the dir when the pipe closes. release()
+ * closes the pipe now (after the caller removed the dir itself, or to remove it).
+ */
+export function removeWhenProcessExits(dir: string): { release(): void } {
+  const guard = spawn('sh', ['-c', 'cat >/dev/null; rm -rf -- "$1"', 'envseal-tmp-guard', dir], { stdio: ['pipe', 'ignore', 'ignore'], detached: true });
+  guard.unref();
+  (guard.stdin as unknown as Socket).unref();
+  return { release: () => guard.stdin?.end() };
+}
+
 /** Starts the server on a free port of 127.0.0.1, serving bare repositories under a temp dir. */
 export async function startGitServer(): Promise<GitServer> {
   const backend = path.join(await gitExecPath(), 'git-http-backend');
   const root = await mkdtemp(path.join(tmpdir(), 'envseal-git-'));
+  const rootGuard = removeWhenProcessExits(root);
   const server = createServer((req, res) => serveCgi(backend, root, req, res));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -162,12 +175,14 @@ export async function startGitServer(): Promise<GitServer> {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await rm(root, { recursive: true, force: true });
+      rootGuard.release();
     },
   };
 }
 
 async function cloneWorkTree(repoUrl: string, signal: AbortSignal | undefined): Promise<GitWorkTree> {
   const parent = await mkdtemp(path.join(tmpdir(), 'envseal-clone-'));
+  const parentGuard = removeWhenProcessExits(parent);
   const dir = path.join(parent, 'repo');
   const withSignal = (s: AbortSignal | undefined) => (s ? { signal: s } : {});
   await runGit(['clone', '--quiet', repoUrl, dir], { cwd: parent, ...withSignal(signal) });
@@ -197,6 +212,7 @@ async function cloneWorkTree(repoUrl: string, signal: AbortSignal | undefined): 
     },
     async close() {
       await rm(parent, { recursive: true, force: true });
+      parentGuard.release();
     },
   };
 }
