@@ -151,7 +151,7 @@ async function mainHelm(): Promise<void> {
     await seal('correct horse battery staple');
     // Ask for a rollout restart of the demo app whenever the Secret changes.
     const withRestart = (text: string) => text.replace(/^spec:\n/m, 'spec:\n  restartWorkloads:\n    - {kind: Deployment, name: demo-app}\n');
-    show(readFileSync(manifest, 'utf8'));
+    show(withRestart(readFileSync(manifest, 'utf8')));
 
     say('Applying it; the controller in the pod materializes the Secret');
     const applied = await apply(withRestart(readFileSync(manifest, 'utf8')));

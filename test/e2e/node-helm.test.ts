@@ -2,6 +2,7 @@
 // the Dockerfile's recipe (scripts/image/build.ts), onto a real kubelet with containerd
 // (test/harness/node.ts), default values except the image's repository, tag and pull
 // policy. The pods run the chart's securityContext, probes, limits and two replicas.
+import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EnvelopeSecret } from '../../src/api/types.ts';
 import { ANNOTATION_DATA_HASH } from '../../src/controller/desired.ts';
@@ -110,9 +111,26 @@ describe('helm install with default values on a real node', () => {
       try { fs.writeFileSync('/app/x', 'x'); } catch (e) { rootWrite = e.code; }
       let tmpWrite = 'written';
       try { fs.writeFileSync('/tmp/x', 'x'); fs.rmSync('/tmp/x'); } catch (e) { tmpWrite = e.code; }
-      console.log(JSON.stringify({ uid: process.getuid(), gid: process.getgid(), capEff: field('CapEff'), capBnd: field('CapBnd'), noNewPrivs: field('NoNewPrivs'), seccomp: field('Seccomp'), rootWrite, tmpWrite }));
+      const nameservers = fs.readFileSync('/etc/resolv.conf', 'utf8').match(/^nameserver\\s+\\S+/gm);
+      console.log(JSON.stringify({ uid: process.getuid(), gid: process.getgid(), capEff: field('CapEff'), capBnd: field('CapBnd'), noNewPrivs: field('NoNewPrivs'), seccomp: field('Seccomp'), rootWrite, tmpWrite, nameservers }));
     `));
-    expect(report).toEqual({ uid: 65532, gid: 65532, capEff: '0000000000000000', capBnd: '0000000000000000', noNewPrivs: '1', seccomp: '2', rootWrite: 'EROFS', tmpWrite: 'written' });
+    // The pod's only resolver is its own loopback: no DNS query leaves the pod.
+    expect(report).toEqual({ uid: 65532, gid: 65532, capEff: '0000000000000000', capBnd: '0000000000000000', noNewPrivs: '1', seccomp: '2', rootWrite: 'EROFS', tmpWrite: 'written', nameservers: ['nameserver 127.0.0.1'] });
+  });
+
+  it('the node network stays inside its namespace: no link to the host, every route on its own links', async () => {
+    const ip = async (...args: string[]) => new Promise<string>((resolve, reject) => {
+      execFile('ip', ['-n', node.netns, ...args], { env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` } }, (error, stdout) => (error ? reject(error) : resolve(stdout)));
+    });
+    const links = (await ip('-o', 'link', 'show')).split('\n').filter(Boolean).map((l) => l.split(': ')[1]!.replace(/@.*/, ''));
+    // lo, the veth pair (both ends here), the CNI bridge and the pods' veths.
+    for (const link of links) expect(link).toMatch(/^(lo|envseal0|envseal1|cni0|veth[0-9a-f]+)$/);
+    const routes = (await ip('route', 'show')).split('\n').filter(Boolean);
+    expect(routes.filter((r) => r.startsWith('default '))).toEqual([expect.stringMatching(/^default dev envseal0 scope link\s*$/)]);
+    for (const route of routes) expect(route).toMatch(/ dev (envseal0|cni0) /);
+    // The kubernetes Service, which kube-proxy serves to the pods, leads to the namespace's address.
+    const endpoint = (await kubectlOrThrow(node, ['get', 'endpoints', 'kubernetes', '-n', 'default', '-o', 'jsonpath={.subsets[0].addresses[0].ip}'])).trim();
+    expect(endpoint).toBe(node.nodeAddress);
   });
 
   it('an EnvelopeSecret becomes a Secret', async () => {
@@ -130,21 +148,24 @@ describe('helm install with default values on a real node', () => {
 });
 
 describe('leader failover in real pods', () => {
-  it('kubectl delete pod of the leader: the other replica takes over within the lease duration and keeps reconciling; a new replica comes back', async () => {
+  it('kubectl delete pod of the leader: another replica takes over within the lease duration and keeps reconciling; a new replica comes back', async () => {
     const leader = (await leaseHolder())!;
     const other = (await controllerPods()).map((p) => p.metadata.name).find((n) => n !== leader)!;
     const deleted = Date.now();
     await kubectlOrThrow(node, ['delete', 'pod', leader, '-n', NS, '--wait=false']);
+    // The leader releases the Lease on SIGTERM; whoever asks first gets it: the standby
+    // (it retries every retryPeriod, 2 s) or the replacement pod (it asks as it starts).
     let seen = '';
-    await waitFor(`${other} to hold the Lease`, async () => {
-      const holder = await leaseHolder();
-      seen = `holder ${holder}; pods ${(await controllerPods()).map((p) => `${p.metadata.name} ${p.status.phase}`).join(', ')}`;
-      return holder === other;
+    const holder = await waitFor('another live replica to hold the Lease', async () => {
+      const h = await leaseHolder();
+      const live = (await controllerPods()).map((p) => p.metadata.name);
+      seen = `holder ${h}; live pods ${live.join(', ')}`;
+      return h !== undefined && h !== '' && h !== leader && live.includes(h) ? h : false;
     }, { timeoutMs: LEASE_SECONDS * 1000, intervalMs: 250 }).catch((err: Error) => {
-      throw new Error(`${err.message}; last seen: ${seen}`, { cause: err });
+      throw new Error(`${err.message}; deleted ${leader}; last seen: ${seen}`, { cause: err });
     });
     const takeoverMs = Date.now() - deleted;
-    log(`leader ${leader} deleted; ${other} holds the Lease after ${(takeoverMs / 1000).toFixed(1)} s`);
+    log(`leader ${leader} deleted; ${holder} (${holder === other ? 'the standby' : 'the replacement pod'}) holds the Lease after ${(takeoverMs / 1000).toFixed(1)} s`);
     expect(takeoverMs).toBeLessThan(LEASE_SECONDS * 1000);
     const namespace = uniqueName('after-failover');
     await restrictedNamespace(node, namespace);
@@ -153,6 +174,7 @@ describe('leader failover in real pods', () => {
     const pods = await twoReady();
     expect(pods.map((p) => p.metadata.name)).not.toContain(leader);
     expect(pods.map((p) => p.metadata.name)).toContain(other);
+    expect(pods.map((p) => p.metadata.name)).toContain(holder);
   });
 });
 
@@ -228,7 +250,9 @@ describe('the memory limit is real', () => {
   it('with the chart defaults the controller reconciles 1,000 EnvelopeSecrets and stays under its limit', async () => {
     for (const namespace of load.namespaces) await restrictedNamespace(node, namespace);
     load.targets.push(ageTarget(recipient));
-    const items = roundItems(load, 1);
+    // Opaque only: the chart's admission policy (tenancy.secretTypes) refuses the fault
+    // load's custom type under default values.
+    const items = roundItems(load, 1).map((item) => ({ ...item, type: 'Opaque' }));
     const sealed = await sealAll(load, items);
     const started = Date.now();
     await applyAll(client, sealed);
@@ -258,7 +282,7 @@ describe('the memory limit is real', () => {
     }
   });
 
-  it('a limit below what the load needs ends in an OOM kill; back to the defaults, the Deployment recovers and every Secret is right', async () => {
+  it('a limit below the controller\'s footprint (48Mi; it uses about 110 MiB idle) ends in an OOM kill; back to the defaults, the Deployment recovers and every Secret is right', async () => {
     helmOrThrow(await node.helm(['upgrade', RELEASE, chartDir, '--namespace', NS, ...imageValues(node),
       '--set', 'resources.limits.memory=48Mi', '--set', 'resources.requests.memory=48Mi']), 'helm upgrade (48Mi)');
     const killed = await waitFor('a controller container OOMKilled', async () => {
@@ -347,5 +371,18 @@ describe('namespaced mode (watchNamespaces) in pods', () => {
     expect(await secretValue(teamB, 'app', 'K')).toBeUndefined();
     await scanControllerLogs(releaseNs);
     helmOrThrow(await node.helm(['uninstall', release, '--namespace', releaseNs, '--wait']), 'helm uninstall (namespaced)');
+  });
+});
+
+describe('no secret material leaks out of the pods', () => {
+  it("the node cluster's Events and EnvelopeSecret statuses hold no canary value and no age identity", async () => {
+    const events = await kubectlOrThrow(node, ['get', 'events', '-A', '-o', 'json']);
+    const statuses = JSON.stringify((await getJson<{ items: EnvelopeSecret[] }>(node, ['envelopesecrets', '-A'])).items.map((es) => es.status));
+    expect(JSON.parse(events).items.length).toBeGreaterThan(0);
+    for (const text of [events, statuses]) {
+      recordLeakText('log', text); // also scanned for data keys by zz-leaks
+      expect(text).not.toContain(CANARY_MARKER);
+      expect(text).not.toContain('AGE-SECRET-KEY-');
+    }
   });
 });
