@@ -98,6 +98,16 @@ async function correctCount(items: readonly Item[]): Promise<number> {
   return correct;
 }
 
+/** Milliseconds from `since` to the controller's "caches synced" log line (its initial lists read), if logged. */
+function syncedAfterMs(controller: ChartController, since: number): number | undefined {
+  for (const line of controller.logs) {
+    if (!line.includes('caches synced')) continue;
+    const time = (JSON.parse(line) as { time?: number }).time;
+    return time === undefined ? undefined : time - since;
+  }
+  return undefined;
+}
+
 /** Throws at once if the controller exited (waitFor would only retry). */
 function alive(controller: ChartController): void {
   if (controller.hasExited()) throw new ControllerExited(`the controller exited; its last lines:\n${controller.logs.slice(-8).join('\n')}`);
@@ -128,13 +138,13 @@ function sampleHeap(controller: ChartController): { stop(): Promise<Record<strin
   };
 }
 
-/** Polls until check() is true, failing at once if the controller exits; returns the time since `since`. */
-async function until(description: string, controller: ChartController, since: number, timeoutMs: number, check: () => Promise<boolean>, intervalMs = 1000): Promise<number> {
+/** Polls until check() is true, failing at once if the controller (when given) exits; returns the time since `since`. */
+async function until(description: string, controller: ChartController | undefined, since: number, timeoutMs: number, check: () => Promise<boolean>, intervalMs = 1000): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    alive(controller);
+    if (controller) alive(controller);
     if (await check().catch(() => false)) return Date.now() - since;
-    alive(controller);
+    if (controller) alive(controller);
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${description}`);
     await sleep(intervalMs);
   }
@@ -196,25 +206,36 @@ afterAll(async () => {
 });
 
 describe('150 maximum-size EnvelopeSecrets in one tenant namespace', () => {
-  let aloneMs = 0;
+  // The 1,000 alone are measured before and after the run with the tenant's objects, and
+  // compared with their mean: on a shared machine the load drifts from minute to minute.
+  const alone: number[] = [];
+  let withMs = 0;
 
-  it('1,000 ordinary objects in four namespaces, alone: the cold start to measure against', async () => {
-    const items = normalItems(1);
+  /** A round of new values for the 1,000, created while the controller is down; its cold start until every Secret is right. */
+  async function aloneRound(round: number, label: string): Promise<number> {
+    const items = normalItems(round);
     const manifests = await Promise.all(items.map((item) => sealItem(item)));
     await applyAll(admin, manifests);
     const started = Date.now();
-    const controller = await startChartController(chart, { identity: `${release}-alone`, dir: scratch });
+    const controller = await startChartController(chart, { identity: `${release}-${label}`, dir: scratch });
+    let ms: number;
     try {
-      aloneMs = await convergeMs(items, started, controller, 300_000);
+      ms = await convergeMs(items, started, controller, 300_000);
     } finally {
       await controller.stop();
     }
-    figures.alone = { objects: NORMAL, convergeMs: aloneMs, peakRssBytes: controller.peakRssBytes(), nodeOptions: controller.nodeOptions, memoryLimitBytes: controller.memoryLimitBytes };
-    log(`alone: ${NORMAL} Secrets right ${(aloneMs / 1000).toFixed(1)} s after the controller started; RSS peak ${mib(controller.peakRssBytes())}`);
-    expect(controller.peakRssBytes()).toBeLessThanOrEqual(controller.memoryLimitBytes);
+    figures[label] = { objects: NORMAL, convergeMs: ms, cachesSyncedMs: syncedAfterMs(controller, started), peakRssBytes: controller.peakRssBytes(), peakAnonBytes: controller.peakAnonBytes(), nodeOptions: controller.nodeOptions, memoryLimitBytes: controller.memoryLimitBytes };
+    log(`${label}: ${NORMAL} Secrets right ${(ms / 1000).toFixed(1)} s after the controller started; RSS peak ${mib(controller.peakRssBytes())}, anonymous ${mib(controller.peakAnonBytes())}`);
+    expect(controller.peakAnonBytes()).toBeLessThanOrEqual(controller.memoryLimitBytes);
+    return ms;
+  }
+
+  it('1,000 ordinary objects in four namespaces, alone: the cold start to measure against', async () => {
+    alone.push(await aloneRound(1, 'alone'));
   }, 600_000);
 
-  it('with them: the controller stays within the chart memory limit, never exits, and the others converge no slower than 2x', async () => {
+  it('with them: the controller stays within the chart memory limit and never exits', async () => {
+    const aloneMs = alone[0] ?? 0;
     expect(aloneMs, 'the alone run did not complete').toBeGreaterThan(0);
     // The largest object the API server stores, found as the tenant: every limit of the
     // CRD filled where it adds bytes (16 recipients: the cluster's age recipient first, so
@@ -274,7 +295,6 @@ describe('150 maximum-size EnvelopeSecrets in one tenant namespace', () => {
     const started = Date.now();
     const controller = await startChartController(chart, { identity: `${release}-attacked`, dir: scratch });
     const heap = sampleHeap(controller);
-    let withMs: number;
     try {
       withMs = await convergeMs(items, started, controller, Math.max(4 * aloneMs, 120_000));
       // And the tenant's own objects are each handled (synced or refused), not left behind.
@@ -290,15 +310,31 @@ describe('150 maximum-size EnvelopeSecrets in one tenant namespace', () => {
       await controller.stop();
     }
     const peak = controller.peakRssBytes();
+    const peakAnon = controller.peakAnonBytes();
     log(`memory peaks seen by the controller's metrics: ${Object.entries(figures.heapPeaks as Record<string, number>).map(([k, v]) => `${k.replace('envseal_', '')} ${mib(v)}`).join(', ')}`);
     Object.assign(figures, {
       heavy: { objects: HEAVY, objectBytes, valueBytes: low },
-      withHeavy: { objects: NORMAL, convergeMs: withMs, peakRssBytes: peak, ratio: withMs / aloneMs },
+      withHeavy: { objects: NORMAL, convergeMs: withMs, cachesSyncedMs: syncedAfterMs(controller, started), peakRssBytes: peak, peakAnonBytes: peakAnon },
     });
-    log(`with ${HEAVY} objects of ${mib(objectBytes)}: ${NORMAL} Secrets right ${(withMs / 1000).toFixed(1)} s after start (${(withMs / aloneMs).toFixed(2)}x alone); RSS peak ${mib(peak)} of a ${mib(controller.memoryLimitBytes)} limit`);
-    expect(peak).toBeLessThanOrEqual(controller.memoryLimitBytes);
-    expect(withMs / aloneMs).toBeLessThanOrEqual(2);
+    log(`with ${HEAVY} objects of ${mib(objectBytes)}: ${NORMAL} Secrets right ${(withMs / 1000).toFixed(1)} s after start (${(withMs / aloneMs).toFixed(2)}x the first alone run); RSS peak ${mib(peak)} (anonymous ${mib(peakAnon)}) against a ${mib(controller.memoryLimitBytes)} limit`);
+    // What the memory limit would OOM-kill for: anonymous memory (file-backed code pages are reclaimed first).
+    expect(peakAnon).toBeLessThanOrEqual(controller.memoryLimitBytes);
   }, 900_000);
+
+  it('and the others converged no slower than twice their time alone (alone measured again after)', async () => {
+    expect(withMs, 'the run with the tenant did not complete').toBeGreaterThan(0);
+    // The tenant's objects go (their Secrets with them, by garbage collection).
+    await admin.request({ method: 'DELETE', path: paths.envelopeSecrets(tenantNamespace) });
+    await until('the tenant objects gone', undefined, Date.now(), 180_000, async () => {
+      const table = await kubectl(['get', 'envelopesecrets', '-n', tenantNamespace, '--no-headers', '-o', 'name']);
+      return table.code === 0 && table.stdout.trim() === '';
+    }, 2000);
+    alone.push(await aloneRound(3, 'aloneAfter'));
+    const baseline = (alone[0]! + alone[1]!) / 2;
+    figures.ratio = withMs / baseline;
+    log(`with the tenant: ${(withMs / 1000).toFixed(1)} s; alone before and after: ${alone.map((ms) => (ms / 1000).toFixed(1)).join(' and ')} s; ratio to their mean ${(withMs / baseline).toFixed(2)}`);
+    expect(withMs / baseline).toBeLessThanOrEqual(2);
+  }, 600_000);
 
   afterAll(async () => {
     // The heavy objects go (also after a failure); the next tests do not need them.

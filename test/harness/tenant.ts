@@ -100,8 +100,15 @@ export interface ChartController {
   readonly memoryLimitBytes: number;
   /** The NODE_OPTIONS the Deployment sets. */
   readonly nodeOptions: string;
-  /** Highest resident set size seen (VmHWM included), in bytes. */
+  /** Highest resident set size seen (VmHWM included), in bytes: anonymous and file-backed pages. */
   peakRssBytes(): number;
+  /**
+   * Highest anonymous resident memory seen (RssAnon, sampled every 100 ms), in bytes:
+   * what a container's memory limit cannot reclaim. File-backed pages (the node binary's
+   * code, ~35 MiB) count towards the limit too, but the kernel drops them under pressure
+   * before it OOM-kills.
+   */
+  peakAnonBytes(): number;
   /** Settles when the process exits, by itself or after stop(). */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** True once the process has exited. */
@@ -124,12 +131,12 @@ export function memoryQuantity(text: string): number {
   return Number(match[1]) * unit[match[2] ?? '']!;
 }
 
-/** VmRSS and VmHWM of a process, in bytes; undefined once it is gone. */
-function memoryOf(pid: number): { rss: number; peak: number } | undefined {
+/** VmRSS, VmHWM and RssAnon of a process, in bytes; undefined once it is gone. */
+function memoryOf(pid: number): { rss: number; peak: number; anon: number } | undefined {
   try {
     const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
     const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN) * 1024;
-    return { rss: kb('VmRSS'), peak: kb('VmHWM') };
+    return { rss: kb('VmRSS'), peak: kb('VmHWM'), anon: kb('RssAnon') };
   } catch {
     return undefined;
   }
@@ -178,9 +185,11 @@ export async function startChartController(chart: ChartRelease, options: { ident
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   const pid = child.pid ?? -1;
   let peak = 0;
+  let peakAnon = 0;
   const sample = () => {
     const m = memoryOf(pid);
     if (m && Number.isFinite(m.rss)) peak = Math.max(peak, m.rss, Number.isFinite(m.peak) ? m.peak : 0);
+    if (m && Number.isFinite(m.anon)) peakAnon = Math.max(peakAnon, m.anon);
   };
   const sampler = setInterval(sample, 100);
   sampler.unref();
@@ -197,6 +206,10 @@ export async function startChartController(chart: ChartRelease, options: { ident
     peakRssBytes: () => {
       if (!gone()) sample();
       return peak;
+    },
+    peakAnonBytes: () => {
+      if (!gone()) sample();
+      return peakAnon;
     },
     exited,
     hasExited: gone,
