@@ -180,11 +180,14 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
 
   // Informers stop with the leader signal; workers get a grace period to finish.
   const informers = Promise.all([envelopeSecrets.run(signal), secrets.run(signal)]);
-  await Promise.race([Promise.all([envelopeSecrets.waitForSync(), secrets.waitForSync()]), new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }))]);
-  if (!signal.aborted) {
+  // Workers start at once, not after the initial lists: lists are applied page by page,
+  // so objects are reconciled while a large collection (a tenant's megabyte objects) is
+  // still being read. A Secret not yet in its cache is read from the API server.
+  void Promise.all([envelopeSecrets.waitForSync(), secrets.waitForSync()]).then(() => {
+    if (signal.aborted) return;
     context.health.synced = true;
-    logger.info({ namespaces: config.namespaces.length > 0 ? config.namespaces : 'all', workers: config.workers }, 'caches synced; reconciling');
-  }
+    logger.info({ namespaces: config.namespaces.length > 0 ? config.namespaces : 'all', workers: config.workers }, 'caches synced');
+  });
 
   const resync = setInterval(() => {
     for (const object of envelopeSecrets.values()) enqueue(object);

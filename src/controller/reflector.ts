@@ -109,8 +109,13 @@ export class Reflector<T extends KubeObject, S extends KubeObject = T> {
     }
   }
 
+  /**
+   * Lists the collection page by page, applying each page as it comes (so that work on the
+   * first objects starts while a large collection is still being read), then drops what
+   * the list no longer has.
+   */
   async #list(signal: AbortSignal): Promise<void> {
-    const seen = new Map<string, S>();
+    const seen = new Set<string>();
     let continueToken: string | undefined;
     let resourceVersion: string | undefined;
     const pages = new PageSizer(this.#options.pageSize ?? DEFAULT_PAGE_SIZE);
@@ -124,7 +129,17 @@ export class Reflector<T extends KubeObject, S extends KubeObject = T> {
         onResponseBytes: (n) => (bytes = n),
       });
       pages.observe(page.items.length, bytes);
-      for (const item of page.items) seen.set(objectKey(item), this.#forStore(item));
+      for (const item of page.items) {
+        const key = objectKey(item);
+        seen.add(key);
+        const kept = this.#forStore(item);
+        const old = this.store.get(key);
+        this.store.set(key, kept);
+        if (old?.metadata?.resourceVersion !== kept.metadata?.resourceVersion) {
+          this.#changed(key);
+          this.#options.onEvent(old ? 'updated' : 'added', kept);
+        }
+      }
       continueToken = page.metadata.continue || undefined;
       resourceVersion = page.metadata.resourceVersion;
     } while (continueToken);
@@ -134,14 +149,6 @@ export class Reflector<T extends KubeObject, S extends KubeObject = T> {
         this.store.delete(key);
         this.#changed(key);
         this.#options.onEvent('deleted', old);
-      }
-    }
-    for (const [key, item] of seen) {
-      const old = this.store.get(key);
-      this.store.set(key, item);
-      if (old?.metadata?.resourceVersion !== item.metadata?.resourceVersion) {
-        this.#changed(key);
-        this.#options.onEvent(old ? 'updated' : 'added', item);
       }
     }
     this.#resourceVersion = resourceVersion;
