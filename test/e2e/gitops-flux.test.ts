@@ -114,13 +114,19 @@ async function commit(message: string): Promise<string> {
   return sha;
 }
 
-/** Waits for the Kustomization's verdict on `sha`: Ready True or False for that revision. */
-async function verdictFor(sha: string, timeoutMs = 120_000): Promise<{ ready: FluxCondition; at: number }> {
-  return waitFor(`Kustomization verdict on ${sha.slice(0, 7)}`, async () => {
+/**
+ * Waits for the Kustomization's verdict `expected` on `sha` (Ready True for that applied
+ * revision, or False for that attempted one). Waiting for the expected verdict rather
+ * than the first one read: while an attempt on a new revision runs, the status can show
+ * the new lastAttemptedRevision next to the Ready condition of the previous attempt.
+ * A verdict that never comes fails the wait.
+ */
+async function verdictFor(sha: string, expected: 'True' | 'False', timeoutMs = 120_000): Promise<{ ready: FluxCondition; at: number }> {
+  return waitFor(`Kustomization Ready=${expected} on ${sha.slice(0, 7)}`, async () => {
     const k = await kustomization();
     const ready = fluxReady(k);
-    if (k?.status?.observedGeneration !== k?.metadata.generation || ready === undefined || ready.status === 'Unknown') return undefined;
-    const revision = ready.status === 'True' ? k?.status?.lastAppliedRevision : k?.status?.lastAttemptedRevision;
+    if (k?.status?.observedGeneration !== k?.metadata.generation || ready?.status !== expected) return undefined;
+    const revision = expected === 'True' ? k?.status?.lastAppliedRevision : k?.status?.lastAttemptedRevision;
     return revision?.endsWith(sha) ? { ready, at: Date.now() } : undefined;
   }, { timeoutMs, intervalMs: 250 });
 }
@@ -212,7 +218,7 @@ describe('Flux applies sealed manifests from Git, reading their status through k
     } finally {
       controller = await startController();
     }
-    const { ready } = await verdictFor(sha);
+    const { ready } = await verdictFor(sha, 'True');
     expect(ready.status, ready.message).toBe('True');
     const readyAt = Date.parse(ready.lastTransitionTime);
     for (const name of ['db', 'api']) {
@@ -248,7 +254,7 @@ describe('Flux applies sealed manifests from Git, reading their status through k
     expect(Object.keys(addedEnvelope[0]!.data)).toEqual(['PASSWORD']);
     expect(added.some((l) => l.includes('USER:'))).toBe(false);
 
-    const { ready } = await verdictFor(sha);
+    const { ready } = await verdictFor(sha, 'True');
     expect(ready.status, ready.message).toBe('True');
     const es = await liveEs(appNs, 'db');
     expect(esCondition(es, 'Ready')?.status).toBe('True');
@@ -273,7 +279,7 @@ describe('Flux applies sealed manifests from Git, reading their status through k
     await work.write(`${secretsDir}/db-copy.envelope.yaml`, stringify({ ...copied, metadata: { ...copied.metadata, namespace: otherNs } }));
     const started = Date.now();
     const sha = await commit('copy db into another namespace');
-    const { ready, at } = await verdictFor(sha);
+    const { ready, at } = await verdictFor(sha, 'False');
     expect(ready.status).toBe('False');
     expect(ready.reason).toBe('HealthCheckFailed');
     expect(ready.message).toContain(`EnvelopeSecret/${otherNs}/db`);
@@ -291,7 +297,7 @@ describe('Flux applies sealed manifests from Git, reading their status through k
     await work.remove(`${secretsDir}/db-copy.envelope.yaml`);
     await work.remove(apiFile);
     const sha = await commit('drop the copy and the api secret');
-    const { ready } = await verdictFor(sha);
+    const { ready } = await verdictFor(sha, 'True');
     expect(ready.status, ready.message).toBe('True');
     expect(await liveEs(otherNs, 'db')).toBeUndefined();
     await waitFor('api EnvelopeSecret pruned', async () => (await liveEs(appNs, 'api')) === undefined);

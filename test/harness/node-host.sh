@@ -171,6 +171,9 @@ snapshot() {
   ip -o link show | awk -F': ' '{print "link " $2}' | sed 's/@.*//' | sort
   ls /run/netns 2>/dev/null | sed 's/^/netns /'
   for p in /proc/[0-9]*; do
+    # A zombie (state Z) has exited and holds nothing but its process id until its parent
+    # (init, for an orphaned shim) reaps it: not something left running.
+    [ "$(sed -n 's/^.*) \(.\).*/\1/p' "$p/stat" 2>/dev/null)" = Z ] && continue
     case "$(cat "$p/comm" 2>/dev/null)" in containerd* | kubelet | kube-proxy | kube-scheduler | runc* | pause) echo "process $(cat "$p/comm")" ;; esac
   done | sort
   iptables-save 2>/dev/null | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//' | sed 's/^/iptables /'
