@@ -646,6 +646,10 @@ describe('installed with helm, cluster-wide mode', () => {
 
   it('refuses at apply time a Secret type the namespace may not have (its ValidatingAdmissionPolicy, from the values)', async () => {
     const { recipient: published } = await generateAgeIdentity();
+    // A new policy is in force once the API server has loaded it (about a second after
+    // helm install): wait for it with server-side dry runs, which store nothing.
+    const probe = await sealForAge(published, team, 'vap-probe', { K: `${CANARY}-probe` }, {}, 'example.com/other');
+    await waitFor('the admission policy in force', async () => (await kubectl(['apply', '--dry-run=server', '-f', '-'], stringify(probe))).code !== 0, { timeoutMs: 30_000 });
     const other = await applyTyped(published, team, 'vap-other', 'example.com/other');
     expect(other.code).not.toBe(0);
     expect(other.stderr).toContain(`Secret type example.com/other is not allowed in namespace ${team} (allowed: ${[...DEFAULT_SECRET_TYPES, TYPED].join(', ')}; the chart value tenancy.secretTypes.allowed adds types)`);
