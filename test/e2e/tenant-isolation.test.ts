@@ -161,7 +161,11 @@ describe('a tenant with EnvelopeSecret rights in one namespace only', () => {
     // Not one of the default types, and the chart's values allow none here.
     const custom = await seal('custom-type', { K: canary('custom') }, { template: { type: 'example.com/not-allowed' } });
     // A policy is in force once the API server has loaded it (about a second after install).
-    await waitFor('the admission policy in force', async () => (await admits(tenant.client, tenantNamespace, custom)) !== undefined, { timeoutMs: 30_000 });
+    const policyRefuses = () => admits(tenant.client, tenantNamespace, custom).then(
+      () => false,
+      (error: unknown) => error instanceof KubeApiError && error.status === 403 && error.message.includes('example.com/not-allowed'),
+    );
+    await waitFor('the admission policy in force', policyRefuses, { timeoutMs: 30_000 });
     const refused = await tenantApply(custom);
     expect(refused.code, "the chart's ValidatingAdmissionPolicy admitted a type the namespace may not have").not.toBe(0);
     expect(refused.stderr).toMatch(/example\.com\/not-allowed/);
