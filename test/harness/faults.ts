@@ -22,6 +22,7 @@ import { repoRoot } from './control-plane.ts';
 import { freePort, sumMetric } from './controller.ts';
 import { type Finding, KeyNeedles, readRecord, recordLeakText, scanTexts } from './faults-leaks.ts';
 import { sealFor } from './seal.ts';
+import { forEachOutputLine } from './processes.ts';
 
 // ---------------------------------------------------------------------------------
 // Small utilities
@@ -429,19 +430,10 @@ export async function spawnController(options: ControllerProcessOptions): Promis
   for (const name of ['PATH', 'HOME', 'LANG', 'TMPDIR']) if (process.env[name] !== undefined) env[name] = process.env[name];
   const child: ChildProcess = spawn(process.execPath, args, { env: { ...env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
-  let partial = '';
-  const onData = (chunk: Buffer) => {
-    const text = partial + chunk.toString('utf8');
-    const lines = text.split('\n');
-    partial = lines.pop() ?? '';
-    for (const line of lines) {
-      if (line === '') continue;
-      logs.push(line);
-      recordLeakText('log', line);
-    }
-  };
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
+  forEachOutputLine(child, (line) => {
+    logs.push(line);
+    recordLeakText('log', line);
+  });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   const metricsUrl = `http://127.0.0.1:${port}/metrics`;
   const handle: ControllerProcess = {

@@ -15,12 +15,13 @@
  * The binaries come from scripts/kms-emulators/build.sh (it builds on first use, then
  * answers in seconds), or from $ENVSEAL_KMS_EMULATORS_BIN when set.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { killOnExit, toolBinDir } from './processes.ts';
 
 export type KmsEmulatorName = 'local-kms' | 'moto';
 
@@ -67,32 +68,11 @@ export function kmsEmulatorBinDir(): Promise<string> {
   binDir ??= (async () => {
     const fromEnv = process.env.ENVSEAL_KMS_EMULATORS_BIN;
     if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
-    return await new Promise<string>((resolve, reject) => {
-      execFile('bash', [join(SCRIPTS, 'build.sh')], { timeout: 20 * 60_000, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
-        if (error !== null) {
-          reject(new Error(`scripts/kms-emulators/build.sh failed: ${error.message}\n${stderr.slice(-4000)}`));
-          return;
-        }
-        const lines = stdout.trim().split('\n');
-        const dir = lines[lines.length - 1];
-        if (dir === undefined || dir === '') reject(new Error('scripts/kms-emulators/build.sh printed no bin directory'));
-        else resolve(dir);
-      });
-    });
+    return await toolBinDir(join(SCRIPTS, 'build.sh'), { name: 'scripts/kms-emulators/build.sh', timeoutMs: 20 * 60_000 });
   })();
   return binDir;
 }
 
-/** Processes still running, killed when this process exits however it exits. */
-const running = new Set<ChildProcess>();
-let exitHookInstalled = false;
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.once('exit', () => {
-    for (const child of running) child.kill('SIGKILL');
-  });
-}
 
 const LISTEN_LINES: Record<KmsEmulatorName, RegExp> = {
   'local-kms': /local-kms listening on 127\.0\.0\.1:(\d+)/,
@@ -106,12 +86,10 @@ async function launch(
   env: NodeJS.ProcessEnv,
   options: { region: string; accountId: string; readyTimeoutMs: number; cleanup: () => Promise<void> },
 ): Promise<KmsEmulator> {
-  installExitHook();
   const child = spawn(command, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
-  running.add(child);
+  killOnExit(child);
   let output = '';
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.once('exit', () => running.delete(child));
 
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => fail(new Error(`${name} did not listen within ${options.readyTimeoutMs} ms`)), options.readyTimeoutMs);

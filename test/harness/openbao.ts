@@ -13,12 +13,13 @@
  *   even one killed with SIGKILL. HOME is a temp dir (the dev server writes a token
  *   file there), removed by stop().
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { killOnExit, toolBinDir } from './processes.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SCRIPTS = join(REPO_ROOT, 'scripts', 'openbao');
@@ -54,30 +55,11 @@ export function openBaoBinDir(): Promise<string> {
   binDir ??= (async () => {
     const fromEnv = process.env.ENVSEAL_OPENBAO_BIN;
     if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
-    return await new Promise<string>((resolve, reject) => {
-      execFile('bash', [join(SCRIPTS, 'build.sh')], { timeout: 10 * 60_000, maxBuffer: 16 << 20 }, (error, stdout, stderr) => {
-        if (error !== null) {
-          reject(new Error(`scripts/openbao/build.sh failed: ${error.message}\n${stderr.slice(-4000)}`));
-          return;
-        }
-        const dir = stdout.trim().split('\n').at(-1);
-        if (dir === undefined || dir === '') reject(new Error('scripts/openbao/build.sh printed no bin directory'));
-        else resolve(dir);
-      });
-    });
+    return await toolBinDir(join(SCRIPTS, 'build.sh'), { name: 'scripts/openbao/build.sh', timeoutMs: 10 * 60_000 });
   })();
   return binDir;
 }
 
-const running = new Set<ChildProcess>();
-let exitHookInstalled = false;
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.once('exit', () => {
-    for (const child of running) child.kill('SIGKILL');
-  });
-}
 
 /** The TCP ports `pid` listens on, from /proc. */
 async function listeningPorts(pid: number): Promise<number[]> {
@@ -112,14 +94,12 @@ export async function startOpenBao(options: StartOpenBaoOptions = {}): Promise<O
   const bin = await openBaoBinDir();
   const home = await mkdtemp(join(tmpdir(), 'envseal-openbao-'));
   const rootToken = `root-${randomBytes(12).toString('hex')}`;
-  installExitHook();
   const child = spawn('bash', [join(SCRIPTS, 'dev-server.sh'), join(bin, 'bao'), '-dev-listen-address=127.0.0.1:0', '-dev-no-store-token'], {
     env: { ...baseEnv(home), BAO_DEV_ROOT_TOKEN_ID: rootToken },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
-  running.add(child);
+  killOnExit(child);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.once('exit', () => running.delete(child));
   let output = '';
   const onData = (chunk: Buffer): void => {
     // A bounded tail for diagnostics; always drained, so the pipes never fill.

@@ -14,6 +14,7 @@ import { repoRoot } from './control-plane.ts';
 import { freePort, sumMetric } from './controller.ts';
 import { recordLeakText } from './faults-leaks.ts';
 import { adminClient, getOrUndefined, installCrd, type KubectlResult } from './kube.ts';
+import { forEachOutputLine } from './processes.ts';
 
 export const chartDir = path.join(repoRoot, 'charts/envseal');
 
@@ -170,18 +171,10 @@ export async function startChartController(chart: ChartRelease, options: { ident
 
   const child: ChildProcess = spawn(process.execPath, [entry, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
-  let partial = '';
-  const onData = (chunk: Buffer) => {
-    const lines = (partial + chunk.toString('utf8')).split('\n');
-    partial = lines.pop() ?? '';
-    for (const line of lines) {
-      if (line === '') continue;
-      logs.push(line);
-      recordLeakText('log', line);
-    }
-  };
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
+  forEachOutputLine(child, (line) => {
+    logs.push(line);
+    recordLeakText('log', line);
+  });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   const pid = child.pid ?? -1;
   let peak = 0;
