@@ -6,8 +6,8 @@
  *
  * Unlike client-go's FIFO, it is fair between namespaces (the part of a key before "/"):
  * each namespace has its own FIFO and `get` takes from them in turn, preferring one whose
- * keys being processed weigh less than `maxInFlightPerNamespace` (a key weighs
- * `weightOf(key)`, 1 by default: large objects weigh more). So one tenant with 10,000
+ * keys being processed, with its next key, weigh at most `maxInFlightPerNamespace` (a key
+ * weighs `weightOf(key)`, 1 by default: large objects weigh more). So one tenant with 10,000
  * objects, or with objects that are slow to open, cannot make another tenant's new object
  * wait behind all of them.
  */
@@ -166,10 +166,11 @@ export class WorkQueue {
 const namespaceOf = (key: string): string => key.slice(0, Math.max(0, key.indexOf('/')));
 
 /**
- * FIFOs per namespace, served in turn (round robin). A namespace whose keys being
- * processed weigh `maxInFlight` or more is passed over while another has keys waiting;
- * when every waiting namespace is at its limit, the next in turn is served anyway, so no
- * worker idles while there is work.
+ * FIFOs per namespace, served in turn (round robin). A namespace is passed over while
+ * another has keys waiting if its keys being processed and its next key would weigh more
+ * than `maxInFlight` (so a key heavier than that share waits for a moment when no other
+ * namespace can start one); when no waiting namespace is within its share, the next in
+ * turn is served anyway, so no worker idles while there is work.
  */
 class FairFifo {
   readonly #maxInFlight: number;
@@ -206,7 +207,11 @@ class FairFifo {
     let chosen = -1;
     for (let step = 0; step < count; step++) {
       const index = (this.#cursor + step) % count;
-      if ((this.#inFlight.get(this.#ring[index]!) ?? 0) < this.#maxInFlight) {
+      const namespace = this.#ring[index]!;
+      const next = this.#queues.get(namespace)!;
+      // Within its share with its next key: a key heavier than the whole share (a
+      // megabyte object) waits while other namespaces have work.
+      if ((this.#inFlight.get(namespace) ?? 0) + Math.max(1, this.#weightOf(next.keys[next.head]!)) <= this.#maxInFlight) {
         chosen = index;
         break;
       }
