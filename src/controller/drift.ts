@@ -58,10 +58,6 @@ export class DriftTracker {
     return { repair: false, retryAfterMs: backoff, started: true, repairs };
   }
 
-  /** Whether `key` is waiting out a backoff. */
-  backingOff(key: string): boolean {
-    return (this.#entries.get(key)?.until ?? 0) > this.#now();
-  }
 
   /** The object is gone or has a new spec: start over. */
   forget(key: string): void {

@@ -12,6 +12,7 @@ import { ensureClusterAgeIdentity } from './age-identity.ts';
 import { ObjectCache, objectKey } from './cache.ts';
 import { DataKeyCache } from './dek-cache.ts';
 import { NamespaceBudget } from './budget.ts';
+import { readyConditionOf } from './conditions.ts';
 import { LABEL_MANAGED_BY, MANAGED_BY } from './desired.ts';
 import { EventRecorder } from './events.ts';
 import { heapWarning } from './heap.ts';
@@ -265,7 +266,7 @@ function updateReadyGauge(metrics: ControllerMetrics, cache: ObjectCache<Envelop
   let total = 0;
   for (const object of cache.values()) {
     total++;
-    const ready = object.status?.conditions?.find((c) => c.type === 'Ready');
+    const ready = readyConditionOf(object.status);
     const key = `${ready?.status ?? 'Unknown'}|${ready?.reason ?? 'Pending'}`;
     counts.set(key, (counts.get(key) ?? 0) + 1);
   }

@@ -13,7 +13,7 @@ import { classifyError } from './classify.ts';
 import { Reason, type ReasonName, type ReadyState, readyConditionOf, statusConditions } from './conditions.ts';
 import { podTemplateUsesSecret, type PodTemplateHolder } from './consent.ts';
 import { DataKeyCache } from './dek-cache.ts';
-import { ANNOTATION_DATA_HASH, ANNOTATION_SPEC_HASH, FIELD_MANAGER, desiredSecret, sealedDataDigest, needsReplace, ownershipOf, type SecretManifest } from './desired.ts';
+import { ANNOTATION_DATA_HASH, ANNOTATION_SPEC_HASH, FIELD_MANAGER, desiredSecret, sealedDataDigest, needsReplace, ownershipOf, type SecretManifest, specHash } from './desired.ts';
 import { DriftTracker } from './drift.ts';
 import type { EventRecorder } from './events.ts';
 import { FailureMemo } from './failure-memo.ts';
@@ -151,7 +151,8 @@ export class Reconciler {
       return this.#fail(key, source, error, log, signal);
     }
     try {
-      const desired = desiredSecret({ source, data, specHash: record.specHash });
+      // The hash of the spec that was opened: the cached record may be older than the read.
+      const desired = desiredSecret({ source, data, specHash: specHash(source) });
       const written = await this.#write(live, desired, signal);
       return await this.#restartAndReport(source, written, signal, Object.keys(data).length);
     } catch (error) {
