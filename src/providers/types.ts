@@ -142,3 +142,93 @@ export function boundProvider(provider: KeyProvider): KeyProvider {
     ...(provider.canonicalTarget ? { canonicalTarget: provider.canonicalTarget.bind(provider) } : {}),
   };
 }
+
+/** A problem with one field of a manifest recipient, for `envseal verify` and the controller. */
+export interface RecipientProblem {
+  /** The recipient's field, e.g. `keyId`, `encryptedKey`. */
+  field: string;
+  check: 'structure' | 'size';
+  message: string;
+}
+
+/** A command-line option a provider adds (the shape of src/cli/args.ts OptionSpec). */
+export interface ProviderOption {
+  type: 'string' | 'boolean';
+  short?: string;
+  multiple?: boolean;
+  value?: string;
+  help: string;
+}
+
+/** What a provider's configuration may read while it is resolved, once, in main. */
+export interface ProviderSettingsSource {
+  /** Parsed flag values, by option name. */
+  values: Readonly<Record<string, string | boolean | (string | boolean)[] | undefined>>;
+  env: Readonly<Record<string, string | undefined>>;
+  /** `cli`: a command run by a person or CI; `controller`: the in-cluster controller. */
+  role: 'cli' | 'controller';
+  /** Whether the command may unwrap (load private identities only then). */
+  unwrap: boolean;
+  /** Reads a file the user named (relative to the working directory), at most `maxBytes`. */
+  readFile(path: string, options: { maxBytes: number; what: string }): Promise<Buffer>;
+  /** A warning for the user (stderr for the CLI, the log for the controller). */
+  warn(message: string): void;
+  signal?: AbortSignal;
+}
+
+/** A new key created by `envseal keys create --provider NAME`. */
+export interface CreatedProviderKey {
+  /** The target to seal for, as `--recipient` takes it (without the provider prefix). */
+  target: string;
+  /** One line for the user: what was created. */
+  summary: string;
+}
+
+/**
+ * A key provider as a whole: what is known without loading its SDK (target syntax, the
+ * manifest and file forms of its recipients, its flags) and how to create it. One file
+ * per provider exports one; src/providers/registry.ts lists them. Nothing outside
+ * src/providers names a provider: it goes through these.
+ */
+export interface ProviderDefinition {
+  readonly name: string;
+  /** What follows `NAME:` in `--recipient`, for help texts: `ARN-or-alias`, `age1...`. */
+  readonly targetHint: string;
+  /** Throws InvalidRecipient when `target` cannot name a key of this provider (no I/O). */
+  parseTarget(target: string): void;
+  /**
+   * Problems with a manifest recipient's own fields: everything but `provider` and the
+   * base64 form of `encryptedKey`, which the caller checks (`encryptedKey` is its bytes,
+   * or undefined when it is not valid base64).
+   */
+  checkRecipient(recipient: Readonly<Record<string, unknown>>, encryptedKey: Uint8Array | undefined): RecipientProblem[];
+  /** The largest encryptedKey in bytes: bounds the CRD and the manifest check. */
+  readonly maxEncryptedKeyBytes: number;
+  /** A short, non-secret name of a recipient for messages, e.g. "aws-kms arn:aws:kms:...". */
+  describe(recipient: Recipient): string;
+  /** The recipient's target, comparable with a parsed target (key ARN, age recipient). */
+  targetOf(recipient: Recipient): string;
+  /**
+   * The encrypted data key of the file format (the AWS Encryption SDK message): provider
+   * id (aws-kms for AWS's own, `envseal-*` for ours), provider info and ciphertext.
+   */
+  readonly edk: {
+    readonly providerId: string;
+    encode(recipient: Recipient): { providerInfo: Uint8Array; ciphertext: Uint8Array };
+    /** Undefined when the EDK is not one this provider wrote. */
+    decode(edk: { providerInfo: Uint8Array; ciphertext: Uint8Array }): Recipient | undefined;
+  };
+  /** Flags for the CLI and the controller, and the options they resolve to. */
+  readonly settings?: {
+    readonly cliOptions: Readonly<Record<string, ProviderOption>>;
+    readonly controllerOptions: Readonly<Record<string, ProviderOption>>;
+    resolve(source: ProviderSettingsSource): Promise<unknown>;
+  };
+  /** Creates the provider with the options `settings.resolve` returned (or undefined). */
+  create(options: unknown): Promise<KeyProvider>;
+  /**
+   * `envseal keys create --provider NAME --name NAME`: creates a key in the service and
+   * returns the target to seal for. Absent: the provider cannot create keys.
+   */
+  createKey?(request: { options: unknown; name: string; description?: string; signal?: AbortSignal }): Promise<CreatedProviderKey>;
+}
