@@ -49,6 +49,16 @@ export const AWS_KMS = 'aws-kms';
 
 type KmsSdk = typeof import('@aws-sdk/client-kms');
 
+/**
+ * The exports of a CommonJS package loaded with import(): Node gives them as named
+ * exports and as `default`; the bundle's lazily loaded chunk (scripts/bundle.ts) only as
+ * `default`.
+ */
+function commonJsExports<T extends object>(module: T): T {
+  const exports = (module as { default?: T }).default;
+  return exports !== undefined && typeof exports === 'object' ? exports : module;
+}
+
 const DEFAULT_MAX_ATTEMPTS = 5;
 const DEFAULT_CONNECTION_TIMEOUT_MS = 5_000;
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
@@ -431,7 +441,7 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
   const clients = new Map<string, KMSClient>();
   // The SDK is loaded on the first call: checking or describing never loads it.
   let sdkLoading: Promise<KmsSdk> | undefined;
-  const loadSdk = (): Promise<KmsSdk> => (sdkLoading ??= import('@aws-sdk/client-kms'));
+  const loadSdk = (): Promise<KmsSdk> => (sdkLoading ??= import('@aws-sdk/client-kms').then(commonJsExports));
   const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
     throw new ProviderError('Internal', `aws-kms maxAttempts must be a whole number >= 1 (got ${String(options.maxAttempts)})`, { provider: AWS_KMS });
