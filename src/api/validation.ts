@@ -4,17 +4,9 @@ import { SUPPORTED_SUITES } from '../envelope/envelope.ts';
 import { PROVIDERS } from '../providers/registry.ts';
 import { labelValueProblem, namespaceProblem, objectNameProblem, qualifiedNameProblem, quoteName, secretKeyProblem } from './names.ts';
 import { CREDENTIAL_MINTING_SECRET_TYPES, reservedKeyIssues } from './policy.ts';
-import { API_VERSION, type EnvelopeSecret, KIND, RESTARTABLE_KINDS } from './types.ts';
+import { API_VERSION, type EnvelopeSecret, KIND, RESTARTABLE_KINDS, type ValidationCheck, type ValidationIssue } from './types.ts';
 
-/** What a check is about; `envseal verify` maps each to its own exit code. */
-export type ValidationCheck = 'structure' | 'base64' | 'size' | 'duplicate-key' | 'suite' | 'provider';
-
-export interface ValidationIssue {
-  check: ValidationCheck;
-  /** JSON-path-like location, e.g. spec.envelopes[0].data.DB_PASSWORD */
-  path: string;
-  message: string;
-}
+export type { ValidationCheck, ValidationIssue } from './types.ts';
 
 // Limits. The CRD (crds/envelopesecrets.envseal.dev.yaml) states each one again, so that
 // the API server refuses an oversize object at apply time; src/api/limits.test.ts reads
