@@ -164,9 +164,9 @@ export class KubeClient {
    * until undici's 5-minute timeouts. One HTTP/1.1 keep-alive Agent is kept per client
    * instead, while the TLS material (re-read from the kubeconfig on every call, so that
    * rotated certificates are picked up) stays the same. Proxies (proxy-url) are left to
-   * client-node.
+   * client-node. Also serves client-node's API classes (src/kube/object-api.ts).
    */
-  async #dispatcher(context: RequestContext): Promise<unknown> {
+  async dispatcher(context: RequestContext): Promise<unknown> {
     const fresh = context.getDispatcher();
     if (!(fresh instanceof Agent)) return fresh;
     void fresh.close();
@@ -192,7 +192,7 @@ export class KubeClient {
     }
     const context = new RequestContext(url.toString(), options.method as HttpMethod);
     await this.kubeConfig.applySecurityAuthentication(context);
-    const dispatcher = await this.#dispatcher(context);
+    const dispatcher = await this.dispatcher(context);
     const headers: Record<string, string> = { ...context.getHeaders(), accept: 'application/json' };
     let body: string | undefined;
     if (options.body !== undefined) {
@@ -220,6 +220,15 @@ function sendsSecretData(options: Pick<RequestOptions, 'method' | 'path'>): bool
 const SECRETS_PATH = /^\/api\/v1\/(?:namespaces\/[^/]+\/)?secrets(?:\/|$)/;
 
 function errorFromResponse(options: Pick<RequestOptions, 'method' | 'path'>, status: number, text: string): KubeApiError {
+  return kubeApiError({ what: `${options.method} ${options.path}`, secretData: sendsSecretData(options), status, text });
+}
+
+/**
+ * The KubeApiError of an error answer (`text`: its body). With `secretData` (the request
+ * sent Secret values) it keeps only the field paths and reason codes of the Status.
+ */
+export function kubeApiError(options: { what: string; secretData: boolean; status: number; text: string }): KubeApiError {
+  const { status, text } = options;
   let reason = 'Unknown';
   let message = text;
   let causes: StatusCause[] = [];
@@ -231,8 +240,8 @@ function errorFromResponse(options: Pick<RequestOptions, 'method' | 'path'>, sta
   } catch {
     // not a Status object; keep the text
   }
-  const what = `${options.method} ${options.path}: ${status} ${reason}`;
-  if (sendsSecretData(options)) {
+  const what = `${options.what}: ${status} ${reason}`;
+  if (options.secretData) {
     // Only the field paths and reason codes: never the server's wording about a value.
     const fields = causes.filter((c) => c.field !== '' || c.reason !== '').map((c) => `${c.field || '(object)'} ${c.reason || 'refused'}`);
     return new KubeApiError(status, reason, capMessage(fields.length > 0 ? `${what}: ${fields.join('; ')}` : what), { causes });

@@ -1,5 +1,5 @@
 import { KubeConfig } from '@kubernetes/client-node';
-import { KubeApiError, KubeClient, paths } from './client.ts';
+import { KubeApiError, KubeClient } from './client.ts';
 
 /**
  * Where the controller publishes its cluster recipient, for every authenticated user to
@@ -19,7 +19,9 @@ export async function fetchClusterAgeRecipient(options: { kubeconfig?: string; n
   const client = new KubeClient(kubeConfig);
   const name = options.configMapName ?? PUBLISHED_RECIPIENT_CONFIGMAP;
   try {
-    const configMap = await client.request<{ data?: Record<string, string> }>({ method: 'GET', path: paths.configMap(options.namespace, name), ...(options.signal ? { signal: options.signal } : {}) });
+    // client-node's object API (loaded here only: the controller imports this file's constants).
+    const { KubeObjectApi } = await import('./object-api.ts');
+    const configMap = await new KubeObjectApi(client).read<{ apiVersion?: string; kind?: string; data?: Record<string, string> }>({ apiVersion: 'v1', kind: 'ConfigMap', namespace: options.namespace, name }, { signal: options.signal });
     const recipient = configMap.data?.[PUBLISHED_RECIPIENT_KEY];
     if (!recipient) throw new Error(`ConfigMap ${options.namespace}/${name} has no "${PUBLISHED_RECIPIENT_KEY}" key`);
     return recipient;
