@@ -1,6 +1,7 @@
 import { isStandardBase64 } from '../envelope/base64.ts';
 import { type Binding, isScope, type Scope } from '../envelope/context.ts';
-import { SUPPORTED_SUITES } from '../envelope/envelope.ts';
+import { COMMITMENT_LENGTH as COMMITMENT_BYTES, SUPPORTED_SUITES, VALUE_OVERHEAD_BYTES } from '../envelope/envelope.ts';
+import { ENVELOPE_ID_LENGTH as ENVELOPE_ID_BYTES } from '../envelope/kdf.ts';
 import { PROVIDERS } from '../providers/registry.ts';
 import { labelValueProblem, namespaceProblem, objectNameProblem, qualifiedNameProblem, quoteName, secretKeyProblem } from './names.ts';
 import { CREDENTIAL_MINTING_SECRET_TYPES, reservedKeyIssues } from './policy.ts';
@@ -15,10 +16,7 @@ export type { ValidationCheck, ValidationIssue } from './types.ts';
 
 /** A Secret's data may total at most 1 MiB (of plaintext). */
 export const MAX_SECRET_DATA_BYTES = 1024 * 1024;
-const ENVELOPE_ID_BYTES = 32;
-const COMMITMENT_BYTES = 32;
-/** nonce(12) and tag(16) around each sealed value. */
-export const VALUE_OVERHEAD_BYTES = 12 + 16;
+export { VALUE_OVERHEAD_BYTES };
 /** The base64 length of `bytes` bytes (padded). */
 export const base64Length = (bytes: number): number => 4 * Math.ceil(bytes / 3);
 /** One sealed value: at most the whole 1 MiB, sealed. */
