@@ -10,7 +10,7 @@ import {
   type ResponseContext,
   ServerConfiguration,
 } from '@kubernetes/client-node';
-import { KubeApiError, type KubeClient, kubeApiError } from './client.ts';
+import { KubeApiError, type KubeClient, KubeConfigError, kubeApiError } from './client.ts';
 
 /** Which object a call is about: for the error message (no values). */
 export interface ObjectRef {
@@ -35,7 +35,7 @@ export class KubeObjectApi {
 
   constructor(client: KubeClient) {
     const cluster = client.kubeConfig.getCurrentCluster();
-    if (!cluster) throw new Error('the kubeconfig has no current cluster');
+    if (!cluster) throw new KubeConfigError('the kubeconfig has no current cluster (set one with kubectl config use-context)');
     const transport: Middleware = {
       pre: async (context: RequestContext) => {
         context.setDispatcher((await client.dispatcher(context)) as never);
