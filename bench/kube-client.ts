@@ -9,8 +9,9 @@
 //   envseal            src/kube/client.ts (one keep-alive undici Agent per TLS identity)
 //   client-node        KubernetesObjectApi.makeApiClient(kc) and Watch, as documented
 //   client-node-h1     the same, with a middleware that swaps the new undici Agent that
-//                      applySecurityAuthentication makes per request for one shared
-//                      keep-alive Agent limited to HTTP/1.1 (as src/kube/client.ts)
+//                      applySecurityAuthentication makes per request for the KubeClient's
+//                      keep-alive HTTP/1.1 Agent and sets the caller's AbortSignal (what
+//                      src/kube/object-api.ts ships)
 //   client-node-h2     the same with HTTP/2 allowed (undici 8's default)
 // Tasks (each run is a fresh process):
 //   apply   N server-side applies of Secrets (two keys each), P in parallel
@@ -92,9 +93,11 @@ const log = (message: string) => process.stderr.write(`[kube-client-bench ${new 
 
 /**
  * A middleware that replaces the undici Agent that applySecurityAuthentication makes for
- * every request with one shared Agent, made once from the same TLS material.
+ * every request with one shared Agent, and puts the caller's AbortSignal on the request.
+ * HTTP/1.1: the KubeClient's own Agent (what src/kube/object-api.ts ships); HTTP/2: one
+ * Agent made once from the same TLS material, HTTP/2 allowed (undici 8's default).
  */
-function sharedAgentMiddleware(kc: KubeConfig, allowH2: boolean): PromiseMiddleware {
+function sharedAgentMiddleware(kc: KubeConfig, client: KubeClient, allowH2: boolean): PromiseMiddleware {
   let shared: Promise<Agent> | undefined;
   const make = async () => {
     const tls: https.RequestOptions = {};
@@ -104,9 +107,13 @@ function sharedAgentMiddleware(kc: KubeConfig, allowH2: boolean): PromiseMiddlew
   };
   return {
     pre: async (context: RequestContext) => {
-      const fresh = context.getDispatcher();
-      if (fresh instanceof Agent) void fresh.close();
-      context.setDispatcher(await (shared ??= make()));
+      if (allowH2) {
+        const fresh = context.getDispatcher();
+        if (fresh instanceof Agent) void fresh.close();
+        context.setDispatcher(await (shared ??= make()));
+      } else {
+        context.setDispatcher((await client.dispatcher(context)) as never);
+      }
       // KubernetesObjectApi ignores per-call options: the signal comes from the caller's async context.
       const signal = callSignal.getStore();
       if (signal) context.setSignal(signal as never);
@@ -116,14 +123,14 @@ function sharedAgentMiddleware(kc: KubeConfig, allowH2: boolean): PromiseMiddlew
   };
 }
 
-function objectApi(kc: KubeConfig, variant: Variant): KubernetesObjectApi {
+function objectApi(kc: KubeConfig, client: KubeClient, variant: Variant): KubernetesObjectApi {
   if (variant === 'client-node') return KubernetesObjectApi.makeApiClient(kc);
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new Error('no current cluster');
   const configuration = createConfiguration({
     baseServer: new ServerConfiguration(cluster.server, {}),
     authMethods: { default: kc },
-    promiseMiddleware: [sharedAgentMiddleware(kc, variant === 'client-node-h2')],
+    promiseMiddleware: [sharedAgentMiddleware(kc, client, variant === 'client-node-h2')],
   });
   return new KubernetesObjectApi(configuration);
 }
@@ -154,7 +161,7 @@ async function child(): Promise<void> {
   let connections = 0;
   subscribe('undici:client:connected', () => connections++);
   const envseal = new KubeClient(kc);
-  const api = variant === 'envseal' ? undefined : objectApi(kc, variant);
+  const api = variant === 'envseal' ? undefined : objectApi(kc, envseal, variant);
   let count = 0;
   let note: string | undefined;
   const cpu0 = process.cpuUsage();
