@@ -1,0 +1,367 @@
+// Several clouds in one envelope: a manifest and a file sealed with the built CLI for
+// aws-kms (local-kms), vault-transit (a real OpenBao) and age at once open with any one
+// of them alone -- the CLI with only that provider configured and the others unreachable,
+// and the controller (`envseal controller`, configured with every provider at once) with
+// only that provider reachable -- and say which providers failed when none can.
+import { CreateAliasCommand, CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import type { EnvelopeSecret } from '../../src/api/types.ts';
+import { sharedCluster, uniqueName, waitFor } from '../harness/cluster.ts';
+import { freePort, sumMetric, withControllerProcess } from '../harness/controller.ts';
+import { CANARY_MARKER } from '../harness/faults-leaks.ts';
+import { startLocalKms, type KmsEmulator } from '../harness/kms-emulators.ts';
+import { adminClient, applyOrThrow, createNamespace, getOrUndefined, installCrd, kubectl, paths } from '../harness/kube.ts';
+import { startOpenBao, type OpenBao } from '../harness/openbao.ts';
+import { type CliResult, ENVSEAL, ensureBuilt, runCli } from './cli-support.ts';
+
+const client = adminClient();
+const CANARY = `${CANARY_MARKER}multi-provider-7c1e`;
+/** Nothing listens on port 9 (discard) of the loopback: a provider that cannot be reached. */
+const UNREACHABLE = 'http://127.0.0.1:9';
+
+type Live = EnvelopeSecret & { metadata: { generation: number; uid: string } };
+interface Condition {
+  type: string;
+  status: string;
+  reason: string;
+  message: string;
+}
+interface EventObject {
+  involvedObject: { name: string; uid?: string };
+  reason: string;
+  type: string;
+  message: string;
+}
+
+describe('aws-kms, vault-transit and age in one envelope', () => {
+  let kms: KmsEmulator | undefined;
+  let kmsDataDir: string;
+  let bao: OpenBao;
+  let dir: string;
+  let keyArn: string;
+  const transitKey = `multi-${randomUUID().slice(0, 8)}`;
+  let adminAge: string;
+  let clusterAge: string;
+  /** Tokens: sealers encrypt, the controller and readers decrypt. */
+  let sealerToken: string;
+  let readerToken: string;
+  const ns = uniqueName('multi');
+  const controllerNamespace = uniqueName('envseal-multi');
+
+  const emulator = (): KmsEmulator => {
+    if (kms === undefined) throw new Error('local-kms is not running');
+    return kms;
+  };
+  const awsEnv = () => ({ AWS_ACCESS_KEY_ID: emulator().credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: emulator().credentials.secretAccessKey, AWS_EC2_METADATA_DISABLED: 'true', AWS_REGION: emulator().region, AWS_ENDPOINT_URL_KMS: emulator().endpoint });
+  // The others unreachable: the KMS endpoint and Vault address point at a closed port.
+  const kmsDown = () => ({ ...awsEnv(), AWS_ENDPOINT_URL_KMS: UNREACHABLE, AWS_MAX_ATTEMPTS: '1' });
+  const vaultDown = { VAULT_ADDR: UNREACHABLE, VAULT_TOKEN: 'unused' };
+
+  function envseal(args: string[], env: Record<string, string>): Promise<CliResult> {
+    return runCli(args, { cwd: dir, env: { TMPDIR: path.join(dir, 'tmp'), ...env } });
+  }
+
+  /** Starts local-kms on its data directory (the same keys), on the port it had before. */
+  async function startKms(): Promise<void> {
+    kms = await startLocalKms({ dataDir: kmsDataDir, ...(kms ? { port: kms.port } : {}) });
+  }
+  async function stopKms(): Promise<void> {
+    await emulator().stop();
+  }
+
+  beforeAll(async () => {
+    ensureBuilt();
+    await installCrd();
+    for (const name of [ns, controllerNamespace]) await createNamespace(client, name);
+    dir = await mkdtemp(path.join(os.tmpdir(), 'envseal-multi-'));
+    await mkdir(path.join(dir, 'tmp'));
+    kmsDataDir = path.join(dir, 'local-kms');
+    await mkdir(kmsDataDir);
+    await startKms();
+    bao = await startOpenBao();
+
+    // An AWS KMS key and alias, made with AWS's own SDK as an administrator would.
+    const kmsClient = new KMSClient({ endpoint: emulator().endpoint, region: emulator().region, credentials: emulator().credentials });
+    try {
+      keyArn = (await kmsClient.send(new CreateKeyCommand({ Description: 'envseal multi-provider test' }))).KeyMetadata!.Arn!;
+      await kmsClient.send(new CreateAliasCommand({ AliasName: `alias/${transitKey}`, TargetKeyId: keyArn }));
+    } finally {
+      kmsClient.destroy();
+    }
+    // A derived transit key; sealers may read its settings and encrypt, readers decrypt.
+    await bao.createTransitKey(transitKey);
+    sealerToken = await bao.tokenWithPolicy(`sealer-${transitKey}`, [`path "transit/keys/${transitKey}" { capabilities = ["read"] }`, `path "transit/encrypt/${transitKey}" { capabilities = ["update"] }`, `path "transit/datakey/plaintext/${transitKey}" { capabilities = ["update"] }`].join('\n'));
+    readerToken = await bao.tokenWithPolicy(`reader-${transitKey}`, `path "transit/decrypt/${transitKey}" { capabilities = ["update"] }`);
+
+    // An administrator's age key (break-glass) and the cluster's own age recipient, which
+    // the controller creates and publishes on its first start.
+    const created = await envseal(['keys', 'create', '-o', 'admin.agekey'], {});
+    expect(created.code, created.stderr).toBe(0);
+    adminAge = created.stdout.trim();
+    await runControllerWith({ name: 'publish', vaultToken: readerToken, ageSecret: 'age-main' }, async () => {
+      const configMap = await waitFor('the published age recipient', () => getOrUndefined<{ data: { recipient: string } }>(client, paths.configMap(controllerNamespace, 'age-main')), { timeoutMs: 60_000 });
+      clusterAge = configMap.data.recipient;
+    });
+    expect(clusterAge).toMatch(/^age1/);
+  });
+
+  afterAll(async () => {
+    await kms?.stop();
+    await bao?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+    await kubectl(['delete', 'namespace', ns, controllerNamespace, '--wait=false']);
+  });
+
+  const recipientFlags = () => ['-r', `aws-kms:alias/${transitKey}`, '-r', `vault-transit:${transitKey}`, '-r', `age:${clusterAge}`, '-r', `age:${adminAge}`];
+
+  describe('the CLI', () => {
+    beforeAll(async () => {
+      const sealed = await envseal(['seal', '--name', 'app', '-n', ns, '--from-literal', `PASSWORD=${CANARY}`, ...recipientFlags(), '-w', 'app.yaml'], { ...awsEnv(), VAULT_ADDR: bao.address, VAULT_TOKEN: sealerToken });
+      expect(sealed.code, sealed.stderr).toBe(0);
+    });
+
+    it('seals one envelope with a recipient per provider', async () => {
+      const manifest = parse(await readFile(path.join(dir, 'app.yaml'), 'utf8')) as EnvelopeSecret;
+      expect(manifest.spec.envelopes).toHaveLength(1);
+      const recipients = manifest.spec.envelopes[0]!.recipients as { provider: string; keyId?: string; recipient?: string }[];
+      expect(recipients.map((r) => [r.provider, r.keyId ?? r.recipient])).toEqual([
+        ['aws-kms', keyArn],
+        ['vault-transit', `transit/keys/${transitKey}`],
+        ['age', clusterAge],
+        ['age', adminAge],
+      ]);
+      expect(await readFile(path.join(dir, 'app.yaml'), 'utf8')).not.toContain(CANARY);
+    });
+
+    it('unseals with aws-kms alone, vault-transit alone and age alone', async () => {
+      const open = (env: Record<string, string>, extra: string[] = []) => envseal(['unseal', '-f', 'app.yaml', '--key', 'PASSWORD', ...extra], env);
+      // Only the KMS: Vault is not configured at all (no address, no token), no identity.
+      expect(await open(awsEnv())).toEqual({ code: 0, stdout: CANARY, stderr: '' });
+      // Only Vault, with a decrypt-only token: the KMS endpoint does not answer.
+      expect(await open({ ...kmsDown(), VAULT_ADDR: bao.address, VAULT_TOKEN: readerToken })).toEqual({ code: 0, stdout: CANARY, stderr: '' });
+      // Only the administrator's age identity: neither the KMS nor Vault answers.
+      expect(await open({ ...kmsDown(), ...vaultDown }, ['-i', 'admin.agekey'])).toEqual({ code: 0, stdout: CANARY, stderr: '' });
+    });
+
+    it('with none of them reachable, fails naming each provider it tried, and prints nothing', async () => {
+      const none = await envseal(['unseal', '-f', 'app.yaml', '--key', 'PASSWORD'], { ...kmsDown(), ...vaultDown });
+      expect(none.code).toBe(4);
+      expect(none.stdout).toBe('');
+      expect(none.stderr).toContain(`aws-kms Decrypt with key ${keyArn}`);
+      expect(none.stderr).toContain(`vault-transit decrypt with key transit/keys/${transitKey}`);
+      expect(none.stderr).toMatch(/could not be reached/);
+      expect(none.stderr).not.toContain(CANARY);
+      expect(none.stderr).not.toContain(readerToken);
+    });
+
+    it('envseal encrypt/decrypt: one file for the same providers opens with each alone', async () => {
+      const plain = `${CANARY}\n`.repeat(2000);
+      await writeFile(path.join(dir, 'data.txt'), plain);
+      const enc = await envseal(['encrypt', 'data.txt', '-o', 'data.enc', '--recipient', `aws-kms:${keyArn}`, '--recipient', `vault-transit:${transitKey}`, '--recipient', `age:${adminAge}`, '-c', 'purpose=multi'], { ...awsEnv(), VAULT_ADDR: bao.address, VAULT_TOKEN: sealerToken });
+      expect(enc.code, enc.stderr).toBe(0);
+      const bytes = await readFile(path.join(dir, 'data.enc'));
+      expect(bytes.includes(Buffer.from(CANARY))).toBe(false);
+      // One encrypted data key per provider in the header (provider ids of the file format).
+      for (const id of ['aws-kms', 'envseal-vault-transit', 'envseal-age']) expect(bytes.includes(Buffer.from(id)), id).toBe(true);
+
+      const cases: [string, Record<string, string>, string[]][] = [
+        ['aws-kms', awsEnv(), []],
+        ['vault-transit', { ...kmsDown(), VAULT_ADDR: bao.address, VAULT_TOKEN: readerToken }, []],
+        ['age', { ...kmsDown(), ...vaultDown }, ['-i', 'admin.agekey']],
+      ];
+      for (const [provider, env, extra] of cases) {
+        const out = `data.${provider}.out`;
+        const dec = await envseal(['decrypt', 'data.enc', '-o', out, '-c', 'purpose=multi', ...extra], env);
+        expect(dec.code, `${provider}: ${dec.stderr}`).toBe(0);
+        expect(await readFile(path.join(dir, out), 'utf8')).toBe(plain);
+      }
+      const none = await envseal(['decrypt', 'data.enc', '-o', 'data.none.out'], { ...kmsDown(), ...vaultDown });
+      expect(none.code).toBe(4);
+      expect(none.stderr).toContain('aws-kms');
+      expect(none.stderr).toContain('vault-transit');
+      expect(none.stderr).not.toContain(CANARY);
+      expect(existsSync(path.join(dir, 'data.none.out'))).toBe(false);
+    });
+  });
+
+  // -------------------------------------------------------------------------------------
+  // The controller, configured with every provider at once
+
+  interface ControllerRun {
+    name: string;
+    /** VAULT_TOKEN of the controller (its Vault access). */
+    vaultToken: string;
+    /** The Secret holding the controller's age identity: age-main is the one the manifest is sealed for. */
+    ageSecret: string;
+  }
+
+  /**
+   * Runs the built `envseal controller` with aws-kms, vault-transit and age configured
+   * (flags and environment, as the chart renders them) while `whileRunning` runs; returns
+   * its metrics as last scraped.
+   */
+  async function runControllerWith(run: ControllerRun, whileRunning: (scrape: () => Promise<string>) => Promise<void>): Promise<string> {
+    const port = await freePort();
+    const metricsUrl = `http://127.0.0.1:${port}/metrics`;
+    let last = '';
+    const scrape = async () => (last = await fetch(metricsUrl).then((r) => r.text()));
+    const args = [
+      ENVSEAL,
+      'controller',
+      `--kubeconfig=${sharedCluster().kubeconfigPath}`,
+      `--controller-namespace=${controllerNamespace}`,
+      `--namespaces=${ns}`,
+      `--metrics-address=127.0.0.1:${port}`,
+      '--no-leader-elect',
+      `--identity=${run.name}`,
+      `--age-secret=${run.ageSecret}`,
+      `--age-configmap=${run.ageSecret}`,
+      `--region=${emulator().region}`,
+      `--kms-endpoint=${emulator().endpoint}`,
+      `--vault-addr=${bao.address}`,
+    ];
+    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, AWS_ACCESS_KEY_ID: emulator().credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: emulator().credentials.secretAccessKey, AWS_EC2_METADATA_DISABLED: 'true', VAULT_TOKEN: run.vaultToken };
+    const { code, log } = await withControllerProcess({ args, cwd: dir, env }, async (log) => {
+      await waitFor(`controller ${run.name}: caches synced`, () => log().includes('caches synced'), { timeoutMs: 60_000 });
+      await whileRunning(scrape);
+      await scrape();
+    });
+    expect(code, log.slice(-3000)).toBe(0);
+    expect(log).not.toContain(CANARY);
+    expect(log).not.toContain(run.vaultToken);
+    return last;
+  }
+
+  async function readyOf(name: string): Promise<Condition | undefined> {
+    const es = await getOrUndefined<Live>(client, paths.envelopeSecret(ns, name));
+    const ready = es?.status?.conditions?.find((c) => c.type === 'Ready') as Condition | undefined;
+    return es && es.status?.observedGeneration === es.metadata.generation ? ready : undefined;
+  }
+
+  async function secretValue(name: string): Promise<string | undefined> {
+    const secret = await getOrUndefined<{ data?: Record<string, string> }>(client, paths.secret(ns, name));
+    const value = secret?.data?.PASSWORD;
+    return value === undefined ? undefined : Buffer.from(value, 'base64').toString('utf8');
+  }
+
+  /** Applies what the CLI sealed as `name` (one manifest per object: the strict scope binds the name). */
+  async function apply(name: string): Promise<void> {
+    await applyOrThrow(parse(await readFile(path.join(dir, `${name}.yaml`), 'utf8')));
+  }
+
+  const unwraps = (metrics: string, provider: string, outcome?: string) => sumMetric(metrics, 'envseal_kms_requests_total', { provider, operation: 'unwrap', ...(outcome ? { outcome } : {}) });
+
+  describe('the controller with aws-kms, vault-transit and age configured at once', () => {
+    // Sealed with the CLI while every provider is up, as in the section above.
+    beforeAll(async () => {
+      for (const name of ['via-aws', 'via-vault', 'via-age', 'via-none']) {
+        const sealed = await envseal(['seal', '--name', name, '-n', ns, '--from-literal', `PASSWORD=${CANARY}`, ...recipientFlags(), '-w', `${name}.yaml`], { ...awsEnv(), VAULT_ADDR: bao.address, VAULT_TOKEN: sealerToken });
+        expect(sealed.code, sealed.stderr).toBe(0);
+      }
+    });
+
+    it('materializes it with only aws-kms reachable (Vault token revoked, another age identity)', async () => {
+      const revoked = await bao.tokenWithPolicy(`revoked-${transitKey}`, `path "transit/decrypt/${transitKey}" { capabilities = ["update"] }`);
+      await bao.api('POST', 'auth/token/revoke', { token: revoked });
+      const metrics = await runControllerWith({ name: 'aws-only', vaultToken: revoked, ageSecret: 'age-other' }, async () => {
+        await apply('via-aws');
+        const ready = await waitFor('via-aws Ready', () => readyOf('via-aws'), { timeoutMs: 60_000 });
+        expect(ready).toMatchObject({ status: 'True', reason: 'Synced' });
+        expect(await secretValue('via-aws')).toBe(CANARY);
+      });
+      expect(unwraps(metrics, 'aws-kms', 'success')).toBe(1);
+      expect(unwraps(metrics, 'vault-transit', 'success')).toBe(0);
+      expect(unwraps(metrics, 'age', 'success')).toBe(0);
+    });
+
+    it('materializes it with only vault-transit reachable (the KMS stopped, another age identity)', async () => {
+      await stopKms();
+      try {
+        const metrics = await runControllerWith({ name: 'vault-only', vaultToken: readerToken, ageSecret: 'age-other' }, async () => {
+          await apply('via-vault');
+          const ready = await waitFor('via-vault Ready', () => readyOf('via-vault'), { timeoutMs: 90_000 });
+          expect(ready).toMatchObject({ status: 'True', reason: 'Synced' });
+          expect(await secretValue('via-vault')).toBe(CANARY);
+        });
+        // The KMS was asked first (the manifest's order) and could not be reached.
+        expect(unwraps(metrics, 'aws-kms', 'Unavailable')).toBeGreaterThanOrEqual(1);
+        expect(unwraps(metrics, 'aws-kms', 'success')).toBe(0);
+        expect(unwraps(metrics, 'vault-transit', 'success')).toBe(1);
+        expect(unwraps(metrics, 'age', 'success')).toBe(0);
+      } finally {
+        await startKms();
+      }
+    });
+
+    it('materializes it with only age reachable (the KMS stopped, Vault sealed)', async () => {
+      await stopKms();
+      await bao.api('PUT', 'sys/seal');
+      try {
+        const metrics = await runControllerWith({ name: 'age-only', vaultToken: readerToken, ageSecret: 'age-main' }, async () => {
+          await apply('via-age');
+          const ready = await waitFor('via-age Ready', () => readyOf('via-age'), { timeoutMs: 90_000 });
+          expect(ready).toMatchObject({ status: 'True', reason: 'Synced' });
+          expect(await secretValue('via-age')).toBe(CANARY);
+        });
+        expect(unwraps(metrics, 'aws-kms', 'Unavailable')).toBeGreaterThanOrEqual(1);
+        expect(unwraps(metrics, 'vault-transit', 'Unavailable')).toBeGreaterThanOrEqual(1);
+        expect(unwraps(metrics, 'age', 'success')).toBe(1);
+      } finally {
+        await bao.api('PUT', 'sys/unseal', { key: bao.unsealKey });
+        await startKms();
+      }
+    });
+
+    it('with none reachable: Ready=False KMSUnavailable and a Warning Event naming each provider, no Secret; the KMS back, it syncs', async () => {
+      await apply('via-none');
+      await stopKms();
+      await bao.api('PUT', 'sys/seal');
+      let kmsBack = false;
+      try {
+        const metrics = await runControllerWith({ name: 'none', vaultToken: readerToken, ageSecret: 'age-other' }, async (scrape) => {
+          const ready = await waitFor('via-none KMSUnavailable', async () => {
+            const condition = await readyOf('via-none');
+            return condition?.reason === 'KMSUnavailable' ? condition : undefined;
+          }, { timeoutMs: 90_000 });
+          expect(ready.status).toBe('False');
+          expect(ready.message).toContain(`aws-kms Decrypt with key ${keyArn}`);
+          expect(ready.message).toContain(`vault-transit decrypt with key transit/keys/${transitKey}`);
+          expect(ready.message).toMatch(/Vault is sealed/);
+          expect(ready.message).not.toContain(CANARY);
+          expect(await secretValue('via-none')).toBeUndefined();
+
+          // What `kubectl describe` shows: the Event names the providers too.
+          const uid = (await getOrUndefined<Live>(client, paths.envelopeSecret(ns, 'via-none')))!.metadata.uid;
+          const event = await waitFor('the KMSUnavailable Event', async () => {
+            const events = await client.request<{ items: EventObject[] }>({ method: 'GET', path: paths.events(ns) });
+            return events.items.find((e) => e.involvedObject.uid === uid && e.reason === 'KMSUnavailable');
+          });
+          expect(event.type).toBe('Warning');
+          expect(event.message).toContain('aws-kms');
+          expect(event.message).toContain('vault-transit');
+          const down = await scrape();
+          expect(unwraps(down, 'aws-kms', 'Unavailable')).toBeGreaterThanOrEqual(1);
+          expect(unwraps(down, 'vault-transit', 'Unavailable')).toBeGreaterThanOrEqual(1);
+          // The controller's age identity is another one: tried, and it does not open it.
+          expect(unwraps(down, 'age', 'success')).toBe(0);
+
+          // The KMS comes back: the object syncs without being touched.
+          await startKms();
+          kmsBack = true;
+          await waitFor('via-none Synced after the KMS came back', async () => (await readyOf('via-none'))?.reason === 'Synced', { timeoutMs: 120_000 });
+          expect(await secretValue('via-none')).toBe(CANARY);
+        });
+        expect(unwraps(metrics, 'aws-kms', 'success')).toBe(1);
+      } finally {
+        await bao.api('PUT', 'sys/unseal', { key: bao.unsealKey });
+        if (!kmsBack) await startKms();
+      }
+    });
+  });
+});
