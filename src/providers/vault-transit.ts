@@ -17,6 +17,10 @@
  *   Kubernetes auth method (the controller's ServiceAccount token, read from its file
  *   at each login, exchanged for a Vault token that is renewed by logging in again
  *   before it expires, and at once after a 403).
+ * - TLS: an https:// address is verified against the CAs Node.js trusts, or only against
+ *   the PEM bundle of --vault-ca-cert / VAULT_CACERT / BAO_CACERT (a private CA), as the
+ *   vault and bao CLIs do. A failed verification is not retried (it would fail again)
+ *   and its message names the TLS problem and the certificate error code.
  * - Errors: a ProviderError naming the operation, the key and the HTTP status, with
  *   Vault's own message sanitized (printable ASCII, long base64/hex runs and `vault:v`
  *   ciphertexts redacted). Never a token, a data key or a ciphertext.
@@ -25,8 +29,10 @@
  * axios, mustache and tv4, and has no transit datakey types; the four endpoints used
  * here are a small typed client over fetch.
  */
+import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Agent, fetch } from 'undici';
 
 import { encodeContext } from '../envelope/context.ts';
 import { DATA_KEY_LENGTH as DATA_KEY_BYTES } from '../envelope/kdf.ts';
@@ -78,6 +84,11 @@ export interface VaultTransitProviderOptions {
   kubernetesAuth?: VaultKubernetesAuth;
   /** Vault Enterprise / OpenBao namespace (X-Vault-Namespace). */
   namespace?: string;
+  /**
+   * PEM bundle of the CAs that Vault's TLS certificate is verified against, instead of
+   * the ones Node.js trusts (--vault-ca-cert, VAULT_CACERT, BAO_CACERT).
+   */
+  caCert?: string;
   /** Attempts per call, the first included (default 3); 429, 5xx and network errors are retried. */
   maxAttempts?: number;
   /** Time limit of one attempt (default 30000 ms). */
@@ -179,6 +190,56 @@ function networkCode(error: unknown, depth = 0): string | undefined {
   return networkCode((error as { cause?: unknown }).cause, depth + 1);
 }
 
+/** Certificate and handshake errors: what each means for the user. */
+const TLS_PROBLEMS: Readonly<Record<string, string>> = {
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: "Vault's certificate is not signed by a trusted CA",
+  UNABLE_TO_GET_ISSUER_CERT: "Vault's certificate is not signed by a trusted CA",
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: "Vault's certificate is not signed by a trusted CA",
+  SELF_SIGNED_CERT_IN_CHAIN: "Vault's certificate is not signed by a trusted CA",
+  DEPTH_ZERO_SELF_SIGNED_CERT: "Vault's certificate is self-signed and not trusted",
+  CERT_UNTRUSTED: "Vault's certificate is not signed by a trusted CA",
+  CERT_SIGNATURE_FAILURE: "the signature of Vault's certificate is invalid",
+  CERT_HAS_EXPIRED: "Vault's certificate has expired",
+  CERT_NOT_YET_VALID: "Vault's certificate is not valid yet",
+  ERR_TLS_CERT_ALTNAME_INVALID: "Vault's certificate does not name the host of the address",
+  ERR_SSL_WRONG_VERSION_NUMBER: 'the server does not speak TLS on that port (an http:// server?)',
+};
+
+/** The TLS error code in an error's cause chain, if any. */
+function tlsCode(error: unknown, depth = 0): string | undefined {
+  if (typeof error !== 'object' || error === null || depth > 5) return undefined;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && (Object.hasOwn(TLS_PROBLEMS, code) || /^ERR_(SSL|TLS)_/.test(code))) return code;
+  return tlsCode((error as { cause?: unknown }).cause, depth + 1);
+}
+
+/** The message of a failed TLS check, with what to do about an untrusted CA. */
+function tlsExplanation(code: string, where: string, customCa: boolean): string {
+  const problem = TLS_PROBLEMS[code] ?? 'the TLS handshake failed';
+  const untrusted = /not signed by a trusted CA|self-signed/.test(problem);
+  const hint = untrusted ? (customCa ? ': check that --vault-ca-cert (VAULT_CACERT) holds the CA that signed it' : ': give its CA bundle with --vault-ca-cert (VAULT_CACERT, BAO_CACERT)') : '';
+  return `TLS with Vault at ${where} failed: ${problem}${hint}`;
+}
+
+/**
+ * The certificates of a PEM bundle, each checked to parse; InvalidConfiguration naming
+ * `what` when there is none or one is broken.
+ */
+export function parseCaBundle(pem: string, what: string): string {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) {
+    throw new ProviderError('InvalidConfiguration', `${what} holds no PEM certificate (-----BEGIN CERTIFICATE-----)`, { provider: VAULT_TRANSIT });
+  }
+  blocks.forEach((block, index) => {
+    try {
+      new X509Certificate(block);
+    } catch (cause) {
+      throw new ProviderError('InvalidConfiguration', `${what}: certificate #${index + 1} of ${blocks.length} is not a valid X.509 certificate`, { provider: VAULT_TRANSIT, cause });
+    }
+  });
+  return `${blocks.join('\n')}\n`;
+}
+
 /** What a Vault answer means, from its HTTP status and error text. */
 export function classifyVaultError(status: number, vaultMessage: string): { code: ProviderErrorCode; explanation: string; contextBound: boolean } {
   const text = vaultMessage.toLowerCase();
@@ -255,6 +316,11 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
   }
   const where = address === undefined ? '' : shownAddress(address);
   const now = options.now ?? Date.now;
+  if (options.caCert !== undefined && address !== undefined && !address.startsWith('https://')) {
+    throw new ProviderError('InvalidConfiguration', `vault-transit: a CA bundle (--vault-ca-cert) is given, but the Vault address ${quote(where)} is not https://`, { provider: VAULT_TRANSIT });
+  }
+  // Trusts only the given CAs for Vault's connections; other connections keep Node's.
+  const dispatcher = options.caCert === undefined ? undefined : new Agent({ connect: { ca: parseCaBundle(options.caCert, 'the vault-transit CA bundle') } });
 
   /** The Kubernetes-auth token and when to log in again. */
   let session: { token: string; renewAt: number } | undefined;
@@ -291,12 +357,18 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
           // A redirect (an HA standby without request forwarding) is not followed: it would
           // carry the token to another address.
           redirect: 'manual',
+          ...(dispatcher === undefined ? {} : { dispatcher }),
         });
         status = response.status;
         text = await response.text();
       } catch (error) {
         if (target.signal?.aborted) throw target.signal.reason;
         const timedOut = signal.aborted;
+        const tls = timedOut ? undefined : tlsCode(error);
+        if (tls !== undefined) {
+          // A certificate that failed verification fails again: no retry.
+          throw failure(target, 'Unavailable', tlsExplanation(tls, where, options.caCert !== undefined), { netCode: tls });
+        }
         const netCode = timedOut ? 'Timeout' : networkCode(error);
         if (attempt < maxAttempts) {
           await pause(attempt, target.signal);
@@ -547,10 +619,37 @@ async function tokenHelperFile(home: string | undefined): Promise<string | undef
   }
 }
 
+/** The largest CA bundle read (a few certificates are a few KiB; system bundles are ~200 KiB). */
+const MAX_CA_BUNDLE_BYTES = 1024 * 1024;
+
+/** --vault-ca-cert, else VAULT_CACERT / BAO_CACERT: the PEM text, checked. */
+async function caBundleSetting(source: ProviderSettingsSource, address: string | undefined): Promise<string | undefined> {
+  const flag = stringSetting(source, 'vault-ca-cert');
+  const file = flag ?? envSetting(source, 'VAULT_CACERT', 'BAO_CACERT');
+  if (file === undefined) return undefined;
+  const origin = flag !== undefined ? '--vault-ca-cert' : source.env.VAULT_CACERT ? 'VAULT_CACERT' : 'BAO_CACERT';
+  if (address !== undefined && !address.startsWith('https://')) {
+    throw new ProviderError('InvalidConfiguration', `${origin} is set, but the Vault address ${quote(shownAddress(address))} is not https://: the CA verifies Vault's TLS certificate`, { provider: VAULT_TRANSIT });
+  }
+  let bytes: Buffer;
+  try {
+    bytes = await source.readFile(file, { maxBytes: MAX_CA_BUNDLE_BYTES, what: 'Vault CA bundle', origin });
+  } catch (error) {
+    // A file-system error (the controller's reader passes them on): name the file.
+    const code = (error as NodeJS.ErrnoException).code;
+    if (typeof code === 'string' && (error as NodeJS.ErrnoException).syscall !== undefined) {
+      throw new ProviderError('InvalidConfiguration', `Vault CA bundle ${quote(file)} (from ${origin}) cannot be read (${code})`, { provider: VAULT_TRANSIT, cause: error });
+    }
+    throw error;
+  }
+  return parseCaBundle(bytes.toString('utf8'), `Vault CA bundle ${quote(file)} (from ${origin})`);
+}
+
 async function resolveSettings(source: ProviderSettingsSource): Promise<VaultTransitProviderOptions> {
   const address = checkedUrl(stringSetting(source, 'vault-addr') ?? envSetting(source, 'VAULT_ADDR', 'BAO_ADDR'), 'Vault address', VAULT_TRANSIT);
   const namespace = envSetting(source, 'VAULT_NAMESPACE', 'BAO_NAMESPACE');
-  const options: VaultTransitProviderOptions = { ...(address === undefined ? {} : { address }), ...(namespace === undefined ? {} : { namespace }) };
+  const caCert = await caBundleSetting(source, address);
+  const options: VaultTransitProviderOptions = { ...(address === undefined ? {} : { address }), ...(namespace === undefined ? {} : { namespace }), ...(caCert === undefined ? {} : { caCert }) };
   const role = source.role === 'controller' ? (stringSetting(source, 'vault-auth-role') ?? envSetting(source, 'VAULT_AUTH_ROLE')) : undefined;
   if (role !== undefined) {
     const mount = stringSetting(source, 'vault-auth-mount') ?? envSetting(source, 'VAULT_AUTH_MOUNT');
@@ -595,11 +694,13 @@ export const vaultTransitProvider: ProviderDefinition = {
   settings: {
     cliOptions: {
       'vault-addr': { type: 'string', value: 'URL', help: 'Vault/OpenBao address for vault-transit (default: VAULT_ADDR, BAO_ADDR; token from VAULT_TOKEN, BAO_TOKEN or ~/.vault-token)' },
+      'vault-ca-cert': { type: 'string', value: 'FILE', help: "PEM bundle of the CA(s) that signed Vault's TLS certificate, trusted instead of the system's (default: VAULT_CACERT, BAO_CACERT)" },
     },
     controllerOptions: {
       'vault-addr': { type: 'string', value: 'URL', help: 'Vault/OpenBao address for vault-transit recipients (env VAULT_ADDR)' },
       'vault-auth-role': { type: 'string', value: 'ROLE', help: "Vault Kubernetes auth role to log in with the pod's ServiceAccount token (env VAULT_AUTH_ROLE; else the token in VAULT_TOKEN)" },
       'vault-auth-mount': { type: 'string', value: 'PATH', help: 'mount path of the Vault Kubernetes auth method (env VAULT_AUTH_MOUNT; default kubernetes)' },
+      'vault-ca-cert': { type: 'string', value: 'FILE', help: "PEM bundle of the CA(s) that signed Vault's TLS certificate (env VAULT_CACERT; the chart mounts providers.vaultTransit.caCert)" },
     },
     resolve: resolveSettings,
   },
