@@ -348,3 +348,28 @@ describe('vault-transit CA bundle (--vault-ca-cert, VAULT_CACERT, BAO_CACERT)', 
     }
   });
 });
+
+describe('vault-transit controller settings: Kubernetes auth', () => {
+  const source = (values: Record<string, string>, env: Record<string, string>): ProviderSettingsSource => ({
+    values,
+    env,
+    role: 'controller',
+    unwrap: true,
+    warn: () => {},
+    readFile: async () => Buffer.alloc(0),
+  });
+  const resolve = (values: Record<string, string>, env: Record<string, string> = {}) => vaultTransitProvider.settings!.resolve(source(values, { VAULT_ADDR: 'https://vault.example:8200', ...env }));
+
+  it('takes a token file of its own (a projected token with Vault audience), by flag or VAULT_AUTH_TOKEN_FILE', async () => {
+    expect(await resolve({ 'vault-auth-role': 'envseal', 'vault-auth-token-file': '/var/run/secrets/envseal/vault/token' })).toMatchObject({ kubernetesAuth: { role: 'envseal', tokenPath: '/var/run/secrets/envseal/vault/token' } });
+    expect(await resolve({}, { VAULT_AUTH_ROLE: 'envseal', VAULT_AUTH_TOKEN_FILE: '/t' })).toMatchObject({ kubernetesAuth: { role: 'envseal', tokenPath: '/t' } });
+    expect(((await resolve({ 'vault-auth-role': 'envseal' })) as { kubernetesAuth: { tokenPath?: string } }).kubernetesAuth.tokenPath).toBeUndefined();
+  });
+
+  it('refuses a token file without a Kubernetes auth role', async () => {
+    const error = await resolve({ 'vault-auth-token-file': '/t' }, { VAULT_TOKEN: TOKEN }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ProviderError);
+    expect((error as ProviderError).code).toBe('InvalidConfiguration');
+    expect((error as ProviderError).message).toMatch(/give --vault-auth-role too/);
+  });
+});

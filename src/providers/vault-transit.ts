@@ -652,9 +652,14 @@ async function resolveSettings(source: ProviderSettingsSource): Promise<VaultTra
   const caCert = await caBundleSetting(source, address);
   const options: VaultTransitProviderOptions = { ...(address === undefined ? {} : { address }), ...(namespace === undefined ? {} : { namespace }), ...(caCert === undefined ? {} : { caCert }) };
   const role = source.role === 'controller' ? (stringSetting(source, 'vault-auth-role') ?? envSetting(source, 'VAULT_AUTH_ROLE')) : undefined;
+  // A token of its own for Vault (a projected token with Vault's audience), else the pod's.
+  const tokenPath = source.role === 'controller' ? (stringSetting(source, 'vault-auth-token-file') ?? envSetting(source, 'VAULT_AUTH_TOKEN_FILE')) : undefined;
+  if (tokenPath !== undefined && role === undefined) {
+    throw new ProviderError('InvalidConfiguration', 'vault-transit: --vault-auth-token-file (VAULT_AUTH_TOKEN_FILE) is for the Kubernetes auth method: give --vault-auth-role too', { provider: VAULT_TRANSIT });
+  }
   if (role !== undefined) {
     const mount = stringSetting(source, 'vault-auth-mount') ?? envSetting(source, 'VAULT_AUTH_MOUNT');
-    options.kubernetesAuth = { role, ...(mount === undefined ? {} : { mount }) };
+    options.kubernetesAuth = { role, ...(mount === undefined ? {} : { mount }), ...(tokenPath === undefined ? {} : { tokenPath }) };
     return options;
   }
   const token = envSetting(source, 'VAULT_TOKEN', 'BAO_TOKEN') ?? (source.role === 'cli' && address !== undefined ? await tokenHelperFile(source.env.HOME) : undefined);
@@ -701,6 +706,7 @@ export const vaultTransitProvider: ProviderDefinition = {
       'vault-addr': { type: 'string', value: 'URL', help: 'Vault/OpenBao address for vault-transit recipients (env VAULT_ADDR)' },
       'vault-auth-role': { type: 'string', value: 'ROLE', help: "Vault Kubernetes auth role to log in with the pod's ServiceAccount token (env VAULT_AUTH_ROLE; else the token in VAULT_TOKEN)" },
       'vault-auth-mount': { type: 'string', value: 'PATH', help: 'mount path of the Vault Kubernetes auth method (env VAULT_AUTH_MOUNT; default kubernetes)' },
+      'vault-auth-token-file': { type: 'string', value: 'FILE', help: "ServiceAccount token sent at each Kubernetes auth login, e.g. a projected token with Vault's audience (env VAULT_AUTH_TOKEN_FILE; default the pod's own token)" },
       'vault-ca-cert': { type: 'string', value: 'FILE', help: "PEM bundle of the CA(s) that signed Vault's TLS certificate (env VAULT_CACERT; the chart mounts providers.vaultTransit.caCert)" },
     },
     resolve: resolveSettings,

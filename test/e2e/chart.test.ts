@@ -308,11 +308,12 @@ describe('the Helm chart', () => {
     expect(vault.env).toEqual(expect.arrayContaining([{ name: 'VAULT_NAMESPACE', value: 'team-a' }]));
   });
 
-  it('configures aws-kms, vault-transit with a private CA and age at once', async () => {
+  it('configures aws-kms, vault-transit with a private CA and an audience-bound token, and age at once', async () => {
     const sets = [
       'providers.awsKms.region=eu-west-1',
       'providers.vaultTransit.address=https://vault.vault.svc:8200',
       'providers.vaultTransit.authRole=envseal-prod',
+      'providers.vaultTransit.tokenAudience=vault',
     ];
     type Mounted = PodSpec & { volumes: Record<string, unknown>[]; containers: (Container & { volumeMounts: Record<string, unknown>[] })[] };
     for (const [source, volume] of [
@@ -328,14 +329,18 @@ describe('the Helm chart', () => {
         '--vault-addr=https://vault.vault.svc:8200',
         '--vault-auth-role=envseal-prod',
         '--vault-auth-mount=kubernetes',
+        '--vault-auth-token-file=/var/run/secrets/envseal/vault/token',
         '--vault-ca-cert=/etc/envseal/vault-ca/ca.crt',
       ]);
       expect(pod.volumes).toContainEqual(volume);
       expect(container.volumeMounts).toContainEqual({ name: 'vault-ca', mountPath: '/etc/envseal/vault-ca', readOnly: true });
+      // The token Vault sees is for Vault's audience only, refreshed by the kubelet.
+      expect(pod.volumes).toContainEqual({ name: 'vault-token', projected: { sources: [{ serviceAccountToken: { audience: 'vault', expirationSeconds: 3600, path: 'token' } }] } });
+      expect(container.volumeMounts).toContainEqual({ name: 'vault-token', mountPath: '/var/run/secrets/envseal/vault', readOnly: true });
     }
-    // Without a CA: no flag, no volume (Node's trusted CAs verify Vault's certificate).
-    const plain = podSpec(await render(sets)) as Mounted;
-    expect(plain.containers[0]!.args.filter((a) => a.startsWith('--vault-ca-cert'))).toEqual([]);
+    // Without a CA or an audience: no flags, no volumes (Node's trusted CAs, the pod's own token).
+    const plain = podSpec(await render(sets.filter((s) => !s.includes('tokenAudience')))) as Mounted;
+    expect(plain.containers[0]!.args.filter((a) => /^--vault-(ca-cert|auth-token-file)/.test(a))).toEqual([]);
     expect(plain.volumes.map((v) => v.name)).toEqual(['tmp']);
   });
 
@@ -434,6 +439,7 @@ describe('the Helm chart', () => {
     ['a Vault address that is not a URL', 'providers.vaultTransit.address=vault:8200', '/providers/vaultTransit/address'],
     ['a Vault CA Secret name that is not a DNS name', 'providers.vaultTransit.caCert.secret=Vault_CA', '/providers/vaultTransit/caCert/secret'],
     ['a Vault CA key with a slash', 'providers.vaultTransit.caCert.key=a/ca.crt', '/providers/vaultTransit/caCert/key'],
+    ['a Vault token audience with a space', 'providers.vaultTransit.tokenAudience=a b', '/providers/vaultTransit/tokenAudience'],
     ['a string for a boolean', 'leaderElection.enabled=yes', '/leaderElection/enabled'],
     ['a typo in a nested key', 'providers.age.secretname=x', "additional properties 'secretname' not allowed"],
     ['a Secret type with a space', 'tenancy.secretTypes.allowed.team-a={has space}', '/tenancy/secretTypes/allowed/team-a/0'],
