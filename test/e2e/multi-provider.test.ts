@@ -4,15 +4,17 @@
 // and the controller (`envseal controller`, configured with every provider at once) with
 // only that provider reachable -- and say which providers failed when none can.
 import { CreateAliasCommand, CreateKeyCommand, KMSClient } from '@aws-sdk/client-kms';
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import type { EnvelopeSecret } from '../../src/api/types.ts';
 import { sharedCluster, uniqueName, waitFor } from '../harness/cluster.ts';
+import { repoRoot } from '../harness/control-plane.ts';
 import { freePort, sumMetric, withControllerProcess } from '../harness/controller.ts';
 import { CANARY_MARKER } from '../harness/faults-leaks.ts';
 import { startLocalKms, type KmsEmulator } from '../harness/kms-emulators.ts';
@@ -115,6 +117,7 @@ describe('aws-kms, vault-transit and age in one envelope', () => {
     await kms?.stop();
     await bao?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
+    await kubectl(['delete', 'clusterrolebinding', `${controllerNamespace}-vault-reviewer`, '--ignore-not-found']);
     await kubectl(['delete', 'namespace', ns, controllerNamespace, '--wait=false']);
   });
 
@@ -260,7 +263,7 @@ describe('aws-kms, vault-transit and age in one envelope', () => {
   describe('the controller with aws-kms, vault-transit and age configured at once', () => {
     // Sealed with the CLI while every provider is up, as in the section above.
     beforeAll(async () => {
-      for (const name of ['via-aws', 'via-vault', 'via-age', 'via-none']) {
+      for (const name of ['via-aws', 'via-vault', 'via-age', 'via-none', 'via-chart']) {
         const sealed = await envseal(['seal', '--name', name, '-n', ns, '--from-literal', `PASSWORD=${CANARY}`, ...recipientFlags(), '-w', `${name}.yaml`], { ...awsEnv(), VAULT_ADDR: bao.address, VAULT_TOKEN: sealerToken });
         expect(sealed.code, sealed.stderr).toBe(0);
       }
@@ -363,6 +366,76 @@ describe('aws-kms, vault-transit and age in one envelope', () => {
       } finally {
         await bao.api('PUT', 'sys/unseal', { key: bao.unsealKey });
         if (!kmsBack) await startKms();
+      }
+    });
+
+    it("runs with the chart's args for all three (Vault's Kubernetes auth with an audience-bound token): the KMS stopped, Vault opens it", async () => {
+      // OpenBao's Kubernetes auth against the test API server; the role accepts only
+      // tokens for Vault's audience, as docs/helm.md sets it up with tokenAudience.
+      const kubectlOk = async (args: string[]) => {
+        const result = await kubectl(args);
+        if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${result.stderr}`);
+        return result.stdout;
+      };
+      const serviceAccount = 'envseal-chart';
+      const audience = 'vault-envseal';
+      await kubectlOk(['create', 'serviceaccount', 'vault-reviewer', '-n', controllerNamespace]);
+      await kubectlOk(['create', 'serviceaccount', serviceAccount, '-n', controllerNamespace]);
+      await kubectlOk(['create', 'clusterrolebinding', `${controllerNamespace}-vault-reviewer`, '--clusterrole=system:auth-delegator', `--serviceaccount=${controllerNamespace}:vault-reviewer`]);
+      const cluster = sharedCluster();
+      await bao.api('POST', 'sys/auth/kubernetes', { type: 'kubernetes' });
+      await bao.api('POST', 'auth/kubernetes/config', { kubernetes_host: cluster.server, kubernetes_ca_cert: await readFile(cluster.caCertPath, 'utf8'), token_reviewer_jwt: (await kubectlOk(['create', 'token', 'vault-reviewer', '-n', controllerNamespace, '--duration=1h'])).trim(), disable_local_ca_jwt: true });
+      await bao.api('PUT', 'sys/policies/acl/envseal-chart', { policy: `path "transit/decrypt/${transitKey}" { capabilities = ["update"] }` });
+      await bao.api('POST', 'auth/kubernetes/role/envseal-chart', { bound_service_account_names: [serviceAccount], bound_service_account_namespaces: [controllerNamespace], audience, token_policies: ['envseal-chart'], token_ttl: '10m' });
+      // What the kubelet projects into the pod for tokenAudience.
+      const tokenFile = path.join(dir, 'vault-token');
+      await writeFile(tokenFile, await kubectlOk(['create', 'token', serviceAccount, '-n', controllerNamespace, `--audience=${audience}`, '--duration=1h']), { mode: 0o600 });
+
+      const rendered = await new Promise<string>((resolve, reject) => {
+        const sets = [
+          `watchNamespaces={${ns}}`,
+          `providers.age.secretName=age-main`,
+          `providers.age.configMapName=age-main`,
+          `providers.awsKms.region=${emulator().region}`,
+          `providers.awsKms.endpoint=${emulator().endpoint}`,
+          `providers.vaultTransit.address=${bao.address}`,
+          `providers.vaultTransit.authRole=envseal-chart`,
+          `providers.vaultTransit.tokenAudience=${audience}`,
+        ];
+        execFile(cluster.helmPath, ['template', 'envseal', path.join(repoRoot, 'charts/envseal'), '--namespace', controllerNamespace, ...sets.flatMap((set) => ['--set', set])], { env: { ...process.env, HELM_CACHE_HOME: path.join(cluster.dir, 'helm-cache'), HELM_CONFIG_HOME: path.join(cluster.dir, 'helm-config'), HELM_DATA_HOME: path.join(cluster.dir, 'helm-data') } }, (error, stdout, stderr) => (error ? reject(new Error(`helm template: ${stderr}`)) : resolve(stdout)));
+      });
+      const deployment = parseAllDocuments(rendered).map((d) => d.toJS()).find((m: { kind?: string } | null) => m?.kind === 'Deployment') as { spec: { template: { spec: { containers: { args: string[]; env: { name: string; value?: string }[] }[] } } } };
+      const container = deployment.spec.template.spec.containers[0]!;
+      // The pod's projected token and metrics port become a local file and a free loopback port.
+      const port = await freePort();
+      const args = container.args.map((a) => (a.startsWith('--metrics-address=') ? `--metrics-address=127.0.0.1:${port}` : a.startsWith('--vault-auth-token-file=') ? `--vault-auth-token-file=${tokenFile}` : a));
+      expect(args.filter((a, i) => a !== container.args[i])).toHaveLength(2);
+      const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, POD_NAMESPACE: controllerNamespace, POD_NAME: 'envseal-chart-0', AWS_ACCESS_KEY_ID: emulator().credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: emulator().credentials.secretAccessKey, AWS_EC2_METADATA_DISABLED: 'true' };
+      for (const variable of container.env) if (variable.value !== undefined) env[variable.name] = variable.value;
+
+      await stopKms();
+      try {
+        const metricsUrl = `http://127.0.0.1:${port}/metrics`;
+        let metrics = '';
+        const { code, log } = await withControllerProcess({ args: [ENVSEAL, ...args, `--kubeconfig=${cluster.kubeconfigPath}`], cwd: dir, env }, async (log) => {
+          await waitFor('caches synced', () => log().includes('caches synced'), { timeoutMs: 60_000 });
+          await apply('via-chart');
+          await waitFor('via-chart Synced', async () => (await readyOf('via-chart'))?.reason === 'Synced', { timeoutMs: 90_000 });
+          expect(await secretValue('via-chart')).toBe(CANARY);
+          metrics = await fetch(metricsUrl).then((r) => r.text());
+        });
+        expect(code, log.slice(-3000)).toBe(0);
+        expect(log).not.toContain(CANARY);
+        expect(unwraps(metrics, 'aws-kms', 'Unavailable')).toBeGreaterThanOrEqual(1);
+        expect(unwraps(metrics, 'vault-transit', 'success')).toBe(1);
+        // OpenBao issued the controller's token to the ServiceAccount, through the audience-bound token.
+        const accessors = await bao.api<{ data: { keys: string[] } }>('LIST', 'auth/token/accessors');
+        const tokens = await Promise.all(accessors.data.keys.map((accessor) => bao.api<{ data: { meta: Record<string, string> | null; policies: string[] } }>('POST', 'auth/token/lookup-accessor', { accessor })));
+        const issued = tokens.filter((t) => t.data.meta?.service_account_name === serviceAccount);
+        expect(issued).toHaveLength(1);
+        expect(issued[0]!.data.policies).toEqual(['default', 'envseal-chart']);
+      } finally {
+        await startKms();
       }
     });
   });
