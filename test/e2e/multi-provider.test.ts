@@ -390,6 +390,9 @@ describe('aws-kms, vault-transit and age in one envelope', () => {
       // What the kubelet projects into the pod for tokenAudience.
       const tokenFile = path.join(dir, 'vault-token');
       await writeFile(tokenFile, await kubectlOk(['create', 'token', serviceAccount, '-n', controllerNamespace, `--audience=${audience}`, '--duration=1h']), { mode: 0o600 });
+      // The pod's own token (the API server's audience) is refused by this role.
+      const podToken = (await kubectlOk(['create', 'token', serviceAccount, '-n', controllerNamespace, '--duration=1h'])).trim();
+      await expect(bao.api('POST', 'auth/kubernetes/login', { role: 'envseal-chart', jwt: podToken }, '')).rejects.toThrow(/HTTP 403.*aud/);
 
       const rendered = await new Promise<string>((resolve, reject) => {
         const sets = [
