@@ -1,5 +1,5 @@
 import { ageProvider } from './age.ts';
-import { awsKmsProvider } from './aws-kms.ts';
+import { awsKmsProvider } from './aws-kms/index.ts';
 import { vaultTransitProvider } from './vault-transit.ts';
 import {
   type CreatedProviderKey,
