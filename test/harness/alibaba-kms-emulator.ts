@@ -1,0 +1,435 @@
+/**
+ * An emulator of Alibaba Cloud KMS (API version 2016-01-20, RPC style), written from
+ * Alibaba Cloud's API reference because no emulator of it exists: the alibaba-kms
+ * provider is tested against this, not against the service (docs/kms-emulators.md).
+ *
+ * What it checks, as the service documents it:
+ * - Requests: GET or POST on `/`, parameters in the query and/or a form body, the common
+ *   parameters Action, Version (2016-01-20), Format, AccessKeyId, SignatureMethod
+ *   (HMAC-SHA1), SignatureVersion (1.0), SignatureNonce, Timestamp and Signature.
+ * - The signature (RPC signature v1): HMAC-SHA1 with `SECRET&` over
+ *   `METHOD&%2F&encode(sorted, percent-encoded parameters)`; an unknown AccessKeyId is
+ *   404 InvalidAccessKeyId.NotFound, a wrong signature 400 SignatureDoesNotMatch, a
+ *   Timestamp more than 15 minutes off 400 InvalidTimeStamp.Expired, a nonce used twice
+ *   400 SignatureNonceUsed.
+ * - Keys and their states (Enabled, Disabled, PendingDeletion) with the documented
+ *   results: cryptographic calls on a disabled key are 409 Rejected.Disabled, on a key
+ *   pending deletion 409 Rejected.PendingDeletion; EnableKey/DisableKey/CreateAlias on a
+ *   key pending deletion 409 Rejected.StateModifiedFailed; an unknown key or alias 404
+ *   Forbidden.KeyNotFound.
+ * - EncryptionContext: a JSON object of strings (at most 8192 characters), order not
+ *   significant, bound to the ciphertext: a Decrypt with another context fails.
+ * - CiphertextBlob: opaque and authenticated (AES-256-GCM under the key's own secret,
+ *   the canonical context and the key id as AAD), naming the key it was made with, as
+ *   the service's blobs do. A tampered blob or another context is 400 InvalidParameter.
+ * - Errors: the documented JSON shape {RequestId, HostId, Code, Message, Recommend}.
+ *
+ * What it does not do: RAM policies (any known AccessKey may do anything), STS tokens,
+ * key rotation, asymmetric keys, KMS instances, tags, XML responses.
+ *
+ * Test hooks outside the API, on the same port: `POST /__emulator/faults` with
+ * `{"throttle": N, "unavailable": N}` makes the next N API calls answer 400
+ * Throttling.User (or 503 ServiceUnavailableTemporary); `GET /__emulator/calls` returns
+ * the count of answered calls by Action and outcome.
+ *
+ * Run directly (`node test/harness/alibaba-kms-emulator.ts`), it listens on 127.0.0.1
+ * and a free port, prints `alibaba-kms-emulator listening on 127.0.0.1:PORT`, takes its
+ * AccessKey pairs from ALIBABA_KMS_EMULATOR_ACCESS_KEYS (JSON {id: secret}) and region
+ * from ALIBABA_KMS_EMULATOR_REGION, and exits when its standard input closes.
+ */
+import { createCipheriv, createDecipheriv, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface AlibabaKmsEmulatorOptions {
+  /** AccessKey id → AccessKey secret. */
+  accessKeys: Readonly<Record<string, string>>;
+  /** Default cn-hangzhou. */
+  region?: string;
+  /** The account id in key ARNs (16 digits). */
+  accountId?: string;
+  /** The clock (tests). */
+  now?: () => number;
+}
+
+type KeyState = 'Enabled' | 'Disabled' | 'PendingDeletion';
+
+interface EmulatedKey {
+  keyId: string;
+  arn: string;
+  state: KeyState;
+  description: string;
+  creationDate: string;
+  deleteDate: string;
+  versionId: string;
+  material: Buffer;
+}
+
+class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+const API_VERSION = '2016-01-20';
+const MAX_SKEW_MS = 15 * 60_000;
+const MAX_BODY_BYTES = 64 * 1024;
+const MAX_CONTEXT_CHARS = 8192;
+const BLOB_VERSION = 1;
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+const UUID_BYTES = 36;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const ALIAS = /^alias\/[A-Za-z0-9:/_-]{1,255}$/;
+
+/** RFC 3986 percent-encoding, as the RPC signature wants it. */
+export function percentEncode(text: string): string {
+  return encodeURIComponent(text).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/** The RPC v1 signature of `params` (Signature itself excluded) for `method`. */
+export function rpcSignature(params: Readonly<Record<string, string>>, method: string, secret: string): string {
+  const canonical = Object.keys(params)
+    .filter((k) => k !== 'Signature')
+    .sort()
+    .map((k) => `${percentEncode(k)}=${percentEncode(params[k] ?? '')}`)
+    .join('&');
+  const stringToSign = `${method}&${percentEncode('/')}&${percentEncode(canonical)}`;
+  return createHmac('sha1', `${secret}&`).update(stringToSign, 'utf8').digest('base64');
+}
+
+function canonicalContext(context: Record<string, string>): Buffer {
+  const sorted = Object.keys(context)
+    .sort()
+    .map((k) => [k, context[k]]);
+  return Buffer.from(JSON.stringify(sorted), 'utf8');
+}
+
+export interface AlibabaKmsEmulator {
+  handle(req: IncomingMessage, res: ServerResponse): void;
+  /** Answered API calls: `Action outcome` (outcome: Success or the error code) → count. */
+  calls(): Record<string, number>;
+}
+
+export function createAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions): AlibabaKmsEmulator {
+  const region = options.region ?? 'cn-hangzhou';
+  const accountId = options.accountId ?? '1234567890123456';
+  const now = options.now ?? Date.now;
+  const hostId = `kms.${region}.aliyuncs.com`;
+  const keys = new Map<string, EmulatedKey>();
+  const aliases = new Map<string, string>();
+  const nonces = new Map<string, number>();
+  const counts: Record<string, number> = {};
+  const faults = { throttle: 0, unavailable: 0 };
+
+  function findKey(ref: string | undefined): EmulatedKey {
+    if (ref === undefined || ref === '') throw new ApiError(400, 'MissingParameter', 'The input parameter "KeyId" that is mandatory for processing this request is not supplied.');
+    let id = ref;
+    if (ref.startsWith('alias/')) id = aliases.get(ref) ?? '';
+    else if (ref.startsWith('acs:kms:')) {
+      const m = /^acs:kms:([^:]+):(\d+):(key|alias)\/(.+)$/.exec(ref);
+      if (m === null || m[1] !== region || m[2] !== accountId) id = '';
+      else id = m[3] === 'alias' ? (aliases.get(`alias/${m[4]}`) ?? '') : (m[4] ?? '');
+    }
+    const key = keys.get(id);
+    if (key === undefined) throw new ApiError(404, 'Forbidden.KeyNotFound', 'The specified Key is not found.');
+    return key;
+  }
+
+  function requireUsable(key: EmulatedKey): void {
+    if (key.state === 'Disabled') throw new ApiError(409, 'Rejected.Disabled', `The request is rejected because the key state is Disabled.`);
+    if (key.state === 'PendingDeletion') throw new ApiError(409, 'Rejected.PendingDeletion', `The request is rejected because the key state is PendingDeletion.`);
+  }
+
+  function parseContext(text: string | undefined, params: Record<string, string>): Record<string, string> {
+    // The service takes the context as one JSON string; a client that flattens the map
+    // into EncryptionContext.KEY parameters would bind nothing, so the emulator refuses it.
+    if (Object.keys(params).some((k) => k.startsWith('EncryptionContext.'))) {
+      throw new ApiError(400, 'InvalidParameter', 'The specified parameter EncryptionContext is not valid.');
+    }
+    if (text === undefined || text === '') return {};
+    if (text.length > MAX_CONTEXT_CHARS) throw new ApiError(400, 'InvalidParameter', 'The specified parameter EncryptionContext is not valid.');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new ApiError(400, 'InvalidParameter', 'The specified parameter EncryptionContext is not valid.');
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || Object.values(parsed).some((v) => typeof v !== 'string')) {
+      throw new ApiError(400, 'InvalidParameter', 'The specified parameter EncryptionContext is not valid.');
+    }
+    return parsed as Record<string, string>;
+  }
+
+  function seal(key: EmulatedKey, plaintext: Buffer, context: Record<string, string>): string {
+    const iv = randomBytes(IV_BYTES);
+    const cipher = createCipheriv('aes-256-gcm', key.material, iv);
+    cipher.setAAD(Buffer.concat([Buffer.from(key.keyId, 'ascii'), canonicalContext(context)]));
+    const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+    return Buffer.concat([Buffer.from([BLOB_VERSION]), Buffer.from(key.keyId, 'ascii'), Buffer.from(key.versionId, 'ascii'), iv, body, cipher.getAuthTag()]).toString('base64');
+  }
+
+  function open(blobText: string | undefined, context: Record<string, string>): { key: EmulatedKey; plaintext: Buffer } {
+    if (blobText === undefined || blobText === '') throw new ApiError(400, 'MissingParameter', 'The input parameter "CiphertextBlob" that is mandatory for processing this request is not supplied.');
+    const invalid = () => new ApiError(400, 'InvalidParameter', 'The specified parameter CiphertextBlob is not valid.');
+    const blob = Buffer.from(blobText, 'base64');
+    if (blob.byteLength < 1 + 2 * UUID_BYTES + IV_BYTES + TAG_BYTES || blob[0] !== BLOB_VERSION) throw invalid();
+    const keyId = blob.subarray(1, 1 + UUID_BYTES).toString('latin1');
+    if (!UUID.test(keyId)) throw invalid();
+    const key = keys.get(keyId);
+    if (key === undefined) throw new ApiError(404, 'Forbidden.KeyNotFound', 'The specified Key is not found.');
+    requireUsable(key);
+    const ivAt = 1 + 2 * UUID_BYTES;
+    const decipher = createDecipheriv('aes-256-gcm', key.material, blob.subarray(ivAt, ivAt + IV_BYTES));
+    decipher.setAAD(Buffer.concat([Buffer.from(key.keyId, 'ascii'), canonicalContext(context)]));
+    decipher.setAuthTag(blob.subarray(blob.byteLength - TAG_BYTES));
+    try {
+      return { key, plaintext: Buffer.concat([decipher.update(blob.subarray(ivAt + IV_BYTES, blob.byteLength - TAG_BYTES)), decipher.final()]) };
+    } catch {
+      throw invalid();
+    }
+  }
+
+  function metadata(key: EmulatedKey): Record<string, unknown> {
+    return {
+      KeyId: key.keyId,
+      Arn: key.arn,
+      KeyState: key.state,
+      KeySpec: 'Aliyun_AES_256',
+      KeyUsage: 'ENCRYPT/DECRYPT',
+      Origin: 'Aliyun_KMS',
+      ProtectionLevel: 'SOFTWARE',
+      Description: key.description,
+      CreationDate: key.creationDate,
+      DeleteDate: key.deleteDate,
+      PrimaryKeyVersion: key.versionId,
+      AutomaticRotation: 'Disabled',
+      Creator: accountId,
+    };
+  }
+
+  function utc(ms: number): string {
+    return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  }
+
+  const actions: Record<string, (p: Record<string, string>) => Record<string, unknown>> = {
+    CreateKey(p) {
+      if (p.KeySpec !== undefined && p.KeySpec !== 'Aliyun_AES_256') throw new ApiError(400, 'InvalidParameter', 'The specified parameter KeySpec is not valid.');
+      if (p.KeyUsage !== undefined && p.KeyUsage !== 'ENCRYPT/DECRYPT') throw new ApiError(400, 'InvalidParameter', 'The specified parameter KeyUsage is not valid.');
+      const keyId = randomUUID();
+      const key: EmulatedKey = {
+        keyId,
+        arn: `acs:kms:${region}:${accountId}:key/${keyId}`,
+        state: 'Enabled',
+        description: p.Description ?? '',
+        creationDate: utc(now()),
+        deleteDate: '',
+        versionId: randomUUID(),
+        material: randomBytes(32),
+      };
+      keys.set(keyId, key);
+      return { KeyMetadata: metadata(key) };
+    },
+    CreateAlias(p) {
+      const name = p.AliasName ?? '';
+      if (!ALIAS.test(name)) throw new ApiError(400, 'InvalidParameter', 'The specified parameter AliasName is not valid.');
+      const key = findKey(p.KeyId);
+      if (key.state === 'PendingDeletion') throw new ApiError(409, 'Rejected.StateModifiedFailed', 'The request is rejected because the key state is PendingDeletion.');
+      if (aliases.has(name)) throw new ApiError(409, 'Forbidden.AliasExists', 'The specified alias already exists.');
+      aliases.set(name, key.keyId);
+      return {};
+    },
+    DescribeKey(p) {
+      return { KeyMetadata: metadata(findKey(p.KeyId)) };
+    },
+    EnableKey(p) {
+      const key = findKey(p.KeyId);
+      if (key.state === 'PendingDeletion') throw new ApiError(409, 'Rejected.StateModifiedFailed', 'The request is rejected because the key state is PendingDeletion.');
+      key.state = 'Enabled';
+      return {};
+    },
+    DisableKey(p) {
+      const key = findKey(p.KeyId);
+      if (key.state === 'PendingDeletion') throw new ApiError(409, 'Rejected.StateModifiedFailed', 'The request is rejected because the key state is PendingDeletion.');
+      key.state = 'Disabled';
+      return {};
+    },
+    ScheduleKeyDeletion(p) {
+      const key = findKey(p.KeyId);
+      const days = Number(p.PendingWindowInDays);
+      if (!Number.isInteger(days) || days < 7 || days > 366) throw new ApiError(400, 'InvalidParameter', 'The specified parameter PendingWindowInDays is not valid.');
+      if (key.state === 'PendingDeletion') throw new ApiError(409, 'Rejected.StateModifiedFailed', 'The request is rejected because the key state is PendingDeletion.');
+      key.state = 'PendingDeletion';
+      key.deleteDate = utc(now() + days * 86_400_000);
+      return {};
+    },
+    CancelKeyDeletion(p) {
+      const key = findKey(p.KeyId);
+      if (key.state !== 'PendingDeletion') throw new ApiError(409, 'Rejected.StateModifiedFailed', `The request is rejected because the key state is ${key.state}.`);
+      key.state = 'Disabled';
+      key.deleteDate = '';
+      return {};
+    },
+    GenerateDataKey(p) {
+      const key = findKey(p.KeyId);
+      const context = parseContext(p.EncryptionContext, p);
+      let bytes = 32;
+      if (p.NumberOfBytes !== undefined) {
+        bytes = Number(p.NumberOfBytes);
+        if (!Number.isInteger(bytes) || bytes < 1 || bytes > 1024) throw new ApiError(400, 'InvalidParameter', 'The specified parameter NumberOfBytes is not valid.');
+      } else if (p.KeySpec === 'AES_128') bytes = 16;
+      else if (p.KeySpec !== undefined && p.KeySpec !== 'AES_256') throw new ApiError(400, 'InvalidParameter', 'The specified parameter KeySpec is not valid.');
+      requireUsable(key);
+      // As the service does: the plaintext that Decrypt returns is the base64 text of the key.
+      const plaintext = randomBytes(bytes).toString('base64');
+      return { KeyId: key.keyId, KeyVersionId: key.versionId, Plaintext: plaintext, CiphertextBlob: seal(key, Buffer.from(plaintext, 'utf8'), context) };
+    },
+    Encrypt(p) {
+      const key = findKey(p.KeyId);
+      const context = parseContext(p.EncryptionContext, p);
+      if (p.Plaintext === undefined || p.Plaintext === '') throw new ApiError(400, 'MissingParameter', 'The input parameter "Plaintext" that is mandatory for processing this request is not supplied.');
+      if (Buffer.byteLength(p.Plaintext, 'utf8') > 6144) throw new ApiError(400, 'InvalidParameter', 'The specified parameter Plaintext is not valid.');
+      requireUsable(key);
+      return { KeyId: key.keyId, KeyVersionId: key.versionId, CiphertextBlob: seal(key, Buffer.from(p.Plaintext, 'utf8'), context) };
+    },
+    Decrypt(p) {
+      const { key, plaintext } = open(p.CiphertextBlob, parseContext(p.EncryptionContext, p));
+      return { KeyId: key.keyId, KeyVersionId: key.versionId, Plaintext: plaintext.toString('utf8') };
+    },
+  };
+
+  /** Checks the common parameters and the signature; returns the parameters. */
+  function authenticate(method: string, params: Record<string, string>): void {
+    for (const name of ['AccessKeyId', 'Signature', 'SignatureMethod', 'SignatureNonce', 'Timestamp', 'Action', 'Version']) {
+      if (params[name] === undefined || params[name] === '') {
+        throw new ApiError(400, 'MissingParameter', `The input parameter "${name}" that is mandatory for processing this request is not supplied.`);
+      }
+    }
+    if (params.Version !== API_VERSION) throw new ApiError(400, 'InvalidVersion', 'Specified parameter Version is not valid.');
+    if (params.SignatureMethod !== 'HMAC-SHA1' || (params.SignatureVersion ?? '1.0') !== '1.0') {
+      throw new ApiError(400, 'InvalidParameter', 'The specified parameter SignatureMethod is not valid.');
+    }
+    if (params.Format !== undefined && params.Format.toUpperCase() !== 'JSON') throw new ApiError(400, 'InvalidParameter', 'The emulator answers only Format=JSON.');
+    const secret = Object.hasOwn(options.accessKeys, params.AccessKeyId!) ? options.accessKeys[params.AccessKeyId!] : undefined;
+    if (secret === undefined) throw new ApiError(404, 'InvalidAccessKeyId.NotFound', 'Specified access key is not found.');
+    const expected = Buffer.from(rpcSignature(params, method, secret), 'utf8');
+    const given = Buffer.from(params.Signature!, 'utf8');
+    if (expected.byteLength !== given.byteLength || !timingSafeEqual(expected, given)) {
+      throw new ApiError(400, 'SignatureDoesNotMatch', 'Specified signature is not matched with our calculation.');
+    }
+    const at = Date.parse(params.Timestamp!);
+    if (!Number.isFinite(at) || Math.abs(now() - at) > MAX_SKEW_MS) throw new ApiError(400, 'InvalidTimeStamp.Expired', 'Specified time stamp or date value is expired.');
+    for (const [nonce, seen] of nonces) if (now() - seen > MAX_SKEW_MS) nonces.delete(nonce);
+    const nonceKey = `${params.AccessKeyId}\n${params.SignatureNonce}`;
+    if (nonces.has(nonceKey)) throw new ApiError(400, 'SignatureNonceUsed', 'Specified signature nonce was used already.');
+    nonces.set(nonceKey, now());
+    if (params.SecurityToken !== undefined) throw new ApiError(400, 'InvalidSecurityToken.Malformed', 'The emulator issues no STS tokens.');
+  }
+
+  function send(res: ServerResponse, status: number, body: Record<string, unknown>): void {
+    const text = JSON.stringify(body);
+    res.writeHead(status, { 'content-type': 'application/json;charset=utf-8', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  }
+
+  async function readBody(req: IncomingMessage): Promise<string> {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req as AsyncIterable<Buffer>) {
+      size += chunk.byteLength;
+      if (size > MAX_BODY_BYTES) throw new ApiError(400, 'InvalidParameter', 'The request body is too large.');
+      chunks.push(chunk);
+    }
+    return Buffer.concat(chunks).toString('utf8');
+  }
+
+  async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const requestId = randomUUID().toUpperCase();
+    const url = new URL(req.url ?? '/', 'http://emulator');
+    if (url.pathname === '/__emulator/faults' && req.method === 'POST') {
+      const asked = JSON.parse((await readBody(req)) || '{}') as { throttle?: number; unavailable?: number };
+      faults.throttle = asked.throttle ?? 0;
+      faults.unavailable = asked.unavailable ?? 0;
+      send(res, 200, {});
+      return;
+    }
+    if (url.pathname === '/__emulator/calls') {
+      send(res, 200, { ...counts });
+      return;
+    }
+    let action = 'Unknown';
+    try {
+      const params: Record<string, string> = {};
+      for (const [k, v] of url.searchParams) params[k] = v;
+      if (req.method === 'POST') {
+        const type = req.headers['content-type'] ?? '';
+        const body = await readBody(req);
+        if (body !== '') {
+          if (!type.startsWith('application/x-www-form-urlencoded')) throw new ApiError(400, 'InvalidParameter', 'The request body must be application/x-www-form-urlencoded.');
+          for (const [k, v] of new URLSearchParams(body)) params[k] = v;
+        }
+      } else if (req.method !== 'GET') {
+        throw new ApiError(400, 'UnsupportedHTTPMethod', 'Specified signature method is not supported.');
+      }
+      if (url.pathname !== '/') throw new ApiError(404, 'InvalidAction.NotFound', 'Specified api is not found, please check your url and method.');
+      action = params.Action ?? 'Unknown';
+      authenticate(req.method, params);
+      const handler = Object.hasOwn(actions, action) ? actions[action] : undefined;
+      if (handler === undefined) throw new ApiError(404, 'InvalidAction.NotFound', 'Specified api is not found, please check your url and method.');
+      if (faults.unavailable > 0) {
+        faults.unavailable--;
+        throw new ApiError(503, 'ServiceUnavailableTemporary', 'Service Unavailable Temporary.');
+      }
+      if (faults.throttle > 0) {
+        faults.throttle--;
+        throw new ApiError(400, 'Throttling.User', 'Request was denied due to user flow control.');
+      }
+      const out = handler(params);
+      counts[`${action} Success`] = (counts[`${action} Success`] ?? 0) + 1;
+      send(res, 200, { RequestId: requestId, ...out });
+    } catch (error) {
+      const e = error instanceof ApiError ? error : new ApiError(500, 'InternalFailure', 'Internal Failure.');
+      counts[`${action} ${e.code}`] = (counts[`${action} ${e.code}`] ?? 0) + 1;
+      send(res, e.status, { RequestId: requestId, HostId: hostId, Code: e.code, Message: e.message, Recommend: `https://api.aliyun.com/troubleshoot?q=${e.code}&product=Kms` });
+    }
+  }
+
+  return {
+    handle(req, res) {
+      serve(req, res).catch(() => {
+        if (!res.headersSent) send(res, 500, { Code: 'InternalFailure', Message: 'Internal Failure.' });
+        else res.destroy();
+      });
+    },
+    calls: () => ({ ...counts }),
+  };
+}
+
+/** Listens on 127.0.0.1 (port 0: a free one). */
+export async function listenAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions & { port?: number }): Promise<{ server: Server; port: number }> {
+  const emulator = createAlibabaKmsEmulator(options);
+  const server = createServer((req, res) => emulator.handle(req, res));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
+  });
+  return { server, port: (server.address() as AddressInfo).port };
+}
+
+if (import.meta.main) {
+  const accessKeys = JSON.parse(process.env.ALIBABA_KMS_EMULATOR_ACCESS_KEYS ?? '{}') as Record<string, string>;
+  const region = process.env.ALIBABA_KMS_EMULATOR_REGION;
+  const { server, port } = await listenAlibabaKmsEmulator({ accessKeys, ...(region ? { region } : {}) });
+  process.stdout.write(`alibaba-kms-emulator listening on 127.0.0.1:${port}\n`);
+  process.stdin.resume();
+  process.stdin.on('end', () => {
+    server.close();
+    server.closeAllConnections();
+    process.exit(0);
+  });
+  process.on('SIGTERM', () => process.exit(0));
+}
