@@ -354,15 +354,33 @@ interface Sdk {
 
 async function loadSdk(): Promise<Sdk> {
   const [kms, credentials] = await Promise.all([import('@alicloud/kms20160120'), import('@alicloud/credentials')]);
-  // CommonJS modules: the exports object is `default`, the client its own `default`.
-  const k = ((kms as { default?: unknown }).default ?? kms) as Record<string, unknown>;
-  const c = ((credentials as { default?: unknown }).default ?? credentials) as Record<string, unknown>;
-  const Client = (k.default ?? k) as Sdk['Client'];
+  // CommonJS modules: what holds the exports differs between Node's and bundlers' interop
+  // (the namespace, its `default`, or `default.default`): take the first that has it.
+  const layers = (mod: unknown): Record<string, unknown>[] => {
+    const out: Record<string, unknown>[] = [];
+    let at: unknown = mod;
+    for (let i = 0; i < 3 && (typeof at === 'object' || typeof at === 'function') && at !== null; i++) {
+      out.push(at as Record<string, unknown>);
+      at = (at as { default?: unknown }).default;
+    }
+    return out;
+  };
+  const find = <T>(mod: unknown, what: string, test: (value: unknown) => boolean): T => {
+    for (const layer of layers(mod)) if (test(layer)) return layer as T;
+    throw new ProviderError('Internal', `alibaba-kms: the SDK has no ${what} (an incompatible version?)`, { provider: ALIBABA_KMS });
+  };
+  const hasMethod = (method: string) => (value: unknown) => typeof value === 'function' && typeof (value as { prototype?: Record<string, unknown> }).prototype?.[method] === 'function';
+  const names = ['GenerateDataKeyRequest', 'EncryptRequest', 'DecryptRequest', 'DescribeKeyRequest', 'CreateKeyRequest', 'CreateAliasRequest', 'ScheduleKeyDeletionRequest'] as const;
+  const kmsExports = find<Record<string, unknown>>(kms, 'request models', (value) => names.every((n) => typeof (value as Record<string, unknown>)[n] === 'function'));
+  const credentialExports = find<Record<string, unknown>>(credentials, 'credential Config', (value) => typeof (value as Record<string, unknown>).Config === 'function');
   const models = {} as Sdk['models'];
-  for (const name of ['GenerateDataKeyRequest', 'EncryptRequest', 'DecryptRequest', 'DescribeKeyRequest', 'CreateKeyRequest', 'CreateAliasRequest', 'ScheduleKeyDeletionRequest'] as const) {
-    models[name] = k[name] as ModelClass;
-  }
-  return { Client, models, Credential: (c.default ?? c) as Sdk['Credential'], CredentialConfig: c.Config as ModelClass };
+  for (const name of names) models[name] = kmsExports[name] as ModelClass;
+  return {
+    Client: find<Sdk['Client']>(kms, 'KMS client', hasMethod('decryptEx')),
+    models,
+    Credential: find<Sdk['Credential']>(credentials, 'Credential class', hasMethod('getAccessKeyId')),
+    CredentialConfig: credentialExports.Config as ModelClass,
+  };
 }
 
 interface Call {
