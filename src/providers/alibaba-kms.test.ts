@@ -177,6 +177,7 @@ describe('alibaba-kms settings', () => {
   it('uses RRSA (what ACK injects for a ServiceAccount with a RAM role) when no AccessKey is set', () => {
     const env = { ALIBABA_CLOUD_ROLE_ARN: 'acs:ram::1234567890123456:role/envseal', ALIBABA_CLOUD_OIDC_PROVIDER_ARN: 'acs:ram::1234567890123456:oidc-provider/ack-rrsa-c1', ALIBABA_CLOUD_OIDC_TOKEN_FILE: '/var/run/secrets/ack.alibabacloud.com/rrsa-tokens/token' };
     expect(resolveAlibabaKmsOptions({ values, env }).credentials).toEqual({ kind: 'rrsa', roleArn: env.ALIBABA_CLOUD_ROLE_ARN, oidcProviderArn: env.ALIBABA_CLOUD_OIDC_PROVIDER_ARN, oidcTokenFile: env.ALIBABA_CLOUD_OIDC_TOKEN_FILE });
+    expect(resolveAlibabaKmsOptions({ values, env: { ...env, ALIBABA_CLOUD_STS_REGION: 'cn-hangzhou', ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED: 'true' } }).credentials).toMatchObject({ kind: 'rrsa', stsRegion: 'cn-hangzhou', stsVpcEndpoint: true });
     expect(() => resolveAlibabaKmsOptions({ values, env: { ALIBABA_CLOUD_ROLE_ARN: env.ALIBABA_CLOUD_ROLE_ARN } })).toThrow(/ALIBABA_CLOUD_OIDC_PROVIDER_ARN and ALIBABA_CLOUD_OIDC_TOKEN_FILE together/);
   });
 

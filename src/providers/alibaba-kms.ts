@@ -56,7 +56,7 @@ const PENDING_WINDOW_DAYS = 7;
 export type AlibabaKmsCredentials =
   | { kind: 'access-key'; accessKeyId: string; accessKeySecret: string; securityToken?: string }
   /** RRSA: a RAM role assumed with the pod's OIDC token (ACK). */
-  | { kind: 'rrsa'; roleArn: string; oidcProviderArn: string; oidcTokenFile: string; roleSessionName?: string; stsEndpoint?: string };
+  | { kind: 'rrsa'; roleArn: string; oidcProviderArn: string; oidcTokenFile: string; roleSessionName?: string; stsEndpoint?: string; stsRegion?: string; stsVpcEndpoint?: boolean };
 
 export interface AlibabaKmsProviderOptions {
   /** Region of bare key ids and aliases (CLI: --alibaba-kms-region, ALIBABA_CLOUD_REGION_ID). ARNs carry their own. */
@@ -310,8 +310,20 @@ export function resolveAlibabaKmsOptions(source: Pick<ProviderSettingsSource, 'v
       throw new ProviderError('AccessDenied', 'alibaba-kms RRSA needs ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN and ALIBABA_CLOUD_OIDC_TOKEN_FILE together (set by ACK for a ServiceAccount with RRSA)', { provider: ALIBABA_KMS });
     }
     const roleSessionName = stringValue(env.ALIBABA_CLOUD_ROLE_SESSION_NAME);
+    // What ack-pod-identity-webhook 0.4+ also injects: the STS endpoint to use.
     const stsEndpoint = stringValue(env.ALIBABA_CLOUD_STS_ENDPOINT);
-    credentials = { kind: 'rrsa', roleArn, oidcProviderArn, oidcTokenFile, ...(roleSessionName === undefined ? {} : { roleSessionName }), ...(stsEndpoint === undefined ? {} : { stsEndpoint }) };
+    const stsRegion = stringValue(env.ALIBABA_CLOUD_STS_REGION);
+    const stsVpcEndpoint = stringValue(env.ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED)?.toLowerCase() === 'true';
+    credentials = {
+      kind: 'rrsa',
+      roleArn,
+      oidcProviderArn,
+      oidcTokenFile,
+      ...(roleSessionName === undefined ? {} : { roleSessionName }),
+      ...(stsEndpoint === undefined ? {} : { stsEndpoint }),
+      ...(stsRegion === undefined ? {} : { stsRegion }),
+      ...(stsVpcEndpoint ? { stsVpcEndpoint } : {}),
+    };
   }
   return { ...(region === undefined ? {} : { region }), ...(endpoint === undefined ? {} : { endpoint }), ...(credentials === undefined ? {} : { credentials }) };
 }
@@ -430,7 +442,7 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
     credential ??=
       creds.kind === 'access-key'
         ? new sdk.Credential(new sdk.CredentialConfig({ type: creds.securityToken === undefined ? 'access_key' : 'sts', accessKeyId: creds.accessKeyId, accessKeySecret: creds.accessKeySecret, ...(creds.securityToken === undefined ? {} : { securityToken: creds.securityToken }) }))
-        : new sdk.Credential(new sdk.CredentialConfig({ type: 'oidc_role_arn', roleArn: creds.roleArn, oidcProviderArn: creds.oidcProviderArn, oidcTokenFilePath: creds.oidcTokenFile, roleSessionName: creds.roleSessionName ?? 'envseal', ...(creds.stsEndpoint === undefined ? {} : { stsEndpoint: creds.stsEndpoint }) }));
+        : new sdk.Credential(new sdk.CredentialConfig({ type: 'oidc_role_arn', roleArn: creds.roleArn, oidcProviderArn: creds.oidcProviderArn, oidcTokenFilePath: creds.oidcTokenFile, roleSessionName: creds.roleSessionName ?? 'envseal', ...(creds.stsEndpoint === undefined ? {} : { stsEndpoint: creds.stsEndpoint }), ...(creds.stsRegion === undefined ? {} : { stsRegionId: creds.stsRegion }), ...(creds.stsVpcEndpoint ? { enableVpc: true } : {}) }));
     client = new sdk.Client({
       credential,
       regionId: call.region,
