@@ -471,7 +471,12 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
     let contextBound = false;
     let serviceCode: string;
     let said = '';
-    if (answer !== undefined) {
+    const sts = stsFailure(error);
+    if (sts !== undefined) {
+      code = 'AccessDenied';
+      serviceCode = sts.serviceCode;
+      explanation = sts.explanation;
+    } else if (answer !== undefined) {
       ({ code, explanation, contextBound } = classifyAlibabaError(answer.serviceCode, answer.status, call.operation));
       serviceCode = answer.serviceCode;
       said = answer.message === '' ? '' : sanitizeAlibabaMessage(answer.message);
@@ -489,6 +494,21 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
       ...(answer?.requestId === undefined ? {} : { requestId: answer.requestId }),
     });
     return new ProviderError(code, message, { provider: ALIBABA_KMS, serviceCode, cause, ...(contextBound ? { contextBound: true } : {}) });
+  }
+
+  /** A failure to get RRSA credentials (the OIDC token file, STS AssumeRoleWithOIDC), or undefined. */
+  function stsFailure(error: unknown): { serviceCode: string; explanation: string } | undefined {
+    const creds = options.credentials;
+    if (creds?.kind !== 'rrsa' || typeof error !== 'object' || error === null) return undefined;
+    const e = error as ErrorLike & { path?: unknown };
+    if (typeof e.code === 'string' && /^E(NOENT|ACCES|ISDIR|PERM)$/.test(e.code) && e.path === creds.oidcTokenFile) {
+      return { serviceCode: e.code, explanation: `RRSA: cannot read the OIDC token file ${quote(creds.oidcTokenFile)} (ALIBABA_CLOUD_OIDC_TOKEN_FILE)` };
+    }
+    const message = typeof e.message === 'string' ? e.message : '';
+    if (!message.startsWith('get sts token failed')) return undefined;
+    // The library quotes STS's JSON answer: take its error code only.
+    const code = /"Code"\s*:\s*"([A-Za-z0-9.]{1,80})"/.exec(message)?.[1] ?? 'AssumeRoleWithOIDC';
+    return { serviceCode: code, explanation: `RRSA: STS refused AssumeRoleWithOIDC for role ${creds.roleArn}: check that the role trusts the OIDC provider ${creds.oidcProviderArn} and this ServiceAccount` };
   }
 
   /** One SDK call with retries, a time limit per attempt and the caller's signal. */

@@ -3,7 +3,11 @@
 // the service exists elsewhere: this is tested against ours, not against Alibaba Cloud
 // (docs/kms-emulators.md says what the emulator checks and what it does not).
 import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -12,7 +16,9 @@ import { type AlibabaKmsProvider, type AlibabaKmsProviderOptions, alibabaKms, cr
 import { ProviderError, type Recipient } from '../../src/providers/types.ts';
 import { rpcSignature } from '../harness/alibaba-kms-emulator.ts';
 import { type AlibabaKms, startAlibabaKms } from '../harness/alibaba-kms.ts';
+import { uniqueName } from '../harness/cluster.ts';
 import { CANARY_MARKER } from '../harness/faults-leaks.ts';
+import { adminClient, createNamespace, kubectl } from '../harness/kube.ts';
 
 const STRICT = kmsEncryptionContext({ scope: 'strict', namespace: 'prod', name: 'db' });
 const OTHER_NAME = kmsEncryptionContext({ scope: 'strict', namespace: 'prod', name: 'api' });
@@ -403,5 +409,86 @@ describe('alibaba-kms provider against the emulator', () => {
         }
       }
     });
+  });
+});
+
+async function kubectlOk(args: string[]): Promise<string> {
+  const result = await kubectl(args);
+  if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${result.stderr}`);
+  return result.stdout;
+}
+
+describe('alibaba-kms with RRSA: a ServiceAccount token of the real API server exchanged with STS AssumeRoleWithOIDC', () => {
+  const namespace = uniqueName('alibaba-rrsa');
+  const roleArn = 'acs:ram::1234567890123456:role/envseal-controller';
+  let kms: AlibabaKms;
+  let dir: string;
+  let recipient: Recipient;
+  let dataKey: Buffer;
+  let originalCAs: string[];
+
+  async function tokenFile(serviceAccount: string, audience = 'sts.aliyuncs.com'): Promise<string> {
+    const file = path.join(dir, `${serviceAccount}-${randomUUID().slice(0, 6)}`);
+    await writeFile(file, await kubectlOk(['create', 'token', serviceAccount, '-n', namespace, `--audience=${audience}`, '--duration=1h']), { mode: 0o600 });
+    return file;
+  }
+
+  /** The controller's way: everything from the environment ACK's webhook sets. */
+  async function rrsaProvider(oidcTokenFile: string) {
+    const options = await alibabaKms.settings!.resolve({
+      values: {},
+      env: { ALIBABA_CLOUD_ROLE_ARN: roleArn, ALIBABA_CLOUD_OIDC_PROVIDER_ARN: kms.sts!.oidcProviderArn, ALIBABA_CLOUD_OIDC_TOKEN_FILE: oidcTokenFile, ALIBABA_CLOUD_STS_ENDPOINT: kms.sts!.endpoint, ALIBABA_CLOUD_KMS_ENDPOINT: kms.endpoint },
+      role: 'controller',
+      unwrap: true,
+      readFile: () => Promise.reject(new Error('no files')),
+      warn: () => {},
+    });
+    return alibabaKms.create({ ...(options as object), maxAttempts: 1 });
+  }
+
+  beforeAll(async () => {
+    await createNamespace(adminClient(), namespace);
+    for (const name of ['envseal-controller', 'intruder']) await kubectlOk(['create', 'serviceaccount', name, '-n', namespace]);
+    const issuer = (JSON.parse(await kubectlOk(['get', '--raw', '/.well-known/openid-configuration'])) as { issuer: string }).issuer;
+    const jwks = JSON.parse(await kubectlOk(['get', '--raw', '/openid/v1/jwks'])) as { keys: [] };
+    kms = await startAlibabaKms({ sts: { issuer, jwks, roles: { [roleArn]: [`system:serviceaccount:${namespace}:envseal-controller`] } } });
+    dir = await mkdtemp(path.join(os.tmpdir(), 'envseal-rrsa-'));
+    // The emulated STS has a self-signed certificate: trust it in this process only, for this block.
+    originalCAs = tls.getCACertificates('default');
+    tls.setDefaultCACertificates([...originalCAs, kms.sts!.caCert]);
+    const sealer = await createAlibabaKmsProvider({ region: kms.region, endpoint: kms.endpoint, credentials: { kind: 'access-key', accessKeyId: kms.accessKeyId, accessKeySecret: kms.accessKeySecret } });
+    const keyId = await kms.createKey();
+    const generated = await sealer.generateDataKey({ target: keyId, encryptionContext: STRICT });
+    recipient = generated.recipient;
+    dataKey = Buffer.from(generated.dataKey);
+  });
+  afterAll(async () => {
+    if (originalCAs) tls.setDefaultCACertificates(originalCAs);
+    await kms?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+    await kubectl(['delete', 'namespace', namespace, '--wait=false']);
+  });
+
+  it("the role's ServiceAccount unwraps with temporary credentials from STS (SecurityToken checked by the KMS)", async () => {
+    const provider = await rrsaProvider(await tokenFile('envseal-controller'));
+    expect(provider.canUnwrap(recipient)).toBe(true);
+    expect(Buffer.from(await provider.unwrap({ recipient, encryptionContext: STRICT })).equals(dataKey)).toBe(true);
+    expect(await kms.calls()).toMatchObject({ 'AssumeRoleWithOIDC Success': 1, 'Decrypt Success': 1 });
+  });
+
+  it('another ServiceAccount of the same cluster is refused by STS: AccessDenied naming RRSA and the role', async () => {
+    const provider = await rrsaProvider(await tokenFile('intruder'));
+    const error = await failure(provider.unwrap({ recipient, encryptionContext: STRICT }));
+    expect([error.code, error.serviceCode]).toEqual(['AccessDenied', 'AuthenticationFail.NoPermission']);
+    expect(error.message).toContain(`RRSA: STS refused AssumeRoleWithOIDC for role ${roleArn}`);
+  });
+
+  it('a token for another audience, and a missing token file, are AccessDenied', async () => {
+    const wrongAudience = await rrsaProvider(await tokenFile('envseal-controller', 'https://kubernetes.default.svc'));
+    expect((await failure(wrongAudience.unwrap({ recipient, encryptionContext: STRICT }))).serviceCode).toBe('AuthenticationFail.OIDCToken.Invalid');
+    const missing = await rrsaProvider(path.join(dir, 'no-such-token'));
+    const error = await failure(missing.unwrap({ recipient, encryptionContext: STRICT }));
+    expect([error.code, error.serviceCode]).toEqual(['AccessDenied', 'ENOENT']);
+    expect(error.message).toMatch(/cannot read the OIDC token file/);
   });
 });

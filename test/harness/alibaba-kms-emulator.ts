@@ -24,8 +24,14 @@
  *   the service's blobs do. A tampered blob or another context is 400 InvalidParameter.
  * - Errors: the documented JSON shape {RequestId, HostId, Code, Message, Recommend}.
  *
- * What it does not do: RAM policies (any known AccessKey may do anything), STS tokens,
- * key rotation, asymmetric keys, KMS instances, tags, XML responses.
+ * - STS AssumeRoleWithOIDC (RRSA), when configured, over HTTPS: the OIDC token's
+ *   signature (the issuer's JWKS: in the tests, the real API server's), issuer, audience,
+ *   expiry and subject (the role's trusted ServiceAccounts) are checked; the temporary
+ *   AccessKey it issues is accepted by the KMS only with its SecurityToken and until it
+ *   expires.
+ *
+ * What it does not do: RAM policies (any known AccessKey may do anything), key rotation,
+ * asymmetric keys, KMS instances, tags, XML responses.
  *
  * Test hooks outside the API, on the same port: `POST /__emulator/faults` with
  * `{"throttle": N, "unavailable": N}` makes the next N API calls answer 400
@@ -37,8 +43,10 @@
  * AccessKey pairs from ALIBABA_KMS_EMULATOR_ACCESS_KEYS (JSON {id: secret}) and region
  * from ALIBABA_KMS_EMULATOR_REGION, and exits when its standard input closes.
  */
-import { createCipheriv, createDecipheriv, createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, createPublicKey, type JsonWebKey, randomBytes, randomUUID, timingSafeEqual, verify } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 export interface AlibabaKmsEmulatorOptions {
@@ -50,6 +58,20 @@ export interface AlibabaKmsEmulatorOptions {
   accountId?: string;
   /** The clock (tests). */
   now?: () => number;
+  /** STS AssumeRoleWithOIDC for RRSA (served over HTTPS by listenAlibabaKmsEmulator). */
+  sts?: StsOptions;
+}
+
+export interface StsOptions {
+  /** The OIDC provider's ARN that callers must name (acs:ram::ACCOUNT:oidc-provider/NAME). */
+  oidcProviderArn: string;
+  /** The token issuer (`iss`) and its signing keys (the API server's /openid/v1/jwks). */
+  issuer: string;
+  jwks: { keys: JsonWebKey[] };
+  /** The audience the token must carry (RRSA: sts.aliyuncs.com). */
+  audience: string;
+  /** Role ARN → the token subjects its trust policy allows (system:serviceaccount:NS:NAME). */
+  roles: Record<string, string[]>;
 }
 
 type KeyState = 'Enabled' | 'Disabled' | 'PendingDeletion';
@@ -111,6 +133,8 @@ function canonicalContext(context: Record<string, string>): Buffer {
 
 export interface AlibabaKmsEmulator {
   handle(req: IncomingMessage, res: ServerResponse): void;
+  /** STS (AssumeRoleWithOIDC), served over HTTPS. */
+  handleSts(req: IncomingMessage, res: ServerResponse): void;
   /** Answered API calls: `Action outcome` (outcome: Success or the error code) → count. */
   calls(): Record<string, number>;
 }
@@ -125,6 +149,8 @@ export function createAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions): Al
   const nonces = new Map<string, number>();
   const counts: Record<string, number> = {};
   const faults = { throttle: 0, unavailable: 0 };
+  /** Temporary credentials issued by AssumeRoleWithOIDC. */
+  const stsKeys = new Map<string, { secret: string; token: string; expiresAt: number }>();
 
   function findKey(ref: string | undefined): EmulatedKey {
     if (ref === undefined || ref === '') throw new ApiError(400, 'MissingParameter', 'The input parameter "KeyId" that is mandatory for processing this request is not supplied.');
@@ -314,7 +340,8 @@ export function createAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions): Al
       throw new ApiError(400, 'InvalidParameter', 'The specified parameter SignatureMethod is not valid.');
     }
     if (params.Format !== undefined && params.Format.toUpperCase() !== 'JSON') throw new ApiError(400, 'InvalidParameter', 'The emulator answers only Format=JSON.');
-    const secret = Object.hasOwn(options.accessKeys, params.AccessKeyId!) ? options.accessKeys[params.AccessKeyId!] : undefined;
+    const temporary = stsKeys.get(params.AccessKeyId!);
+    const secret = Object.hasOwn(options.accessKeys, params.AccessKeyId!) ? options.accessKeys[params.AccessKeyId!] : temporary?.secret;
     if (secret === undefined) throw new ApiError(404, 'InvalidAccessKeyId.NotFound', 'Specified access key is not found.');
     const expected = Buffer.from(rpcSignature(params, method, secret), 'utf8');
     const given = Buffer.from(params.Signature!, 'utf8');
@@ -327,7 +354,13 @@ export function createAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions): Al
     const nonceKey = `${params.AccessKeyId}\n${params.SignatureNonce}`;
     if (nonces.has(nonceKey)) throw new ApiError(400, 'SignatureNonceUsed', 'Specified signature nonce was used already.');
     nonces.set(nonceKey, now());
-    if (params.SecurityToken !== undefined) throw new ApiError(400, 'InvalidSecurityToken.Malformed', 'The emulator issues no STS tokens.');
+    if (temporary === undefined && params.SecurityToken !== undefined) throw new ApiError(400, 'InvalidSecurityToken.Malformed', 'Specified SecurityToken is malformed.');
+    if (temporary !== undefined) {
+      const token = Buffer.from(params.SecurityToken ?? '', 'utf8');
+      const expected = Buffer.from(temporary.token, 'utf8');
+      if (token.byteLength !== expected.byteLength || !timingSafeEqual(token, expected)) throw new ApiError(400, 'InvalidSecurityToken.MismatchWithAccessKey', 'Specified SecurityToken mismatch with the AccessKey.');
+      if (now() >= temporary.expiresAt) throw new ApiError(400, 'InvalidSecurityToken.Expired', 'Specified SecurityToken is expired.');
+    }
   }
 
   function send(res: ServerResponse, status: number, body: Record<string, unknown>): void {
@@ -398,7 +431,74 @@ export function createAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions): Al
     }
   }
 
+  /** Verifies an OIDC token (JWT, RS256/ES256) against the configured issuer and keys; returns its subject. */
+  function verifyOidcToken(sts: StsOptions, token: string): string {
+    const invalid = (why: string) => new ApiError(400, 'AuthenticationFail.OIDCToken.Invalid', `The OIDC token is invalid: ${why}.`);
+    const parts = token.trim().split('.');
+    if (parts.length !== 3) throw invalid('not a JWT');
+    let header: { alg?: string; kid?: string };
+    let claims: { iss?: string; aud?: string | string[]; sub?: string; exp?: number; nbf?: number };
+    try {
+      header = JSON.parse(Buffer.from(parts[0]!, 'base64url').toString('utf8')) as typeof header;
+      claims = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as typeof claims;
+    } catch {
+      throw invalid('not a JWT');
+    }
+    const jwk = sts.jwks.keys.find((k) => (k as { kid?: string }).kid === header.kid);
+    if (jwk === undefined || (header.alg !== 'RS256' && header.alg !== 'ES256')) throw invalid('unknown signing key');
+    const signed = Buffer.from(`${parts[0]}.${parts[1]}`, 'ascii');
+    const signature = Buffer.from(parts[2]!, 'base64url');
+    const key = createPublicKey({ key: jwk, format: 'jwk' });
+    const ok = header.alg === 'RS256' ? verify('sha256', signed, key, signature) : verify('sha256', signed, { key, dsaEncoding: 'ieee-p1363' }, signature);
+    if (!ok) throw invalid('bad signature');
+    if (claims.iss !== sts.issuer) throw invalid('wrong issuer');
+    const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+    if (!audiences.includes(sts.audience)) throw invalid('wrong audience');
+    if (typeof claims.exp !== 'number' || claims.exp * 1000 <= now()) throw new ApiError(400, 'AuthenticationFail.OIDCToken.Expired', 'The OIDC token is expired.');
+    if (typeof claims.nbf === 'number' && claims.nbf * 1000 > now() + 60_000) throw invalid('not yet valid');
+    if (typeof claims.sub !== 'string') throw invalid('no subject');
+    return claims.sub;
+  }
+
+  async function serveSts(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const requestId = randomUUID().toUpperCase();
+    let action = 'Unknown';
+    try {
+      const sts = options.sts;
+      if (sts === undefined || req.method !== 'POST') throw new ApiError(404, 'InvalidAction.NotFound', 'Specified api is not found, please check your url and method.');
+      const url = new URL(req.url ?? '/', 'https://sts');
+      const params: Record<string, string> = {};
+      for (const [k, v] of url.searchParams) params[k] = v;
+      for (const [k, v] of new URLSearchParams(await readBody(req))) params[k] = v;
+      action = params.Action ?? 'Unknown';
+      if (action !== 'AssumeRoleWithOIDC' || params.Version !== '2015-04-01') throw new ApiError(404, 'InvalidAction.NotFound', 'Specified api is not found, please check your url and method.');
+      if (params.OIDCProviderArn !== sts.oidcProviderArn) throw new ApiError(404, 'EntityNotExist.OIDCProvider', 'The specified OIDC provider does not exist.');
+      const allowed = Object.hasOwn(sts.roles, params.RoleArn ?? '') ? sts.roles[params.RoleArn!] : undefined;
+      if (allowed === undefined) throw new ApiError(404, 'EntityNotExist.Role', 'The specified Role not exists.');
+      const subject = verifyOidcToken(sts, params.OIDCToken ?? '');
+      if (!allowed.includes(subject)) throw new ApiError(403, 'AuthenticationFail.NoPermission', 'You are not authorized to assume this role.');
+      const seconds = Math.min(Math.max(Number(params.DurationSeconds ?? 3600) || 3600, 900), 43_200);
+      const accessKeyId = `STS.${randomBytes(12).toString('hex')}`;
+      const credentials = { secret: randomBytes(20).toString('base64url'), token: randomBytes(48).toString('base64'), expiresAt: now() + seconds * 1000 };
+      stsKeys.set(accessKeyId, credentials);
+      counts[`${action} Success`] = (counts[`${action} Success`] ?? 0) + 1;
+      send(res, 200, {
+        RequestId: requestId,
+        AssumedRoleUser: { Arn: `${params.RoleArn!.replace(':role/', ':assumed-role/')}/${params.RoleSessionName ?? 'session'}`, AssumedRoleId: `${randomBytes(8).toString('hex')}:${params.RoleSessionName ?? 'session'}` },
+        OIDCTokenInfo: { Subject: subject, Issuer: sts.issuer, ClientIds: sts.audience },
+        Credentials: { AccessKeyId: accessKeyId, AccessKeySecret: credentials.secret, SecurityToken: credentials.token, Expiration: utc(credentials.expiresAt) },
+      });
+    } catch (error) {
+      const e = error instanceof ApiError ? error : new ApiError(500, 'InternalError', 'The request processing has failed due to some unknown error.');
+      counts[`${action} ${e.code}`] = (counts[`${action} ${e.code}`] ?? 0) + 1;
+      send(res, e.status, { RequestId: requestId, HostId: 'sts.aliyuncs.com', Code: e.code, Message: e.message, Recommend: `https://api.aliyun.com/troubleshoot?q=${e.code}&product=Sts` });
+    }
+  }
+
   return {
+    handleSts(req, res) {
+      serveSts(req, res).catch(() => res.destroy());
+    },
     handle(req, res) {
       serve(req, res).catch(() => {
         if (!res.headersSent) send(res, 500, { Code: 'InternalFailure', Message: 'Internal Failure.' });
@@ -409,26 +509,41 @@ export function createAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions): Al
   };
 }
 
-/** Listens on 127.0.0.1 (port 0: a free one). */
-export async function listenAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions & { port?: number }): Promise<{ server: Server; port: number }> {
+/**
+ * Listens on 127.0.0.1 (port 0: a free one); with `stsTls`, also serves STS over HTTPS
+ * on another free port (the SDK's credentials library speaks only HTTPS to STS).
+ */
+export async function listenAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions & { port?: number; stsTls?: { cert: string; key: string } }): Promise<{ server: Server; port: number; sts?: { server: Server; port: number } }> {
   const emulator = createAlibabaKmsEmulator(options);
+  const listen = async (server: Server, port: number): Promise<number> => {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => resolve());
+    });
+    return (server.address() as AddressInfo).port;
+  };
   const server = createServer((req, res) => emulator.handle(req, res));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, '127.0.0.1', () => resolve());
-  });
-  return { server, port: (server.address() as AddressInfo).port };
+  const port = await listen(server, options.port ?? 0);
+  if (options.stsTls === undefined) return { server, port };
+  const sts = createTlsServer({ cert: options.stsTls.cert, key: options.stsTls.key }, (req, res) => emulator.handleSts(req, res));
+  return { server, port, sts: { server: sts, port: await listen(sts, 0) } };
 }
 
 if (import.meta.main) {
   const accessKeys = JSON.parse(process.env.ALIBABA_KMS_EMULATOR_ACCESS_KEYS ?? '{}') as Record<string, string>;
   const region = process.env.ALIBABA_KMS_EMULATOR_REGION;
-  const { server, port } = await listenAlibabaKmsEmulator({ accessKeys, ...(region ? { region } : {}) });
+  // STS: ALIBABA_KMS_EMULATOR_STS (JSON StsOptions) with a TLS certificate and key (PEM files).
+  const stsJson = process.env.ALIBABA_KMS_EMULATOR_STS;
+  const sts = stsJson ? (JSON.parse(stsJson) as StsOptions) : undefined;
+  const stsTls = sts ? { cert: readFileSync(process.env.ALIBABA_KMS_EMULATOR_STS_CERT ?? '', 'utf8'), key: readFileSync(process.env.ALIBABA_KMS_EMULATOR_STS_KEY ?? '', 'utf8') } : undefined;
+  const { server, port, sts: stsServer } = await listenAlibabaKmsEmulator({ accessKeys, ...(region ? { region } : {}), ...(sts ? { sts } : {}), ...(stsTls ? { stsTls } : {}) });
+  if (stsServer) process.stdout.write(`alibaba-sts-emulator listening on 127.0.0.1:${stsServer.port}\n`);
   process.stdout.write(`alibaba-kms-emulator listening on 127.0.0.1:${port}\n`);
   process.stdin.resume();
   process.stdin.on('end', () => {
     server.close();
     server.closeAllConnections();
+    stsServer?.server.close();
     process.exit(0);
   });
   process.on('SIGTERM', () => process.exit(0));

@@ -7,10 +7,13 @@
  * input closes and the harness holds the write end, so it never outlives the test
  * process, even one killed with SIGKILL; stop() also sends SIGTERM (then SIGKILL).
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { rpcSignature } from './alibaba-kms-emulator.ts';
+import { rpcSignature, type StsOptions } from './alibaba-kms-emulator.ts';
 import { forEachOutputLine, killOnExit } from './processes.ts';
 
 const EMULATOR = fileURLToPath(new URL('./alibaba-kms-emulator.ts', import.meta.url));
@@ -31,23 +34,52 @@ export interface AlibabaKms {
   faults(options: { throttle?: number; unavailable?: number }): Promise<void>;
   /** Answered calls by `Action outcome`. */
   calls(): Promise<Record<string, number>>;
+  /** With `sts`: STS over HTTPS, `127.0.0.1:PORT` (ALIBABA_CLOUD_STS_ENDPOINT), its CA (PEM) and provider ARN. */
+  sts?: { endpoint: string; caCert: string; oidcProviderArn: string };
   stop(): Promise<void>;
 }
 
-export async function startAlibabaKms(options: { region?: string; readyTimeoutMs?: number } = {}): Promise<AlibabaKms> {
+export interface StartAlibabaKmsOptions {
+  region?: string;
+  readyTimeoutMs?: number;
+  /** Also serve STS AssumeRoleWithOIDC (RRSA) for tokens of this issuer. */
+  sts?: { issuer: string; jwks: StsOptions['jwks']; roles: StsOptions['roles']; audience?: string };
+}
+
+/** A self-signed certificate for 127.0.0.1 (openssl, as the control-plane harness uses). */
+function selfSignedCertificate(dir: string): { cert: string; key: string } {
+  const cert = join(dir, 'sts.crt');
+  const key = join(dir, 'sts.key');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-addext', 'basicConstraints=critical,CA:TRUE', '-keyout', key, '-out', cert], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return { cert, key };
+}
+
+export async function startAlibabaKms(options: StartAlibabaKmsOptions = {}): Promise<AlibabaKms> {
   const region = options.region ?? 'cn-hangzhou';
   const accessKeyId = `LTAI${randomBytes(10).toString('hex')}`;
   const accessKeySecret = randomBytes(15).toString('base64url');
+  const oidcProviderArn = 'acs:ram::1234567890123456:oidc-provider/ack-rrsa-envseal-test';
+  let tlsDir: string | undefined;
+  const stsEnv: Record<string, string> = {};
+  if (options.sts) {
+    tlsDir = await mkdtemp(join(tmpdir(), 'envseal-alibaba-sts-'));
+    const tls = selfSignedCertificate(tlsDir);
+    const sts: StsOptions = { oidcProviderArn, issuer: options.sts.issuer, jwks: options.sts.jwks, roles: options.sts.roles, audience: options.sts.audience ?? 'sts.aliyuncs.com' };
+    Object.assign(stsEnv, { ALIBABA_KMS_EMULATOR_STS: JSON.stringify(sts), ALIBABA_KMS_EMULATOR_STS_CERT: tls.cert, ALIBABA_KMS_EMULATOR_STS_KEY: tls.key });
+  }
   const child = spawn(process.execPath, [EMULATOR], {
-    env: { PATH: process.env.PATH ?? '', ALIBABA_KMS_EMULATOR_ACCESS_KEYS: JSON.stringify({ [accessKeyId]: accessKeySecret }), ALIBABA_KMS_EMULATOR_REGION: region },
+    env: { PATH: process.env.PATH ?? '', ALIBABA_KMS_EMULATOR_ACCESS_KEYS: JSON.stringify({ [accessKeyId]: accessKeySecret }), ALIBABA_KMS_EMULATOR_REGION: region, ...stsEnv },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   killOnExit(child);
   const output: string[] = [];
+  let stsPort: number | undefined;
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`alibaba-kms emulator did not start in time:\n${output.join('\n')}`)), options.readyTimeoutMs ?? 30_000);
     forEachOutputLine(child, (line) => {
       output.push(line);
+      const sts = /alibaba-sts-emulator listening on 127\.0\.0\.1:(\d+)/.exec(line);
+      if (sts) stsPort = Number(sts[1]);
       const m = /alibaba-kms-emulator listening on 127\.0\.0\.1:(\d+)/.exec(line);
       if (m) {
         clearTimeout(timer);
@@ -60,6 +92,7 @@ export async function startAlibabaKms(options: { region?: string; readyTimeoutMs
     });
   });
   const endpoint = `http://127.0.0.1:${port}`;
+  const sts = tlsDir !== undefined && stsPort !== undefined ? { endpoint: `127.0.0.1:${stsPort}`, caCert: await readFile(join(tlsDir, 'sts.crt'), 'utf8'), oidcProviderArn } : undefined;
 
   async function api<T>(action: string, params: Record<string, string> = {}): Promise<T> {
     const all: Record<string, string> = {
@@ -87,6 +120,7 @@ export async function startAlibabaKms(options: { region?: string; readyTimeoutMs
     accessKeyId,
     accessKeySecret,
     pid: child.pid ?? 0,
+    ...(sts === undefined ? {} : { sts }),
     api,
     async createKey(opts = {}) {
       const out = await api<{ KeyMetadata: { KeyId: string } }>('CreateKey', opts.description ? { Description: opts.description } : {});
@@ -101,6 +135,7 @@ export async function startAlibabaKms(options: { region?: string; readyTimeoutMs
       return (await (await fetch(`${endpoint}/__emulator/calls`)).json()) as Record<string, number>;
     },
     async stop() {
+      if (tlsDir !== undefined) await rm(tlsDir, { recursive: true, force: true });
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       child.stdin?.end();
