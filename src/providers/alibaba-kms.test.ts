@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 
 import {
   ALIBABA_KMS_PROVIDER_ID,
-  alibabaKms,
+  alibabaKmsProvider as alibabaKms,
   checkAlibabaRecipient,
   classifyAlibabaError,
   createAlibabaKmsProvider,

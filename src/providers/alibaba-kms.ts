@@ -290,7 +290,7 @@ export function resolveAlibabaKmsOptions(source: Pick<ProviderSettingsSource, 'v
   const region = stringValue(source.values['alibaba-kms-region']) ?? stringValue(env.ALIBABA_CLOUD_REGION_ID);
   const endpoint = stringValue(source.values['alibaba-kms-endpoint']) ?? stringValue(env.ALIBABA_CLOUD_KMS_ENDPOINT);
   if (region !== undefined && !REGION.test(region)) {
-    throw new ProviderError('InvalidRecipient', `alibaba-kms region ${quote(region)} is not a region id such as cn-hangzhou`, { provider: ALIBABA_KMS });
+    throw new ProviderError('InvalidConfiguration', `alibaba-kms region ${quote(region)} is not a region id such as cn-hangzhou`, { provider: ALIBABA_KMS });
   }
   if (endpoint !== undefined) checkEndpoint(endpoint);
   let credentials: AlibabaKmsCredentials | undefined;
@@ -301,13 +301,13 @@ export function resolveAlibabaKmsOptions(source: Pick<ProviderSettingsSource, 'v
   const oidcTokenFile = stringValue(env.ALIBABA_CLOUD_OIDC_TOKEN_FILE);
   if (accessKeyId !== undefined || accessKeySecret !== undefined) {
     if (accessKeyId === undefined || accessKeySecret === undefined) {
-      throw new ProviderError('AccessDenied', 'alibaba-kms: set both ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET (one of them is missing)', { provider: ALIBABA_KMS });
+      throw new ProviderError('InvalidConfiguration', 'alibaba-kms: set both ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET (one of them is missing)', { provider: ALIBABA_KMS });
     }
     const securityToken = stringValue(env.ALIBABA_CLOUD_SECURITY_TOKEN);
     credentials = { kind: 'access-key', accessKeyId, accessKeySecret, ...(securityToken === undefined ? {} : { securityToken }) };
   } else if (roleArn !== undefined || oidcProviderArn !== undefined || oidcTokenFile !== undefined) {
     if (roleArn === undefined || oidcProviderArn === undefined || oidcTokenFile === undefined) {
-      throw new ProviderError('AccessDenied', 'alibaba-kms RRSA needs ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN and ALIBABA_CLOUD_OIDC_TOKEN_FILE together (set by ACK for a ServiceAccount with RRSA)', { provider: ALIBABA_KMS });
+      throw new ProviderError('InvalidConfiguration', 'alibaba-kms RRSA needs ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN and ALIBABA_CLOUD_OIDC_TOKEN_FILE together (set by ACK for a ServiceAccount with RRSA)', { provider: ALIBABA_KMS });
     }
     const roleSessionName = stringValue(env.ALIBABA_CLOUD_ROLE_SESSION_NAME);
     // What ack-pod-identity-webhook 0.4+ also injects: the STS endpoint to use.
@@ -333,10 +333,10 @@ function checkEndpoint(endpoint: string): URL {
   try {
     url = new URL(endpoint);
   } catch {
-    throw new ProviderError('InvalidRecipient', `alibaba-kms endpoint ${quote(endpoint)} is not a URL (e.g. https://kms-vpc.cn-hangzhou.aliyuncs.com)`, { provider: ALIBABA_KMS });
+    throw new ProviderError('InvalidConfiguration', `alibaba-kms endpoint ${quote(endpoint)} is not a URL (e.g. https://kms-vpc.cn-hangzhou.aliyuncs.com)`, { provider: ALIBABA_KMS });
   }
   if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.username !== '' || url.password !== '' || (url.pathname !== '/' && url.pathname !== '') || url.search !== '') {
-    throw new ProviderError('InvalidRecipient', `alibaba-kms endpoint ${quote(endpoint)} must be http(s)://HOST[:PORT] without path, query or user`, { provider: ALIBABA_KMS });
+    throw new ProviderError('InvalidConfiguration', `alibaba-kms endpoint ${quote(endpoint)} must be http(s)://HOST[:PORT] without path, query or user`, { provider: ALIBABA_KMS });
   }
   return url;
 }
@@ -418,7 +418,7 @@ function zero(bytes: Uint8Array | undefined): void {
 export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOptions = {}): Promise<AlibabaKmsProvider> {
   const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
-    throw new ProviderError('Internal', `alibaba-kms maxAttempts must be a whole number >= 1 (got ${String(options.maxAttempts)})`, { provider: ALIBABA_KMS });
+    throw new ProviderError('InvalidConfiguration', `alibaba-kms maxAttempts must be a whole number >= 1 (got ${String(options.maxAttempts)})`, { provider: ALIBABA_KMS });
   }
   const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   const endpoint = options.endpoint === undefined ? undefined : checkEndpoint(options.endpoint);
@@ -703,7 +703,7 @@ function describeAlibabaRecipient(recipient: Recipient): string {
 // ---------------------------------------------------------------------------------
 // The definition the registry lists
 
-export const alibabaKms: ProviderDefinition = {
+export const alibabaKmsProvider: ProviderDefinition = {
   name: ALIBABA_KMS,
   targetHint: 'KEY-ID, alias/NAME or acs:kms:REGION:ACCOUNT:key/KEY-ID',
   parseTarget(target: string): void {
@@ -711,6 +711,13 @@ export const alibabaKms: ProviderDefinition = {
   },
   checkRecipient: checkAlibabaRecipient,
   maxEncryptedKeyBytes: MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES,
+  crdRules: [
+    { rule: "self.provider != 'alibaba-kms' || (has(self.keyId) && self.keyId.startsWith('acs:kms:') && self.keyId.contains(':key/'))", message: 'an alibaba-kms recipient needs keyId, the key ARN acs:kms:REGION:ACCOUNT:key/KEY-ID' },
+    {
+      rule: `self.provider != 'alibaba-kms' || size(self.encryptedKey) <= ${4 * Math.ceil(MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES / 3)}`,
+      message: `an alibaba-kms encryptedKey is a KMS CiphertextBlob: at most ${MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES} bytes (${4 * Math.ceil(MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES / 3)} base64 characters)`,
+    },
+  ],
   describe: describeAlibabaRecipient,
   targetOf: (recipient) => recipient.keyId ?? '',
   edk: {
@@ -740,6 +747,6 @@ export const alibabaKms: ProviderDefinition = {
   async createKey(request): Promise<CreatedProviderKey> {
     const provider = await createAlibabaKmsProvider((request.options ?? {}) as AlibabaKmsProviderOptions);
     const created = await provider.createKey({ name: request.name, ...(request.description === undefined ? {} : { description: request.description }), ...(request.signal === undefined ? {} : { signal: request.signal }) });
-    return { target: created.keyArn, summary: `created Alibaba Cloud KMS key ${created.keyArn} with alias ${created.alias}` };
+    return { target: created.alias, keyId: created.keyArn, summary: `created Alibaba Cloud KMS key ${created.keyArn} with alias ${created.alias}` };
   },
 };

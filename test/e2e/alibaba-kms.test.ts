@@ -12,7 +12,7 @@ import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { kmsEncryptionContext } from '../../src/envelope/context.ts';
-import { type AlibabaKmsProvider, type AlibabaKmsProviderOptions, alibabaKms, createAlibabaKmsProvider } from '../../src/providers/alibaba-kms.ts';
+import { type AlibabaKmsProvider, type AlibabaKmsProviderOptions, alibabaKmsProvider as alibabaKms, createAlibabaKmsProvider } from '../../src/providers/alibaba-kms.ts';
 import { ProviderError, type Recipient } from '../../src/providers/types.ts';
 import { rpcSignature } from '../harness/alibaba-kms-emulator.ts';
 import { type AlibabaKms, startAlibabaKms } from '../harness/alibaba-kms.ts';
@@ -165,7 +165,8 @@ describe('alibaba-kms provider against the emulator', () => {
   async function newKey(): Promise<{ arn: string; alias: string; id: string }> {
     const name = alias();
     const created = await alibabaKms.createKey!({ options: options(), name });
-    return { arn: created.target, alias: name, id: created.target.split('/').at(-1)! };
+    expect(created.target).toBe(name);
+    return { arn: created.keyId, alias: name, id: created.keyId.split('/').at(-1)! };
   }
 
   beforeAll(async () => {
@@ -354,9 +355,10 @@ describe('alibaba-kms provider against the emulator', () => {
     it('creates a key with its alias, usable at once', async () => {
       const name = `envseal-${randomUUID().slice(0, 8)}`;
       const created = await alibabaKms.createKey!({ options: options(), name, description: 'e2e' });
-      expect(created.target).toMatch(/^acs:kms:cn-hangzhou:\d+:key\//);
+      expect(created.target).toBe(`alias/${name}`);
+      expect(created.keyId).toMatch(/^acs:kms:cn-hangzhou:\d+:key\//);
       expect(created.summary).toContain(`alias/${name}`);
-      expect(await provider.canonicalTarget(`alias/${name}`)).toBe(created.target);
+      expect(await provider.canonicalTarget(created.target)).toBe(created.keyId);
     });
 
     it('an alias that exists already fails, and the new key is scheduled for deletion', async () => {
