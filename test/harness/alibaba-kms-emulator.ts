@@ -20,8 +20,8 @@
  * - EncryptionContext: a JSON object of strings (at most 8192 characters), order not
  *   significant, bound to the ciphertext: a Decrypt with another context fails.
  * - CiphertextBlob: opaque and authenticated (AES-256-GCM under the key's own secret,
- *   the canonical context and the key id as AAD), naming the key it was made with, as
- *   the service's blobs do. A tampered blob or another context is 400 InvalidParameter.
+ *   its header (key id, key version) and the canonical context as AAD), naming the key
+ *   it was made with, as the service's blobs do. A tampered blob or another context is 400 InvalidParameter.
  * - Errors: the documented JSON shape {RequestId, HostId, Code, Message, Recommend}.
  *
  * - STS AssumeRoleWithOIDC (RRSA), when configured, over HTTPS: the OIDC token's
@@ -193,10 +193,12 @@ export function createAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions): Al
 
   function seal(key: EmulatedKey, plaintext: Buffer, context: Record<string, string>): string {
     const iv = randomBytes(IV_BYTES);
+    const header = Buffer.concat([Buffer.from([BLOB_VERSION]), Buffer.from(key.keyId, 'ascii'), Buffer.from(key.versionId, 'ascii')]);
     const cipher = createCipheriv('aes-256-gcm', key.material, iv);
-    cipher.setAAD(Buffer.concat([Buffer.from(key.keyId, 'ascii'), canonicalContext(context)]));
+    // Every byte of the blob is authenticated: its header, and the context given again at Decrypt.
+    cipher.setAAD(Buffer.concat([header, canonicalContext(context)]));
     const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
-    return Buffer.concat([Buffer.from([BLOB_VERSION]), Buffer.from(key.keyId, 'ascii'), Buffer.from(key.versionId, 'ascii'), iv, body, cipher.getAuthTag()]).toString('base64');
+    return Buffer.concat([header, iv, body, cipher.getAuthTag()]).toString('base64');
   }
 
   function open(blobText: string | undefined, context: Record<string, string>): { key: EmulatedKey; plaintext: Buffer } {
@@ -211,7 +213,7 @@ export function createAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions): Al
     requireUsable(key);
     const ivAt = 1 + 2 * UUID_BYTES;
     const decipher = createDecipheriv('aes-256-gcm', key.material, blob.subarray(ivAt, ivAt + IV_BYTES));
-    decipher.setAAD(Buffer.concat([Buffer.from(key.keyId, 'ascii'), canonicalContext(context)]));
+    decipher.setAAD(Buffer.concat([blob.subarray(0, ivAt), canonicalContext(context)]));
     decipher.setAuthTag(blob.subarray(blob.byteLength - TAG_BYTES));
     try {
       return { key, plaintext: Buffer.concat([decipher.update(blob.subarray(ivAt + IV_BYTES, blob.byteLength - TAG_BYTES)), decipher.final()]) };
