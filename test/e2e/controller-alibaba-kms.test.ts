@@ -14,6 +14,7 @@ import { ProviderRegistry } from '../../src/providers/registry.ts';
 import { type AlibabaKms, startAlibabaKms } from '../harness/alibaba-kms.ts';
 import { adminKubeConfig, uniqueName, waitFor } from '../harness/cluster.ts';
 import { startTestController, type TestController } from '../harness/controller.ts';
+import { declaringDataKeys } from '../harness/faults-leaks.ts';
 import { adminClient, applyOrThrow, createNamespace, getOrUndefined, installCrd, kubectl, paths } from '../harness/kube.ts';
 import { sealFor } from '../harness/seal.ts';
 
@@ -84,7 +85,8 @@ describe('controller with alibaba-kms (RRSA through the emulated STS)', () => {
     tls.setDefaultCACertificates([...originalCAs, kms.sts!.caCert]);
     keyId = await kms.createKey({ alias });
     dir = await mkdtemp(path.join(os.tmpdir(), 'envseal-alibaba-ctl-'));
-    sealer = new ProviderRegistry({ 'alibaba-kms': { region: kms.region, endpoint: kms.endpoint, credentials: { kind: 'access-key', accessKeyId: kms.accessKeyId, accessKeySecret: kms.accessKeySecret } } });
+    // Data keys are declared for the suite's final leak scan (they cannot be recovered once the emulator is gone).
+    sealer = new ProviderRegistry({ 'alibaba-kms': { region: kms.region, endpoint: kms.endpoint, credentials: { kind: 'access-key', accessKeyId: kms.accessKeyId, accessKeySecret: kms.accessKeySecret } } }, { decorate: declaringDataKeys });
     controller = await rrsaController('envseal-controller');
   });
 
