@@ -15,6 +15,16 @@ import { type CliResult, ensureBuilt, runCli } from './cli-support.ts';
 
 const CANARY = 'CANARY-alibaba-7d2e90';
 
+/**
+ * The Alibaba SDK's HTTP client (httpx, tea-typescript) calls url.parse(). Node warns
+ * about that (DEP0169, once per process) only for code outside node_modules: so the
+ * bundled CLI (dist/bundle) prints it, the tsc build does not. Known and reported; any
+ * other line on stderr still fails the test.
+ */
+function withoutUrlParseWarning(stderr: string): string {
+  return stderr.replace(/^\(node:\d+\) \[DEP0169\] DeprecationWarning: `url\.parse\(\)`[^\n]*\n(?:\(Use `node --trace-deprecation[^\n]*\n)?/m, '');
+}
+
 describe('envseal CLI with alibaba-kms against the emulator', () => {
   let kms: AlibabaKms;
   let dir: string;
@@ -66,7 +76,7 @@ describe('envseal CLI with alibaba-kms against the emulator', () => {
     expect(verified.stdout).toMatch(/all 1 value open/);
     // Unsealing needs no region: the recipient's key ARN names it.
     const value = await envseal(['unseal', '-f', 'db.yaml', '--key', 'PASSWORD'], { env: { ALIBABA_CLOUD_REGION_ID: '' } });
-    expect(value).toEqual({ code: 0, stdout: CANARY, stderr: '' });
+    expect({ ...value, stderr: withoutUrlParseWarning(value.stderr) }).toEqual({ code: 0, stdout: CANARY, stderr: '' });
   });
 
   it('adds a second key (Encrypt) and removes the first named by its alias', async () => {
