@@ -1,4 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
 
@@ -228,5 +230,21 @@ describe('alibaba-kms provider without a service', () => {
     expect(error.code).toBe('Unavailable');
     expect(error.retryable).toBe(true);
     expect(error.message).toMatch(/127\.0\.0\.1:9 could not be reached/);
+  });
+});
+
+describe('alibaba-kms SDK loading', () => {
+  it('loads the Alibaba SDK only when the provider is created, not when the registry is imported', () => {
+    const registry = fileURLToPath(new URL('./registry.ts', import.meta.url));
+    const script = `
+      import { createRequire } from 'node:module';
+      const { providerDefinition } = await import(${JSON.stringify(registry)});
+      const loaded = () => Object.keys(createRequire(import.meta.url).cache).filter((f) => f.includes('@alicloud')).length;
+      const before = loaded();
+      await providerDefinition('alibaba-kms').create({ region: 'cn-hangzhou' });
+      console.log(JSON.stringify({ before, after: loaded() }));`;
+    const out = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })) as { before: number; after: number };
+    expect(out.before).toBe(0);
+    expect(out.after).toBeGreaterThan(0);
   });
 });
