@@ -74,7 +74,7 @@ export async function startAlibabaKms(options: StartAlibabaKmsOptions = {}): Pro
   killOnExit(child);
   const output: string[] = [];
   let stsPort: number | undefined;
-  const port = await new Promise<number>((resolve, reject) => {
+  const started = new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`alibaba-kms emulator did not start in time:\n${output.join('\n')}`)), options.readyTimeoutMs ?? 30_000);
     forEachOutputLine(child, (line) => {
       output.push(line);
@@ -91,6 +91,14 @@ export async function startAlibabaKms(options: StartAlibabaKmsOptions = {}): Pro
       reject(new Error(`alibaba-kms emulator exited (${code}):\n${output.join('\n')}`));
     });
   });
+  let port: number;
+  try {
+    port = await started;
+  } catch (error) {
+    child.kill('SIGKILL');
+    if (tlsDir !== undefined) await rm(tlsDir, { recursive: true, force: true });
+    throw error;
+  }
   const endpoint = `http://127.0.0.1:${port}`;
   const sts = tlsDir !== undefined && stsPort !== undefined ? { endpoint: `127.0.0.1:${stsPort}`, caCert: await readFile(join(tlsDir, 'sts.crt'), 'utf8'), oidcProviderArn } : undefined;
 
