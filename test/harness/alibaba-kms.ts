@@ -5,7 +5,9 @@
  *
  * The emulator is told port 0 and reports the port it got. It exits when its standard
  * input closes and the harness holds the write end, so it never outlives the test
- * process, even one killed with SIGKILL; stop() also sends SIGTERM (then SIGKILL).
+ * process, even one killed with SIGKILL; stop() also sends SIGTERM (then SIGKILL). With
+ * STS, the TLS key and certificate (openssl, for 127.0.0.1) are removed as soon as the
+ * emulator has read them.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -101,6 +103,8 @@ export async function startAlibabaKms(options: StartAlibabaKmsOptions = {}): Pro
   }
   const endpoint = `http://127.0.0.1:${port}`;
   const sts = tlsDir !== undefined && stsPort !== undefined ? { endpoint: `127.0.0.1:${stsPort}`, caCert: await readFile(join(tlsDir, 'sts.crt'), 'utf8'), oidcProviderArn } : undefined;
+  // The emulator read its certificate and key at start: nothing stays on disk, even after a SIGKILL.
+  if (tlsDir !== undefined) await rm(tlsDir, { recursive: true, force: true });
 
   async function api<T>(action: string, params: Record<string, string> = {}): Promise<T> {
     const all: Record<string, string> = {
@@ -143,7 +147,6 @@ export async function startAlibabaKms(options: StartAlibabaKmsOptions = {}): Pro
       return (await (await fetch(`${endpoint}/__emulator/calls`)).json()) as Record<string, number>;
     },
     async stop() {
-      if (tlsDir !== undefined) await rm(tlsDir, { recursive: true, force: true });
       if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
       child.stdin?.end();
