@@ -1,20 +1,13 @@
 import { isStandardBase64 } from '../envelope/base64.ts';
 import { type Binding, isScope, type Scope } from '../envelope/context.ts';
-import { SUPPORTED_SUITES } from '../envelope/envelope.ts';
+import { COMMITMENT_LENGTH as COMMITMENT_BYTES, SUPPORTED_SUITES, VALUE_OVERHEAD_BYTES } from '../envelope/envelope.ts';
+import { ENVELOPE_ID_LENGTH as ENVELOPE_ID_BYTES } from '../envelope/kdf.ts';
 import { PROVIDERS } from '../providers/registry.ts';
 import { labelValueProblem, namespaceProblem, objectNameProblem, qualifiedNameProblem, quoteName, secretKeyProblem } from './names.ts';
 import { CREDENTIAL_MINTING_SECRET_TYPES, reservedKeyIssues } from './policy.ts';
-import { API_VERSION, type EnvelopeSecret, KIND, RESTARTABLE_KINDS } from './types.ts';
+import { API_VERSION, type EnvelopeSecret, KIND, RESTARTABLE_KINDS, type ValidationCheck, type ValidationIssue } from './types.ts';
 
-/** What a check is about; `envseal verify` maps each to its own exit code. */
-export type ValidationCheck = 'structure' | 'base64' | 'size' | 'duplicate-key' | 'suite' | 'provider';
-
-export interface ValidationIssue {
-  check: ValidationCheck;
-  /** JSON-path-like location, e.g. spec.envelopes[0].data.DB_PASSWORD */
-  path: string;
-  message: string;
-}
+export type { ValidationCheck, ValidationIssue } from './types.ts';
 
 // Limits. The CRD (crds/envelopesecrets.envseal.dev.yaml) states each one again, so that
 // the API server refuses an oversize object at apply time; src/api/limits.test.ts reads
@@ -23,10 +16,7 @@ export interface ValidationIssue {
 
 /** A Secret's data may total at most 1 MiB (of plaintext). */
 export const MAX_SECRET_DATA_BYTES = 1024 * 1024;
-const ENVELOPE_ID_BYTES = 32;
-const COMMITMENT_BYTES = 32;
-/** nonce(12) and tag(16) around each sealed value. */
-export const VALUE_OVERHEAD_BYTES = 12 + 16;
+export { VALUE_OVERHEAD_BYTES };
 /** The base64 length of `bytes` bytes (padded). */
 export const base64Length = (bytes: number): number => 4 * Math.ceil(bytes / 3);
 /** One sealed value: at most the whole 1 MiB, sealed. */

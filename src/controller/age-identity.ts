@@ -1,10 +1,10 @@
 import type { Logger } from 'pino';
 import { localIdentityProvider } from '../providers/registry.ts';
 import { KubeApiError, type KubeClient, paths } from '../kube/client.ts';
+import { PUBLISHED_RECIPIENT_KEY } from '../kube/cluster-recipient.ts';
 import { FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY } from './desired.ts';
 
 export const AGE_IDENTITY_KEY = 'identity.agekey';
-export const AGE_RECIPIENT_KEY = 'recipient';
 
 export interface ClusterAgeIdentity {
   identities: string[];
@@ -64,7 +64,7 @@ export async function ensureClusterAgeIdentity(options: {
       apiVersion: 'v1',
       kind: 'ConfigMap',
       metadata: { name: options.configMapName, namespace, labels: { [LABEL_MANAGED_BY]: MANAGED_BY } },
-      data: { [AGE_RECIPIENT_KEY]: recipient },
+      data: { [PUBLISHED_RECIPIENT_KEY]: recipient },
     },
     signal,
   });

@@ -9,6 +9,7 @@ import { KubeClient, paths } from '../kube/client.ts';
 import type { ProviderConfig } from '../providers/registry.ts';
 import { localIdentityProvider, ProviderRegistry } from '../providers/registry.ts';
 import { ensureClusterAgeIdentity } from './age-identity.ts';
+import { PUBLISHED_RECIPIENT_CONFIGMAP } from '../kube/cluster-recipient.ts';
 import { ObjectCache, objectKey } from './cache.ts';
 import { DataKeyCache } from './dek-cache.ts';
 import { NamespaceBudget } from './budget.ts';
@@ -57,7 +58,7 @@ export const DEFAULT_CONTROLLER_CONFIG: ControllerConfig = {
   metricsAddress: '0.0.0.0:8080',
   resyncMs: 10 * 60_000,
   dataKeyCache: { maxEntries: 1024, ttlMs: 5 * 60_000 },
-  age: { enabled: true, secretName: 'envseal-age-identity', configMapName: 'envseal-age-recipient' },
+  age: { enabled: true, secretName: 'envseal-age-identity', configMapName: PUBLISHED_RECIPIENT_CONFIGMAP },
   providers: {},
   leaderElection: { enabled: true, leaseName: 'envseal-controller', leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 },
   shutdownGraceMs: 20_000,

@@ -7,6 +7,7 @@ import type { Recipient } from './types.ts';
 import { decodeBase64, encodeBase64 } from '../envelope/base64.ts';
 import { DATA_KEY_LENGTH } from '../envelope/kdf.ts';
 import { type KeyProvider, type ProviderDefinition, ProviderError, type ProviderSettingsSource, quoteTarget, type RecipientProblem, type UnwrapRequest, type WrapRequest } from './types.ts';
+import { abbreviate } from '../util/message.ts';
 
 const PROVIDER = 'age';
 const loadAge = () => import('age-encryption');
@@ -131,9 +132,7 @@ function checkIdentity(identity: string, what: string): void {
 }
 
 /** Hybrid (post-quantum) recipients are about 2 KB; keep messages readable. */
-function shorten(text: string): string {
-  return text.length > 40 ? `${text.slice(0, 20)}…${text.slice(-8)}` : text;
-}
+const shorten = abbreviate;
 
 // The age library's messages can quote input; keep only its error name.
 function sanitized(cause: unknown): Error {

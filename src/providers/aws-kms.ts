@@ -44,6 +44,7 @@ import {
   type UnwrapRequest,
   type WrapRequest,
 } from './types.ts';
+import { clip, quoted } from '../util/message.ts';
 
 export const AWS_KMS = 'aws-kms';
 
@@ -133,7 +134,7 @@ const KEY_ARN = /^arn:aws(?:-[a-z]+)*:kms:[a-z]{2,}(?:-[a-z0-9]+)*-\d+:\d{12}:ke
 const TARGET_FORMS = 'a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), an alias ARN, alias/NAME or a key id';
 
 function quote(text: string): string {
-  return JSON.stringify(text.length > 200 ? `${text.slice(0, 200)}...` : text);
+  return quoted(text, 200);
 }
 
 function invalidTarget(target: string, problem: string): ProviderError {
@@ -285,7 +286,7 @@ export function sanitizeServiceMessage(message: string): string {
     })
     .join('')
     .trim();
-  return safe.length > 240 ? `${safe.slice(0, 240)}...` : safe;
+  return clip(safe, 240);
 }
 
 interface ErrorLike {

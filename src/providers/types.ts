@@ -1,4 +1,5 @@
 /** One wrapping of an envelope's data key. Fields besides these depend on the provider. */
+import { quoted } from '../util/message.ts';
 export interface Recipient {
   provider: string;
   /** aws-kms: the full key ARN. */
@@ -303,7 +304,7 @@ export function keyIdEdkCodec(provider: string, providerId: string): ProviderDef
 
 /** `text` for a message: JSON-quoted, at most `max` characters of it. */
 export function quoteTarget(text: string, max = 200): string {
-  return JSON.stringify(text.length > max ? `${text.slice(0, max)}...` : text);
+  return quoted(text, max);
 }
 
 /** One string flag's value: the last given. */

@@ -1,11 +1,11 @@
 import { readFile } from 'node:fs/promises';
 import { pino } from 'pino';
-import { parseTenantPolicy, TenantPolicyError } from '../api/policy.ts';
-import { flag, HELP_OPTION, stringList, stringOption } from '../cli/args.ts';
-import type { Command, CommandContext } from '../cli/command.ts';
-import { CliError, EXIT, usageError } from '../cli/errors.ts';
-import { type ProviderConfig, providerOptions, resolveProviderConfig } from '../providers/registry.ts';
-import { type ControllerConfig, DEFAULT_CONTROLLER_CONFIG, runController } from './manager.ts';
+import { parseTenantPolicy, TenantPolicyError } from '../../api/policy.ts';
+import { flag, HELP_OPTION, stringList, stringOption } from '../args.ts';
+import type { Command, CommandContext } from '../command.ts';
+import { CliError, EXIT, usageError } from '../errors.ts';
+import { type ProviderConfig, providerOptions, resolveProviderConfig } from '../../providers/registry.ts';
+import { type ControllerConfig, DEFAULT_CONTROLLER_CONFIG, runController } from '../../controller/manager.ts';
 
 const OPTIONS = {
   kubeconfig: { type: 'string', value: 'FILE', help: 'kubeconfig (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)' },
