@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -246,5 +247,28 @@ describe('alibaba-kms SDK loading', () => {
     const out = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })) as { before: number; after: number };
     expect(out.before).toBe(0);
     expect(out.after).toBeGreaterThan(0);
+  });
+});
+
+describe('alibaba-kms against a scripted endpoint (what the emulator cannot be made to answer)', () => {
+  it('a gateway page instead of JSON (502 HTML) is Unavailable, retried, its text not shown', async () => {
+    let requests = 0;
+    const server = createServer((_req, res) => {
+      requests++;
+      res.writeHead(502, { 'content-type': 'text/html' });
+      res.end('<html>CANARY-gateway-page</html>');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as { port: number };
+      const provider = await createAlibabaKmsProvider({ endpoint: `http://127.0.0.1:${port}`, credentials: { kind: 'access-key', accessKeyId: 'id', accessKeySecret: 's' }, maxAttempts: 3 });
+      const error = (await provider.unwrap({ recipient: { provider: 'alibaba-kms', keyId: ARN, encryptedKey: randomBytes(90).toString('base64') }, encryptionContext: {} }).catch((e: unknown) => e)) as ProviderError;
+      expect([error.code, error.serviceCode, error.retryable]).toEqual(['Unavailable', 'NotJson', true]);
+      expect(error.message).toMatch(/something other than the KMS's JSON/);
+      expect(inspect(error, { depth: 10 })).not.toContain('CANARY-');
+      expect(requests).toBe(3);
+    } finally {
+      server.close();
+    }
   });
 });

@@ -480,6 +480,12 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
       ({ code, explanation, contextBound } = classifyAlibabaError(answer.serviceCode, answer.status, call.operation));
       serviceCode = answer.serviceCode;
       said = answer.message === '' ? '' : sanitizeAlibabaMessage(answer.message);
+    } else if ((error as ErrorLike).name === 'SyntaxError') {
+      // The SDK reads every answer as JSON: this one was not the KMS's (a proxy's or
+      // gateway's error page). Its text is not shown.
+      serviceCode = 'NotJson';
+      code = 'Unavailable';
+      explanation = `the endpoint ${where(call.region)} answered with something other than the KMS's JSON (a proxy or gateway error?)`;
     } else {
       const net = networkCode(error);
       serviceCode = net ?? 'Error';
