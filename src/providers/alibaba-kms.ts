@@ -711,7 +711,7 @@ function describeAlibabaRecipient(recipient: Recipient): string {
 
 export const alibabaKmsProvider: ProviderDefinition = {
   name: ALIBABA_KMS,
-  targetHint: 'KEY-ID, alias/NAME or acs:kms:REGION:ACCOUNT:key/KEY-ID',
+  targetHint: 'alias/NAME-or-KEY-ID-or-ARN',
   parseTarget(target: string): void {
     parseAlibabaTarget(target);
   },
