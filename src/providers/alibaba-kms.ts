@@ -27,6 +27,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { DATA_KEY_LENGTH as DATA_KEY_BYTES } from '../envelope/kdf.ts';
+import { clip, quoted } from '../util/message.ts';
 import {
   type CreatedProviderKey,
   type GenerateDataKeyRequest,
@@ -93,7 +94,7 @@ const KEY_ARN = /^acs:kms:([a-z]{2,}(?:-[a-z0-9]+)+):(\d{1,32}):key\/([0-9a-f]{8
 const TARGET_FORMS = 'a key id, alias/NAME, or an ARN acs:kms:REGION:ACCOUNT:key/KEY-ID or :alias/NAME';
 
 function quote(text: string): string {
-  return JSON.stringify(text.length > 200 ? `${text.slice(0, 200)}...` : text);
+  return quoted(text, 200);
 }
 
 function invalidTarget(target: string, problem: string): ProviderError {
@@ -190,7 +191,7 @@ export function sanitizeAlibabaMessage(message: string): string {
     .join('')
     .replace(/\s+/g, ' ')
     .trim();
-  return safe.length > 240 ? `${safe.slice(0, 240)}...` : safe;
+  return clip(safe, 240);
 }
 
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH', 'ENETDOWN', 'ENOTFOUND', 'EAI_AGAIN', 'ESOCKETTIMEDOUT']);
