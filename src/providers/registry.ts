@@ -1,5 +1,5 @@
 import { ageProvider } from './age.ts';
-import { alibabaKmsProvider } from './alibaba-kms.ts';
+import { alibabaKmsProvider } from './alibaba-kms/index.ts';
 import { awsKmsProvider } from './aws-kms/index.ts';
 import { vaultTransitProvider } from './vault-transit.ts';
 import {
