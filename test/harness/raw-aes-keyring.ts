@@ -1,0 +1,168 @@
+/**
+ * A raw AES keyring for tests only: the wrapping key is given as bytes, as the AWS
+ * Encryption SDK's RawAesKeyring takes it, so that AWS's test vectors and the SDK
+ * itself (bench/files/esdk-compare.ts) can be run against src/files without a KMS.
+ * Never registered for users: a wrapping key in a file or a flag is not a key service.
+ *
+ * The encrypted data key, as the SDK specification's raw AES keyring writes it:
+ * - provider id: the key namespace (UTF-8);
+ * - provider info: key name (UTF-8) || authentication tag length in bits (UInt32 BE,
+ *   128) || IV length in bytes (UInt32 BE, 12) || IV;
+ * - ciphertext: the AES-GCM encryption of the data key || its 16-byte tag, under the
+ *   wrapping key, with the serialized encryption context as AAD.
+ *
+ * As a Recipient: keyId = the key name, encryptedKey = base64(IV || ciphertext || tag).
+ */
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { serializeEncryptionContext } from '../../src/files/header.ts';
+import type { KeyProvider, ProviderDefinition, Recipient, UnwrapRequest, WrapRequest } from '../../src/providers/types.ts';
+import { ProviderError } from '../../src/providers/types.ts';
+import { unwrapAny } from '../../src/providers/keyring.ts';
+import { ProviderRegistry } from '../../src/providers/registry.ts';
+
+const TAG_BITS = 128;
+const TAG_BYTES = TAG_BITS / 8;
+const IV_BYTES = 12;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+export interface RawAesWrappingKey {
+  /** The provider id of its EDKs. */
+  namespace: string;
+  /** The key name at the start of its EDKs' provider info. */
+  name: string;
+  /** 16, 24 or 32 bytes. */
+  key: Uint8Array;
+}
+
+export interface RawAesOptions {
+  /** The provider name in recipients and in the registry (default `raw-aes`). */
+  providerName?: string;
+  /** IVs of wrap(); default node:crypto's. */
+  random?: (n: number) => Uint8Array;
+}
+
+function cipherName(key: Uint8Array): 'aes-128-gcm' | 'aes-192-gcm' | 'aes-256-gcm' {
+  switch (key.byteLength) {
+    case 16:
+      return 'aes-128-gcm';
+    case 24:
+      return 'aes-192-gcm';
+    case 32:
+      return 'aes-256-gcm';
+    default:
+      throw new Error(`a raw AES wrapping key must be 16, 24 or 32 bytes (got ${key.byteLength})`);
+  }
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n, 0);
+  return b;
+}
+
+/** The provider definition of one raw AES wrapping key (its namespace is the EDKs' provider id). */
+export function rawAesProviderDefinition(wrappingKey: RawAesWrappingKey, options: RawAesOptions = {}): ProviderDefinition {
+  const name = options.providerName ?? 'raw-aes';
+  const cipher = cipherName(wrappingKey.key);
+  const keyName = Buffer.from(wrappingKey.name, 'utf8');
+  const describe = (recipient: Recipient) => `${name} ${wrappingKey.namespace}/${recipient.keyId ?? ''}`;
+  const parseTarget = (target: string) => {
+    if (target !== wrappingKey.name) throw new ProviderError('InvalidRecipient', `${name}: no wrapping key named ${JSON.stringify(target.slice(0, 60))}`, { provider: name });
+  };
+
+  const provider: KeyProvider = {
+    name,
+    parseTarget,
+    async wrap(request: WrapRequest): Promise<Recipient> {
+      request.signal?.throwIfAborted();
+      parseTarget(request.target);
+      const iv = Buffer.from((options.random ?? randomBytes)(IV_BYTES));
+      const gcm = createCipheriv(cipher, wrappingKey.key, iv, { authTagLength: TAG_BYTES });
+      gcm.setAAD(serializeEncryptionContext(request.encryptionContext));
+      const sealed = Buffer.concat([iv, gcm.update(request.dataKey), gcm.final(), gcm.getAuthTag()]);
+      return { provider: name, keyId: wrappingKey.name, encryptedKey: sealed.toString('base64') };
+    },
+    async unwrap(request: UnwrapRequest): Promise<Uint8Array> {
+      request.signal?.throwIfAborted();
+      const { recipient } = request;
+      if (recipient.keyId !== wrappingKey.name) throw new ProviderError('NoIdentity', `${describe(recipient)}: not this keyring's key`, { provider: name });
+      const sealed = Buffer.from(recipient.encryptedKey, 'base64');
+      if (sealed.length <= IV_BYTES + TAG_BYTES) throw new ProviderError('InvalidCiphertext', `${describe(recipient)}: the wrapped key is too short`, { provider: name });
+      const gcm = createDecipheriv(cipher, wrappingKey.key, sealed.subarray(0, IV_BYTES), { authTagLength: TAG_BYTES });
+      gcm.setAAD(serializeEncryptionContext(request.encryptionContext));
+      gcm.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
+      const dataKey = gcm.update(sealed.subarray(IV_BYTES, sealed.length - TAG_BYTES));
+      try {
+        gcm.final();
+      } catch (cause) {
+        dataKey.fill(0);
+        // Tampered wrapped key, another wrapping key of the same name, or another encryption context.
+        throw new ProviderError('InvalidCiphertext', `${describe(recipient)}: the wrapped data key did not authenticate`, { provider: name, cause });
+      }
+      return new Uint8Array(dataKey.buffer, dataKey.byteOffset, dataKey.byteLength);
+    },
+    canUnwrap: (recipient) => recipient.provider === name && recipient.keyId === wrappingKey.name,
+    describe,
+    targetOf: (recipient) => recipient.keyId ?? '',
+  };
+
+  return {
+    name,
+    targetHint: 'KEY-NAME',
+    parseTarget,
+    checkRecipient: (recipient) => (recipient.keyId === wrappingKey.name ? [] : [{ field: 'keyId', check: 'structure', message: `not the key ${wrappingKey.name}` }]),
+    maxEncryptedKeyBytes: IV_BYTES + 32 + TAG_BYTES,
+    describe,
+    targetOf: provider.targetOf,
+    edk: {
+      providerId: wrappingKey.namespace,
+      encode(recipient) {
+        const sealed = Buffer.from(recipient.encryptedKey, 'base64');
+        const providerInfo = Buffer.concat([Buffer.from(recipient.keyId ?? '', 'utf8'), u32(TAG_BITS), u32(IV_BYTES), sealed.subarray(0, IV_BYTES)]);
+        return { providerInfo, ciphertext: sealed.subarray(IV_BYTES) };
+      },
+      decode(edk) {
+        // The specification's conditions: this key's name, a 128-bit tag, a 12-byte IV,
+        // nothing more in the provider info; anything else is another keyring's EDK.
+        const info = Buffer.from(edk.providerInfo);
+        if (info.length !== keyName.length + 8 + IV_BYTES || !info.subarray(0, keyName.length).equals(keyName)) return undefined;
+        if (info.readUInt32BE(keyName.length) !== TAG_BITS || info.readUInt32BE(keyName.length + 4) !== IV_BYTES) return undefined;
+        if (edk.ciphertext.byteLength <= TAG_BYTES) return undefined;
+        try {
+          utf8.decode(info.subarray(0, keyName.length));
+        } catch {
+          return undefined;
+        }
+        const sealed = Buffer.concat([info.subarray(keyName.length + 8), edk.ciphertext]);
+        return { provider: name, keyId: wrappingKey.name, encryptedKey: sealed.toString('base64') };
+      },
+    },
+    create: async () => provider,
+  };
+}
+
+/**
+ * The data key of a message header through the keyring (unwrapAny), with `definitions`
+ * as the only providers: each EDK whose provider id is a definition's namespace and
+ * whose provider info it decodes is tried, in header order; the rest are skipped.
+ * (Stands in for src/files/materials.ts unwrapDataKey until the registry takes extra
+ * provider definitions.)
+ */
+export async function unwrapWithDefinitions(options: {
+  header: { encryptedDataKeys: readonly { providerId: string; providerInfo: Uint8Array; ciphertext: Uint8Array }[]; encryptionContext: Record<string, string> };
+  definitions: readonly ProviderDefinition[];
+  signal?: AbortSignal;
+}): Promise<Uint8Array> {
+  const recipients: Recipient[] = [];
+  for (const edk of options.header.encryptedDataKeys) {
+    for (const definition of options.definitions) {
+      if (definition.edk.providerId !== edk.providerId) continue;
+      const recipient = definition.edk.decode(edk);
+      if (recipient !== undefined) recipients.push(recipient);
+    }
+  }
+  const providers = ProviderRegistry.of(await Promise.all(options.definitions.map((d) => d.create(undefined))));
+  const count = options.header.encryptedDataKeys.length;
+  const { dataKey } = await unwrapAny({ recipients, providers, encryptionContext: options.header.encryptionContext, what: `the message (${count} encrypted data key${count === 1 ? '' : 's'})`, ...(options.signal ? { signal: options.signal } : {}) });
+  return dataKey;
+}
