@@ -1,7 +1,7 @@
 // The file format: AWS's own Encryption SDK for Node (@aws-crypto/client-node) against
 // src/files, on the same files in one run, with the same raw AES wrapping key (the
 // SDK's RawAesKeyringNode; for src/files the test-only raw AES provider of
-// test/harness/raw-aes-keyring.ts, which writes the same EDK), the same suite, frame
+// test/harness/raw-keyrings.ts, which writes the same EDK), the same suite, frame
 // length and encryption context. Each operation runs in its own process under GNU
 // time (wall, CPU, peak RSS); the two implementations alternate, and the order flips
 // every round. Every decrypted file is compared with the original.
@@ -36,7 +36,7 @@ type Impl = 'envseal' | 'esdk';
 // --- workers: one operation per process ---------------------------------------------
 
 async function oursEncrypt(key: Buffer, suiteName: SuiteName, input: string, output: string): Promise<void> {
-  const { rawAesProviderDefinition } = await import('../../test/harness/raw-aes-keyring.ts');
+  const { rawAesProviderDefinition } = await import('../../test/harness/raw-keyrings.ts');
   const { MessageEncryptor, prepareMessage } = await import('../../src/files/encrypt.ts');
   const { AtomicFileSink, fileSource, pumpEncrypt } = await import('../../src/files/io.ts');
   const { parseSuite } = await import('../../src/files/suites.ts');
@@ -59,7 +59,7 @@ async function oursEncrypt(key: Buffer, suiteName: SuiteName, input: string, out
 }
 
 async function oursDecrypt(key: Buffer, input: string, output: string): Promise<void> {
-  const { rawAesProviderDefinition, unwrapWithDefinitions } = await import('../../test/harness/raw-aes-keyring.ts');
+  const { rawAesProviderDefinition, unwrapWithDefinitions } = await import('../../test/harness/raw-keyrings.ts');
   const { MessageDecryptor } = await import('../../src/files/decrypt.ts');
   const { AtomicFileSink, fileSource, pumpDecrypt } = await import('../../src/files/io.ts');
   const definition = rawAesProviderDefinition({ namespace: NAMESPACE, name: KEY_NAME, key });

@@ -13,7 +13,7 @@
  *
  * As a Recipient: keyId = the key name, encryptedKey = base64(IV || ciphertext || tag).
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { constants, createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, privateDecrypt, publicEncrypt, randomBytes } from 'node:crypto';
 import { serializeEncryptionContext } from '../../src/files/header.ts';
 import type { KeyProvider, ProviderDefinition, Recipient, UnwrapRequest, WrapRequest } from '../../src/providers/types.ts';
 import { ProviderError } from '../../src/providers/types.ts';
@@ -165,4 +165,72 @@ export async function unwrapWithDefinitions(options: {
   const count = options.header.encryptedDataKeys.length;
   const { dataKey } = await unwrapAny({ recipients, providers, encryptionContext: options.header.encryptionContext, what: `the message (${count} encrypted data key${count === 1 ? '' : 's'})`, ...(options.signal ? { signal: options.signal } : {}) });
   return dataKey;
+}
+
+export interface RawRsaWrappingKey {
+  /** The provider id of its EDKs. */
+  namespace: string;
+  /** The provider info of its EDKs. */
+  name: string;
+  /** PEM; a private key unwraps, a public one only wraps. */
+  pem: string;
+  padding: 'pkcs1' | 'oaep-mgf1';
+  /** OAEP's hash (and MGF1's: the same, as the SDK specification's raw RSA keyring uses it). */
+  hash?: 'sha1' | 'sha256' | 'sha384' | 'sha512';
+}
+
+/**
+ * The raw RSA keyring of the SDK specification, for AWS's test vectors: provider id = key
+ * namespace, provider info = key name, ciphertext = RSA encryption of the data key (the
+ * encryption context is not bound). As a Recipient: keyId = key name, encryptedKey =
+ * base64 of the RSA ciphertext.
+ */
+export function rawRsaProviderDefinition(wrappingKey: RawRsaWrappingKey, options: { providerName?: string } = {}): ProviderDefinition {
+  const name = options.providerName ?? 'raw-rsa';
+  const isPrivate = /-----BEGIN (RSA )?PRIVATE KEY-----/.test(wrappingKey.pem);
+  const key = isPrivate ? createPrivateKey(wrappingKey.pem) : createPublicKey(wrappingKey.pem);
+  const padding = wrappingKey.padding === 'pkcs1' ? constants.RSA_PKCS1_PADDING : constants.RSA_PKCS1_OAEP_PADDING;
+  const rsaOptions = { key, padding, ...(wrappingKey.padding === 'oaep-mgf1' ? { oaepHash: wrappingKey.hash ?? 'sha1' } : {}) };
+  const describe = (recipient: Recipient) => `${name} ${wrappingKey.namespace}/${recipient.keyId ?? ''}`;
+  const parseTarget = (target: string) => {
+    if (target !== wrappingKey.name) throw new ProviderError('InvalidRecipient', `${name}: no wrapping key named ${JSON.stringify(target.slice(0, 60))}`, { provider: name });
+  };
+  const provider: KeyProvider = {
+    name,
+    parseTarget,
+    async wrap(request) {
+      parseTarget(request.target);
+      return { provider: name, keyId: wrappingKey.name, encryptedKey: publicEncrypt(rsaOptions, request.dataKey).toString('base64') };
+    },
+    async unwrap(request) {
+      request.signal?.throwIfAborted();
+      if (!isPrivate) throw new ProviderError('NoIdentity', `${describe(request.recipient)}: a public key cannot unwrap`, { provider: name });
+      try {
+        return new Uint8Array(privateDecrypt(rsaOptions, Buffer.from(request.recipient.encryptedKey, 'base64')));
+      } catch (cause) {
+        throw new ProviderError('InvalidCiphertext', `${describe(request.recipient)}: the wrapped data key did not decrypt`, { provider: name, cause });
+      }
+    },
+    canUnwrap: (recipient) => isPrivate && recipient.provider === name && recipient.keyId === wrappingKey.name,
+    describe,
+    targetOf: (recipient) => recipient.keyId ?? '',
+  };
+  return {
+    name,
+    targetHint: 'KEY-NAME',
+    parseTarget,
+    checkRecipient: () => [],
+    maxEncryptedKeyBytes: 1024,
+    describe,
+    targetOf: provider.targetOf,
+    edk: {
+      providerId: wrappingKey.namespace,
+      encode: (recipient) => ({ providerInfo: Buffer.from(recipient.keyId ?? '', 'utf8'), ciphertext: Buffer.from(recipient.encryptedKey, 'base64') }),
+      decode(edk) {
+        if (!Buffer.from(edk.providerInfo).equals(Buffer.from(wrappingKey.name, 'utf8'))) return undefined;
+        return { provider: name, keyId: wrappingKey.name, encryptedKey: Buffer.from(edk.ciphertext).toString('base64') };
+      },
+    },
+    create: async () => provider,
+  };
 }
