@@ -1,17 +1,18 @@
 /**
- * A raw AES keyring for tests only: the wrapping key is given as bytes, as the AWS
- * Encryption SDK's RawAesKeyring takes it, so that AWS's test vectors and the SDK
- * itself (bench/files/esdk-compare.ts) can be run against src/files without a KMS.
- * Never registered for users: a wrapping key in a file or a flag is not a key service.
+ * Raw AES and raw RSA keyrings for tests only: the wrapping key is given as bytes (PEM),
+ * as the AWS Encryption SDK's raw keyrings take it, so that AWS's test vectors
+ * (src/files/esdk-vectors.test.ts), the SDK itself (src/files/esdk-interop.test.ts)
+ * and bench/files/esdk-compare.ts can run against src/files without a KMS. Never
+ * registered for users: a wrapping key in a file or a flag is not a key service.
  *
- * The encrypted data key, as the SDK specification's raw AES keyring writes it:
+ * The raw AES encrypted data key, as the SDK specification's raw AES keyring writes it:
  * - provider id: the key namespace (UTF-8);
  * - provider info: key name (UTF-8) || authentication tag length in bits (UInt32 BE,
  *   128) || IV length in bytes (UInt32 BE, 12) || IV;
  * - ciphertext: the AES-GCM encryption of the data key || its 16-byte tag, under the
  *   wrapping key, with the serialized encryption context as AAD.
- *
  * As a Recipient: keyId = the key name, encryptedKey = base64(IV || ciphertext || tag).
+ * The raw RSA one is below (rawRsaProviderDefinition).
  */
 import { constants, createCipheriv, createDecipheriv, createPrivateKey, createPublicKey, privateDecrypt, publicEncrypt, randomBytes } from 'node:crypto';
 import { serializeEncryptionContext } from '../../src/files/header.ts';
