@@ -169,5 +169,18 @@ describe('AWS Encryption SDK decrypt test vectors (message format 2, committing 
       expect(error).toBeDefined();
       expect(released.length).toBe(0);
     }
+    // With RSA the keyring binds no context: the header tag alone refuses a wrong reproduced pair.
+    const rsa = vectors.find((v) => v.id.startsWith('0578') && v.id.includes('cmm_RequiredEncryptionContext') && v.masterKeys[0]!['encryption-algorithm'] === 'rsa')!;
+    const wrong = await decryptVector({ ...rsa, encryptionContext: { ...rsa.encryptionContext, key1: 'other' } }, keys);
+    expect((wrong.error as FileFormatError).code).toBe('HeaderAuthenticationFailed');
+    expect(wrong.released.length).toBe(0);
+  });
+
+  it('refuses a stored pair that the reproduced context contradicts, before any key is unwrapped', async () => {
+    const { vectors, keys } = loaded.find((l) => l.set === 'v4-Net-4.0.1')!;
+    const vector = vectors.find((v) => v.id.includes('ec_len_2-cmm_Default'))!;
+    const { released, error } = await decryptVector({ ...vector, encryptionContext: { ...vector.encryptionContext, key1: 'other' } }, keys);
+    expect((error as FileFormatError).code).toBe('ContextMismatch');
+    expect(released.length).toBe(0);
   });
 });
