@@ -35,22 +35,28 @@ type Impl = 'envseal' | 'esdk';
 
 // --- workers: one operation per process ---------------------------------------------
 
+/** The young-generation collector `envseal` main hands the pumps (src/cli/gc.ts). */
+async function collectorOption(): Promise<{ collectGarbage?: () => void }> {
+  const { youngGenerationCollector } = await import('../../src/cli/gc.ts');
+  const collectGarbage = youngGenerationCollector();
+  return collectGarbage === undefined ? {} : { collectGarbage };
+}
+
 async function oursEncrypt(key: Buffer, suiteName: SuiteName, input: string, output: string): Promise<void> {
-  const { rawAesProviderDefinition } = await import('../../test/harness/raw-keyrings.ts');
+  const { rawAesProviderDefinition, rawKeyRegistry } = await import('../../test/harness/raw-keyrings.ts');
   const { MessageEncryptor, prepareMessage } = await import('../../src/files/encrypt.ts');
+  const { generateDataKeyMaterials } = await import('../../src/files/materials.ts');
   const { AtomicFileSink, fileSource, pumpEncrypt } = await import('../../src/files/io.ts');
   const { parseSuite } = await import('../../src/files/suites.ts');
-  const definition = rawAesProviderDefinition({ namespace: NAMESPACE, name: KEY_NAME, key });
-  const provider = await definition.create(undefined);
+  const providers = rawKeyRegistry([rawAesProviderDefinition({ namespace: NAMESPACE, name: KEY_NAME, key })]);
   const prepared = prepareMessage({ suite: parseSuite(suiteName), encryptionContext: CONTEXT, random: randomBytes });
-  const dataKey = randomBytes(32);
-  const recipient = await provider.wrap({ target: KEY_NAME, dataKey, encryptionContext: prepared.encryptionContext });
-  const encryptor = new MessageEncryptor({ ...prepared, dataKey, encryptedDataKeys: [{ providerId: NAMESPACE, ...definition.edk.encode(recipient) }], frameLength: FRAME });
+  const { dataKey, encryptedDataKeys } = await generateDataKeyMaterials({ targets: [{ provider: 'raw-aes', target: KEY_NAME }], providers, encryptionContext: prepared.encryptionContext, random: randomBytes });
+  const encryptor = new MessageEncryptor({ ...prepared, dataKey, encryptedDataKeys, frameLength: FRAME });
   dataKey.fill(0);
   const sink = new AtomicFileSink(output, { mode: 0o644 });
   await sink.open();
   try {
-    await pumpEncrypt(fileSource(input), encryptor, sink);
+    await pumpEncrypt(fileSource(input), encryptor, sink, await collectorOption());
     await sink.commit();
   } catch (error) {
     await sink.abort();
@@ -59,15 +65,16 @@ async function oursEncrypt(key: Buffer, suiteName: SuiteName, input: string, out
 }
 
 async function oursDecrypt(key: Buffer, input: string, output: string): Promise<void> {
-  const { rawAesProviderDefinition, unwrapWithDefinitions } = await import('../../test/harness/raw-keyrings.ts');
+  const { rawAesProviderDefinition, rawKeyRegistry } = await import('../../test/harness/raw-keyrings.ts');
   const { MessageDecryptor } = await import('../../src/files/decrypt.ts');
+  const { unwrapDataKey } = await import('../../src/files/materials.ts');
   const { AtomicFileSink, fileSource, pumpDecrypt } = await import('../../src/files/io.ts');
-  const definition = rawAesProviderDefinition({ namespace: NAMESPACE, name: KEY_NAME, key });
+  const providers = rawKeyRegistry([rawAesProviderDefinition({ namespace: NAMESPACE, name: KEY_NAME, key })]);
   const sink = new AtomicFileSink(output, { mode: 0o600 });
   await sink.open();
   const decryptor = new MessageDecryptor();
   try {
-    await pumpDecrypt(fileSource(input), decryptor, (header) => unwrapWithDefinitions({ header, definitions: [definition] }), sink);
+    await pumpDecrypt(fileSource(input), decryptor, (header) => unwrapDataKey({ header, providers }), sink, await collectorOption());
     await sink.commit();
   } catch (error) {
     decryptor.destroy();

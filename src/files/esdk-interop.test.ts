@@ -7,28 +7,27 @@
 import { randomBytes } from 'node:crypto';
 import { buildClient, CommitmentPolicy, RawAesKeyringNode, RawAesWrappingSuiteIdentifier } from '@aws-crypto/client-node';
 import { describe, expect, it } from 'vitest';
-import { rawAesProviderDefinition, unwrapWithDefinitions } from '../../test/harness/raw-keyrings.ts';
+import { rawAesProviderDefinition, rawKeyRegistry } from '../../test/harness/raw-keyrings.ts';
 import { MessageDecryptor } from './decrypt.ts';
 import { encryptBuffer, prepareMessage } from './encrypt.ts';
 import { FileFormatError } from './errors.ts';
 import { HeldSink, pumpDecrypt } from './io.ts';
+import { generateDataKeyMaterials, unwrapDataKey } from './materials.ts';
 import { SUITE_COMMIT, SUITE_COMMIT_ECDSA_P384 } from './suites.ts';
 
 const NAMESPACE = 'envseal-interop';
 const KEY_NAME = 'wrapping-key-1';
 const wrappingKey = randomBytes(32);
-const definition = rawAesProviderDefinition({ namespace: NAMESPACE, name: KEY_NAME, key: wrappingKey });
+const providers = rawKeyRegistry([rawAesProviderDefinition({ namespace: NAMESPACE, name: KEY_NAME, key: wrappingKey })]);
 const keyring = new RawAesKeyringNode({ keyNamespace: NAMESPACE, keyName: KEY_NAME, unencryptedMasterKey: new Uint8Array(wrappingKey), wrappingSuite: RawAesWrappingSuiteIdentifier.AES256_GCM_IV12_TAG16_NO_PADDING });
 const client = buildClient(CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT);
 const context = { tenant: 'a', purpose: 'interop' };
 
 async function oursEncrypt(plaintext: Buffer, suite: typeof SUITE_COMMIT, frameLength: number): Promise<Buffer> {
-  const provider = await definition.create(undefined);
   const prepared = prepareMessage({ suite, encryptionContext: context, random: randomBytes });
-  const dataKey = randomBytes(32);
-  const recipient = await provider.wrap({ target: KEY_NAME, dataKey, encryptionContext: prepared.encryptionContext });
+  const { dataKey, encryptedDataKeys } = await generateDataKeyMaterials({ targets: [{ provider: 'raw-aes', target: KEY_NAME }], providers, encryptionContext: prepared.encryptionContext, random: randomBytes });
   try {
-    return encryptBuffer(plaintext, { ...prepared, dataKey, encryptedDataKeys: [{ providerId: NAMESPACE, ...definition.edk.encode(recipient) }], frameLength });
+    return encryptBuffer(plaintext, { ...prepared, dataKey, encryptedDataKeys, frameLength });
   } finally {
     dataKey.fill(0);
   }
@@ -42,7 +41,7 @@ async function oursDecrypt(message: Buffer): Promise<{ plaintext: Buffer; error:
     yield message;
   }
   try {
-    await pumpDecrypt(source(), decryptor, (header) => unwrapWithDefinitions({ header, definitions: [definition] }), sink);
+    await pumpDecrypt(source(), decryptor, (header) => unwrapDataKey({ header, providers }), sink);
     await sink.commit();
     return { plaintext: Buffer.concat(released), error: undefined };
   } catch (error) {

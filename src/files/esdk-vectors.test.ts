@@ -2,18 +2,20 @@
  * AWS's own decrypt test vectors (test/vectors/aws-encryption-sdk, see its README): every
  * message of the committing suites (0x0478, 0x0578) wrapped with raw AES or raw RSA keys,
  * decrypted through src/files exactly as `envseal decrypt` to stdout does (pumpDecrypt
- * into a HeldSink, committed only on success), with the raw keyrings of
- * test/harness/raw-keyrings.ts. Each vector must open to exactly its plaintext, or be
+ * into a HeldSink, committed only on success; the data key from materials.ts
+ * unwrapDataKey), with the raw keyrings of test/harness/raw-keyrings.ts as the
+ * registry's only providers. Each vector must open to exactly its plaintext, or be
  * refused with nothing released where AWS's own runner expects a failure.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { rawAesProviderDefinition, rawRsaProviderDefinition, unwrapWithDefinitions } from '../../test/harness/raw-keyrings.ts';
+import { rawAesProviderDefinition, rawKeyRegistry, rawRsaProviderDefinition } from '../../test/harness/raw-keyrings.ts';
 import type { ProviderDefinition } from '../providers/types.ts';
 import { MessageDecryptor } from './decrypt.ts';
 import { FileFormatError } from './errors.ts';
 import { fileSource, HeldSink, pumpDecrypt } from './io.ts';
+import { unwrapDataKey } from './materials.ts';
 
 const ROOT = new URL('../../test/vectors/aws-encryption-sdk/', import.meta.url).pathname;
 
@@ -105,12 +107,12 @@ function keyringsOf(vector: Vector, keys: Record<string, KeyEntry>): ProviderDef
 
 /** Decrypts as `envseal decrypt` to stdout: everything held until the message authenticated. */
 async function decryptVector(vector: Vector, keys: Record<string, KeyEntry>): Promise<{ released: Buffer; error: unknown }> {
-  const definitions = keyringsOf(vector, keys);
+  const providers = rawKeyRegistry(keyringsOf(vector, keys));
   const released: Buffer[] = [];
   const sink = new HeldSink({ write: (chunk: Uint8Array) => released.push(Buffer.from(chunk)) });
   const decryptor = new MessageDecryptor();
   try {
-    await pumpDecrypt(fileSource(vector.ciphertext), decryptor, (header) => unwrapWithDefinitions({ header, definitions }), sink, { reproducedContext: vector.encryptionContext });
+    await pumpDecrypt(fileSource(vector.ciphertext), decryptor, (header) => unwrapDataKey({ header, providers }), sink, { reproducedContext: vector.encryptionContext });
     await sink.commit();
     return { released: Buffer.concat(released), error: undefined };
   } catch (error) {

@@ -18,7 +18,6 @@ import { constants, createCipheriv, createDecipheriv, createPrivateKey, createPu
 import { serializeEncryptionContext } from '../../src/files/header.ts';
 import type { KeyProvider, ProviderDefinition, Recipient, UnwrapRequest, WrapRequest } from '../../src/providers/types.ts';
 import { ProviderError } from '../../src/providers/types.ts';
-import { unwrapAny } from '../../src/providers/keyring.ts';
 import { ProviderRegistry } from '../../src/providers/registry.ts';
 
 const TAG_BITS = 128;
@@ -113,6 +112,7 @@ export function rawAesProviderDefinition(wrappingKey: RawAesWrappingKey, options
     parseTarget,
     checkRecipient: (recipient) => (recipient.keyId === wrappingKey.name ? [] : [{ field: 'keyId', check: 'structure', message: `not the key ${wrappingKey.name}` }]),
     maxEncryptedKeyBytes: IV_BYTES + 32 + TAG_BYTES,
+    crdRules: [],
     describe,
     targetOf: provider.targetOf,
     edk: {
@@ -143,29 +143,12 @@ export function rawAesProviderDefinition(wrappingKey: RawAesWrappingKey, options
 }
 
 /**
- * The data key of a message header through the keyring (unwrapAny), with `definitions`
- * as the only providers: each EDK whose provider id is a definition's namespace and
- * whose provider info it decodes is tried, in header order; the rest are skipped.
- * (Stands in for src/files/materials.ts unwrapDataKey until the registry takes extra
- * provider definitions.)
+ * A registry whose only providers are `definitions` (the registry's hook for tests), for
+ * src/files/materials.ts generateDataKeyMaterials and unwrapDataKey: the same path as
+ * `envseal encrypt`/`decrypt`, with raw keys instead of a key service.
  */
-export async function unwrapWithDefinitions(options: {
-  header: { encryptedDataKeys: readonly { providerId: string; providerInfo: Uint8Array; ciphertext: Uint8Array }[]; encryptionContext: Record<string, string> };
-  definitions: readonly ProviderDefinition[];
-  signal?: AbortSignal;
-}): Promise<Uint8Array> {
-  const recipients: Recipient[] = [];
-  for (const edk of options.header.encryptedDataKeys) {
-    for (const definition of options.definitions) {
-      if (definition.edk.providerId !== edk.providerId) continue;
-      const recipient = definition.edk.decode(edk);
-      if (recipient !== undefined) recipients.push(recipient);
-    }
-  }
-  const providers = ProviderRegistry.of(await Promise.all(options.definitions.map((d) => d.create(undefined))));
-  const count = options.header.encryptedDataKeys.length;
-  const { dataKey } = await unwrapAny({ recipients, providers, encryptionContext: options.header.encryptionContext, what: `the message (${count} encrypted data key${count === 1 ? '' : 's'})`, ...(options.signal ? { signal: options.signal } : {}) });
-  return dataKey;
+export function rawKeyRegistry(definitions: readonly ProviderDefinition[]): ProviderRegistry {
+  return new ProviderRegistry({}, { definitions });
 }
 
 export interface RawRsaWrappingKey {
@@ -222,6 +205,7 @@ export function rawRsaProviderDefinition(wrappingKey: RawRsaWrappingKey, options
     parseTarget,
     checkRecipient: () => [],
     maxEncryptedKeyBytes: 1024,
+    crdRules: [],
     describe,
     targetOf: provider.targetOf,
     edk: {

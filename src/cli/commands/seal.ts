@@ -6,7 +6,8 @@ import { bindingOf, MAX_SECRET_DATA_BYTES, parseEnvelopeSecret } from '../../api
 import { type Binding, isScope, type Scope } from '../../envelope/context.ts';
 import { mergeValues } from '../../sealing/edit.ts';
 import { sealEnvelopeSecret } from '../../sealing/seal.ts';
-import { parseRecipientTarget } from '../../providers/registry.ts';
+import { VALUE_OVERHEAD_BYTES } from '../../envelope/envelope.ts';
+import { parseRecipientTarget, recipientForms } from '../../providers/registry.ts';
 import type { RecipientTarget } from '../../providers/types.ts';
 import { flag, HELP_OPTION, stringList, stringOption } from '../args.ts';
 import { type Command, type CommandContext, loadEnvelopeSecret, readInput, writeManifest } from '../command.ts';
@@ -14,7 +15,7 @@ import { formatDocument, parseOutputFormat, parseSingleDocument } from '../docum
 import { CLUSTER_OPTIONS, clusterTargets } from '../cluster.ts';
 import { invalidInput, usageError } from '../errors.ts';
 import { fileError, readInputFile, resolvePath, writeFileAtomic } from '../files.ts';
-import { KMS_OPTIONS } from '../provider-config.ts';
+import { PROVIDER_OPTIONS } from '../provider-config.ts';
 import {
   checkMetadataMaps,
   checkName,
@@ -29,8 +30,6 @@ import {
   ValueCollector,
 } from '../secret-input.ts';
 
-// nonce (12) + tag (16) around each sealed value.
-const VALUE_OVERHEAD_BYTES = 28;
 
 const OPTIONS = {
   filename: { type: 'string', short: 'f', multiple: true, value: 'FILE', help: 'Secret manifest to seal (YAML or JSON; "-" for stdin); several with --output-dir' },
@@ -44,13 +43,13 @@ const OPTIONS = {
   label: { type: 'string', multiple: true, value: 'KEY=VALUE', help: 'label of the Secret' },
   annotation: { type: 'string', multiple: true, value: 'KEY=VALUE', help: 'annotation of the Secret' },
   immutable: { type: 'boolean', help: 'make the Secret immutable' },
-  recipient: { type: 'string', short: 'r', multiple: true, value: 'PROVIDER:TARGET', help: 'who can open it: aws-kms:ARN-or-alias, age:age1...' },
+  recipient: { type: 'string', short: 'r', multiple: true, value: 'PROVIDER:TARGET', help: `who can open it: ${recipientForms()}` },
   scope: { type: 'string', value: 'SCOPE', help: 'strict (default: this name and namespace), namespace, or cluster' },
   output: { type: 'string', short: 'o', value: 'FORMAT', help: 'yaml (default) or json' },
   write: { type: 'string', short: 'w', value: 'FILE', help: 'write to FILE (atomically, only on success) instead of stdout' },
   'merge-into': { type: 'string', value: 'FILE', help: 'add or replace values in this EnvelopeSecret, in place (no Decrypt needed)' },
   ...CLUSTER_OPTIONS,
-  ...KMS_OPTIONS,
+  ...PROVIDER_OPTIONS,
   ...HELP_OPTION,
 } as const;
 
@@ -278,7 +277,7 @@ async function sealMany(ctx: CommandContext, files: readonly string[], outputDir
     throw fileError(error, 'create the output directory', outputDir);
   }
   for (const [index, file] of files.entries()) {
-    await writeFileAtomic(path.join(dir, path.basename(file)), texts[index]!, { cwd: io.cwd });
+    await writeFileAtomic(path.join(dir, path.basename(file)), texts[index]!, { cwd: io.cwd, temporaries: io.temporaries });
   }
   io.stderr.write(`sealed ${files.length} Secret${files.length === 1 ? '' : 's'} for ${options.targets.length} recipient${options.targets.length === 1 ? '' : 's'} into ${quoteName(outputDir)}\n`);
   return 0;
