@@ -46,7 +46,9 @@ async function oursEncrypt(key: Buffer, suiteName: SuiteName, input: string, out
   const { rawAesProviderDefinition, rawKeyRegistry } = await import('../../test/harness/raw-keyrings.ts');
   const { MessageEncryptor, prepareMessage } = await import('../../src/files/encrypt.ts');
   const { generateDataKeyMaterials } = await import('../../src/files/materials.ts');
-  const { AtomicFileSink, fileSource, pumpEncrypt } = await import('../../src/files/io.ts');
+  const { pumpEncrypt } = await import('../../src/files/pump.ts');
+  const { AtomicFileSink } = await import('../../src/files/sinks.ts');
+  const { fileSource } = await import('../../src/files/sources.ts');
   const { parseSuite } = await import('../../src/files/suites.ts');
   const providers = rawKeyRegistry([rawAesProviderDefinition({ namespace: NAMESPACE, name: KEY_NAME, key })]);
   const prepared = prepareMessage({ suite: parseSuite(suiteName), encryptionContext: CONTEXT, random: randomBytes });
@@ -68,7 +70,9 @@ async function oursDecrypt(key: Buffer, input: string, output: string): Promise<
   const { rawAesProviderDefinition, rawKeyRegistry } = await import('../../test/harness/raw-keyrings.ts');
   const { MessageDecryptor } = await import('../../src/files/decrypt.ts');
   const { unwrapDataKey } = await import('../../src/files/materials.ts');
-  const { AtomicFileSink, fileSource, pumpDecrypt } = await import('../../src/files/io.ts');
+  const { pumpDecrypt } = await import('../../src/files/pump.ts');
+  const { AtomicFileSink } = await import('../../src/files/sinks.ts');
+  const { fileSource } = await import('../../src/files/sources.ts');
   const providers = rawKeyRegistry([rawAesProviderDefinition({ namespace: NAMESPACE, name: KEY_NAME, key })]);
   const sink = new AtomicFileSink(output, { mode: 0o600 });
   await sink.open();

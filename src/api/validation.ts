@@ -6,6 +6,7 @@ import { PROVIDERS } from '../providers/registry.ts';
 import { labelValueProblem, namespaceProblem, objectNameProblem, qualifiedNameProblem, quoteName, secretKeyProblem } from './names.ts';
 import { CREDENTIAL_MINTING_SECRET_TYPES, reservedKeyIssues } from './policy.ts';
 import { API_VERSION, type EnvelopeSecret, KIND, RESTARTABLE_KINDS, type ValidationCheck, type ValidationIssue } from './types.ts';
+import { EnvsealError, type ExitClass } from '../util/errors.ts';
 
 export type { ValidationCheck, ValidationIssue } from './types.ts';
 
@@ -43,7 +44,7 @@ export const MAX_ENCRYPTED_KEY_BYTES: Readonly<Record<string, number>> = Object.
 /** The CRD's bound on any encryptedKey, in base64 characters: the largest provider's. */
 export const MAX_ENCRYPTED_KEY_LENGTH = base64Length(Math.max(...Object.values(MAX_ENCRYPTED_KEY_BYTES)));
 
-export class ManifestError extends Error {
+export class ManifestError extends EnvsealError {
   readonly code = 'InvalidManifest';
   readonly issues: readonly ValidationIssue[];
 
@@ -54,6 +55,10 @@ export class ManifestError extends Error {
     super(`${where}invalid EnvelopeSecret:\n${shown.join('\n')}`);
     this.name = 'ManifestError';
     this.issues = issues;
+  }
+
+  override get exitClass(): ExitClass {
+    return 'invalidInput';
   }
 }
 

@@ -11,7 +11,8 @@ import { rawAesProviderDefinition, rawKeyRegistry } from '../../test/harness/raw
 import { MessageDecryptor } from './decrypt.ts';
 import { encryptBuffer, prepareMessage } from './encrypt.ts';
 import { FileFormatError } from './errors.ts';
-import { HeldSink, pumpDecrypt } from './io.ts';
+import { pumpDecrypt } from './pump.ts';
+import { HeldSink } from './sinks.ts';
 import { generateDataKeyMaterials, unwrapDataKey } from './materials.ts';
 import { SUITE_COMMIT, SUITE_COMMIT_ECDSA_P384 } from './suites.ts';
 

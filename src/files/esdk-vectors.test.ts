@@ -14,7 +14,9 @@ import { rawAesProviderDefinition, rawKeyRegistry, rawRsaProviderDefinition } fr
 import type { ProviderDefinition } from '../providers/types.ts';
 import { MessageDecryptor } from './decrypt.ts';
 import { FileFormatError } from './errors.ts';
-import { fileSource, HeldSink, pumpDecrypt } from './io.ts';
+import { pumpDecrypt } from './pump.ts';
+import { HeldSink } from './sinks.ts';
+import { fileSource } from './sources.ts';
 import { unwrapDataKey } from './materials.ts';
 
 const ROOT = new URL('../../test/vectors/aws-encryption-sdk/', import.meta.url).pathname;

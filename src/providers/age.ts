@@ -58,12 +58,20 @@ export function createAgeProvider(options: AgeProviderOptions): KeyProvider {
       const { Decrypter } = await loadAge();
       const decrypter = new Decrypter();
       for (const identity of identities) decrypter.addIdentity(identity);
+      // Tried last, so reached only when no identity opened the stanza: how envseal tells
+      // "not for these identities" from "altered", without reading the library's message.
+      let noneMatched = false;
+      decrypter.addIdentity({
+        unwrapFileKey: () => {
+          noneMatched = true;
+          return null;
+        },
+      });
       let dataKey: Uint8Array;
       try {
         dataKey = await readAll(await decrypter.decrypt(streamOf(file)));
       } catch (cause) {
-        const message = cause instanceof Error ? cause.message : '';
-        if (/no identity matched/i.test(message)) {
+        if (noneMatched) {
           throw new ProviderError('NoIdentity', `none of the configured age identities can open the key for ${describe(request.recipient)}`, { provider: PROVIDER });
         }
         throw new ProviderError('InvalidCiphertext', `the age-encrypted key for ${describe(request.recipient)} is malformed or was altered`, { provider: PROVIDER, cause: sanitized(cause) });
