@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createAgeProvider, generateAgeIdentity } from '../providers/age.ts';
 import { ProviderError } from '../providers/types.ts';
-import { createVaultTransitProvider } from '../providers/vault-transit.ts';
+import { createVaultTransitProvider } from '../providers/vault-transit/index.ts';
 import { ControllerMetrics } from './metrics.ts';
 
 const context = { encryptionContext: { 'envseal.dev/scope': 'strict', 'envseal.dev/namespace': 'team-7f3a', 'envseal.dev/name': 'db-7f3a' } };

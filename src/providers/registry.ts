@@ -1,7 +1,7 @@
 import { ageProvider } from './age.ts';
 import { alibabaKmsProvider } from './alibaba-kms/index.ts';
 import { awsKmsProvider } from './aws-kms/index.ts';
-import { vaultTransitProvider } from './vault-transit.ts';
+import { vaultTransitProvider } from './vault-transit/index.ts';
 import {
   type CreatedProviderKey,
   type KeyProvider,

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ProviderError, type ProviderSettingsSource } from './types.ts';
-import { createVaultTransitProvider, parseTransitTarget, sanitizeVaultMessage, transitContext, vaultTransitProvider } from './vault-transit.ts';
+import { createVaultTransitProvider, parseTransitTarget, sanitizeVaultMessage, transitContext, vaultTransitProvider } from './vault-transit/index.ts';
 
 const CANARY = 'CANARY-vault-unit-7d21';
 const TOKEN = 'hvs.unit-test-token-never-shown';
