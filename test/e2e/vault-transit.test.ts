@@ -10,11 +10,11 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { ProviderError } from '../../src/providers/types.ts';
-import { createVaultTransitProvider, transitContext } from '../../src/providers/vault-transit.ts';
+import { createVaultTransitProvider, transitContext } from '../../src/providers/vault-transit/index.ts';
 import { startLocalKms, type KmsEmulator } from '../harness/kms-emulators.ts';
 import { installCrd, kubectl } from '../harness/kube.ts';
 import { startOpenBao, type OpenBao } from '../harness/openbao.ts';
-import { createAwsKmsProvider } from '../../src/providers/aws-kms.ts';
+import { createAwsKmsProvider } from '../../src/providers/aws-kms/index.ts';
 import { type CliResult, ensureBuilt, runCli } from './cli-support.ts';
 
 const CANARY = 'CANARY-vault-e2e-5be07a';
