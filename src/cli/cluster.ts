@@ -41,7 +41,10 @@ export async function clusterTargets(values: OptionValues, io: CliIo, signal: Ab
     signal?.throwIfAborted();
     // Its messages name the namespace, the ConfigMap and the API server's answer: no secrets.
     const detail = error instanceof Error ? error.message.slice(0, 400) : 'unexpected error';
-    throw new CliError('ClusterRecipient', `cannot get the cluster's age recipient from namespace ${quoteName(namespace)}: ${detail}`, { exitCode: EXIT.provider, cause: error });
+    throw new CliError('ClusterRecipient', `cannot get the cluster's age recipient from namespace ${quoteName(namespace)}: ${detail}`, {
+      exitCode: EXIT.provider,
+      cause: error,
+    });
   }
   return [{ provider: localIdentityProvider().name, target: recipient.trim() }];
 }

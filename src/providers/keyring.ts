@@ -10,7 +10,6 @@ import type { RandomSource } from '../envelope/random.ts';
 import type { ProviderRegistry } from './registry.ts';
 import { type KeyProvider, ProviderError, type Recipient, type RecipientTarget } from './types.ts';
 
-
 export interface GenerateRequest {
   targets: readonly RecipientTarget[];
   providers: ProviderRegistry;
@@ -50,7 +49,10 @@ export async function generateDataKey(request: GenerateRequest): Promise<Wrapped
     } else {
       dataKey = Uint8Array.from(request.random(DATA_KEY_BYTES));
     }
-    if (dataKey.byteLength !== DATA_KEY_BYTES) throw new ProviderError('Internal', `a data key must be ${DATA_KEY_BYTES} bytes`, { provider: generatorIndex >= 0 ? resolved[generatorIndex]!.provider.name : 'random' });
+    if (dataKey.byteLength !== DATA_KEY_BYTES)
+      throw new ProviderError('Internal', `a data key must be ${DATA_KEY_BYTES} bytes`, {
+        provider: generatorIndex >= 0 ? resolved[generatorIndex]!.provider.name : 'random',
+      });
     const key = dataKey;
     await Promise.all(
       resolved.map(async (t, i) => {
@@ -119,7 +121,9 @@ export async function unwrapAny(request: UnwrapAnyRequest): Promise<UnwrappedKey
       dataKey = await provider.unwrap({ recipient, encryptionContext, ...(signal ? { signal } : {}) });
       if (dataKey.byteLength !== DATA_KEY_BYTES) {
         dataKey.fill(0);
-        throw new ProviderError('InvalidCiphertext', `${provider.describe(recipient)}: the unwrapped data key has the wrong length`, { provider: provider.name });
+        throw new ProviderError('InvalidCiphertext', `${provider.describe(recipient)}: the unwrapped data key has the wrong length`, {
+          provider: provider.name,
+        });
       }
     } catch (error) {
       signal?.throwIfAborted();
@@ -136,7 +140,11 @@ export async function unwrapAny(request: UnwrapAnyRequest): Promise<UnwrappedKey
   }
   if (tried === 0 && failures.length === 0) {
     const names = [...new Set(request.recipients.map((r) => r.provider))].join(', ');
-    throw new ProviderError('NoIdentity', `${what}: no configured provider can unwrap any of its recipients (${names}); configure an age identity or KMS access`, { provider: names });
+    throw new ProviderError(
+      'NoIdentity',
+      `${what}: no configured provider can unwrap any of its recipients (${names}); configure an age identity or KMS access`,
+      { provider: names },
+    );
   }
   const chosen = failures.find((f) => f.retryable) ?? failures[0]!;
   // Several failures: a short summary first (provider and code of each), so that the

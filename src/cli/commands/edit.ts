@@ -66,7 +66,8 @@ export function parseEditedText(bytes: Buffer, source: string): Map<string, Buff
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalidInput(`${source}: expected stringData and data maps`);
   const record = value as Record<string, unknown>;
   for (const field of Object.keys(record)) {
-    if (field !== 'stringData' && field !== 'data') throw invalidInput(`${source}: ${unknownField(field, ['stringData', 'data'])}; only stringData and data can be edited`);
+    if (field !== 'stringData' && field !== 'data')
+      throw invalidInput(`${source}: ${unknownField(field, ['stringData', 'data'])}; only stringData and data can be edited`);
   }
   const values = new Map<string, Buffer>();
   for (const field of ['stringData', 'data'] as const) {
@@ -77,7 +78,8 @@ export function parseEditedText(bytes: Buffer, source: string): Map<string, Buff
       const problem = secretKeyProblem(key);
       if (problem) throw invalidInput(`${source}: key ${quoteName(key)}: ${problem}`);
       if (values.has(key)) throw invalidInput(`${source}: key ${quoteName(key)} is in both stringData and data`);
-      if (typeof item !== 'string') throw invalidInput(`${source}: ${field}[${quoteName(key)}] must be a string${field === 'stringData' ? ' (quote numbers and booleans)' : ''}`);
+      if (typeof item !== 'string')
+        throw invalidInput(`${source}: ${field}[${quoteName(key)}] must be a string${field === 'stringData' ? ' (quote numbers and booleans)' : ''}`);
       if (field === 'data' && !isStandardBase64(item)) throw invalidInput(`${source}: data[${quoteName(key)}] is not standard padded base64`);
       values.set(key, field === 'data' ? Buffer.from(item, 'base64') : Buffer.from(item, 'utf8'));
     }
@@ -174,7 +176,8 @@ async function edit(ctx: CommandContext): Promise<number> {
       ...(signal ? { signal } : {}),
     });
     const current = await readInputFile(file, { cwd: io.cwd });
-    if (!current.equals(original.bytes)) throw new CliError('FileChanged', `${quoteName(file)} changed while it was being edited; not overwriting it (run envseal edit again)`);
+    if (!current.equals(original.bytes))
+      throw new CliError('FileChanged', `${quoteName(file)} changed while it was being edited; not overwriting it (run envseal edit again)`);
     await writeManifest(resealed, { format: loaded.format, file, io });
     io.stderr.write(`re-sealed ${quoteName(file)}\n`);
     return 0;
