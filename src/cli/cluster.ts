@@ -35,7 +35,7 @@ export async function clusterTargets(values: OptionValues, io: CliIo, signal: Ab
     recipient = await fetchClusterAgeRecipient({
       namespace,
       ...(kubeconfig !== undefined ? { kubeconfig: path.resolve(io.cwd, kubeconfig) } : {}),
-      ...(signal ? { signal } : {}),
+      signal,
     });
   } catch (error) {
     signal?.throwIfAborted();

@@ -31,7 +31,7 @@ export function cliSettingsSource(
     role: 'cli',
     unwrap: settings.identities,
     warn: (message) => void io.stderr.write(`warning: ${message}\n`),
-    ...(signal ? { signal } : {}),
+    signal,
     async readFile(file, options) {
       let bytes: Buffer;
       try {

@@ -74,7 +74,7 @@ export async function unwrapDataKey(options: { header: MessageHeader; providers:
       providers,
       encryptionContext: header.encryptionContext,
       what: `the message (${count} encrypted data key${count === 1 ? '' : 's'} in the header)`,
-      ...(signal ? { signal } : {}),
+      signal,
     });
     return dataKey;
   } catch (error) {

@@ -35,7 +35,7 @@ export async function generateDataKey(request: GenerateRequest): Promise<Wrapped
   if (targets.length === 0) throw new ProviderError('InvalidRecipient', 'at least one recipient is needed', { provider: 'none' });
   const resolved = await Promise.all(targets.map(async (t) => ({ target: t.target, provider: await providers.get(t.provider) })));
   for (const t of resolved) t.provider.parseTarget(t.target);
-  const op = { encryptionContext, ...(signal ? { signal } : {}) };
+  const op = { encryptionContext, signal };
 
   const recipients: (Recipient | undefined)[] = new Array(resolved.length);
   let dataKey: Uint8Array | undefined;
@@ -118,7 +118,7 @@ export async function unwrapAny(request: UnwrapAnyRequest): Promise<UnwrappedKey
     request.beforeAttempt?.(recipient);
     let dataKey: Uint8Array;
     try {
-      dataKey = await provider.unwrap({ recipient, encryptionContext, ...(signal ? { signal } : {}) });
+      dataKey = await provider.unwrap({ recipient, encryptionContext, signal });
       if (dataKey.byteLength !== DATA_KEY_BYTES) {
         dataKey.fill(0);
         throw new ProviderError('InvalidCiphertext', `${provider.describe(recipient)}: the unwrapped data key has the wrong length`, {

@@ -107,7 +107,7 @@ const recipient = { provider: 'vault-transit', keyId: 'transit/keys/app', encryp
 
 async function unwrapError(address: string, options: { maxAttempts?: number; signal?: AbortSignal } = {}): Promise<ProviderError> {
   const provider = createVaultTransitProvider({ address, token: TOKEN, maxAttempts: options.maxAttempts ?? 1, requestTimeoutMs: 5_000 });
-  const error = await provider.unwrap({ recipient, encryptionContext: CONTEXT, ...(options.signal ? { signal: options.signal } : {}) }).then(
+  const error = await provider.unwrap({ recipient, encryptionContext: CONTEXT, signal: options.signal }).then(
     () => undefined,
     (e: unknown) => e,
   );

@@ -243,9 +243,9 @@ export async function compactEnvelopes(request: CompactRequest): Promise<Envelop
     targets = perEnvelope[0] ?? [];
     if (targets.length === 0) throw new EditError('NoRecipients', 'the manifest names no recipient to seal for; pass --recipient');
   }
-  const values = await openEnvelopeSecret({ secret, providers, ...(signal ? { signal } : {}) });
+  const values = await openEnvelopeSecret({ secret, providers, signal });
   try {
-    const envelope = await sealNewEnvelope({ values, binding: bindingOf(secret), targets, providers, random, ...(signal ? { signal } : {}) });
+    const envelope = await sealNewEnvelope({ values, binding: bindingOf(secret), targets, providers, random, signal });
     return { ...secret, spec: { ...secret.spec, envelopes: [envelope] } };
   } finally {
     for (const value of Object.values(values)) value.fill(0);

@@ -47,7 +47,7 @@ async function compact(ctx: CommandContext): Promise<number> {
     ...(targets.length > 0 ? { targets } : {}),
     providers: ctx.providers,
     random: ctx.random,
-    ...(ctx.signal ? { signal: ctx.signal } : {}),
+    signal: ctx.signal,
   });
   await writeManifest(compacted, { format: parseOutputFormat(formatFlag, loaded.format), file: destination, io });
   if (destination !== undefined) {

@@ -122,7 +122,7 @@ export async function controllerProvidersFrom(ctx: Pick<CommandContext, 'values'
         );
       return bytes;
     },
-    ...(signal ? { signal } : {}),
+    signal,
   });
 }
 

@@ -103,11 +103,11 @@ async function decryptOne(ctx: CommandContext, settings: DecryptSettings, source
       decryptor,
       async (header) => {
         checkHeader(header, settings);
-        return unwrapDataKey({ header, providers: ctx.providers, ...(ctx.signal ? { signal: ctx.signal } : {}) });
+        return unwrapDataKey({ header, providers: ctx.providers, signal: ctx.signal });
       },
       sink,
       {
-        ...(ctx.signal ? { signal: ctx.signal } : {}),
+        signal: ctx.signal,
         ...(ctx.io.collectGarbage ? { collectGarbage: ctx.io.collectGarbage } : {}),
         ...(progress ? { onProgress: (n: number) => progress.update(n) } : {}),
       },

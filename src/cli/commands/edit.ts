@@ -120,7 +120,7 @@ async function edit(ctx: CommandContext): Promise<number> {
 
   const original = await readInput(file, io, '');
   const loaded = loadEnvelopeSecret(original);
-  const opened = await openEnvelopeSecret({ secret: loaded.secret, providers: ctx.providers, ...(signal ? { signal } : {}) });
+  const opened = await openEnvelopeSecret({ secret: loaded.secret, providers: ctx.providers, signal });
   let edited: Map<string, Buffer> | undefined;
   let directory: string | undefined;
   let untrack: (() => void) | undefined;
@@ -137,7 +137,7 @@ async function edit(ctx: CommandContext): Promise<number> {
 
     for (;;) {
       signal?.throwIfAborted();
-      const status = await io.spawnEditor({ editor, file: scratch, ...(signal ? { signal } : {}) });
+      const status = await io.spawnEditor({ editor, file: scratch, signal });
       signal?.throwIfAborted();
       if (status !== 0) throw new CliError('EditorFailed', `the editor (${quoteName(editor)}) exited with status ${status}; ${quoteName(file)} is unchanged`);
       let bytes: Buffer;
@@ -173,7 +173,7 @@ async function edit(ctx: CommandContext): Promise<number> {
       values: checkValues(edited),
       providers: ctx.providers,
       random: ctx.random,
-      ...(signal ? { signal } : {}),
+      signal,
     });
     const current = await readInputFile(file, { cwd: io.cwd });
     if (!current.equals(original.bytes))

@@ -135,7 +135,7 @@ async function encryptOne(ctx: CommandContext, settings: EncryptSettings, source
       providers: ctx.providers,
       encryptionContext: prepared.encryptionContext,
       random: ctx.random,
-      ...(ctx.signal ? { signal: ctx.signal } : {}),
+      signal: ctx.signal,
     });
     try {
       encryptor = new MessageEncryptor({ ...prepared, dataKey, encryptedDataKeys, frameLength: settings.frameLength });
@@ -143,7 +143,7 @@ async function encryptOne(ctx: CommandContext, settings: EncryptSettings, source
       dataKey.fill(0);
     }
     await pumpEncrypt(source, encryptor, sink, {
-      ...(ctx.signal ? { signal: ctx.signal } : {}),
+      signal: ctx.signal,
       ...(ctx.io.collectGarbage ? { collectGarbage: ctx.io.collectGarbage } : {}),
       ...(progress ? { onProgress: (n: number) => progress.update(n) } : {}),
     });

@@ -84,8 +84,8 @@ async function keysCreate(ctx: CommandContext): Promise<number> {
     const description = stringOption(values, 'description');
     const created = await ctx.providers.createKey(definition.name, {
       name,
-      ...(description !== undefined ? { description } : {}),
-      ...(ctx.signal ? { signal: ctx.signal } : {}),
+      description,
+      signal: ctx.signal,
     });
     io.stdout.write(`${created.keyId}\n`);
     io.stderr.write(`${created.summary}; seal with --recipient ${definition.name}:${created.target}\n`);

@@ -85,8 +85,8 @@ async function changeRecipients(ctx: CommandContext, action: 'add' | 'remove'): 
   for (const target of targets) {
     secret =
       action === 'add'
-        ? await addRecipient({ secret, target, providers: ctx.providers, ...(ctx.signal ? { signal: ctx.signal } : {}) })
-        : await removeRecipient({ secret, target, providers: ctx.providers, ...(ctx.signal ? { signal: ctx.signal } : {}) });
+        ? await addRecipient({ secret, target, providers: ctx.providers, signal: ctx.signal })
+        : await removeRecipient({ secret, target, providers: ctx.providers, signal: ctx.signal });
   }
   const unchanged = isDeepStrictEqual(secret, loaded.secret);
   if (unchanged && destination !== undefined && destination === file) {

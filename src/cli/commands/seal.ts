@@ -218,7 +218,7 @@ async function seal(ctx: CommandContext): Promise<number> {
     providers: ctx.providers,
     random: ctx.random,
     template: templateOf(input),
-    ...(ctx.signal ? { signal: ctx.signal } : {}),
+    signal: ctx.signal,
   });
   await writeManifest(sealed, { format: parseOutputFormat(formatFlag), file: write, io });
   if (write !== undefined)
@@ -279,7 +279,7 @@ async function sealMany(
         providers: ctx.providers,
         random: ctx.random,
         template: templateOf(input),
-        ...(ctx.signal ? { signal: ctx.signal } : {}),
+        signal: ctx.signal,
       });
       parseEnvelopeSecret(sealed, 'output');
       texts[index] = formatDocument(sealed, options.format);
@@ -338,7 +338,7 @@ async function mergeInto_(
     ...(options.targets.length > 0 ? { targets: options.targets } : {}),
     providers: options.ctx.providers,
     random: options.ctx.random,
-    ...(options.ctx.signal ? { signal: options.ctx.signal } : {}),
+    signal: options.ctx.signal,
   });
   const template = mergeTemplate(secret.spec.template, templateOf(input));
   const spec = { ...merged.spec };

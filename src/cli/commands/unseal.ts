@@ -73,7 +73,7 @@ async function unseal(ctx: CommandContext): Promise<number> {
     secret,
     providers: ctx.providers,
     ...(key !== undefined ? { keys: [key] } : {}),
-    ...(ctx.signal ? { signal: ctx.signal } : {}),
+    signal: ctx.signal,
   });
   try {
     if (key !== undefined) {

@@ -84,8 +84,8 @@ export const alibabaKmsProvider: ProviderDefinition = {
     const provider = await createAlibabaKmsProvider((request.options ?? {}) as AlibabaKmsProviderOptions);
     const created = await provider.createKey({
       name: request.name,
-      ...(request.description === undefined ? {} : { description: request.description }),
-      ...(request.signal === undefined ? {} : { signal: request.signal }),
+      description: request.description,
+      signal: request.signal,
     });
     return { target: created.alias, keyId: created.keyArn, summary: `created Alibaba Cloud KMS key ${created.keyArn} with alias ${created.alias}` };
   },

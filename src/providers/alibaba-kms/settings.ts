@@ -53,7 +53,7 @@ export function resolveAlibabaKmsOptions(source: Pick<ProviderSettingsSource, 'v
       );
     }
     const securityToken = stringValue(env.ALIBABA_CLOUD_SECURITY_TOKEN);
-    credentials = { kind: 'access-key', accessKeyId, accessKeySecret, ...(securityToken === undefined ? {} : { securityToken }) };
+    credentials = { kind: 'access-key', accessKeyId, accessKeySecret, securityToken };
   } else if (roleArn !== undefined || oidcProviderArn !== undefined || oidcTokenFile !== undefined) {
     if (roleArn === undefined || oidcProviderArn === undefined || oidcTokenFile === undefined) {
       throw new ProviderError(
@@ -72,16 +72,16 @@ export function resolveAlibabaKmsOptions(source: Pick<ProviderSettingsSource, 'v
       roleArn,
       oidcProviderArn,
       oidcTokenFile,
-      ...(roleSessionName === undefined ? {} : { roleSessionName }),
-      ...(stsEndpoint === undefined ? {} : { stsEndpoint }),
-      ...(stsRegion === undefined ? {} : { stsRegion }),
+      roleSessionName,
+      stsEndpoint,
+      stsRegion,
       ...(stsVpcEndpoint ? { stsVpcEndpoint } : {}),
     };
   }
   return {
-    ...(region === undefined ? {} : { region }),
-    ...(endpoint === undefined ? {} : { endpoint }),
-    ...(credentials === undefined ? {} : { credentials }),
+    region,
+    endpoint,
+    credentials,
   };
 }
 

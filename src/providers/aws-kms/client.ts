@@ -275,16 +275,13 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
       const ciphertext = ciphertextOf(request.from, sourceKeyId, 'ReEncrypt');
       const [from, to] = await Promise.all([resolvedRegion(sourceRegion), resolvedRegion(destinationRegion)]);
       if (from !== undefined && to !== undefined && from !== to) {
-        const dataKey = await unwrap(
-          { recipient: request.from, encryptionContext: request.encryptionContext, ...(request.signal === undefined ? {} : { signal: request.signal }) },
-          'ReEncrypt (Decrypt)',
-        );
+        const dataKey = await unwrap({ recipient: request.from, encryptionContext: request.encryptionContext, signal: request.signal }, 'ReEncrypt (Decrypt)');
         try {
           return await wrap({
             target: request.target,
             dataKey,
             encryptionContext: request.encryptionContext,
-            ...(request.signal === undefined ? {} : { signal: request.signal }),
+            signal: request.signal,
           });
         } finally {
           zero(dataKey);
@@ -376,7 +373,7 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
         if (error instanceof ProviderError) {
           throw new ProviderError(error.code, `${error.message}; ${cleanup}`, {
             provider: AWS_KMS,
-            ...(error.serviceCode === undefined ? {} : { serviceCode: error.serviceCode }),
+            serviceCode: error.serviceCode,
             cause: error.cause,
           });
         }

@@ -234,10 +234,10 @@ export function mapError(error: unknown, call: CallContext): unknown {
   const cause = new KmsCallError(name, causeMessage, {
     serviceCode,
     ...(status === undefined ? {} : { httpStatusCode: status }),
-    ...(requestId === undefined ? {} : { requestId }),
-    ...(attempts === undefined ? {} : { attempts }),
+    requestId,
+    attempts,
     ...(netCode === undefined ? {} : { code: netCode }),
-    ...(stack === undefined ? {} : { stack }),
+    stack,
   });
   // The KMS checks the encryption context: a refused ciphertext most likely moved.
   return new ProviderError(code, message, { provider: AWS_KMS, serviceCode, cause, ...(code === 'InvalidCiphertext' ? { contextBound: true } : {}) });

@@ -107,8 +107,8 @@ export const awsKmsProvider: ProviderDefinition = {
   async createKey(request) {
     const created = await createAwsKmsKey((request.options ?? {}) as AwsKmsProviderOptions, {
       alias: request.name.startsWith('alias/') || request.name.startsWith('arn:') ? request.name : `alias/${request.name}`,
-      ...(request.description !== undefined ? { description: request.description } : {}),
-      ...(request.signal ? { signal: request.signal } : {}),
+      description: request.description,
+      signal: request.signal,
     });
     return { target: created.alias, keyId: created.keyArn, summary: `created ${created.alias} (${created.aliasArn})` };
   },

@@ -155,7 +155,7 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
           continue;
         }
         throw failure(target, 'Unavailable', timedOut ? `Vault at ${where} did not answer in time` : `Vault at ${where} could not be reached`, {
-          ...(netCode === undefined ? {} : { netCode }),
+          netCode,
         });
       }
       if (status >= 200 && status < 300) {
@@ -202,7 +202,7 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
     const tokenPath = auth.tokenPath ?? DEFAULT_K8S_TOKEN_PATH;
     let jwt: string;
     try {
-      jwt = (await readFile(tokenPath, { encoding: 'utf8', ...(signal ? { signal } : {}) })).trim();
+      jwt = (await readFile(tokenPath, { encoding: 'utf8', signal })).trim();
     } catch (cause) {
       throw new ProviderError(
         'AccessDenied',

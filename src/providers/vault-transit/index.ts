@@ -111,7 +111,7 @@ export const vaultTransitProvider: ProviderDefinition = {
   async createKey(request) {
     const created = await createVaultTransitProvider((request.options ?? {}) as VaultTransitProviderOptions).createKey({
       target: request.name,
-      ...(request.signal ? { signal: request.signal } : {}),
+      signal: request.signal,
     });
     return { target: created.keyId, keyId: created.keyId, summary: `created transit key ${created.keyId} (derived)` };
   },

@@ -60,9 +60,9 @@ export async function resolveSettings(source: ProviderSettingsSource): Promise<V
   const namespace = envSetting(source, 'VAULT_NAMESPACE', 'BAO_NAMESPACE');
   const caCert = await caBundleSetting(source, address);
   const options: VaultTransitProviderOptions = {
-    ...(address === undefined ? {} : { address }),
-    ...(namespace === undefined ? {} : { namespace }),
-    ...(caCert === undefined ? {} : { caCert }),
+    address,
+    namespace,
+    caCert,
   };
   const role = source.role === 'controller' ? (stringSetting(source, 'vault-auth-role') ?? envSetting(source, 'VAULT_AUTH_ROLE')) : undefined;
   // A token of its own for Vault (a projected token with Vault's audience), else the pod's.
@@ -76,7 +76,7 @@ export async function resolveSettings(source: ProviderSettingsSource): Promise<V
   }
   if (role !== undefined) {
     const mount = stringSetting(source, 'vault-auth-mount') ?? envSetting(source, 'VAULT_AUTH_MOUNT');
-    options.kubernetesAuth = { role, ...(mount === undefined ? {} : { mount }), ...(tokenPath === undefined ? {} : { tokenPath }) };
+    options.kubernetesAuth = { role, mount, tokenPath };
     return options;
   }
   const token =
