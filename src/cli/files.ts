@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { mkdir, open, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { quoteName } from '../api/names.ts';
 import { CliError } from './errors.ts';
@@ -83,7 +83,11 @@ export class TemporaryFiles {
  * untouched and the temporary file removed. An existing file keeps its mode; a symlink
  * is followed, so the file it points to is replaced.
  */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, options: { cwd: string; mode?: number; temporaries?: TemporaryFiles | undefined }): Promise<void> {
+export async function writeFileAtomic(
+  file: string,
+  data: string | Uint8Array,
+  options: { cwd: string; mode?: number; temporaries?: TemporaryFiles | undefined },
+): Promise<void> {
   let target = resolvePath(options.cwd, file);
   let mode = options.mode ?? 0o644;
   let existing = false;
@@ -121,7 +125,7 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, o
  */
 export async function writeNewPrivateFile(file: string, data: string | Uint8Array, options: { cwd: string }): Promise<void> {
   const target = resolvePath(options.cwd, file);
-  let handle;
+  let handle: FileHandle;
   try {
     // Missing parent folders (e.g. ~/.config/envseal) are created private to the user.
     await mkdir(path.dirname(target), { recursive: true, mode: 0o700 }).catch((error: unknown) => {

@@ -4,7 +4,6 @@
  */
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
-import path from 'node:path';
 
 export const READ_CHUNK_BYTES = 1024 * 1024;
 
@@ -41,7 +40,7 @@ export async function* readFileChunks(file: string, signal?: AbortSignal): Async
 
 /** Node streams (stdin): each chunk is a fresh buffer. */
 export function readStreamChunks(file: string, signal?: AbortSignal): ByteSource {
-  return createReadStream(file, { highWaterMark: READ_CHUNK_BYTES, ...(signal ? { signal } : {}) });
+  return createReadStream(file, { highWaterMark: READ_CHUNK_BYTES, signal });
 }
 
 /** Where output goes; nothing is visible at the destination before commit(). */

@@ -1,7 +1,7 @@
 /** The aws-kms provider's options and the operations it adds to KeyProvider. */
 import type { KMSClientConfig } from '@aws-sdk/client-kms';
 import type { Recipient } from '../types.ts';
-import { type GenerateDataKeyRequest, type GeneratedDataKey, type KeyProvider, type RewrapRequest } from '../types.ts';
+import type { GenerateDataKeyRequest, GeneratedDataKey, KeyProvider, RewrapRequest } from '../types.ts';
 
 export const AWS_KMS = 'aws-kms';
 
@@ -53,4 +53,3 @@ export interface AwsKmsProvider extends KeyProvider {
   /** The regions that have a client now, least recently used first (at most MAX_REGION_CLIENTS). */
   openRegions(): string[];
 }
-

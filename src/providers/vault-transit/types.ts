@@ -1,7 +1,6 @@
 /** The vault-transit provider's names, limits, options and operations. */
 
-import { type GenerateDataKeyRequest, type GeneratedDataKey, type KeyProvider } from '../types.ts';
-
+import type { GenerateDataKeyRequest, GeneratedDataKey, KeyProvider } from '../types.ts';
 
 export const VAULT_TRANSIT = 'vault-transit';
 export const DEFAULT_TRANSIT_MOUNT = 'transit';
@@ -59,4 +58,3 @@ export interface VaultTransitProvider extends KeyProvider {
   /** Creates an aes256-gcm96 transit key with `derived: true` (`envseal keys create`). */
   createKey(request: { target: string; signal?: AbortSignal }): Promise<ParsedTransitTarget>;
 }
-
