@@ -102,7 +102,11 @@ function sharedAgentMiddleware(kc: KubeConfig, client: KubeClient, allowH2: bool
   const make = async () => {
     const tls: https.RequestOptions = {};
     await kc.applyToHTTPSOptions(tls);
-    const connect = Object.fromEntries(Object.entries({ ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: tls.rejectUnauthorized, servername: tls.servername }).filter(([, v]) => v !== undefined));
+    const connect = Object.fromEntries(
+      Object.entries({ ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: tls.rejectUnauthorized, servername: tls.servername }).filter(
+        ([, v]) => v !== undefined,
+      ),
+    );
     return new Agent({ allowH2, connect: { ...connect, keepAlive: true, keepAliveInitialDelay: 30_000 } });
   };
   return {
@@ -110,7 +114,8 @@ function sharedAgentMiddleware(kc: KubeConfig, client: KubeClient, allowH2: bool
       if (allowH2) {
         const fresh = context.getDispatcher();
         if (fresh instanceof Agent) void fresh.close();
-        context.setDispatcher(await (shared ??= make()));
+        shared ??= make();
+        context.setDispatcher(await shared);
       } else {
         context.setDispatcher((await client.dispatcher(context)) as never);
       }
@@ -172,7 +177,14 @@ async function child(): Promise<void> {
     await pool(n, Number(flags.parallel), async (i) => {
       const secret = secretOf(namespace, `${prefix}-${i}`, i);
       if (api) await api.patch(secret, undefined, undefined, 'envseal-bench', true, PatchStrategy.ServerSideApply);
-      else await envseal.request({ method: 'PATCH', path: paths.secret(namespace, secret.metadata.name), query: { fieldManager: 'envseal-bench', force: true }, body: secret, patchType: 'apply' });
+      else
+        await envseal.request({
+          method: 'PATCH',
+          path: paths.secret(namespace, secret.metadata.name),
+          query: { fieldManager: 'envseal-bench', force: true },
+          body: secret,
+          patchType: 'apply',
+        });
       count++;
     });
   } else if (task === 'list') {
@@ -180,7 +192,19 @@ async function child(): Promise<void> {
     let token: string | undefined;
     do {
       let page: KubeList<KubeObject>;
-      if (api) page = (await api.list('v1', 'Secret', namespace, undefined, undefined, undefined, undefined, undefined, 500, token)) as unknown as KubeList<KubeObject>;
+      if (api)
+        page = (await api.list(
+          'v1',
+          'Secret',
+          namespace,
+          undefined,
+          undefined,
+          undefined,
+          undefined,
+          undefined,
+          500,
+          token,
+        )) as unknown as KubeList<KubeObject>;
       else page = await envseal.request<KubeList<KubeObject>>({ method: 'GET', path: paths.secrets(namespace), query: { limit: 500, continue: token } });
       for (const item of page.items) store.set(`${item.metadata?.namespace}/${item.metadata?.name}`, item);
       // client-node's models name it `_continue` (a reserved word in its generator).
@@ -200,13 +224,24 @@ async function child(): Promise<void> {
       };
       if (variant === 'envseal') {
         envseal
-          .watch<KubeObject>({ path: paths.secrets(namespace), query: {}, idleTimeoutMs: 60_000, signal: abort.signal, onEvent: (e) => onEvent(e.type, e.object) })
+          .watch<KubeObject>({
+            path: paths.secrets(namespace),
+            query: {},
+            idleTimeoutMs: 60_000,
+            signal: abort.signal,
+            onEvent: (e) => onEvent(e.type, e.object),
+          })
           .then(() => reject(new Error(`watch ended after ${seen.size} events`)), reject);
       } else {
         void new Watch(kc)
-          .watch(paths.secrets(namespace), {}, (type, object: KubeObject) => onEvent(type, object), (error: unknown) => {
-            if (seen.size < expected) reject(error instanceof Error ? error : new Error(`watch ended after ${seen.size} events`));
-          })
+          .watch(
+            paths.secrets(namespace),
+            {},
+            (type, object: KubeObject) => onEvent(type, object),
+            (error: unknown) => {
+              if (seen.size < expected) reject(error instanceof Error ? error : new Error(`watch ended after ${seen.size} events`));
+            },
+          )
           .then((controller) => abort.signal.addEventListener('abort', () => controller.abort()));
       }
     });
@@ -227,13 +262,24 @@ async function child(): Promise<void> {
           },
           post: async (r: ResponseContext) => r,
         };
-        const base = createConfiguration({ baseServer: new ServerConfiguration(kc.getCurrentCluster()?.server ?? '', {}), authMethods: { default: kc }, promiseMiddleware: [signalMiddleware] });
+        const base = createConfiguration({
+          baseServer: new ServerConfiguration(kc.getCurrentCluster()?.server ?? '', {}),
+          authMethods: { default: kc },
+          promiseMiddleware: [signalMiddleware],
+        });
         await api.patch(secret, undefined, undefined, 'envseal-bench', true, PatchStrategy.ServerSideApply, base);
       } else if (api) {
         // The instance's middleware reads the signal from the async context.
         await callSignal.run(aborted, () => api.patch(secret, undefined, undefined, 'envseal-bench', true, PatchStrategy.ServerSideApply));
       } else {
-        await envseal.request({ method: 'PATCH', path: paths.secret(namespace, name), query: { fieldManager: 'envseal-bench', force: true }, body: secret, patchType: 'apply', signal: aborted });
+        await envseal.request({
+          method: 'PATCH',
+          path: paths.secret(namespace, name),
+          query: { fieldManager: 'envseal-bench', force: true },
+          body: secret,
+          patchType: 'apply',
+          signal: aborted,
+        });
       }
       outcome = 'the call completed';
     } catch (error) {
@@ -251,11 +297,22 @@ async function child(): Promise<void> {
   } else if (task === 'error') {
     // A dockerconfigjson Secret whose value is not JSON: the API server's refusal quotes it.
     const canary = 'CANARY-kube-client-bench';
-    const secret = { ...secretOf(namespace, `error-${variant}-${process.pid}`, 0), type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': Buffer.from(`${canary} not json`).toString('base64') } };
+    const secret = {
+      ...secretOf(namespace, `error-${variant}-${process.pid}`, 0),
+      type: 'kubernetes.io/dockerconfigjson',
+      data: { '.dockerconfigjson': Buffer.from(`${canary} not json`).toString('base64') },
+    };
     let text = '';
     try {
       if (api) await api.patch(secret, undefined, undefined, 'envseal-bench', true, PatchStrategy.ServerSideApply);
-      else await envseal.request({ method: 'PATCH', path: paths.secret(namespace, secret.metadata.name), query: { fieldManager: 'envseal-bench', force: true }, body: secret, patchType: 'apply' });
+      else
+        await envseal.request({
+          method: 'PATCH',
+          path: paths.secret(namespace, secret.metadata.name),
+          query: { fieldManager: 'envseal-bench', force: true },
+          body: secret,
+          patchType: 'apply',
+        });
     } catch (error) {
       text = error instanceof Error ? `${error.message} ${String(error.stack)}` : String(error);
     }
@@ -267,16 +324,32 @@ async function child(): Promise<void> {
     const abort = new AbortController();
     const until = Date.now() + Number(flags.idle) * 1000;
     let ended = 0;
-    let resourceVersion = (await envseal.request<KubeList<KubeObject>>({ method: 'GET', path: paths.secrets(namespace), query: { limit: 1 } })).metadata.resourceVersion;
+    let resourceVersion = (await envseal.request<KubeList<KubeObject>>({ method: 'GET', path: paths.secrets(namespace), query: { limit: 1 } })).metadata
+      .resourceVersion;
     const onEvent = (object: KubeObject) => (resourceVersion = object.metadata?.resourceVersion ?? resourceVersion);
     const query = () => ({ resourceVersion, allowWatchBookmarks: true, timeoutSeconds: 600 });
     setTimeout(() => abort.abort(), until - Date.now()).unref();
     while (!abort.signal.aborted) {
       if (variant === 'envseal') {
-        await envseal.watch<KubeObject>({ path: paths.secrets(namespace), query: query(), idleTimeoutMs: 420_000, signal: abort.signal, onEvent: (e) => onEvent(e.object) }).catch(() => undefined);
+        await envseal
+          .watch<KubeObject>({
+            path: paths.secrets(namespace),
+            query: query(),
+            idleTimeoutMs: 420_000,
+            signal: abort.signal,
+            onEvent: (e) => onEvent(e.object),
+          })
+          .catch(() => undefined);
       } else {
         await new Promise<void>((resolve) => {
-          void new Watch(kc).watch(paths.secrets(namespace), query(), (_type, object: KubeObject) => onEvent(object), () => resolve()).then((controller) => abort.signal.addEventListener('abort', () => controller.abort(), { once: true }));
+          void new Watch(kc)
+            .watch(
+              paths.secrets(namespace),
+              query(),
+              (_type, object: KubeObject) => onEvent(object),
+              () => resolve(),
+            )
+            .then((controller) => abort.signal.addEventListener('abort', () => controller.abort(), { once: true }));
         });
       }
       if (!abort.signal.aborted) ended++;
@@ -288,7 +361,16 @@ async function child(): Promise<void> {
   }
   const ms = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
-  const result: RunResult = { variant, task, ms, cpuMs: (cpu.user + cpu.system) / 1000, peakRssBytes: process.resourceUsage().maxRSS * 1024, connections, count, ...(note ? { note } : {}) };
+  const result: RunResult = {
+    variant,
+    task,
+    ms,
+    cpuMs: (cpu.user + cpu.system) / 1000,
+    peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    connections,
+    count,
+    ...(note ? { note } : {}),
+  };
   process.stdout.write(`${JSON.stringify(result)}\n`);
   process.exit(0);
 }
@@ -319,7 +401,14 @@ async function parent(): Promise<void> {
     if (tasks.includes('watch')) await fill('bench-watch', Number(flags.watch));
     const variants = flags.variants.split(',') as Variant[];
     const run = promisify(execFile);
-    const namespaceOf: Record<string, string> = { apply: 'bench-apply', list: 'bench-list', watch: 'bench-watch', abort: 'bench-apply', error: 'bench-apply', idle: 'bench-idle' };
+    const namespaceOf: Record<string, string> = {
+      apply: 'bench-apply',
+      list: 'bench-list',
+      watch: 'bench-watch',
+      abort: 'bench-apply',
+      error: 'bench-apply',
+      idle: 'bench-idle',
+    };
     for (let round = 0; round < Number(flags.rounds); round++) {
       for (const task of tasks) {
         // Rotate the order each round so that load from elsewhere hits each variant alike.
@@ -328,13 +417,34 @@ async function parent(): Promise<void> {
           // The watch tasks use client-node's Watch, the same in all client-node variants; idle runs once.
           if ((task === 'watch' || task === 'idle') && (variant === 'client-node-h1' || variant === 'client-node-h2')) continue;
           if (task === 'idle' && round > 0) continue;
-          const { stdout } = await run(process.execPath, [
-            fileURLToPath(import.meta.url), '--child', variant, '--task', task, '--kubeconfig', cp.kubeconfigPath, '--namespace', namespaceOf[task] ?? '',
-            '--applies', flags.applies, '--parallel', flags.parallel, '--watch', flags.watch, '--idle', flags.idle,
-          ], { cwd: repoRoot, maxBuffer: 1 << 20 });
+          const { stdout } = await run(
+            process.execPath,
+            [
+              fileURLToPath(import.meta.url),
+              '--child',
+              variant,
+              '--task',
+              task,
+              '--kubeconfig',
+              cp.kubeconfigPath,
+              '--namespace',
+              namespaceOf[task] ?? '',
+              '--applies',
+              flags.applies,
+              '--parallel',
+              flags.parallel,
+              '--watch',
+              flags.watch,
+              '--idle',
+              flags.idle,
+            ],
+            { cwd: repoRoot, maxBuffer: 1 << 20 },
+          );
           const result = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as RunResult;
           results.push(result);
-          log(`round ${round + 1} ${task} ${variant}: ${result.ms.toFixed(0)} ms, CPU ${result.cpuMs.toFixed(0)} ms, peak RSS ${(result.peakRssBytes / 2 ** 20).toFixed(0)} MiB, ${result.connections} connections, ${result.count} objects${result.note ? `; ${result.note}` : ''}`);
+          log(
+            `round ${round + 1} ${task} ${variant}: ${result.ms.toFixed(0)} ms, CPU ${result.cpuMs.toFixed(0)} ms, peak RSS ${(result.peakRssBytes / 2 ** 20).toFixed(0)} MiB, ${result.connections} connections, ${result.count} objects${result.note ? `; ${result.note}` : ''}`,
+          );
         }
       }
     }

@@ -22,7 +22,10 @@ interface Seen {
 }
 
 /** A plain HTTP server standing in for the API server, with client-node's real client in front. */
-async function withServer<T>(answer: (request: IncomingMessage, response: ServerResponse) => void, run: (api: KubeObjectApi, seen: Seen) => Promise<T>): Promise<T> {
+async function withServer<T>(
+  answer: (request: IncomingMessage, response: ServerResponse) => void,
+  run: (api: KubeObjectApi, seen: Seen) => Promise<T>,
+): Promise<T> {
   const seen: Seen = { requests: [], connections: 0 };
   const server = createServer((request, response) => {
     let body = '';
@@ -51,18 +54,28 @@ async function withServer<T>(answer: (request: IncomingMessage, response: Server
   }
 }
 
-const json = (response: ServerResponse, status: number, body: object) => response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+const json = (response: ServerResponse, status: number, body: object) =>
+  response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
 
 describe('KubeObjectApi (client-node KubernetesObjectApi)', () => {
   it('reads objects over kept-alive connections', async () => {
     await withServer(
-      (_request, response) => json(response, 200, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'r', namespace: 'ns' }, data: { recipient: 'age1xyz' } }),
+      (_request, response) =>
+        json(response, 200, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'r', namespace: 'ns' }, data: { recipient: 'age1xyz' } }),
       async (api, seen) => {
         for (let i = 0; i < 10; i++) {
-          const configMap = await api.read<{ kind?: string; data?: Record<string, string> }>({ apiVersion: 'v1', kind: 'ConfigMap', namespace: 'ns', name: 'r' });
+          const configMap = await api.read<{ kind?: string; data?: Record<string, string> }>({
+            apiVersion: 'v1',
+            kind: 'ConfigMap',
+            namespace: 'ns',
+            name: 'r',
+          });
           expect(configMap.data).toEqual({ recipient: 'age1xyz' });
         }
-        expect(seen.requests.map((r) => `${r.method} ${r.url}`)).toEqual(['GET /api/v1', ...Array.from({ length: 10 }, () => 'GET /api/v1/namespaces/ns/configmaps/r')]);
+        expect(seen.requests.map((r) => `${r.method} ${r.url}`)).toEqual([
+          'GET /api/v1',
+          ...Array.from({ length: 10 }, () => 'GET /api/v1/namespaces/ns/configmaps/r'),
+        ]);
         // client-node alone opens a connection per request (a new undici Agent each time):
         // 11 here. undici may open a second while the first is being handed back.
         expect(seen.connections).toBeLessThanOrEqual(2);
@@ -72,9 +85,14 @@ describe('KubeObjectApi (client-node KubernetesObjectApi)', () => {
 
   it('sends a server-side apply with the field manager and force', async () => {
     await withServer(
-      (request, response) => json(response, 200, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db', namespace: 'app', resourceVersion: '7' } }),
+      (_request, response) => json(response, 200, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db', namespace: 'app', resourceVersion: '7' } }),
       async (api, seen) => {
-        const written = await api.apply<{ apiVersion?: string; kind?: string; data?: Record<string, string>; metadata?: { name: string; namespace: string; resourceVersion?: string } }>({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db', namespace: 'app' }, data: { K: 'dg==' } }, { fieldManager: 'envseal', force: true });
+        const written = await api.apply<{
+          apiVersion?: string;
+          kind?: string;
+          data?: Record<string, string>;
+          metadata?: { name: string; namespace: string; resourceVersion?: string };
+        }>({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db', namespace: 'app' }, data: { K: 'dg==' } }, { fieldManager: 'envseal', force: true });
         expect(written.metadata?.resourceVersion).toBe('7');
         const patch = seen.requests.at(-1);
         expect(patch?.method).toBe('PATCH');
@@ -86,12 +104,32 @@ describe('KubeObjectApi (client-node KubernetesObjectApi)', () => {
   });
 
   it('keeps only field paths and reason codes of a refused Secret write (the server quotes the value)', async () => {
-    const leaky = "Secret \"db\" is invalid: data[.dockerconfigjson]: Invalid value: \"<secret contents redacted>\": invalid character 'S' looking for beginning of value";
-    const status = { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'Invalid', code: 422, message: leaky, details: { causes: [{ reason: 'FieldValueInvalid', message: "invalid character 'S'", field: 'data[.dockerconfigjson]' }] } };
+    const leaky =
+      'Secret "db" is invalid: data[.dockerconfigjson]: Invalid value: "<secret contents redacted>": invalid character \'S\' looking for beginning of value';
+    const status = {
+      kind: 'Status',
+      apiVersion: 'v1',
+      status: 'Failure',
+      reason: 'Invalid',
+      code: 422,
+      message: leaky,
+      details: { causes: [{ reason: 'FieldValueInvalid', message: "invalid character 'S'", field: 'data[.dockerconfigjson]' }] },
+    };
     await withServer(
       (_request, response) => json(response, 422, status),
       async (api) => {
-        const error = await api.apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db', namespace: 'app' }, type: 'kubernetes.io/dockerconfigjson', data: { '.dockerconfigjson': 'U2VjcmV0' } }, { fieldManager: 'envseal' }).catch((e: unknown) => e);
+        const error = await api
+          .apply(
+            {
+              apiVersion: 'v1',
+              kind: 'Secret',
+              metadata: { name: 'db', namespace: 'app' },
+              type: 'kubernetes.io/dockerconfigjson',
+              data: { '.dockerconfigjson': 'U2VjcmV0' },
+            },
+            { fieldManager: 'envseal' },
+          )
+          .catch((e: unknown) => e);
         expect(error).toBeInstanceOf(KubeApiError);
         const apiError = error as KubeApiError;
         expect(apiError.status).toBe(422);
@@ -105,7 +143,8 @@ describe('KubeObjectApi (client-node KubernetesObjectApi)', () => {
 
   it('says not found, with the server message, for a read', async () => {
     await withServer(
-      (_request, response) => json(response, 404, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'NotFound', code: 404, message: 'configmaps "r" not found' }),
+      (_request, response) =>
+        json(response, 404, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'NotFound', code: 404, message: 'configmaps "r" not found' }),
       async (api) => {
         const error = (await api.read({ apiVersion: 'v1', kind: 'ConfigMap', namespace: 'ns', name: 'r' }).catch((e: unknown) => e)) as KubeApiError;
         expect(error).toBeInstanceOf(KubeApiError);
@@ -120,7 +159,12 @@ describe('KubeObjectApi (client-node KubernetesObjectApi)', () => {
       (_request, response) => json(response, 200, {}),
       async (api, seen) => {
         const reason = new Error('stopped');
-        const error = await api.apply({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db', namespace: 'app' } }, { fieldManager: 'envseal', signal: AbortSignal.abort(reason) }).catch((e: unknown) => e);
+        const error = await api
+          .apply(
+            { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db', namespace: 'app' } },
+            { fieldManager: 'envseal', signal: AbortSignal.abort(reason) },
+          )
+          .catch((e: unknown) => e);
         expect(error).toBe(reason);
         expect(seen.requests.filter((r) => r.method === 'PATCH')).toEqual([]);
       },
@@ -149,7 +193,9 @@ describe('KubeObjectApi (client-node KubernetesObjectApi)', () => {
       contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
       currentContext: 'x',
     });
-    const error = (await new KubeObjectApi(new KubeClient(kubeConfig)).read({ apiVersion: 'v1', kind: 'ConfigMap', namespace: 'ns', name: 'r' }).catch((e: unknown) => e)) as KubeApiError;
+    const error = (await new KubeObjectApi(new KubeClient(kubeConfig))
+      .read({ apiVersion: 'v1', kind: 'ConfigMap', namespace: 'ns', name: 'r' })
+      .catch((e: unknown) => e)) as KubeApiError;
     expect(error).toBeInstanceOf(KubeApiError);
     expect(error.reason).toBe('Unreachable');
     expect(error.message).toMatch(/^GET ConfigMap ns\/r: the API server did not answer/);

@@ -46,21 +46,36 @@ export class KubeObjectApi {
       post: async (response: ResponseContext) => response,
     };
     const api = new KubernetesObjectApi(
-      createConfiguration({ baseServer: new ServerConfiguration(cluster.server, {}), authMethods: { default: client.kubeConfig }, promiseMiddleware: [transport] }),
+      createConfiguration({
+        baseServer: new ServerConfiguration(cluster.server, {}),
+        authMethods: { default: client.kubeConfig },
+        promiseMiddleware: [transport],
+      }),
     );
     this.#api = api;
   }
 
   /** Reads one object. */
   read<T extends KubernetesObject>(ref: ObjectRef, options: { signal?: AbortSignal } = {}): Promise<T> {
-    const spec = { apiVersion: ref.apiVersion, kind: ref.kind, metadata: { name: ref.name, ...(ref.namespace === undefined ? {} : { namespace: ref.namespace }) } };
+    const spec = {
+      apiVersion: ref.apiVersion,
+      kind: ref.kind,
+      metadata: { name: ref.name, ...(ref.namespace === undefined ? {} : { namespace: ref.namespace }) },
+    };
     return this.#call('GET', ref, options.signal, () => this.#api.read<T>(spec as never));
   }
 
   /** Server-side apply of `object` (its apiVersion, kind and metadata name the target). */
   apply<T extends KubernetesObject>(object: T, options: { fieldManager: string; force?: boolean; signal?: AbortSignal }): Promise<T> {
-    const ref = { apiVersion: object.apiVersion ?? 'v1', kind: object.kind ?? '', name: object.metadata?.name ?? '', ...(object.metadata?.namespace === undefined ? {} : { namespace: object.metadata.namespace }) };
-    return this.#call('PATCH', ref, options.signal, () => this.#api.patch<T>(object, undefined, undefined, options.fieldManager, options.force, PatchStrategy.ServerSideApply));
+    const ref = {
+      apiVersion: object.apiVersion ?? 'v1',
+      kind: object.kind ?? '',
+      name: object.metadata?.name ?? '',
+      ...(object.metadata?.namespace === undefined ? {} : { namespace: object.metadata.namespace }),
+    };
+    return this.#call('PATCH', ref, options.signal, () =>
+      this.#api.patch<T>(object, undefined, undefined, options.fieldManager, options.force, PatchStrategy.ServerSideApply),
+    );
   }
 
   async #call<T>(method: string, ref: ObjectRef, signal: AbortSignal | undefined, run: () => Promise<T>): Promise<T> {
@@ -73,7 +88,12 @@ export class KubeObjectApi {
         const body: unknown = error.body;
         const text = typeof body === 'string' ? body : JSON.stringify(body ?? '');
         // Not chained: the ApiException's message holds the server's whole answer.
-        throw kubeApiError({ what, secretData: method !== 'GET' && method !== 'DELETE' && ref.kind === 'Secret' && ref.apiVersion === 'v1', status: error.code, text });
+        throw kubeApiError({
+          what,
+          secretData: method !== 'GET' && method !== 'DELETE' && ref.kind === 'Secret' && ref.apiVersion === 'v1',
+          status: error.code,
+          text,
+        });
       }
       // undici's fetch fails with a TypeError ("fetch failed") when there is no answer.
       if (error instanceof TypeError) throw new KubeApiError(0, 'Unreachable', `${what}: the API server did not answer (${error.message})`, { cause: error });
