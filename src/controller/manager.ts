@@ -8,6 +8,7 @@ import { DEFAULT_TENANT_POLICY, type TenantPolicy, tenantPolicyIssues } from '..
 import { KubeClient, paths } from '../kube/client.ts';
 import type { ProviderConfig } from '../providers/registry.ts';
 import { ProviderRegistry } from '../providers/registry.ts';
+import { unwrapDataKey } from '../sealing/open.ts';
 import { ensureClusterAgeIdentity } from './age-identity.ts';
 import { ObjectCache, objectKey } from './cache.ts';
 import { DataKeyCache } from './dek-cache.ts';
@@ -20,9 +21,10 @@ import { KmsOutageTracker } from './kms-recovery.ts';
 import { LeaderElector } from './leader.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { WorkQueue } from './queue.ts';
-import { Reconciler, RetryableError } from './reconciler.ts';
+import { Controller, ReportedError } from './controller.ts';
+import { Reconciler, type ReconcileResult } from './reconciler.ts';
+import { kubeReconcilerApi } from './reconciler-api.ts';
 import { type EnvelopeSecretObject, type EnvelopeSecretRecord, envelopeSecretRecord, reconcileWeight, type SecretObject, secretRecord } from './records.ts';
-import { describeError } from './reflector.ts';
 
 export interface ControllerConfig {
   /** Path of a kubeconfig; undefined: in-cluster, else the default loading rules. */
@@ -166,10 +168,10 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
   const dataKeys = new DataKeyCache(config.dataKeyCache);
   const events = new EventRecorder({ client, logger, instance: context.identity });
   const reconciler = new Reconciler({
-    client,
+    api: kubeReconcilerApi({ client, envelopeSecrets, secrets }),
     envelopeSecrets,
     secrets,
-    providers,
+    unwrap: (request) => unwrapDataKey({ ...request, providers }),
     dataKeys,
     events,
     logger,
@@ -206,53 +208,37 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
   }, 15_000);
   statusGauge.unref();
 
-  const work = new AbortController();
-  const onStop = () => {
-    queue.shutDown();
-    setTimeout(() => work.abort(new Error('shutdown grace period over')), config.shutdownGraceMs).unref();
-  };
-  signal.addEventListener('abort', onStop, { once: true });
-  if (signal.aborted) onStop();
-
   const kmsOutage = new KmsOutageTracker();
-  const worker = async () => {
-    for (;;) {
-      const key = await queue.get();
-      if (key === undefined) return;
+  const controller = new Controller<ReconcileResult>({
+    queue,
+    workers: config.workers,
+    shutdownGraceMs: config.shutdownGraceMs,
+    logger,
+    reconcile: (key, workSignal) => {
       const slash = key.indexOf('/');
-      const stopTimer = metrics.reconcileSeconds.startTimer();
-      try {
-        const result = await reconciler.reconcile({ namespace: key.slice(0, slash), name: key.slice(slash + 1) }, work.signal);
-        queue.forget(key);
-        metrics.reconciles.inc({ result: result.outcome });
-        if (result.requeueAfterMs) queue.addAfter(key, result.requeueAfterMs);
-        // A KMS-sealed object that synced again: its KMS answers (terminal or gone ones say nothing about it).
-        let recovered: string[] = [];
-        if (result.outcome === 'synced') recovered = kmsOutage.succeeded(key);
-        else kmsOutage.forget(key);
-        if (recovered.length > 0) {
-          logger.info({ retrying: recovered.length }, 'the KMS answers again; retrying the objects that waited on it');
-          for (const waiting of recovered) {
-            queue.forget(waiting);
-            queue.add(waiting);
-          }
-        }
-      } catch (error) {
+      return reconciler.reconcile({ namespace: key.slice(0, slash), name: key.slice(slash + 1) }, workSignal);
+    },
+    onOutcome: (key, outcome, seconds) => {
+      metrics.reconcileSeconds.observe(seconds);
+      if (outcome.kind === 'error') {
         metrics.reconciles.inc({ result: 'error' });
-        if (work.signal.aborted) return;
-        if (error instanceof RetryableError) kmsOutage.failed(key, error.reason);
-        else logger.error({ envelopeSecret: key, error: describeError(error) }, 'reconcile failed unexpectedly; retrying');
+        if (outcome.retryInMs === undefined) return;
         metrics.queueRetries.inc();
-        queue.addRateLimited(key);
-      } finally {
-        stopTimer();
-        queue.done(key);
+        if (outcome.error instanceof ReportedError) kmsOutage.failed(key, outcome.error.reason);
+        return;
       }
-    }
-  };
-  await Promise.all(Array.from({ length: config.workers }, worker));
-  // Events of the last reconciles, within what is left of the grace period.
-  await events.flush(work.signal);
+      metrics.reconciles.inc({ result: outcome.kind === 'terminal' ? 'terminal' : outcome.result.outcome });
+      // A KMS-sealed object that synced again: its KMS answers (terminal or gone ones say nothing about it).
+      if (outcome.kind === 'terminal' || outcome.result.outcome !== 'synced') return kmsOutage.forget(key);
+      const recovered = kmsOutage.succeeded(key);
+      if (recovered.length > 0) {
+        logger.info({ retrying: recovered.length }, 'the KMS answers again; retrying the objects that waited on it');
+        controller.retryNow(recovered);
+      }
+    },
+  });
+  // Events of the last reconciles are sent within what is left of the grace period.
+  await controller.run(signal, (graceSignal) => events.flush(graceSignal));
   clearInterval(resync);
   clearInterval(statusGauge);
   dataKeys.clear();

@@ -1,3 +1,7 @@
+import { type Clock, systemClock } from './clock.ts';
+
+export type { Clock } from './clock.ts';
+
 /**
  * A work queue with client-go's semantics: a key is queued at most once (dirty set), is
  * never processed by two workers at once (a key added while processing is queued again
@@ -22,18 +26,6 @@ export interface RateLimits {
 }
 
 export const DEFAULT_RATE_LIMITS: RateLimits = { baseDelayMs: 200, maxDelayMs: 5 * 60_000, retriesPerSecond: 10, burst: 100 };
-
-export interface Clock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): { unref?(): unknown };
-  clearTimeout(handle: unknown): void;
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
-};
 
 export class WorkQueue {
   readonly #limits: RateLimits;

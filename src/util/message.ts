@@ -21,3 +21,8 @@ export function capMessage(text: string, maxBytes = MAX_MESSAGE_BYTES): string {
   }
   return text.slice(0, end) + ELLIPSIS;
 }
+
+/** An error for a log line: its name and message, capped at 1 KiB. */
+export function describeError(error: unknown): string {
+  return capMessage(error instanceof Error ? `${error.name}: ${error.message}` : String(error));
+}
