@@ -1,7 +1,9 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_TENANT_POLICY, tenantPolicyIssues } from '../api/policy.ts';
 import type { EnvelopeSecret } from '../api/types.ts';
+import type { ValidationIssue } from '../api/validation.ts';
 import { seededRandom } from '../envelope/random.ts';
 import { KubeApiError } from '../kube/client.ts';
 import { createAgeProvider, generateAgeIdentity } from '../providers/age.ts';
@@ -63,7 +65,7 @@ interface Setup {
   reconcile: () => Promise<ReconcileResult>;
 }
 
-function setup(options: { unwrap?: UnwrapDataKey; identities?: string[]; budget?: { perSecond: number; burst: number }; policy?: (source: EnvelopeSecretObject) => { path: string; message: string }[] } = {}): Setup {
+function setup(options: { unwrap?: UnwrapDataKey; identities?: string[]; budget?: { perSecond: number; burst: number }; policy?: (source: EnvelopeSecretObject) => ValidationIssue[] } = {}): Setup {
   const world = new TestWorld();
   const clock = new ManualClock();
   const metrics = new ControllerMetrics({ defaultMetrics: false });
@@ -256,8 +258,8 @@ describe('Reconciler: failures', () => {
   });
 
   it('PolicyViolation: terminal, naming what the tenant policy refuses', async () => {
-    const s = setup({ policy: () => [{ path: 'spec.template.type', message: 'Secret type kubernetes.io/service-account-token is not allowed in namespace prod' }] });
-    s.world.putEnvelopeSecret(await sealed({ PASSWORD: `${CANARY}-1` }));
+    const s = setup({ policy: (source) => tenantPolicyIssues(source, DEFAULT_TENANT_POLICY) });
+    s.world.putEnvelopeSecret(at(await sealed({ PASSWORD: `${CANARY}-1` }), { template: { type: 'example.com/custom' } }));
     const error = await failure(s.reconcile());
     expect(error).toBeInstanceOf(TerminalError);
     expect(s.world.ready(KEY)).toMatchObject({ reason: 'PolicyViolation', message: expect.stringContaining('spec.template.type') });
