@@ -8,19 +8,17 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { generateAgeIdentity } from '../providers/age.ts';
 import { MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES } from '../providers/vault-transit.ts';
+import { AGE_BASE64_PREFIX, AGE_STANZA_ARGUMENTS, ageFileBytes, ageFileProblem, MAX_AGE_ENCRYPTED_KEY_BYTES } from '../providers/age.ts';
+import { MAX_AWS_KMS_ENCRYPTED_KEY_BYTES } from '../providers/aws-kms.ts';
+
+const VAULT_TRANSIT_BASE64_PREFIX = Buffer.from('vault:').toString('base64');
 import { createAgeProvider } from '../providers/age.ts';
 import { ageShapedKey } from '../test-support/age-file.ts';
 import { MAX_LABEL_VALUE_LENGTH } from './names.ts';
 import { CREDENTIAL_MINTING_SECRET_TYPES } from './policy.ts';
 import { API_VERSION, KIND } from './types.ts';
 import {
-  AGE_BASE64_PREFIX,
-  AGE_STANZA_ARGUMENTS,
-  ageFileBytes,
-  ageFileProblem,
   base64Length,
-  MAX_AGE_ENCRYPTED_KEY_BYTES,
-  MAX_AWS_KMS_ENCRYPTED_KEY_BYTES,
   MAX_DATA_KEYS_PER_ENVELOPE,
   MAX_ENCRYPTED_KEY_LENGTH,
   MAX_ENVELOPES,
@@ -29,7 +27,6 @@ import {
   MAX_RECIPIENTS,
   MAX_RECIPIENTS_PER_ENVELOPE,
   MAX_RESTART_WORKLOADS,
-  VAULT_TRANSIT_BASE64_PREFIX,
   MAX_SEALED_VALUE_LENGTH,
   MAX_SECRET_DATA_BYTES,
   MAX_SECRET_TYPE_LENGTH,
@@ -255,7 +252,7 @@ describe('vault-transit recipients offline', () => {
   it('accepts a transit ciphertext up to its bound under MOUNT/keys/NAME, and names each problem past it', () => {
     expect(withRecipient({ provider: 'vault-transit', keyId: 'transit/keys/app', encryptedKey: vaultKey(MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES) })).toEqual([]);
     expect(withRecipient({ provider: 'vault-transit', keyId: 'transit/keys/app', encryptedKey: vaultKey(MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES + 1) })).toEqual([
-      `spec.envelopes[0].recipients[0].encryptedKey: is ${MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES + 1} bytes; an vault-transit encryptedKey is at most ${MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES}`,
+      `spec.envelopes[0].recipients[0].encryptedKey: is ${MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES + 1} bytes; a vault-transit encryptedKey is at most ${MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES}`,
     ]);
     expect(withRecipient({ provider: 'vault-transit', keyId: 'app', encryptedKey: vaultKey(89) })).toEqual(['spec.envelopes[0].recipients[0].keyId: must be the transit key path MOUNT/keys/NAME']);
     expect(withRecipient({ provider: 'vault-transit', keyId: 'transit/keys/app', encryptedKey: b64(89) })).toEqual([

@@ -2,8 +2,7 @@
 // annotation keys. Pure functions; the controller calls tenantPolicyIssues before it
 // decrypts anything (docs/helm.md, "Tenancy").
 import { namespaceProblem, quoteName } from './names.ts';
-import type { EnvelopeSecret } from './types.ts';
-import type { ValidationIssue } from './validation.ts';
+import type { EnvelopeSecret, ValidationIssue } from './types.ts';
 
 /** Secret types every namespace may ask for. */
 export const DEFAULT_SECRET_TYPES: readonly string[] = Object.freeze([

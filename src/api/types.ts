@@ -76,3 +76,13 @@ export interface EnvelopeSecret {
   spec: EnvelopeSecretSpec;
   status?: EnvelopeSecretStatus;
 }
+
+/** What a check is about; `envseal verify` maps each to its own exit code. */
+export type ValidationCheck = 'structure' | 'base64' | 'size' | 'duplicate-key' | 'suite' | 'provider';
+
+export interface ValidationIssue {
+  check: ValidationCheck;
+  /** JSON-path-like location, e.g. spec.envelopes[0].data.DB_PASSWORD */
+  path: string;
+  message: string;
+}

@@ -1,21 +1,12 @@
 import { isStandardBase64 } from '../envelope/base64.ts';
 import { type Binding, isScope, type Scope } from '../envelope/context.ts';
 import { SUPPORTED_SUITES } from '../envelope/envelope.ts';
-import { isKnownProvider } from '../providers/registry.ts';
-import { MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES, parseTransitTarget } from '../providers/vault-transit.ts';
+import { PROVIDERS } from '../providers/registry.ts';
 import { labelValueProblem, namespaceProblem, objectNameProblem, qualifiedNameProblem, quoteName, secretKeyProblem } from './names.ts';
 import { CREDENTIAL_MINTING_SECRET_TYPES, reservedKeyIssues } from './policy.ts';
-import { API_VERSION, type EnvelopeSecret, KIND, RESTARTABLE_KINDS } from './types.ts';
+import { API_VERSION, type EnvelopeSecret, KIND, RESTARTABLE_KINDS, type ValidationCheck, type ValidationIssue } from './types.ts';
 
-/** What a check is about; `envseal verify` maps each to its own exit code. */
-export type ValidationCheck = 'structure' | 'base64' | 'size' | 'duplicate-key' | 'suite' | 'provider';
-
-export interface ValidationIssue {
-  check: ValidationCheck;
-  /** JSON-path-like location, e.g. spec.envelopes[0].data.DB_PASSWORD */
-  path: string;
-  message: string;
-}
+export type { ValidationCheck, ValidationIssue } from './types.ts';
 
 // Limits. The CRD (crds/envelopesecrets.envseal.dev.yaml) states each one again, so that
 // the API server refuses an oversize object at apply time; src/api/limits.test.ts reads
@@ -38,12 +29,10 @@ export const MAX_RECIPIENTS_PER_ENVELOPE = 16;
 export const MAX_RECIPIENTS = 64;
 /** Data keys per envelope (several envelopes hold more: test/e2e/adversarial.test.ts materializes 10,000). */
 export const MAX_DATA_KEYS_PER_ENVELOPE = 1024;
-/** An aws-kms keyId (the KMS API's own bound on KeyId). */
+/** A recipient's keyId (the AWS KMS API's own bound on KeyId; other services' ids are shorter). */
 export const MAX_KEY_ID_LENGTH = 2048;
-/** An age recipient string; the longest kind (age1tagpq1...) is 2,015 characters. */
+/** A recorded public recipient; the longest age kind (age1tagpq1...) is 2,015 characters. */
 export const MAX_RECIPIENT_LENGTH = 2048;
-/** An AWS KMS CiphertextBlob is at most 6144 bytes (the Decrypt API's bound). */
-export const MAX_AWS_KMS_ENCRYPTED_KEY_BYTES = 6144;
 export const MAX_SECRET_TYPE_LENGTH = 253;
 export const MAX_TEMPLATE_LABELS = 64;
 export const MAX_TEMPLATE_ANNOTATIONS = 64;
@@ -51,93 +40,10 @@ export const MAX_TEMPLATE_ANNOTATIONS = 64;
 export const MAX_TEMPLATE_ANNOTATIONS_BYTES = 64 * 1024;
 export const MAX_RESTART_WORKLOADS = 32;
 
-// The age files envseal writes (age-encryption.org/v1): the header line, exactly one
-// stanza wrapping the 16-byte file key (body: 16 bytes + 16-byte tag), the MAC line, then
-// the payload (16-byte nonce, the 32-byte data key, 16-byte tag). A stanza's arguments
-// are unpadded base64 of fixed sizes per type. A forged file with many stanzas would cost
-// the controller one key agreement per stanza; only this exact shape is accepted.
-const AGE_VERSION_LINE = 'age-encryption.org/v1\n';
-/** Byte lengths of each argument after the type, per stanza type envseal can write. */
-export const AGE_STANZA_ARGUMENTS: Readonly<Record<string, readonly number[]>> = Object.freeze({
-  X25519: [32],
-  mlkem768x25519: [1120],
-  p256tag: [4, 65],
-  mlkem768p256tag: [4, 1153],
-});
-const AGE_STANZA_BODY_BYTES = 32;
-const AGE_MAC_BYTES = 32;
-const AGE_PAYLOAD_BYTES = 16 + 32 + 16;
-const unpaddedBase64Length = (bytes: number) => Math.ceil((bytes * 4) / 3);
-const UNPADDED_BASE64 = /^[A-Za-z0-9+/]+$/;
-
-/** The exact size in bytes of the age file envseal writes for each stanza type. */
-export function ageFileBytes(type: string): number {
-  const args = AGE_STANZA_ARGUMENTS[type]!;
-  const stanzaLine = `-> ${type}`.length + args.reduce((sum, n) => sum + 1 + unpaddedBase64Length(n), 0) + 1;
-  const bodyLine = unpaddedBase64Length(AGE_STANZA_BODY_BYTES) + 1;
-  const macLine = 4 + unpaddedBase64Length(AGE_MAC_BYTES) + 1;
-  return AGE_VERSION_LINE.length + stanzaLine + bodyLine + macLine + AGE_PAYLOAD_BYTES;
-}
-
-/** The largest age encryptedKey, in bytes (a post-quantum tag stanza: 1,743). */
-export const MAX_AGE_ENCRYPTED_KEY_BYTES = Math.max(...Object.keys(AGE_STANZA_ARGUMENTS).map(ageFileBytes));
-/** The start of every age file's base64: "age-encryption.org/v1\n->" (24 bytes, 32 characters). */
-export const AGE_BASE64_PREFIX = Buffer.from('age-encryption.org/v1\n->').toString('base64');
-
 /** Per provider, the largest encryptedKey in bytes. */
-export const MAX_ENCRYPTED_KEY_BYTES: Readonly<Record<string, number>> = Object.freeze({
-  'aws-kms': MAX_AWS_KMS_ENCRYPTED_KEY_BYTES,
-  age: MAX_AGE_ENCRYPTED_KEY_BYTES,
-  'vault-transit': MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES,
-});
-/** The start of every vault-transit encryptedKey's base64: "vault:" (Vault's ciphertext prefix). */
-export const VAULT_TRANSIT_BASE64_PREFIX = Buffer.from('vault:').toString('base64');
+export const MAX_ENCRYPTED_KEY_BYTES: Readonly<Record<string, number>> = Object.freeze(Object.fromEntries(PROVIDERS.map((p) => [p.name, p.maxEncryptedKeyBytes])));
 /** The CRD's bound on any encryptedKey, in base64 characters: the largest provider's. */
 export const MAX_ENCRYPTED_KEY_LENGTH = base64Length(Math.max(...Object.values(MAX_ENCRYPTED_KEY_BYTES)));
-
-function isTransitKeyPath(keyId: unknown): boolean {
-  if (typeof keyId !== 'string' || !keyId.includes('/keys/')) return false;
-  try {
-    return parseTransitTarget(keyId).keyId === keyId;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Why `file` is not an age file of the shape envseal writes (one stanza of a known type
- * wrapping a data key), or undefined. Quotes nothing of the file.
- */
-export function ageFileProblem(file: Buffer): string | undefined {
-  if (file.length > MAX_AGE_ENCRYPTED_KEY_BYTES) return `is ${file.length} bytes; an age-wrapped data key is at most ${MAX_AGE_ENCRYPTED_KEY_BYTES}`;
-  const text = file.toString('latin1');
-  if (!text.startsWith(AGE_VERSION_LINE)) return 'is not an age file (age-encryption.org/v1)';
-  let position = AGE_VERSION_LINE.length;
-  const nextLine = (): string | undefined => {
-    const end = text.indexOf('\n', position);
-    if (end < 0) return undefined;
-    const line = text.slice(position, end);
-    position = end + 1;
-    return line;
-  };
-  const stanza = nextLine();
-  if (stanza === undefined) return 'is truncated';
-  if (!stanza.startsWith('-> ')) return 'has no recipient stanza';
-  const [type = '', ...args] = stanza.slice(3).split(' ');
-  const expected = Object.hasOwn(AGE_STANZA_ARGUMENTS, type) ? AGE_STANZA_ARGUMENTS[type]! : undefined;
-  // The type is not quoted: nothing decoded from a wrapped key goes into a message.
-  if (expected === undefined) return `has a stanza of another type than the ones envseal writes (${Object.keys(AGE_STANZA_ARGUMENTS).join(', ')})`;
-  if (args.length !== expected.length || args.some((arg, i) => arg.length !== unpaddedBase64Length(expected[i]!) || !UNPADDED_BASE64.test(arg))) return `has a malformed ${type} stanza`;
-  const body = nextLine();
-  if (body === undefined) return 'is truncated';
-  if (body.length !== unpaddedBase64Length(AGE_STANZA_BODY_BYTES) || !UNPADDED_BASE64.test(body)) return `has a malformed ${type} stanza`;
-  const mac = nextLine();
-  if (mac === undefined) return 'is truncated';
-  if (mac.startsWith('-> ')) return 'holds more than one recipient stanza; envseal writes exactly one';
-  if (!mac.startsWith('--- ') || mac.length !== 4 + unpaddedBase64Length(AGE_MAC_BYTES) || !UNPADDED_BASE64.test(mac.slice(4))) return 'has a malformed header MAC';
-  if (file.length - position !== AGE_PAYLOAD_BYTES) return `has a payload of ${file.length - position} bytes; a wrapped data key has ${AGE_PAYLOAD_BYTES}`;
-  return undefined;
-}
 
 export class ManifestError extends Error {
   readonly code = 'InvalidManifest';
@@ -268,32 +174,20 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
         const rat = `${at}.recipients[${r}]`;
         if (!isRecord(recipient)) return add('structure', rat, 'must be an object');
         if (typeof recipient.provider !== 'string') return add('structure', `${rat}.provider`, 'is required');
-        if (!isKnownProvider(recipient.provider)) add('provider', `${rat}.provider`, `unknown provider ${quoteName(recipient.provider)}`);
-        if (recipient.provider === 'aws-kms' && (typeof recipient.keyId !== 'string' || !recipient.keyId.startsWith('arn:'))) {
-          add('structure', `${rat}.keyId`, 'must be the full key ARN');
-        }
-        if (recipient.provider === 'vault-transit' && !isTransitKeyPath(recipient.keyId)) {
-          add('structure', `${rat}.keyId`, 'must be the transit key path MOUNT/keys/NAME');
-        }
+        const definition = PROVIDERS.find((p) => p.name === recipient.provider);
+        if (definition === undefined) add('provider', `${rat}.provider`, `unknown provider ${quoteName(recipient.provider)}`);
         if (typeof recipient.keyId === 'string' && recipient.keyId.length > MAX_KEY_ID_LENGTH) add('size', `${rat}.keyId`, `is longer than ${MAX_KEY_ID_LENGTH} characters`);
         if (recipient.recipient !== undefined) {
           if (typeof recipient.recipient !== 'string') add('structure', `${rat}.recipient`, 'must be a string');
           else if (recipient.recipient.length > MAX_RECIPIENT_LENGTH) add('size', `${rat}.recipient`, `is longer than ${MAX_RECIPIENT_LENGTH} characters`);
         }
+        let encryptedKey: Buffer | undefined;
         if (typeof recipient.encryptedKey !== 'string' || recipient.encryptedKey === '') add('structure', `${rat}.encryptedKey`, 'is required');
         else if (recipient.encryptedKey.length > MAX_ENCRYPTED_KEY_LENGTH) add('size', `${rat}.encryptedKey`, `is longer than ${MAX_ENCRYPTED_KEY_LENGTH} characters`);
         else if (!isStandardBase64(recipient.encryptedKey)) add('base64', `${rat}.encryptedKey`, 'is not standard padded base64');
-        else {
-          const bytes = Buffer.byteLength(recipient.encryptedKey, 'base64');
-          const max = Object.hasOwn(MAX_ENCRYPTED_KEY_BYTES, recipient.provider) ? MAX_ENCRYPTED_KEY_BYTES[recipient.provider]! : undefined;
-          if (max !== undefined && bytes > max) add('size', `${rat}.encryptedKey`, `is ${bytes} bytes; an ${recipient.provider} encryptedKey is at most ${max}`);
-          else if (recipient.provider === 'vault-transit' && !/^vault:v\d+:[A-Za-z0-9+/=]+$/.test(Buffer.from(recipient.encryptedKey, 'base64').toString('latin1'))) {
-            add('structure', `${rat}.encryptedKey`, 'is not the base64 of a transit ciphertext (vault:vN:...)');
-          } else if (recipient.provider === 'age') {
-            const problem = ageFileProblem(Buffer.from(recipient.encryptedKey, 'base64'));
-            if (problem) add('structure', `${rat}.encryptedKey`, problem);
-          }
-        }
+        else encryptedKey = Buffer.from(recipient.encryptedKey, 'base64');
+        // The provider checks its own fields (key ids, the shape of its wrapped keys).
+        for (const problem of definition?.checkRecipient(recipient, encryptedKey) ?? []) add(problem.check, `${rat}.${problem.field}`, problem.message);
       });
     }
 

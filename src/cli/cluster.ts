@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { quoteName } from '../api/names.ts';
+import { localIdentityProvider } from '../providers/registry.ts';
 import type { RecipientTarget } from '../providers/types.ts';
 import { type OptionSpecs, type OptionValues, stringOption } from './args.ts';
 import { CliError, EXIT, usageError } from './errors.ts';
@@ -42,5 +43,5 @@ export async function clusterTargets(values: OptionValues, io: CliIo, signal: Ab
     const detail = error instanceof Error ? error.message.slice(0, 400) : 'unexpected error';
     throw new CliError('ClusterRecipient', `cannot get the cluster's age recipient from namespace ${quoteName(namespace)}: ${detail}`, { exitCode: EXIT.provider, cause: error });
   }
-  return [{ provider: 'age', target: recipient.trim() }];
+  return [{ provider: localIdentityProvider().name, target: recipient.trim() }];
 }

@@ -92,6 +92,7 @@ export function exitCodeOf(error: unknown): number {
   if (error instanceof ProviderError) {
     // A wrapped key that does not open (altered, or moved to another scope, namespace or
     // name: KMS context mismatch) is a problem of the input, not of the key service.
+    if (error.code === 'InvalidConfiguration') return EXIT.usage;
     return error.code === 'InvalidRecipient' || error.code === 'UnknownProvider' || error.code === 'InvalidCiphertext' ? EXIT.invalidInput : EXIT.provider;
   }
   if (error instanceof EditError) {

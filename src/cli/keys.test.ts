@@ -1,10 +1,9 @@
 import { stat, writeFile } from 'node:fs/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Recipient } from '../api/types.ts';
 import { parseAgeIdentityFile, recipientOfIdentity } from '../providers/age.ts';
-import type { CreateKeyRequest } from '../providers/aws-kms.ts';
+import { awsKmsProvider } from '../providers/aws-kms.ts';
 import { type ProviderConfig, ProviderRegistry } from '../providers/registry.ts';
-import type { KeyProvider } from '../providers/types.ts';
+import type { ProviderDefinition } from '../providers/types.ts';
 import { type Workspace, workspace } from './test-fixtures.ts';
 
 let ws: Workspace;
@@ -82,31 +81,26 @@ describe('envseal keys create (age)', () => {
 describe('envseal keys create --provider aws-kms', () => {
   it('creates the key through the configured aws-kms provider and prints its ARN', async () => {
     const configs: ProviderConfig[] = [];
-    const requests: CreateKeyRequest[] = [];
-    const fake: KeyProvider & { createKey(r: CreateKeyRequest): Promise<{ keyArn: string; alias: string; aliasArn: string }> } = {
-      name: 'aws-kms',
-      parseTarget: () => {},
-      wrap: async () => ({}) as Recipient,
-      unwrap: async () => new Uint8Array(32),
-      canUnwrap: () => true,
-      describe: () => 'aws-kms fake',
-      targetOf: () => '',
+    const requests: Parameters<NonNullable<ProviderDefinition['createKey']>>[0][] = [];
+    // The real aws-kms definition but for the call to the KMS.
+    const recording: ProviderDefinition = {
+      ...awsKmsProvider,
       async createKey(request) {
         requests.push(request);
-        return { keyArn: 'arn:aws:kms:eu-west-1:111122223333:key/1234', alias: request.alias, aliasArn: `arn:aws:kms:eu-west-1:111122223333:${request.alias}` };
+        return { target: request.name, keyId: 'arn:aws:kms:eu-west-1:111122223333:key/1234', summary: `created ${request.name} (arn:aws:kms:eu-west-1:111122223333:${request.name})` };
       },
     };
     const result = await ws.cli(['keys', 'create', '--provider', 'aws-kms', '--alias', 'alias/envseal', '--region', 'eu-west-1', '--description', 'test key'], {
       env: { AWS_ENDPOINT_URL_KMS: 'http://127.0.0.1:4599', AWS_REGION: 'us-east-1', AWS_ACCESS_KEY_ID: 'AKID', AWS_SECRET_ACCESS_KEY: 'SECRET' },
       createProviders: (config) => {
         configs.push(config);
-        return ProviderRegistry.of([fake], config);
+        return new ProviderRegistry(config, { definitions: [recording] });
       },
     });
     expect(result.stderr).toMatch(/created alias\/envseal/);
     expect(result.code).toBe(0);
     expect(result.stdout).toBe('arn:aws:kms:eu-west-1:111122223333:key/1234\n');
-    expect(requests).toEqual([{ alias: 'alias/envseal', description: 'test key' }]);
+    expect(requests).toEqual([{ name: 'alias/envseal', description: 'test key', options: configs[0]!['aws-kms'] }]);
     expect(configs[0]!['aws-kms']).toEqual({ region: 'eu-west-1', endpoint: 'http://127.0.0.1:4599', credentials: { accessKeyId: 'AKID', secretAccessKey: 'SECRET' } });
   });
 

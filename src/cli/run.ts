@@ -40,7 +40,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   {
     name: 'controller',
     summary: 'run the controller that turns EnvelopeSecrets into Secrets',
-    load: async () => (await import('../controller/command.ts')).controllerCommand,
+    load: async () => (await import('./commands/controller.ts')).controllerCommand,
   },
 ];
 

@@ -3,7 +3,8 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { KubeApiError, type RequestOptions } from '../kube/client.ts';
 import { formatAgeIdentityFile, generateAgeIdentity } from '../providers/age.ts';
-import { AGE_IDENTITY_KEY, AGE_RECIPIENT_KEY, ensureClusterAgeIdentity } from './age-identity.ts';
+import { PUBLISHED_RECIPIENT_KEY } from '../kube/cluster-recipient.ts';
+import { AGE_IDENTITY_KEY, ensureClusterAgeIdentity } from './age-identity.ts';
 
 type Obj = { metadata?: { name?: string }; data?: Record<string, string> };
 
@@ -53,7 +54,7 @@ describe('ensureClusterAgeIdentity', () => {
     expect(first.recipient).toMatch(/^age1/);
     const stored = Buffer.from(api.objects.get(SECRET)!.data![AGE_IDENTITY_KEY]!, 'base64').toString();
     expect(stored).toContain(first.identities[0]);
-    expect(api.objects.get(CONFIGMAP)?.data).toEqual({ [AGE_RECIPIENT_KEY]: first.recipient });
+    expect(api.objects.get(CONFIGMAP)?.data).toEqual({ [PUBLISHED_RECIPIENT_KEY]: first.recipient });
     expect(logs.join('')).toContain(first.recipient);
     expect(logs.join('')).not.toContain(first.identities[0]);
     // The next start reads the same identity.

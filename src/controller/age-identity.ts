@@ -1,10 +1,10 @@
 import type { Logger } from 'pino';
-import { formatAgeIdentityFile, generateAgeIdentity, parseAgeIdentityFile, recipientOfIdentity } from '../providers/age.ts';
+import { localIdentityProvider } from '../providers/registry.ts';
 import { KubeApiError, type KubeClient, paths } from '../kube/client.ts';
+import { PUBLISHED_RECIPIENT_KEY } from '../kube/cluster-recipient.ts';
 import { FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY } from './desired.ts';
 
 export const AGE_IDENTITY_KEY = 'identity.agekey';
-export const AGE_RECIPIENT_KEY = 'recipient';
 
 export interface ClusterAgeIdentity {
   identities: string[];
@@ -27,10 +27,11 @@ export async function ensureClusterAgeIdentity(options: {
   signal: AbortSignal;
 }): Promise<ClusterAgeIdentity> {
   const { client, namespace, secretName, signal } = options;
+  const { localIdentity } = localIdentityProvider();
   let created = false;
   let file = await readIdentityFile(client, namespace, secretName, signal);
   if (file === undefined) {
-    const generated = await generateAgeIdentity();
+    const generated = await localIdentity.generate();
     try {
       await client.request({
         method: 'POST',
@@ -40,7 +41,7 @@ export async function ensureClusterAgeIdentity(options: {
           kind: 'Secret',
           metadata: { name: secretName, namespace, labels: { [LABEL_MANAGED_BY]: MANAGED_BY, 'envseal.dev/role': 'age-identity' } },
           type: 'Opaque',
-          data: { [AGE_IDENTITY_KEY]: Buffer.from(formatAgeIdentityFile(generated, new Date())).toString('base64') },
+          data: { [AGE_IDENTITY_KEY]: Buffer.from(localIdentity.formatFile(generated, new Date())).toString('base64') },
         },
         signal,
       });
@@ -52,8 +53,8 @@ export async function ensureClusterAgeIdentity(options: {
     file = await readIdentityFile(client, namespace, secretName, signal);
     if (file === undefined) throw new Error(`age identity Secret ${namespace}/${secretName} vanished right after it was created`);
   }
-  const identities = parseAgeIdentityFile(file, `Secret ${namespace}/${secretName} key ${AGE_IDENTITY_KEY}`);
-  const recipient = await recipientOfIdentity(identities[0]!);
+  const identities = localIdentity.parseFile(file, `Secret ${namespace}/${secretName} key ${AGE_IDENTITY_KEY}`);
+  const recipient = await localIdentity.recipientOf(identities[0]!);
   await client.request({
     method: 'PATCH',
     path: paths.configMap(namespace, options.configMapName),
@@ -63,7 +64,7 @@ export async function ensureClusterAgeIdentity(options: {
       apiVersion: 'v1',
       kind: 'ConfigMap',
       metadata: { name: options.configMapName, namespace, labels: { [LABEL_MANAGED_BY]: MANAGED_BY } },
-      data: { [AGE_RECIPIENT_KEY]: recipient },
+      data: { [PUBLISHED_RECIPIENT_KEY]: recipient },
     },
     signal,
   });

@@ -7,9 +7,10 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { DEFAULT_TENANT_POLICY, type TenantPolicy, tenantPolicyIssues } from '../api/policy.ts';
 import { KubeClient, paths } from '../kube/client.ts';
 import type { ProviderConfig } from '../providers/registry.ts';
-import { ProviderRegistry } from '../providers/registry.ts';
+import { localIdentityProvider, ProviderRegistry } from '../providers/registry.ts';
 import { unwrapDataKey } from '../sealing/open.ts';
 import { ensureClusterAgeIdentity } from './age-identity.ts';
+import { PUBLISHED_RECIPIENT_CONFIGMAP } from '../kube/cluster-recipient.ts';
 import { ObjectCache, objectKey } from './cache.ts';
 import { DataKeyCache } from './dek-cache.ts';
 import { NamespaceBudget } from './budget.ts';
@@ -39,9 +40,8 @@ export interface ControllerConfig {
   resyncMs: number;
   dataKeyCache: { maxEntries: number; ttlMs: number };
   age: { enabled: boolean; secretName: string; configMapName: string };
-  awsKms: ProviderConfig['aws-kms'];
-  /** vault-transit: Vault's address and the Kubernetes auth role (or a token); absent: not configured. */
-  vaultTransit?: ProviderConfig['vault-transit'];
+  /** Each key provider's options, under its name (from its flags and environment: src/providers/registry.ts). */
+  providers: ProviderConfig;
   leaderElection: { enabled: boolean; leaseName: string; leaseDurationMs: number; renewDeadlineMs: number; retryPeriodMs: number };
   /** Identity of this replica in the lease (the pod name); default: host name plus a random suffix. */
   identity?: string;
@@ -60,8 +60,8 @@ export const DEFAULT_CONTROLLER_CONFIG: ControllerConfig = {
   metricsAddress: '0.0.0.0:8080',
   resyncMs: 10 * 60_000,
   dataKeyCache: { maxEntries: 1024, ttlMs: 5 * 60_000 },
-  age: { enabled: true, secretName: 'envseal-age-identity', configMapName: 'envseal-age-recipient' },
-  awsKms: {},
+  age: { enabled: true, secretName: 'envseal-age-identity', configMapName: PUBLISHED_RECIPIENT_CONFIGMAP },
+  providers: {},
   leaderElection: { enabled: true, leaseName: 'envseal-controller', leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 },
   shutdownGraceMs: 20_000,
   unwrapBudget: { perSecond: 50, burst: 1000 },
@@ -132,8 +132,10 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
   const ageConfig = config.age.enabled
     ? await ensureClusterAgeIdentity({ client, namespace: config.namespace, secretName: config.age.secretName, configMapName: config.age.configMapName, logger, signal })
     : undefined;
+  // The cluster identity's provider unwraps with the identities of the cluster Secret.
+  const local = localIdentityProvider();
   const providers = new ProviderRegistry(
-    { age: { identities: ageConfig?.identities ?? [] }, 'aws-kms': config.awsKms ?? {}, 'vault-transit': config.vaultTransit ?? {} },
+    { ...config.providers, [local.name]: local.localIdentity.options(ageConfig?.identities ?? []) },
     { decorate: (provider) => metrics.instrument(provider) },
   );
 

@@ -1,19 +1,8 @@
 /**
  * Between the message format and the key providers: a recipient's wrapped data key as
- * an encrypted data key (EDK) of the header, and back.
- *
- * - aws-kms: provider id "aws-kms", provider info = the key ARN (UTF-8), ciphertext =
- *   the KMS CiphertextBlob: exactly what the AWS Encryption SDK's KMS keyring writes,
- *   so either side decrypts the other's messages.
- * - age: provider id "envseal-age" (envseal's own; other SDKs skip it), provider info =
- *   the age recipient (age1..., public), ciphertext = the binary age file holding the
- *   32-byte data key.
- * - vault-transit: provider id "envseal-vault-transit" (envseal's own), provider info =
- *   the transit key path MOUNT/keys/NAME (UTF-8), ciphertext = Vault's ciphertext
- *   string `vault:vN:...` (ASCII), whose transit context is derived from the message's
- *   encryption context.
- *
- * The KMS encryption context is the message's whole encryption context, including
+ * an encrypted data key (EDK) of the header, and back, in the form each provider
+ * defines (src/providers: `edk` of its definition; docs/format.md lists them). The KMS
+ * encryption context is the message's whole encryption context, including
  * aws-crypto-public-key for the signed suite, as the SDK's default CMM passes it.
  */
 import type { Recipient } from '../providers/types.ts';
@@ -25,50 +14,6 @@ import type { RecipientTarget } from '../providers/types.ts';
 import { FileFormatError } from './errors.ts';
 import type { EncryptedDataKey, MessageHeader } from './header.ts';
 
-export const AWS_KMS_PROVIDER_ID = 'aws-kms';
-export const AGE_PROVIDER_ID = 'envseal-age';
-export const VAULT_TRANSIT_PROVIDER_ID = 'envseal-vault-transit';
-
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-/** A provider's recipient as an EDK. */
-export function edkOfRecipient(recipient: Recipient): EncryptedDataKey {
-  const ciphertext = Buffer.from(recipient.encryptedKey, 'base64');
-  switch (recipient.provider) {
-    case 'aws-kms':
-      if (!recipient.keyId) throw new FileFormatError('InvalidArgument', 'an aws-kms recipient without its key ARN');
-      return { providerId: AWS_KMS_PROVIDER_ID, providerInfo: Buffer.from(recipient.keyId, 'utf8'), ciphertext };
-    case 'age':
-      return { providerId: AGE_PROVIDER_ID, providerInfo: Buffer.from(recipient.recipient ?? '', 'utf8'), ciphertext };
-    case 'vault-transit':
-      if (!recipient.keyId) throw new FileFormatError('InvalidArgument', 'a vault-transit recipient without its key path');
-      return { providerId: VAULT_TRANSIT_PROVIDER_ID, providerInfo: Buffer.from(recipient.keyId, 'utf8'), ciphertext };
-    default:
-      throw new FileFormatError('InvalidArgument', `provider ${JSON.stringify(recipient.provider)} cannot wrap the data key of a file`);
-  }
-}
-
-/** An EDK as the recipient its provider unwraps; undefined for another writer's provider id. */
-export function recipientOfEdk(edk: EncryptedDataKey): Recipient | undefined {
-  let info: string;
-  try {
-    info = utf8.decode(edk.providerInfo);
-  } catch {
-    return undefined;
-  }
-  const encryptedKey = Buffer.from(edk.ciphertext).toString('base64');
-  switch (edk.providerId) {
-    case AWS_KMS_PROVIDER_ID:
-      return { provider: 'aws-kms', keyId: info, encryptedKey };
-    case AGE_PROVIDER_ID:
-      return { provider: 'age', ...(info === '' ? {} : { recipient: info }), encryptedKey };
-    case VAULT_TRANSIT_PROVIDER_ID:
-      return { provider: 'vault-transit', keyId: info, encryptedKey };
-    default:
-      return undefined;
-  }
-}
-
 export interface DataKeyMaterials {
   /** 32 bytes; the caller zeroes it when done. */
   dataKey: Uint8Array;
@@ -77,9 +22,8 @@ export interface DataKeyMaterials {
 
 /**
  * Generates the data key and wraps it for every target, through the keyring: the first
- * aws-kms target generates it (KMS GenerateDataKey), the others wrap it (KMS Encrypt,
- * age); with no aws-kms target, it comes from `random`. Every KMS call gets
- * `encryptionContext`.
+ * target whose provider has a key service generates it (KMS GenerateDataKey), the others
+ * wrap it; with none, it comes from `random`. Every KMS call gets `encryptionContext`.
  */
 export async function generateDataKeyMaterials(options: {
   targets: readonly RecipientTarget[];
@@ -91,26 +35,25 @@ export async function generateDataKeyMaterials(options: {
   if (options.targets.length === 0) throw new FileFormatError('InvalidArgument', 'no recipient');
   const { dataKey, recipients } = await generateDataKey(options);
   try {
-    return { dataKey, encryptedDataKeys: recipients.map(edkOfRecipient) };
+    return { dataKey, encryptedDataKeys: recipients.map((recipient) => edkOf(options.providers, recipient)) };
   } catch (error) {
     dataKey.fill(0);
     throw error;
   }
 }
 
-/** Human-readable, non-secret name of an EDK for messages. */
-export function describeEdk(edk: EncryptedDataKey): string {
-  const recipient = recipientOfEdk(edk);
-  if (recipient === undefined) return `provider ${JSON.stringify(edk.providerId.slice(0, 40))}`;
-  if (recipient.provider === 'aws-kms' || recipient.provider === 'vault-transit') return `${recipient.provider} ${recipient.keyId ?? ''}`;
-  const r = recipient.recipient ?? '(recipient not recorded)';
-  return `age ${r.length > 40 ? `${r.slice(0, 20)}…${r.slice(-8)}` : r}`;
+function edkOf(providers: ProviderRegistry, recipient: Recipient): EncryptedDataKey {
+  try {
+    return providers.edkOf(recipient);
+  } catch (error) {
+    throw new FileFormatError('InvalidArgument', `provider ${JSON.stringify(recipient.provider.slice(0, 40))} cannot wrap the data key of a file`, { cause: error });
+  }
 }
 
 /**
- * Unwraps the data key through the keyring, trying the EDKs in header order (aws-kms EDKs
- * with the key ARN they name, like the SDK's discovery mode; age EDKs only when an
- * identity is configured; EDKs of other writers' providers are skipped). When none
+ * Unwraps the data key through the keyring, trying the EDKs in header order (KMS EDKs
+ * with the key they name, like the SDK's discovery mode; identity-based ones only when
+ * an identity is configured; EDKs of other writers' providers are skipped). When none
  * opens, the error lists what was tried and why each failed (never key material); a
  * provider's failure (access denied, unreachable KMS) keeps its code and exit status.
  */
@@ -118,7 +61,7 @@ export async function unwrapDataKey(options: { header: MessageHeader; providers:
   const { header, providers, signal } = options;
   const recipients: Recipient[] = [];
   for (const edk of header.encryptedDataKeys) {
-    const recipient = recipientOfEdk(edk);
+    const recipient = providers.recipientOf(edk);
     if (recipient !== undefined) recipients.push(recipient);
   }
   const skipped = header.encryptedDataKeys.length - recipients.length;

@@ -1,8 +1,12 @@
 import { KubeConfig } from '@kubernetes/client-node';
-import { AGE_RECIPIENT_KEY } from '../controller/age-identity.ts';
 import { KubeApiError, KubeClient, paths } from './client.ts';
 
-export const DEFAULT_RECIPIENT_CONFIGMAP = 'envseal-age-recipient';
+/**
+ * Where the controller publishes its cluster recipient, for every authenticated user to
+ * read: a ConfigMap in its namespace (this name unless configured otherwise), this key.
+ */
+export const PUBLISHED_RECIPIENT_CONFIGMAP = 'envseal-age-recipient';
+export const PUBLISHED_RECIPIENT_KEY = 'recipient';
 
 /**
  * The age recipient a cluster's envseal controller publishes, for sealing with no key
@@ -13,11 +17,11 @@ export async function fetchClusterAgeRecipient(options: { kubeconfig?: string; n
   if (options.kubeconfig) kubeConfig.loadFromFile(options.kubeconfig);
   else kubeConfig.loadFromDefault();
   const client = new KubeClient(kubeConfig);
-  const name = options.configMapName ?? DEFAULT_RECIPIENT_CONFIGMAP;
+  const name = options.configMapName ?? PUBLISHED_RECIPIENT_CONFIGMAP;
   try {
     const configMap = await client.request<{ data?: Record<string, string> }>({ method: 'GET', path: paths.configMap(options.namespace, name), ...(options.signal ? { signal: options.signal } : {}) });
-    const recipient = configMap.data?.[AGE_RECIPIENT_KEY];
-    if (!recipient) throw new Error(`ConfigMap ${options.namespace}/${name} has no "${AGE_RECIPIENT_KEY}" key`);
+    const recipient = configMap.data?.[PUBLISHED_RECIPIENT_KEY];
+    if (!recipient) throw new Error(`ConfigMap ${options.namespace}/${name} has no "${PUBLISHED_RECIPIENT_KEY}" key`);
     return recipient;
   } catch (error) {
     if (error instanceof KubeApiError && error.notFound) {

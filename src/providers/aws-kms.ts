@@ -22,23 +22,19 @@
  * that createAwsKmsProvider returns (type AwsKmsProvider), and also the standalone
  * function createAwsKmsKey.
  */
-import {
-  CreateAliasCommand,
-  CreateKeyCommand,
-  DecryptCommand,
-  DescribeKeyCommand,
-  EncryptCommand,
-  GenerateDataKeyCommand,
-  KMSClient,
-  type KMSClientConfig,
-  ReEncryptCommand,
-  ScheduleKeyDeletionCommand,
-} from '@aws-sdk/client-kms';
+import type { KMSClient, KMSClientConfig } from '@aws-sdk/client-kms';
 
 import type { Recipient } from './types.ts';
 import { isStandardBase64 } from '../envelope/base64.ts';
 import { DATA_KEY_LENGTH as DATA_KEY_BYTES } from '../envelope/kdf.ts';
 import {
+  checkedUrl,
+  envSetting,
+  keyIdEdkCodec,
+  type ProviderDefinition,
+  type ProviderSettingsSource,
+  type RecipientProblem,
+  stringSetting,
   type GenerateDataKeyRequest,
   type GeneratedDataKey,
   type KeyProvider,
@@ -50,6 +46,18 @@ import {
 } from './types.ts';
 
 export const AWS_KMS = 'aws-kms';
+
+type KmsSdk = typeof import('@aws-sdk/client-kms');
+
+/**
+ * The exports of a CommonJS package loaded with import(): Node gives them as named
+ * exports and as `default`; the bundle's lazily loaded chunk (scripts/bundle.ts) only as
+ * `default`.
+ */
+function commonJsExports<T extends object>(module: T): T {
+  const exports = (module as { default?: T }).default;
+  return exports !== undefined && typeof exports === 'object' ? exports : module;
+}
 
 const DEFAULT_MAX_ATTEMPTS = 5;
 const DEFAULT_CONNECTION_TIMEOUT_MS = 5_000;
@@ -431,13 +439,16 @@ export const MAX_REGION_CLIENTS = 8;
 
 export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKmsProvider {
   const clients = new Map<string, KMSClient>();
+  // The SDK is loaded on the first call: checking or describing never loads it.
+  let sdkLoading: Promise<KmsSdk> | undefined;
+  const loadSdk = (): Promise<KmsSdk> => (sdkLoading ??= import('@aws-sdk/client-kms').then(commonJsExports));
   const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
     throw new ProviderError('Internal', `aws-kms maxAttempts must be a whole number >= 1 (got ${String(options.maxAttempts)})`, { provider: AWS_KMS });
   }
 
   /** The client for `region`; undefined: options.region or the SDK's default region. */
-  function client(region: string | undefined): KMSClient {
+  function client(sdk: KmsSdk, region: string | undefined): KMSClient {
     const chosen = region ?? options.region;
     const cacheKey = chosen ?? '';
     let kms = clients.get(cacheKey);
@@ -446,7 +457,7 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
       clients.delete(cacheKey);
       clients.set(cacheKey, kms);
     } else {
-      kms = new KMSClient({
+      kms = new sdk.KMSClient({
         ...(chosen === undefined ? {} : { region: chosen }),
         ...(options.endpoint === undefined ? {} : { endpoint: options.endpoint }),
         ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
@@ -476,10 +487,11 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
   }
 
   /** Runs one KMS call with uniform abort and error handling. */
-  async function call<T>(operation: string, key: string | undefined, region: string | undefined, signal: AbortSignal | undefined, run: (kms: KMSClient) => Promise<T>): Promise<T> {
+  async function call<T>(operation: string, key: string | undefined, region: string | undefined, signal: AbortSignal | undefined, run: (kms: KMSClient, sdk: KmsSdk) => Promise<T>): Promise<T> {
     signal?.throwIfAborted();
+    const sdk = await loadSdk();
     try {
-      return await run(client(region));
+      return await run(client(sdk, region), sdk);
     } catch (error) {
       throw mapError(error, { operation, key, where: where(region), signal });
     }
@@ -525,9 +537,9 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
   async function unwrap(request: UnwrapRequest, operation = 'Decrypt'): Promise<Uint8Array> {
     const { keyId, region } = recipientKeyId(request.recipient, operation);
     const ciphertext = ciphertextOf(request.recipient, keyId, operation);
-    const out = await call(operation, keyId, region, request.signal, (kms) =>
+    const out = await call(operation, keyId, region, request.signal, (kms, k) =>
       kms.send(
-        new DecryptCommand({
+        new k.DecryptCommand({
           CiphertextBlob: ciphertext,
           KeyId: keyId,
           EncryptionContext: request.encryptionContext,
@@ -544,9 +556,9 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
     if (!(request.dataKey instanceof Uint8Array) || request.dataKey.byteLength !== DATA_KEY_BYTES) {
       throw new ProviderError('Internal', `aws-kms Encrypt with key ${request.target}: the data key must be ${DATA_KEY_BYTES} bytes`, { provider: AWS_KMS });
     }
-    const out = await call('Encrypt', request.target, region, request.signal, (kms) =>
+    const out = await call('Encrypt', request.target, region, request.signal, (kms, k) =>
       kms.send(
-        new EncryptCommand({
+        new k.EncryptCommand({
           KeyId: request.target,
           Plaintext: request.dataKey,
           EncryptionContext: request.encryptionContext,
@@ -566,7 +578,7 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
     if (region !== undefined) return region;
     if (options.region !== undefined) return options.region;
     try {
-      return await client(undefined).config.region();
+      return await client(await loadSdk(), undefined).config.region();
     } catch {
       return undefined;
     }
@@ -581,9 +593,9 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
 
     async generateDataKey(request: GenerateDataKeyRequest): Promise<GeneratedDataKey> {
       const { region } = parseKmsTarget(request.target);
-      const out = await call('GenerateDataKey', request.target, region, request.signal, (kms) =>
+      const out = await call('GenerateDataKey', request.target, region, request.signal, (kms, k) =>
         kms.send(
-          new GenerateDataKeyCommand({
+          new k.GenerateDataKeyCommand({
             KeyId: request.target,
             KeySpec: 'AES_256',
             EncryptionContext: request.encryptionContext,
@@ -629,9 +641,9 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
           zero(dataKey);
         }
       }
-      const out = await call('ReEncrypt', `${sourceKeyId} -> ${request.target}`, destinationRegion ?? sourceRegion, request.signal, (kms) =>
+      const out = await call('ReEncrypt', `${sourceKeyId} -> ${request.target}`, destinationRegion ?? sourceRegion, request.signal, (kms, k) =>
         kms.send(
-          new ReEncryptCommand({
+          new k.ReEncryptCommand({
             CiphertextBlob: ciphertext,
             SourceKeyId: sourceKeyId,
             SourceEncryptionContext: request.encryptionContext,
@@ -665,7 +677,7 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
     async canonicalTarget(target: string, signal?: AbortSignal): Promise<string> {
       const parsed = parseKmsTarget(target);
       if (parsed.kind === 'key-arn') return target;
-      const out = await call('DescribeKey', target, parsed.region, signal, (kms) => kms.send(new DescribeKeyCommand({ KeyId: target }), { abortSignal: signal }));
+      const out = await call('DescribeKey', target, parsed.region, signal, (kms, k) => kms.send(new k.DescribeKeyCommand({ KeyId: target }), { abortSignal: signal }));
       return requireKeyArn('DescribeKey', out.KeyMetadata?.Arn, target);
     },
 
@@ -679,9 +691,9 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
         throw invalidTarget(request.alias, 'uses the prefix alias/aws/, which AWS reserves for AWS managed keys');
       }
       const region = parsed.region;
-      const created = await call('CreateKey', undefined, region, request.signal, (kms) =>
+      const created = await call('CreateKey', undefined, region, request.signal, (kms, k) =>
         kms.send(
-          new CreateKeyCommand({
+          new k.CreateKeyCommand({
             KeySpec: 'SYMMETRIC_DEFAULT',
             KeyUsage: 'ENCRYPT_DECRYPT',
             Description: request.description ?? `envseal envelope key ${aliasName}`,
@@ -691,8 +703,8 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
       );
       const keyArn = requireKeyArn('CreateKey', created.KeyMetadata?.Arn, aliasName);
       try {
-        await call('CreateAlias', aliasName, region, request.signal, (kms) =>
-          kms.send(new CreateAliasCommand({ AliasName: aliasName, TargetKeyId: keyArn }), { abortSignal: request.signal }),
+        await call('CreateAlias', aliasName, region, request.signal, (kms, k) =>
+          kms.send(new k.CreateAliasCommand({ AliasName: aliasName, TargetKeyId: keyArn }), { abortSignal: request.signal }),
         );
       } catch (error) {
         let cleanup: string;
@@ -701,7 +713,8 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
           // bare key id (same account and region as this client): moto 5.2.5 fails
           // ScheduleKeyDeletion given an ARN.
           const keyId = keyArn.slice(keyArn.indexOf(':key/') + 5);
-          await client(region).send(new ScheduleKeyDeletionCommand({ KeyId: keyId, PendingWindowInDays: 7 }));
+          const sdk = await loadSdk();
+          await client(sdk, region).send(new sdk.ScheduleKeyDeletionCommand({ KeyId: keyId, PendingWindowInDays: 7 }));
           cleanup = `the new key ${keyArn} was scheduled for deletion`;
         } catch {
           cleanup = `the new key ${keyArn} could not be scheduled for deletion: delete it by hand`;
@@ -730,3 +743,76 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
 export function createAwsKmsKey(options: AwsKmsProviderOptions, request: CreateKeyRequest): Promise<CreatedKey> {
   return createAwsKmsProvider(options).createKey(request);
 }
+
+// ---------------------------------------------------------------------------------
+// The provider as a whole
+
+const base64Length = (bytes: number): number => 4 * Math.ceil(bytes / 3);
+/** An AWS KMS CiphertextBlob is at most 6144 bytes (the Decrypt API's bound). */
+export const MAX_AWS_KMS_ENCRYPTED_KEY_BYTES = 6144;
+
+async function resolveSettings(source: ProviderSettingsSource): Promise<AwsKmsProviderOptions> {
+  const region = stringSetting(source, 'region') ?? envSetting(source, 'AWS_REGION', 'AWS_DEFAULT_REGION');
+  const endpoint = checkedUrl(stringSetting(source, 'kms-endpoint') ?? envSetting(source, 'AWS_ENDPOINT_URL_KMS'), 'KMS endpoint', AWS_KMS);
+  const options: AwsKmsProviderOptions = {};
+  if (region !== undefined) options.region = region;
+  if (endpoint !== undefined) options.endpoint = endpoint;
+  if (source.role === 'cli') {
+    // Static credentials from the injected environment, as the SDK's chain would take
+    // them from process.env first; otherwise the default chain (IRSA, Pod Identity, ...).
+    const accessKeyId = source.env.AWS_ACCESS_KEY_ID;
+    const secretAccessKey = source.env.AWS_SECRET_ACCESS_KEY;
+    if (accessKeyId && secretAccessKey) {
+      options.credentials = { accessKeyId, secretAccessKey, ...(source.env.AWS_SESSION_TOKEN ? { sessionToken: source.env.AWS_SESSION_TOKEN } : {}) };
+    }
+  }
+  return options;
+}
+
+/** The aws-kms provider: see the top of this file. */
+export const awsKmsProvider: ProviderDefinition = {
+  name: AWS_KMS,
+  targetHint: 'ARN-or-alias',
+  parseTarget: (target) => void parseKmsTarget(target),
+  checkRecipient(recipient, encryptedKey) {
+    const problems: RecipientProblem[] = [];
+    if (typeof recipient.keyId !== 'string' || !recipient.keyId.startsWith('arn:')) problems.push({ field: 'keyId', check: 'structure', message: 'must be the full key ARN' });
+    if (encryptedKey !== undefined && encryptedKey.length > MAX_AWS_KMS_ENCRYPTED_KEY_BYTES) {
+      problems.push({ field: 'encryptedKey', check: 'size', message: `is ${encryptedKey.length} bytes; an aws-kms encryptedKey is at most ${MAX_AWS_KMS_ENCRYPTED_KEY_BYTES}` });
+    }
+    return problems;
+  },
+  maxEncryptedKeyBytes: MAX_AWS_KMS_ENCRYPTED_KEY_BYTES,
+  crdRules: [
+    { rule: "self.provider != 'aws-kms' || (has(self.keyId) && self.keyId.startsWith('arn:'))", message: 'an aws-kms recipient needs keyId, the full key ARN' },
+    {
+      rule: `self.provider != 'aws-kms' || size(self.encryptedKey) <= ${base64Length(MAX_AWS_KMS_ENCRYPTED_KEY_BYTES)}`,
+      message: `an aws-kms encryptedKey is a KMS ciphertext blob: at most ${MAX_AWS_KMS_ENCRYPTED_KEY_BYTES} bytes (${base64Length(MAX_AWS_KMS_ENCRYPTED_KEY_BYTES)} base64 characters)`,
+    },
+  ],
+  describe: (recipient) => `aws-kms ${recipient.keyId ?? '(no keyId)'}`,
+  targetOf: (recipient) => recipient.keyId ?? '',
+  // Exactly what the AWS Encryption SDK's KMS keyring writes: either side decrypts the
+  // other's files.
+  edk: keyIdEdkCodec(AWS_KMS, 'aws-kms'),
+  settings: {
+    cliOptions: {
+      region: { type: 'string', value: 'REGION', help: 'AWS region for aws-kms aliases and key creation (default: AWS_REGION, AWS_DEFAULT_REGION; a key ARN names its own region)' },
+      'kms-endpoint': { type: 'string', value: 'URL', help: 'AWS KMS endpoint, e.g. an emulator (default: AWS_ENDPOINT_URL_KMS)' },
+    },
+    controllerOptions: {
+      region: { type: 'string', value: 'REGION', help: 'AWS region for aws-kms keys named without an ARN (env AWS_REGION)' },
+      'kms-endpoint': { type: 'string', value: 'URL', help: 'AWS KMS endpoint override, e.g. an emulator (env AWS_ENDPOINT_URL_KMS)' },
+    },
+    resolve: resolveSettings,
+  },
+  create: async (options) => createAwsKmsProvider((options ?? {}) as AwsKmsProviderOptions),
+  async createKey(request) {
+    const created = await createAwsKmsKey((request.options ?? {}) as AwsKmsProviderOptions, {
+      alias: request.name.startsWith('alias/') || request.name.startsWith('arn:') ? request.name : `alias/${request.name}`,
+      ...(request.description !== undefined ? { description: request.description } : {}),
+      ...(request.signal ? { signal: request.signal } : {}),
+    });
+    return { target: created.alias, keyId: created.keyArn, summary: `created ${created.alias} (${created.aliasArn})` };
+  },
+};

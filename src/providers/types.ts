@@ -29,6 +29,8 @@ export type ProviderErrorCode =
   | 'InvalidRecipient'
   | 'NoIdentity'
   | 'UnknownProvider'
+  /** A provider flag or environment variable holds something unusable (not a URL...). */
+  | 'InvalidConfiguration'
   | 'Internal';
 
 const RETRYABLE: ReadonlySet<ProviderErrorCode> = new Set(['Throttled', 'Unavailable']);
@@ -158,6 +160,8 @@ export interface ProviderOption {
   multiple?: boolean;
   value?: string;
   help: string;
+  /** Only for commands that unwrap (an identity file): not offered by commands that only seal. */
+  unwrapOnly?: boolean;
 }
 
 /** What a provider's configuration may read while it is resolved, once, in main. */
@@ -169,8 +173,12 @@ export interface ProviderSettingsSource {
   role: 'cli' | 'controller';
   /** Whether the command may unwrap (load private identities only then). */
   unwrap: boolean;
-  /** Reads a file the user named (relative to the working directory), at most `maxBytes`. */
-  readFile(path: string, options: { maxBytes: number; what: string }): Promise<Buffer>;
+  /**
+   * Reads a file the user named (relative to the working directory), at most `maxBytes`;
+   * `what` and `origin` name it in errors (`age identity file`, `--identity`); a
+   * `private` file readable by others gets a warning.
+   */
+  readFile(path: string, options: { maxBytes: number; what: string; origin: string; private?: boolean }): Promise<Buffer>;
   /** A warning for the user (stderr for the CLI, the log for the controller). */
   warn(message: string): void;
   signal?: AbortSignal;
@@ -180,8 +188,31 @@ export interface ProviderSettingsSource {
 export interface CreatedProviderKey {
   /** The target to seal for, as `--recipient` takes it (without the provider prefix). */
   target: string;
+  /** The key's full id in the service (key ARN, transit key path): printed on stdout. */
+  keyId: string;
   /** One line for the user: what was created. */
   summary: string;
+}
+
+/** A generated key pair of a provider with local identities. */
+export interface GeneratedIdentity {
+  /** The private identity: never logged, written only to a private file or Secret. */
+  identity: string;
+  recipient: string;
+}
+
+export interface LocalIdentitySupport {
+  /** Kinds of key pair `generate` makes; the first is the default. */
+  readonly kinds: readonly string[];
+  generate(kind?: string): Promise<GeneratedIdentity>;
+  recipientOf(identity: string): Promise<string>;
+  /** The identities of an identity file's text; `source` names it in errors (never its content). */
+  parseFile(text: string, source: string): string[];
+  formatFile(generated: GeneratedIdentity, createdAt: Date): string;
+  /** The options of `create` that unwrap with these identities. */
+  options(identities: readonly string[]): unknown;
+  /** The identities in options `settings.resolve` returned. */
+  identitiesOf(options: unknown): readonly string[];
 }
 
 /**
@@ -204,6 +235,12 @@ export interface ProviderDefinition {
   checkRecipient(recipient: Readonly<Record<string, unknown>>, encryptedKey: Uint8Array | undefined): RecipientProblem[];
   /** The largest encryptedKey in bytes: bounds the CRD and the manifest check. */
   readonly maxEncryptedKeyBytes: number;
+  /**
+   * The CRD's CEL rules for this provider's recipients (each guarded by
+   * `self.provider != NAME ||`), so the API server refuses them at apply time; a test
+   * checks that crds/ states exactly these.
+   */
+  readonly crdRules: readonly { rule: string; message: string }[];
   /** A short, non-secret name of a recipient for messages, e.g. "aws-kms arn:aws:kms:...". */
   describe(recipient: Recipient): string;
   /** The recipient's target, comparable with a parsed target (key ARN, age recipient). */
@@ -227,8 +264,68 @@ export interface ProviderDefinition {
   /** Creates the provider with the options `settings.resolve` returned (or undefined). */
   create(options: unknown): Promise<KeyProvider>;
   /**
+   * Providers whose private keys are held as text by the user or the cluster (age): new
+   * key pairs for `keys create`, the controller's cluster identity, and the recipient
+   * the controller publishes.
+   */
+  readonly localIdentity?: LocalIdentitySupport;
+  /**
    * `envseal keys create --provider NAME --name NAME`: creates a key in the service and
    * returns the target to seal for. Absent: the provider cannot create keys.
    */
   createKey?(request: { options: unknown; name: string; description?: string; signal?: AbortSignal }): Promise<CreatedProviderKey>;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * The EDK codec of providers whose recipient is named by `keyId` (a key ARN, a transit
+ * key path): provider info = keyId in UTF-8, ciphertext = the service's ciphertext.
+ */
+export function keyIdEdkCodec(provider: string, providerId: string): ProviderDefinition['edk'] {
+  return {
+    providerId,
+    encode(recipient) {
+      if (!recipient.keyId) throw new ProviderError('InvalidRecipient', `a ${provider} recipient without its keyId cannot be written to a file`, { provider });
+      return { providerInfo: Buffer.from(recipient.keyId, 'utf8'), ciphertext: Buffer.from(recipient.encryptedKey, 'base64') };
+    },
+    decode(edk) {
+      let keyId: string;
+      try {
+        keyId = utf8.decode(edk.providerInfo);
+      } catch {
+        return undefined;
+      }
+      return { provider, keyId, encryptedKey: Buffer.from(edk.ciphertext.buffer, edk.ciphertext.byteOffset, edk.ciphertext.byteLength).toString('base64') };
+    },
+  };
+}
+
+/** `text` for a message: JSON-quoted, at most `max` characters of it. */
+export function quoteTarget(text: string, max = 200): string {
+  return JSON.stringify(text.length > max ? `${text.slice(0, max)}...` : text);
+}
+
+/** One string flag's value: the last given. */
+export function stringSetting(source: Pick<ProviderSettingsSource, 'values'>, name: string): string | undefined {
+  const value = source.values[name];
+  const last = Array.isArray(value) ? value[value.length - 1] : value;
+  return typeof last === 'string' ? last : undefined;
+}
+
+/** The first of `names` set to a non-empty value in the environment. */
+export function envSetting(source: Pick<ProviderSettingsSource, 'env'>, ...names: string[]): string | undefined {
+  for (const name of names) {
+    const value = source.env[name];
+    if (value !== undefined && value !== '') return value;
+  }
+  return undefined;
+}
+
+/** `value` when it parses as a URL; InvalidConfiguration naming `what` and where it came from otherwise. */
+export function checkedUrl(value: string | undefined, what: string, provider: string): string | undefined {
+  if (value !== undefined && !URL.canParse(value)) {
+    throw new ProviderError('InvalidConfiguration', `${what} ${quoteTarget(value, 80)} is not a URL`, { provider });
+  }
+  return value;
 }

@@ -31,6 +31,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { encodeContext } from '../envelope/context.ts';
 import { DATA_KEY_LENGTH as DATA_KEY_BYTES } from '../envelope/kdf.ts';
 import {
+  checkedUrl,
+  envSetting,
+  keyIdEdkCodec,
+  type ProviderDefinition,
+  type ProviderSettingsSource,
+  type RecipientProblem,
+  stringSetting,
   type GenerateDataKeyRequest,
   type GeneratedDataKey,
   type KeyProvider,
@@ -510,3 +517,95 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
   };
   return provider;
 }
+
+// ---------------------------------------------------------------------------------
+// The provider as a whole
+
+const base64Length = (bytes: number): number => 4 * Math.ceil(bytes / 3);
+const TRANSIT_CIPHERTEXT = /^vault:v\d+:[A-Za-z0-9+/=]+$/;
+
+function isTransitKeyPath(keyId: unknown): boolean {
+  if (typeof keyId !== 'string' || !keyId.includes('/keys/')) return false;
+  try {
+    return parseTransitTarget(keyId).keyId === keyId;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The token `vault login` / `bao login` left in ~/.vault-token (Vault's default token
+ * helper), used when neither VAULT_TOKEN nor BAO_TOKEN is set.
+ */
+async function tokenHelperFile(home: string | undefined): Promise<string | undefined> {
+  if (!home) return undefined;
+  try {
+    const token = (await readFile(`${home.replace(/\/+$/, '')}/.vault-token`, 'utf8')).trim();
+    return token === '' ? undefined : token;
+  } catch {
+    return undefined;
+  }
+}
+
+async function resolveSettings(source: ProviderSettingsSource): Promise<VaultTransitProviderOptions> {
+  const address = checkedUrl(stringSetting(source, 'vault-addr') ?? envSetting(source, 'VAULT_ADDR', 'BAO_ADDR'), 'Vault address', VAULT_TRANSIT);
+  const namespace = envSetting(source, 'VAULT_NAMESPACE', 'BAO_NAMESPACE');
+  const options: VaultTransitProviderOptions = { ...(address === undefined ? {} : { address }), ...(namespace === undefined ? {} : { namespace }) };
+  const role = source.role === 'controller' ? (stringSetting(source, 'vault-auth-role') ?? envSetting(source, 'VAULT_AUTH_ROLE')) : undefined;
+  if (role !== undefined) {
+    const mount = stringSetting(source, 'vault-auth-mount') ?? envSetting(source, 'VAULT_AUTH_MOUNT');
+    options.kubernetesAuth = { role, ...(mount === undefined ? {} : { mount }) };
+    return options;
+  }
+  const token = envSetting(source, 'VAULT_TOKEN', 'BAO_TOKEN') ?? (source.role === 'cli' && address !== undefined ? await tokenHelperFile(source.env.HOME) : undefined);
+  if (token !== undefined) options.token = token;
+  return options;
+}
+
+/** The vault-transit provider: see the top of this file. */
+export const vaultTransitProvider: ProviderDefinition = {
+  name: VAULT_TRANSIT,
+  targetHint: 'NAME-or-MOUNT/keys/NAME',
+  parseTarget: (target) => void parseTransitTarget(target),
+  checkRecipient(recipient, encryptedKey) {
+    const problems: RecipientProblem[] = [];
+    if (!isTransitKeyPath(recipient.keyId)) problems.push({ field: 'keyId', check: 'structure', message: 'must be the transit key path MOUNT/keys/NAME' });
+    if (encryptedKey !== undefined) {
+      if (encryptedKey.length > MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES) {
+        problems.push({ field: 'encryptedKey', check: 'size', message: `is ${encryptedKey.length} bytes; a vault-transit encryptedKey is at most ${MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES}` });
+      } else if (!TRANSIT_CIPHERTEXT.test(Buffer.from(encryptedKey.buffer, encryptedKey.byteOffset, encryptedKey.byteLength).toString('latin1'))) {
+        problems.push({ field: 'encryptedKey', check: 'structure', message: 'is not the base64 of a transit ciphertext (vault:vN:...)' });
+      }
+    }
+    return problems;
+  },
+  maxEncryptedKeyBytes: MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES,
+  crdRules: [
+    { rule: "self.provider != 'vault-transit' || (has(self.keyId) && self.keyId.contains('/keys/'))", message: 'a vault-transit recipient needs keyId, the transit key path MOUNT/keys/NAME' },
+    {
+      rule: `self.provider != 'vault-transit' || (self.encryptedKey.startsWith('${Buffer.from('vault:').toString('base64')}') && size(self.encryptedKey) <= ${base64Length(MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES)})`,
+      message: `a vault-transit encryptedKey is a transit ciphertext (vault:vN:...): at most ${MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES} bytes (${base64Length(MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES)} base64 characters)`,
+    },
+  ],
+  describe: (recipient) => `vault-transit ${recipient.keyId ?? '(no keyId)'}`,
+  targetOf: (recipient) => recipient.keyId ?? '',
+  // envseal's own provider id; provider info = MOUNT/keys/NAME, ciphertext = Vault's
+  // ciphertext string (ASCII), whose context derives from the file's encryption context.
+  edk: keyIdEdkCodec(VAULT_TRANSIT, 'envseal-vault-transit'),
+  settings: {
+    cliOptions: {
+      'vault-addr': { type: 'string', value: 'URL', help: 'Vault/OpenBao address for vault-transit (default: VAULT_ADDR, BAO_ADDR; token from VAULT_TOKEN, BAO_TOKEN or ~/.vault-token)' },
+    },
+    controllerOptions: {
+      'vault-addr': { type: 'string', value: 'URL', help: 'Vault/OpenBao address for vault-transit recipients (env VAULT_ADDR)' },
+      'vault-auth-role': { type: 'string', value: 'ROLE', help: "Vault Kubernetes auth role to log in with the pod's ServiceAccount token (env VAULT_AUTH_ROLE; else the token in VAULT_TOKEN)" },
+      'vault-auth-mount': { type: 'string', value: 'PATH', help: 'mount path of the Vault Kubernetes auth method (env VAULT_AUTH_MOUNT; default kubernetes)' },
+    },
+    resolve: resolveSettings,
+  },
+  create: async (options) => createVaultTransitProvider((options ?? {}) as VaultTransitProviderOptions),
+  async createKey(request) {
+    const created = await createVaultTransitProvider((request.options ?? {}) as VaultTransitProviderOptions).createKey({ target: request.name, ...(request.signal ? { signal: request.signal } : {}) });
+    return { target: created.keyId, keyId: created.keyId, summary: `created transit key ${created.keyId} (derived)` };
+  },
+};

@@ -133,7 +133,7 @@ beforeAll(async () => {
   sealer = ProviderRegistry.of([declaringDataKeys(createAgeProvider({})), declaringDataKeys(createAwsKmsProvider(kmsOptions))]);
   controller = await startTestController({
     kubeConfig: adminKubeConfig(),
-    config: { namespace: controllerNamespace, namespaces: [nsA, nsB, longNs], awsKms: { ...kmsOptions, maxAttempts: 2 } },
+    config: { namespace: controllerNamespace, namespaces: [nsA, nsB, longNs], providers: { 'aws-kms': { ...kmsOptions, maxAttempts: 2 } } },
   });
   cluster = { provider: 'age', target: await publishedRecipient(client, controllerNamespace) };
   other = await generateAgeIdentity();

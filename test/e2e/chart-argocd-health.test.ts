@@ -48,7 +48,7 @@ beforeAll(async () => {
   kms = await startLocalKms();
   controller = await startTestController({
     kubeConfig: adminKubeConfig(),
-    config: { namespace, namespaces: [namespace], awsKms: { endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials, maxAttempts: 1 } },
+    config: { namespace, namespaces: [namespace], providers: { 'aws-kms': { endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials, maxAttempts: 1 } } },
   });
   recipient = await publishedRecipient(client, namespace);
 });

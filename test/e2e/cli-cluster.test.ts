@@ -7,8 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { AGE_RECIPIENT_KEY } from '../../src/controller/age-identity.ts';
-import { DEFAULT_RECIPIENT_CONFIGMAP } from '../../src/kube/cluster-recipient.ts';
+import { PUBLISHED_RECIPIENT_CONFIGMAP, PUBLISHED_RECIPIENT_KEY } from '../../src/kube/cluster-recipient.ts';
 import { formatAgeIdentityFile, generateAgeIdentity } from '../../src/providers/age.ts';
 import { sharedCluster, uniqueName } from '../harness/cluster.ts';
 import { type CliResult, ensureBuilt, runCli } from './cli-support.ts';
@@ -34,7 +33,7 @@ describe('envseal seal --controller-namespace', () => {
     await writeFile(path.join(dir, 'cluster.key'), formatAgeIdentityFile(generated, new Date()), { mode: 0o600 });
     controllerNamespace = uniqueName('envseal-cli');
     kubectl('create', 'namespace', controllerNamespace);
-    kubectl('create', 'configmap', DEFAULT_RECIPIENT_CONFIGMAP, '-n', controllerNamespace, `--from-literal=${AGE_RECIPIENT_KEY}=${clusterRecipient}`);
+    kubectl('create', 'configmap', PUBLISHED_RECIPIENT_CONFIGMAP, '-n', controllerNamespace, `--from-literal=${PUBLISHED_RECIPIENT_KEY}=${clusterRecipient}`);
   });
   afterAll(async () => {
     if (controllerNamespace) kubectl('delete', 'namespace', controllerNamespace, '--wait=false');

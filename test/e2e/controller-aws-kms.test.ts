@@ -42,7 +42,7 @@ describe.each(KMS_EMULATORS.map((e) => [e.name, e] as const))('controller with a
   const startController = () =>
     startTestController({
       kubeConfig: adminKubeConfig(),
-      config: { namespace: controllerNamespace, namespaces: [ns, other], awsKms: { endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials, maxAttempts: 2 } },
+      config: { namespace: controllerNamespace, namespaces: [ns, other], providers: { 'aws-kms': { endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials, maxAttempts: 2 } } },
     });
 
   beforeAll(async () => {

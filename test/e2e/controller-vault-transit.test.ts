@@ -79,7 +79,7 @@ describe('controller with vault-transit on OpenBao (Kubernetes auth)', () => {
 
     controller = await startTestController({
       kubeConfig: adminKubeConfig(),
-      config: { namespace: controllerNamespace, namespaces: [ns, other], vaultTransit: { address: bao.address, kubernetesAuth: { role: 'envseal-controller', tokenPath }, maxAttempts: 2 } },
+      config: { namespace: controllerNamespace, namespaces: [ns, other], providers: { 'vault-transit': { address: bao.address, kubernetesAuth: { role: 'envseal-controller', tokenPath }, maxAttempts: 2 } } },
     });
   });
 
@@ -136,7 +136,7 @@ describe('controller with vault-transit on OpenBao (Kubernetes auth)', () => {
     await controller.stop();
     controller = await startTestController({
       kubeConfig: adminKubeConfig(),
-      config: { namespace: controllerNamespace, namespaces: [ns, other], vaultTransit: { address: bao.address, kubernetesAuth: { role: 'envseal-controller', tokenPath }, maxAttempts: 1 } },
+      config: { namespace: controllerNamespace, namespaces: [ns, other], providers: { 'vault-transit': { address: bao.address, kubernetesAuth: { role: 'envseal-controller', tokenPath }, maxAttempts: 1 } } },
     });
     await sealAndApply({ name: 'denied', namespace: ns, values: { K: 'v' } });
     const ready = await waitFor('denied not Synced', async () => {

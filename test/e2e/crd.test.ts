@@ -4,8 +4,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { EnvelopeSecret } from '../../src/api/types.ts';
 import {
-  MAX_AGE_ENCRYPTED_KEY_BYTES,
-  MAX_AWS_KMS_ENCRYPTED_KEY_BYTES,
   MAX_DATA_KEYS_PER_ENVELOPE,
   MAX_ENVELOPES,
   MAX_KEY_ID_LENGTH,
@@ -20,6 +18,8 @@ import {
   MAX_TEMPLATE_LABELS,
   VALUE_OVERHEAD_BYTES,
 } from '../../src/api/validation.ts';
+import { MAX_AGE_ENCRYPTED_KEY_BYTES } from '../../src/providers/age.ts';
+import { MAX_AWS_KMS_ENCRYPTED_KEY_BYTES } from '../../src/providers/aws-kms.ts';
 import { ageShapedKey } from '../../src/test-support/age-file.ts';
 import { seededRandom } from '../../src/envelope/random.ts';
 import { generateAgeIdentity } from '../../src/providers/age.ts';

@@ -77,7 +77,7 @@ async function docFluxObjects(): Promise<[FluxObject, FluxObject]> {
 function startController(): Promise<TestController> {
   return startTestController({
     kubeConfig: adminKubeConfig(),
-    config: { namespace: controllerNs, namespaces: [appNs, otherNs], awsKms: { endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials, maxAttempts: 2 } },
+    config: { namespace: controllerNs, namespaces: [appNs, otherNs], providers: { 'aws-kms': { endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials, maxAttempts: 2 } } },
   });
 }
 

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EnvelopeSecret } from '../../src/api/types.ts';
 import { AGE_IDENTITY_KEY } from '../../src/controller/age-identity.ts';
-import { MAX_AWS_KMS_ENCRYPTED_KEY_BYTES } from '../../src/api/validation.ts';
+import { MAX_AWS_KMS_ENCRYPTED_KEY_BYTES } from '../../src/providers/aws-kms.ts';
 import { LABEL_MANAGED_BY, MANAGED_BY } from '../../src/controller/desired.ts';
 import type { KubeClient } from '../../src/kube/client.ts';
 import { createAgeProvider, formatAgeIdentityFile, generateAgeIdentity } from '../../src/providers/age.ts';

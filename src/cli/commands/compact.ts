@@ -5,7 +5,7 @@ import { HELP_OPTION, stringList } from '../args.ts';
 import { type Command, type CommandContext, loadEnvelopeSecret, readInput, writeManifest } from '../command.ts';
 import { CLUSTER_OPTIONS, clusterTargets } from '../cluster.ts';
 import { parseOutputFormat } from '../documents.ts';
-import { IDENTITY_OPTIONS, KMS_OPTIONS } from '../provider-config.ts';
+import { IDENTITY_OPTIONS, PROVIDER_OPTIONS } from '../provider-config.ts';
 import { MANIFEST_REWRITE_OPTIONS, manifestRewrite } from './recipients.ts';
 
 export const compactCommand: Command = {
@@ -26,7 +26,7 @@ Metadata and template are kept. A manifest with one envelope is left as it is un
 Examples:
   envseal compact -f db.envelope.yaml --in-place -i ops.key
   envseal compact -f db.envelope.yaml --in-place -r aws-kms:alias/prod-secrets --controller-namespace envseal-system`,
-  options: { ...MANIFEST_REWRITE_OPTIONS, ...CLUSTER_OPTIONS, ...IDENTITY_OPTIONS, ...KMS_OPTIONS, ...HELP_OPTION },
+  options: { ...MANIFEST_REWRITE_OPTIONS, ...CLUSTER_OPTIONS, ...IDENTITY_OPTIONS, ...PROVIDER_OPTIONS, ...HELP_OPTION },
   providers: 'open',
   run: compact,
 };

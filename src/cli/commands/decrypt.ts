@@ -12,7 +12,7 @@ import { flag, HELP_OPTION, stringList, stringOption } from '../args.ts';
 import type { Command, CommandContext } from '../command.ts';
 import { usageError } from '../errors.ts';
 import { fileError, resolvePath } from '../files.ts';
-import { IDENTITY_OPTIONS, KMS_OPTIONS } from '../provider-config.ts';
+import { IDENTITY_OPTIONS, PROVIDER_OPTIONS } from '../provider-config.ts';
 import { cliErrorOf, openFileSink, parseContextPairs, progressFor, readTree, singleInput, treeArguments } from './encrypt.ts';
 
 const OPTIONS = {
@@ -26,7 +26,7 @@ const OPTIONS = {
   'decrypt-unsigned': { type: 'boolean', help: 'refuse signed messages (suite 0x0578) right after reading the header' },
   suffix: { type: 'string', value: 'SUFFIX', help: 'with -r: removed from each file name (default .encrypted; other names get .decrypted appended)' },
   ...IDENTITY_OPTIONS,
-  ...KMS_OPTIONS,
+  ...PROVIDER_OPTIONS,
   ...HELP_OPTION,
 } as const;
 

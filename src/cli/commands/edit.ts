@@ -12,7 +12,7 @@ import { formatDocument, parseSingleDocument } from '../documents.ts';
 import { CliError, invalidInput, usageError } from '../errors.ts';
 import { fileError, readInputFile, trackTemporary } from '../files.ts';
 import type { CliIo } from '../io.ts';
-import { IDENTITY_OPTIONS, KMS_OPTIONS } from '../provider-config.ts';
+import { IDENTITY_OPTIONS, PROVIDER_OPTIONS } from '../provider-config.ts';
 import { checkValues, missingValue, unknownField } from '../secret-input.ts';
 
 export const editCommand: Command = {
@@ -30,7 +30,7 @@ Needs an identity or kms:Decrypt (the data keys are unwrapped to re-seal).`,
   footer: `
 Exit codes: 0 saved or unchanged; 5 the editor failed, the edit was abandoned or left
 no values, or FILE changed meanwhile (FILE is then untouched).`,
-  options: { ...IDENTITY_OPTIONS, ...KMS_OPTIONS, ...HELP_OPTION },
+  options: { ...IDENTITY_OPTIONS, ...PROVIDER_OPTIONS, ...HELP_OPTION },
   positionals: { max: 1 },
   providers: 'open',
   run: edit,

@@ -8,14 +8,14 @@ import { generateDataKeyMaterials } from '../../files/materials.ts';
 import { formatBytes, ProgressBar } from '../../files/progress.ts';
 import { DEFAULT_FRAME_LENGTH, MAX_FRAME_LENGTH, parseSuite, SUITE_COMMIT, type Suite } from '../../files/suites.ts';
 import { ensureParent, isInside, walkTree } from '../../files/tree.ts';
-import { parseRecipientTarget } from '../../providers/registry.ts';
+import { looksLikeRecipient, parseRecipientTarget, recipientForms } from '../../providers/registry.ts';
 import type { RecipientTarget } from '../../providers/types.ts';
 import { flag, HELP_OPTION, stringList, stringOption } from '../args.ts';
 import type { Command, CommandContext } from '../command.ts';
 import { CliError, usageError } from '../errors.ts';
 import { fileError, resolvePath, trackTemporary } from '../files.ts';
 import type { CliIo } from '../io.ts';
-import { KMS_OPTIONS } from '../provider-config.ts';
+import { PROVIDER_OPTIONS } from '../provider-config.ts';
 
 /** Inputs at least this large get a progress bar when stderr is a terminal. */
 export const PROGRESS_THRESHOLD_BYTES = 32 * 1024 * 1024;
@@ -23,12 +23,12 @@ export const PROGRESS_THRESHOLD_BYTES = 32 * 1024 * 1024;
 const OPTIONS = {
   output: { type: 'string', short: 'o', value: 'FILE', help: 'write here (atomically, only on success) instead of stdout; a directory with -r' },
   recursive: { type: 'boolean', short: 'r', help: 'INPUT is a directory: encrypt every file in it into the directory -o (a tree in, a tree out)' },
-  recipient: { type: 'string', multiple: true, value: 'PROVIDER:TARGET', help: 'who can decrypt: aws-kms:ARN-or-alias, age:age1...' },
+  recipient: { type: 'string', multiple: true, value: 'PROVIDER:TARGET', help: `who can decrypt: ${recipientForms()}` },
   context: { type: 'string', short: 'c', multiple: true, value: 'KEY=VALUE', help: 'encryption context pair: authenticated, stored in clear, sent to KMS' },
   suite: { type: 'string', value: 'SUITE', help: '0x0478 (AES_256_GCM_HKDF_SHA512_COMMIT_KEY, default) or 0x0578 (..._ECDSA_P384: also signed)' },
   'frame-length': { type: 'string', value: 'BYTES', help: `plaintext bytes per frame (default ${DEFAULT_FRAME_LENGTH}, at most ${MAX_FRAME_LENGTH})` },
   suffix: { type: 'string', value: 'SUFFIX', help: 'with -r: appended to each output file name (default .encrypted)' },
-  ...KMS_OPTIONS,
+  ...PROVIDER_OPTIONS,
   ...HELP_OPTION,
 } as const;
 
@@ -207,7 +207,7 @@ export async function openFileSink(file: string, shown: string, mode: number): P
 function checkRecursiveConfusion(ctx: CommandContext): void {
   // `-r age:...` as in seal: here -r is --recursive and the target became the INPUT.
   const input = ctx.positionals[0];
-  if (flag(ctx.values, 'recursive') && input !== undefined && /^(aws-kms|age):./.test(input)) {
+  if (flag(ctx.values, 'recursive') && input !== undefined && looksLikeRecipient(input)) {
     throw usageError(`-r means --recursive here; pass the recipient as --recipient ${quoteName(input.slice(0, 60))}`);
   }
 }
@@ -216,7 +216,7 @@ async function encrypt(ctx: CommandContext): Promise<number> {
   const { io, values } = ctx;
   checkRecursiveConfusion(ctx);
   const targets = stringList(values, 'recipient').map(parseRecipientTarget);
-  if (targets.length === 0) throw usageError('no recipient: pass --recipient aws-kms:ARN-or-alias or --recipient age:age1...');
+  if (targets.length === 0) throw usageError(`no recipient: pass --recipient PROVIDER:TARGET (${recipientForms()})`);
   const context = parseContextPairs(stringList(values, 'context'), '--context');
   const settings: EncryptSettings = { targets, context, suite: parseSuiteOption(stringOption(values, 'suite')), frameLength: parseFrameLength(stringOption(values, 'frame-length')) };
   try {

@@ -1,13 +1,10 @@
 import { quoteName } from '../../api/names.ts';
-import { type AgeIdentityKind, formatAgeIdentityFile, generateAgeIdentity, recipientOfIdentity } from '../../providers/age.ts';
-import type { CreatedKey, CreateKeyRequest } from '../../providers/aws-kms.ts';
-import type { KeyProvider } from '../../providers/types.ts';
-import type { VaultTransitProvider } from '../../providers/vault-transit.ts';
-import { flag, HELP_OPTION, stringList, stringOption } from '../args.ts';
+import { localIdentityProvider, PROVIDER_NAMES } from '../../providers/registry.ts';
+import { flag, HELP_OPTION, stringOption } from '../args.ts';
 import type { Command, CommandContext } from '../command.ts';
 import { CliError, usageError } from '../errors.ts';
 import { writeNewPrivateFile } from '../files.ts';
-import { IDENTITY_OPTIONS, KMS_OPTIONS, loadAgeIdentities } from '../provider-config.ts';
+import { IDENTITY_OPTIONS, PROVIDER_OPTIONS, resolveProviderConfig } from '../provider-config.ts';
 
 export const keysCreateCommand: Command = {
   name: 'keys create',
@@ -35,11 +32,11 @@ Examples:
     output: { type: 'string', short: 'o', value: 'FILE', help: 'write the new age identity to FILE (mode 0600, never overwritten)' },
     stdout: { type: 'boolean', help: 'print the new age identity on stdout (the recipient goes to stderr)' },
     type: { type: 'string', short: 't', value: 'TYPE', help: 'age identity type: x25519 (default) or hybrid (post-quantum)' },
-    provider: { type: 'string', short: 'p', value: 'PROVIDER', help: 'age (default), aws-kms or vault-transit' },
-    name: { type: 'string', value: 'KEY', help: 'vault-transit: the new transit key, NAME (mount transit) or MOUNT/keys/NAME' },
-    alias: { type: 'string', value: 'alias/NAME', help: 'aws-kms: the alias for the new key' },
-    description: { type: 'string', value: 'TEXT', help: 'aws-kms: the key description' },
-    ...KMS_OPTIONS,
+    provider: { type: 'string', short: 'p', value: 'PROVIDER', help: `${PROVIDER_NAMES.join(', ')} (default: local identity)` },
+    name: { type: 'string', value: 'KEY', help: 'the new key in the key service: an alias (aws-kms: alias/NAME), a transit key NAME or MOUNT/keys/NAME' },
+    alias: { type: 'string', value: 'alias/NAME', help: 'the same as --name' },
+    description: { type: 'string', value: 'TEXT', help: 'the key description, where the service keeps one' },
+    ...PROVIDER_OPTIONS,
     ...HELP_OPTION,
   },
   providers: 'seal',
@@ -58,68 +55,47 @@ or ENVSEAL_AGE_IDENTITY, one a line, for --recipient age:age1...`,
   run: keysRecipient,
 };
 
-function parseAgeType(text: string | undefined): AgeIdentityKind {
-  if (text === undefined || text === 'x25519') return 'x25519';
-  if (text === 'hybrid') return 'hybrid';
-  throw usageError(`--type must be x25519 or hybrid, not ${quoteName(text)}`);
-}
-
-interface KeyCreator extends KeyProvider {
-  createKey(request: CreateKeyRequest): Promise<CreatedKey>;
-}
-
-function canCreateKeys(provider: KeyProvider): provider is KeyCreator {
-  return typeof (provider as Partial<KeyCreator>).createKey === 'function';
-}
-
 async function keysCreate(ctx: CommandContext): Promise<number> {
   const { io, values } = ctx;
-  const provider = stringOption(values, 'provider') ?? 'age';
+  const local = localIdentityProvider();
+  const providerName = stringOption(values, 'provider') ?? local.name;
+  if (!ctx.providers.definitions.some((d) => d.name === providerName)) {
+    throw usageError(`--provider must be one of ${ctx.providers.definitions.map((d) => d.name).join(', ')}, not ${quoteName(providerName)}`);
+  }
+  const definition = ctx.providers.definition(providerName);
   const output = stringOption(values, 'output');
   const toStdout = flag(values, 'stdout');
 
-  if (provider === 'aws-kms') {
+  if (definition.localIdentity === undefined) {
     for (const option of ['output', 'stdout', 'type'] as const) {
-      if (values[option] !== undefined) throw usageError(`--${option} is for age identities, not --provider aws-kms`);
+      if (values[option] !== undefined) throw usageError(`--${option} is for ${local.name} identities, not --provider ${definition.name}`);
     }
-    const alias = stringOption(values, 'alias');
-    if (alias === undefined) throw usageError('--provider aws-kms needs --alias alias/NAME');
-    const kms = await ctx.providers.get('aws-kms');
-    if (!canCreateKeys(kms)) throw new CliError('Refused', 'the configured aws-kms provider cannot create keys');
+    if (definition.createKey === undefined) throw usageError(`the ${definition.name} provider cannot create keys`);
+    const name = stringOption(values, 'name') ?? stringOption(values, 'alias');
+    if (name === undefined) throw usageError(`--provider ${definition.name} needs --name NAME (the new key's name or alias)`);
+    if (values.name !== undefined && values.alias !== undefined) throw usageError('pass --name or --alias, not both');
     const description = stringOption(values, 'description');
-    const created = await kms.createKey({ alias, ...(description !== undefined ? { description } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
-    io.stdout.write(`${created.keyArn}\n`);
-    io.stderr.write(`created ${created.alias} (${created.aliasArn}); seal with --recipient aws-kms:${created.alias}\n`);
-    return 0;
-  }
-  if (provider === 'vault-transit') {
-    for (const option of ['output', 'stdout', 'type', 'alias', 'description'] as const) {
-      if (values[option] !== undefined) throw usageError(`--${option} is not an option of --provider vault-transit`);
-    }
-    const name = stringOption(values, 'name');
-    if (name === undefined) throw usageError('--provider vault-transit needs --name NAME (or MOUNT/keys/NAME)');
-    const vault = (await ctx.providers.get('vault-transit')) as Partial<VaultTransitProvider>;
-    if (typeof vault.createKey !== 'function') throw new CliError('Refused', 'the configured vault-transit provider cannot create keys');
-    const created = await vault.createKey({ target: name, ...(ctx.signal ? { signal: ctx.signal } : {}) });
+    const created = await ctx.providers.createKey(definition.name, { name, ...(description !== undefined ? { description } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
     io.stdout.write(`${created.keyId}\n`);
-    io.stderr.write(`created transit key ${created.keyId} (derived); seal with --recipient vault-transit:${created.keyId}\n`);
+    io.stderr.write(`${created.summary}; seal with --recipient ${definition.name}:${created.target}\n`);
     return 0;
   }
-  if (provider !== 'age') throw usageError(`keys create knows the providers age, aws-kms and vault-transit, not ${quoteName(provider)}`);
   for (const option of ['alias', 'description', 'name'] as const) {
-    if (values[option] !== undefined) throw usageError(`--${option} is for --provider aws-kms`);
+    if (values[option] !== undefined) throw usageError(`--${option} is for keys created in a key service (--provider ${ctx.providers.definitions.filter((d) => d.createKey).map((d) => d.name).join(', --provider ')})`);
   }
   if (output !== undefined && toStdout) throw usageError('pass either -o FILE or --stdout, not both');
   if (output === undefined && !toStdout) throw usageError('pass -o FILE to write the new identity to a file (or --stdout to print it)');
   if (output === '-') throw usageError('use --stdout to print the identity');
 
-  const kind = parseAgeType(stringOption(values, 'type'));
-  const generated = await generateAgeIdentity(kind);
-  const text = formatAgeIdentityFile(generated, io.now());
+  const identity = definition.localIdentity;
+  const kind = stringOption(values, 'type') ?? identity.kinds[0]!;
+  if (!identity.kinds.includes(kind)) throw usageError(`--type must be ${identity.kinds.join(' or ')}, not ${quoteName(kind)}`);
+  const generated = await identity.generate(kind);
+  const text = identity.formatFile(generated, io.now());
   if (output !== undefined) {
     await writeNewPrivateFile(output, text, { cwd: io.cwd });
     io.stdout.write(`${generated.recipient}\n`);
-    io.stderr.write(`wrote a new ${kind} age identity to ${quoteName(output)} (mode 0600); its recipient is on stdout: seal with --recipient age:RECIPIENT\n`);
+    io.stderr.write(`wrote a new ${kind} ${definition.name} identity to ${quoteName(output)} (mode 0600); its recipient is on stdout: seal with --recipient ${definition.name}:RECIPIENT\n`);
   } else {
     io.stdout.write(text);
     io.stderr.write(`Public key: ${generated.recipient}\n`);
@@ -128,8 +104,10 @@ async function keysCreate(ctx: CommandContext): Promise<number> {
 }
 
 async function keysRecipient(ctx: CommandContext): Promise<number> {
-  const identities = await loadAgeIdentities(stringList(ctx.values, 'identity'), ctx.io);
-  if (identities.length === 0) throw new CliError('IdentityNotFound', 'no age identity: pass --identity FILE or set ENVSEAL_AGE_IDENTITY');
-  for (const identity of identities) ctx.io.stdout.write(`${await recipientOfIdentity(identity)}\n`);
+  const local = localIdentityProvider();
+  const config = await resolveProviderConfig(ctx.values, ctx.io, { identities: true });
+  const identities = local.localIdentity.identitiesOf(config[local.name]);
+  if (identities.length === 0) throw new CliError('IdentityNotFound', `no ${local.name} identity: pass --identity FILE or set ENVSEAL_AGE_IDENTITY`);
+  for (const identity of identities) ctx.io.stdout.write(`${await local.localIdentity.recipientOf(identity)}\n`);
   return 0;
 }

@@ -2,18 +2,18 @@ import { isDeepStrictEqual } from 'node:util';
 import { quoteName } from '../../api/names.ts';
 import type { EnvelopeSecret } from '../../api/types.ts';
 import { addRecipient, removeRecipient } from '../../sealing/edit.ts';
-import { parseRecipientTarget } from '../../providers/registry.ts';
+import { parseRecipientTarget, recipientForms } from '../../providers/registry.ts';
 import type { RecipientTarget } from '../../providers/types.ts';
 import { flag, HELP_OPTION, type OptionSpecs, stringList, stringOption } from '../args.ts';
 import { type Command, type CommandContext, loadEnvelopeSecret, readInput, writeManifest } from '../command.ts';
 import { parseOutputFormat } from '../documents.ts';
 import { CLUSTER_OPTIONS, clusterTargets } from '../cluster.ts';
 import { usageError } from '../errors.ts';
-import { IDENTITY_OPTIONS, KMS_OPTIONS } from '../provider-config.ts';
+import { IDENTITY_OPTIONS, PROVIDER_OPTIONS } from '../provider-config.ts';
 
 export const MANIFEST_REWRITE_OPTIONS: OptionSpecs = {
   filename: { type: 'string', short: 'f', value: 'FILE', help: 'EnvelopeSecret manifest (default: stdin)' },
-  recipient: { type: 'string', short: 'r', multiple: true, value: 'PROVIDER:TARGET', help: 'aws-kms:ARN (or alias, to add), age:age1...' },
+  recipient: { type: 'string', short: 'r', multiple: true, value: 'PROVIDER:TARGET', help: `${recipientForms()} (an alias only to add)` },
   write: { type: 'string', short: 'w', value: 'FILE', help: 'write to FILE (atomically) instead of stdout' },
   'in-place': { type: 'boolean', help: 'rewrite the -f FILE itself (atomically)' },
   output: { type: 'string', short: 'o', value: 'FORMAT', help: 'yaml or json (default: the input\'s format)' },
@@ -34,7 +34,7 @@ Examples:
   envseal add-recipient -f db.envelope.yaml --in-place -r age:age1... -i ops.key
   envseal add-recipient -f db.envelope.yaml --in-place --controller-namespace envseal-system -i ops.key
   envseal add-recipient -f db.envelope.yaml --in-place -r aws-kms:arn:aws:kms:us-west-2:111122223333:key/...`,
-  options: { ...MANIFEST_REWRITE_OPTIONS, ...CLUSTER_OPTIONS, ...IDENTITY_OPTIONS, ...KMS_OPTIONS, ...HELP_OPTION },
+  options: { ...MANIFEST_REWRITE_OPTIONS, ...CLUSTER_OPTIONS, ...IDENTITY_OPTIONS, ...PROVIDER_OPTIONS, ...HELP_OPTION },
   providers: 'open',
   run: (ctx) => changeRecipients(ctx, 'add'),
 };
@@ -48,7 +48,7 @@ Removes a recipient from every envelope that has it. aws-kms recipients are reco
 key ARN; an alias or key id is resolved to it with kms:DescribeKey. Refuses (exit 5) when an envelope would be
 left with no recipient. Note that whoever held the removed key could already read the
 current values: rotate them if that matters.`,
-  options: { ...MANIFEST_REWRITE_OPTIONS, ...KMS_OPTIONS, ...HELP_OPTION },
+  options: { ...MANIFEST_REWRITE_OPTIONS, ...PROVIDER_OPTIONS, ...HELP_OPTION },
   providers: 'seal',
   run: (ctx) => changeRecipients(ctx, 'remove'),
 };

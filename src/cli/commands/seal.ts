@@ -6,7 +6,7 @@ import { bindingOf, MAX_SECRET_DATA_BYTES, parseEnvelopeSecret } from '../../api
 import { type Binding, isScope, type Scope } from '../../envelope/context.ts';
 import { mergeValues } from '../../sealing/edit.ts';
 import { sealEnvelopeSecret } from '../../sealing/seal.ts';
-import { parseRecipientTarget } from '../../providers/registry.ts';
+import { parseRecipientTarget, recipientForms } from '../../providers/registry.ts';
 import type { RecipientTarget } from '../../providers/types.ts';
 import { flag, HELP_OPTION, stringList, stringOption } from '../args.ts';
 import { type Command, type CommandContext, loadEnvelopeSecret, readInput, writeManifest } from '../command.ts';
@@ -14,7 +14,7 @@ import { formatDocument, parseOutputFormat, parseSingleDocument } from '../docum
 import { CLUSTER_OPTIONS, clusterTargets } from '../cluster.ts';
 import { invalidInput, usageError } from '../errors.ts';
 import { fileError, readInputFile, resolvePath, writeFileAtomic } from '../files.ts';
-import { KMS_OPTIONS } from '../provider-config.ts';
+import { PROVIDER_OPTIONS } from '../provider-config.ts';
 import {
   checkMetadataMaps,
   checkName,
@@ -44,13 +44,13 @@ const OPTIONS = {
   label: { type: 'string', multiple: true, value: 'KEY=VALUE', help: 'label of the Secret' },
   annotation: { type: 'string', multiple: true, value: 'KEY=VALUE', help: 'annotation of the Secret' },
   immutable: { type: 'boolean', help: 'make the Secret immutable' },
-  recipient: { type: 'string', short: 'r', multiple: true, value: 'PROVIDER:TARGET', help: 'who can open it: aws-kms:ARN-or-alias, age:age1...' },
+  recipient: { type: 'string', short: 'r', multiple: true, value: 'PROVIDER:TARGET', help: `who can open it: ${recipientForms()}` },
   scope: { type: 'string', value: 'SCOPE', help: 'strict (default: this name and namespace), namespace, or cluster' },
   output: { type: 'string', short: 'o', value: 'FORMAT', help: 'yaml (default) or json' },
   write: { type: 'string', short: 'w', value: 'FILE', help: 'write to FILE (atomically, only on success) instead of stdout' },
   'merge-into': { type: 'string', value: 'FILE', help: 'add or replace values in this EnvelopeSecret, in place (no Decrypt needed)' },
   ...CLUSTER_OPTIONS,
-  ...KMS_OPTIONS,
+  ...PROVIDER_OPTIONS,
   ...HELP_OPTION,
 } as const;
 

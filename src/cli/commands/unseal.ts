@@ -5,14 +5,14 @@ import { HELP_OPTION, stringOption } from '../args.ts';
 import { type Command, type CommandContext, loadEnvelopeSecret, readInput } from '../command.ts';
 import { formatDocument, parseOutputFormat } from '../documents.ts';
 import { CliError } from '../errors.ts';
-import { IDENTITY_OPTIONS, KMS_OPTIONS } from '../provider-config.ts';
+import { IDENTITY_OPTIONS, PROVIDER_OPTIONS } from '../provider-config.ts';
 
 const OPTIONS = {
   filename: { type: 'string', short: 'f', value: 'FILE', help: 'EnvelopeSecret manifest (default: stdin)' },
   key: { type: 'string', short: 'k', value: 'KEY', help: 'print only the raw value of KEY' },
   output: { type: 'string', short: 'o', value: 'FORMAT', help: 'yaml (default) or json' },
   ...IDENTITY_OPTIONS,
-  ...KMS_OPTIONS,
+  ...PROVIDER_OPTIONS,
   ...HELP_OPTION,
 } as const;
 

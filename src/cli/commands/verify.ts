@@ -7,13 +7,13 @@ import { flag, HELP_OPTION, stringOption } from '../args.ts';
 import { type Command, type CommandContext, describeSecret, readInput } from '../command.ts';
 import { parseSingleDocument } from '../documents.ts';
 import { CliError, EXIT, VERIFY_EXIT } from '../errors.ts';
-import { IDENTITY_OPTIONS, KMS_OPTIONS } from '../provider-config.ts';
+import { IDENTITY_OPTIONS, PROVIDER_OPTIONS } from '../provider-config.ts';
 
 const OPTIONS = {
   filename: { type: 'string', short: 'f', value: 'FILE', help: 'EnvelopeSecret manifest (default: stdin)' },
   decrypt: { type: 'boolean', help: 'also check that every value opens (needs an identity or kms:Decrypt)' },
   ...IDENTITY_OPTIONS,
-  ...KMS_OPTIONS,
+  ...PROVIDER_OPTIONS,
   ...HELP_OPTION,
 } as const;
 

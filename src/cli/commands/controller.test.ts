@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { parseCommandArgs } from '../cli/args.ts';
-import { CliError } from '../cli/errors.ts';
-import type { CliIo } from '../cli/io.ts';
-import { controllerCommand, controllerConfigFrom } from './command.ts';
-import { DEFAULT_CONTROLLER_CONFIG } from './manager.ts';
+import { parseCommandArgs } from '../args.ts';
+import { CliError } from '../errors.ts';
+import type { CliIo } from '../io.ts';
+import { controllerCommand, controllerConfigFrom } from './controller.ts';
+import { DEFAULT_CONTROLLER_CONFIG } from '../../controller/manager.ts';
 
 /** The controller's configuration from a command line and environment, as `envseal controller` parses them. */
 function configOf(argv: string[], env: Record<string, string> = {}) {

@@ -1,9 +1,11 @@
+import { readFile } from 'node:fs/promises';
 import { pino } from 'pino';
-import { parseTenantPolicy, TenantPolicyError } from '../api/policy.ts';
-import { flag, HELP_OPTION, stringList, stringOption } from '../cli/args.ts';
-import type { Command, CommandContext } from '../cli/command.ts';
-import { CliError, EXIT, usageError } from '../cli/errors.ts';
-import { type ControllerConfig, DEFAULT_CONTROLLER_CONFIG, runController } from './manager.ts';
+import { parseTenantPolicy, TenantPolicyError } from '../../api/policy.ts';
+import { flag, HELP_OPTION, stringList, stringOption } from '../args.ts';
+import type { Command, CommandContext } from '../command.ts';
+import { CliError, EXIT, usageError } from '../errors.ts';
+import { type ProviderConfig, providerOptions, resolveProviderConfig } from '../../providers/registry.ts';
+import { type ControllerConfig, DEFAULT_CONTROLLER_CONFIG, runController } from '../../controller/manager.ts';
 
 const OPTIONS = {
   kubeconfig: { type: 'string', value: 'FILE', help: 'kubeconfig (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)' },
@@ -17,11 +19,7 @@ const OPTIONS = {
   'no-age': { type: 'boolean', help: 'do not create or use the cluster age identity' },
   'age-secret': { type: 'string', value: 'NAME', help: 'Secret holding the cluster age identity (default envseal-age-identity)' },
   'age-configmap': { type: 'string', value: 'NAME', help: 'ConfigMap publishing the age recipient (default envseal-age-recipient)' },
-  region: { type: 'string', value: 'REGION', help: 'AWS region for aws-kms keys named without an ARN (env AWS_REGION)' },
-  'kms-endpoint': { type: 'string', value: 'URL', help: 'KMS endpoint override, e.g. an emulator (env AWS_ENDPOINT_URL_KMS)' },
-  'vault-addr': { type: 'string', value: 'URL', help: 'Vault/OpenBao address for vault-transit recipients (env VAULT_ADDR)' },
-  'vault-auth-role': { type: 'string', value: 'ROLE', help: "Vault Kubernetes auth role to log in with the pod's ServiceAccount token (env VAULT_AUTH_ROLE; else the token in VAULT_TOKEN)" },
-  'vault-auth-mount': { type: 'string', value: 'PATH', help: 'mount path of the Vault Kubernetes auth method (env VAULT_AUTH_MOUNT; default kubernetes)' },
+  ...providerOptions('controller', false),
   'unwrap-budget': { type: 'string', value: 'RATE/BURST', help: "key-provider calls per namespace: per second and burst (default 50/1000; '0' disables)" },
   'no-leader-elect': { type: 'boolean', help: 'run without leader election (one replica only)' },
   'lease-name': { type: 'string', value: 'NAME', help: 'Lease used for leader election (default envseal-controller)' },
@@ -66,8 +64,6 @@ export function controllerConfigFrom(ctx: Pick<CommandContext, 'values' | 'io'>)
   const leaseDurationMs = str('lease-duration') ? parseDuration(str('lease-duration')!, 'lease-duration') : d.leaderElection.leaseDurationMs;
   const renewDeadlineMs = str('renew-deadline') ? parseDuration(str('renew-deadline')!, 'renew-deadline') : d.leaderElection.renewDeadlineMs;
   if (renewDeadlineMs >= leaseDurationMs) throw usageError('--renew-deadline must be shorter than --lease-duration');
-  const endpoint = str('kms-endpoint') ?? env.AWS_ENDPOINT_URL_KMS;
-  const region = str('region') ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION;
   return {
     kubeconfig: str('kubeconfig'),
     namespaces: [...new Set(namespaces)],
@@ -84,8 +80,7 @@ export function controllerConfigFrom(ctx: Pick<CommandContext, 'values' | 'io'>)
       secretName: str('age-secret') ?? d.age.secretName,
       configMapName: str('age-configmap') ?? d.age.configMapName,
     },
-    awsKms: { ...(region ? { region } : {}), ...(endpoint ? { endpoint } : {}) },
-    vaultTransit: vaultTransitFrom(str('vault-addr') ?? env.VAULT_ADDR, str('vault-auth-role') ?? env.VAULT_AUTH_ROLE, str('vault-auth-mount') ?? env.VAULT_AUTH_MOUNT, env.VAULT_TOKEN, env.VAULT_NAMESPACE),
+    providers: {},
     leaderElection: {
       enabled: !flag(values, 'no-leader-elect'),
       leaseName: str('lease-name') ?? d.leaderElection.leaseName,
@@ -100,13 +95,24 @@ export function controllerConfigFrom(ctx: Pick<CommandContext, 'values' | 'io'>)
   };
 }
 
-function vaultTransitFrom(address: string | undefined, role: string | undefined, mount: string | undefined, token: string | undefined, namespace: string | undefined): ControllerConfig['vaultTransit'] {
-  if (address && !URL.canParse(address)) throw usageError('--vault-addr must be a URL such as https://vault.example:8200');
-  return {
-    ...(address ? { address } : {}),
-    ...(role ? { kubernetesAuth: { role, ...(mount ? { mount } : {}) } } : token ? { token } : {}),
-    ...(namespace ? { namespace } : {}),
-  };
+/**
+ * The key providers' options from their flags and the environment (in-cluster: IRSA,
+ * Vault's Kubernetes auth...). No identity files: the cluster identity is a Secret.
+ */
+export async function controllerProvidersFrom(ctx: Pick<CommandContext, 'values' | 'io'>, signal?: AbortSignal): Promise<ProviderConfig> {
+  return resolveProviderConfig({
+    values: ctx.values,
+    env: ctx.io.env,
+    role: 'controller',
+    unwrap: true,
+    warn: (message) => void ctx.io.stderr.write(`warning: ${message}\n`),
+    readFile: async (file, options) => {
+      const bytes = await readFile(file);
+      if (bytes.length > options.maxBytes) throw new CliError('InvalidInput', `${options.what} ${file} (from ${options.origin}) is ${bytes.length} bytes; at most ${options.maxBytes} are accepted`);
+      return bytes;
+    },
+    ...(signal ? { signal } : {}),
+  });
 }
 
 function parseBudget(text: string): ControllerConfig['unwrapBudget'] {
@@ -140,7 +146,7 @@ leader lease.`,
   options: OPTIONS,
   providers: 'none',
   async run(ctx) {
-    const config = controllerConfigFrom(ctx);
+    const config = { ...controllerConfigFrom(ctx), providers: await controllerProvidersFrom(ctx, ctx.signal) };
     const level = stringOption(ctx.values, 'log-level') ?? ctx.io.env.ENVSEAL_LOG_LEVEL ?? 'info';
     if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(level)) throw usageError('--log-level must be trace, debug, info, warn, error or silent');
     const logger = pino({ level, base: { component: 'envseal-controller' } }, { write: (line: string) => void ctx.io.stderr.write(line) });
