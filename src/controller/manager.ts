@@ -18,11 +18,11 @@ import { readyConditionOf } from './conditions.ts';
 import { LABEL_MANAGED_BY, MANAGED_BY } from './desired.ts';
 import { EventRecorder } from './events.ts';
 import { heapWarning } from './heap.ts';
-import { KmsOutageTracker } from './kms-recovery.ts';
 import { LeaderElector } from './leader.ts';
+import { envelopeSecretOutcomes } from './outcomes.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { WorkQueue } from './queue.ts';
-import { Controller, ReportedError } from './controller.ts';
+import { Controller } from './controller.ts';
 import { Reconciler, type ReconcileResult } from './reconciler.ts';
 import { kubeReconcilerApi } from './reconciler-api.ts';
 import { type EnvelopeSecretObject, type EnvelopeSecretRecord, envelopeSecretRecord, reconcileWeight, type SecretObject, secretRecord } from './records.ts';
@@ -210,8 +210,7 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
   }, 15_000);
   statusGauge.unref();
 
-  const kmsOutage = new KmsOutageTracker();
-  const controller = new Controller<ReconcileResult>({
+  const controller: Controller<ReconcileResult> = new Controller<ReconcileResult>({
     queue,
     workers: config.workers,
     shutdownGraceMs: config.shutdownGraceMs,
@@ -220,24 +219,7 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
       const slash = key.indexOf('/');
       return reconciler.reconcile({ namespace: key.slice(0, slash), name: key.slice(slash + 1) }, workSignal);
     },
-    onOutcome: (key, outcome, seconds) => {
-      metrics.reconcileSeconds.observe(seconds);
-      if (outcome.kind === 'error') {
-        metrics.reconciles.inc({ result: 'error' });
-        if (outcome.retryInMs === undefined) return;
-        metrics.queueRetries.inc();
-        if (outcome.error instanceof ReportedError) kmsOutage.failed(key, outcome.error.reason);
-        return;
-      }
-      metrics.reconciles.inc({ result: outcome.kind === 'terminal' ? 'terminal' : outcome.result.outcome });
-      // A KMS-sealed object that synced again: its KMS answers (terminal or gone ones say nothing about it).
-      if (outcome.kind === 'terminal' || outcome.result.outcome !== 'synced') return kmsOutage.forget(key);
-      const recovered = kmsOutage.succeeded(key);
-      if (recovered.length > 0) {
-        logger.info({ retrying: recovered.length }, 'the KMS answers again; retrying the objects that waited on it');
-        controller.retryNow(recovered);
-      }
-    },
+    onOutcome: envelopeSecretOutcomes({ metrics, logger, retryNow: (keys) => controller.retryNow(keys) }),
   });
   // Events of the last reconciles are sent within what is left of the grace period.
   await controller.run(signal, (graceSignal) => events.flush(graceSignal));
