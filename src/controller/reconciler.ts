@@ -1,9 +1,8 @@
 import type { Logger } from 'pino';
-import type { EnvelopeSecretStatus } from '../api/types.ts';
+import type { Envelope, EnvelopeSecretStatus, Recipient } from '../api/types.ts';
 import { API_VERSION, KIND } from '../api/types.ts';
 import { bindingOf, type ValidationIssue, validateEnvelopeSecret } from '../api/validation.ts';
 import type { Binding } from '../envelope/context.ts';
-import type { Envelope, Recipient } from '../api/types.ts';
 import { openEnvelopeSecret } from '../sealing/open.ts';
 import { capMessage } from '../util/message.ts';
 import { NamespaceBudget } from './budget.ts';
