@@ -11,7 +11,8 @@ import { describe, expect, it } from 'vitest';
 
 /** Lowest first. */
 const LAYERS: readonly (readonly string[])[] = [
-  ['envelope', 'util'], // pure: crypto, formats, small helpers
+  ['util'], // small helpers for messages
+  ['envelope'], // pure: the envelope's crypto and encodings
   ['providers', 'kube'], // key services; Kubernetes transport
   ['api'], // the EnvelopeSecret resource: types, validation, tenancy policy
   ['sealing', 'files'], // manifests and files, through the keyring

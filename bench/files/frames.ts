@@ -35,6 +35,7 @@ import { MessageEncryptor, prepareMessage } from '../../src/files/encrypt.ts';
 import { FrameCipher, framesLength } from '../../src/files/frames.ts';
 import { AtomicFileSink, fileSource, pumpDecrypt, pumpEncrypt, type Sink } from '../../src/files/io.ts';
 import { SUITE_COMMIT, SUITE_COMMIT_ECDSA_P384 } from '../../src/files/suites.ts';
+import { youngGenerationCollector } from '../../src/cli/gc.ts';
 
 const { values } = parseArgs({
   options: {
@@ -79,6 +80,9 @@ async function runVariant(name: string): Promise<void> {
   const signed = name.includes('-signed');
   const gcMiB = /-gc(\d+)/.exec(name);
   const collectEveryBytes = gcMiB ? Number(gcMiB[1]) << 20 : undefined;
+  // As the CLI does (src/cli/main.ts): the pumps collect with what the program gives them.
+  const collectGarbage = youngGenerationCollector();
+  const pumpGc = { ...(collectGarbage ? { collectGarbage } : {}), ...(collectEveryBytes === undefined ? {} : { collectEveryBytes }) };
   const batchMiB = /-b(\d+)/.exec(name);
   const batch = batchMiB ? { batchBytes: Number(batchMiB[1]) << 20 } : {};
   const sync = name.includes('-nosync') ? { syncEveryBytes: 0 } : {};
@@ -137,13 +141,13 @@ async function runVariant(name: string): Promise<void> {
     }
   } else if (base.startsWith('pump-null')) {
     const { encryptor: e } = encryptor(signed);
-    await pumpEncrypt(memory(input, TOTAL), e, nullSink, { ...batch, ...(collectEveryBytes === undefined ? {} : { collectEveryBytes }) });
+    await pumpEncrypt(memory(input, TOTAL), e, nullSink, { ...batch, ...pumpGc });
   } else if (base.startsWith('file')) {
     const plain = values.file!;
     const { encryptor: e } = encryptor(signed);
     const sink = new AtomicFileSink(`${plain}.enc${signed ? '-signed' : ''}`, { mode: 0o600, ...sync });
     await sink.open();
-    await pumpEncrypt(fileSource(plain), e, sink, { ...batch, ...(collectEveryBytes === undefined ? {} : { collectEveryBytes }) });
+    await pumpEncrypt(fileSource(plain), e, sink, { ...batch, ...pumpGc });
     const c = process.hrtime.bigint();
     await sink.commit();
     commitSeconds = Number(process.hrtime.bigint() - c) / 1e9;
@@ -152,7 +156,7 @@ async function runVariant(name: string): Promise<void> {
     const { dataKey } = encryptor(signed);
     const sink = new AtomicFileSink(`${plain}.dec`, { mode: 0o600, ...sync });
     await sink.open();
-    await pumpDecrypt(fileSource(`${plain}.enc${signed ? '-signed' : ''}`), new MessageDecryptor(), async () => Buffer.from(dataKey), sink, { ...batch, ...(collectEveryBytes === undefined ? {} : { collectEveryBytes }) });
+    await pumpDecrypt(fileSource(`${plain}.enc${signed ? '-signed' : ''}`), new MessageDecryptor(), async () => Buffer.from(dataKey), sink, { ...batch, ...pumpGc });
     const c = process.hrtime.bigint();
     await sink.commit();
     commitSeconds = Number(process.hrtime.bigint() - c) / 1e9;

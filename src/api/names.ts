@@ -1,3 +1,4 @@
+import { quoted } from '../util/message.ts';
 // Kubernetes name rules (apimachinery's validation), for early, clear errors.
 
 const SECRET_KEY = /^[-._a-zA-Z0-9]+$/;
@@ -34,8 +35,7 @@ export function namespaceProblem(namespace: string): string | undefined {
 
 /** Shows a user-supplied name in a message without letting it flood the terminal. */
 export function quoteName(name: string): string {
-  const shown = name.length > 80 ? `${name.slice(0, 80)}…` : name;
-  return JSON.stringify(shown);
+  return quoted(name, 80);
 }
 
 const QUALIFIED_NAME_PART = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;

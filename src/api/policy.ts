@@ -3,6 +3,7 @@
 // decrypts anything (docs/helm.md, "Tenancy").
 import { namespaceProblem, quoteName } from './names.ts';
 import type { EnvelopeSecret, ValidationIssue } from './types.ts';
+import { EnvsealError, type ExitClass } from '../util/errors.ts';
 
 /** Secret types every namespace may ask for. */
 export const DEFAULT_SECRET_TYPES: readonly string[] = Object.freeze([
@@ -102,10 +103,15 @@ export function tenantPolicyIssues(source: EnvelopeSecret, policy: TenantPolicy)
 }
 
 /** A malformed --allowed-secret-types entry; the message names the entry. */
-export class TenantPolicyError extends Error {
+export class TenantPolicyError extends EnvsealError {
+  readonly code = 'InvalidTenantPolicy';
   constructor(message: string) {
     super(message);
     this.name = 'TenantPolicyError';
+  }
+
+  override get exitClass(): ExitClass {
+    return 'usage';
   }
 }
 

@@ -1,10 +1,12 @@
 import { isStandardBase64 } from '../envelope/base64.ts';
 import { type Binding, isScope, type Scope } from '../envelope/context.ts';
-import { SUPPORTED_SUITES } from '../envelope/envelope.ts';
+import { COMMITMENT_LENGTH as COMMITMENT_BYTES, SUPPORTED_SUITES, VALUE_OVERHEAD_BYTES } from '../envelope/envelope.ts';
+import { ENVELOPE_ID_LENGTH as ENVELOPE_ID_BYTES } from '../envelope/kdf.ts';
 import { PROVIDERS } from '../providers/registry.ts';
 import { labelValueProblem, namespaceProblem, objectNameProblem, qualifiedNameProblem, quoteName, secretKeyProblem } from './names.ts';
 import { CREDENTIAL_MINTING_SECRET_TYPES, reservedKeyIssues } from './policy.ts';
 import { API_VERSION, type EnvelopeSecret, KIND, RESTARTABLE_KINDS, type ValidationCheck, type ValidationIssue } from './types.ts';
+import { EnvsealError, type ExitClass } from '../util/errors.ts';
 
 export type { ValidationCheck, ValidationIssue } from './types.ts';
 
@@ -15,10 +17,7 @@ export type { ValidationCheck, ValidationIssue } from './types.ts';
 
 /** A Secret's data may total at most 1 MiB (of plaintext). */
 export const MAX_SECRET_DATA_BYTES = 1024 * 1024;
-const ENVELOPE_ID_BYTES = 32;
-const COMMITMENT_BYTES = 32;
-/** nonce(12) and tag(16) around each sealed value. */
-export const VALUE_OVERHEAD_BYTES = 12 + 16;
+export { VALUE_OVERHEAD_BYTES };
 /** The base64 length of `bytes` bytes (padded). */
 export const base64Length = (bytes: number): number => 4 * Math.ceil(bytes / 3);
 /** One sealed value: at most the whole 1 MiB, sealed. */
@@ -45,7 +44,7 @@ export const MAX_ENCRYPTED_KEY_BYTES: Readonly<Record<string, number>> = Object.
 /** The CRD's bound on any encryptedKey, in base64 characters: the largest provider's. */
 export const MAX_ENCRYPTED_KEY_LENGTH = base64Length(Math.max(...Object.values(MAX_ENCRYPTED_KEY_BYTES)));
 
-export class ManifestError extends Error {
+export class ManifestError extends EnvsealError {
   readonly code = 'InvalidManifest';
   readonly issues: readonly ValidationIssue[];
 
@@ -56,6 +55,10 @@ export class ManifestError extends Error {
     super(`${where}invalid EnvelopeSecret:\n${shown.join('\n')}`);
     this.name = 'ManifestError';
     this.issues = issues;
+  }
+
+  override get exitClass(): ExitClass {
+    return 'invalidInput';
   }
 }
 

@@ -39,7 +39,7 @@ export function parseCommandArgs(argv: readonly string[], specs: OptionSpecs, po
     const code = (error as { code?: unknown }).code;
     const message = error instanceof Error ? error.message : '';
     if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-      const option = /Unknown option '(-{1,2}[^'=\s]{0,40})/.exec(message)?.[1];
+      const option = unknownOption(argv, specs);
       throw usageError(`unknown option${option ? ` ${option}` : ''}; see --help`);
     }
     if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
@@ -78,4 +78,34 @@ export function formatHelp(input: { usage: string; description: string; options:
   const width = Math.min(34, Math.max(...rows.map(([left]) => left.length)) + 2);
   const lines = rows.map(([left, right]) => (left.length + 2 > width ? `${left}\n${' '.repeat(width)}${right}` : `${left.padEnd(width)}${right}`));
   return `Usage: ${input.usage}\n\n${input.description.trim()}\n\nOptions:\n${lines.join('\n')}\n${input.footer ? `\n${input.footer.trim()}\n` : ''}`;
+}
+
+/** The first option in `argv` that `specs` does not know (up to `--`), named without a value: never quotes more than 40 characters. */
+function unknownOption(argv: readonly string[], specs: OptionSpecs): string | undefined {
+  const byShort = new Map(Object.values(specs).flatMap((spec) => (spec.short ? [[spec.short, spec] as const] : [])));
+  let valueNext = false;
+  for (const arg of argv) {
+    if (valueNext) {
+      valueNext = false;
+      continue;
+    }
+    if (arg === '--') return undefined;
+    if (arg.startsWith('--')) {
+      const [name = '', ...value] = arg.slice(2).split('=');
+      if (!Object.hasOwn(specs, name)) return `--${name.slice(0, 40)}`;
+      valueNext = specs[name]!.type === 'string' && value.length === 0;
+    } else if (arg.startsWith('-') && arg.length > 1) {
+      // -abc: a group of short flags; a string one takes the rest, or the next argument, as its value.
+      const letters = arg.slice(1);
+      for (let i = 0; i < letters.length; i++) {
+        const spec = byShort.get(letters[i]!);
+        if (spec === undefined) return `-${letters[i]}`;
+        if (spec.type === 'string') {
+          valueNext = i === letters.length - 1;
+          break;
+        }
+      }
+    }
+  }
+  return undefined;
 }

@@ -91,7 +91,7 @@ export async function writeManifest(secret: EnvelopeSecret, options: { format: O
   parseEnvelopeSecret(secret, 'output');
   const text = formatDocument(secret, options.format);
   if (options.file === undefined) options.io.stdout.write(text);
-  else await writeFileAtomic(options.file, text, { cwd: options.io.cwd });
+  else await writeFileAtomic(options.file, text, { cwd: options.io.cwd, temporaries: options.io.temporaries });
 }
 
 export function describeSecret(secret: EnvelopeSecret): string {

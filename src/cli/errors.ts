@@ -1,8 +1,5 @@
-import type { ValidationCheck } from '../api/validation.ts';
-import { ManifestError } from '../api/validation.ts';
-import { EnvelopeError } from '../envelope/errors.ts';
-import { EditError } from '../sealing/edit.ts';
-import { ProviderError } from '../providers/types.ts';
+import type { ValidationCheck } from '../api/types.ts';
+import { EnvsealError } from '../util/errors.ts';
 
 /** The CLI's exit codes; docs/cli.md has the table. */
 export const EXIT = {
@@ -46,7 +43,7 @@ export type CliErrorCode =
  * An error the CLI reports as is: the message names the problem (files, fields, key
  * names), never a value, a data key or a private key.
  */
-export class CliError extends Error {
+export class CliError extends EnvsealError {
   readonly code: CliErrorCode;
   readonly exitCode: number;
 
@@ -83,30 +80,11 @@ export function invalidInput(message: string, cause?: unknown): CliError {
   return new CliError('InvalidInput', message, cause === undefined ? {} : { cause });
 }
 
-/** The exit code for any error a command throws. */
+/** The exit code for any error a command throws: envseal's own errors say their class. */
 export function exitCodeOf(error: unknown): number {
   if (error instanceof CliError) return error.exitCode;
   if (isAbort(error)) return EXIT.interrupted;
-  if (error instanceof ManifestError) return EXIT.invalidInput;
-  if (error instanceof EnvelopeError) return EXIT.invalidInput;
-  if (error instanceof ProviderError) {
-    // A wrapped key that does not open (altered, or moved to another scope, namespace or
-    // name: KMS context mismatch) is a problem of the input, not of the key service.
-    if (error.code === 'InvalidConfiguration') return EXIT.usage;
-    return error.code === 'InvalidRecipient' || error.code === 'UnknownProvider' || error.code === 'InvalidCiphertext' ? EXIT.invalidInput : EXIT.provider;
-  }
-  if (error instanceof EditError) {
-    switch (error.code) {
-      case 'LastRecipient':
-      case 'NothingToSeal':
-        return EXIT.refused;
-      case 'NoRecipients':
-      case 'RecipientsDiffer':
-        return EXIT.usage;
-      case 'RecipientNotFound':
-        return EXIT.invalidInput;
-    }
-  }
+  if (error instanceof EnvsealError) return EXIT[error.exitClass];
   return EXIT.unexpected;
 }
 
@@ -115,8 +93,8 @@ export function isAbort(error: unknown): boolean {
 }
 
 // Errors whose messages envseal writes itself, and so never quote a value.
-function isOwnError(error: unknown): error is Error & { code?: string } {
-  return error instanceof CliError || error instanceof ManifestError || error instanceof EnvelopeError || error instanceof ProviderError || error instanceof EditError;
+function isOwnError(error: unknown): error is EnvsealError {
+  return error instanceof EnvsealError;
 }
 
 /**

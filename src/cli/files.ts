@@ -54,24 +54,27 @@ export async function readInputFile(file: string, options: { cwd: string; maxByt
   }
 }
 
-// Temporary paths to remove even when the process exits abruptly (a second Ctrl-C).
-const pendingCleanups = new Set<string>();
+/** Temporary paths of one run, to remove even when the process exits abruptly (a second Ctrl-C). */
+export class TemporaryFiles {
+  readonly #pending = new Set<string>();
 
-export function trackTemporary(file: string): () => void {
-  pendingCleanups.add(file);
-  return () => pendingCleanups.delete(file);
-}
-
-/** Removes every tracked temporary path, synchronously (for process 'exit'). */
-export function removeTemporariesSync(): void {
-  for (const file of pendingCleanups) {
-    try {
-      rmSync(file, { recursive: true, force: true });
-    } catch {
-      // best effort on exit
-    }
+  /** Registers `file`; returns the function that unregisters it (once it is renamed or removed). */
+  track(file: string): () => void {
+    this.#pending.add(file);
+    return () => this.#pending.delete(file);
   }
-  pendingCleanups.clear();
+
+  /** Removes every tracked path, synchronously (for process 'exit'). */
+  removeAllSync(): void {
+    for (const file of this.#pending) {
+      try {
+        rmSync(file, { recursive: true, force: true });
+      } catch {
+        // best effort on exit
+      }
+    }
+    this.#pending.clear();
+  }
 }
 
 /**
@@ -80,7 +83,7 @@ export function removeTemporariesSync(): void {
  * untouched and the temporary file removed. An existing file keeps its mode; a symlink
  * is followed, so the file it points to is replaced.
  */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, options: { cwd: string; mode?: number }): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Uint8Array, options: { cwd: string; mode?: number; temporaries?: TemporaryFiles | undefined }): Promise<void> {
   let target = resolvePath(options.cwd, file);
   let mode = options.mode ?? 0o644;
   let existing = false;
@@ -92,7 +95,7 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, o
     if (errnoOf(error) !== 'ENOENT') throw fileError(error, 'write', file);
   }
   const temporary = path.join(path.dirname(target), `.${path.basename(target)}.${randomUUID()}.tmp`);
-  const untrack = trackTemporary(temporary);
+  const untrack = options.temporaries?.track(temporary) ?? (() => {});
   try {
     const handle = await open(temporary, 'wx', mode);
     try {

@@ -1,5 +1,7 @@
 import type { RandomSource } from '../envelope/random.ts';
+import type { CollectGarbage } from '../files/io.ts';
 import type { ProviderConfig, ProviderRegistry } from '../providers/registry.ts';
+import type { TemporaryFiles } from './files.ts';
 
 export interface Writer {
   write(text: string | Uint8Array): unknown;
@@ -37,6 +39,10 @@ export interface CliIo {
   /** "envseal", or "kubectl envseal" when run as a kubectl plugin. */
   programName?: string;
   version?: string;
+  /** Temporary files of this run, removed by main on an abrupt exit. */
+  temporaries?: TemporaryFiles;
+  /** A young-generation collection, for the file pumps (main: src/cli/gc.ts). */
+  collectGarbage?: CollectGarbage;
   /** Builds the provider registry from the parsed configuration (tests may substitute providers). */
   createProviders?: (config: ProviderConfig) => ProviderRegistry;
 }

@@ -2,7 +2,9 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { CliError } from './errors.ts';
-import { removeTemporariesSync } from './files.ts';
+import { TemporaryFiles } from './files.ts';
+import { youngGenerationCollector } from './gc.ts';
+import type { CollectGarbage } from '../files/io.ts';
 import type { CliIo, EditorRequest } from './io.ts';
 import { run } from './run.ts';
 
@@ -73,6 +75,14 @@ export interface MainOptions {
 /** Runs the CLI with process.argv, stdio and environment, then exits. */
 export async function main(options: MainOptions = {}): Promise<never> {
   const controller = new AbortController();
+  const temporaries = new TemporaryFiles();
+  const removeTemporariesSync = () => temporaries.removeAllSync();
+  // Made on first use: only encrypt and decrypt want it, and it changes a V8 flag.
+  let collect: CollectGarbage | null | undefined;
+  const collectGarbage = () => {
+    if (collect === undefined) collect = youngGenerationCollector() ?? null;
+    collect?.();
+  };
   let signals = 0;
   // The first SIGINT (Ctrl-C) or SIGTERM (Kubernetes stopping the controller's pod) aborts
   // the command, which stops at its next step and cleans up (temporary files included;
@@ -108,6 +118,8 @@ export async function main(options: MainOptions = {}): Promise<never> {
     stdoutIsTTY: process.stdout.isTTY === true,
     spawnEditor,
     signal: controller.signal,
+    temporaries,
+    collectGarbage,
     programName: options.programName ?? 'envseal',
     ...(packageVersion() ? { version: packageVersion()! } : {}),
   };

@@ -4,6 +4,7 @@ import { type Binding, valueAad } from './context.ts';
 import { EnvelopeError } from './errors.ts';
 import { DATA_KEY_LENGTH, ENVELOPE_ID_LENGTH, deriveKeys } from './kdf.ts';
 import type { RandomSource } from './random.ts';
+import { clip } from '../util/message.ts';
 
 export const FORMAT_VERSION = '1';
 export const SUITE = 'A256GCM-HKDF-SHA512-COMMIT';
@@ -11,7 +12,9 @@ export const SUPPORTED_SUITES: readonly string[] = [SUITE];
 
 const NONCE_LENGTH = 12;
 const TAG_LENGTH = 16;
-const COMMITMENT_LENGTH = 32;
+export const COMMITMENT_LENGTH = 32;
+/** nonce (12) and tag (16) around each sealed value. */
+export const VALUE_OVERHEAD_BYTES = NONCE_LENGTH + TAG_LENGTH;
 
 /** The cryptographic part of one envelope: what the recipients' wrapped keys protect. */
 export interface EnvelopeBody {
@@ -202,5 +205,5 @@ function decryptValue(input: ValueCryptoInput & { sealed: string }): Buffer {
 }
 
 function truncateForMessage(text: string): string {
-  return text.length > 64 ? `${text.slice(0, 64)}…` : text;
+  return clip(text, 64);
 }

@@ -2,6 +2,7 @@
  * Codes of the envelope format's errors. Every one of them is terminal: retrying the
  * same input gives the same answer.
  */
+import { EnvsealError, type ExitClass } from '../util/errors.ts';
 export type EnvelopeErrorCode =
   | 'InvalidBase64'
   | 'InvalidEnvelope'
@@ -18,7 +19,7 @@ export type EnvelopeErrorCode =
  * An error of the envelope format. Messages name fields and key names, never values
  * or key material.
  */
-export class EnvelopeError extends Error {
+export class EnvelopeError extends EnvsealError {
   readonly code: EnvelopeErrorCode;
   /** The data key name or field the error is about, when there is one. */
   readonly field: string | undefined;
@@ -28,5 +29,9 @@ export class EnvelopeError extends Error {
     this.name = 'EnvelopeError';
     this.code = code;
     this.field = options?.field;
+  }
+
+  override get exitClass(): ExitClass {
+    return 'invalidInput';
   }
 }

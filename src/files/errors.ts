@@ -2,6 +2,7 @@
  * Codes of the file format's errors. All are terminal: the same input gives the same
  * answer. None of their messages holds plaintext, a data key or ciphertext bytes.
  */
+import { EnvsealError, type ExitClass } from '../util/errors.ts';
 export type FileFormatErrorCode =
   /** The input ended before the message did (header, a frame, the final frame or the footer). */
   | 'Truncated'
@@ -39,12 +40,17 @@ export type FileFormatErrorCode =
   | 'NoDecryptableKey'
   | 'InvalidArgument';
 
-export class FileFormatError extends Error {
+export class FileFormatError extends EnvsealError {
   readonly code: FileFormatErrorCode;
 
   constructor(code: FileFormatErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'FileFormatError';
     this.code = code;
+  }
+
+  /** A context the caller required is missing: refused; anything else is bad input. */
+  override get exitClass(): ExitClass {
+    return this.code === 'ContextMismatch' ? 'refused' : 'invalidInput';
   }
 }

@@ -1,3 +1,5 @@
+import { encodeContext } from '../envelope/context.ts';
+import { EnvelopeError } from '../envelope/errors.ts';
 import { FileFormatError } from './errors.ts';
 import {
   COMMIT_KEY_LENGTH,
@@ -70,13 +72,15 @@ function lengthPrefixed(bytes: Uint8Array, what: string): Buffer[] {
  * UInt16 length + key + UInt16 length + value.
  */
 export function serializeEncryptionContext(context: Readonly<Record<string, string>>): Buffer {
-  const pairs = Object.entries(context).map(([key, value]) => [Buffer.from(key, 'utf8'), Buffer.from(value, 'utf8')] as const);
-  if (pairs.length === 0) return Buffer.alloc(0);
-  if (pairs.length > MAX_U16) throw new FileFormatError('InvalidContext', 'the encryption context has more than 65535 entries');
-  pairs.sort(([a], [b]) => Buffer.compare(a, b));
-  const parts: Buffer[] = [u16(pairs.length)];
-  for (const [key, value] of pairs) parts.push(...lengthPrefixed(key, 'an encryption context key'), ...lengthPrefixed(value, 'an encryption context value'));
-  const out = Buffer.concat(parts);
+  if (Object.keys(context).length === 0) return Buffer.alloc(0);
+  let out: Buffer;
+  try {
+    // The same canonical encoding as the envelopes' AAD (docs/format.md).
+    out = encodeContext(context);
+  } catch (error) {
+    if (error instanceof EnvelopeError) throw new FileFormatError('InvalidContext', `the ${error.message}`, { cause: error });
+    throw error;
+  }
   if (out.length > MAX_U16) throw new FileFormatError('InvalidContext', 'the serialized encryption context is longer than 65535 bytes');
   return out;
 }

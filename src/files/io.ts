@@ -18,8 +18,6 @@ import { createReadStream } from 'node:fs';
 import { type FileHandle, open, realpath, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import type { MessageDecryptor } from './decrypt.ts';
 import type { MessageEncryptor } from './encrypt.ts';
 import { FileFormatError } from './errors.ts';
@@ -28,46 +26,13 @@ import type { MessageHeader } from './header.ts';
 
 export const READ_CHUNK_BYTES = 1024 * 1024;
 
-type MinorGc = (options: { type: 'minor'; execution: 'sync' }) => void;
-let minorGc: MinorGc | null | undefined;
-
 /**
- * Every frame's AES-GCM output is a new 64 KiB buffer (node:crypto has no "into this
- * buffer" form) whose memory V8 frees only when a scavenge collects its small JS
- * wrapper; between scavenges dead frames pile up (RSS grows by ~70 MiB) and fresh
- * pages keep being faulted in. A young-generation collection after each batch costs
- * well under a millisecond: malloc hands the same warm memory back for the next frames
- * (frame loop, 1 GiB: 107 MiB peak RSS instead of 170, 8-15 % less CPU). The worker
- * threads do the same after each job. Nothing else in the process changes.
+ * A young-generation garbage collection, when the program provides one (the CLI does:
+ * src/cli/gc.ts). Every frame's AES-GCM output is a new 64 KiB buffer whose memory V8
+ * frees only when a scavenge collects its small JS wrapper; between scavenges dead frames
+ * pile up (RSS grows by ~70 MiB). The pumps and the held sink call it after each batch.
  */
-export function collectFrames(): void {
-  if (minorGc === undefined) {
-    try {
-      setFlagsFromString('--expose-gc');
-      minorGc = runInNewContext('gc') as MinorGc;
-      keepFreedFramesMapped(minorGc);
-    } catch {
-      minorGc = null;
-    }
-  }
-  minorGc?.({ type: 'minor', execution: 'sync' });
-}
-
-/**
- * The frames freed by each collection (16 x 64 KiB per MiB) sit at the top of malloc's
- * heap, and glibc gives the top back to the kernel as soon as it passes its trim
- * threshold (128 KiB by default), so the next frames fault fresh zeroed pages in again:
- * ~190,000 page faults and 0.6-0.8 s of system time per GiB in the compiled CLI. glibc
- * raises that threshold to twice the size of any mmap-backed block freed (its dynamic
- * M_MMAP_THRESHOLD): freeing one 8 MiB buffer once makes it 16 MiB, and the same memory
- * is reused (10,000 page faults, same peak RSS). Other allocators ignore it harmlessly.
- */
-function keepFreedFramesMapped(gc: MinorGc): void {
-  let block: ArrayBuffer | undefined = new ArrayBuffer(8 * 1024 * 1024);
-  new Uint8Array(block)[0] = 1;
-  block = undefined;
-  gc({ type: 'minor', execution: 'sync' });
-}
+export type CollectGarbage = () => void;
 
 const COLLECT_EVERY_BYTES = 16 * 1024 * 1024;
 const DEFAULT_SYNC_EVERY_BYTES = 64 * 1024 * 1024;
@@ -295,6 +260,8 @@ export interface HeldSinkOptions {
   memoryLimit?: number;
   /** Directory of the temporary file (default the system's temporary directory). */
   directory?: string;
+  /** Called every 16 MiB written at commit. */
+  collectGarbage?: CollectGarbage;
 }
 
 /** Holds all output until commit(), in memory and then in an unlinked private temporary file. */
@@ -302,6 +269,7 @@ export class HeldSink implements Sink {
   readonly #writer: OutputWriter;
   readonly #memoryLimit: number;
   readonly #directory: string;
+  readonly #collectGarbage: CollectGarbage | undefined;
   #memory: Buffer[] = [];
   #memoryLength = 0;
   #file: FileHandle | undefined;
@@ -312,6 +280,7 @@ export class HeldSink implements Sink {
     this.#writer = writer;
     this.#memoryLimit = options.memoryLimit ?? 4 * 1024 * 1024;
     this.#directory = options.directory ?? tmpdir();
+    this.#collectGarbage = options.collectGarbage;
   }
 
   /** Bytes held so far. */
@@ -367,7 +336,7 @@ export class HeldSink implements Sink {
       // A copy per write: the writer may hold the chunk past this loop.
       await writeTo(this.#writer, Buffer.from(buffer.subarray(0, bytesRead)));
       position += bytesRead;
-      if (position % COLLECT_EVERY_BYTES < READ_CHUNK_BYTES) collectFrames();
+      if (position % COLLECT_EVERY_BYTES < READ_CHUNK_BYTES) this.#collectGarbage?.();
     }
     await handle.close();
     this.#file = undefined;
@@ -388,7 +357,8 @@ export interface PumpOptions {
   onProgress?: (inputBytes: number) => void;
   /** Plaintext bytes per batch of frames (default 1 MiB, rounded down to whole frames, at least one frame). */
   batchBytes?: number;
-  /** A young-generation collection every this many input bytes on this thread (default: once per batch; 0: never, V8's own schedule). */
+  /** Called every `collectEveryBytes` input bytes (default: once per batch; 0: never, V8's own schedule). */
+  collectGarbage?: CollectGarbage;
   collectEveryBytes?: number;
 }
 
@@ -485,12 +455,13 @@ class BufferPool {
 
 function collector(options: PumpOptions): (consumed: number) => void {
   const every = options.collectEveryBytes ?? options.batchBytes ?? DEFAULT_BATCH_BYTES;
-  if (every <= 0) return () => {};
+  const collectGarbage = options.collectGarbage;
+  if (every <= 0 || collectGarbage === undefined) return () => {};
   let at = every;
   return (consumed) => {
     if (consumed < at) return;
     at = consumed + every;
-    collectFrames();
+    collectGarbage();
   };
 }
 

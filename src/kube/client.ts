@@ -5,6 +5,7 @@ import { Agent, fetch } from 'undici';
 import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { capMessage } from '../util/message.ts';
+import { EnvsealError, type ExitClass } from '../util/errors.ts';
 
 /**
  * A thin Kubernetes REST client: client-node supplies the kubeconfig and authentication,
@@ -66,8 +67,21 @@ export interface StatusCause {
   reason: string;
 }
 
+/** A kubeconfig envseal cannot use. */
+export class KubeConfigError extends EnvsealError {
+  readonly code = 'InvalidKubeconfig';
+  constructor(message: string) {
+    super(message);
+    this.name = 'KubeConfigError';
+  }
+
+  override get exitClass(): ExitClass {
+    return 'usage';
+  }
+}
+
 /** An error answer of the API server, with its HTTP status and Status reason. */
-export class KubeApiError extends Error {
+export class KubeApiError extends EnvsealError {
   readonly status: number;
   readonly reason: string;
   /** The refused fields, without the server's wording (which may quote the value). */
@@ -79,6 +93,16 @@ export class KubeApiError extends Error {
     this.reason = reason;
     this.causes = options?.causes ?? [];
   }
+  /** `HTTP404`, ...: the status; `reason` has the Status reason. */
+  get code(): string {
+    return `HTTP${this.status}`;
+  }
+
+  /** Throttled (429), a server error or a timeout: the same request may succeed later. */
+  override get retryable(): boolean {
+    return this.status === 429 || this.status >= 500 || this.status === 408;
+  }
+
   get notFound(): boolean {
     return this.status === 404;
   }
@@ -98,7 +122,7 @@ export class KubeClient {
 
   constructor(kubeConfig: KubeConfig) {
     const cluster = kubeConfig.getCurrentCluster();
-    if (!cluster) throw new Error('the kubeconfig has no current cluster');
+    if (!cluster) throw new KubeConfigError('the kubeconfig has no current cluster (set one with kubectl config use-context)');
     this.kubeConfig = kubeConfig;
     this.#server = cluster.server.replace(/\/+$/, '');
   }

@@ -1,5 +1,6 @@
 import { KubeConfig } from '@kubernetes/client-node';
 import { KubeApiError, KubeClient, paths } from './client.ts';
+import { EnvsealError, type ExitClass } from '../util/errors.ts';
 
 /**
  * Where the controller publishes its cluster recipient, for every authenticated user to
@@ -7,6 +8,20 @@ import { KubeApiError, KubeClient, paths } from './client.ts';
  */
 export const PUBLISHED_RECIPIENT_CONFIGMAP = 'envseal-age-recipient';
 export const PUBLISHED_RECIPIENT_KEY = 'recipient';
+
+/** The cluster's recipient could not be read: nothing published there, or not in the expected form. */
+export class ClusterRecipientError extends EnvsealError {
+  readonly code: 'NotPublished' | 'MissingKey';
+  constructor(code: ClusterRecipientError['code'], message: string, options?: { cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'ClusterRecipientError';
+    this.code = code;
+  }
+
+  override get exitClass(): ExitClass {
+    return 'provider';
+  }
+}
 
 /**
  * The age recipient a cluster's envseal controller publishes, for sealing with no key
@@ -21,11 +36,11 @@ export async function fetchClusterAgeRecipient(options: { kubeconfig?: string; n
   try {
     const configMap = await client.request<{ data?: Record<string, string> }>({ method: 'GET', path: paths.configMap(options.namespace, name), ...(options.signal ? { signal: options.signal } : {}) });
     const recipient = configMap.data?.[PUBLISHED_RECIPIENT_KEY];
-    if (!recipient) throw new Error(`ConfigMap ${options.namespace}/${name} has no "${PUBLISHED_RECIPIENT_KEY}" key`);
+    if (!recipient) throw new ClusterRecipientError('MissingKey', `ConfigMap ${options.namespace}/${name} has no "${PUBLISHED_RECIPIENT_KEY}" key`);
     return recipient;
   } catch (error) {
     if (error instanceof KubeApiError && error.notFound) {
-      throw new Error(`no envseal controller publishes a recipient in namespace ${options.namespace} (ConfigMap ${name} not found); is the controller running there?`, { cause: error });
+      throw new ClusterRecipientError('NotPublished', `no envseal controller publishes a recipient in namespace ${options.namespace} (ConfigMap ${name} not found); is the controller running there?`, { cause: error });
     }
     throw error;
   }

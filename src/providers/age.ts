@@ -7,6 +7,7 @@ import type { Recipient } from './types.ts';
 import { decodeBase64, encodeBase64 } from '../envelope/base64.ts';
 import { DATA_KEY_LENGTH } from '../envelope/kdf.ts';
 import { type KeyProvider, type ProviderDefinition, ProviderError, type ProviderSettingsSource, quoteTarget, type RecipientProblem, type UnwrapRequest, type WrapRequest } from './types.ts';
+import { abbreviate } from '../util/message.ts';
 
 const PROVIDER = 'age';
 const loadAge = () => import('age-encryption');
@@ -57,12 +58,20 @@ export function createAgeProvider(options: AgeProviderOptions): KeyProvider {
       const { Decrypter } = await loadAge();
       const decrypter = new Decrypter();
       for (const identity of identities) decrypter.addIdentity(identity);
+      // Tried last, so reached only when no identity opened the stanza: how envseal tells
+      // "not for these identities" from "altered", without reading the library's message.
+      let noneMatched = false;
+      decrypter.addIdentity({
+        unwrapFileKey: () => {
+          noneMatched = true;
+          return null;
+        },
+      });
       let dataKey: Uint8Array;
       try {
         dataKey = await readAll(await decrypter.decrypt(streamOf(file)));
       } catch (cause) {
-        const message = cause instanceof Error ? cause.message : '';
-        if (/no identity matched/i.test(message)) {
+        if (noneMatched) {
           throw new ProviderError('NoIdentity', `none of the configured age identities can open the key for ${describe(request.recipient)}`, { provider: PROVIDER });
         }
         throw new ProviderError('InvalidCiphertext', `the age-encrypted key for ${describe(request.recipient)} is malformed or was altered`, { provider: PROVIDER, cause: sanitized(cause) });
@@ -131,9 +140,7 @@ function checkIdentity(identity: string, what: string): void {
 }
 
 /** Hybrid (post-quantum) recipients are about 2 KB; keep messages readable. */
-function shorten(text: string): string {
-  return text.length > 40 ? `${text.slice(0, 20)}…${text.slice(-8)}` : text;
-}
+const shorten = abbreviate;
 
 // The age library's messages can quote input; keep only its error name.
 function sanitized(cause: unknown): Error {

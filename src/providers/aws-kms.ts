@@ -44,6 +44,7 @@ import {
   type UnwrapRequest,
   type WrapRequest,
 } from './types.ts';
+import { clip, quoted } from '../util/message.ts';
 
 export const AWS_KMS = 'aws-kms';
 
@@ -133,7 +134,7 @@ const KEY_ARN = /^arn:aws(?:-[a-z]+)*:kms:[a-z]{2,}(?:-[a-z0-9]+)*-\d+:\d{12}:ke
 const TARGET_FORMS = 'a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), an alias ARN, alias/NAME or a key id';
 
 function quote(text: string): string {
-  return JSON.stringify(text.length > 200 ? `${text.slice(0, 200)}...` : text);
+  return quoted(text, 200);
 }
 
 function invalidTarget(target: string, problem: string): ProviderError {
@@ -285,7 +286,7 @@ export function sanitizeServiceMessage(message: string): string {
     })
     .join('')
     .trim();
-  return safe.length > 240 ? `${safe.slice(0, 240)}...` : safe;
+  return clip(safe, 240);
 }
 
 interface ErrorLike {
@@ -379,10 +380,6 @@ function mapError(error: unknown, call: CallContext): unknown {
   } else if (UNAVAILABLE.has(name) || e.$fault === 'server' || (status !== undefined && status >= 500)) {
     code = 'Unavailable';
     explanation = 'the KMS failed or is unavailable';
-  } else if (/region is missing/i.test(rawMessage)) {
-    serviceCode = 'RegionMissing';
-    code = 'InvalidRecipient';
-    explanation = 'no AWS region is configured for a bare alias or key id: use a full ARN, or set the region (AWS_REGION)';
   } else {
     code = 'Internal';
     explanation =
@@ -490,8 +487,10 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
   async function call<T>(operation: string, key: string | undefined, region: string | undefined, signal: AbortSignal | undefined, run: (kms: KMSClient, sdk: KmsSdk) => Promise<T>): Promise<T> {
     signal?.throwIfAborted();
     const sdk = await loadSdk();
+    const kms = client(sdk, region);
+    if (region === undefined && options.region === undefined) await requireRegion(kms, operation, key);
     try {
-      return await run(client(sdk, region), sdk);
+      return await run(kms, sdk);
     } catch (error) {
       throw mapError(error, { operation, key, where: where(region), signal });
     }
@@ -572,6 +571,18 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
       throw new ProviderError('Internal', `aws-kms Encrypt with key ${keyId}: the KMS answered without a ciphertext`, { provider: AWS_KMS, serviceCode: 'InvalidResponse' });
     }
     return { provider: AWS_KMS, keyId, encryptedKey: toBase64(out.CiphertextBlob) };
+  }
+
+  /** A bare alias or key id needs a region from somewhere: the SDK's chain (AWS_REGION, a profile) must give one. */
+  async function requireRegion(kms: KMSClient, operation: string, key: string | undefined): Promise<void> {
+    try {
+      await kms.config.region();
+    } catch {
+      throw new ProviderError('InvalidRecipient', `aws-kms ${operation}${key === undefined ? '' : ` with ${key}`} failed: no AWS region is configured for a bare alias or key id: use a full ARN, or set the region (--region, AWS_REGION)`, {
+        provider: AWS_KMS,
+        serviceCode: 'RegionMissing',
+      });
+    }
   }
 
   async function resolvedRegion(region: string | undefined): Promise<string | undefined> {

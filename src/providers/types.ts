@@ -1,4 +1,6 @@
 /** One wrapping of an envelope's data key. Fields besides these depend on the provider. */
+import { quoted } from '../util/message.ts';
+import { EnvsealError, type ExitClass } from '../util/errors.ts';
 export interface Recipient {
   provider: string;
   /** aws-kms: the full key ARN. */
@@ -35,7 +37,7 @@ export type ProviderErrorCode =
 
 const RETRYABLE: ReadonlySet<ProviderErrorCode> = new Set(['Throttled', 'Unavailable']);
 
-export class ProviderError extends Error {
+export class ProviderError extends EnvsealError {
   readonly code: ProviderErrorCode;
   readonly provider: string;
   /** The service's own error name (e.g. KMS `AccessDeniedException`), for messages. */
@@ -60,8 +62,19 @@ export class ProviderError extends Error {
     this.contextBound = options.contextBound ?? false;
   }
 
-  get retryable(): boolean {
+  override get retryable(): boolean {
     return RETRYABLE.has(this.code);
+  }
+
+  /**
+   * A flag that names something unusable is a usage error; a wrapped key that does not
+   * open (altered, or moved to another scope, namespace or name: a KMS context mismatch)
+   * or a malformed recipient is a problem of the input; the rest is the key service's.
+   */
+  override get exitClass(): ExitClass {
+    if (this.code === 'InvalidConfiguration') return 'usage';
+    if (this.code === 'InvalidRecipient' || this.code === 'UnknownProvider' || this.code === 'InvalidCiphertext') return 'invalidInput';
+    return 'provider';
   }
 }
 
@@ -303,7 +316,7 @@ export function keyIdEdkCodec(provider: string, providerId: string): ProviderDef
 
 /** `text` for a message: JSON-quoted, at most `max` characters of it. */
 export function quoteTarget(text: string, max = 200): string {
-  return JSON.stringify(text.length > max ? `${text.slice(0, max)}...` : text);
+  return quoted(text, max);
 }
 
 /** One string flag's value: the last given. */

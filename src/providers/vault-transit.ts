@@ -47,6 +47,7 @@ import {
   type UnwrapRequest,
   type WrapRequest,
 } from './types.ts';
+import { clip, quoted } from '../util/message.ts';
 
 export const VAULT_TRANSIT = 'vault-transit';
 export const DEFAULT_TRANSIT_MOUNT = 'transit';
@@ -107,7 +108,7 @@ const SEGMENT = /^[A-Za-z0-9_.-]{1,128}$/;
 const TARGET_FORMS = 'NAME (on the mount transit) or MOUNT/keys/NAME';
 
 function quote(text: string): string {
-  return JSON.stringify(text.length > 200 ? `${text.slice(0, 200)}...` : text);
+  return quoted(text, 200);
 }
 
 function invalidTarget(target: string, problem: string): ProviderError {
@@ -167,7 +168,7 @@ export function sanitizeVaultMessage(message: string): string {
     .replace(/[A-Za-z0-9+/_.-]{20,}={0,2}/g, (run) => (/^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*\/keys\/[A-Za-z0-9_.-]+$/.test(run) ? run : '[redacted]'))
     .replace(/\s+/g, ' ')
     .trim();
-  return safe.length > 240 ? `${safe.slice(0, 240)}...` : safe;
+  return clip(safe, 240);
 }
 
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);

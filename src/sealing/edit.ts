@@ -9,13 +9,27 @@ import { ProviderError } from '../providers/types.ts';
 import { openEnvelopeSecret, unwrapDataKey } from './open.ts';
 import { sealNewEnvelope } from './seal.ts';
 import type { RecipientTarget } from '../providers/types.ts';
+import { EnvsealError, type ExitClass } from '../util/errors.ts';
 
-export class EditError extends Error {
+export class EditError extends EnvsealError {
   readonly code: 'LastRecipient' | 'RecipientNotFound' | 'NothingToSeal' | 'NoRecipients' | 'RecipientsDiffer';
   constructor(code: EditError['code'], message: string) {
     super(message);
     this.name = 'EditError';
     this.code = code;
+  }
+
+  override get exitClass(): ExitClass {
+    switch (this.code) {
+      case 'LastRecipient':
+      case 'NothingToSeal':
+        return 'refused';
+      case 'NoRecipients':
+      case 'RecipientsDiffer':
+        return 'usage';
+      case 'RecipientNotFound':
+        return 'invalidInput';
+    }
   }
 }
 

@@ -93,7 +93,7 @@ async function decryptOne(ctx: CommandContext, settings: DecryptSettings, source
         return unwrapDataKey({ header, providers: ctx.providers, ...(ctx.signal ? { signal: ctx.signal } : {}) });
       },
       sink,
-      { ...(ctx.signal ? { signal: ctx.signal } : {}), ...(progress ? { onProgress: (n: number) => progress.update(n) } : {}) },
+      { ...(ctx.signal ? { signal: ctx.signal } : {}), ...(ctx.io.collectGarbage ? { collectGarbage: ctx.io.collectGarbage } : {}), ...(progress ? { onProgress: (n: number) => progress.update(n) } : {}) },
     );
     await sink.commit();
     return decryptor.plaintextLength;
@@ -126,10 +126,10 @@ async function decrypt(ctx: CommandContext): Promise<number> {
   let sink: Sink;
   const toStdout = output === undefined || output === '-';
   if (toStdout) {
-    sink = unbuffered ? new PassThroughSink(io.stdout as OutputWriter) : new HeldSink(io.stdout as OutputWriter, io.env.TMPDIR ? { directory: io.env.TMPDIR } : {});
+    sink = unbuffered ? new PassThroughSink(io.stdout as OutputWriter) : new HeldSink(io.stdout as OutputWriter, { ...(io.env.TMPDIR ? { directory: io.env.TMPDIR } : {}), ...(io.collectGarbage ? { collectGarbage: io.collectGarbage } : {}) });
   } else {
     if (unbuffered) throw usageError('--unbuffered applies to stdout only (a file is always written only on success)');
-    sink = await openFileSink(resolvePath(io.cwd, output), output, 0o600);
+    sink = await openFileSink(resolvePath(io.cwd, output), output, 0o600, io);
   }
   try {
     const bytes = await decryptOne(ctx, settings, source, sink, progressFor(io, `decrypting ${label}`, size));
@@ -158,7 +158,7 @@ async function decryptTree(ctx: CommandContext, settings: DecryptSettings, input
     } catch (error) {
       throw fileError(error, 'create the directory of', shown);
     }
-    const sink = await openFileSink(target, shown, 0o600);
+    const sink = await openFileSink(target, shown, 0o600, io);
     try {
       total += await decryptOne(ctx, settings, fileSource(entry.file, ctx.signal), sink, progressFor(io, `decrypting ${entry.relative}`, entry.size));
     } catch (error) {

@@ -10,7 +10,7 @@ import { HELP_OPTION } from '../args.ts';
 import { type Command, type CommandContext, describeSecret, loadEnvelopeSecret, readInput, writeManifest } from '../command.ts';
 import { formatDocument, parseSingleDocument } from '../documents.ts';
 import { CliError, invalidInput, usageError } from '../errors.ts';
-import { fileError, readInputFile, trackTemporary } from '../files.ts';
+import { fileError, readInputFile } from '../files.ts';
 import type { CliIo } from '../io.ts';
 import { IDENTITY_OPTIONS, PROVIDER_OPTIONS } from '../provider-config.ts';
 import { checkValues, missingValue, unknownField } from '../secret-input.ts';
@@ -128,7 +128,7 @@ async function edit(ctx: CommandContext): Promise<number> {
     } catch (error) {
       throw fileError(error, 'create a temporary directory in', temporaryRoot(io));
     }
-    untrack = trackTemporary(directory);
+    untrack = io.temporaries?.track(directory);
     const scratch = path.join(directory, `${loaded.secret.metadata.name}.yaml`);
     let written = editableText(loaded.secret, opened);
     await writePrivate(scratch, written);

@@ -13,7 +13,7 @@ import type { RecipientTarget } from '../../providers/types.ts';
 import { flag, HELP_OPTION, stringList, stringOption } from '../args.ts';
 import type { Command, CommandContext } from '../command.ts';
 import { CliError, usageError } from '../errors.ts';
-import { fileError, resolvePath, trackTemporary } from '../files.ts';
+import { fileError, resolvePath } from '../files.ts';
 import type { CliIo } from '../io.ts';
 import { PROVIDER_OPTIONS } from '../provider-config.ts';
 
@@ -140,7 +140,7 @@ async function encryptOne(ctx: CommandContext, settings: EncryptSettings, source
     } finally {
       dataKey.fill(0);
     }
-    await pumpEncrypt(source, encryptor, sink, { ...(ctx.signal ? { signal: ctx.signal } : {}), ...(progress ? { onProgress: (n: number) => progress.update(n) } : {}) });
+    await pumpEncrypt(source, encryptor, sink, { ...(ctx.signal ? { signal: ctx.signal } : {}), ...(ctx.io.collectGarbage ? { collectGarbage: ctx.io.collectGarbage } : {}), ...(progress ? { onProgress: (n: number) => progress.update(n) } : {}) });
     await sink.commit();
     return encryptor.plaintextLength;
   } catch (error) {
@@ -194,8 +194,9 @@ export async function inputInfo(file: string, cwd: string): Promise<{ full: stri
 }
 
 /** An AtomicFileSink for `file`, opened (its temporary file created). */
-export async function openFileSink(file: string, shown: string, mode: number): Promise<AtomicFileSink> {
-  const sink = new AtomicFileSink(file, { mode, trackTemporary });
+export async function openFileSink(file: string, shown: string, mode: number, io: Pick<CliIo, 'temporaries'>): Promise<AtomicFileSink> {
+  const temporaries = io.temporaries;
+  const sink = new AtomicFileSink(file, { mode, ...(temporaries ? { trackTemporary: (path: string) => temporaries.track(path) } : {}) });
   try {
     await sink.open();
   } catch (error) {
@@ -243,7 +244,7 @@ async function encrypt(ctx: CommandContext): Promise<number> {
     // decrypts (its final frame is missing); the exit status says it failed.
     sink = new PassThroughSink(io.stdout as OutputWriter);
   } else {
-    sink = await openFileSink(resolvePath(io.cwd, output), output, 0o644);
+    sink = await openFileSink(resolvePath(io.cwd, output), output, 0o644, io);
   }
   const bytes = await encryptOne(ctx, settings, source, sink, progressFor(io, `encrypting ${label}`, size));
   if (output !== undefined && output !== '-') {
@@ -264,7 +265,7 @@ async function encryptTree(ctx: CommandContext, settings: EncryptSettings, input
     } catch (error) {
       throw fileError(error, 'create the directory of', shown);
     }
-    const sink = await openFileSink(target, shown, 0o644);
+    const sink = await openFileSink(target, shown, 0o644, io);
     total += await encryptOne(ctx, settings, fileSource(entry.file, ctx.signal), sink, progressFor(io, `encrypting ${entry.relative}`, entry.size));
   }
   io.stderr.write(`encrypted ${walk.files.length} file${walk.files.length === 1 ? '' : 's'} (${formatBytes(total)}) into ${quoteName(output)}\n`);

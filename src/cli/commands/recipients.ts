@@ -10,6 +10,7 @@ import { parseOutputFormat } from '../documents.ts';
 import { CLUSTER_OPTIONS, clusterTargets } from '../cluster.ts';
 import { usageError } from '../errors.ts';
 import { IDENTITY_OPTIONS, PROVIDER_OPTIONS } from '../provider-config.ts';
+import { abbreviate } from '../../util/message.ts';
 
 export const MANIFEST_REWRITE_OPTIONS: OptionSpecs = {
   filename: { type: 'string', short: 'f', value: 'FILE', help: 'EnvelopeSecret manifest (default: stdin)' },
@@ -95,6 +96,4 @@ async function changeRecipients(ctx: CommandContext, action: 'add' | 'remove'): 
   return 0;
 }
 
-function shorten(text: string): string {
-  return text.length > 40 ? `${text.slice(0, 20)}…${text.slice(-8)}` : text;
-}
+const shorten = abbreviate;

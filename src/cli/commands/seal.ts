@@ -6,6 +6,7 @@ import { bindingOf, MAX_SECRET_DATA_BYTES, parseEnvelopeSecret } from '../../api
 import { type Binding, isScope, type Scope } from '../../envelope/context.ts';
 import { mergeValues } from '../../sealing/edit.ts';
 import { sealEnvelopeSecret } from '../../sealing/seal.ts';
+import { VALUE_OVERHEAD_BYTES } from '../../envelope/envelope.ts';
 import { parseRecipientTarget, recipientForms } from '../../providers/registry.ts';
 import type { RecipientTarget } from '../../providers/types.ts';
 import { flag, HELP_OPTION, stringList, stringOption } from '../args.ts';
@@ -29,8 +30,6 @@ import {
   ValueCollector,
 } from '../secret-input.ts';
 
-// nonce (12) + tag (16) around each sealed value.
-const VALUE_OVERHEAD_BYTES = 28;
 
 const OPTIONS = {
   filename: { type: 'string', short: 'f', multiple: true, value: 'FILE', help: 'Secret manifest to seal (YAML or JSON; "-" for stdin); several with --output-dir' },
@@ -278,7 +277,7 @@ async function sealMany(ctx: CommandContext, files: readonly string[], outputDir
     throw fileError(error, 'create the output directory', outputDir);
   }
   for (const [index, file] of files.entries()) {
-    await writeFileAtomic(path.join(dir, path.basename(file)), texts[index]!, { cwd: io.cwd });
+    await writeFileAtomic(path.join(dir, path.basename(file)), texts[index]!, { cwd: io.cwd, temporaries: io.temporaries });
   }
   io.stderr.write(`sealed ${files.length} Secret${files.length === 1 ? '' : 's'} for ${options.targets.length} recipient${options.targets.length === 1 ? '' : 's'} into ${quoteName(outputDir)}\n`);
   return 0;
