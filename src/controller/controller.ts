@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { EnvsealError } from '../util/errors.ts';
 import { describeError } from '../util/message.ts';
 import { type Clock, systemClock } from './clock.ts';
 import type { WorkQueue } from './queue.ts';
@@ -21,14 +22,21 @@ export interface ReconcileResult {
   requeueAfterMs?: number;
 }
 
-/** A failure that retrying cannot cure: the key is not retried until it is added again. */
-export class TerminalError extends Error {
-  /** The reason the reconciler reported (a condition reason), if any. */
-  readonly reason: string | undefined;
+/**
+ * A failure that retrying cannot cure: the key is not retried until it is added again.
+ * `code` is the reason the reconciler reported (a condition reason).
+ */
+export class TerminalError extends EnvsealError {
+  readonly code: string;
   constructor(message: string, options: { cause?: unknown; reason?: string } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'TerminalError';
-    this.reason = options.reason;
+    this.code = options.reason ?? 'Terminal';
+  }
+
+  /** The reason the reconciler reported, if any. */
+  get reason(): string | undefined {
+    return this.code === 'Terminal' ? undefined : this.code;
   }
 }
 
@@ -36,12 +44,20 @@ export class TerminalError extends Error {
  * A failure the reconciler already reported (status, log line): retried like any error,
  * but not logged again as unexpected.
  */
-export class ReportedError extends Error {
-  readonly reason: string;
+export class ReportedError extends EnvsealError {
+  readonly code: string;
   constructor(message: string, options: { cause?: unknown; reason: string }) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'ReportedError';
-    this.reason = options.reason;
+    this.code = options.reason;
+  }
+
+  get reason(): string {
+    return this.code;
+  }
+
+  override get retryable(): boolean {
+    return true;
   }
 }
 
