@@ -28,7 +28,7 @@ import { parse as parseYaml } from 'yaml';
 import type { EnvelopeSecret } from '../src/api/types.ts';
 import { systemRandom } from '../src/envelope/random.ts';
 import { KubeClient } from '../src/kube/client.ts';
-import { createAwsKmsProvider } from '../src/providers/aws-kms.ts';
+import { createAwsKmsProvider } from '../src/providers/aws-kms/index.ts';
 import { ProviderRegistry } from '../src/providers/registry.ts';
 import { sealEnvelopeSecret } from '../src/sealing/seal.ts';
 import { ensureBinaries, freePorts, startControlPlane } from '../test/harness/control-plane.ts';

@@ -33,7 +33,9 @@ import { seededRandom } from '../../src/envelope/random.ts';
 import { MessageDecryptor } from '../../src/files/decrypt.ts';
 import { MessageEncryptor, prepareMessage } from '../../src/files/encrypt.ts';
 import { FrameCipher, framesLength } from '../../src/files/frames.ts';
-import { AtomicFileSink, fileSource, pumpDecrypt, pumpEncrypt, type Sink } from '../../src/files/io.ts';
+import { fileSource } from '../../src/files/sources.ts';
+import { AtomicFileSink, type Sink } from '../../src/files/sinks.ts';
+import { pumpDecrypt, pumpEncrypt } from '../../src/files/pump.ts';
 import { SUITE_COMMIT, SUITE_COMMIT_ECDSA_P384 } from '../../src/files/suites.ts';
 import { youngGenerationCollector } from '../../src/cli/gc.ts';
 

@@ -20,7 +20,7 @@ import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import { createAwsKmsProvider } from '../../src/providers/aws-kms.ts';
+import { createAwsKmsProvider } from '../../src/providers/aws-kms/index.ts';
 import { startLocalKms } from '../../test/harness/kms-emulators.ts';
 
 const { values } = parseArgs({ options: { sizes: { type: 'string', default: '1024,4096' }, out: { type: 'string' }, tools: { type: 'string', default: 'envseal,aws-encryption-cli' } } });

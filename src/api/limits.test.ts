@@ -9,7 +9,7 @@ import { parse } from 'yaml';
 import { generateAgeIdentity } from '../providers/age.ts';
 import { MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES } from '../providers/vault-transit.ts';
 import { AGE_BASE64_PREFIX, AGE_STANZA_ARGUMENTS, ageFileBytes, ageFileProblem, MAX_AGE_ENCRYPTED_KEY_BYTES } from '../providers/age.ts';
-import { MAX_AWS_KMS_ENCRYPTED_KEY_BYTES } from '../providers/aws-kms.ts';
+import { MAX_AWS_KMS_ENCRYPTED_KEY_BYTES } from '../providers/aws-kms/index.ts';
 
 const VAULT_TRANSIT_BASE64_PREFIX = Buffer.from('vault:').toString('base64');
 import { createAgeProvider } from '../providers/age.ts';

@@ -1,6 +1,6 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import type { CollectGarbage } from '../files/io.ts';
+import type { CollectGarbage } from '../files/sinks.ts';
 
 type MinorGc = (options: { type: 'minor'; execution: 'sync' }) => void;
 

@@ -1,5 +1,5 @@
 import type { RandomSource } from '../envelope/random.ts';
-import type { CollectGarbage } from '../files/io.ts';
+import type { CollectGarbage } from '../files/sinks.ts';
 import type { ProviderConfig, ProviderRegistry } from '../providers/registry.ts';
 import type { TemporaryFiles } from './files.ts';
 

@@ -1,7 +1,7 @@
 import { stat, writeFile } from 'node:fs/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseAgeIdentityFile, recipientOfIdentity } from '../providers/age.ts';
-import { awsKmsProvider } from '../providers/aws-kms.ts';
+import { awsKmsProvider } from '../providers/aws-kms/index.ts';
 import { type ProviderConfig, ProviderRegistry } from '../providers/registry.ts';
 import type { ProviderDefinition } from '../providers/types.ts';
 import { type Workspace, workspace } from './test-fixtures.ts';

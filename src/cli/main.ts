@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { CliError } from './errors.ts';
 import { TemporaryFiles } from './files.ts';
 import { youngGenerationCollector } from './gc.ts';
-import type { CollectGarbage } from '../files/io.ts';
+import type { CollectGarbage } from '../files/sinks.ts';
 import type { CliIo, EditorRequest } from './io.ts';
 import { run } from './run.ts';
 

@@ -9,7 +9,9 @@ import { decryptBuffer, MessageDecryptor } from './decrypt.ts';
 import { encryptBuffer, MessageEncryptor, prepareMessage } from './encrypt.ts';
 import { FileFormatError, type FileFormatErrorCode } from './errors.ts';
 import { type EncryptedDataKey, parseHeader } from './header.ts';
-import { AtomicFileSink, fileSource, HeldSink, pumpDecrypt, pumpEncrypt, readFileChunks, type Sink } from './io.ts';
+import { AtomicFileSink, HeldSink, type Sink } from './sinks.ts';
+import { fileSource, readFileChunks } from './sources.ts';
+import { pumpDecrypt, pumpEncrypt } from './pump.ts';
 import { deriveMessageKeys } from './kdf.ts';
 import { parseSuite, SUITE_COMMIT, SUITE_COMMIT_ECDSA_P384, type Suite } from './suites.ts';
 

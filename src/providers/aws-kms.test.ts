@@ -9,7 +9,7 @@ import { inspect } from 'node:util';
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 
-import { AWS_KMS, createAwsKmsProvider, KmsCallError, MAX_REGION_CLIENTS, parseKmsTarget, sanitizeServiceMessage } from './aws-kms.ts';
+import { AWS_KMS, createAwsKmsProvider, KmsCallError, MAX_REGION_CLIENTS, parseKmsTarget, sanitizeServiceMessage } from './aws-kms/index.ts';
 import { ProviderError } from './types.ts';
 
 const KEY_ARN = 'arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab';

@@ -34,6 +34,7 @@ interface Finding {
 
 /** String literals that are a provider's name or start with `NAME:`, and imports of provider files. */
 export function providerMentions(file: string, source: string, names: readonly string[], providerFiles: ReadonlySet<string>): Finding[] {
+  const isProviderFile = (target: string) => [...providerFiles].some((unit) => target === unit || target.startsWith(unit + path.sep));
   const sf = ts.createSourceFile(file, source, ts.ScriptTarget.Latest, true);
   const findings: Finding[] = [];
   const at = (node: ts.Node, text: string) => findings.push({ file, line: sf.getLineAndCharacterOfPosition(node.getStart(sf)).line + 1, text });
@@ -42,13 +43,13 @@ export function providerMentions(file: string, source: string, names: readonly s
       const spec = node.moduleSpecifier;
       if (spec && ts.isStringLiteral(spec) && spec.text.startsWith('.')) {
         const target = path.resolve(path.dirname(file), spec.text);
-        if (providerFiles.has(target)) at(node, `imports ${path.relative(srcRoot, target)}`);
+        if (isProviderFile(target)) at(node, `imports ${path.relative(srcRoot, target)}`);
       }
       return;
     }
     if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword) {
       const arg = node.arguments[0];
-      if (arg && ts.isStringLiteral(arg) && arg.text.startsWith('.') && providerFiles.has(path.resolve(path.dirname(file), arg.text))) at(node, `imports ${arg.text}`);
+      if (arg && ts.isStringLiteral(arg) && arg.text.startsWith('.') && isProviderFile(path.resolve(path.dirname(file), arg.text))) at(node, `imports ${arg.text}`);
     }
     if (ts.isStringLiteral(node) || ts.isNoSubstitutionTemplateLiteral(node) || ts.isTemplateHead(node) || ts.isTemplateMiddle(node) || ts.isTemplateTail(node)) {
       const text = node.text;
@@ -63,11 +64,12 @@ export function providerMentions(file: string, source: string, names: readonly s
   return findings;
 }
 
-describe('a key provider is one file and one registry line', () => {
+describe('a key provider is one file (or folder) and one registry line', () => {
+  // A provider is a file of src/providers, or a folder whose index.ts is its entry.
   const providerFiles = new Set(
-    readdirSync(providersDir)
-      .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && !INFRASTRUCTURE.has(f))
-      .map((f) => path.join(providersDir, f)),
+    readdirSync(providersDir, { withFileTypes: true })
+      .filter((e) => e.isDirectory() || (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts') && !INFRASTRUCTURE.has(e.name)))
+      .map((e) => path.join(providersDir, e.name)),
   );
   const names = PROVIDERS.map((p) => p.name);
 
@@ -89,13 +91,15 @@ describe('a key provider is one file and one registry line', () => {
       "if (p === 'aws-kms') f();",
       'const t = `vault-transit:${name}`;',
       "const help = 'who can open: a KMS key';",
+      "const { createAwsKmsProvider } = await import('../providers/aws-kms/client.ts');",
     ].join('\n');
     const found = providerMentions(file, code, names, providerFiles).map((f) => f.line);
-    expect(found).toEqual([1, 2, 3]);
+    expect(found).toEqual([1, 2, 3, 5]);
   });
 
   it('every file in src/providers but the keyring is one registered provider', () => {
-    for (const file of providerFiles) {
+    for (const unit of providerFiles) {
+      const file = unit.endsWith('.ts') ? unit : path.join(unit, 'index.ts');
       const source = readFileSync(file, 'utf8');
       const exported = [...source.matchAll(/^export const (\w+): ProviderDefinition\b/gm)].map((m) => m[1]);
       expect(exported, path.basename(file)).toHaveLength(1);

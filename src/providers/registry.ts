@@ -1,5 +1,6 @@
 import { ageProvider } from './age.ts';
-import { awsKmsProvider } from './aws-kms.ts';
+import { alibabaKmsProvider } from './alibaba-kms.ts';
+import { awsKmsProvider } from './aws-kms/index.ts';
 import { vaultTransitProvider } from './vault-transit.ts';
 import {
   type CreatedProviderKey,
@@ -22,6 +23,7 @@ export const PROVIDERS: readonly ProviderDefinition[] = Object.freeze([
   awsKmsProvider,
   ageProvider,
   vaultTransitProvider,
+  alibabaKmsProvider,
 ]);
 
 /** Each provider's options, under the provider's name (what `settings.resolve` returned). Parsed once, in main. */

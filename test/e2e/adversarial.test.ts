@@ -17,7 +17,7 @@ import { adminKubeConfig, uniqueName, waitFor } from '../harness/cluster.ts';
 import { startTestController, type TestController } from '../harness/controller.ts';
 import { declaringDataKeys } from '../harness/faults-leaks.ts';
 import { type KmsEmulator, startLocalKms } from '../harness/kms-emulators.ts';
-import { createAwsKmsProvider } from '../../src/providers/aws-kms.ts';
+import { createAwsKmsProvider } from '../../src/providers/aws-kms/index.ts';
 import { adminClient, createNamespace, getOrUndefined, installCrd, kubectl, kubectlApply, paths, publishedRecipient } from '../harness/kube.ts';
 import { sealFor } from '../harness/seal.ts';
 

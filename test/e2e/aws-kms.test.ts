@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { Recipient } from '../../src/api/types.ts';
 import { kmsEncryptionContext } from '../../src/envelope/context.ts';
-import { type AwsKmsProvider, createAwsKmsProvider, KmsCallError } from '../../src/providers/aws-kms.ts';
+import { type AwsKmsProvider, createAwsKmsProvider, KmsCallError } from '../../src/providers/aws-kms/index.ts';
 import { ProviderError } from '../../src/providers/types.ts';
 import { KMS_EMULATORS, type KmsEmulator, type KmsEmulatorName } from '../harness/kms-emulators.ts';
 

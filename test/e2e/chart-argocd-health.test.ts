@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Condition, EnvelopeSecret } from '../../src/api/types.ts';
-import { createAwsKmsProvider } from '../../src/providers/aws-kms.ts';
+import { createAwsKmsProvider } from '../../src/providers/aws-kms/index.ts';
 import { ProviderRegistry } from '../../src/providers/registry.ts';
 import { adminKubeConfig, uniqueName, waitFor } from '../harness/cluster.ts';
 import { repoRoot } from '../harness/control-plane.ts';

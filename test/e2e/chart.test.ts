@@ -308,6 +308,15 @@ describe('the Helm chart', () => {
     expect(vault.env).toEqual(expect.arrayContaining([{ name: 'VAULT_NAMESPACE', value: 'team-a' }]));
   });
 
+  it('passes the alibaba-kms region and endpoint, and annotates the ServiceAccount for RRSA', async () => {
+    const defaults = await render();
+    expect(podSpec(defaults).containers[0]!.args!.filter((a: string) => a.startsWith('--alibaba-kms'))).toEqual([]);
+    expect(one(defaults, 'ServiceAccount').metadata.annotations).toBeUndefined();
+    const manifests = await render(['providers.alibabaKms.region=cn-hangzhou', 'providers.alibabaKms.endpoint=https://kms-vpc.cn-hangzhou.aliyuncs.com', 'providers.alibabaKms.rrsa.roleName=envseal-controller', 'serviceAccount.annotations.team=a']);
+    expect(podSpec(manifests).containers[0]!.args).toEqual(expect.arrayContaining(['--alibaba-kms-region=cn-hangzhou', '--alibaba-kms-endpoint=https://kms-vpc.cn-hangzhou.aliyuncs.com']));
+    expect(one(manifests, 'ServiceAccount').metadata.annotations).toEqual({ 'pod-identity.alibabacloud.com/role-name': 'envseal-controller', team: 'a' });
+  });
+
   it('passes the per-namespace budget of key-provider calls, or turns it off', async () => {
     expect(podSpec(await render()).containers[0]!.args).toContain('--unwrap-budget=50/1000');
     expect(podSpec(await render(['controller.unwrapBudget.perSecond=5', 'controller.unwrapBudget.burst=20'])).containers[0]!.args).toContain('--unwrap-budget=5/20');
@@ -401,6 +410,8 @@ describe('the Helm chart', () => {
     ['a bad image digest', 'image.digest=latest', '/image/digest'],
     ['a KMS endpoint that is not a URL', 'providers.awsKms.endpoint=kms.local', '/providers/awsKms/endpoint'],
     ['a Vault address that is not a URL', 'providers.vaultTransit.address=vault:8200', '/providers/vaultTransit/address'],
+    ['an Alibaba Cloud KMS endpoint that is not a URL', 'providers.alibabaKms.endpoint=kms.cn-hangzhou.aliyuncs.com', '/providers/alibabaKms/endpoint'],
+    ['an Alibaba Cloud region in capitals', 'providers.alibabaKms.region=Hangzhou', '/providers/alibabaKms/region'],
     ['a string for a boolean', 'leaderElection.enabled=yes', '/leaderElection/enabled'],
     ['a typo in a nested key', 'providers.age.secretname=x', "additional properties 'secretname' not allowed"],
     ['a Secret type with a space', 'tenancy.secretTypes.allowed.team-a={has space}', '/tenancy/secretTypes/allowed/team-a/0'],

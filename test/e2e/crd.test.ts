@@ -19,7 +19,7 @@ import {
   VALUE_OVERHEAD_BYTES,
 } from '../../src/api/validation.ts';
 import { MAX_AGE_ENCRYPTED_KEY_BYTES } from '../../src/providers/age.ts';
-import { MAX_AWS_KMS_ENCRYPTED_KEY_BYTES } from '../../src/providers/aws-kms.ts';
+import { MAX_AWS_KMS_ENCRYPTED_KEY_BYTES } from '../../src/providers/aws-kms/index.ts';
 import { ageShapedKey } from '../../src/test-support/age-file.ts';
 import { seededRandom } from '../../src/envelope/random.ts';
 import { generateAgeIdentity } from '../../src/providers/age.ts';

@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAwsKmsProvider } from '../../src/providers/aws-kms.ts';
+import { createAwsKmsProvider } from '../../src/providers/aws-kms/index.ts';
 import { ProviderRegistry } from '../../src/providers/registry.ts';
 import { sharedCluster, uniqueName } from '../harness/cluster.ts';
 import { FaultBench, type KmsFaultProxy, readyCounts, scratchDir, sleep, startKmsFaultProxy, SupervisedController, scanControllerOutput } from '../harness/faults.ts';

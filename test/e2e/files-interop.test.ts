@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { memoryIo } from '../../src/cli/memory-io.ts';
 import { run } from '../../src/cli/run.ts';
-import { createAwsKmsProvider } from '../../src/providers/aws-kms.ts';
+import { createAwsKmsProvider } from '../../src/providers/aws-kms/index.ts';
 import { KMS_EMULATORS, type KmsEmulator } from '../harness/kms-emulators.ts';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));

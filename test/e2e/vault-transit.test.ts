@@ -14,7 +14,7 @@ import { createVaultTransitProvider, transitContext } from '../../src/providers/
 import { startLocalKms, type KmsEmulator } from '../harness/kms-emulators.ts';
 import { installCrd, kubectl } from '../harness/kube.ts';
 import { startOpenBao, type OpenBao } from '../harness/openbao.ts';
-import { createAwsKmsProvider } from '../../src/providers/aws-kms.ts';
+import { createAwsKmsProvider } from '../../src/providers/aws-kms/index.ts';
 import { type CliResult, ensureBuilt, runCli } from './cli-support.ts';
 
 const CANARY = 'CANARY-vault-e2e-5be07a';

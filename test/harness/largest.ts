@@ -4,7 +4,7 @@
 // aws-kms recipients of the largest size, and a template annotation filling up to the
 // limit. test/e2e/crd.test.ts proves that this object is stored and one byte more is not.
 import { VALUE_OVERHEAD_BYTES, MAX_KEY_ID_LENGTH, MAX_SECRET_DATA_BYTES } from '../../src/api/validation.ts';
-import { MAX_AWS_KMS_ENCRYPTED_KEY_BYTES } from '../../src/providers/aws-kms.ts';
+import { MAX_AWS_KMS_ENCRYPTED_KEY_BYTES } from '../../src/providers/aws-kms/index.ts';
 
 /**
  * The compact JSON length (as JSON.stringify writes it) of the largest EnvelopeSecret etcd

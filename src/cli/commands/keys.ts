@@ -8,8 +8,8 @@ import { IDENTITY_OPTIONS, PROVIDER_OPTIONS, resolveProviderConfig } from '../pr
 
 export const keysCreateCommand: Command = {
   name: 'keys create',
-  summary: 'create an age identity, an AWS KMS key and alias, or a Vault transit key',
-  usage: 'envseal keys create -o FILE | --stdout [--type x25519|hybrid]\n       envseal keys create --provider aws-kms --alias alias/NAME [--region REGION]\n       envseal keys create --provider vault-transit --name NAME|MOUNT/keys/NAME [--vault-addr URL]',
+  summary: 'create an age identity, or a key in a key service (AWS KMS, Vault transit, Alibaba Cloud KMS)',
+  usage: 'envseal keys create -o FILE | --stdout [--type x25519|hybrid]\n       envseal keys create --provider PROVIDER --name NAME [provider options]',
   description: `
 age (default): generates a new identity and writes it to -o FILE with mode 0600; an
 existing file is never overwritten. The public recipient (age1...) is printed on stdout:
@@ -22,12 +22,19 @@ kms:CreateAlias) and prints the key ARN; seal with --recipient aws-kms:alias/NAM
 
 vault-transit: creates an aes256-gcm96 transit key with derived=true (so that Vault
 binds each wrapped key to its namespace and name) on Vault or OpenBao at VAULT_ADDR with
-VAULT_TOKEN, and prints its path MOUNT/keys/NAME; an existing key is never changed.`,
+VAULT_TOKEN, and prints its path MOUNT/keys/NAME; an existing key is never changed.
+
+alibaba-kms: creates a symmetric key and the alias (kms:CreateKey, kms:CreateAlias)
+and prints the key ARN; seal with --recipient alibaba-kms:alias/NAME.
+
+Every provider prints the new key's id on stdout and the --recipient to seal for it on
+stderr.`,
   footer: `
 Examples:
   envseal keys create -o ~/.config/envseal/age.key
   envseal keys create --provider aws-kms --alias alias/envseal-prod --region eu-west-1
-  envseal keys create --provider vault-transit --name envseal-prod`,
+  envseal keys create --provider vault-transit --name envseal-prod
+  envseal keys create --provider alibaba-kms --name alias/envseal-prod --alibaba-kms-region cn-hangzhou`,
   options: {
     output: { type: 'string', short: 'o', value: 'FILE', help: 'write the new age identity to FILE (mode 0600, never overwritten)' },
     stdout: { type: 'boolean', help: 'print the new age identity on stdout (the recipient goes to stderr)' },
