@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { generateAgeIdentity } from '../providers/age.ts';
-import { MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES } from '../providers/vault-transit.ts';
+import { MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES } from '../providers/vault-transit/index.ts';
 import { AGE_BASE64_PREFIX, AGE_STANZA_ARGUMENTS, ageFileBytes, ageFileProblem, MAX_AGE_ENCRYPTED_KEY_BYTES } from '../providers/age.ts';
 import { MAX_AWS_KMS_ENCRYPTED_KEY_BYTES } from '../providers/aws-kms/index.ts';
 

@@ -1,10 +1,35 @@
 import { createDecipheriv, createSecretKey } from 'node:crypto';
 import { FileFormatError } from './errors.ts';
 import { FINAL_FRAME_HEADER_LENGTH, FRAME_HEADER_LENGTH, FrameCipher, type ScannedFrame, SEQUENCE_NUMBER_END } from './frames.ts';
-import { type MessageHeader, type ParsedHeader, parseHeader, type ParseHeaderOptions } from './header.ts';
+import { type MessageHeader, type ParsedHeader, parseHeader, type ParseHeaderOptions, serializeEncryptionContext } from './header.ts';
 import { commitKeysEqual, deriveMessageKeys } from './kdf.ts';
 import { MessageVerifier } from './signature.ts';
-import { IV_LENGTH, MAX_FRAME_COUNT, MAX_FRAME_LENGTH, PUBLIC_KEY_CONTEXT_KEY, TAG_LENGTH } from './suites.ts';
+import { IV_LENGTH, MAX_FRAME_COUNT, MAX_FRAME_LENGTH, PUBLIC_KEY_CONTEXT_KEY, RESERVED_CONTEXT_PREFIX, TAG_LENGTH } from './suites.ts';
+
+/**
+ * A reproduced encryption context against the one the header stores: every pair the
+ * header holds must match; pairs it lacks are the writer's "encryption context to only
+ * authenticate" (the AWS Encryption SDK 4 required-encryption-context CMM leaves them out
+ * of the message and binds them through the header tag and the keyring instead).
+ * Returns the whole context (what the keyring binds) and the pairs the header lacks.
+ */
+export function reproduceContext(
+  header: Pick<MessageHeader, 'encryptionContext'>,
+  reproduced: Readonly<Record<string, string>>,
+): { context: Record<string, string>; authenticateOnly: Record<string, string> } {
+  const context = { ...header.encryptionContext };
+  const authenticateOnly: Record<string, string> = {};
+  for (const [key, value] of Object.entries(reproduced)) {
+    if (Object.hasOwn(header.encryptionContext, key)) {
+      if (header.encryptionContext[key] !== value) throw new FileFormatError('ContextMismatch', `the message's encryption context has another value for ${JSON.stringify(key.slice(0, 60))}`);
+      continue;
+    }
+    if (key.startsWith(RESERVED_CONTEXT_PREFIX)) throw new FileFormatError('ReservedContextKey', `encryption context keys starting with ${RESERVED_CONTEXT_PREFIX} are reserved (got ${JSON.stringify(key.slice(0, 60))})`);
+    context[key] = value;
+    authenticateOnly[key] = value;
+  }
+  return { context, authenticateOnly };
+}
 
 /** A FIFO of byte chunks; reads return views into the chunks where they can. */
 class ByteQueue {
@@ -115,8 +140,10 @@ export class MessageDecryptor {
   /**
    * Verifies the commitment (constant time) and the header tag with the unwrapped data
    * key; afterwards push() decrypts frames. The data key is not kept (zero it yourself).
+   * `authenticateOnly`: the pairs of reproduceContext() that the header lacks; the header
+   * tag covers them after the header body.
    */
-  begin(dataKey: Uint8Array): void {
+  begin(dataKey: Uint8Array, options: { authenticateOnly?: Readonly<Record<string, string>> } = {}): void {
     if (this.#phase !== 'key' || this.#parsed === undefined) throw new FileFormatError('InvalidArgument', 'begin() needs a parsed header and is called once');
     const { header, body, tag } = this.#parsed;
     const { encryptionKey, commitKey } = deriveMessageKeys(dataKey, header.messageId, header.suite);
@@ -129,7 +156,8 @@ export class MessageDecryptor {
     const key = createSecretKey(encryptionKey);
     encryptionKey.fill(0);
     const decipher = createDecipheriv('aes-256-gcm', key, Buffer.alloc(IV_LENGTH), { authTagLength: TAG_LENGTH });
-    decipher.setAAD(body);
+    const onlyAuthenticated = options.authenticateOnly === undefined ? Buffer.alloc(0) : serializeEncryptionContext(options.authenticateOnly);
+    decipher.setAAD(onlyAuthenticated.length === 0 ? body : Buffer.concat([body, onlyAuthenticated]));
     decipher.setAuthTag(tag);
     try {
       decipher.final();

@@ -3,7 +3,7 @@
  * frames (1 MiB by default) through a few reused buffers, so memory stays bounded
  * whatever the size.
  */
-import type { MessageDecryptor } from './decrypt.ts';
+import { type MessageDecryptor, reproduceContext } from './decrypt.ts';
 import type { MessageEncryptor } from './encrypt.ts';
 import { FileFormatError } from './errors.ts';
 import { framesLength } from './frames.ts';
@@ -20,6 +20,12 @@ export interface PumpOptions {
   /** Called every `collectEveryBytes` input bytes (default: once per batch; 0: never, V8's own schedule). */
   collectGarbage?: CollectGarbage;
   collectEveryBytes?: number;
+  /**
+   * Decrypt only: the encryption context the reader reproduces (see reproduceContext):
+   * pairs the header stores must match; pairs it lacks are bound through the header tag,
+   * and dataKeyFor sees the header with the whole context.
+   */
+  reproducedContext?: Readonly<Record<string, string>>;
 }
 
 export const DEFAULT_BATCH_BYTES = 1024 * 1024;
@@ -145,9 +151,10 @@ export async function pumpDecrypt(
       throw new FileFormatError('Truncated', 'the input ends inside the message header');
     }
     const header = decryptor.header;
-    const dataKey = await dataKeyFor(header);
+    const reproduced = options.reproducedContext === undefined ? undefined : reproduceContext(header, options.reproducedContext);
+    const dataKey = await dataKeyFor(reproduced === undefined ? header : { ...header, encryptionContext: reproduced.context });
     try {
-      decryptor.begin(dataKey);
+      decryptor.begin(dataKey, reproduced === undefined ? {} : { authenticateOnly: reproduced.authenticateOnly });
     } finally {
       dataKey.fill(0);
     }

@@ -17,7 +17,7 @@ import {
   parseKeyArn,
   resolveAlibabaKmsOptions,
   sanitizeAlibabaMessage,
-} from './alibaba-kms.ts';
+} from './alibaba-kms/index.ts';
 import { ProviderError } from './types.ts';
 
 const KEY_ID = '0b3c8f7e-1a2b-4c3d-9e8f-0123456789ab';

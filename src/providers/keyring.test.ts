@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { generateDataKey, unwrapAny } from './keyring.ts';
+import { capMessage } from '../util/message.ts';
 import { ProviderRegistry } from './registry.ts';
 import { type KeyProvider, ProviderError, type ProviderErrorCode, type Recipient } from './types.ts';
 
@@ -10,7 +11,7 @@ const CONTEXT = { 'envseal.dev/scope': 'strict', 'envseal.dev/namespace': 'ns', 
  * ciphertext only it can open; `service` ones generate keys like a KMS; `fail` makes
  * unwrap throw that code.
  */
-function provider(name: string, options: { service?: boolean; fail?: ProviderErrorCode; configured?: boolean; calls?: string[] } = {}): KeyProvider {
+function provider(name: string, options: { service?: boolean; fail?: ProviderErrorCode; message?: string; configured?: boolean; calls?: string[] } = {}): KeyProvider {
   const stored = new Map<string, Uint8Array>();
   let next = 0;
   const wrapped = (target: string, dataKey: Uint8Array): Recipient => {
@@ -38,7 +39,7 @@ function provider(name: string, options: { service?: boolean; fail?: ProviderErr
     },
     async unwrap(request) {
       options.calls?.push(`${name}:unwrap`);
-      if (options.fail) throw new ProviderError(options.fail, `${name} failed (${options.fail})`, { provider: name });
+      if (options.fail) throw new ProviderError(options.fail, options.message ?? `${name} failed (${options.fail})`, { provider: name });
       const key = stored.get(Buffer.from(request.recipient.encryptedKey, 'base64').toString());
       if (!key) throw new ProviderError('InvalidCiphertext', `${name}: not mine`, { provider: name });
       return Uint8Array.from(key);
@@ -100,7 +101,18 @@ describe('unwrapAny', () => {
     const error = (await unwrapAny({ recipients, providers, encryptionContext: CONTEXT, what: 'envelope #3' }).catch((e: unknown) => e)) as ProviderError;
     expect(error).toBeInstanceOf(ProviderError);
     expect(error.code).toBe('Throttled');
-    expect(error.message).toBe('envelope #3: denied failed (AccessDenied); slow failed (Throttled)');
+    expect(error.message).toBe('envelope #3: every recipient failed (denied AccessDenied, slow Throttled): denied failed (AccessDenied); slow failed (Throttled)');
+  });
+
+  it('names every provider that failed within the first bytes, even when the messages are long', async () => {
+    const long = (name: string) => provider(name, { fail: 'Unavailable', message: `${name} could not be reached: ${'x'.repeat(600)}` });
+    const providers = ProviderRegistry.of([long('first'), long('second'), long('third')]);
+    const recipients = await sealed(providers, ['first', 'second', 'third']);
+    const error = (await unwrapAny({ recipients, providers, encryptionContext: CONTEXT, what: 'envelope #0' }).catch((e: unknown) => e)) as ProviderError;
+    expect(error.message).toMatch(/^envelope #0: every recipient failed \(first Unavailable, second Unavailable, third Unavailable\): first could not be reached/);
+    // What a status condition or an Event keeps of it.
+    const kept = capMessage(error.message);
+    for (const name of ['first', 'second', 'third']) expect(kept).toContain(`${name} Unavailable`);
   });
 
   it('says NoIdentity when nothing could be tried, and UnknownProvider for an unknown one', async () => {

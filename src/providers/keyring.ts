@@ -139,7 +139,10 @@ export async function unwrapAny(request: UnwrapAnyRequest): Promise<UnwrappedKey
     throw new ProviderError('NoIdentity', `${what}: no configured provider can unwrap any of its recipients (${names}); configure an age identity or KMS access`, { provider: names });
   }
   const chosen = failures.find((f) => f.retryable) ?? failures[0]!;
-  throw new ProviderError(chosen.code, `${what}: ${failures.map((f) => f.message).join('; ')}`, {
+  // Several failures: a short summary first (provider and code of each), so that the
+  // providers are named even where the message is cut (1 KiB in statuses and Events).
+  const summary = failures.length > 1 ? `every recipient failed (${[...new Set(failures.map((f) => `${f.provider} ${f.code}`))].join(', ')}): ` : '';
+  throw new ProviderError(chosen.code, `${what}: ${summary}${failures.map((f) => f.message).join('; ')}`, {
     provider: chosen.provider,
     ...(chosen.serviceCode ? { serviceCode: chosen.serviceCode } : {}),
     ...(chosen.contextBound ? { contextBound: true } : {}),

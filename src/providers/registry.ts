@@ -1,7 +1,7 @@
 import { ageProvider } from './age.ts';
-import { alibabaKmsProvider } from './alibaba-kms.ts';
+import { alibabaKmsProvider } from './alibaba-kms/index.ts';
 import { awsKmsProvider } from './aws-kms/index.ts';
-import { vaultTransitProvider } from './vault-transit.ts';
+import { vaultTransitProvider } from './vault-transit/index.ts';
 import {
   type CreatedProviderKey,
   type KeyProvider,
@@ -151,8 +151,14 @@ export class ProviderRegistry {
 
   /** An encrypted data key as the recipient its provider unwraps; undefined for another writer's provider id. */
   recipientOf(edk: EncryptedDataKeyForm): Recipient | undefined {
-    const definition = this.definitions.find((d) => d.edk.providerId === edk.providerId);
-    return definition?.edk.decode(edk);
+    // Several definitions may share a provider id (raw keyrings share a key namespace):
+    // the first that decodes the EDK takes it.
+    for (const definition of this.definitions) {
+      if (definition.edk.providerId !== edk.providerId) continue;
+      const recipient = definition.edk.decode(edk);
+      if (recipient !== undefined) return recipient;
+    }
+    return undefined;
   }
 
   /** A short, non-secret name of a recipient for messages. */

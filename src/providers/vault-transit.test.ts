@@ -1,12 +1,16 @@
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { rootCertificates } from 'node:tls';
+import { promisify } from 'node:util';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ProviderError } from './types.ts';
-import { createVaultTransitProvider, parseTransitTarget, sanitizeVaultMessage, transitContext } from './vault-transit.ts';
+import { ProviderError, type ProviderSettingsSource } from './types.ts';
+import { createVaultTransitProvider, parseTransitTarget, sanitizeVaultMessage, transitContext, vaultTransitProvider } from './vault-transit/index.ts';
 
 const CANARY = 'CANARY-vault-unit-7d21';
 const TOKEN = 'hvs.unit-test-token-never-shown';
@@ -266,5 +270,106 @@ describe('vault-transit Kubernetes auth (scripted endpoint)', () => {
     const provider = createVaultTransitProvider({ address, kubernetesAuth: { role: 'envseal', tokenPath: '/nonexistent/envseal/token' } });
     await expect(provider.unwrap({ recipient, encryptionContext: CONTEXT })).rejects.toMatchObject({ code: 'AccessDenied', message: expect.stringContaining('/nonexistent/envseal/token') });
     expect(seen).toHaveLength(0);
+  });
+});
+
+describe('vault-transit CA bundle (--vault-ca-cert, VAULT_CACERT, BAO_CACERT)', () => {
+  // A real certificate: the first of the CAs Node.js ships.
+  const pem = rootCertificates[0]!;
+
+  function source(values: Record<string, string>, env: Record<string, string>, files: Record<string, string>): ProviderSettingsSource {
+    return {
+      values,
+      env,
+      role: 'controller',
+      unwrap: true,
+      warn: () => {},
+      // As the controller's reader: a missing file is the file system's own error.
+      readFile: async (path) => {
+        if (!Object.hasOwn(files, path)) throw Object.assign(new Error(`ENOENT: no such file or directory, open '${path}'`), { code: 'ENOENT', syscall: 'open' });
+        return Buffer.from(files[path]!);
+      },
+    };
+  }
+  const resolve = (values: Record<string, string>, env: Record<string, string>, files: Record<string, string> = {}) =>
+    vaultTransitProvider.settings!.resolve(source(values, env, files)) as Promise<{ caCert?: string; address?: string }>;
+
+  it('reads the flag, else VAULT_CACERT, else BAO_CACERT, keeping the certificates only', async () => {
+    const files = { 'flag.pem': `# a comment\n${pem}`, 'vault.pem': pem, 'bao.pem': `${pem}\n${pem}` };
+    const address = { VAULT_ADDR: 'https://vault.example:8200' };
+    expect((await resolve({ 'vault-ca-cert': 'flag.pem' }, { ...address, VAULT_CACERT: 'vault.pem' }, files)).caCert).toBe(`${pem.trim()}\n`);
+    expect((await resolve({}, { ...address, VAULT_CACERT: 'vault.pem', BAO_CACERT: 'bao.pem' }, files)).caCert).toBe(`${pem.trim()}\n`);
+    expect((await resolve({}, { ...address, BAO_CACERT: 'bao.pem' }, files)).caCert).toBe(`${pem.trim()}\n${pem.trim()}\n`);
+    expect((await resolve({}, address, files)).caCert).toBeUndefined();
+  });
+
+  it.each([
+    ['a missing file', { 'vault-ca-cert': 'nope.pem' }, {}, /Vault CA bundle "nope.pem" \(from --vault-ca-cert\) cannot be read \(ENOENT\)/],
+    ['a file without a certificate', {}, { VAULT_CACERT: 'junk.pem' }, /Vault CA bundle "junk.pem" \(from VAULT_CACERT\) holds no PEM certificate/],
+    ['a broken certificate', {}, { BAO_CACERT: 'broken.pem' }, /Vault CA bundle "broken.pem" \(from BAO_CACERT\): certificate #1 of 1 is not a valid X.509 certificate/],
+  ])('refuses %s, naming it', async (_what, values, env, message) => {
+    const files = { 'junk.pem': 'not a certificate\n', 'broken.pem': '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n' };
+    const error = await resolve(values, { VAULT_ADDR: 'https://vault.example:8200', ...env }, files).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ProviderError);
+    expect((error as ProviderError).code).toBe('InvalidConfiguration');
+    expect((error as ProviderError).message).toMatch(message);
+  });
+
+  it('refuses a CA with a plain-HTTP address, in the settings and in the provider', async () => {
+    const error = await resolve({ 'vault-ca-cert': 'ca.pem' }, { VAULT_ADDR: 'http://vault.example:8200' }, { 'ca.pem': pem }).catch((e: unknown) => e);
+    expect((error as ProviderError).message).toMatch(/--vault-ca-cert is set, but the Vault address "http:\/\/vault.example:8200" is not https:\/\//);
+    expect(() => createVaultTransitProvider({ address: 'http://vault.example:8200', token: TOKEN, caCert: pem })).toThrow(/not https:\/\//);
+  });
+
+  it('a certificate the CA did not sign fails the TLS check once, naming the problem and the code', async () => {
+    // A TLS server whose certificate Node.js does not trust (a self-signed one, made by openssl).
+    const dir = await mkdtemp(join(tmpdir(), 'envseal-vault-tls-unit-'));
+    try {
+      await promisify(execFile)('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1']);
+      let connections = 0;
+      const tlsServer = createHttpsServer({ key: await readFile(join(dir, 'key.pem')), cert: await readFile(join(dir, 'cert.pem')) }, (_request, response) => response.end('{}'));
+      tlsServer.on('connection', () => connections++);
+      tlsServer.listen(0, '127.0.0.1');
+      await once(tlsServer, 'listening');
+      try {
+        const address = `https://127.0.0.1:${(tlsServer.address() as AddressInfo).port}`;
+        const provider = createVaultTransitProvider({ address, token: TOKEN, caCert: pem, maxAttempts: 3 });
+        const error = await provider.generateDataKey({ target: 'app', encryptionContext: CONTEXT }).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(ProviderError);
+        expect((error as ProviderError).code).toBe('Unavailable');
+        expect((error as ProviderError).message).toBe(`vault-transit read key with key transit/keys/app failed: TLS with Vault at ${address} failed: Vault's certificate is self-signed and not trusted: check that --vault-ca-cert (VAULT_CACERT) holds the CA that signed it (DEPTH_ZERO_SELF_SIGNED_CERT)`);
+        // One TCP connection: a failed verification is not retried (maxAttempts 3).
+        expect(connections).toBe(1);
+      } finally {
+        tlsServer.close();
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('vault-transit controller settings: Kubernetes auth', () => {
+  const source = (values: Record<string, string>, env: Record<string, string>): ProviderSettingsSource => ({
+    values,
+    env,
+    role: 'controller',
+    unwrap: true,
+    warn: () => {},
+    readFile: async () => Buffer.alloc(0),
+  });
+  const resolve = (values: Record<string, string>, env: Record<string, string> = {}) => vaultTransitProvider.settings!.resolve(source(values, { VAULT_ADDR: 'https://vault.example:8200', ...env }));
+
+  it('takes a token file of its own (a projected token with Vault audience), by flag or VAULT_AUTH_TOKEN_FILE', async () => {
+    expect(await resolve({ 'vault-auth-role': 'envseal', 'vault-auth-token-file': '/var/run/secrets/envseal/vault/token' })).toMatchObject({ kubernetesAuth: { role: 'envseal', tokenPath: '/var/run/secrets/envseal/vault/token' } });
+    expect(await resolve({}, { VAULT_AUTH_ROLE: 'envseal', VAULT_AUTH_TOKEN_FILE: '/t' })).toMatchObject({ kubernetesAuth: { role: 'envseal', tokenPath: '/t' } });
+    expect(((await resolve({ 'vault-auth-role': 'envseal' })) as { kubernetesAuth: { tokenPath?: string } }).kubernetesAuth.tokenPath).toBeUndefined();
+  });
+
+  it('refuses a token file without a Kubernetes auth role', async () => {
+    const error = await resolve({ 'vault-auth-token-file': '/t' }, { VAULT_TOKEN: TOKEN }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ProviderError);
+    expect((error as ProviderError).code).toBe('InvalidConfiguration');
+    expect((error as ProviderError).message).toMatch(/give --vault-auth-role too/);
   });
 });

@@ -12,7 +12,7 @@ import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { kmsEncryptionContext } from '../../src/envelope/context.ts';
-import { type AlibabaKmsProvider, type AlibabaKmsProviderOptions, alibabaKmsProvider as alibabaKms, createAlibabaKmsProvider } from '../../src/providers/alibaba-kms.ts';
+import { type AlibabaKmsProvider, type AlibabaKmsProviderOptions, alibabaKmsProvider as alibabaKms, createAlibabaKmsProvider } from '../../src/providers/alibaba-kms/index.ts';
 import { ProviderError, type Recipient } from '../../src/providers/types.ts';
 import { rpcSignature } from '../harness/alibaba-kms-emulator.ts';
 import { type AlibabaKms, startAlibabaKms } from '../harness/alibaba-kms.ts';

@@ -308,6 +308,42 @@ describe('the Helm chart', () => {
     expect(vault.env).toEqual(expect.arrayContaining([{ name: 'VAULT_NAMESPACE', value: 'team-a' }]));
   });
 
+  it('configures aws-kms, vault-transit with a private CA and an audience-bound token, and age at once', async () => {
+    const sets = [
+      'providers.awsKms.region=eu-west-1',
+      'providers.vaultTransit.address=https://vault.vault.svc:8200',
+      'providers.vaultTransit.authRole=envseal-prod',
+      'providers.vaultTransit.tokenAudience=vault',
+    ];
+    type Mounted = PodSpec & { volumes: Record<string, unknown>[]; containers: (Container & { volumeMounts: Record<string, unknown>[] })[] };
+    for (const [source, volume] of [
+      ['secret', { name: 'vault-ca', secret: { secretName: 'vault-tls', items: [{ key: 'bundle.pem', path: 'ca.crt' }] } }],
+      ['configMap', { name: 'vault-ca', configMap: { name: 'vault-tls', items: [{ key: 'bundle.pem', path: 'ca.crt' }] } }],
+    ] as const) {
+      const pod = podSpec(await render([...sets, `providers.vaultTransit.caCert.${source}=vault-tls`, 'providers.vaultTransit.caCert.key=bundle.pem'])) as Mounted;
+      const container = pod.containers[0]!;
+      expect(container.args.filter((a) => /^--(region|kms-endpoint|vault-|age-|no-age)/.test(a))).toEqual([
+        '--age-secret=envseal-age-identity',
+        '--age-configmap=envseal-age-recipient',
+        '--region=eu-west-1',
+        '--vault-addr=https://vault.vault.svc:8200',
+        '--vault-auth-role=envseal-prod',
+        '--vault-auth-mount=kubernetes',
+        '--vault-auth-token-file=/var/run/secrets/envseal/vault/token',
+        '--vault-ca-cert=/etc/envseal/vault-ca/ca.crt',
+      ]);
+      expect(pod.volumes).toContainEqual(volume);
+      expect(container.volumeMounts).toContainEqual({ name: 'vault-ca', mountPath: '/etc/envseal/vault-ca', readOnly: true });
+      // The token Vault sees is for Vault's audience only, refreshed by the kubelet.
+      expect(pod.volumes).toContainEqual({ name: 'vault-token', projected: { sources: [{ serviceAccountToken: { audience: 'vault', expirationSeconds: 3600, path: 'token' } }] } });
+      expect(container.volumeMounts).toContainEqual({ name: 'vault-token', mountPath: '/var/run/secrets/envseal/vault', readOnly: true });
+    }
+    // Without a CA or an audience: no flags, no volumes (Node's trusted CAs, the pod's own token).
+    const plain = podSpec(await render(sets.filter((s) => !s.includes('tokenAudience')))) as Mounted;
+    expect(plain.containers[0]!.args.filter((a) => /^--vault-(ca-cert|auth-token-file)/.test(a))).toEqual([]);
+    expect(plain.volumes.map((v) => v.name)).toEqual(['tmp']);
+  });
+
   it('passes the alibaba-kms region and endpoint, and annotates the ServiceAccount for RRSA', async () => {
     const defaults = await render();
     expect(podSpec(defaults).containers[0]!.args!.filter((a: string) => a.startsWith('--alibaba-kms'))).toEqual([]);
@@ -410,6 +446,9 @@ describe('the Helm chart', () => {
     ['a bad image digest', 'image.digest=latest', '/image/digest'],
     ['a KMS endpoint that is not a URL', 'providers.awsKms.endpoint=kms.local', '/providers/awsKms/endpoint'],
     ['a Vault address that is not a URL', 'providers.vaultTransit.address=vault:8200', '/providers/vaultTransit/address'],
+    ['a Vault CA Secret name that is not a DNS name', 'providers.vaultTransit.caCert.secret=Vault_CA', '/providers/vaultTransit/caCert/secret'],
+    ['a Vault CA key with a slash', 'providers.vaultTransit.caCert.key=a/ca.crt', '/providers/vaultTransit/caCert/key'],
+    ['a Vault token audience with a space', 'providers.vaultTransit.tokenAudience=a b', '/providers/vaultTransit/tokenAudience'],
     ['an Alibaba Cloud KMS endpoint that is not a URL', 'providers.alibabaKms.endpoint=kms.cn-hangzhou.aliyuncs.com', '/providers/alibabaKms/endpoint'],
     ['an Alibaba Cloud region in capitals', 'providers.alibabaKms.region=Hangzhou', '/providers/alibabaKms/region'],
     ['a string for a boolean', 'leaderElection.enabled=yes', '/leaderElection/enabled'],
@@ -428,6 +467,8 @@ describe('the Helm chart', () => {
     ['a namespace listed twice', ['watchNamespaces={a,a}'], 'lists a namespace twice'],
     ['a ServiceMonitor without the Service', ['metrics.serviceMonitor.enabled=true', 'metrics.service.enabled=false'], 'needs metrics.service.enabled'],
     ['a service-account token type', ['tenancy.secretTypes.allowed.team-a={kubernetes.io/service-account-token}'], 'tenancy.secretTypes.allowed.team-a lists kubernetes.io/service-account-token: the cluster mints the content of that type (credentials); it is never sealed data and cannot be allowed'],
+    ['a Vault CA from both a ConfigMap and a Secret', ['providers.vaultTransit.address=https://vault:8200', 'providers.vaultTransit.caCert.configMap=a', 'providers.vaultTransit.caCert.secret=b'], 'providers.vaultTransit.caCert: set configMap or secret, not both'],
+    ['a Vault CA with a plain-HTTP address', ['providers.vaultTransit.address=http://vault:8200', 'providers.vaultTransit.caCert.secret=b'], 'providers.vaultTransit.address is not an https:// URL'],
     ['a bootstrap token type, even for every namespace', ['tenancy.secretTypes.allowed.*={bootstrap.kubernetes.io/token}'], 'lists bootstrap.kubernetes.io/token: the cluster mints'],
   ])('refuses to render %s', async (_what, sets, message) => {
     const result = await helm(['template', 'envseal', chartDir, ...sets.flatMap((s) => ['--set', s])]);

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { ProviderError } from '../../src/providers/types.ts';
-import { createVaultTransitProvider, transitContext } from '../../src/providers/vault-transit.ts';
+import { createVaultTransitProvider, transitContext } from '../../src/providers/vault-transit/index.ts';
 import { startLocalKms, type KmsEmulator } from '../harness/kms-emulators.ts';
 import { installCrd, kubectl } from '../harness/kube.ts';
 import { startOpenBao, type OpenBao } from '../harness/openbao.ts';

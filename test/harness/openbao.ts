@@ -8,6 +8,9 @@
  * - bao is told port 0; its API port is read from the kernel (/proc: the listening
  *   sockets of its pid, minus the cluster port it logs), so no other process can take
  *   it in between.
+ * - With `tls`, bao also serves the API over HTTPS on a second port of 127.0.0.1, with the
+ *   certificate and key given (a listener of a config file; the dev listener stays plain
+ *   HTTP for the harness's own setup calls): `tlsAddress`.
  * - It runs under scripts/openbao/dev-server.sh, which stops it when its standard input
  *   closes; the harness holds the write end, so bao never outlives the test process,
  *   even one killed with SIGKILL. HOME is a temp dir (the dev server writes a token
@@ -15,7 +18,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +31,8 @@ export interface OpenBao {
   /** http://127.0.0.1:PORT */
   address: string;
   port: number;
+  /** https://127.0.0.1:PORT, the TLS listener (only with the `tls` option). */
+  tlsAddress?: string;
   /** The root token (random per server). */
   rootToken: string;
   /** The dev server's single unseal key (to unseal it after `sys/seal`: a Vault outage). */
@@ -46,6 +51,8 @@ export interface OpenBao {
 export interface StartOpenBaoOptions {
   /** How long to wait for bao to answer (default 60 s). */
   readyTimeoutMs?: number;
+  /** Also serve the API over TLS with this certificate (PEM, for 127.0.0.1) and key. */
+  tls?: { certFile: string; keyFile: string };
 }
 
 let binDir: Promise<string> | undefined;
@@ -94,7 +101,14 @@ export async function startOpenBao(options: StartOpenBaoOptions = {}): Promise<O
   const bin = await openBaoBinDir();
   const home = await mkdtemp(join(tmpdir(), 'envseal-openbao-'));
   const rootToken = `root-${randomBytes(12).toString('hex')}`;
-  const child = spawn('bash', [join(SCRIPTS, 'dev-server.sh'), join(bin, 'bao'), '-dev-listen-address=127.0.0.1:0', '-dev-no-store-token'], {
+  const extraArgs: string[] = [];
+  if (options.tls !== undefined) {
+    const config = join(home, 'tls-listener.hcl');
+    // JSON strings are valid HCL strings: the paths need no other escaping.
+    await writeFile(config, `listener "tcp" {\n  address = "127.0.0.1:0"\n  tls_cert_file = ${JSON.stringify(options.tls.certFile)}\n  tls_key_file = ${JSON.stringify(options.tls.keyFile)}\n}\n`);
+    extraArgs.push(`-config=${config}`);
+  }
+  const child = spawn('bash', [join(SCRIPTS, 'dev-server.sh'), join(bin, 'bao'), '-dev-listen-address=127.0.0.1:0', '-dev-no-store-token', ...extraArgs], {
     env: { ...baseEnv(home), BAO_DEV_ROOT_TOKEN_ID: rootToken },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
@@ -125,18 +139,23 @@ export async function startOpenBao(options: StartOpenBaoOptions = {}): Promise<O
   const deadline = Date.now() + readyTimeoutMs;
   let baoPid = -1;
   let port = 0;
+  let tlsPort: number | undefined;
+  const listeners = options.tls === undefined ? 1 : 2;
   try {
     for (;;) {
       if (child.exitCode !== null || child.signalCode !== null) throw new Error(`bao exited before it served (code ${child.exitCode}, signal ${child.signalCode})`);
       if (Date.now() > deadline) throw new Error(`bao did not serve within ${readyTimeoutMs} ms`);
       baoPid = Number(/bao pid (\d+)/.exec(output)?.[1] ?? -1);
-      const cluster = Number(/cluster address: "127\.0\.0\.1:(\d+)"/.exec(output)?.[1] ?? 0);
-      if (baoPid > 0 && cluster > 0) {
-        const api = (await listeningPorts(baoPid)).filter((p) => p !== cluster);
-        if (api.length === 1) {
-          const health = await fetch(`http://127.0.0.1:${api[0]}/v1/sys/health`, { signal: AbortSignal.timeout(2_000) }).catch(() => undefined);
-          if (health?.status === 200) {
-            port = api[0]!;
+      // Each listener logs its cluster port; the other listening ports are API ports.
+      const cluster = [...output.matchAll(/cluster address: "127\.0\.0\.1:(\d+)"/g)].map((m) => Number(m[1]));
+      if (baoPid > 0 && cluster.length === listeners) {
+        const api = (await listeningPorts(baoPid)).filter((p) => !cluster.includes(p));
+        if (api.length === listeners) {
+          // The dev listener answers plain HTTP; the TLS one refuses it.
+          const plain = await Promise.all(api.map((p) => fetch(`http://127.0.0.1:${p}/v1/sys/health`, { signal: AbortSignal.timeout(2_000) }).then((r) => r.status === 200, () => false)));
+          if (plain.filter(Boolean).length === 1) {
+            port = api[plain.indexOf(true)]!;
+            tlsPort = api.find((_p, i) => !plain[i]);
             break;
           }
         }
@@ -174,6 +193,7 @@ export async function startOpenBao(options: StartOpenBaoOptions = {}): Promise<O
   return {
     address,
     port,
+    ...(tlsPort === undefined ? {} : { tlsAddress: `https://127.0.0.1:${tlsPort}` }),
     rootToken,
     unsealKey,
     pid: baoPid,

@@ -91,6 +91,14 @@ mode). docs/helm.md explains each rule; test/e2e/chart.test.ts proves they are e
 
 {{/* Fails the render on contradictory values that the schema cannot express. */}}
 {{- define "envseal.validate" -}}
+{{- with .Values.providers.vaultTransit }}
+{{- if and .caCert.configMap .caCert.secret }}
+{{- fail "providers.vaultTransit.caCert: set configMap or secret, not both" }}
+{{- end }}
+{{- if and (or .caCert.configMap .caCert.secret) (not (hasPrefix "https://" .address)) }}
+{{- fail "providers.vaultTransit.caCert is set, but providers.vaultTransit.address is not an https:// URL: the CA verifies Vault's TLS certificate" }}
+{{- end }}
+{{- end }}
 {{- if and (not .Values.leaderElection.enabled) (gt (int .Values.replicaCount) 1) }}
 {{- fail "replicaCount > 1 needs leaderElection.enabled=true: without a leader, replicas would write concurrently" }}
 {{- end }}

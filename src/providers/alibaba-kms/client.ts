@@ -1,0 +1,369 @@
+/** The provider over the official SDK: one client per region, retries, time limits, the context on every call. */
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import { DATA_KEY_LENGTH as DATA_KEY_BYTES } from '../../envelope/kdf.ts';
+import { type GenerateDataKeyRequest, type GeneratedDataKey, ProviderError, type ProviderErrorCode, type Recipient, type UnwrapRequest, type WrapRequest } from '../types.ts';
+
+import { AlibabaKmsCallError, type ErrorLike, classifyAlibabaError, networkCode, sanitizeAlibabaMessage, serviceAnswer } from './errors.ts';
+import { checkEndpoint } from './settings.ts';
+import { ALIAS_NAME, encryptionContextJson, invalidTarget, parseAlibabaTarget, parseKeyArn, quote } from './targets.ts';
+import { ALIBABA_KMS, type AlibabaKmsProvider, type AlibabaKmsProviderOptions, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS, DEFAULT_REQUEST_TIMEOUT_MS, MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES, PENDING_WINDOW_DAYS } from './types.ts';
+
+// ---------------------------------------------------------------------------------
+// The provider
+
+/** The parts of the SDK used here (its classes are loaded with import()). */
+export interface KmsClient {
+  generateDataKeyEx(request: unknown, runtime: unknown): Promise<{ keyId?: string; plaintext?: string; ciphertextBlob?: string }>;
+  encryptEx(request: unknown, runtime: unknown): Promise<{ keyId?: string; ciphertextBlob?: string }>;
+  decryptEx(request: unknown, runtime: unknown): Promise<{ keyId?: string; plaintext?: string }>;
+  describeKeyEx(request: unknown, runtime: unknown): Promise<{ keyMetadata?: { keyId?: string; arn?: string; keyState?: string } }>;
+  createKeyEx(request: unknown, runtime: unknown): Promise<{ keyMetadata?: { keyId?: string; arn?: string } }>;
+  createAliasEx(request: unknown, runtime: unknown): Promise<unknown>;
+  scheduleKeyDeletionEx(request: unknown, runtime: unknown): Promise<unknown>;
+}
+
+export type ModelClass = new (map: Record<string, unknown>) => unknown;
+
+export interface Sdk {
+  Client: new (config: unknown) => KmsClient;
+  models: Record<'GenerateDataKeyRequest' | 'EncryptRequest' | 'DecryptRequest' | 'DescribeKeyRequest' | 'CreateKeyRequest' | 'CreateAliasRequest' | 'ScheduleKeyDeletionRequest', ModelClass>;
+  Credential: new (config: unknown) => unknown;
+  CredentialConfig: ModelClass;
+}
+
+export async function loadSdk(): Promise<Sdk> {
+  const [kms, credentials] = await Promise.all([import('@alicloud/kms20160120'), import('@alicloud/credentials')]);
+  // CommonJS modules: what holds the exports differs between Node's and bundlers' interop
+  // (the namespace, its `default`, or `default.default`): take the first that has it.
+  const layers = (mod: unknown): Record<string, unknown>[] => {
+    const out: Record<string, unknown>[] = [];
+    let at: unknown = mod;
+    for (let i = 0; i < 3 && (typeof at === 'object' || typeof at === 'function') && at !== null; i++) {
+      out.push(at as Record<string, unknown>);
+      at = (at as { default?: unknown }).default;
+    }
+    return out;
+  };
+  const find = <T>(mod: unknown, what: string, test: (value: unknown) => boolean): T => {
+    for (const layer of layers(mod)) if (test(layer)) return layer as T;
+    throw new ProviderError('Internal', `alibaba-kms: the SDK has no ${what} (an incompatible version?)`, { provider: ALIBABA_KMS });
+  };
+  const hasMethod = (method: string) => (value: unknown) => typeof value === 'function' && typeof (value as { prototype?: Record<string, unknown> }).prototype?.[method] === 'function';
+  const names = ['GenerateDataKeyRequest', 'EncryptRequest', 'DecryptRequest', 'DescribeKeyRequest', 'CreateKeyRequest', 'CreateAliasRequest', 'ScheduleKeyDeletionRequest'] as const;
+  const kmsExports = find<Record<string, unknown>>(kms, 'request models', (value) => names.every((n) => typeof (value as Record<string, unknown>)[n] === 'function'));
+  const credentialExports = find<Record<string, unknown>>(credentials, 'credential Config', (value) => typeof (value as Record<string, unknown>).Config === 'function');
+  const models = {} as Sdk['models'];
+  for (const name of names) models[name] = kmsExports[name] as ModelClass;
+  return {
+    Client: find<Sdk['Client']>(kms, 'KMS client', hasMethod('decryptEx')),
+    models,
+    Credential: find<Sdk['Credential']>(credentials, 'Credential class', hasMethod('getAccessKeyId')),
+    CredentialConfig: credentialExports.Config as ModelClass,
+  };
+}
+
+export interface Call {
+  operation: string;
+  /** The key, alias or ARN the call is about. */
+  key: string;
+  region: string;
+  signal: AbortSignal | undefined;
+}
+
+
+export function zero(bytes: Uint8Array | undefined): void {
+  bytes?.fill(0);
+}
+
+export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOptions = {}): Promise<AlibabaKmsProvider> {
+  const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
+  if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
+    throw new ProviderError('InvalidConfiguration', `alibaba-kms maxAttempts must be a whole number >= 1 (got ${String(options.maxAttempts)})`, { provider: ALIBABA_KMS });
+  }
+  const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const endpoint = options.endpoint === undefined ? undefined : checkEndpoint(options.endpoint);
+  const sdk = await loadSdk();
+  const clients = new Map<string, KmsClient>();
+  let credential: unknown;
+  /** Target (as given, with its region) → key ARN, from DescribeKey. */
+  const arns = new Map<string, string>();
+
+  function where(region: string): string {
+    return endpoint === undefined ? `kms.${region}.aliyuncs.com` : endpoint.host;
+  }
+
+  function clientFor(call: Call): KmsClient {
+    let client = clients.get(call.region);
+    if (client !== undefined) return client;
+    const creds = options.credentials;
+    if (creds === undefined) {
+      throw new ProviderError('AccessDenied', `alibaba-kms ${call.operation} with ${call.key} failed: no Alibaba Cloud credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET, or RRSA (ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN, ALIBABA_CLOUD_OIDC_TOKEN_FILE)`, { provider: ALIBABA_KMS, serviceCode: 'NoCredentials' });
+    }
+    credential ??=
+      creds.kind === 'access-key'
+        ? new sdk.Credential(new sdk.CredentialConfig({ type: creds.securityToken === undefined ? 'access_key' : 'sts', accessKeyId: creds.accessKeyId, accessKeySecret: creds.accessKeySecret, ...(creds.securityToken === undefined ? {} : { securityToken: creds.securityToken }) }))
+        : new sdk.Credential(new sdk.CredentialConfig({ type: 'oidc_role_arn', roleArn: creds.roleArn, oidcProviderArn: creds.oidcProviderArn, oidcTokenFilePath: creds.oidcTokenFile, roleSessionName: creds.roleSessionName ?? 'envseal', ...(creds.stsEndpoint === undefined ? {} : { stsEndpoint: creds.stsEndpoint }), ...(creds.stsRegion === undefined ? {} : { stsRegionId: creds.stsRegion }), ...(creds.stsVpcEndpoint ? { enableVpc: true } : {}) }));
+    client = new sdk.Client({
+      credential,
+      regionId: call.region,
+      readTimeout: requestTimeoutMs,
+      connectTimeout: Math.min(DEFAULT_CONNECT_TIMEOUT_MS, requestTimeoutMs),
+      ...(endpoint === undefined ? {} : { endpoint: endpoint.host, protocol: endpoint.protocol.slice(0, -1) }),
+    });
+    clients.set(call.region, client);
+    return client;
+  }
+
+  function regionOf(parsed: { region: string | undefined }, target: string): string {
+    const region = parsed.region ?? options.region;
+    if (region === undefined) {
+      throw invalidTarget(target, 'names no region: use a key ARN (acs:kms:REGION:...), or set the region (--alibaba-kms-region or ALIBABA_CLOUD_REGION_ID)');
+    }
+    return region;
+  }
+
+  function failure(call: Call, error: unknown): unknown {
+    if (call.signal?.aborted) return call.signal.reason;
+    if (error instanceof ProviderError) return error;
+    const answer = serviceAnswer(error);
+    let code: ProviderErrorCode;
+    let explanation: string;
+    let contextBound = false;
+    let serviceCode: string;
+    let said = '';
+    const sts = stsFailure(error);
+    if (sts !== undefined) {
+      code = 'AccessDenied';
+      serviceCode = sts.serviceCode;
+      explanation = sts.explanation;
+    } else if (answer !== undefined) {
+      ({ code, explanation, contextBound } = classifyAlibabaError(answer.serviceCode, answer.status, call.operation));
+      serviceCode = answer.serviceCode;
+      said = answer.message === '' ? '' : sanitizeAlibabaMessage(answer.message);
+    } else if ((error as ErrorLike).name === 'SyntaxError') {
+      // The SDK reads every answer as JSON: this one was not the KMS's (a proxy's or
+      // gateway's error page). Its text is not shown.
+      serviceCode = 'NotJson';
+      code = 'Unavailable';
+      explanation = `the endpoint ${where(call.region)} answered with something other than the KMS's JSON (a proxy or gateway error?)`;
+    } else {
+      const net = networkCode(error);
+      serviceCode = net ?? 'Error';
+      code = net === undefined ? 'Internal' : 'Unavailable';
+      explanation = net === undefined ? 'unexpected error' : net === 'Timeout' || net === 'ETIMEDOUT' ? `the KMS at ${where(call.region)} did not answer in time` : `the KMS at ${where(call.region)} could not be reached`;
+    }
+    const details = [serviceCode, answer?.status === undefined ? undefined : `HTTP ${answer.status}`, answer?.requestId === undefined ? undefined : `request id ${answer.requestId}`].filter((p) => p !== undefined).join(', ');
+    const message = `alibaba-kms ${call.operation} with ${call.key} failed: ${explanation} (${details})${said === '' ? '' : `; KMS said: ${said}`}`;
+    const cause = new AlibabaKmsCallError(said === '' ? serviceCode : said, {
+      serviceCode,
+      ...(answer?.status === undefined ? {} : { httpStatusCode: answer.status }),
+      ...(answer?.requestId === undefined ? {} : { requestId: answer.requestId }),
+    });
+    return new ProviderError(code, message, { provider: ALIBABA_KMS, serviceCode, cause, ...(contextBound ? { contextBound: true } : {}) });
+  }
+
+  /** A failure to get RRSA credentials (the OIDC token file, STS AssumeRoleWithOIDC), or undefined. */
+  function stsFailure(error: unknown): { serviceCode: string; explanation: string } | undefined {
+    const creds = options.credentials;
+    if (creds?.kind !== 'rrsa' || typeof error !== 'object' || error === null) return undefined;
+    const e = error as ErrorLike & { path?: unknown };
+    if (typeof e.code === 'string' && /^E(NOENT|ACCES|ISDIR|PERM)$/.test(e.code) && e.path === creds.oidcTokenFile) {
+      return { serviceCode: e.code, explanation: `RRSA: cannot read the OIDC token file ${quote(creds.oidcTokenFile)} (ALIBABA_CLOUD_OIDC_TOKEN_FILE)` };
+    }
+    const message = typeof e.message === 'string' ? e.message : '';
+    if (!message.startsWith('get sts token failed')) return undefined;
+    // The library quotes STS's JSON answer: take its error code only.
+    const code = /"Code"\s*:\s*"([A-Za-z0-9.]{1,80})"/.exec(message)?.[1] ?? 'AssumeRoleWithOIDC';
+    return { serviceCode: code, explanation: `RRSA: STS refused AssumeRoleWithOIDC for role ${creds.roleArn}: check that the role trusts the OIDC provider ${creds.oidcProviderArn} and this ServiceAccount` };
+  }
+
+  /** One SDK call with retries, a time limit per attempt and the caller's signal. */
+  async function invoke<T>(call: Call, run: (client: KmsClient, runtime: unknown) => Promise<T>): Promise<T> {
+    const client = clientFor(call);
+    for (let attempt = 1; ; attempt++) {
+      call.signal?.throwIfAborted();
+      const limit = AbortSignal.timeout(requestTimeoutMs);
+      const signal = call.signal ? AbortSignal.any([call.signal, limit]) : limit;
+      const runtime = { autoretry: false, readTimeout: requestTimeoutMs, connectTimeout: Math.min(DEFAULT_CONNECT_TIMEOUT_MS, requestTimeoutMs) };
+      let error: unknown;
+      try {
+        return await new Promise<T>((resolve, reject) => {
+          const onAbort = () => reject(call.signal?.aborted ? call.signal.reason : Object.assign(new Error('the attempt took too long'), { name: 'TimeoutError' }));
+          signal.addEventListener('abort', onAbort, { once: true });
+          run(client, runtime).then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+        });
+      } catch (caught) {
+        error = failure(call, caught);
+      }
+      if (error instanceof ProviderError && error.retryable && attempt < maxAttempts) {
+        try {
+          // Full jitter on 100 ms, 200 ms, 400 ms...
+          await sleep(Math.random() * 100 * 2 ** (attempt - 1), undefined, call.signal ? { signal: call.signal } : {});
+        } catch {
+          throw call.signal?.reason;
+        }
+        continue;
+      }
+      throw error;
+    }
+  }
+
+  function dataKeyOf(call: Call, plaintext: unknown): Uint8Array {
+    // The service's Plaintext is the base64 text of the data key.
+    const bytes = typeof plaintext === 'string' && /^[A-Za-z0-9+/]+={0,2}$/.test(plaintext) ? Buffer.from(plaintext, 'base64') : undefined;
+    if (bytes === undefined || bytes.byteLength !== DATA_KEY_BYTES) {
+      zero(bytes);
+      throw new ProviderError('Internal', `alibaba-kms ${call.operation} with ${call.key}: the KMS answered with a data key that is not ${DATA_KEY_BYTES} bytes`, { provider: ALIBABA_KMS });
+    }
+    const copy = new Uint8Array(DATA_KEY_BYTES);
+    copy.set(bytes);
+    zero(bytes);
+    return copy;
+  }
+
+  function recipientOf(call: Call, keyArn: string, blob: unknown, keyId: unknown): Recipient {
+    const arn = parseKeyArn(keyArn);
+    if (typeof blob !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(blob) || Buffer.from(blob, 'base64').byteLength > MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES) {
+      throw new ProviderError('Internal', `alibaba-kms ${call.operation} with ${call.key}: the KMS answered without a CiphertextBlob`, { provider: ALIBABA_KMS });
+    }
+    if (arn === undefined || keyId !== arn.keyId) {
+      throw new ProviderError('Internal', `alibaba-kms ${call.operation} with ${call.key}: the KMS answered for another key than ${keyArn}`, { provider: ALIBABA_KMS });
+    }
+    return { provider: ALIBABA_KMS, keyId: keyArn, encryptedKey: Buffer.from(blob, 'base64').toString('base64') };
+  }
+
+  /** The key ARN a target names (DescribeKey, once per target and region). */
+  async function keyArnOf(target: string, signal: AbortSignal | undefined): Promise<{ arn: string; region: string; keyRef: string }> {
+    const parsed = parseAlibabaTarget(target);
+    const region = regionOf(parsed, target);
+    const cacheKey = `${region}\n${parsed.keyRef}`;
+    const cached = arns.get(cacheKey);
+    if (cached !== undefined) return { arn: cached, region, keyRef: parsed.keyRef };
+    const call: Call = { operation: 'DescribeKey', key: target, region, signal };
+    const out = await invoke(call, (client, runtime) => client.describeKeyEx(new sdk.models.DescribeKeyRequest({ keyId: parsed.keyRef }), runtime));
+    const arn = out.keyMetadata?.arn;
+    const found = parseKeyArn(arn);
+    if (found === undefined || found.region !== region) {
+      throw new ProviderError('Internal', `alibaba-kms DescribeKey with ${target}: the KMS answered without the key's ARN in ${region}`, { provider: ALIBABA_KMS });
+    }
+    if (parsed.kind === 'key-arn' && arn !== target) {
+      throw invalidTarget(target, `names a key whose ARN is ${arn} (another account?)`);
+    }
+    arns.set(cacheKey, arn!);
+    return { arn: arn!, region, keyRef: parsed.keyRef };
+  }
+
+  function recipientKey(recipient: Recipient, operation: string): { region: string; keyId: string; arn: string } {
+    if (recipient.provider !== ALIBABA_KMS) {
+      throw new ProviderError('InvalidRecipient', `alibaba-kms ${operation}: the recipient is for provider ${quote(String(recipient.provider))}, not alibaba-kms`, { provider: ALIBABA_KMS });
+    }
+    const arn = parseKeyArn(recipient.keyId);
+    if (arn === undefined) {
+      throw new ProviderError('InvalidRecipient', `alibaba-kms ${operation}: the recipient has no keyId acs:kms:REGION:ACCOUNT:key/KEY-ID`, { provider: ALIBABA_KMS });
+    }
+    return { region: arn.region, keyId: arn.keyId, arn: recipient.keyId! };
+  }
+
+  const provider: AlibabaKmsProvider = {
+    name: ALIBABA_KMS,
+
+    parseTarget(target: string): void {
+      parseAlibabaTarget(target);
+    },
+
+    async generateDataKey(request: GenerateDataKeyRequest): Promise<GeneratedDataKey> {
+      const { arn, region } = await keyArnOf(request.target, request.signal);
+      const call: Call = { operation: 'GenerateDataKey', key: arn, region, signal: request.signal };
+      const context = encryptionContextJson(request.encryptionContext);
+      const out = await invoke(call, (client, runtime) => client.generateDataKeyEx(new sdk.models.GenerateDataKeyRequest({ keyId: arn, numberOfBytes: DATA_KEY_BYTES, encryptionContext: context }), runtime));
+      const dataKey = dataKeyOf(call, out.plaintext);
+      try {
+        return { dataKey, recipient: recipientOf(call, arn, out.ciphertextBlob, out.keyId) };
+      } catch (error) {
+        zero(dataKey);
+        throw error;
+      }
+    },
+
+    async wrap(request: WrapRequest): Promise<Recipient> {
+      if (!(request.dataKey instanceof Uint8Array) || request.dataKey.byteLength !== DATA_KEY_BYTES) {
+        throw new ProviderError('Internal', `alibaba-kms Encrypt with ${request.target}: the data key must be ${DATA_KEY_BYTES} bytes`, { provider: ALIBABA_KMS });
+      }
+      const { arn, region } = await keyArnOf(request.target, request.signal);
+      const call: Call = { operation: 'Encrypt', key: arn, region, signal: request.signal };
+      // As GenerateDataKey's blobs hold it: the base64 text of the data key.
+      const plaintext = Buffer.from(request.dataKey.buffer, request.dataKey.byteOffset, request.dataKey.byteLength).toString('base64');
+      const context = encryptionContextJson(request.encryptionContext);
+      const out = await invoke(call, (client, runtime) => client.encryptEx(new sdk.models.EncryptRequest({ keyId: arn, plaintext, encryptionContext: context }), runtime));
+      return recipientOf(call, arn, out.ciphertextBlob, out.keyId);
+    },
+
+    async unwrap(request: UnwrapRequest): Promise<Uint8Array> {
+      const key = recipientKey(request.recipient, 'Decrypt');
+      const call: Call = { operation: 'Decrypt', key: key.arn, region: key.region, signal: request.signal };
+      const blob = request.recipient.encryptedKey;
+      const bytes = typeof blob === 'string' && /^[A-Za-z0-9+/]+={0,2}$/.test(blob) ? Buffer.from(blob, 'base64') : undefined;
+      if (bytes === undefined || bytes.byteLength === 0 || bytes.byteLength > MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES) {
+        throw new ProviderError('InvalidCiphertext', `alibaba-kms Decrypt with ${key.arn}: the recipient's encryptedKey is not a base64 CiphertextBlob of 1-${MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES} bytes`, { provider: ALIBABA_KMS });
+      }
+      const context = encryptionContextJson(request.encryptionContext);
+      const out = await invoke(call, (client, runtime) => client.decryptEx(new sdk.models.DecryptRequest({ ciphertextBlob: bytes.toString('base64'), encryptionContext: context }), runtime));
+      const dataKey = dataKeyOf(call, out.plaintext);
+      // The blob names its key; one of another key is not this recipient's.
+      if (out.keyId !== key.keyId) {
+        zero(dataKey);
+        throw new ProviderError('InvalidCiphertext', `alibaba-kms Decrypt with ${key.arn}: the encrypted key was sealed with another KMS key`, { provider: ALIBABA_KMS, serviceCode: 'IncorrectKey' });
+      }
+      return dataKey;
+    },
+
+    canUnwrap(recipient: Recipient): boolean {
+      return recipient.provider === ALIBABA_KMS && parseKeyArn(recipient.keyId) !== undefined && options.credentials !== undefined;
+    },
+
+    describe: describeAlibabaRecipient,
+    targetOf: (recipient) => recipient.keyId ?? '',
+
+    async canonicalTarget(target: string, signal?: AbortSignal): Promise<string> {
+      return (await keyArnOf(target, signal)).arn;
+    },
+
+    async createKey(request) {
+      const alias = request.name.startsWith('alias/') ? request.name : `alias/${request.name}`;
+      if (!ALIAS_NAME.test(alias)) throw invalidTarget(alias, 'is not a valid alias: 1-255 of A-Z a-z 0-9 : / _ -');
+      const region = regionOf({ region: undefined }, alias);
+      const call: Call = { operation: 'CreateKey', key: alias, region, signal: request.signal };
+      const created = await invoke(call, (client, runtime) =>
+        client.createKeyEx(new sdk.models.CreateKeyRequest({ keySpec: 'Aliyun_AES_256', keyUsage: 'ENCRYPT/DECRYPT', description: request.description ?? `envseal ${alias}` }), runtime),
+      );
+      const keyArn = created.keyMetadata?.arn;
+      const keyId = created.keyMetadata?.keyId;
+      if (parseKeyArn(keyArn) === undefined || typeof keyId !== 'string') {
+        throw new ProviderError('Internal', `alibaba-kms CreateKey for ${alias}: the KMS answered without the new key's ARN`, { provider: ALIBABA_KMS });
+      }
+      try {
+        await invoke({ ...call, operation: 'CreateAlias' }, (client, runtime) => client.createAliasEx(new sdk.models.CreateAliasRequest({ keyId, aliasName: alias }), runtime));
+      } catch (error) {
+        // Leave no unnamed key behind: schedule it for deletion (the shortest window).
+        const scheduled = await invoke({ ...call, operation: 'ScheduleKeyDeletion', key: keyArn! }, (client, runtime) =>
+          client.scheduleKeyDeletionEx(new sdk.models.ScheduleKeyDeletionRequest({ keyId, pendingWindowInDays: PENDING_WINDOW_DAYS }), runtime),
+        ).then(
+          () => true,
+          () => false,
+        );
+        const what = scheduled ? `the new key ${keyArn} was scheduled for deletion in ${PENDING_WINDOW_DAYS} days` : `the new key ${keyArn} could not be scheduled for deletion: delete it yourself`;
+        const message = error instanceof Error ? error.message : String(error);
+        throw new ProviderError(error instanceof ProviderError ? error.code : 'Internal', `${message}; ${what}`, { provider: ALIBABA_KMS, ...(error instanceof ProviderError && error.serviceCode ? { serviceCode: error.serviceCode } : {}), cause: error });
+      }
+      arns.set(`${region}\n${alias}`, keyArn!);
+      return { keyArn: keyArn!, alias };
+    },
+  };
+  return provider;
+}
+
+export function describeAlibabaRecipient(recipient: Recipient): string {
+  return `alibaba-kms ${recipient.keyId ?? '(no keyId)'}`;
+}
+
