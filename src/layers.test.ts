@@ -25,7 +25,7 @@ const srcRoot = import.meta.dirname;
 const layerOf = new Map(LAYERS.flatMap((folders, level) => folders.map((f) => [f, level] as const)));
 
 /** The relative imports of a source text, with their lines. */
-export function importsOf(file: string, source: string): { specifier: string; line: number }[] {
+function importsOf(file: string, source: string): { specifier: string; line: number }[] {
   const sf = ts.createSourceFile(file, source, ts.ScriptTarget.Latest, true);
   const found: { specifier: string; line: number }[] = [];
   const add = (node: ts.Node, specifier: string) => found.push({ specifier, line: sf.getLineAndCharacterOfPosition(node.getStart(sf)).line + 1 });
@@ -39,7 +39,7 @@ export function importsOf(file: string, source: string): { specifier: string; li
 }
 
 /** Why importing `to` from `from` (paths relative to src/) runs against the layers, or undefined. */
-export function layerViolation(from: string, to: string): string | undefined {
+function layerViolation(from: string, to: string): string | undefined {
   const fromFolder = from.split('/')[0]!;
   const toFolder = to.split('/')[0]!;
   if (fromFolder === toFolder) return undefined;

@@ -37,7 +37,7 @@ export const COLORS = {
   node: '#b0b0b0',
 };
 
-const escape = (text: string) => text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
+const escapeXml = (text: string) => text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
 
 export function chartSvg(chart: Chart): string {
   const width = chart.width ?? 1040;
@@ -48,30 +48,30 @@ export function chartSvg(chart: Chart): string {
   const plotWidth = width - labelWidth - valueRoom - 20;
   const parts: string[] = [];
   let y = 34;
-  parts.push(`<text x="20" y="${y}" font-size="20" font-weight="bold">${escape(chart.title)}</text>`);
+  parts.push(`<text x="20" y="${y}" font-size="20" font-weight="bold">${escapeXml(chart.title)}</text>`);
   if (chart.subtitle) {
     y += 22;
-    parts.push(`<text x="20" y="${y}" font-size="13" fill="#555">${escape(chart.subtitle)}</text>`);
+    parts.push(`<text x="20" y="${y}" font-size="13" fill="#555">${escapeXml(chart.subtitle)}</text>`);
   }
   y += 16;
   for (const panel of chart.panels) {
     y += 26;
-    parts.push(`<text x="20" y="${y}" font-size="15" font-weight="bold">${escape(panel.title)}</text>`);
+    parts.push(`<text x="20" y="${y}" font-size="15" font-weight="bold">${escapeXml(panel.title)}</text>`);
     y += 10;
     const max = Math.max(...panel.bars.map((b) => (Number.isFinite(b.value) ? b.value : 0)), panel.marker?.value ?? 0) || 1;
     const top = y;
     for (const bar of panel.bars) {
       const w = Number.isFinite(bar.value) ? Math.max(1, (bar.value / max) * plotWidth) : 0;
-      parts.push(`<text x="${labelWidth - 8}" y="${y + barHeight - 6}" font-size="13" text-anchor="end">${escape(bar.label)}</text>`);
+      parts.push(`<text x="${labelWidth - 8}" y="${y + barHeight - 6}" font-size="13" text-anchor="end">${escapeXml(bar.label)}</text>`);
       parts.push(`<rect x="${labelWidth}" y="${y}" width="${w.toFixed(1)}" height="${barHeight}" fill="${bar.color ?? COLORS.grey}" rx="2"/>`);
       const text = bar.text ?? (Number.isFinite(bar.value) ? String(bar.value) : 'not measured');
-      parts.push(`<text x="${(labelWidth + w + 6).toFixed(1)}" y="${y + barHeight - 6}" font-size="13">${escape(text)}</text>`);
+      parts.push(`<text x="${(labelWidth + w + 6).toFixed(1)}" y="${y + barHeight - 6}" font-size="13">${escapeXml(text)}</text>`);
       y += barHeight + gap;
     }
     if (panel.marker) {
       const x = labelWidth + (panel.marker.value / max) * plotWidth;
       parts.push(`<line x1="${x.toFixed(1)}" y1="${top - 4}" x2="${x.toFixed(1)}" y2="${y - gap + 4}" stroke="#c22" stroke-width="1.5" stroke-dasharray="5,4"/>`);
-      parts.push(`<text x="${x.toFixed(1)}" y="${y + 10}" font-size="11" fill="#c22" text-anchor="middle">${escape(panel.marker.label)}</text>`);
+      parts.push(`<text x="${x.toFixed(1)}" y="${y + 10}" font-size="11" fill="#c22" text-anchor="middle">${escapeXml(panel.marker.label)}</text>`);
       y += 14;
     }
   }

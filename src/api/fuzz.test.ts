@@ -46,7 +46,6 @@ function validManifest(): Record<string, unknown> {
   };
 }
 
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 // Keys and values that have tripped up JavaScript code before.
 const trickyKey = fc.constantFrom('__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', '', '.', '..', '..x', 'a/b', 'é', 'A'.repeat(254), 'x'.repeat(63));
 const base64ish = fc.oneof(

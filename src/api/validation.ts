@@ -138,7 +138,10 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
     else
       workloads.forEach((w: unknown, i) => {
         const at = `spec.restartWorkloads[${i}]`;
-        if (!isRecord(w)) return add('structure', at, 'must be an object with kind and name');
+        if (!isRecord(w)) {
+          add('structure', at, 'must be an object with kind and name');
+          return;
+        }
         if (typeof w.kind !== 'string' || !(RESTARTABLE_KINDS as readonly string[]).includes(w.kind)) add('structure', `${at}.kind`, `must be one of ${RESTARTABLE_KINDS.join(', ')}`);
         const problem = typeof w.name === 'string' ? objectNameProblem(w.name) : 'is required';
         if (problem) add('structure', `${at}.name`, problem);
@@ -175,8 +178,14 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
       totalRecipients += recipients.length;
       recipients.forEach((recipient: unknown, r) => {
         const rat = `${at}.recipients[${r}]`;
-        if (!isRecord(recipient)) return add('structure', rat, 'must be an object');
-        if (typeof recipient.provider !== 'string') return add('structure', `${rat}.provider`, 'is required');
+        if (!isRecord(recipient)) {
+          add('structure', rat, 'must be an object');
+          return;
+        }
+        if (typeof recipient.provider !== 'string') {
+          add('structure', `${rat}.provider`, 'is required');
+          return;
+        }
         const definition = PROVIDERS.find((p) => p.name === recipient.provider);
         if (definition === undefined) add('provider', `${rat}.provider`, `unknown provider ${quoteName(recipient.provider)}`);
         if (typeof recipient.keyId === 'string' && recipient.keyId.length > MAX_KEY_ID_LENGTH) add('size', `${rat}.keyId`, `is longer than ${MAX_KEY_ID_LENGTH} characters`);

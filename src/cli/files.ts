@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { mkdir, open, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { quoteName } from '../api/names.ts';
 import { CliError } from './errors.ts';
@@ -121,7 +121,7 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, o
  */
 export async function writeNewPrivateFile(file: string, data: string | Uint8Array, options: { cwd: string }): Promise<void> {
   const target = resolvePath(options.cwd, file);
-  let handle;
+  let handle: FileHandle;
   try {
     // Missing parent folders (e.g. ~/.config/envseal) are created private to the user.
     await mkdir(path.dirname(target), { recursive: true, mode: 0o700 }).catch((error: unknown) => {

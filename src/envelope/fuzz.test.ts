@@ -41,7 +41,7 @@ function tryOpen(input: { dataKey: Uint8Array; binding: Binding; envelope: Envel
   if (expected) {
     for (const [key, value] of Object.entries(opened)) {
       const want = expected[key];
-      if (!want || !want.equals(value)) fail(`opened key ${JSON.stringify(key)} to something that was not sealed under it`);
+      if (!want?.equals(value)) fail(`opened key ${JSON.stringify(key)} to something that was not sealed under it`);
     }
   }
   return 'opened';

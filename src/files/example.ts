@@ -90,7 +90,9 @@ export function annotatedHexDump(message: Buffer = exampleMessage()): string {
   }
   const lines: string[] = [];
   for (const [bytes, what] of rows) {
-    hex(bytes).forEach((line, i) => lines.push(i === 0 ? `${line.padEnd(38)}${what}` : line));
+    hex(bytes).forEach((line, i) => {
+      lines.push(i === 0 ? `${line.padEnd(38)}${what}` : line);
+    });
   }
   return `${lines.join('\n')}\n`;
 }

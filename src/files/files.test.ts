@@ -220,8 +220,8 @@ describe('output sinks', () => {
     expect(await decryptFile(path.join(dir, 'good.enc'), path.join(dir, 'good.out'), dataKey)).toBeUndefined();
     expect((await readFile(path.join(dir, 'good.out'))).equals(plaintext)).toBe(true);
     for (const [name, mutate] of [
-      ['flip-late', (b: Buffer) => void (b[b.length - 200]! ^= 1)],
-      ['flip-signature', (b: Buffer) => void (b[b.length - 1]! ^= 1)],
+      ['flip-late', (b: Buffer) => flipByte(b, b.length - 200)],
+      ['flip-signature', (b: Buffer) => flipByte(b, b.length - 1)],
       ['truncated', (b: Buffer) => b.subarray(0, b.length - 5000)],
     ] as const) {
       let tampered: Buffer = Buffer.from(bytes);
@@ -346,3 +346,7 @@ describe('pumps in batches', () => {
     }
   });
 });
+
+function flipByte(bytes: Buffer, at: number): void {
+  bytes[at] = bytes[at]! ^ 1;
+}

@@ -6,7 +6,7 @@
  * aws-crypto-public-key for the signed suite, as the SDK's default CMM passes it.
  */
 import type { Recipient } from '../providers/types.ts';
-import { type RandomSource } from '../envelope/random.ts';
+import type { RandomSource } from '../envelope/random.ts';
 import type { ProviderRegistry } from '../providers/registry.ts';
 import { generateDataKey, unwrapAny } from '../providers/keyring.ts';
 import { ProviderError } from '../providers/types.ts';

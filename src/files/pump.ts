@@ -8,7 +8,7 @@ import type { MessageEncryptor } from './encrypt.ts';
 import { FileFormatError } from './errors.ts';
 import { framesLength } from './frames.ts';
 import type { MessageHeader } from './header.ts';
-import { type CollectGarbage, type Sink } from './sinks.ts';
+import type { CollectGarbage, Sink } from './sinks.ts';
 import { type ByteSource, openFiller } from './sources.ts';
 
 export interface PumpOptions {

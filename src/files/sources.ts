@@ -4,7 +4,6 @@
  */
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
-import path from 'node:path';
 
 export const READ_CHUNK_BYTES = 1024 * 1024;
 

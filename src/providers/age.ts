@@ -25,7 +25,7 @@ export type AgeIdentityKind = 'x25519' | 'hybrid';
 
 export function createAgeProvider(options: AgeProviderOptions): KeyProvider {
   const identities = [...(options.identities ?? [])];
-  identities.forEach((identity, index) => checkIdentity(identity, `age identity #${index + 1}`));
+  for (const [index, identity] of identities.entries()) checkIdentity(identity, `age identity #${index + 1}`);
 
   return {
     name: PROVIDER,

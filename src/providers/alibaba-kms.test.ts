@@ -50,11 +50,11 @@ describe('alibaba-kms targets', () => {
       ['alias/', /not a valid alias/],
       ['alias/bad name', /not a valid alias/],
       ['acs:ecs:cn-hangzhou:1234567890123456:key/x', /not a KMS ARN/],
-      ['acs:kms:Hangzhou:1234567890123456:key/' + KEY_ID, /region/],
-      ['acs:kms:cn-hangzhou:acct:key/' + KEY_ID, /account/],
+      [`acs:kms:Hangzhou:1234567890123456:key/${KEY_ID}`, /region/],
+      [`acs:kms:cn-hangzhou:acct:key/${KEY_ID}`, /account/],
       ['acs:kms:cn-hangzhou:1234567890123456:key/not-a-key', /invalid key id/],
       ['acs:kms:cn-hangzhou:1234567890123456:secret/x', /neither a key/],
-      ['arn:aws:kms:eu-west-1:111122223333:key/' + KEY_ID, /is not/],
+      [`arn:aws:kms:eu-west-1:111122223333:key/${KEY_ID}`, /is not/],
     ];
     for (const [target, message] of cases) {
       const error = thrown(() => alibabaKms.parseTarget(target));
@@ -160,6 +160,7 @@ describe('alibaba-kms message sanitizing', () => {
     expect(safe).not.toContain(dataKey.toString('base64'));
     expect(safe).not.toContain(dataKey.toString('hex'));
     expect(safe).not.toContain(canary);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the sanitized message must hold no control character
     expect(safe).not.toMatch(/[\u0000-\u001f]/);
     expect(sanitizeAlibabaMessage('x '.repeat(400)).length).toBeLessThanOrEqual(243);
   });

@@ -41,7 +41,7 @@ describe('parseTarget', () => {
     ['my-key', /alias\/my-key\?/],
     ['alias/', /not a valid alias/],
     ['alias/has space', /not a valid alias/],
-    ['alias/' + 'a'.repeat(251), /not a valid alias/],
+    [`alias/${'a'.repeat(251)}`, /not a valid alias/],
     ['arn:aws:kms:eu-west-1:111122223333', /is not an ARN/],
     ['arn:aws:iam::111122223333:role/x', /service "iam", not kms/],
     ['arn:aws:kms::111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab', /no valid region/],

@@ -33,7 +33,7 @@ interface Finding {
 }
 
 /** String literals that are a provider's name or start with `NAME:`, and imports of provider files. */
-export function providerMentions(file: string, source: string, names: readonly string[], providerFiles: ReadonlySet<string>): Finding[] {
+function providerMentions(file: string, source: string, names: readonly string[], providerFiles: ReadonlySet<string>): Finding[] {
   const isProviderFile = (target: string) => [...providerFiles].some((unit) => target === unit || target.startsWith(unit + path.sep));
   const sf = ts.createSourceFile(file, source, ts.ScriptTarget.Latest, true);
   const findings: Finding[] = [];
@@ -89,6 +89,7 @@ describe('a key provider is one file (or folder) and one registry line', () => {
     const code = [
       "import { ageProvider } from '../providers/age.ts';",
       "if (p === 'aws-kms') f();",
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: the code under test holds a template literal
       'const t = `vault-transit:${name}`;',
       "const help = 'who can open: a KMS key';",
       "const { createAwsKmsProvider } = await import('../providers/aws-kms/client.ts');",

@@ -29,6 +29,8 @@ export class EditError extends EnvsealError {
         return 'usage';
       case 'RecipientNotFound':
         return 'invalidInput';
+      default:
+        return 'unexpected';
     }
   }
 }

@@ -7,7 +7,7 @@ export type JsonParent = Record<string | number, unknown>;
 /** The path of every node of `doc` (the root's is []), depth first. */
 export function nodes(doc: unknown, at: PathPart[] = [], out: PathPart[][] = []): PathPart[][] {
   out.push(at);
-  if (Array.isArray(doc)) doc.forEach((v, i) => nodes(v, [...at, i], out));
+  if (Array.isArray(doc)) for (const [i, v] of doc.entries()) nodes(v, [...at, i], out);
   else if (doc !== null && typeof doc === 'object') for (const [k, v] of Object.entries(doc)) nodes(v, [...at, k], out);
   return out;
 }

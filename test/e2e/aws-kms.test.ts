@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { Recipient } from '../../src/api/types.ts';
 import { kmsEncryptionContext } from '../../src/envelope/context.ts';
-import { type AwsKmsProvider, createAwsKmsProvider, KmsCallError } from '../../src/providers/aws-kms/index.ts';
+import { type AwsKmsProvider, createAwsKmsProvider, type KmsCallError } from '../../src/providers/aws-kms/index.ts';
 import { ProviderError } from '../../src/providers/types.ts';
 import { KMS_EMULATORS, type KmsEmulator, type KmsEmulatorName } from '../harness/kms-emulators.ts';
 
@@ -237,7 +237,7 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
 
     it('a blob that is not standard base64 fails before the KMS', async () => {
       const { recipient } = await kms.generateDataKey({ target: keyA.keyArn, encryptionContext: STRICT });
-      const error = await failure(kms.unwrap({ recipient: { ...recipient, encryptedKey: recipient.encryptedKey.replace(/=+$/, '') + '%' }, encryptionContext: STRICT }));
+      const error = await failure(kms.unwrap({ recipient: { ...recipient, encryptedKey: `${recipient.encryptedKey.replace(/=+$/, '')}%` }, encryptionContext: STRICT }));
       expect(error.code).toBe('InvalidCiphertext');
     });
 

@@ -290,7 +290,7 @@ describe('the Helm chart', () => {
       'providers.awsKms.region=eu-west-1',
       'providers.awsKms.endpoint=https://kms.eu-west-1.amazonaws.com',
       'serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::111122223333:role/envseal',
-      'image.digest=sha256:' + 'a'.repeat(64),
+      `image.digest=sha256:${'a'.repeat(64)}`,
       'metrics.port=9090',
     ]);
     const container = podSpec(manifests).containers[0]!;

@@ -274,7 +274,7 @@ function openssl(args: string[], cwd: string): void {
 }
 
 function randomSerial(): string {
-  return '0x' + [...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, '0')).join('').replace(/^0/, '1');
+  return `0x${[...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, '0')).join('').replace(/^0/, '1')}`;
 }
 
 function generatePki(pkiDir: string): Pki {
@@ -632,7 +632,7 @@ class ControlPlaneImpl implements ControlPlane {
     const pgids = [...this.components.values()].map((c) => c.pid).filter((p): p is number => p !== undefined);
     const tmp = path.join(this.dir, 'pgids.tmp');
     try {
-      fs.writeFileSync(tmp, pgids.join('\n') + '\n');
+      fs.writeFileSync(tmp, `${pgids.join('\n')}\n`);
       fs.renameSync(tmp, path.join(this.dir, 'pgids'));
     } catch {
       // dir removed concurrently

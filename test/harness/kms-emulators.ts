@@ -15,7 +15,7 @@
  * The binaries come from scripts/kms-emulators/build.sh (it builds on first use, then
  * answers in seconds), or from $ENVSEAL_KMS_EMULATORS_BIN when set.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';

@@ -37,9 +37,9 @@ export function largestEnvelopeSecret(options: { namespace: string; name: string
     spec: {
       envelopes: [
         {
-          id: 'A'.repeat(43) + '=',
+          id: `${'A'.repeat(43)}=`,
           suite: 'A256GCM-HKDF-SHA512-COMMIT',
-          commitment: 'A'.repeat(43) + '=',
+          commitment: `${'A'.repeat(43)}=`,
           recipients: Array.from({ length: 16 }, () => recipient),
           data: { V: Buffer.alloc(MAX_SECRET_DATA_BYTES + VALUE_OVERHEAD_BYTES, 7).toString('base64') },
         },

@@ -223,7 +223,10 @@ export async function runNode(o: RunnerOptions): Promise<{ cp: ControlPlane; dae
     const socket = path.join(ctrDir, 'containerd.sock');
     daemons.start('containerd', 'containerd', ['--config', path.join(ctrDir, 'config.toml'), '--log-level', 'warn']);
     const ctr = (args: string[]) => run('ctr', ['--address', socket, '--namespace', 'k8s.io', ...args]);
-    await poll('containerd', 30_000, daemons, async () => (await ctr(['version']), true));
+    await poll('containerd', 30_000, daemons, async () => {
+      await ctr(['version']);
+      return true;
+    });
     lap('containerdMs');
     for (const archive of o.images) await ctr(['images', 'import', '--no-unpack=false', archive]);
     lap('imagesMs');

@@ -169,8 +169,9 @@ export async function startOpenBao(options: StartOpenBaoOptions = {}): Promise<O
 
   const address = `http://127.0.0.1:${port}`;
   // The dev server prints its unseal key just after it starts serving.
-  let unsealKey = '';
-  while ((unsealKey = /Unseal Key: (\S+)/.exec(output)?.[1] ?? '') === '' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  const unsealKeyOf = () => /Unseal Key: (\S+)/.exec(output)?.[1] ?? '';
+  while (unsealKeyOf() === '' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  const unsealKey = unsealKeyOf();
   async function api<T = unknown>(method: string, path: string, body?: unknown, token = rootToken): Promise<T> {
     const response = await fetch(`${address}/v1/${path}`, {
       method,

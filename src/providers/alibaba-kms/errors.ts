@@ -1,7 +1,7 @@
 /** Alibaba Cloud KMS failures as ProviderErrors, with the service's message sanitized. */
 
 import { clip } from '../../util/message.ts';
-import { type ProviderErrorCode } from '../types.ts';
+import type { ProviderErrorCode } from '../types.ts';
 
 import { ALIAS_NAME, KEY_ARN, KEY_ID } from './targets.ts';
 

@@ -1,7 +1,7 @@
 /** The aws-kms provider's options and the operations it adds to KeyProvider. */
 import type { KMSClientConfig } from '@aws-sdk/client-kms';
 import type { Recipient } from '../types.ts';
-import { type GenerateDataKeyRequest, type GeneratedDataKey, type KeyProvider, type RewrapRequest } from '../types.ts';
+import type { GenerateDataKeyRequest, GeneratedDataKey, KeyProvider, RewrapRequest } from '../types.ts';
 
 export const AWS_KMS = 'aws-kms';
 

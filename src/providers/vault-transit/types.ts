@@ -1,6 +1,6 @@
 /** The vault-transit provider's names, limits, options and operations. */
 
-import { type GenerateDataKeyRequest, type GeneratedDataKey, type KeyProvider } from '../types.ts';
+import type { GenerateDataKeyRequest, GeneratedDataKey, KeyProvider } from '../types.ts';
 
 
 export const VAULT_TRANSIT = 'vault-transit';
