@@ -1,6 +1,5 @@
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
+import { captureLogger } from '../test-support/capture-logger.ts';
 import { KubeApiError, type RequestOptions } from '../kube/client.ts';
 import { formatAgeIdentityFile, generateAgeIdentity } from '../providers/age.ts';
 import { PUBLISHED_RECIPIENT_KEY } from '../kube/cluster-recipient.ts';
@@ -40,16 +39,22 @@ function apiServer(options: { beforeCreate?: (objects: Map<string, Obj>) => void
 const SECRET = '/api/v1/namespaces/envseal-system/secrets/envseal-age-identity';
 const CONFIGMAP = '/api/v1/namespaces/envseal-system/configmaps/envseal-age-recipient';
 
-function ensure(client: ReturnType<typeof apiServer>['client'], logs: string[] = []) {
-  const logger = pino({ level: 'debug' }, new Writable({ write: (chunk, _encoding, done) => (logs.push(String(chunk)), done()) }));
-  return ensureClusterAgeIdentity({ client, namespace: 'envseal-system', secretName: 'envseal-age-identity', configMapName: 'envseal-age-recipient', logger, signal: AbortSignal.timeout(10_000) });
+function ensure(client: ReturnType<typeof apiServer>['client'], logger = captureLogger().logger) {
+  return ensureClusterAgeIdentity({
+    client,
+    namespace: 'envseal-system',
+    secretName: 'envseal-age-identity',
+    configMapName: 'envseal-age-recipient',
+    logger,
+    signal: AbortSignal.timeout(10_000),
+  });
 }
 
 describe('ensureClusterAgeIdentity', () => {
   it('creates the identity on first start and publishes its recipient, never logging the identity', async () => {
     const api = apiServer();
-    const logs: string[] = [];
-    const first = await ensure(api.client, logs);
+    const { logger, lines: logs } = captureLogger();
+    const first = await ensure(api.client, logger);
     expect(first.created).toBe(true);
     expect(first.recipient).toMatch(/^age1/);
     const stored = Buffer.from(api.objects.get(SECRET)!.data![AGE_IDENTITY_KEY]!, 'base64').toString();
@@ -65,7 +70,11 @@ describe('ensureClusterAgeIdentity', () => {
   it('uses the identity another replica created at the same moment', async () => {
     const theirs = await generateAgeIdentity();
     const api = apiServer({
-      beforeCreate: (objects) => objects.set(SECRET, { metadata: { name: 'envseal-age-identity' }, data: { [AGE_IDENTITY_KEY]: Buffer.from(formatAgeIdentityFile(theirs, new Date())).toString('base64') } }),
+      beforeCreate: (objects) =>
+        objects.set(SECRET, {
+          metadata: { name: 'envseal-age-identity' },
+          data: { [AGE_IDENTITY_KEY]: Buffer.from(formatAgeIdentityFile(theirs, new Date())).toString('base64') },
+        }),
     });
     const result = await ensure(api.client);
     expect(result).toMatchObject({ created: false, recipient: theirs.recipient, identities: [theirs.identity] });

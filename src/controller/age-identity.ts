@@ -46,7 +46,10 @@ export async function ensureClusterAgeIdentity(options: {
         signal,
       });
       created = true;
-      options.logger.info({ secret: `${namespace}/${secretName}`, recipient: generated.recipient }, 'created the cluster age identity; back it up (see README: age key backup)');
+      options.logger.info(
+        { secret: `${namespace}/${secretName}`, recipient: generated.recipient },
+        'created the cluster age identity; back it up (see README: age key backup)',
+      );
     } catch (error) {
       if (!(error instanceof KubeApiError && error.conflict)) throw error;
     }

@@ -4,7 +4,8 @@ import { KubeApiError } from '../kube/client.ts';
 import { ProviderError, type ProviderErrorCode } from '../providers/types.ts';
 import { classifyError } from './classify.ts';
 
-const provider = (code: ProviderErrorCode, extra: { contextBound?: boolean; serviceCode?: string } = {}) => new ProviderError(code, `aws-kms: key k: ${code}`, { provider: 'aws-kms', ...extra });
+const provider = (code: ProviderErrorCode, extra: { contextBound?: boolean; serviceCode?: string } = {}) =>
+  new ProviderError(code, `aws-kms: key k: ${code}`, { provider: 'aws-kms', ...extra });
 
 describe('classifyError', () => {
   it.each([
@@ -38,7 +39,9 @@ describe('classifyError', () => {
   });
 
   it('names the KMS error code once', () => {
-    expect(classifyError(provider('AccessDenied', { serviceCode: 'AccessDeniedException' })).message).toBe('aws-kms: key k: AccessDenied (AccessDeniedException)');
+    expect(classifyError(provider('AccessDenied', { serviceCode: 'AccessDeniedException' })).message).toBe(
+      'aws-kms: key k: AccessDenied (AccessDeniedException)',
+    );
     const named = new ProviderError('AccessDenied', 'AccessDeniedException: no kms:Decrypt', { provider: 'aws-kms', serviceCode: 'AccessDeniedException' });
     expect(classifyError(named).message).toBe('AccessDeniedException: no kms:Decrypt');
   });

@@ -1,6 +1,5 @@
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
+import { captureLogger } from '../test-support/capture-logger.ts';
 import { ManualClock, settle } from '../test-support/manual-clock.ts';
 import { Controller, type Outcome, type ReconcileResult, ReportedError, TerminalError } from './controller.ts';
 import { WorkQueue } from './queue.ts';
@@ -13,14 +12,14 @@ function harness(options: { workers?: number; graceMs?: number } = {}) {
   const queue = new WorkQueue({ clock, limits: { baseDelayMs: 200, maxDelayMs: 10_000, retriesPerSecond: 1000, burst: 1000 } });
   const calls: { key: string; at: number }[] = [];
   const outcomes: { key: string; outcome: Outcome<ReconcileResult> }[] = [];
-  const logs: string[] = [];
+  const { logger, lines: logs } = captureLogger();
   let step: Step = async () => ({});
   const controller = new Controller<ReconcileResult>({
     queue,
     workers: options.workers ?? 2,
     shutdownGraceMs: options.graceMs ?? 5000,
     clock,
-    logger: pino({ level: 'debug' }, new Writable({ write: (chunk, _encoding, done) => (logs.push(String(chunk)), done()) })),
+    logger,
     reconcile: (key, signal) => {
       calls.push({ key, at: clock.now() });
       return step(key, signal);
@@ -169,10 +168,7 @@ describe('Controller', () => {
 
   it('aborts the reconcile in flight when the grace period is over, and does not retry it', async () => {
     const h = harness({ graceMs: 5000 });
-    h.setStep(
-      (_key, signal) =>
-        new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true })),
-    );
+    h.setStep((_key, signal) => new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true })));
     h.queue.add('ns/a');
     await settle();
     h.stop();

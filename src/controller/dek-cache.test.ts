@@ -2,14 +2,19 @@ import { describe, expect, it } from 'vitest';
 import type { Envelope } from '../api/types.ts';
 import { DataKeyCache } from './dek-cache.ts';
 
-const envelope = (encryptedKey: string): Envelope => ({ id: 'e1', suite: 'A256GCM-HKDF-SHA512', commitment: 'c', recipients: [{ provider: 'age', encryptedKey }], data: {} }) as unknown as Envelope;
+const envelope = (encryptedKey: string): Envelope =>
+  ({ id: 'e1', suite: 'A256GCM-HKDF-SHA512', commitment: 'c', recipients: [{ provider: 'age', encryptedKey }], data: {} }) as unknown as Envelope;
 const key = (fill: number) => new Uint8Array(32).fill(fill);
 
 describe('DataKeyCache', () => {
   it('keys entries by binding and wrapped keys: a copied envelope in another namespace never hits', () => {
     const e = envelope('wrapped');
-    expect(DataKeyCache.keyOf({ scope: 'strict', namespace: 'a', name: 'db' }, e)).not.toBe(DataKeyCache.keyOf({ scope: 'strict', namespace: 'b', name: 'db' }, e));
-    expect(DataKeyCache.keyOf({ scope: 'strict', namespace: 'a', name: 'db' }, e)).not.toBe(DataKeyCache.keyOf({ scope: 'strict', namespace: 'a', name: 'db' }, envelope('other')));
+    expect(DataKeyCache.keyOf({ scope: 'strict', namespace: 'a', name: 'db' }, e)).not.toBe(
+      DataKeyCache.keyOf({ scope: 'strict', namespace: 'b', name: 'db' }, e),
+    );
+    expect(DataKeyCache.keyOf({ scope: 'strict', namespace: 'a', name: 'db' }, e)).not.toBe(
+      DataKeyCache.keyOf({ scope: 'strict', namespace: 'a', name: 'db' }, envelope('other')),
+    );
   });
 
   it('hands out copies (the caller zeroes its own), and expires entries after their time to live', () => {

@@ -19,7 +19,7 @@ function gatedClient(options: { fail?: (reason: string) => boolean } = {}) {
   } as unknown as KubeClient;
   const releaseAll = async () => {
     for (let i = 0; i < 100 && (gates.length > 0 || i < 3); i++) {
-      gates.splice(0).forEach((open) => open());
+      for (const open of gates.splice(0)) open();
       await new Promise((resolve) => setImmediate(resolve));
     }
   };
@@ -113,7 +113,12 @@ describe('EventRecorder, an Event recorded as the sender finishes', () => {
 
   it('stamps each Event with the time it was recorded, from the injected clock', async () => {
     const bodies: { firstTimestamp: string; lastTimestamp: string; reason: string }[] = [];
-    const client = { request: async ({ body }: { body: (typeof bodies)[number] }) => (bodies.push(body), {}) } as unknown as KubeClient;
+    const client = {
+      request: async ({ body }: { body: (typeof bodies)[number] }) => {
+        bodies.push(body);
+        return {};
+      },
+    } as unknown as KubeClient;
     let now = Date.UTC(2026, 0, 1, 12, 0, 0);
     const recorder = new EventRecorder({ client, logger: capturingLogger().logger, instance: 'test', clock: { now: () => now } });
     recorder.record(object, { type: 'Normal', reason: 'Synced', message: 'first' });

@@ -53,7 +53,8 @@ export class EventRecorder {
   record(object: InvolvedObject, event: EventInput): void {
     if (this.#pending.length >= this.#backlog) {
       this.#dropped++;
-      if (this.#dropped === 1 || this.#dropped % 100 === 0) this.#logger.warn({ reason: event.reason, dropped: this.#dropped }, 'event backlog full; dropping events');
+      if (this.#dropped === 1 || this.#dropped % 100 === 0)
+        this.#logger.warn({ reason: event.reason, dropped: this.#dropped }, 'event backlog full; dropping events');
       return;
     }
     this.#pending.push({ object, event, at: new Date(this.#clock.now()).toISOString() });

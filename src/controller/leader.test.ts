@@ -32,7 +32,8 @@ function leaseStore() {
           lease = { ...structuredClone(body), metadata: { ...body.metadata, resourceVersion: String(++rv) } };
           return structuredClone(lease) as T;
         case 'PUT':
-          if (!lease || body.metadata.resourceVersion !== lease.metadata.resourceVersion) throw new KubeApiError(409, 'Conflict', 'the object has been modified');
+          if (!lease || body.metadata.resourceVersion !== lease.metadata.resourceVersion)
+            throw new KubeApiError(409, 'Conflict', 'the object has been modified');
           lease = { ...structuredClone(body), metadata: { ...body.metadata, resourceVersion: String(++rv) } };
           return structuredClone(lease) as T;
         default:
@@ -40,7 +41,13 @@ function leaseStore() {
       }
     },
   });
-  return { clientFor, cut, requests, lease: () => lease, set: (next: Lease) => (lease = { ...next, metadata: { ...next.metadata, resourceVersion: String(++rv) } }) };
+  return {
+    clientFor,
+    cut,
+    requests,
+    lease: () => lease,
+    set: (next: Lease) => (lease = { ...next, metadata: { ...next.metadata, resourceVersion: String(++rv) } }),
+  };
 }
 
 function candidate(store: ReturnType<typeof leaseStore>, clock: ManualClock, identity: string, random = () => 0) {
@@ -78,7 +85,12 @@ describe('LeaderElector', () => {
     const a = candidate(store, clock, 'a');
     await settle();
     expect(a.elector.leading).toBe(true);
-    expect(store.lease()?.spec).toMatchObject({ holderIdentity: 'a', leaseDurationSeconds: 15, leaseTransitions: 0, renewTime: microTime(new Date(clock.now())) });
+    expect(store.lease()?.spec).toMatchObject({
+      holderIdentity: 'a',
+      leaseDurationSeconds: 15,
+      leaseTransitions: 0,
+      renewTime: microTime(new Date(clock.now())),
+    });
     const b = candidate(store, clock, 'b');
     await clock.advance(60_000);
     expect(b.elector.leading).toBe(false);
@@ -117,7 +129,10 @@ describe('LeaderElector', () => {
     const clock = new ManualClock();
     const store = leaseStore();
     // Renewed "in 1970" by a holder whose clock is wrong: still held until it stops changing for a lease duration.
-    store.set({ metadata: { name: 'envseal-controller', namespace: 'envseal-system' }, spec: { holderIdentity: 'skewed', leaseDurationSeconds: 15, renewTime: microTime(new Date(0)) } });
+    store.set({
+      metadata: { name: 'envseal-controller', namespace: 'envseal-system' },
+      spec: { holderIdentity: 'skewed', leaseDurationSeconds: 15, renewTime: microTime(new Date(0)) },
+    });
     const b = candidate(store, clock, 'b');
     await clock.advance(10_000);
     expect(b.elector.leading).toBe(false);
@@ -146,7 +161,10 @@ describe('LeaderElector', () => {
   it('spreads a standby’s retries by the injected randomness (up to 20% of the retry period)', async () => {
     const clock = new ManualClock();
     const store = leaseStore();
-    store.set({ metadata: { name: 'envseal-controller', namespace: 'envseal-system' }, spec: { holderIdentity: 'other', leaseDurationSeconds: 15, renewTime: microTime(new Date(clock.now())) } });
+    store.set({
+      metadata: { name: 'envseal-controller', namespace: 'envseal-system' },
+      spec: { holderIdentity: 'other', leaseDurationSeconds: 15, renewTime: microTime(new Date(clock.now())) },
+    });
     const slow = candidate(store, clock, 'slow', () => 0.999);
     const quick = candidate(store, clock, 'quick', () => 0);
     await clock.advance(11_000);

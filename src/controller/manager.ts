@@ -127,10 +127,25 @@ export async function runController(config: ControllerConfig, options: { logger:
   }
 }
 
-async function runLeader(context: { config: ControllerConfig; identity: string; client: KubeClient; metrics: ControllerMetrics; logger: Logger; signal: AbortSignal; health: Health }): Promise<void> {
+async function runLeader(context: {
+  config: ControllerConfig;
+  identity: string;
+  client: KubeClient;
+  metrics: ControllerMetrics;
+  logger: Logger;
+  signal: AbortSignal;
+  health: Health;
+}): Promise<void> {
   const { config, client, metrics, logger, signal } = context;
   const ageConfig = config.age.enabled
-    ? await ensureClusterAgeIdentity({ client, namespace: config.namespace, secretName: config.age.secretName, configMapName: config.age.configMapName, logger, signal })
+    ? await ensureClusterAgeIdentity({
+        client,
+        namespace: config.namespace,
+        secretName: config.age.secretName,
+        configMapName: config.age.configMapName,
+        logger,
+        signal,
+      })
     : undefined;
   // The cluster identity's provider unwraps with the identities of the cluster Secret.
   const local = localIdentityProvider();
@@ -142,7 +157,10 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
   // Half the workers at most for one namespace while another waits (fairness between
   // tenants), counting large objects as several: one of a megabyte at a time.
   // (Keys start only once the cache below has fed the queue.)
-  const queue = new WorkQueue({ maxInFlightPerNamespace: Math.max(1, Math.ceil(config.workers / 2)), weightOf: (key) => reconcileWeight(envelopeSecrets.get(key)) });
+  const queue = new WorkQueue({
+    maxInFlightPerNamespace: Math.max(1, Math.ceil(config.workers / 2)),
+    weightOf: (key) => reconcileWeight(envelopeSecrets.get(key)),
+  });
   queue.onDepthChange = (depth) => metrics.queueDepth.set(depth);
   const enqueue = (object: { metadata?: { namespace?: string; name?: string } }) => queue.add(objectKey(object));
   const envelopeSecrets = new ObjectCache<EnvelopeSecretObject, EnvelopeSecretRecord>({

@@ -1,15 +1,13 @@
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
+import { captureLogger } from '../test-support/capture-logger.ts';
 import { ReportedError, TerminalError } from './controller.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { envelopeSecretOutcomes } from './outcomes.ts';
 
 function setup() {
   const metrics = new ControllerMetrics({ defaultMetrics: false });
-  const logs: string[] = [];
   const retried: string[][] = [];
-  const logger = pino({ level: 'info' }, new Writable({ write: (chunk, _encoding, done) => (logs.push(String(chunk)), done()) }));
+  const { logger, lines: logs } = captureLogger('info');
   const onOutcome = envelopeSecretOutcomes({ metrics, logger, retryNow: (keys) => retried.push([...keys]) });
   const count = async (result: string) => (await metrics.reconciles.get()).values.find((v) => v.labels.result === result)?.value ?? 0;
   return { onOutcome, metrics, logs, retried, count };

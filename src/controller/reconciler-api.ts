@@ -29,7 +29,12 @@ export interface ReconcilerApi {
    * Removes keys that other field managers added, if the Secret is still at
    * `resourceVersion`; a Secret changed meanwhile is a 409 Conflict (retried).
    */
-  removeSecretKeys(namespace: string, name: string, options: { resourceVersion: string | undefined; keys: readonly string[] }, signal: AbortSignal): Promise<SecretObject>;
+  removeSecretKeys(
+    namespace: string,
+    name: string,
+    options: { resourceVersion: string | undefined; keys: readonly string[] },
+    signal: AbortSignal,
+  ): Promise<SecretObject>;
   getWorkload(namespace: string, kind: WorkloadKind, name: string, signal: AbortSignal): Promise<Workload | undefined>;
   /** Merges annotations into the workload's pod template (which rolls its pods). */
   annotatePodTemplate(namespace: string, kind: WorkloadKind, name: string, annotations: Record<string, string>, signal: AbortSignal): Promise<void>;
@@ -57,7 +62,8 @@ export function kubeReconcilerApi(options: {
       throw error;
     }
   };
-  const workloadPath = (namespace: string, kind: WorkloadKind, name: string) => `/apis/apps/v1/namespaces/${namespace}/${kind.toLowerCase()}s/${encodeURIComponent(name)}`;
+  const workloadPath = (namespace: string, kind: WorkloadKind, name: string) =>
+    `/apis/apps/v1/namespaces/${namespace}/${kind.toLowerCase()}s/${encodeURIComponent(name)}`;
   return {
     getEnvelopeSecret: (namespace, name, signal) => get(paths.envelopeSecret(namespace, name), signal),
     getSecret: (namespace, name, signal) => get(paths.secret(namespace, name), signal),
@@ -86,7 +92,10 @@ export function kubeReconcilerApi(options: {
         pruned = await client.request<SecretObject>({
           method: 'PATCH',
           path,
-          body: [{ op: 'test', path: '/metadata/resourceVersion', value: resourceVersion }, ...keys.map((key) => ({ op: 'remove', path: `/data/${key.replaceAll('~', '~0').replaceAll('/', '~1')}` }))],
+          body: [
+            { op: 'test', path: '/metadata/resourceVersion', value: resourceVersion },
+            ...keys.map((key) => ({ op: 'remove', path: `/data/${key.replaceAll('~', '~0').replaceAll('/', '~1')}` })),
+          ],
           patchType: 'json',
           signal,
         });
@@ -94,7 +103,9 @@ export function kubeReconcilerApi(options: {
         // 422 here means the test or a remove failed: someone wrote the Secret since the
         // apply. A conflict, to be retried -- not a rejected Secret (which is never retried).
         if (error instanceof KubeApiError && error.status === 422) {
-          throw new KubeApiError(409, 'Conflict', `PATCH ${path}: the Secret changed while keys added by others were being removed; retrying`, { cause: error });
+          throw new KubeApiError(409, 'Conflict', `PATCH ${path}: the Secret changed while keys added by others were being removed; retrying`, {
+            cause: error,
+          });
         }
         throw error;
       }
@@ -114,7 +125,13 @@ export function kubeReconcilerApi(options: {
     },
     async patchStatus(namespace, name, status, signal) {
       const mark = envelopeSecrets.changeMark(namespace);
-      const updated = await client.request<EnvelopeSecretObject>({ method: 'PATCH', path: `${paths.envelopeSecret(namespace, name)}/status`, body: { status }, patchType: 'merge', signal });
+      const updated = await client.request<EnvelopeSecretObject>({
+        method: 'PATCH',
+        path: `${paths.envelopeSecret(namespace, name)}/status`,
+        body: { status },
+        patchType: 'merge',
+        signal,
+      });
       envelopeSecrets.remember(updated, mark);
     },
   };

@@ -1,5 +1,3 @@
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_TENANT_POLICY, tenantPolicyIssues } from '../api/policy.ts';
 import type { EnvelopeSecret } from '../api/types.ts';
@@ -11,6 +9,7 @@ import { ProviderRegistry } from '../providers/registry.ts';
 import { ProviderError, type ProviderErrorCode } from '../providers/types.ts';
 import { unwrapDataKey } from '../sealing/open.ts';
 import { sealEnvelopeSecret } from '../sealing/seal.ts';
+import { captureLogger } from '../test-support/capture-logger.ts';
 import { ManualClock } from '../test-support/manual-clock.ts';
 import { TestWorld } from '../test-support/reconciler-world.ts';
 import { NamespaceBudget } from './budget.ts';
@@ -38,7 +37,10 @@ beforeAll(async () => {
 });
 
 /** An EnvelopeSecret sealed for this cluster's age identity (and `also`), bound to `name` in `namespace`. */
-async function sealed(values: Record<string, string>, options: { namespace?: string; name?: string; also?: string; seed?: string } = {}): Promise<EnvelopeSecretObject> {
+async function sealed(
+  values: Record<string, string>,
+  options: { namespace?: string; name?: string; also?: string; seed?: string } = {},
+): Promise<EnvelopeSecretObject> {
   const recipients = [...(options.also ? [{ provider: 'age', target: options.also }] : []), { provider: 'age', target: mine.recipient }];
   const secret = await sealEnvelopeSecret({
     values: Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Buffer.from(v)])),
@@ -65,12 +67,18 @@ interface Setup {
   reconcile: () => Promise<ReconcileResult>;
 }
 
-function setup(options: { unwrap?: UnwrapDataKey; identities?: string[]; budget?: { perSecond: number; burst: number }; policy?: (source: EnvelopeSecretObject) => ValidationIssue[] } = {}): Setup {
+function setup(
+  options: {
+    unwrap?: UnwrapDataKey;
+    identities?: string[];
+    budget?: { perSecond: number; burst: number };
+    policy?: (source: EnvelopeSecretObject) => ValidationIssue[];
+  } = {},
+): Setup {
   const world = new TestWorld();
   const clock = new ManualClock();
   const metrics = new ControllerMetrics({ defaultMetrics: false });
-  const logs: string[] = [];
-  const logger = pino({ level: 'debug' }, new Writable({ write: (chunk, _encoding, done) => (logs.push(String(chunk)), done()) }));
+  const { logger, lines: logs } = captureLogger();
   const providers = ProviderRegistry.of([createAgeProvider({ identities: options.identities ?? [mine.identity] })]);
   let unwraps = 0;
   const real: UnwrapDataKey = (r) => unwrapDataKey({ ...r, providers });
@@ -235,7 +243,10 @@ describe('Reconciler: drift and ownership', () => {
 
   it('adopts a Secret annotated envseal.dev/adopt=true: overwrites its data and takes ownership', async () => {
     const s = setup();
-    s.world.putSecret({ metadata: { name: NAME, namespace: NS, annotations: { 'envseal.dev/adopt': 'true' } }, data: { OLD: Buffer.from('old').toString('base64') } });
+    s.world.putSecret({
+      metadata: { name: NAME, namespace: NS, annotations: { 'envseal.dev/adopt': 'true' } },
+      data: { OLD: Buffer.from('old').toString('base64') },
+    });
     s.world.putEnvelopeSecret(await sealed({ PASSWORD: `${CANARY}-1` }));
     expect(await s.reconcile()).toEqual({ outcome: 'synced' });
     expect(s.world.secretValues(KEY)).toEqual({ PASSWORD: `${CANARY}-1` });
@@ -310,9 +321,14 @@ describe('Reconciler: failures', () => {
     expect(s.world.ready(KEY)?.reason).toBe('NoUsableRecipient');
   });
 
-  const kms = (code: ProviderErrorCode): UnwrapDataKey => async () => {
-    throw new ProviderError(code, `aws-kms: arn:aws:kms:eu-west-1:111122223333:key/k refused (${code})`, { provider: 'aws-kms', serviceCode: `${code}Exception` });
-  };
+  const kms =
+    (code: ProviderErrorCode): UnwrapDataKey =>
+    async () => {
+      throw new ProviderError(code, `aws-kms: arn:aws:kms:eu-west-1:111122223333:key/k refused (${code})`, {
+        provider: 'aws-kms',
+        serviceCode: `${code}Exception`,
+      });
+    };
 
   it.each([
     ['AccessDenied', 'KMSAccessDenied'],
@@ -409,13 +425,23 @@ describe('Reconciler: failures', () => {
 
 describe('Reconciler: restartWorkloads', () => {
   const deployment = (usesSecret: boolean) => ({
-    spec: { template: { metadata: { annotations: {} as Record<string, string> }, spec: { containers: [{ envFrom: usesSecret ? [{ secretRef: { name: NAME } }] : [] }] } } },
+    spec: {
+      template: {
+        metadata: { annotations: {} as Record<string, string> },
+        spec: { containers: [{ envFrom: usesSecret ? [{ secretRef: { name: NAME } }] : [] }] },
+      },
+    },
   });
 
   it('restarts a listed workload that uses the Secret, once per sealed data', async () => {
     const s = setup();
     s.world.workloads.set(`${NS}/Deployment/web`, deployment(true));
-    const object = at(await sealed({ PASSWORD: `${CANARY}-1` }), { restartWorkloads: [{ kind: 'Deployment', name: 'web' }, { kind: 'Deployment', name: 'missing' }] });
+    const object = at(await sealed({ PASSWORD: `${CANARY}-1` }), {
+      restartWorkloads: [
+        { kind: 'Deployment', name: 'web' },
+        { kind: 'Deployment', name: 'missing' },
+      ],
+    });
     s.world.putEnvelopeSecret(object);
     expect(await s.reconcile()).toEqual({ outcome: 'synced' });
     const digest = s.world.workloads.get(`${NS}/Deployment/web`)?.spec?.template?.metadata?.annotations?.[ANNOTATION_DATA_HASH];

@@ -12,7 +12,17 @@ import { Reason, type ReasonName, type ReadyState, readyConditionOf, statusCondi
 import { podTemplateUsesSecret } from './consent.ts';
 import { ReportedError, TerminalError } from './controller.ts';
 import { DataKeyCache } from './dek-cache.ts';
-import { ANNOTATION_DATA_HASH, ANNOTATION_SPEC_HASH, FIELD_MANAGER, desiredSecret, sealedDataDigest, needsReplace, ownershipOf, type SecretManifest, specHash } from './desired.ts';
+import {
+  ANNOTATION_DATA_HASH,
+  ANNOTATION_SPEC_HASH,
+  FIELD_MANAGER,
+  desiredSecret,
+  sealedDataDigest,
+  needsReplace,
+  ownershipOf,
+  type SecretManifest,
+  specHash,
+} from './desired.ts';
 import { DriftTracker } from './drift.ts';
 import type { EventInput, InvolvedObject } from './events.ts';
 import { FailureMemo } from './failure-memo.ts';
@@ -113,7 +123,11 @@ export class Reconciler {
     if (live && ownership === 'foreign') {
       await this.#setStatus(
         record,
-        { ready: false, reason: Reason.SecretNotOwned, message: `Secret ${request.name} exists and is not managed by this EnvelopeSecret; envseal will not overwrite it. Delete it, or annotate it envseal.dev/adopt=true to hand it over.` },
+        {
+          ready: false,
+          reason: Reason.SecretNotOwned,
+          message: `Secret ${request.name} exists and is not managed by this EnvelopeSecret; envseal will not overwrite it. Delete it, or annotate it envseal.dev/adopt=true to hand it over.`,
+        },
         undefined,
         signal,
       );
@@ -206,13 +220,22 @@ export class Reconciler {
       const list = refused.map((w) => `${w.kind} ${w.name}`).join(', ');
       await this.#setStatus(
         source,
-        { ready: false, reason: Reason.RestartRefused, message: `Secret ${name} is up to date, but envseal restarts only workloads whose pod template uses the Secret (a volume, env or envFrom naming it): ${list} does not; remove it from restartWorkloads or make it use the Secret` },
+        {
+          ready: false,
+          reason: Reason.RestartRefused,
+          message: `Secret ${name} is up to date, but envseal restarts only workloads whose pod template uses the Secret (a volume, env or envFrom naming it): ${list} does not; remove it from restartWorkloads or make it use the Secret`,
+        },
         secretResourceVersion,
         signal,
       );
       return { outcome: 'terminal' };
     }
-    await this.#setStatus(source, { ready: true, reason: Reason.Synced, message: `Secret ${name} is up to date${keys === undefined ? '' : ` (${keys} keys)`}` }, secretResourceVersion, signal);
+    await this.#setStatus(
+      source,
+      { ready: true, reason: Reason.Synced, message: `Secret ${name} is up to date${keys === undefined ? '' : ` (${keys} keys)`}` },
+      secretResourceVersion,
+      signal,
+    );
     this.#o.logger.info({ envelopeSecret: `${source.metadata.namespace}/${name}`, secretResourceVersion }, 'secret synced');
     return { outcome: 'synced' };
   }
@@ -285,7 +308,11 @@ export class Reconciler {
     for (const workload of workloads) {
       const current = await this.#o.api.getWorkload(namespace, workload.kind, workload.name, signal);
       if (!current) {
-        this.#o.events.record(involved(source), { type: 'Warning', reason: 'WorkloadNotFound', message: `${workload.kind} ${workload.name} listed in restartWorkloads does not exist` });
+        this.#o.events.record(involved(source), {
+          type: 'Warning',
+          reason: 'WorkloadNotFound',
+          message: `${workload.kind} ${workload.name} listed in restartWorkloads does not exist`,
+        });
         continue;
       }
       if (!podTemplateUsesSecret(current, source.metadata.name)) {
@@ -294,7 +321,11 @@ export class Reconciler {
       }
       if (current.spec?.template?.metadata?.annotations?.[ANNOTATION_DATA_HASH] === digest) continue;
       await this.#o.api.annotatePodTemplate(namespace, workload.kind, workload.name, { [ANNOTATION_DATA_HASH]: digest }, signal);
-      this.#o.events.record(involved(source), { type: 'Normal', reason: 'RolloutRestarted', message: `restarted ${workload.kind} ${workload.name}: the Secret's data changed` });
+      this.#o.events.record(involved(source), {
+        type: 'Normal',
+        reason: 'RolloutRestarted',
+        message: `restarted ${workload.kind} ${workload.name}: the Secret's data changed`,
+      });
     }
     return refused;
   }
@@ -306,11 +337,23 @@ export class Reconciler {
     const secret = await this.#o.api.getSecret(namespace, name, signal);
     const fields = (secret?.metadata?.managedFields ?? []) as { manager?: unknown }[];
     const managers = [...new Set(fields.map((f) => f.manager).filter((m): m is string => typeof m === 'string' && m !== FIELD_MANAGER))];
-    const who = managers.length > 0 ? `field manager ${managers.map((m) => JSON.stringify(m)).join(', ')}` : secret ? 'another writer' : 'another writer (it was deleted)';
-    this.#o.logger.warn({ envelopeSecret: `${namespace}/${name}`, managers, repairs, retryInMs: retryAfterMs }, 'another writer keeps changing the Secret; backing off');
+    const who =
+      managers.length > 0
+        ? `field manager ${managers.map((m) => JSON.stringify(m)).join(', ')}`
+        : secret
+          ? 'another writer'
+          : 'another writer (it was deleted)';
+    this.#o.logger.warn(
+      { envelopeSecret: `${namespace}/${name}`, managers, repairs, retryInMs: retryAfterMs },
+      'another writer keeps changing the Secret; backing off',
+    );
     await this.#setStatus(
       record,
-      { ready: false, reason: Reason.Conflict, message: `Secret ${name} keeps being changed by ${who} (${repairs} repairs within a minute); envseal stops repairing it for ${Math.round(retryAfterMs / 1000)} s. Stop the other writer, or remove the Secret from its reach.` },
+      {
+        ready: false,
+        reason: Reason.Conflict,
+        message: `Secret ${name} keeps being changed by ${who} (${repairs} repairs within a minute); envseal stops repairing it for ${Math.round(retryAfterMs / 1000)} s. Stop the other writer, or remove the Secret from its reach.`,
+      },
       undefined,
       signal,
     );
@@ -335,7 +378,12 @@ export class Reconciler {
     throw classified.terminal ? new TerminalError(`${classified.reason}: ${message}`, options) : new ReportedError(`${classified.reason}: ${message}`, options);
   }
 
-  async #setStatus(source: EnvelopeSecretRecord | EnvelopeSecretObject, state: ReadyState, secretResourceVersion: string | undefined, signal: AbortSignal): Promise<void> {
+  async #setStatus(
+    source: EnvelopeSecretRecord | EnvelopeSecretObject,
+    state: ReadyState,
+    secretResourceVersion: string | undefined,
+    signal: AbortSignal,
+  ): Promise<void> {
     const old = source.status;
     const previous = readyConditionOf(old);
     const conditions = statusConditions(state, old?.conditions, source.metadata.generation, new Date(this.#now()));
@@ -366,7 +414,11 @@ function involved(source: EnvelopeSecretRecord | EnvelopeSecretObject) {
 /** The Secret is the one envseal last wrote for this spec: nobody changed it since. */
 function secretInSync(record: EnvelopeSecretRecord, live: SecretObject): boolean {
   const owner = live.metadata?.ownerReferences?.find((o) => o.controller);
-  return live.metadata?.annotations?.[ANNOTATION_SPEC_HASH] === record.specHash && owner?.uid === record.metadata.uid && record.status?.secretResourceVersion === live.metadata?.resourceVersion;
+  return (
+    live.metadata?.annotations?.[ANNOTATION_SPEC_HASH] === record.specHash &&
+    owner?.uid === record.metadata.uid &&
+    record.status?.secretResourceVersion === live.metadata?.resourceVersion
+  );
 }
 
 function observedCurrent(record: EnvelopeSecretRecord): boolean {
@@ -387,7 +439,14 @@ function syncedThisSpec(record: EnvelopeSecretRecord, live: SecretObject | undef
 // Failures that only a new spec can cure: the object is not retried, even after a
 // restart, until its generation changes. Failures that depend on the outside world
 // (KMS permissions, keys) are retried at every resync.
-const PERMANENT_REASONS: ReadonlySet<string> = new Set([Reason.ContextMismatch, Reason.CommitmentMismatch, Reason.DecryptFailed, Reason.InvalidSpec, Reason.PolicyViolation, Reason.SecretRejected]);
+const PERMANENT_REASONS: ReadonlySet<string> = new Set([
+  Reason.ContextMismatch,
+  Reason.CommitmentMismatch,
+  Reason.DecryptFailed,
+  Reason.InvalidSpec,
+  Reason.PolicyViolation,
+  Reason.SecretRejected,
+]);
 const OUTSIDE_WORLD: ReadonlySet<string> = new Set([Reason.KMSAccessDenied, Reason.KMSKeyUnavailable, Reason.KMSKeyNotFound]);
 
 function failedForGood(record: EnvelopeSecretRecord): boolean {

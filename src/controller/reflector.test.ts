@@ -30,7 +30,11 @@ async function started(items: KubeObject[]) {
   const running = reflector.run(abort.signal);
   await reflector.waitForSync();
   await new Promise((resolve) => setImmediate(resolve));
-  return { reflector, emit: s.emit, stop: async () => (abort.abort(), await running) };
+  const stop = async () => {
+    abort.abort();
+    await running;
+  };
+  return { reflector, emit: s.emit, stop };
 }
 
 describe('Reflector.remember', () => {
@@ -138,7 +142,11 @@ describe('Reflector.run', () => {
     const start = clock.now();
     const abort = new AbortController();
     const running = reflector.run(abort.signal);
-    return { clock, reflector, events, restarts, stop: async () => (abort.abort(), await running) };
+    const stop = async () => {
+      abort.abort();
+      await running;
+    };
+    return { clock, reflector, events, restarts, stop };
   }
 
   it('retries a failed list after a backoff with jitter from the injected randomness, and syncs', async () => {

@@ -55,7 +55,12 @@ export class TestWorld {
     const key = `${secret.metadata?.namespace}/${secret.metadata?.name}`;
     const stored = structuredClone({
       ...secret,
-      metadata: { ...secret.metadata, uid: secret.metadata?.uid ?? this.secrets.get(key)?.metadata?.uid ?? `uid-secret-${this.#rv}`, resourceVersion: this.nextResourceVersion(), managedFields: [{ manager }] },
+      metadata: {
+        ...secret.metadata,
+        uid: secret.metadata?.uid ?? this.secrets.get(key)?.metadata?.uid ?? `uid-secret-${this.#rv}`,
+        resourceVersion: this.nextResourceVersion(),
+        managedFields: [{ manager }],
+      },
     });
     this.secrets.set(key, stored);
     if (stored.metadata.labels?.['app.kubernetes.io/managed-by'] === 'envseal') this.secretCache.set(key, secretRecord(structuredClone(stored)));
@@ -109,12 +114,19 @@ export class TestWorld {
       const live = this.secrets.get(key);
       const kept = Object.fromEntries(Object.entries(live?.data ?? {}).filter(([k]) => this.foreignKeys.has(k)));
       const data = { ...kept, ...desired.data };
-      if (live && (live.type ?? 'Opaque') !== desired.type) throw new KubeApiError(422, 'Invalid', `Secret "${desired.metadata.name}" is invalid: type: Invalid value: field is immutable`);
-      if (live?.immutable === true && JSON.stringify(live.data) !== JSON.stringify(data)) throw new KubeApiError(422, 'Invalid', `Secret "${desired.metadata.name}" is invalid: data: Forbidden: field is immutable when immutable is set`);
+      if (live && (live.type ?? 'Opaque') !== desired.type)
+        throw new KubeApiError(422, 'Invalid', `Secret "${desired.metadata.name}" is invalid: type: Invalid value: field is immutable`);
+      if (live?.immutable === true && JSON.stringify(live.data) !== JSON.stringify(data))
+        throw new KubeApiError(422, 'Invalid', `Secret "${desired.metadata.name}" is invalid: data: Forbidden: field is immutable when immutable is set`);
       const written = structuredClone({
         ...desired,
         data,
-        metadata: { ...desired.metadata, uid: live?.metadata?.uid ?? `uid-secret-${this.#rv}`, resourceVersion: this.nextResourceVersion(), managedFields: [{ manager: 'envseal' }] },
+        metadata: {
+          ...desired.metadata,
+          uid: live?.metadata?.uid ?? `uid-secret-${this.#rv}`,
+          resourceVersion: this.nextResourceVersion(),
+          managedFields: [{ manager: 'envseal' }],
+        },
       }) as SecretObject;
       this.secrets.set(key, written);
       this.secretCache.set(key, secretRecord(structuredClone(written)));
@@ -148,7 +160,9 @@ export class TestWorld {
       this.#enter('annotatePodTemplate', [namespace, kind, name, annotations]);
       const workload = this.workloads.get(`${namespace}/${kind}/${name}`);
       if (!workload) throw new KubeApiError(404, 'NotFound', `${kind} ${name} not found`);
-      const template = (workload.spec!.template ??= {});
+      workload.spec ??= {};
+      workload.spec.template ??= {};
+      const template = workload.spec.template;
       template.metadata = { ...template.metadata, annotations: { ...template.metadata?.annotations, ...annotations } };
     },
     patchStatus: async (namespace, name, status) => {
