@@ -92,7 +92,6 @@ async function pool<T>(items: readonly T[], concurrency: number, fn: (item: T, i
   );
 }
 
-
 function cpuSecondsOf(pid: number): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -105,7 +104,9 @@ function cpuSecondsOf(pid: number): number {
 
 function run(command: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(command, args, { maxBuffer: 64 << 20 }, (error, stdout, stderr) => (error ? reject(new Error(`${command} ${args.join(' ')}: ${stderr || error.message}`)) : resolve(stdout)));
+    execFile(command, args, { maxBuffer: 64 << 20 }, (error, stdout, stderr) =>
+      error ? reject(new Error(`${command} ${args.join(' ')}: ${stderr || error.message}`)) : resolve(stdout),
+    );
   });
 }
 
@@ -166,13 +167,20 @@ class SecretWatch {
   #check(name: string): void {
     const want = this.expected.get(name);
     const have = this.#data.get(name);
-    const ok = want !== undefined && have !== undefined && Object.keys(want).length === Object.keys(have).length && Object.entries(want).every(([k, v]) => have[k] === v);
+    const ok =
+      want !== undefined &&
+      have !== undefined &&
+      Object.keys(want).length === Object.keys(have).length &&
+      Object.entries(want).every(([k, v]) => have[k] === v);
     if (ok) this.correct.add(name);
     else this.correct.delete(name);
   }
 
   async start(): Promise<void> {
-    const list = await this.client.request<{ metadata: { resourceVersion: string }; items: { metadata: { name: string }; data?: Record<string, string> }[] }>({ method: 'GET', path: `/api/v1/namespaces/${this.namespace}/secrets` });
+    const list = await this.client.request<{ metadata: { resourceVersion: string }; items: { metadata: { name: string }; data?: Record<string, string> }[] }>({
+      method: 'GET',
+      path: `/api/v1/namespaces/${this.namespace}/secrets`,
+    });
     for (const item of list.items) {
       this.#data.set(item.metadata.name, item.data ?? {});
       this.#check(item.metadata.name);
@@ -271,7 +279,12 @@ const notes: string[] = [];
 const command = `npx node bench/controller.ts ${process.argv.slice(2).join(' ')}`.trim();
 if (flags['report-only']) {
   // Redraw the table and chart from bench/results/NAME.json, without running anything.
-  const saved = JSON.parse(readFileSync(path.join(repoRoot, `bench/results/${flags.out}.json`), 'utf8')) as { results: RunResult[]; notes: string[]; command: string; machine: MachineInfo };
+  const saved = JSON.parse(readFileSync(path.join(repoRoot, `bench/results/${flags.out}.json`), 'utf8')) as {
+    results: RunResult[];
+    notes: string[];
+    command: string;
+    machine: MachineInfo;
+  };
   report(saved.results, saved.notes, saved.command, saved.machine);
   process.exit(0);
 }
@@ -280,7 +293,10 @@ notes.push(`envseal controller run with NODE_OPTIONS ${NODE_OPTIONS ? `"${NODE_O
 
 function save(): void {
   mkdirSync(path.join(repoRoot, 'bench/results'), { recursive: true });
-  writeFileSync(path.join(repoRoot, `bench/results/${flags.out}.json`), `${JSON.stringify({ date: new Date().toISOString(), command, machine, peers: peersInfo, results, notes }, null, 2)}\n`);
+  writeFileSync(
+    path.join(repoRoot, `bench/results/${flags.out}.json`),
+    `${JSON.stringify({ date: new Date().toISOString(), command, machine, peers: peersInfo, results, notes }, null, 2)}\n`,
+  );
 }
 
 // --- environment -------------------------------------------------------------------------
@@ -348,11 +364,15 @@ async function benchEnvseal(count: number): Promise<RunResult> {
   log(`envseal ${count}: sealing ${count} EnvelopeSecrets (aws-kms GenerateDataKey on local-kms)`);
   let t = performance.now();
   const objects: EnvelopeSecret[] = new Array(count);
-  await pool(Array.from({ length: count }, (_, i) => i), 16, async (i) => {
-    const values = valuesOf(i, 1);
-    objects[i] = await sealFor(namespace, nameOf(i), values);
-    watch.expect(nameOf(i), values);
-  });
+  await pool(
+    Array.from({ length: count }, (_, i) => i),
+    16,
+    async (i) => {
+      const values = valuesOf(i, 1);
+      objects[i] = await sealFor(namespace, nameOf(i), values);
+      watch.expect(nameOf(i), values);
+    },
+  );
   const makeMs = performance.now() - t;
   log(`envseal ${count}: creating them (${CONCURRENCY} parallel requests)`);
   t = performance.now();
@@ -364,16 +384,41 @@ async function benchEnvseal(count: number): Promise<RunResult> {
 
   const port = (await freePorts(1))[0]!;
   const controllerFlags = [
-    'controller', '--kubeconfig', cp.kubeconfigPath, '--controller-namespace', 'envseal-system', '--namespaces', namespace,
-    '--metrics-address', `127.0.0.1:${port}`, '--no-leader-elect', '--resync', `${RESYNC_S}s`, '--kms-endpoint', kms.endpoint, '--region', kms.region,
+    'controller',
+    '--kubeconfig',
+    cp.kubeconfigPath,
+    '--controller-namespace',
+    'envseal-system',
+    '--namespaces',
+    namespace,
+    '--metrics-address',
+    `127.0.0.1:${port}`,
+    '--no-leader-elect',
+    '--resync',
+    `${RESYNC_S}s`,
+    '--kms-endpoint',
+    kms.endpoint,
+    '--region',
+    kms.region,
   ];
   log(`envseal ${count}: cold start`);
   const started = performance.now();
   const running = launch(
-    spawn(process.execPath, [...(flags.profile ? ['--cpu-prof', `--cpu-prof-dir=${logDir}`] : []), ...NODE_OPTIONS.split(' ').filter(Boolean), ENVSEAL_BIN, ...controllerFlags], {
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, TMPDIR: process.env.TMPDIR, AWS_ACCESS_KEY_ID: kmsCredentials.accessKeyId, AWS_SECRET_ACCESS_KEY: kmsCredentials.secretAccessKey, AWS_EC2_METADATA_DISABLED: 'true' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    }),
+    spawn(
+      process.execPath,
+      [...(flags.profile ? ['--cpu-prof', `--cpu-prof-dir=${logDir}`] : []), ...NODE_OPTIONS.split(' ').filter(Boolean), ENVSEAL_BIN, ...controllerFlags],
+      {
+        env: {
+          PATH: process.env.PATH,
+          HOME: process.env.HOME,
+          TMPDIR: process.env.TMPDIR,
+          AWS_ACCESS_KEY_ID: kmsCredentials.accessKeyId,
+          AWS_SECRET_ACCESS_KEY: kmsCredentials.secretAccessKey,
+          AWS_EC2_METADATA_DISABLED: 'true',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    ),
     path.join(logDir, `envseal-${count}.log`),
   );
   const converged = await watch.until(() => watch.correct.size === count, TIMEOUT_MS);
@@ -383,9 +428,16 @@ async function benchEnvseal(count: number): Promise<RunResult> {
   const coldPeak = running.rss.peak;
   const metricsUrl = `http://127.0.0.1:${port}/metrics`;
   const afterCold = await scrape(metricsUrl);
-  log(`envseal ${count}: ${converged ? 'converged' : 'NOT converged'} in ${formatMs(coldMs)} (${watch.correct.size}/${count}); peak RSS ${formatBytes(coldPeak)}; KMS ${JSON.stringify(kmsByOperation(afterCold))}`);
+  log(
+    `envseal ${count}: ${converged ? 'converged' : 'NOT converged'} in ${formatMs(coldMs)} (${watch.correct.size}/${count}); peak RSS ${formatBytes(coldPeak)}; KMS ${JSON.stringify(kmsByOperation(afterCold))}`,
+  );
   const memory = Object.fromEntries(
-    ['envseal_process_resident_memory_bytes', 'envseal_nodejs_heap_size_total_bytes', 'envseal_nodejs_heap_size_used_bytes', 'envseal_nodejs_external_memory_bytes'].map((name) => [name.replace('envseal_', ''), sumOf(afterCold, name)]),
+    [
+      'envseal_process_resident_memory_bytes',
+      'envseal_nodejs_heap_size_total_bytes',
+      'envseal_nodejs_heap_size_used_bytes',
+      'envseal_nodejs_external_memory_bytes',
+    ].map((name) => [name.replace('envseal_', ''), sumOf(afterCold, name)]),
   );
   log(`envseal ${count}: memory after cold start ${JSON.stringify(Object.fromEntries(Object.entries(memory).map(([k, v]) => [k, formatBytes(v)])))}`);
   const result: RunResult = {
@@ -407,7 +459,8 @@ async function benchEnvseal(count: number): Promise<RunResult> {
       if (sumOf(steady, 'envseal_reconcile_total', (l) => l.includes('result="unchanged"')) - unchangedBefore >= count) break;
     }
     const resyncReconciles = sumOf(steady, 'envseal_reconcile_total', (l) => l.includes('result="unchanged"')) - unchangedBefore;
-    const delta = (a: Record<string, number>, b: Record<string, number>) => Object.fromEntries(Object.keys({ ...a, ...b }).map((k) => [k, (a[k] ?? 0) - (b[k] ?? 0)]));
+    const delta = (a: Record<string, number>, b: Record<string, number>) =>
+      Object.fromEntries(Object.keys({ ...a, ...b }).map((k) => [k, (a[k] ?? 0) - (b[k] ?? 0)]));
     const coldKms = kmsByOperation(afterCold);
     const steadyKms = delta(kmsByOperation(steady), coldKms);
     log(`envseal ${count}: steady state: ${resyncReconciles} unchanged reconciles, KMS calls ${JSON.stringify(steadyKms)}`);
@@ -424,7 +477,12 @@ async function benchEnvseal(count: number): Promise<RunResult> {
     for (const update of updates) {
       watch.expect(update.name, update.values);
       const t0 = performance.now();
-      await client.request({ method: 'PATCH', path: `/apis/envseal.dev/v1alpha1/namespaces/${namespace}/envelopesecrets/${update.name}`, patchType: 'merge', body: { spec: update.spec } });
+      await client.request({
+        method: 'PATCH',
+        path: `/apis/envseal.dev/v1alpha1/namespaces/${namespace}/envelopesecrets/${update.name}`,
+        patchType: 'merge',
+        body: { spec: update.spec },
+      });
       const ok = await watch.until(() => watch.correct.has(update.name), 60_000);
       if (!ok) throw new Error(`envseal: ${update.name} was not updated within 60 s`);
       latencies.push(performance.now() - t0);
@@ -445,13 +503,27 @@ async function benchEnvseal(count: number): Promise<RunResult> {
 let ssToken: string | undefined;
 async function sealedSecretsToken(): Promise<string> {
   if (ssToken) return ssToken;
-  await client.request({ method: 'POST', path: '/api/v1/namespaces/kube-system/serviceaccounts', body: { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'sealed-secrets-bench' } } });
+  await client.request({
+    method: 'POST',
+    path: '/api/v1/namespaces/kube-system/serviceaccounts',
+    body: { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'sealed-secrets-bench' } },
+  });
   await client.request({
     method: 'POST',
     path: '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings',
-    body: { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: 'sealed-secrets-bench' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' }, subjects: [{ kind: 'ServiceAccount', name: 'sealed-secrets-bench', namespace: 'kube-system' }] },
+    body: {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name: 'sealed-secrets-bench' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'cluster-admin' },
+      subjects: [{ kind: 'ServiceAccount', name: 'sealed-secrets-bench', namespace: 'kube-system' }],
+    },
   });
-  const answer = await client.request<{ status: { token: string } }>({ method: 'POST', path: '/api/v1/namespaces/kube-system/serviceaccounts/sealed-secrets-bench/token', body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 86400 } } });
+  const answer = await client.request<{ status: { token: string } }>({
+    method: 'POST',
+    path: '/api/v1/namespaces/kube-system/serviceaccounts/sealed-secrets-bench/token',
+    body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 86400 } },
+  });
   ssToken = answer.status.token;
   return ssToken;
 }
@@ -469,13 +541,25 @@ async function benchSealedSecrets(count: number, binary: string): Promise<RunRes
   const token = await sealedSecretsToken();
   const caCertPem = readFileSync(cp.pki.caCert, 'utf8');
   const ssFlags = (listen: number, metrics: number) => [
-    '--all-namespaces=false', '--key-renew-period=0', `--listen-addr=127.0.0.1:${listen}`, `--listen-metrics-addr=127.0.0.1:${metrics}`,
-    `--kubeclient-qps=${flags['ss-qps']}`, `--kubeclient-burst=${flags['ss-burst']}`,
+    '--all-namespaces=false',
+    '--key-renew-period=0',
+    `--listen-addr=127.0.0.1:${listen}`,
+    `--listen-metrics-addr=127.0.0.1:${metrics}`,
+    `--kubeclient-qps=${flags['ss-qps']}`,
+    `--kubeclient-burst=${flags['ss-burst']}`,
   ];
   const start = async (label: string) => {
     const [listen, metrics] = await freePorts(2);
     return launch(
-      startSealedSecretsController({ binary, dir: path.join(work, `ss-${count}-${label}`), apiServerPort: cp.ports.apiServer, token, caCertPem, namespace, args: ssFlags(listen!, metrics!) }),
+      startSealedSecretsController({
+        binary,
+        dir: path.join(work, `ss-${count}-${label}`),
+        apiServerPort: cp.ports.apiServer,
+        token,
+        caCertPem,
+        namespace,
+        args: ssFlags(listen!, metrics!),
+      }),
       path.join(logDir, `sealed-secrets-${count}-${label}.log`),
     );
   };
@@ -485,13 +569,20 @@ async function benchSealedSecrets(count: number, binary: string): Promise<RunRes
   const first = await start('keygen');
   let certPem: string | undefined;
   for (let i = 0; i < 600 && !certPem; i++) {
-    const keys = await client.request<{ items: { data?: Record<string, string> }[] }>({ method: 'GET', path: `/api/v1/namespaces/${namespace}/secrets`, query: { labelSelector: 'sealedsecrets.bitnami.com/sealed-secrets-key=active' } });
+    const keys = await client.request<{ items: { data?: Record<string, string> }[] }>({
+      method: 'GET',
+      path: `/api/v1/namespaces/${namespace}/secrets`,
+      query: { labelSelector: 'sealedsecrets.bitnami.com/sealed-secrets-key=active' },
+    });
     const crt = keys.items[0]?.data?.['tls.crt'];
     if (crt) certPem = Buffer.from(crt, 'base64').toString();
     else await sleep(100);
   }
   await stop(first);
-  if (!certPem) throw new Error(`sealed-secrets: no key appeared in ${namespace}; log: ${readFileSync(path.join(logDir, `sealed-secrets-${count}-keygen.log`), 'utf8').slice(-2000)}`);
+  if (!certPem)
+    throw new Error(
+      `sealed-secrets: no key appeared in ${namespace}; log: ${readFileSync(path.join(logDir, `sealed-secrets-${count}-keygen.log`), 'utf8').slice(-2000)}`,
+    );
   const publicKey = createPublicKey(certPem);
 
   const watch = new SecretWatch(client, namespace);
@@ -520,7 +611,9 @@ async function benchSealedSecrets(count: number, binary: string): Promise<RunRes
   const coldCpu = cpuSecondsOf(running.child.pid!);
   running.rss.sample();
   const coldPeak = running.rss.peak;
-  log(`sealed-secrets ${count}: ${converged ? 'converged' : 'NOT converged'} in ${formatMs(coldMs)} (${watch.correct.size}/${count}); peak RSS ${formatBytes(coldPeak)}`);
+  log(
+    `sealed-secrets ${count}: ${converged ? 'converged' : 'NOT converged'} in ${formatMs(coldMs)} (${watch.correct.size}/${count}); peak RSS ${formatBytes(coldPeak)}`,
+  );
   const result: RunResult = {
     controller: 'sealed-secrets',
     count,
@@ -539,7 +632,12 @@ async function benchSealedSecrets(count: number, binary: string): Promise<RunRes
     for (const update of updates) {
       watch.expect(update.name, update.values);
       const t0 = performance.now();
-      await client.request({ method: 'PATCH', path: `/apis/bitnami.com/v1alpha1/namespaces/${namespace}/sealedsecrets/${update.name}`, patchType: 'merge', body: { spec: update.spec } });
+      await client.request({
+        method: 'PATCH',
+        path: `/apis/bitnami.com/v1alpha1/namespaces/${namespace}/sealedsecrets/${update.name}`,
+        patchType: 'merge',
+        body: { spec: update.spec },
+      });
       const ok = await watch.until(() => watch.correct.has(update.name), 60_000);
       if (!ok) throw new Error(`sealed-secrets: ${update.name} was not updated within 60 s`);
       latencies.push(performance.now() - t0);
@@ -575,12 +673,18 @@ try {
 
 /** Prints the Markdown table and draws the chart (also with --report-only, from the saved JSON). */
 function report(results: RunResult[], notes: string[], command: string, machine: MachineInfo): void {
-
   const label = (r: RunResult) => (r.controller === 'envseal' ? 'envseal' : 'Sealed Secrets');
   const lines: string[] = [`Machine: ${describeMachine(machine)}`, '', `Command: \`${command}\``, ''];
-  lines.push('| Controller | objects | cold start: all Secrets correct | peak RSS | CPU time | KMS calls (cold start) | KMS calls (one resync pass) | change → Secret p50 | p99 |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push(
+    '| Controller | objects | cold start: all Secrets correct | peak RSS | CPU time | KMS calls (cold start) | KMS calls (one resync pass) | change → Secret p50 | p99 |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+  );
   for (const r of results) {
-    const kmsCold = r.kms ? Object.entries(r.kms.coldStart).map(([k, v]) => `${v} ${k}`).join(', ') || '0' : 'none (local RSA key)';
+    const kmsCold = r.kms
+      ? Object.entries(r.kms.coldStart)
+          .map(([k, v]) => `${v} ${k}`)
+          .join(', ') || '0'
+      : 'none (local RSA key)';
     const kmsSteady = r.kms ? `${Object.values(r.kms.steadyState).reduce((a, b) => a + b, 0)} (${r.kms.resyncReconciles} reconciles)` : 'n/a';
     lines.push(
       `| ${label(r)} | ${r.count} | ${r.coldStart.converged ? formatMs(r.coldStart.ms) : `not within ${formatMs(r.coldStart.ms)} (${r.coldStart.correct} done)`} | ${formatBytes(Math.max(r.coldStart.peakRssBytes, r.afterChangesPeakRssBytes ?? 0))} | ${r.coldStart.cpuSeconds.toFixed(1)} s | ${kmsCold} | ${kmsSteady} | ${r.changes ? formatMs(r.changes.summary.median) : 'n/a'} | ${r.changes ? formatMs(r.changes.summary.p99) : 'n/a'} |`,
@@ -589,16 +693,42 @@ function report(results: RunResult[], notes: string[], command: string, machine:
   for (const note of notes) lines.push('', `Note: ${note}`);
   const colorOf = (r: RunResult) => (r.controller === 'envseal' ? COLORS.envseal : COLORS.sealedSecrets);
   const barsFor = (pick: (r: RunResult) => number | undefined, text: (v: number, r: RunResult) => string): Bar[] =>
-    results.filter((r) => pick(r) !== undefined).map((r) => ({ label: `${label(r)}, ${r.count}`, value: pick(r)!, text: text(pick(r)!, r), color: colorOf(r) }));
+    results
+      .filter((r) => pick(r) !== undefined)
+      .map((r) => ({ label: `${label(r)}, ${r.count}`, value: pick(r)!, text: text(pick(r)!, r), color: colorOf(r) }));
   const png = writeChart(
     {
       title: 'Controllers: cold start, memory, change latency',
       subtitle: `${machine.cpus} cores, ${machine.cpuModel}; shared machine; ${new Date().toISOString().slice(0, 10)}`,
       panels: [
-        { title: 'Cold start: spawn until every Secret is correct (lower is better)', bars: barsFor((r) => r.coldStart.ms, (v, r) => (r.coldStart.converged ? formatMs(v) : `> ${formatMs(v)} (${r.coldStart.correct}/${r.count} done)`)) },
-        { title: 'Peak RSS of the controller process (lower is better)', bars: barsFor((r) => Math.max(r.coldStart.peakRssBytes, r.afterChangesPeakRssBytes ?? 0) / 2 ** 20, (v) => `${v.toFixed(0)} MiB`) },
-        { title: `Change applied → Secret updated, p50 of ${CHANGES} (lower is better)`, bars: barsFor((r) => r.changes?.summary.median, (v) => formatMs(v)) },
-        { title: `Change applied → Secret updated, p99 of ${CHANGES} (lower is better)`, bars: barsFor((r) => r.changes?.summary.p99, (v) => formatMs(v)) },
+        {
+          title: 'Cold start: spawn until every Secret is correct (lower is better)',
+          bars: barsFor(
+            (r) => r.coldStart.ms,
+            (v, r) => (r.coldStart.converged ? formatMs(v) : `> ${formatMs(v)} (${r.coldStart.correct}/${r.count} done)`),
+          ),
+        },
+        {
+          title: 'Peak RSS of the controller process (lower is better)',
+          bars: barsFor(
+            (r) => Math.max(r.coldStart.peakRssBytes, r.afterChangesPeakRssBytes ?? 0) / 2 ** 20,
+            (v) => `${v.toFixed(0)} MiB`,
+          ),
+        },
+        {
+          title: `Change applied → Secret updated, p50 of ${CHANGES} (lower is better)`,
+          bars: barsFor(
+            (r) => r.changes?.summary.median,
+            (v) => formatMs(v),
+          ),
+        },
+        {
+          title: `Change applied → Secret updated, p99 of ${CHANGES} (lower is better)`,
+          bars: barsFor(
+            (r) => r.changes?.summary.p99,
+            (v) => formatMs(v),
+          ),
+        },
       ],
     },
     path.join(repoRoot, 'docs/benchmarks', flags.out),
@@ -606,7 +736,6 @@ function report(results: RunResult[], notes: string[], command: string, machine:
   );
   lines.push('', `Chart: ${png ? path.relative(repoRoot, png) : '(no PNG: install librsvg2-bin)'}`);
   process.stdout.write(`${lines.join('\n')}\n`);
-
 }
 
 report(results, notes, command, machine);

@@ -54,7 +54,13 @@ interface Tool {
   singleOnly?: boolean;
 }
 
-const TOOL_COLORS: Record<string, string> = { 'envseal-age': COLORS.envseal, 'envseal-aws-kms': COLORS.envsealAlt, kubeseal: COLORS.kubeseal, sops: COLORS.sops, node: COLORS.node };
+const TOOL_COLORS: Record<string, string> = {
+  'envseal-age': COLORS.envseal,
+  'envseal-aws-kms': COLORS.envsealAlt,
+  kubeseal: COLORS.kubeseal,
+  sops: COLORS.sops,
+  node: COLORS.node,
+};
 if (flags['report-only']) {
   // Redraw the tables and chart from bench/results/NAME.json, without running anything.
   report(JSON.parse(readFileSync(path.join(repoRoot, `bench/results/${flags.out}.json`), 'utf8')) as SavedResult);
@@ -102,7 +108,8 @@ const tools: Tool[] = [];
 const notes: string[] = [];
 
 const expectKind = (kind: string) => (stdout: string) => {
-  if (!stdout.includes(`kind: ${kind}`) && !stdout.includes(`"kind": "${kind}"`)) throw new Error(`expected a ${kind} in the output, got: ${stdout.slice(0, 200)}`);
+  if (!stdout.includes(`kind: ${kind}`) && !stdout.includes(`"kind": "${kind}"`))
+    throw new Error(`expected a ${kind} in the output, got: ${stdout.slice(0, 200)}`);
 };
 
 tools.push({
@@ -110,7 +117,10 @@ tools.push({
   label: 'envseal seal (age)',
   color: COLORS.envseal,
   command: (file) => ({ command: node, args: [ENVSEAL_BIN, 'seal', '-f', file, '-r', `age:${ageRecipient}`] }),
-  batchCommand: (inputs, outputDir) => ({ command: node, args: [ENVSEAL_BIN, 'seal', ...inputs.flatMap((f) => ['-f', f]), '--output-dir', outputDir, '-r', `age:${ageRecipient}`] }),
+  batchCommand: (inputs, outputDir) => ({
+    command: node,
+    args: [ENVSEAL_BIN, 'seal', ...inputs.flatMap((f) => ['-f', f]), '--output-dir', outputDir, '-r', `age:${ageRecipient}`],
+  }),
   env: baseEnv,
   check: expectKind('EnvelopeSecret'),
 });
@@ -127,13 +137,19 @@ if (!SKIP.has('aws-kms')) {
     AWS_ENDPOINT_URL_KMS: kms.endpoint,
     AWS_EC2_METADATA_DISABLED: 'true',
   };
-  execFileSync(node, [ENVSEAL_BIN, 'keys', 'create', '--provider', 'aws-kms', '--alias', 'alias/envseal-bench'], { env: kmsEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  execFileSync(node, [ENVSEAL_BIN, 'keys', 'create', '--provider', 'aws-kms', '--alias', 'alias/envseal-bench'], {
+    env: kmsEnv,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   tools.push({
     id: 'envseal-aws-kms',
     label: 'envseal seal (aws-kms, local-kms)',
     color: COLORS.envsealAlt,
     command: (file) => ({ command: node, args: [ENVSEAL_BIN, 'seal', '-f', file, '-r', 'aws-kms:alias/envseal-bench'] }),
-    batchCommand: (inputs, outputDir) => ({ command: node, args: [ENVSEAL_BIN, 'seal', ...inputs.flatMap((f) => ['-f', f]), '--output-dir', outputDir, '-r', 'aws-kms:alias/envseal-bench'] }),
+    batchCommand: (inputs, outputDir) => ({
+      command: node,
+      args: [ENVSEAL_BIN, 'seal', ...inputs.flatMap((f) => ['-f', f]), '--output-dir', outputDir, '-r', 'aws-kms:alias/envseal-bench'],
+    }),
     env: kmsEnv,
     check: expectKind('EnvelopeSecret'),
   });
@@ -144,7 +160,25 @@ if (peers.kubeseal?.path) {
   // Offline mode: the certificate is fetched once (here: an RSA-4096 self-signed
   // certificate like the one the controller generates; kubeseal only reads its public key).
   const cert = path.join(work, 'sealed-secrets.crt');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:4096', '-nodes', '-keyout', path.join(work, 'sealed-secrets.key'), '-out', cert, '-days', '365', '-subj', '/O=sealed-secret/CN=sealed-secret'], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:4096',
+      '-nodes',
+      '-keyout',
+      path.join(work, 'sealed-secrets.key'),
+      '-out',
+      cert,
+      '-days',
+      '365',
+      '-subj',
+      '/O=sealed-secret/CN=sealed-secret',
+    ],
+    { stdio: 'ignore' },
+  );
   const kubeseal = peers.kubeseal.path;
   tools.push({
     id: 'kubeseal',
@@ -193,7 +227,11 @@ for (const tool of tools) {
   const { stdout } = await timedRun(command, args, { env: tool.env, captureStdout: true });
   tool.check(stdout);
   if (tool.id === 'envseal-age') {
-    const opened = await timedRun(node, [ENVSEAL_BIN, 'unseal', '-i', path.join(work, 'age.key'), '--key', 'DB_USER'], { env: baseEnv, stdin: stdout, captureStdout: true });
+    const opened = await timedRun(node, [ENVSEAL_BIN, 'unseal', '-i', path.join(work, 'age.key'), '--key', 'DB_USER'], {
+      env: baseEnv,
+      stdin: stdout,
+      captureStdout: true,
+    });
     if (opened.stdout !== 'app-0') throw new Error(`envseal unseal gave ${JSON.stringify(opened.stdout)}`);
   }
 }
@@ -234,7 +272,11 @@ if (BATCH > 0) {
     }
     if (tool.id === 'envseal-age') {
       const last = files[files.length - 1]!;
-      const opened = await timedRun(node, [ENVSEAL_BIN, 'unseal', '-f', path.join(outputDir, path.basename(last)), '-i', path.join(work, 'age.key'), '--key', 'DB_USER'], { env: baseEnv, captureStdout: true });
+      const opened = await timedRun(
+        node,
+        [ENVSEAL_BIN, 'unseal', '-f', path.join(outputDir, path.basename(last)), '-i', path.join(work, 'age.key'), '--key', 'DB_USER'],
+        { env: baseEnv, captureStdout: true },
+      );
       if (opened.stdout !== `app-${files.length - 1}`) throw new Error(`batch output did not open: ${JSON.stringify(opened.stdout)}`);
     }
     batch[`${tool.id}-batch`] = { totalMs, cpuMs, perSecond: (BATCH / totalMs) * 1000, mode: 'one process (--output-dir)' };
@@ -257,7 +299,20 @@ for (const fn of cleanup.reverse()) await fn();
 
 // --- report --------------------------------------------------------------------------
 const command = `npx node bench/seal.ts ${process.argv.slice(2).join(' ')}`.trim();
-const result = { date: new Date().toISOString(), command, machine, loadAverageAtEnd: os.loadavg(), runs: RUNS, batchSize: BATCH, tools: tools.map((t) => ({ id: t.id, label: t.label })), peers, single: single_, singleCpu, batch, notes };
+const result = {
+  date: new Date().toISOString(),
+  command,
+  machine,
+  loadAverageAtEnd: os.loadavg(),
+  runs: RUNS,
+  batchSize: BATCH,
+  tools: tools.map((t) => ({ id: t.id, label: t.label })),
+  peers,
+  single: single_,
+  singleCpu,
+  batch,
+  notes,
+};
 mkdirSync(path.join(repoRoot, 'bench/results'), { recursive: true });
 writeFileSync(path.join(repoRoot, `bench/results/${flags.out}.json`), `${JSON.stringify(result, null, 2)}\n`);
 
@@ -282,12 +337,16 @@ function report(saved: SavedResult): void {
   const BATCH = saved.batchSize;
   const tools = saved.tools.map((t) => ({ ...t, color: TOOL_COLORS[t.id] ?? COLORS.grey }));
   const kubesealMedian = single_.kubeseal?.median;
-  const labelOf = (id: string) => (id.endsWith('-batch') ? `${tools.find((t) => `${t.id}-batch` === id)!.label}, batch mode` : tools.find((t) => t.id === id)!.label);
+  const labelOf = (id: string) =>
+    id.endsWith('-batch') ? `${tools.find((t) => `${t.id}-batch` === id)!.label}, batch mode` : tools.find((t) => t.id === id)!.label;
   const colorOf = (id: string) => tools.find((t) => t.id === id || `${t.id}-batch` === id)!.color;
   const lines: string[] = [];
   lines.push(`Machine: ${describeMachine(machine)}`, '', `Command: \`${command}\``, '');
   const kubesealCpu = singleCpu.kubeseal?.median;
-  lines.push('| One seal (process start included) | wall median | wall p90 | wall min | CPU median (user+sys) | runs | wall vs kubeseal | CPU vs kubeseal |', '|---|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push(
+    '| One seal (process start included) | wall median | wall p90 | wall min | CPU median (user+sys) | runs | wall vs kubeseal | CPU vs kubeseal |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|',
+  );
   for (const tool of tools) {
     const s = single_[tool.id]!;
     const c = singleCpu[tool.id]!;
@@ -302,8 +361,12 @@ function report(saved: SavedResult): void {
       const b = batch[id];
       if (!b) continue;
       const tool = { label: labelOf(id) };
-      const speed = kubesealBatch ? (kubesealBatch >= b.totalMs ? `${(kubesealBatch / b.totalMs).toFixed(2)}x faster` : `${(b.totalMs / kubesealBatch).toFixed(2)}x slower`) : 'n/a';
-    lines.push(`| ${tool.label} | ${b.mode} | ${formatMs(b.totalMs)} | ${b.perSecond.toFixed(1)} | ${formatMs(b.cpuMs)} | ${speed} |`);
+      const speed = kubesealBatch
+        ? kubesealBatch >= b.totalMs
+          ? `${(kubesealBatch / b.totalMs).toFixed(2)}x faster`
+          : `${(b.totalMs / kubesealBatch).toFixed(2)}x slower`
+        : 'n/a';
+      lines.push(`| ${tool.label} | ${b.mode} | ${formatMs(b.totalMs)} | ${b.perSecond.toFixed(1)} | ${formatMs(b.cpuMs)} | ${speed} |`);
     }
   }
   for (const note of notes) lines.push('', `Note: ${note}`);
@@ -328,7 +391,12 @@ function report(saved: SavedResult): void {
                 bars: tools
                   .flatMap((t) => [t.id, `${t.id}-batch`])
                   .filter((id) => batch[id] !== undefined)
-                  .map((id) => ({ label: labelOf(id), value: batch[id]!.totalMs, text: `${formatMs(batch[id]!.totalMs)} (${batch[id]!.mode})`, color: colorOf(id) })),
+                  .map((id) => ({
+                    label: labelOf(id),
+                    value: batch[id]!.totalMs,
+                    text: `${formatMs(batch[id]!.totalMs)} (${batch[id]!.mode})`,
+                    color: colorOf(id),
+                  })),
                 ...(batch.kubeseal ? { marker: { value: batch.kubeseal.totalMs / 2, label: 'target: 2x faster than kubeseal' } } : {}),
               },
             ]

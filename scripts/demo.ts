@@ -36,8 +36,14 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', () => void stop().then(() => process.exit(130)));
   try {
-    const kubectl = (...args: string[]) => execFileSync(cp.kubectlPath, ['--kubeconfig', cp.kubeconfigPath, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    const run = (args: string[]) => execFileSync(process.execPath, [envseal, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, KUBECONFIG: cp.kubeconfigPath } });
+    const kubectl = (...args: string[]) =>
+      execFileSync(cp.kubectlPath, ['--kubeconfig', cp.kubeconfigPath, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const run = (args: string[]) =>
+      execFileSync(process.execPath, [envseal, ...args], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'inherit'],
+        env: { ...process.env, KUBECONFIG: cp.kubeconfigPath },
+      });
     process.stdout.write(`    API server ${cp.server}; kubeconfig ${cp.kubeconfigPath}\n`);
 
     say('Installing the EnvelopeSecret CRD');
@@ -47,9 +53,23 @@ async function main(): Promise<void> {
     kubectl('create', 'namespace', 'demo');
 
     say('Starting the controller (age provider; it creates the cluster identity on first start)');
-    controller = spawn(process.execPath, [envseal, 'controller', '--kubeconfig', cp.kubeconfigPath, '--controller-namespace', 'envseal-system', '--no-leader-elect', '--metrics-address', '127.0.0.1:0'], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
+    controller = spawn(
+      process.execPath,
+      [
+        envseal,
+        'controller',
+        '--kubeconfig',
+        cp.kubeconfigPath,
+        '--controller-namespace',
+        'envseal-system',
+        '--no-leader-elect',
+        '--metrics-address',
+        '127.0.0.1:0',
+      ],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
     const controllerLog: string[] = [];
     controller.stderr?.on('data', (chunk: Buffer) => controllerLog.push(chunk.toString()));
     for (let i = 0; ; i++) {
@@ -66,8 +86,27 @@ async function main(): Promise<void> {
 
     say("Sealing a Secret with the CLI for the cluster's published recipient (no private key involved)");
     const manifest = path.join(work, 'db.envelope.yaml');
-    const sealArgs = ['seal', '--name', 'db', '-n', 'demo', '--from-literal', 'DB_USER=app', '--from-literal', 'DB_PASSWORD=correct horse battery staple', '--controller-namespace', 'envseal-system', '-w', manifest];
-    process.stdout.write(`    $ envseal ${sealArgs.map((a) => (a.includes(' ') ? `'${a}'` : a)).join(' ').replace(work, '.')}\n\n`);
+    const sealArgs = [
+      'seal',
+      '--name',
+      'db',
+      '-n',
+      'demo',
+      '--from-literal',
+      'DB_USER=app',
+      '--from-literal',
+      'DB_PASSWORD=correct horse battery staple',
+      '--controller-namespace',
+      'envseal-system',
+      '-w',
+      manifest,
+    ];
+    process.stdout.write(
+      `    $ envseal ${sealArgs
+        .map((a) => (a.includes(' ') ? `'${a}'` : a))
+        .join(' ')
+        .replace(work, '.')}\n\n`,
+    );
     run(sealArgs);
     process.stdout.write(readFileSync(manifest, 'utf8').replace(/^/gm, '    '));
 
@@ -121,15 +160,18 @@ async function mainHelm(): Promise<void> {
     return result.stdout;
   };
   const apply = (manifest: string) => node.kubectl(['apply', '-f', '-'], { input: manifest });
-  const envsealCli = (args: string[]) => new Promise<string>((resolve, reject) => {
-    execFile(process.execPath, [envseal, ...args], { env: { ...process.env, KUBECONFIG: node.kubeconfigPath } }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`envseal ${args[0]}: ${stderr.trim() || error.message}`));
-      else resolve(stdout);
+  const envsealCli = (args: string[]) =>
+    new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, [envseal, ...args], { env: { ...process.env, KUBECONFIG: node.kubeconfigPath } }, (error, stdout, stderr) => {
+        if (error) reject(new Error(`envseal ${args[0]}: ${stderr.trim() || error.message}`));
+        else resolve(stdout);
+      });
     });
-  });
   const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
   try {
-    show(`node ${node.nodeName} (${node.nodeAddress}) Ready; image ${node.controllerImage.reference}, ${(node.controllerImage.rootfsBytes / 1e6).toFixed(0)} MB`);
+    show(
+      `node ${node.nodeName} (${node.nodeAddress}) Ready; image ${node.controllerImage.reference}, ${(node.controllerImage.rootfsBytes / 1e6).toFixed(0)} MB`,
+    );
     show(`kubeconfig ${node.kubeconfigPath}`);
 
     say('helm install (default values; only the image is the local one, never pulled)');
@@ -146,8 +188,22 @@ async function mainHelm(): Promise<void> {
     await kubectl('create', 'namespace', 'demo');
     await kubectl('label', 'namespace', 'demo', 'pod-security.kubernetes.io/enforce=restricted');
     const manifest = path.join(work, 'db.envelope.yaml');
-    const seal = (password: string) => envsealCli(['seal', '--name', 'db', '-n', 'demo', '--from-literal', 'DB_USER=app', '--from-literal', `DB_PASSWORD=${password}`,
-      '--controller-namespace', 'envseal-system', '-w', manifest]);
+    const seal = (password: string) =>
+      envsealCli([
+        'seal',
+        '--name',
+        'db',
+        '-n',
+        'demo',
+        '--from-literal',
+        'DB_USER=app',
+        '--from-literal',
+        `DB_PASSWORD=${password}`,
+        '--controller-namespace',
+        'envseal-system',
+        '-w',
+        manifest,
+      ]);
     await seal('correct horse battery staple');
     // Ask for a rollout restart of the demo app whenever the Secret changes.
     const withRestart = (text: string) => text.replace(/^spec:\n/m, 'spec:\n  restartWorkloads:\n    - {kind: Deployment, name: demo-app}\n');
@@ -177,14 +233,16 @@ async function mainHelm(): Promise<void> {
           spec: {
             terminationGracePeriodSeconds: 1,
             securityContext: { runAsNonRoot: true, runAsUser: 65534, seccompProfile: { type: 'RuntimeDefault' } },
-            containers: [{
-              name: 'app',
-              image: node.busyboxImage.reference,
-              imagePullPolicy: 'Never',
-              command: ['sh', '-c', 'echo "DB_PASSWORD=$DB_PASSWORD"; exec sleep 3600'],
-              env: [{ name: 'DB_PASSWORD', valueFrom: { secretKeyRef: { name: 'db', key: 'DB_PASSWORD' } } }],
-              securityContext: restrictedContainer,
-            }],
+            containers: [
+              {
+                name: 'app',
+                image: node.busyboxImage.reference,
+                imagePullPolicy: 'Never',
+                command: ['sh', '-c', 'echo "DB_PASSWORD=$DB_PASSWORD"; exec sleep 3600'],
+                env: [{ name: 'DB_PASSWORD', valueFrom: { secretKeyRef: { name: 'db', key: 'DB_PASSWORD' } } }],
+                securityContext: restrictedContainer,
+              },
+            ],
           },
         },
       },
@@ -192,7 +250,9 @@ async function mainHelm(): Promise<void> {
     await apply(JSON.stringify(deployment));
     const appLog = async (notPod?: string) => {
       for (let i = 0; i < 240; i++) {
-        const pods = JSON.parse(await kubectl('get', 'pods', '-n', 'demo', '-l', 'app=demo-app', '-o', 'json')) as { items: { metadata: { name: string; deletionTimestamp?: string }; status: { phase: string } }[] };
+        const pods = JSON.parse(await kubectl('get', 'pods', '-n', 'demo', '-l', 'app=demo-app', '-o', 'json')) as {
+          items: { metadata: { name: string; deletionTimestamp?: string }; status: { phase: string } }[];
+        };
         const live = pods.items.filter((p) => !p.metadata.deletionTimestamp && p.status.phase === 'Running' && p.metadata.name !== notPod);
         if (live.length === 1 && pods.items.length === 1) {
           const logs = await node.kubectl(['logs', '-n', 'demo', live[0]!.metadata.name]);

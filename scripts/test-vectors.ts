@@ -7,7 +7,11 @@ import { FORMAT_VERSION, SUITE, sealEnvelope } from '../src/envelope/envelope.ts
 import { seededRandom } from '../src/envelope/random.ts';
 
 const cases: { description: string; binding: Binding; values: Record<string, string> }[] = [
-  { description: 'strict scope, two values', binding: { scope: 'strict', namespace: 'prod', name: 'db' }, values: { DB_PASSWORD: 'correct horse battery staple', 'api.token': 'tøken-✓' } },
+  {
+    description: 'strict scope, two values',
+    binding: { scope: 'strict', namespace: 'prod', name: 'db' },
+    values: { DB_PASSWORD: 'correct horse battery staple', 'api.token': 'tøken-✓' },
+  },
   { description: 'namespace scope', binding: { scope: 'namespace', namespace: 'team-a', name: 'shared' }, values: { KEY: 'value' } },
   { description: 'cluster scope, empty value', binding: { scope: 'cluster', namespace: 'anywhere', name: 'common' }, values: { EMPTY: '' } },
 ];

@@ -30,8 +30,10 @@ function importsOf(file: string, source: string): { specifier: string; line: num
   const found: { specifier: string; line: number }[] = [];
   const add = (node: ts.Node, specifier: string) => found.push({ specifier, line: sf.getLineAndCharacterOfPosition(node.getStart(sf)).line + 1 });
   const visit = (node: ts.Node): void => {
-    if ((ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) && node.moduleSpecifier && ts.isStringLiteral(node.moduleSpecifier)) add(node, node.moduleSpecifier.text);
-    if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword && node.arguments[0] && ts.isStringLiteral(node.arguments[0])) add(node, node.arguments[0].text);
+    if ((ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) && node.moduleSpecifier && ts.isStringLiteral(node.moduleSpecifier))
+      add(node, node.moduleSpecifier.text);
+    if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword && node.arguments[0] && ts.isStringLiteral(node.arguments[0]))
+      add(node, node.arguments[0].text);
     ts.forEachChild(node, visit);
   };
   visit(sf);
@@ -78,7 +80,12 @@ describe('the layers of src/', () => {
     expect(layerViolation('files/materials.ts', 'sealing/seal.ts')).toMatch(/its own layer/);
     expect(layerViolation('cli/run.ts', 'controller/manager.ts')).toBeUndefined();
     expect(layerViolation('controller/x.ts', 'cli/args.ts')).toMatch(/higher layer/);
-    expect(importsOf('a.ts', "import a from './a.ts';\nexport { b } from '../b.ts';\nconst c = await import('./c.ts');\nimport 'node:fs';").map((i) => [i.specifier, i.line])).toEqual([
+    expect(
+      importsOf('a.ts', "import a from './a.ts';\nexport { b } from '../b.ts';\nconst c = await import('./c.ts');\nimport 'node:fs';").map((i) => [
+        i.specifier,
+        i.line,
+      ]),
+    ).toEqual([
       ['./a.ts', 1],
       ['../b.ts', 2],
       ['./c.ts', 3],

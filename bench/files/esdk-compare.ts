@@ -19,7 +19,22 @@
 // before its rename, so both pay for durability).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, createReadStream, createWriteStream, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -52,7 +67,12 @@ async function oursEncrypt(key: Buffer, suiteName: SuiteName, input: string, out
   const { parseSuite } = await import('../../src/files/suites.ts');
   const providers = rawKeyRegistry([rawAesProviderDefinition({ namespace: NAMESPACE, name: KEY_NAME, key })]);
   const prepared = prepareMessage({ suite: parseSuite(suiteName), encryptionContext: CONTEXT, random: randomBytes });
-  const { dataKey, encryptedDataKeys } = await generateDataKeyMaterials({ targets: [{ provider: 'raw-aes', target: KEY_NAME }], providers, encryptionContext: prepared.encryptionContext, random: randomBytes });
+  const { dataKey, encryptedDataKeys } = await generateDataKeyMaterials({
+    targets: [{ provider: 'raw-aes', target: KEY_NAME }],
+    providers,
+    encryptionContext: prepared.encryptionContext,
+    random: randomBytes,
+  });
   const encryptor = new MessageEncryptor({ ...prepared, dataKey, encryptedDataKeys, frameLength: FRAME });
   dataKey.fill(0);
   const sink = new AtomicFileSink(output, { mode: 0o644 });
@@ -89,7 +109,12 @@ async function oursDecrypt(key: Buffer, input: string, output: string): Promise<
 
 async function esdkClient(key: Buffer) {
   const { buildClient, CommitmentPolicy, RawAesKeyringNode, RawAesWrappingSuiteIdentifier } = await import('@aws-crypto/client-node');
-  const keyring = new RawAesKeyringNode({ keyNamespace: NAMESPACE, keyName: KEY_NAME, unencryptedMasterKey: new Uint8Array(key), wrappingSuite: RawAesWrappingSuiteIdentifier.AES256_GCM_IV12_TAG16_NO_PADDING });
+  const keyring = new RawAesKeyringNode({
+    keyNamespace: NAMESPACE,
+    keyName: KEY_NAME,
+    unencryptedMasterKey: new Uint8Array(key),
+    wrappingSuite: RawAesWrappingSuiteIdentifier.AES256_GCM_IV12_TAG16_NO_PADDING,
+  });
   return { keyring, client: buildClient(CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT) };
 }
 
@@ -121,7 +146,8 @@ async function worker(args: string[]): Promise<void> {
   const key = Buffer.from(process.env.ESDK_COMPARE_KEY ?? '', 'hex');
   if (key.length !== 32) throw new Error('ESDK_COMPARE_KEY must hold 32 bytes in hex');
   const started = performance.now();
-  const report = (error: string | undefined) => process.stdout.write(`${JSON.stringify({ ok: error === undefined, error, ms: performance.now() - started })}\n`);
+  const report = (error: string | undefined) =>
+    process.stdout.write(`${JSON.stringify({ ok: error === undefined, error, ms: performance.now() - started })}\n`);
   // The SDK's stream internals (readable-stream) rethrow some errors outside the pipeline's promise.
   process.on('uncaughtException', (e) => {
     report(`uncaught ${e.name}: ${e.message}`);
@@ -171,7 +197,16 @@ interface TamperRun {
 }
 
 function main(): Promise<void> | void {
-  const { values } = parseArgs({ options: { sizes: { type: 'string', default: '1024,4096' }, rounds: { type: 'string', default: '3' }, out: { type: 'string' }, worker: { type: 'boolean', default: false } }, allowPositionals: true, strict: false });
+  const { values } = parseArgs({
+    options: {
+      sizes: { type: 'string', default: '1024,4096' },
+      rounds: { type: 'string', default: '3' },
+      out: { type: 'string' },
+      worker: { type: 'boolean', default: false },
+    },
+    allowPositionals: true,
+    strict: false,
+  });
   if (values.worker === true) return worker(process.argv.slice(process.argv.indexOf('--worker') + 1));
   const sizesMiB = String(values.sizes).split(',').map(Number);
   const rounds = Number(values.rounds);
@@ -181,13 +216,28 @@ function main(): Promise<void> | void {
   const log = (m: string) => process.stderr.write(`[esdk-compare] ${m}\n`);
   const key = randomBytes(32).toString('hex');
   const work = mkdtempSync('/tmp/envseal-esdk-compare-');
-  const esdkVersion = JSON.parse(execFileSync('cat', [join(repo, 'node_modules/@aws-crypto/client-node/package.json')], { encoding: 'utf8' })).version as string;
-  const machine = { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, esdk: esdkVersion, loadAtStart: loadavg().map((n) => n.toFixed(2)).join(' '), date: new Date().toISOString() };
+  const esdkVersion = JSON.parse(execFileSync('cat', [join(repo, 'node_modules/@aws-crypto/client-node/package.json')], { encoding: 'utf8' }))
+    .version as string;
+  const machine = {
+    cpu: cpus()[0]?.model ?? 'unknown',
+    cores: cpus().length,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    esdk: esdkVersion,
+    loadAtStart: loadavg()
+      .map((n) => n.toFixed(2))
+      .join(' '),
+    date: new Date().toISOString(),
+  };
   log(`machine: ${JSON.stringify(machine)}`);
 
   const timed = (args: string[]) => {
     const loadBefore = loadavg()[0]!;
-    const r = spawnSync('/usr/bin/time', ['-f', 'BENCH %e %M %U %S', node, script, '--worker', ...args], { encoding: 'utf8', maxBuffer: 16 << 20, env: { ...process.env, ESDK_COMPARE_KEY: key } });
+    const r = spawnSync('/usr/bin/time', ['-f', 'BENCH %e %M %U %S', node, script, '--worker', ...args], {
+      encoding: 'utf8',
+      maxBuffer: 16 << 20,
+      env: { ...process.env, ESDK_COMPARE_KEY: key },
+    });
     const m = /BENCH ([\d.]+) (\d+) ([\d.]+) ([\d.]+)/.exec(r.stderr);
     const line = r.stdout.trim().split('\n').pop() ?? '';
     if (m === null || !line.startsWith('{')) throw new Error(`worker ${args.join(' ')} failed (${r.status}): ${r.stderr.slice(-2000)}`);
@@ -225,9 +275,22 @@ function main(): Promise<void> | void {
             for (const op of ['encrypt', 'decrypt'] as const) {
               const t = timed([impl, op, suite, op === 'encrypt' ? plain : enc, op === 'encrypt' ? enc : dec]);
               if (!t.result.ok) throw new Error(`${impl} ${op} ${suite} ${sizeMiB} MiB failed: ${t.result.error}`);
-              const run: Run = { impl, op, suite, sizeMiB, round, seconds: t.seconds, mbPerSecond: mb / t.seconds, cpuSeconds: t.cpuSeconds, maxRssMiB: t.maxRssMiB, loadBefore: t.loadBefore };
+              const run: Run = {
+                impl,
+                op,
+                suite,
+                sizeMiB,
+                round,
+                seconds: t.seconds,
+                mbPerSecond: mb / t.seconds,
+                cpuSeconds: t.cpuSeconds,
+                maxRssMiB: t.maxRssMiB,
+                loadBefore: t.loadBefore,
+              };
               runs.push(run);
-              log(`round ${round} ${impl} ${op} ${suite} ${sizeMiB} MiB: ${t.seconds.toFixed(2)} s, ${run.mbPerSecond.toFixed(0)} MB/s, CPU ${t.cpuSeconds.toFixed(2)} s, max RSS ${t.maxRssMiB.toFixed(0)} MiB (load ${t.loadBefore.toFixed(1)})`);
+              log(
+                `round ${round} ${impl} ${op} ${suite} ${sizeMiB} MiB: ${t.seconds.toFixed(2)} s, ${run.mbPerSecond.toFixed(0)} MB/s, CPU ${t.cpuSeconds.toFixed(2)} s, max RSS ${t.maxRssMiB.toFixed(0)} MiB (load ${t.loadBefore.toFixed(1)})`,
+              );
             }
             if (!sameFile(plain, dec)) throw new Error(`${impl} ${suite} ${sizeMiB} MiB: the decrypted file differs from the original`);
             rmSync(dec, { force: true });
@@ -247,7 +310,10 @@ function main(): Promise<void> | void {
             // Tampering: the same tampered file (envseal's ciphertext) for both.
             const target = join(work, 'enc-envseal');
             const size = statSync(target).size;
-            for (const [where, at] of [['middle', Math.floor(size / 2)], ['last byte', size - 1]] as const) {
+            for (const [where, at] of [
+              ['middle', Math.floor(size / 2)],
+              ['last byte', size - 1],
+            ] as const) {
               flip(target, at);
               for (const impl of ['envseal', 'esdk'] as Impl[]) {
                 const outDir = join(work, `tamper-${impl}`);
@@ -256,9 +322,23 @@ function main(): Promise<void> | void {
                 const t = timed([impl, 'decrypt', suite, target, out]);
                 const bytesReleased = existsSync(out) ? statSync(out).size : 0;
                 const leftovers = readdirSync(outDir).filter((f) => f !== basename(out));
-                const run: TamperRun = { impl, suite, sizeMiB, where, refused: !t.result.ok, error: t.result.error?.slice(0, 300), secondsToRefusal: t.result.ms / 1000, bytesReleased, leftovers, maxRssMiB: t.maxRssMiB, loadBefore: t.loadBefore };
+                const run: TamperRun = {
+                  impl,
+                  suite,
+                  sizeMiB,
+                  where,
+                  refused: !t.result.ok,
+                  error: t.result.error?.slice(0, 300),
+                  secondsToRefusal: t.result.ms / 1000,
+                  bytesReleased,
+                  leftovers,
+                  maxRssMiB: t.maxRssMiB,
+                  loadBefore: t.loadBefore,
+                };
                 tampers.push(run);
-                log(`tampered (${where}) ${impl} ${suite} ${sizeMiB} MiB: ${run.refused ? 'refused' : 'NOT REFUSED'} after ${run.secondsToRefusal.toFixed(2)} s, ${bytesReleased} bytes at the output path, leftovers ${JSON.stringify(leftovers)}: ${run.error ?? ''}`);
+                log(
+                  `tampered (${where}) ${impl} ${suite} ${sizeMiB} MiB: ${run.refused ? 'refused' : 'NOT REFUSED'} after ${run.secondsToRefusal.toFixed(2)} s, ${bytesReleased} bytes at the output path, leftovers ${JSON.stringify(leftovers)}: ${run.error ?? ''}`,
+                );
                 rmSync(outDir, { recursive: true, force: true });
               }
               flip(target, at);
@@ -284,28 +364,65 @@ function main(): Promise<void> | void {
     for (const suite of Object.keys(SUITES) as SuiteName[]) {
       for (const op of ['encrypt', 'decrypt'] as const) {
         const of = (impl: Impl) => runs.filter((r) => r.impl === impl && r.op === op && r.suite === suite && r.sizeMiB === sizeMiB);
-        const row = (impl: Impl) => ({ mbPerSecond: median(of(impl).map((r) => r.mbPerSecond)), cpuSeconds: median(of(impl).map((r) => r.cpuSeconds)), maxRssMiB: Math.max(...of(impl).map((r) => r.maxRssMiB)), all: of(impl).map((r) => Number(r.mbPerSecond.toFixed(0))) });
+        const row = (impl: Impl) => ({
+          mbPerSecond: median(of(impl).map((r) => r.mbPerSecond)),
+          cpuSeconds: median(of(impl).map((r) => r.cpuSeconds)),
+          maxRssMiB: Math.max(...of(impl).map((r) => r.maxRssMiB)),
+          all: of(impl).map((r) => Number(r.mbPerSecond.toFixed(0))),
+        });
         const ours = row('envseal');
         const sdk = row('esdk');
-        summary.push({ sizeMiB, suite, op, envseal: ours, esdk: sdk, throughputRatio: sdk.mbPerSecond / ours.mbPerSecond, rssRatio: sdk.maxRssMiB / ours.maxRssMiB });
+        summary.push({
+          sizeMiB,
+          suite,
+          op,
+          envseal: ours,
+          esdk: sdk,
+          throughputRatio: sdk.mbPerSecond / ours.mbPerSecond,
+          rssRatio: sdk.maxRssMiB / ours.maxRssMiB,
+        });
       }
     }
   }
-  const result = { machine: { ...machine, loadAtEnd: loadavg().map((n) => n.toFixed(2)).join(' ') }, frameLength: FRAME, rounds, summary, interop, tampers, runs };
+  const result = {
+    machine: {
+      ...machine,
+      loadAtEnd: loadavg()
+        .map((n) => n.toFixed(2))
+        .join(' '),
+    },
+    frameLength: FRAME,
+    rounds,
+    summary,
+    interop,
+    tampers,
+    runs,
+  };
   const out = String(values.out ?? join(repo, 'bench/files/esdk-compare.json'));
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   log(`results in ${out}`);
 
-  const lines = ['| size | suite | op | envseal MB/s (median; rounds) | ESDK MB/s (median; rounds) | ESDK / envseal | CPU s envseal / ESDK | peak RSS MiB envseal / ESDK |', '| --- | --- | --- | --- | --- | --- | --- | --- |'];
+  const lines = [
+    '| size | suite | op | envseal MB/s (median; rounds) | ESDK MB/s (median; rounds) | ESDK / envseal | CPU s envseal / ESDK | peak RSS MiB envseal / ESDK |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+  ];
   for (const s of summary) {
     const size = s.sizeMiB >= 1024 ? `${s.sizeMiB / 1024} GiB` : `${s.sizeMiB} MiB`;
-    lines.push(`| ${size} | ${s.suite} | ${s.op} | ${s.envseal.mbPerSecond.toFixed(0)} (${s.envseal.all.join(', ')}) | ${s.esdk.mbPerSecond.toFixed(0)} (${s.esdk.all.join(', ')}) | ${s.throughputRatio.toFixed(2)} | ${s.envseal.cpuSeconds.toFixed(1)} / ${s.esdk.cpuSeconds.toFixed(1)} | ${s.envseal.maxRssMiB.toFixed(0)} / ${s.esdk.maxRssMiB.toFixed(0)} |`);
+    lines.push(
+      `| ${size} | ${s.suite} | ${s.op} | ${s.envseal.mbPerSecond.toFixed(0)} (${s.envseal.all.join(', ')}) | ${s.esdk.mbPerSecond.toFixed(0)} (${s.esdk.all.join(', ')}) | ${s.throughputRatio.toFixed(2)} | ${s.envseal.cpuSeconds.toFixed(1)} / ${s.esdk.cpuSeconds.toFixed(1)} | ${s.envseal.maxRssMiB.toFixed(0)} / ${s.esdk.maxRssMiB.toFixed(0)} |`,
+    );
   }
-  lines.push('', '| size | suite | tampered | impl | refused | time to refusal (s) | bytes at the output path | peak RSS MiB |', '| --- | --- | --- | --- | --- | --- | --- | --- |');
+  lines.push(
+    '',
+    '| size | suite | tampered | impl | refused | time to refusal (s) | bytes at the output path | peak RSS MiB |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+  );
   for (const t of tampers) {
     const size = t.sizeMiB >= 1024 ? `${t.sizeMiB / 1024} GiB` : `${t.sizeMiB} MiB`;
-    lines.push(`| ${size} | ${t.suite} | ${t.where} | ${t.impl} | ${t.refused ? 'yes' : '**no**'} | ${t.secondsToRefusal.toFixed(2)} | ${t.bytesReleased} | ${t.maxRssMiB.toFixed(0)} |`);
+    lines.push(
+      `| ${size} | ${t.suite} | ${t.where} | ${t.impl} | ${t.refused ? 'yes' : '**no**'} | ${t.secondsToRefusal.toFixed(2)} | ${t.bytesReleased} | ${t.maxRssMiB.toFixed(0)} |`,
+    );
   }
   process.stdout.write(`${lines.join('\n')}\n`);
 }

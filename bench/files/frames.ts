@@ -42,7 +42,10 @@ import { youngGenerationCollector } from '../../src/cli/gc.ts';
 const { values } = parseArgs({
   options: {
     mib: { type: 'string', default: '512' },
-    variants: { type: 'string', default: 'gcm-buffer-key,gcm-key-object,frames-gc0,frames,frames-pieces,pump-null,pump-null-gc0,file,dfile,file-signed,dfile-signed,sha384' },
+    variants: {
+      type: 'string',
+      default: 'gcm-buffer-key,gcm-key-object,frames-gc0,frames,frames-pieces,pump-null,pump-null-gc0,file,dfile,file-signed,dfile-signed,sha384',
+    },
     file: { type: 'string', default: '/tmp/envseal-frames-bench' },
     variant: { type: 'string' },
   },
@@ -52,7 +55,10 @@ const TOTAL = MIB * 1048576;
 const FRAME = 65536;
 
 function openssl(elapsed: boolean): number {
-  const out = execFileSync('openssl', ['speed', ...(elapsed ? ['-elapsed'] : []), '-seconds', '2', '-evp', 'aes-256-gcm', '-bytes', '65536'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const out = execFileSync('openssl', ['speed', ...(elapsed ? ['-elapsed'] : []), '-seconds', '2', '-evp', 'aes-256-gcm', '-bytes', '65536'], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
   const row = out.split('\n').find((l) => /^AES-256-GCM/.test(l))!;
   return Number(row.trim().split(/\s+/).pop()!.replace(/k$/, '')) / 1000;
 }
@@ -158,7 +164,10 @@ async function runVariant(name: string): Promise<void> {
     const { dataKey } = encryptor(signed);
     const sink = new AtomicFileSink(`${plain}.dec`, { mode: 0o600, ...sync });
     await sink.open();
-    await pumpDecrypt(fileSource(`${plain}.enc${signed ? '-signed' : ''}`), new MessageDecryptor(), async () => Buffer.from(dataKey), sink, { ...batch, ...pumpGc });
+    await pumpDecrypt(fileSource(`${plain}.enc${signed ? '-signed' : ''}`), new MessageDecryptor(), async () => Buffer.from(dataKey), sink, {
+      ...batch,
+      ...pumpGc,
+    });
     const c = process.hrtime.bigint();
     await sink.commit();
     commitSeconds = Number(process.hrtime.bigint() - c) / 1e9;
@@ -187,12 +196,18 @@ if (values.variant !== undefined) {
     closeSync(fd);
   }
   try {
-    process.stdout.write(`openssl -bytes 65536: ${openssl(false).toFixed(0)} MB per CPU-s, ${openssl(true).toFixed(0)} MB/s wall (load ${loadavg()[0]!.toFixed(1)})\n`);
+    process.stdout.write(
+      `openssl -bytes 65536: ${openssl(false).toFixed(0)} MB per CPU-s, ${openssl(true).toFixed(0)} MB/s wall (load ${loadavg()[0]!.toFixed(1)})\n`,
+    );
     for (const v of variants) {
-      const r = spawnSync(process.execPath, [new URL(import.meta.url).pathname, '--variant', v, '--mib', String(MIB), '--file', values.file!], { encoding: 'utf8' });
+      const r = spawnSync(process.execPath, [new URL(import.meta.url).pathname, '--variant', v, '--mib', String(MIB), '--file', values.file!], {
+        encoding: 'utf8',
+      });
       process.stdout.write(r.status === 0 ? r.stdout : `${v}: failed ${r.stderr.slice(-500)}\n`);
     }
-    process.stdout.write(`openssl -bytes 65536: ${openssl(false).toFixed(0)} MB per CPU-s, ${openssl(true).toFixed(0)} MB/s wall (load ${loadavg()[0]!.toFixed(1)})\n`);
+    process.stdout.write(
+      `openssl -bytes 65536: ${openssl(false).toFixed(0)} MB per CPU-s, ${openssl(true).toFixed(0)} MB/s wall (load ${loadavg()[0]!.toFixed(1)})\n`,
+    );
   } finally {
     for (const suffix of ['', '.enc', '.enc-signed', '.dec']) rmSync(`${values.file!}${suffix}`, { force: true });
   }

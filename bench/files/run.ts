@@ -23,7 +23,9 @@ import { randomBytes } from 'node:crypto';
 import { createAwsKmsProvider } from '../../src/providers/aws-kms/index.ts';
 import { startLocalKms } from '../../test/harness/kms-emulators.ts';
 
-const { values } = parseArgs({ options: { sizes: { type: 'string', default: '1024,4096' }, out: { type: 'string' }, tools: { type: 'string', default: 'envseal,aws-encryption-cli' } } });
+const { values } = parseArgs({
+  options: { sizes: { type: 'string', default: '1024,4096' }, out: { type: 'string' }, tools: { type: 'string', default: 'envseal,aws-encryption-cli' } },
+});
 const tools = new Set(values.tools!.split(','));
 const sizesMiB = values.sizes!.split(',').map(Number);
 const repo = new URL('../../', import.meta.url).pathname;
@@ -59,7 +61,20 @@ function timed(tool: string, op: Run['op'], suite: string, frameLength: number, 
   const cpuSeconds = Number(m[3]) + Number(m[4]);
   const mb = (sizeMiB * 1048576) / 1e6;
   const loadAfter = loadavg()[0]!;
-  const run: Run = { tool, op, suite, frameLength, sizeMiB, seconds, mbPerSecond: mb / seconds, maxRssMB: Number(m[2]) / 1024, cpuSeconds, mbPerCpuSecond: mb / cpuSeconds, loadBefore, loadAfter };
+  const run: Run = {
+    tool,
+    op,
+    suite,
+    frameLength,
+    sizeMiB,
+    seconds,
+    mbPerSecond: mb / seconds,
+    maxRssMB: Number(m[2]) / 1024,
+    cpuSeconds,
+    mbPerCpuSecond: mb / cpuSeconds,
+    loadBefore,
+    loadAfter,
+  };
   log(
     `${tool} ${op} ${suite} ${sizeMiB} MiB: ${seconds.toFixed(2)} s, ${run.mbPerSecond.toFixed(0)} MB/s, CPU ${cpuSeconds.toFixed(2)} s (${run.mbPerCpuSecond.toFixed(0)} MB per CPU-s), max RSS ${run.maxRssMB.toFixed(0)} MiB (load ${loadBefore.toFixed(1)} -> ${loadAfter.toFixed(1)})`,
   );
@@ -76,7 +91,9 @@ try {
     node: sh(join(repo, 'node_modules/node/bin/node'), ['--version']).trim(),
     openssl: sh('openssl', ['version']).trim(),
     kernel: sh('uname', ['-sr']).trim(),
-    loadAtStart: loadavg().map((n) => n.toFixed(2)).join(' '),
+    loadAtStart: loadavg()
+      .map((n) => n.toFixed(2))
+      .join(' '),
     date: new Date().toISOString(),
   };
   log(`machine: ${JSON.stringify(machine)}`);
@@ -88,7 +105,10 @@ try {
   writeFileSync(join(dist, 'entry.mjs'), "import { main } from './cli/main.js';\nawait main();\n");
   const node = join(repo, 'node_modules/node/bin/node');
   const envseal = [join(dist, 'entry.mjs')];
-  const cli = sh('bash', [join(repo, 'scripts/esdk-cli/setup.sh')]).trim().split('\n').pop()!;
+  const cli = sh('bash', [join(repo, 'scripts/esdk-cli/setup.sh')])
+    .trim()
+    .split('\n')
+    .pop()!;
 
   const kms = createAwsKmsProvider({ endpoint: emulator.endpoint, region: emulator.region, credentials: emulator.credentials });
   const key = await kms.createKey({ alias: 'alias/envseal-bench' });
@@ -109,9 +129,21 @@ try {
     const loadBefore = loadavg()[0]!;
     const speed = sh('openssl', ['speed', ...extra, '-evp', 'aes-256-gcm']);
     const row = speed.split('\n').find((l) => /^AES-256-GCM\s/.test(l)) ?? '';
-    const figures = row.trim().split(/\s+/).slice(1).map((f) => (Number(f.replace(/k$/, '')) * 1000) / 1e6);
-    const result = { args: ['speed', ...extra, '-evp', 'aes-256-gcm'].join(' '), row: row.trim(), mbPerSecond16k: figures[figures.length - 1] ?? NaN, loadBefore, loadAfter: loadavg()[0]! };
-    log(`openssl ${result.args}: ${result.row} -> ${result.mbPerSecond16k.toFixed(0)} MB/s at 16 KiB blocks (load ${loadBefore.toFixed(1)} -> ${result.loadAfter.toFixed(1)})`);
+    const figures = row
+      .trim()
+      .split(/\s+/)
+      .slice(1)
+      .map((f) => (Number(f.replace(/k$/, '')) * 1000) / 1e6);
+    const result = {
+      args: ['speed', ...extra, '-evp', 'aes-256-gcm'].join(' '),
+      row: row.trim(),
+      mbPerSecond16k: figures[figures.length - 1] ?? NaN,
+      loadBefore,
+      loadAfter: loadavg()[0]!,
+    };
+    log(
+      `openssl ${result.args}: ${result.row} -> ${result.mbPerSecond16k.toFixed(0)} MB/s at 16 KiB blocks (load ${loadBefore.toFixed(1)} -> ${result.loadAfter.toFixed(1)})`,
+    );
     return result;
   };
   const openssl = [opensslSpeed([]), opensslSpeed(['-elapsed'])];
@@ -143,19 +175,79 @@ try {
     for (const suite of ['0x0478', '0x0578']) {
       const name = suite === '0x0478' ? 'AES_256_GCM_HKDF_SHA512_COMMIT_KEY' : 'AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384';
       if (tools.has('envseal')) {
-        runs.push(timed('envseal', 'encrypt', suite, FRAME, sizeMiB, node, [...envseal, 'encrypt', plain, '-o', enc, '--recipient', `aws-kms:${key.keyArn}`, '--suite', suite, '-c', 'purpose=bench'], env));
+        runs.push(
+          timed(
+            'envseal',
+            'encrypt',
+            suite,
+            FRAME,
+            sizeMiB,
+            node,
+            [...envseal, 'encrypt', plain, '-o', enc, '--recipient', `aws-kms:${key.keyArn}`, '--suite', suite, '-c', 'purpose=bench'],
+            env,
+          ),
+        );
         runs.push(timed('envseal', 'decrypt', suite, FRAME, sizeMiB, node, [...envseal, 'decrypt', enc, '-o', dec, '-c', 'purpose=bench'], env));
         check(`envseal ${suite}`);
       }
       if (!tools.has('aws-encryption-cli')) continue;
-      runs.push(timed('aws-encryption-cli', 'encrypt', suite, FRAME, sizeMiB, cli, ['-e', '-i', plain, '-o', enc, '-w', `key=${key.keyArn}`, '-S', '-c', 'purpose=bench', '--algorithm', name, '--frame-length', String(FRAME), '--commitment-policy', 'require-encrypt-require-decrypt'], env));
-      runs.push(timed('aws-encryption-cli', 'decrypt', suite, FRAME, sizeMiB, cli, ['-d', '-i', enc, '-o', dec, '-w', `key=${key.keyArn}`, '-S', '-c', 'purpose=bench', '--commitment-policy', 'require-encrypt-require-decrypt'], env));
+      runs.push(
+        timed(
+          'aws-encryption-cli',
+          'encrypt',
+          suite,
+          FRAME,
+          sizeMiB,
+          cli,
+          [
+            '-e',
+            '-i',
+            plain,
+            '-o',
+            enc,
+            '-w',
+            `key=${key.keyArn}`,
+            '-S',
+            '-c',
+            'purpose=bench',
+            '--algorithm',
+            name,
+            '--frame-length',
+            String(FRAME),
+            '--commitment-policy',
+            'require-encrypt-require-decrypt',
+          ],
+          env,
+        ),
+      );
+      runs.push(
+        timed(
+          'aws-encryption-cli',
+          'decrypt',
+          suite,
+          FRAME,
+          sizeMiB,
+          cli,
+          ['-d', '-i', enc, '-o', dec, '-w', `key=${key.keyArn}`, '-S', '-c', 'purpose=bench', '--commitment-policy', 'require-encrypt-require-decrypt'],
+          env,
+        ),
+      );
       check(`aws-encryption-cli ${suite}`);
     }
     rmSync(plain, { force: true });
   }
   openssl.push(opensslSpeed([]), opensslSpeed(['-elapsed']));
-  const result = { machine: { ...machine, loadAtEnd: loadavg().map((n) => n.toFixed(2)).join(' ') }, openssl, keyArn: key.keyArn, runs };
+  const result = {
+    machine: {
+      ...machine,
+      loadAtEnd: loadavg()
+        .map((n) => n.toFixed(2))
+        .join(' '),
+    },
+    openssl,
+    keyArn: key.keyArn,
+    runs,
+  };
   const out = values.out ?? join(repo, 'bench/files/results.json');
   mkdirSync(join(out, '..'), { recursive: true });
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
@@ -180,7 +272,9 @@ try {
   }
   lines.push('', '| size | file copy | MB/s | MB per CPU-s | load (1 min) |', '| --- | --- | --- | --- | --- |');
   for (const r of runs.filter((run) => run.op === 'copy')) {
-    lines.push(`| ${r.sizeMiB >= 1024 ? `${r.sizeMiB / 1024} GiB` : `${r.sizeMiB} MiB`} | ${r.tool} | ${r.mbPerSecond.toFixed(0)} | ${r.mbPerCpuSecond.toFixed(0)} | ${r.loadBefore.toFixed(1)} |`);
+    lines.push(
+      `| ${r.sizeMiB >= 1024 ? `${r.sizeMiB / 1024} GiB` : `${r.sizeMiB} MiB`} | ${r.tool} | ${r.mbPerSecond.toFixed(0)} | ${r.mbPerCpuSecond.toFixed(0)} | ${r.loadBefore.toFixed(1)} |`,
+    );
   }
   const speeds = openssl.map((o) => `${o.args}, 16 KiB blocks: ${o.mbPerSecond16k.toFixed(0)} MB/s (load ${o.loadBefore.toFixed(1)})`).join('\n');
   process.stdout.write(`${lines.join('\n')}\n\n${speeds}\nhalf of the default openssl figure (start of run): ${(opensslMBps / 2).toFixed(0)} MB/s\n`);

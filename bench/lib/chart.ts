@@ -70,7 +70,9 @@ export function chartSvg(chart: Chart): string {
     }
     if (panel.marker) {
       const x = labelWidth + (panel.marker.value / max) * plotWidth;
-      parts.push(`<line x1="${x.toFixed(1)}" y1="${top - 4}" x2="${x.toFixed(1)}" y2="${y - gap + 4}" stroke="#c22" stroke-width="1.5" stroke-dasharray="5,4"/>`);
+      parts.push(
+        `<line x1="${x.toFixed(1)}" y1="${top - 4}" x2="${x.toFixed(1)}" y2="${y - gap + 4}" stroke="#c22" stroke-width="1.5" stroke-dasharray="5,4"/>`,
+      );
       parts.push(`<text x="${x.toFixed(1)}" y="${y + 10}" font-size="11" fill="#c22" text-anchor="middle">${escapeXml(panel.marker.label)}</text>`);
       y += 14;
     }

@@ -38,7 +38,11 @@ export async function ensurePeers(names: readonly PeerName[], log: (message: str
     if (built.code === 0 && existsSync(binary)) {
       result[name] = { name, path: binary, version: readFileSync(`${binary}.version`, 'utf8').trim() };
     } else {
-      const error = built.stderr.split('\n').filter((line) => line.trim() !== '' && !line.includes('go: downloading')).slice(-15).join('\n');
+      const error = built.stderr
+        .split('\n')
+        .filter((line) => line.trim() !== '' && !line.includes('go: downloading'))
+        .slice(-15)
+        .join('\n');
       result[name] = { name, error: error || `build.sh exited ${built.code}` };
       log(`${name} could not be built:\n${error}`);
     }

@@ -25,7 +25,9 @@ export function hybridEncrypt(publicKey: KeyObject, plaintext: Buffer, label: Bu
 
 export function sealedSecret(publicKey: KeyObject, namespace: string, name: string, values: Record<string, string>): Record<string, unknown> {
   const label = Buffer.from(`${namespace}/${name}`);
-  const encryptedData = Object.fromEntries(Object.entries(values).map(([key, value]) => [key, hybridEncrypt(publicKey, Buffer.from(value), label).toString('base64')]));
+  const encryptedData = Object.fromEntries(
+    Object.entries(values).map(([key, value]) => [key, hybridEncrypt(publicKey, Buffer.from(value), label).toString('base64')]),
+  );
   return {
     apiVersion: 'bitnami.com/v1alpha1',
     kind: 'SealedSecret',

@@ -59,7 +59,10 @@ function run(file: string, args: string[], signal?: AbortSignal): Promise<string
 }
 
 async function exists(file: string): Promise<boolean> {
-  return stat(file).then(() => true, () => false);
+  return stat(file).then(
+    () => true,
+    () => false,
+  );
 }
 
 async function treeBytes(dir: string): Promise<number> {
@@ -75,7 +78,11 @@ async function hashTree(hash: ReturnType<typeof createHash>, file: string): Prom
   if (info.isDirectory()) {
     for (const name of (await readdir(file)).sort()) await hashTree(hash, path.join(file, name));
   } else {
-    hash.update(path.relative(repoRoot, file)).update('\0').update(await readFile(file)).update('\0');
+    hash
+      .update(path.relative(repoRoot, file))
+      .update('\0')
+      .update(await readFile(file))
+      .update('\0');
   }
 }
 
@@ -167,7 +174,8 @@ export async function buildControllerRootfs(rootfs: string, options: { signal?: 
         case 'COPY': {
           const copy = copyList[copyIndex++]!;
           for (const source of copy.sources) {
-            const local = copy.from === undefined ? path.join(repoRoot, source) : copy.from === 'build' ? await buildStageOutput(source, work, options.signal) : undefined;
+            const local =
+              copy.from === undefined ? path.join(repoRoot, source) : copy.from === 'build' ? await buildStageOutput(source, work, options.signal) : undefined;
             if (local === undefined) throw new Error(`Dockerfile: COPY --from=${copy.from}: only the build stage is known to the image builder`);
             const destIsDir = copy.dest.endsWith('/') || copy.sources.length > 1;
             const dest = path.join(rootfs, path.posix.resolve(workdir, copy.dest), destIsDir ? path.basename(source) : '');
@@ -177,7 +185,9 @@ export async function buildControllerRootfs(rootfs: string, options: { signal?: 
           break;
         }
         case 'RUN':
-          throw new Error(`Dockerfile: the runtime stage has RUN ${instruction.args}; the image builder cannot run it (keep the runtime stage to COPY/ENV/USER)`);
+          throw new Error(
+            `Dockerfile: the runtime stage has RUN ${instruction.args}; the image builder cannot run it (keep the runtime stage to COPY/ENV/USER)`,
+          );
         default:
           break; // ARG, LABEL, ENV, USER, ENTRYPOINT, CMD: read below
       }
@@ -203,7 +213,8 @@ export async function buildControllerRootfs(rootfs: string, options: { signal?: 
 async function busyboxRootfs(rootfs: string, signal?: AbortSignal): Promise<ImageConfig> {
   const busybox = '/bin/busybox';
   const ldd = await run('ldd', [busybox], signal).catch((err: Error) => err.message);
-  if (!/not a dynamic executable/.test(ldd)) throw new Error(`${busybox} is not the static busybox (install busybox-static: bash scripts/node/install-packages.sh)`);
+  if (!/not a dynamic executable/.test(ldd))
+    throw new Error(`${busybox} is not the static busybox (install busybox-static: bash scripts/node/install-packages.sh)`);
   await mkdir(path.join(rootfs, 'bin'), { recursive: true });
   await cp(busybox, path.join(rootfs, 'bin/busybox'));
   const applets = (await run(busybox, ['--list'], signal)).split('\n').filter((a) => /^[\w.[-]+$/.test(a) && a !== 'busybox');
@@ -233,7 +244,21 @@ async function packImage(rootfs: string, config: ImageConfig, reference: string,
     await run('umoci', ['init', '--layout', layout], signal);
     await run('umoci', ['new', '--image', image], signal);
     await run('umoci', ['insert', '--image', image, rootfs, '/'], signal);
-    const args = ['config', '--image', image, '--os', 'linux', '--architecture', 'amd64', '--config.user', config.user, '--config.workingdir', config.workdir, '--clear=config.entrypoint', '--clear=config.cmd'];
+    const args = [
+      'config',
+      '--image',
+      image,
+      '--os',
+      'linux',
+      '--architecture',
+      'amd64',
+      '--config.user',
+      config.user,
+      '--config.workingdir',
+      config.workdir,
+      '--clear=config.entrypoint',
+      '--clear=config.cmd',
+    ];
     for (const [key, value] of Object.entries(config.env)) args.push('--config.env', `${key}=${value}`);
     for (const part of config.entrypoint) args.push(`--config.entrypoint=${part}`);
     for (const part of config.cmd) args.push(`--config.cmd=${part}`);
@@ -284,7 +309,8 @@ export async function buildControllerImage(options: ImageBuildOptions = {}): Pro
   const dir = path.dirname(image.archive);
   const prefix = `${path.basename(controllerRepository)}-dev-`;
   for (const name of await readdir(dir)) {
-    if (name.startsWith(prefix) && name.endsWith('.tar') && !name.startsWith(`${path.basename(controllerRepository)}-${current}`)) await rm(path.join(dir, name), { force: true });
+    if (name.startsWith(prefix) && name.endsWith('.tar') && !name.startsWith(`${path.basename(controllerRepository)}-${current}`))
+      await rm(path.join(dir, name), { force: true });
   }
   return image;
 }
@@ -297,8 +323,12 @@ export async function buildBusyboxImage(options: ImageBuildOptions = {}): Promis
 if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === new URL(import.meta.url).pathname) {
   const { values } = parseArgs({ options: { tag: { type: 'string' }, out: { type: 'string' }, busybox: { type: 'boolean', default: false } } });
   const started = Date.now();
-  const image = values.busybox ? await buildBusyboxImage({ tag: values.tag, outDir: values.out }) : await buildControllerImage({ tag: values.tag, outDir: values.out });
+  const image = values.busybox
+    ? await buildBusyboxImage({ tag: values.tag, outDir: values.out })
+    : await buildControllerImage({ tag: values.tag, outDir: values.out });
   const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
-  process.stderr.write(`${image.reference}: rootfs ${mb(image.rootfsBytes)}, archive ${mb(image.archiveBytes)}${image.reused ? ' (reused)' : ''} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+  process.stderr.write(
+    `${image.reference}: rootfs ${mb(image.rootfsBytes)}, archive ${mb(image.archiveBytes)}${image.reused ? ' (reused)' : ''} in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
+  );
   process.stdout.write(`${image.archive}\n`);
 }

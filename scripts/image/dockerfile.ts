@@ -54,8 +54,7 @@ export function parseDockerfile(text: string): Dockerfile {
   return { args, stages };
 }
 
-export const instructions = (stage: Stage, keyword: string): string[] =>
-  stage.instructions.filter((i) => i.keyword === keyword).map((i) => i.args);
+export const instructions = (stage: Stage, keyword: string): string[] => stage.instructions.filter((i) => i.keyword === keyword).map((i) => i.args);
 
 /** The last value of a keyword in a stage (USER, WORKDIR, ENTRYPOINT, CMD). */
 export const last = (stage: Stage, keyword: string): string | undefined => instructions(stage, keyword).at(-1);
@@ -67,7 +66,8 @@ export function copies(stage: Stage): Copy[] {
     while (words[0]?.startsWith('--')) {
       const flag = words.shift()!;
       if (flag.startsWith('--from=')) from = flag.slice('--from='.length);
-      else if (!flag.startsWith('--chown=') && !flag.startsWith('--chmod=') && flag !== '--link') throw new Error(`Dockerfile: COPY flag ${flag} is not supported by the image builder`);
+      else if (!flag.startsWith('--chown=') && !flag.startsWith('--chmod=') && flag !== '--link')
+        throw new Error(`Dockerfile: COPY flag ${flag} is not supported by the image builder`);
     }
     if (words.length < 2) throw new Error(`Dockerfile: COPY ${line} needs a source and a destination`);
     return { from, sources: words.slice(0, -1), dest: words.at(-1)! };

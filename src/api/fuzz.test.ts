@@ -36,7 +36,11 @@ function validManifest(): Record<string, unknown> {
           ...envelope,
           recipients: [
             { provider: 'age', recipient: 'age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq', encryptedKey: ageShapedKey() },
-            { provider: 'aws-kms', keyId: 'arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab', encryptedKey: Buffer.alloc(180, 4).toString('base64') },
+            {
+              provider: 'aws-kms',
+              keyId: 'arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab',
+              encryptedKey: Buffer.alloc(180, 4).toString('base64'),
+            },
           ],
         },
       ],
@@ -47,7 +51,21 @@ function validManifest(): Record<string, unknown> {
 }
 
 // Keys and values that have tripped up JavaScript code before.
-const trickyKey = fc.constantFrom('__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', '', '.', '..', '..x', 'a/b', 'é', 'A'.repeat(254), 'x'.repeat(63));
+const trickyKey = fc.constantFrom(
+  '__proto__',
+  'constructor',
+  'prototype',
+  'toString',
+  'hasOwnProperty',
+  '',
+  '.',
+  '..',
+  '..x',
+  'a/b',
+  'é',
+  'A'.repeat(254),
+  'x'.repeat(63),
+);
 const base64ish = fc.oneof(
   fc.base64String({ maxLength: 200 }),
   fc.uint8Array({ maxLength: 120 }).map((b) => Buffer.from(b).toString('base64')),
@@ -60,7 +78,27 @@ const replacement: fc.Arbitrary<unknown> = fc.oneof(
   base64ish,
   fc.string({ maxLength: 300 }),
   fc.string({ unit: 'binary', maxLength: 40 }),
-  fc.constantFrom(null, true, false, 0, -1, 1.5, Number.MAX_SAFE_INTEGER, -0, [], {}, 'A256GCM-HKDF-SHA512-COMMIT', 'A256GCM-HKDF-SHA512', 'age', 'aws-kms', 'gcp-kms', 'strict', 'namespace', 'cluster', 'none'),
+  fc.constantFrom(
+    null,
+    true,
+    false,
+    0,
+    -1,
+    1.5,
+    Number.MAX_SAFE_INTEGER,
+    -0,
+    [],
+    {},
+    'A256GCM-HKDF-SHA512-COMMIT',
+    'A256GCM-HKDF-SHA512',
+    'age',
+    'aws-kms',
+    'gcp-kms',
+    'strict',
+    'namespace',
+    'cluster',
+    'none',
+  ),
   fc.dictionary(fc.oneof(trickyKey, fc.string({ maxLength: 10 })), fc.jsonValue({ maxDepth: 1 }), { maxKeys: 4 }),
   fc.array(fc.jsonValue({ maxDepth: 1 }), { maxLength: 4 }),
 );
@@ -141,41 +179,61 @@ describe('fuzzing manifest parsing', () => {
     expect(validateEnvelopeSecret(validManifest())).toEqual([]);
   });
 
-  it(`never throws on arbitrary JSON documents (${FUZZ_RUNS.arbitrary} cases)`, () => {
-    const doc = fc.oneof(
-      fc.jsonValue({ maxDepth: 4 }),
-      fc.record({ apiVersion: fc.constant(API_VERSION), kind: fc.constant(KIND), metadata: fc.jsonValue({ maxDepth: 2 }), spec: fc.jsonValue({ maxDepth: 3 }) }),
-      fc.record({ apiVersion: fc.constant(API_VERSION), kind: fc.constant(KIND), metadata: fc.constant({ name: 'x', namespace: 'y' }), spec: fc.record({ envelopes: fc.array(fc.dictionary(fc.constantFrom('id', 'suite', 'commitment', 'recipients', 'data'), replacement), { maxLength: 3 }) }) }),
-    );
-    fc.assert(
-      fc.property(doc, (d) => {
-        checkTypedOutcome(d);
-      }),
-      { numRuns: FUZZ_RUNS.arbitrary },
-    );
-  }, TIMEOUT_MS);
+  it(
+    `never throws on arbitrary JSON documents (${FUZZ_RUNS.arbitrary} cases)`,
+    () => {
+      const doc = fc.oneof(
+        fc.jsonValue({ maxDepth: 4 }),
+        fc.record({
+          apiVersion: fc.constant(API_VERSION),
+          kind: fc.constant(KIND),
+          metadata: fc.jsonValue({ maxDepth: 2 }),
+          spec: fc.jsonValue({ maxDepth: 3 }),
+        }),
+        fc.record({
+          apiVersion: fc.constant(API_VERSION),
+          kind: fc.constant(KIND),
+          metadata: fc.constant({ name: 'x', namespace: 'y' }),
+          spec: fc.record({
+            envelopes: fc.array(fc.dictionary(fc.constantFrom('id', 'suite', 'commitment', 'recipients', 'data'), replacement), { maxLength: 3 }),
+          }),
+        }),
+      );
+      fc.assert(
+        fc.property(doc, (d) => {
+          checkTypedOutcome(d);
+        }),
+        { numRuns: FUZZ_RUNS.arbitrary },
+      );
+    },
+    TIMEOUT_MS,
+  );
 
-  it(`never throws on a valid manifest with one to three random mutations (${FUZZ_RUNS.mutated} cases), and accepts it only when it is still well formed`, () => {
-    const seed = validManifest();
-    let accepted = 0;
-    fc.assert(
-      fc.property(fc.array(mutationArb, { minLength: 1, maxLength: 3 }), fc.option(fc.nat(), { nil: undefined }), (mutations, canaryAt) => {
-        const mutated = mutations.reduce<unknown>((d, m) => mutate(d, m), seed);
-        const doc = canaryAt === undefined ? mutated : plantCanary(mutated, canaryAt);
-        if (checkTypedOutcome(doc) === 0) {
-          accepted++;
-          // Anything accepted still has the shape the controller relies on.
-          const spec = (doc as { spec: { envelopes: { data: Record<string, unknown>; recipients: unknown[] }[] } }).spec;
-          for (const envelope of spec.envelopes) {
-            if (envelope.recipients.length === 0) fail('accepted an envelope without recipients');
-            for (const value of Object.values(envelope.data)) if (typeof value !== 'string') fail('accepted a non-string value');
+  it(
+    `never throws on a valid manifest with one to three random mutations (${FUZZ_RUNS.mutated} cases), and accepts it only when it is still well formed`,
+    () => {
+      const seed = validManifest();
+      let accepted = 0;
+      fc.assert(
+        fc.property(fc.array(mutationArb, { minLength: 1, maxLength: 3 }), fc.option(fc.nat(), { nil: undefined }), (mutations, canaryAt) => {
+          const mutated = mutations.reduce<unknown>((d, m) => mutate(d, m), seed);
+          const doc = canaryAt === undefined ? mutated : plantCanary(mutated, canaryAt);
+          if (checkTypedOutcome(doc) === 0) {
+            accepted++;
+            // Anything accepted still has the shape the controller relies on.
+            const spec = (doc as { spec: { envelopes: { data: Record<string, unknown>; recipients: unknown[] }[] } }).spec;
+            for (const envelope of spec.envelopes) {
+              if (envelope.recipients.length === 0) fail('accepted an envelope without recipients');
+              for (const value of Object.values(envelope.data)) if (typeof value !== 'string') fail('accepted a non-string value');
+            }
           }
-        }
-      }),
-      { numRuns: FUZZ_RUNS.mutated },
-    );
-    // Some mutations are harmless (a label changed); most are refused.
-    expect(accepted).toBeGreaterThan(0);
-    expect(accepted).toBeLessThan(FUZZ_RUNS.mutated);
-  }, TIMEOUT_MS);
+        }),
+        { numRuns: FUZZ_RUNS.mutated },
+      );
+      // Some mutations are harmless (a label changed); most are refused.
+      expect(accepted).toBeGreaterThan(0);
+      expect(accepted).toBeLessThan(FUZZ_RUNS.mutated);
+    },
+    TIMEOUT_MS,
+  );
 });

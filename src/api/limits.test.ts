@@ -47,7 +47,9 @@ interface Schema {
   'x-kubernetes-validations'?: { rule: string; message?: string; messageExpression?: string }[];
 }
 
-const crd = parse(readFileSync(new URL('../../crds/envelopesecrets.envseal.dev.yaml', import.meta.url), 'utf8')) as { spec: { versions: { schema: { openAPIV3Schema: Schema } }[] } };
+const crd = parse(readFileSync(new URL('../../crds/envelopesecrets.envseal.dev.yaml', import.meta.url), 'utf8')) as {
+  spec: { versions: { schema: { openAPIV3Schema: Schema } }[] };
+};
 const root = crd.spec.versions[0]!.schema.openAPIV3Schema;
 const spec = root.properties!.spec!;
 const envelope = spec.properties!.envelopes!.items!;
@@ -124,7 +126,10 @@ let keyCounter = 0;
 function manifest(shape: Shape = {}): Record<string, unknown> {
   const provider = shape.provider ?? 'age';
   const encryptedKey = shape.encryptedKey ?? (provider === 'age' ? ageShapedKey() : b64(200));
-  const r = provider === 'age' ? { provider, recipient: 'age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq', encryptedKey } : { provider, keyId: ARN, encryptedKey };
+  const r =
+    provider === 'age'
+      ? { provider, recipient: 'age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq', encryptedKey }
+      : { provider, keyId: ARN, encryptedKey };
   return {
     apiVersion: API_VERSION,
     kind: KIND,
@@ -138,7 +143,9 @@ function manifest(shape: Shape = {}): Record<string, unknown> {
         data: Object.fromEntries((shape.values ?? [1]).map((bytes) => [`K${keyCounter++}`, b64(bytes + VALUE_OVERHEAD_BYTES, 3)])),
       })),
       template: { ...(shape.type ? { type: shape.type } : {}), metadata: { labels: shape.labels ?? {}, annotations: shape.annotations ?? {} } },
-      ...(shape.restartWorkloads ? { restartWorkloads: Array.from({ length: shape.restartWorkloads }, (_, i) => ({ kind: 'Deployment', name: `w${i}` })) } : {}),
+      ...(shape.restartWorkloads
+        ? { restartWorkloads: Array.from({ length: shape.restartWorkloads }, (_, i) => ({ kind: 'Deployment', name: `w${i}` })) }
+        : {}),
     },
   };
 }
@@ -149,20 +156,80 @@ const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 describe('offline validation at each limit and one past it', () => {
   it.each<[string, Shape, Shape, RegExp]>([
     ['envelopes', { envelopes: MAX_ENVELOPES }, { envelopes: MAX_ENVELOPES + 1 }, /spec.envelopes: has 33 envelopes; at most 32/],
-    ['recipients per envelope', { recipientsPerEnvelope: MAX_RECIPIENTS_PER_ENVELOPE }, { recipientsPerEnvelope: MAX_RECIPIENTS_PER_ENVELOPE + 1 }, /recipients: has 17 recipients; at most 16 per envelope/],
-    ['recipients in all', { envelopes: 4, recipientsPerEnvelope: 16 }, { envelopes: 5, recipientsPerEnvelope: 13 }, /spec.envelopes: has 65 recipients in all; at most 64/],
-    ['data keys per envelope', { values: range(MAX_DATA_KEYS_PER_ENVELOPE).map(() => 1) }, { values: range(MAX_DATA_KEYS_PER_ENVELOPE + 1).map(() => 1) }, /data: has 1025 keys; at most 1024 per envelope/],
-    ['plaintext total', { envelopes: 2, values: [MAX_SECRET_DATA_BYTES / 2 - 1, 1] }, { envelopes: 2, values: [MAX_SECRET_DATA_BYTES / 2 - 1, 2] }, /values total 1048578 bytes; a Secret holds at most 1048576/],
+    [
+      'recipients per envelope',
+      { recipientsPerEnvelope: MAX_RECIPIENTS_PER_ENVELOPE },
+      { recipientsPerEnvelope: MAX_RECIPIENTS_PER_ENVELOPE + 1 },
+      /recipients: has 17 recipients; at most 16 per envelope/,
+    ],
+    [
+      'recipients in all',
+      { envelopes: 4, recipientsPerEnvelope: 16 },
+      { envelopes: 5, recipientsPerEnvelope: 13 },
+      /spec.envelopes: has 65 recipients in all; at most 64/,
+    ],
+    [
+      'data keys per envelope',
+      { values: range(MAX_DATA_KEYS_PER_ENVELOPE).map(() => 1) },
+      { values: range(MAX_DATA_KEYS_PER_ENVELOPE + 1).map(() => 1) },
+      /data: has 1025 keys; at most 1024 per envelope/,
+    ],
+    [
+      'plaintext total',
+      { envelopes: 2, values: [MAX_SECRET_DATA_BYTES / 2 - 1, 1] },
+      { envelopes: 2, values: [MAX_SECRET_DATA_BYTES / 2 - 1, 2] },
+      /values total 1048578 bytes; a Secret holds at most 1048576/,
+    ],
     ['one value of 1 MiB', { values: [MAX_SECRET_DATA_BYTES] }, { values: [MAX_SECRET_DATA_BYTES + 3] }, /is longer than 1398140 characters/],
-    ['aws-kms encryptedKey', { provider: 'aws-kms', encryptedKey: b64(MAX_AWS_KMS_ENCRYPTED_KEY_BYTES) }, { provider: 'aws-kms', encryptedKey: b64(MAX_AWS_KMS_ENCRYPTED_KEY_BYTES + 1) }, /encryptedKey: is longer than 8192 characters/],
-    ['template labels', { labels: Object.fromEntries(range(64).map((i) => [`l${i}`, 'v'])) }, { labels: Object.fromEntries(range(65).map((i) => [`l${i}`, 'v'])) }, /labels: has 65 keys; at most 64/],
-    ['template annotations', { annotations: Object.fromEntries(range(64).map((i) => [`a${i}`, 'v'])) }, { annotations: Object.fromEntries(range(65).map((i) => [`a${i}`, 'v'])) }, /annotations: has 65 keys; at most 64/],
-    ['annotation bytes', { annotations: { a: 'x'.repeat(MAX_TEMPLATE_ANNOTATIONS_BYTES - 1) } }, { annotations: { a: 'é'.repeat(MAX_TEMPLATE_ANNOTATIONS_BYTES / 2) } }, /annotations: total 65537 bytes; at most 65536/],
+    [
+      'aws-kms encryptedKey',
+      { provider: 'aws-kms', encryptedKey: b64(MAX_AWS_KMS_ENCRYPTED_KEY_BYTES) },
+      { provider: 'aws-kms', encryptedKey: b64(MAX_AWS_KMS_ENCRYPTED_KEY_BYTES + 1) },
+      /encryptedKey: is longer than 8192 characters/,
+    ],
+    [
+      'template labels',
+      { labels: Object.fromEntries(range(64).map((i) => [`l${i}`, 'v'])) },
+      { labels: Object.fromEntries(range(65).map((i) => [`l${i}`, 'v'])) },
+      /labels: has 65 keys; at most 64/,
+    ],
+    [
+      'template annotations',
+      { annotations: Object.fromEntries(range(64).map((i) => [`a${i}`, 'v'])) },
+      { annotations: Object.fromEntries(range(65).map((i) => [`a${i}`, 'v'])) },
+      /annotations: has 65 keys; at most 64/,
+    ],
+    [
+      'annotation bytes',
+      { annotations: { a: 'x'.repeat(MAX_TEMPLATE_ANNOTATIONS_BYTES - 1) } },
+      { annotations: { a: 'é'.repeat(MAX_TEMPLATE_ANNOTATIONS_BYTES / 2) } },
+      /annotations: total 65537 bytes; at most 65536/,
+    ],
     ['label value', { labels: { a: 'v'.repeat(63) } }, { labels: { a: 'v'.repeat(64) } }, /labels\["a"\]: invalid value: must be at most 63/],
-    ['label key name', { labels: { [`example.com/${'n'.repeat(63)}`]: 'v' } }, { labels: { [`example.com/${'n'.repeat(64)}`]: 'v' } }, /invalid key: must have a name of at most 63/],
-    ['label key prefix', { labels: { [`${'p'.repeat(253)}/n`]: 'v' } }, { labels: { [`${'p'.repeat(254)}/n`]: 'v' } }, /invalid key: must have a prefix that is a lowercase DNS subdomain of at most 253/],
-    ['restart workloads', { restartWorkloads: MAX_RESTART_WORKLOADS }, { restartWorkloads: MAX_RESTART_WORKLOADS + 1 }, /restartWorkloads: lists 33 workloads; at most 32/],
-    ['type length', { type: `example.com/${'t'.repeat(241)}` }, { type: `example.com/${'t'.repeat(242)}` }, /spec.template.type: must be a non-empty string of at most 253/],
+    [
+      'label key name',
+      { labels: { [`example.com/${'n'.repeat(63)}`]: 'v' } },
+      { labels: { [`example.com/${'n'.repeat(64)}`]: 'v' } },
+      /invalid key: must have a name of at most 63/,
+    ],
+    [
+      'label key prefix',
+      { labels: { [`${'p'.repeat(253)}/n`]: 'v' } },
+      { labels: { [`${'p'.repeat(254)}/n`]: 'v' } },
+      /invalid key: must have a prefix that is a lowercase DNS subdomain of at most 253/,
+    ],
+    [
+      'restart workloads',
+      { restartWorkloads: MAX_RESTART_WORKLOADS },
+      { restartWorkloads: MAX_RESTART_WORKLOADS + 1 },
+      /restartWorkloads: lists 33 workloads; at most 32/,
+    ],
+    [
+      'type length',
+      { type: `example.com/${'t'.repeat(241)}` },
+      { type: `example.com/${'t'.repeat(242)}` },
+      /spec.template.type: must be a non-empty string of at most 253/,
+    ],
   ])('%s', (_what, at, over, message) => {
     expect(messages(manifest(at))).toEqual([]);
     const refused = messages(manifest(over));
@@ -171,9 +238,12 @@ describe('offline validation at each limit and one past it', () => {
   });
 
   it('refuses credential-minting types and reserved keys, naming them', () => {
-    for (const type of CREDENTIAL_MINTING_SECRET_TYPES) expect(messages(manifest({ type }))).toEqual([`spec.template.type: ${type} asks the cluster to mint credentials; envseal never creates such a Secret`]);
+    for (const type of CREDENTIAL_MINTING_SECRET_TYPES)
+      expect(messages(manifest({ type }))).toEqual([`spec.template.type: ${type} asks the cluster to mint credentials; envseal never creates such a Secret`]);
     expect(messages(manifest({ type: 'example.com/custom' }))).toEqual([]);
-    expect(messages(manifest({ labels: { 'envseal.dev/x': 'y' }, annotations: { 'kubernetes.io/service-account.name': 'admin', 'app.kubernetes.io/name': 'ok' } }))).toEqual([
+    expect(
+      messages(manifest({ labels: { 'envseal.dev/x': 'y' }, annotations: { 'kubernetes.io/service-account.name': 'admin', 'app.kubernetes.io/name': 'ok' } })),
+    ).toEqual([
       'spec.template.metadata.labels["envseal.dev/x"]: label "envseal.dev/x" is reserved: prefixes kubernetes.io/, k8s.io/, envseal.dev/ and their subdomains are reserved (app.kubernetes.io/ is allowed, except app.kubernetes.io/managed-by)',
       'spec.template.metadata.annotations["kubernetes.io/service-account.name"]: annotation "kubernetes.io/service-account.name" is reserved: prefixes kubernetes.io/, k8s.io/, envseal.dev/ and their subdomains are reserved (app.kubernetes.io/ is allowed, except app.kubernetes.io/managed-by)',
     ]);
@@ -217,7 +287,11 @@ describe('age encryptedKeys: exactly one stanza, as envseal writes them', () => 
   it.each([
     ['two stanzas', { stanzas: 2 }, /holds more than one recipient stanza; envseal writes exactly one/],
     ['twenty stanzas', { stanzas: 20 }, /encryptedKey: is \d+ bytes; an age encryptedKey is at most 1743/],
-    ['an unknown stanza type', { type: 'scrypt' }, /has a stanza of another type than the ones envseal writes \(X25519, mlkem768x25519, p256tag, mlkem768p256tag\)/],
+    [
+      'an unknown stanza type',
+      { type: 'scrypt' },
+      /has a stanza of another type than the ones envseal writes \(X25519, mlkem768x25519, p256tag, mlkem768p256tag\)/,
+    ],
     ['a longer payload', { payloadBytes: 65 }, /has a payload of 65 bytes; a wrapped data key has 64/],
     ['no payload', { payloadBytes: 0 }, /has a payload of 0 bytes/],
   ])('refuses %s', (_what, options, message) => {
@@ -254,7 +328,9 @@ describe('vault-transit recipients offline', () => {
     expect(withRecipient({ provider: 'vault-transit', keyId: 'transit/keys/app', encryptedKey: vaultKey(MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES + 1) })).toEqual([
       `spec.envelopes[0].recipients[0].encryptedKey: is ${MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES + 1} bytes; a vault-transit encryptedKey is at most ${MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES}`,
     ]);
-    expect(withRecipient({ provider: 'vault-transit', keyId: 'app', encryptedKey: vaultKey(89) })).toEqual(['spec.envelopes[0].recipients[0].keyId: must be the transit key path MOUNT/keys/NAME']);
+    expect(withRecipient({ provider: 'vault-transit', keyId: 'app', encryptedKey: vaultKey(89) })).toEqual([
+      'spec.envelopes[0].recipients[0].keyId: must be the transit key path MOUNT/keys/NAME',
+    ]);
     expect(withRecipient({ provider: 'vault-transit', keyId: 'transit/keys/app', encryptedKey: b64(89) })).toEqual([
       'spec.envelopes[0].recipients[0].encryptedKey: is not the base64 of a transit ciphertext (vault:vN:...)',
     ]);

@@ -51,7 +51,8 @@ export function qualifiedNameProblem(key: string): string | undefined {
   const name = parts.at(-1)!;
   if (parts.length === 2) {
     const prefix = parts[0]!;
-    if (prefix.length === 0 || prefix.length > MAX_QUALIFIED_NAME_PREFIX_LENGTH || !DNS1123_SUBDOMAIN.test(prefix)) return `must have a prefix that is a lowercase DNS subdomain of at most ${MAX_QUALIFIED_NAME_PREFIX_LENGTH} characters`;
+    if (prefix.length === 0 || prefix.length > MAX_QUALIFIED_NAME_PREFIX_LENGTH || !DNS1123_SUBDOMAIN.test(prefix))
+      return `must have a prefix that is a lowercase DNS subdomain of at most ${MAX_QUALIFIED_NAME_PREFIX_LENGTH} characters`;
   }
   if (name.length === 0 || name.length > MAX_QUALIFIED_NAME_LENGTH || !QUALIFIED_NAME_PART.test(name)) {
     return `must have a name of at most ${MAX_QUALIFIED_NAME_LENGTH} alphanumeric characters, '-', '_' or '.', starting and ending with an alphanumeric character`;

@@ -52,8 +52,12 @@ describe('the Secret type allow-list', () => {
   it.each(CREDENTIAL_MINTING_SECRET_TYPES)('never allows %s, not even through a hand-built policy', (type) => {
     const policy = { extraSecretTypes: { '*': [type], 'kube-system': [type] } };
     const issues = tenantPolicyIssues(source('kube-system', { type }), policy);
-    expect(issues).toEqual([{ check: 'structure', path: 'spec.template.type', message: `Secret type "${type}" asks the cluster to mint credentials; envseal never creates it` }]);
-    expect(() => parseTenantPolicy([`kube-system=${type}`])).toThrow(new TenantPolicyError(`"kube-system=${type}": ${type} asks the cluster to mint credentials; no policy can allow it`));
+    expect(issues).toEqual([
+      { check: 'structure', path: 'spec.template.type', message: `Secret type "${type}" asks the cluster to mint credentials; envseal never creates it` },
+    ]);
+    expect(() => parseTenantPolicy([`kube-system=${type}`])).toThrow(
+      new TenantPolicyError(`"kube-system=${type}": ${type} asks the cluster to mint credentials; no policy can allow it`),
+    );
   });
 
   it('looks up namespaces as own keys only', () => {
@@ -97,7 +101,10 @@ describe('reserved label and annotation keys', () => {
       }),
       DEFAULT_TENANT_POLICY,
     );
-    expect(issues.map((i) => i.path)).toEqual(['spec.template.metadata.labels["app.kubernetes.io/managed-by"]', 'spec.template.metadata.annotations["kubernetes.io/service-account.name"]']);
+    expect(issues.map((i) => i.path)).toEqual([
+      'spec.template.metadata.labels["app.kubernetes.io/managed-by"]',
+      'spec.template.metadata.annotations["kubernetes.io/service-account.name"]',
+    ]);
     expect(issues[0]!.message).toMatch(/^label "app.kubernetes.io\/managed-by" is reserved: prefixes kubernetes.io\/, k8s.io\/, envseal.dev\//);
     expect(JSON.stringify(issues)).not.toContain('CANARY');
   });
@@ -105,7 +112,9 @@ describe('reserved label and annotation keys', () => {
 
 describe('parseTenantPolicy', () => {
   it('reads NS=TYPE,TYPE entries, merges repeated namespaces, drops defaults and blanks', () => {
-    expect(parseTenantPolicy(['team-a=b.c/d', ' team-a = a.b/c , Opaque ', '', '*=x.y/z'])).toEqual({ extraSecretTypes: { '*': ['x.y/z'], 'team-a': ['a.b/c', 'b.c/d'] } });
+    expect(parseTenantPolicy(['team-a=b.c/d', ' team-a = a.b/c , Opaque ', '', '*=x.y/z'])).toEqual({
+      extraSecretTypes: { '*': ['x.y/z'], 'team-a': ['a.b/c', 'b.c/d'] },
+    });
     expect(parseTenantPolicy([])).toEqual(DEFAULT_TENANT_POLICY);
   });
 

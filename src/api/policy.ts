@@ -50,7 +50,10 @@ export function policySecretTypeProblem(type: string): string | undefined {
 
 /** The Secret types `namespace` may ask for under `policy`: defaults first, then extras, each once. */
 export function allowedSecretTypes(policy: TenantPolicy, namespace: string): string[] {
-  const extras = [...(Object.hasOwn(policy.extraSecretTypes, ALL_NAMESPACES) ? policy.extraSecretTypes[ALL_NAMESPACES]! : []), ...(Object.hasOwn(policy.extraSecretTypes, namespace) ? policy.extraSecretTypes[namespace]! : [])];
+  const extras = [
+    ...(Object.hasOwn(policy.extraSecretTypes, ALL_NAMESPACES) ? policy.extraSecretTypes[ALL_NAMESPACES]! : []),
+    ...(Object.hasOwn(policy.extraSecretTypes, namespace) ? policy.extraSecretTypes[namespace]! : []),
+  ];
   // A hand-built policy cannot smuggle a credential-minting type past the parser.
   return [...new Set([...DEFAULT_SECRET_TYPES, ...extras.filter((t) => !CREDENTIAL_MINTING_SECRET_TYPES.includes(t))])];
 }
@@ -67,7 +70,8 @@ export function isReservedKey(key: string): boolean {
   return RESERVED_KEY.test(key) && !(key.startsWith(USER_PREFIX) && key !== MANAGED_BY);
 }
 
-export const RESERVED_KEY_RULE = 'prefixes kubernetes.io/, k8s.io/, envseal.dev/ and their subdomains are reserved (app.kubernetes.io/ is allowed, except app.kubernetes.io/managed-by)';
+export const RESERVED_KEY_RULE =
+  'prefixes kubernetes.io/, k8s.io/, envseal.dev/ and their subdomains are reserved (app.kubernetes.io/ is allowed, except app.kubernetes.io/managed-by)';
 
 /** The reserved keys of a template's labels and annotations, as issues. */
 export function reservedKeyIssues(metadata: { labels?: unknown; annotations?: unknown } | undefined): ValidationIssue[] {
@@ -76,7 +80,12 @@ export function reservedKeyIssues(metadata: { labels?: unknown; annotations?: un
     const map = metadata?.[field];
     if (typeof map !== 'object' || map === null) continue;
     for (const key of Object.keys(map)) {
-      if (isReservedKey(key)) issues.push({ check: 'structure', path: `spec.template.metadata.${field}[${quoteName(key)}]`, message: `${field === 'labels' ? 'label' : 'annotation'} ${quoteName(key)} is reserved: ${RESERVED_KEY_RULE}` });
+      if (isReservedKey(key))
+        issues.push({
+          check: 'structure',
+          path: `spec.template.metadata.${field}[${quoteName(key)}]`,
+          message: `${field === 'labels' ? 'label' : 'annotation'} ${quoteName(key)} is reserved: ${RESERVED_KEY_RULE}`,
+        });
     }
   }
   return issues;
@@ -147,7 +156,8 @@ export function parseTenantPolicy(entries: readonly string[]): TenantPolicy {
     extra.set(namespace, set);
   }
   const extraSecretTypes: Record<string, readonly string[]> = {};
-  for (const [namespace, types] of [...extra].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) if (types.size > 0) extraSecretTypes[namespace] = [...types].sort();
+  for (const [namespace, types] of [...extra].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+    if (types.size > 0) extraSecretTypes[namespace] = [...types].sort();
   return { extraSecretTypes };
 }
 

@@ -40,7 +40,9 @@ export const MAX_TEMPLATE_ANNOTATIONS_BYTES = 64 * 1024;
 export const MAX_RESTART_WORKLOADS = 32;
 
 /** Per provider, the largest encryptedKey in bytes. */
-export const MAX_ENCRYPTED_KEY_BYTES: Readonly<Record<string, number>> = Object.freeze(Object.fromEntries(PROVIDERS.map((p) => [p.name, p.maxEncryptedKeyBytes])));
+export const MAX_ENCRYPTED_KEY_BYTES: Readonly<Record<string, number>> = Object.freeze(
+  Object.fromEntries(PROVIDERS.map((p) => [p.name, p.maxEncryptedKeyBytes])),
+);
 /** The CRD's bound on any encryptedKey, in base64 characters: the largest provider's. */
 export const MAX_ENCRYPTED_KEY_LENGTH = base64Length(Math.max(...Object.values(MAX_ENCRYPTED_KEY_BYTES)));
 
@@ -120,8 +122,10 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
     if (!isRecord(template)) add('structure', 'spec.template', 'must be an object');
     else {
       if (template.type !== undefined) {
-        if (typeof template.type !== 'string' || template.type === '' || template.type.length > MAX_SECRET_TYPE_LENGTH) add('structure', 'spec.template.type', `must be a non-empty string of at most ${MAX_SECRET_TYPE_LENGTH} characters`);
-        else if (CREDENTIAL_MINTING_SECRET_TYPES.includes(template.type)) add('structure', 'spec.template.type', `${template.type} asks the cluster to mint credentials; envseal never creates such a Secret`);
+        if (typeof template.type !== 'string' || template.type === '' || template.type.length > MAX_SECRET_TYPE_LENGTH)
+          add('structure', 'spec.template.type', `must be a non-empty string of at most ${MAX_SECRET_TYPE_LENGTH} characters`);
+        else if (CREDENTIAL_MINTING_SECRET_TYPES.includes(template.type))
+          add('structure', 'spec.template.type', `${template.type} asks the cluster to mint credentials; envseal never creates such a Secret`);
       }
       if (template.immutable !== undefined && typeof template.immutable !== 'boolean') add('structure', 'spec.template.immutable', 'must be true or false');
       if (template.metadata !== undefined) {
@@ -134,7 +138,8 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
   const workloads = spec.restartWorkloads;
   if (workloads !== undefined) {
     if (!Array.isArray(workloads)) add('structure', 'spec.restartWorkloads', 'must be a list');
-    else if (workloads.length > MAX_RESTART_WORKLOADS) add('size', 'spec.restartWorkloads', `lists ${workloads.length} workloads; at most ${MAX_RESTART_WORKLOADS}`);
+    else if (workloads.length > MAX_RESTART_WORKLOADS)
+      add('size', 'spec.restartWorkloads', `lists ${workloads.length} workloads; at most ${MAX_RESTART_WORKLOADS}`);
     else
       workloads.forEach((w: unknown, i) => {
         const at = `spec.restartWorkloads[${i}]`;
@@ -142,7 +147,8 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
           add('structure', at, 'must be an object with kind and name');
           return;
         }
-        if (typeof w.kind !== 'string' || !(RESTARTABLE_KINDS as readonly string[]).includes(w.kind)) add('structure', `${at}.kind`, `must be one of ${RESTARTABLE_KINDS.join(', ')}`);
+        if (typeof w.kind !== 'string' || !(RESTARTABLE_KINDS as readonly string[]).includes(w.kind))
+          add('structure', `${at}.kind`, `must be one of ${RESTARTABLE_KINDS.join(', ')}`);
         const problem = typeof w.name === 'string' ? objectNameProblem(w.name) : 'is required';
         if (problem) add('structure', `${at}.name`, problem);
       });
@@ -169,11 +175,13 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
     checkFixedBase64(envelope.id, `${at}.id`, ENVELOPE_ID_BYTES, add);
     checkFixedBase64(envelope.commitment, `${at}.commitment`, COMMITMENT_BYTES, add);
     if (typeof envelope.suite !== 'string') add('structure', `${at}.suite`, 'is required');
-    else if (!SUPPORTED_SUITES.includes(envelope.suite)) add('suite', `${at}.suite`, `unknown suite ${quoteName(envelope.suite)} (known: ${SUPPORTED_SUITES.join(', ')})`);
+    else if (!SUPPORTED_SUITES.includes(envelope.suite))
+      add('suite', `${at}.suite`, `unknown suite ${quoteName(envelope.suite)} (known: ${SUPPORTED_SUITES.join(', ')})`);
 
     const recipients = envelope.recipients;
     if (!Array.isArray(recipients) || recipients.length === 0) add('structure', `${at}.recipients`, 'must be a non-empty list');
-    else if (recipients.length > MAX_RECIPIENTS_PER_ENVELOPE) add('size', `${at}.recipients`, `has ${recipients.length} recipients; at most ${MAX_RECIPIENTS_PER_ENVELOPE} per envelope`);
+    else if (recipients.length > MAX_RECIPIENTS_PER_ENVELOPE)
+      add('size', `${at}.recipients`, `has ${recipients.length} recipients; at most ${MAX_RECIPIENTS_PER_ENVELOPE} per envelope`);
     else {
       totalRecipients += recipients.length;
       recipients.forEach((recipient: unknown, r) => {
@@ -188,14 +196,16 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
         }
         const definition = PROVIDERS.find((p) => p.name === recipient.provider);
         if (definition === undefined) add('provider', `${rat}.provider`, `unknown provider ${quoteName(recipient.provider)}`);
-        if (typeof recipient.keyId === 'string' && recipient.keyId.length > MAX_KEY_ID_LENGTH) add('size', `${rat}.keyId`, `is longer than ${MAX_KEY_ID_LENGTH} characters`);
+        if (typeof recipient.keyId === 'string' && recipient.keyId.length > MAX_KEY_ID_LENGTH)
+          add('size', `${rat}.keyId`, `is longer than ${MAX_KEY_ID_LENGTH} characters`);
         if (recipient.recipient !== undefined) {
           if (typeof recipient.recipient !== 'string') add('structure', `${rat}.recipient`, 'must be a string');
           else if (recipient.recipient.length > MAX_RECIPIENT_LENGTH) add('size', `${rat}.recipient`, `is longer than ${MAX_RECIPIENT_LENGTH} characters`);
         }
         let encryptedKey: Buffer | undefined;
         if (typeof recipient.encryptedKey !== 'string' || recipient.encryptedKey === '') add('structure', `${rat}.encryptedKey`, 'is required');
-        else if (recipient.encryptedKey.length > MAX_ENCRYPTED_KEY_LENGTH) add('size', `${rat}.encryptedKey`, `is longer than ${MAX_ENCRYPTED_KEY_LENGTH} characters`);
+        else if (recipient.encryptedKey.length > MAX_ENCRYPTED_KEY_LENGTH)
+          add('size', `${rat}.encryptedKey`, `is longer than ${MAX_ENCRYPTED_KEY_LENGTH} characters`);
         else if (!isStandardBase64(recipient.encryptedKey)) add('base64', `${rat}.encryptedKey`, 'is not standard padded base64');
         else encryptedKey = Buffer.from(recipient.encryptedKey, 'base64');
         // The provider checks its own fields (key ids, the shape of its wrapped keys).
@@ -255,7 +265,8 @@ function checkTemplateMetadata(metadata: Record<string, unknown>, add: (c: Valid
       const problem = qualifiedNameProblem(key);
       if (problem) add('structure', `${at}[${quoteName(key)}]`, `invalid key: ${problem}`);
       // Label values are names, not secrets; still, the message never quotes one.
-      else if (field === 'labels' && labelValueProblem(map[key]!)) add('structure', `${at}[${quoteName(key)}]`, `invalid value: ${labelValueProblem(map[key]!)}`);
+      else if (field === 'labels' && labelValueProblem(map[key]!))
+        add('structure', `${at}[${quoteName(key)}]`, `invalid value: ${labelValueProblem(map[key]!)}`);
     }
     if (field === 'annotations') {
       const bytes = keys.reduce((sum, key) => sum + Buffer.byteLength(key) + Buffer.byteLength(map[key]!), 0);

@@ -43,7 +43,9 @@ export function parseCommandArgs(argv: readonly string[], specs: OptionSpecs, po
       throw usageError(`unknown option${option ? ` ${option}` : ''}; see --help`);
     }
     if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
-      throw usageError(positionals.max === 0 ? 'this command takes no positional arguments (quote values that contain spaces); see --help' : 'too many arguments; see --help');
+      throw usageError(
+        positionals.max === 0 ? 'this command takes no positional arguments (quote values that contain spaces); see --help' : 'too many arguments; see --help',
+      );
     }
     if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
       // e.g. "Option '--name <value>' argument missing": names the option only.

@@ -11,7 +11,13 @@ import { ageKey, type AgeKey, type CliResult, type Workspace, workspace } from '
 const CANARY = 'CANARY7c1e5a9dQ';
 const CANARY_B64 = Buffer.from(CANARY).toString('base64');
 // The canary's base64 inside a longer value starts at any of three alignments.
-const CANARY_FORMS = [CANARY, CANARY_B64, Buffer.from(`x${CANARY}`).toString('base64').slice(4, 20), Buffer.from(`xx${CANARY}`).toString('base64').slice(4, 20), Buffer.from(CANARY).toString('hex')];
+const CANARY_FORMS = [
+  CANARY,
+  CANARY_B64,
+  Buffer.from(`x${CANARY}`).toString('base64').slice(4, 20),
+  Buffer.from(`xx${CANARY}`).toString('base64').slice(4, 20),
+  Buffer.from(CANARY).toString('hex'),
+];
 
 let ws: Workspace;
 let key: AgeKey;
@@ -23,7 +29,10 @@ beforeAll(async () => {
   other = await ageKey(ws, 'other.key');
   await ws.write('value.txt', `file ${CANARY}\n`);
   await ws.write('app.env', `ENV_VALUE=${CANARY}\n`);
-  await ws.write('secret.yaml', `apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: prod}\nstringData: {S: "${CANARY}"}\ndata: {D: ${Buffer.from(`d ${CANARY}`).toString('base64')}}\n`);
+  await ws.write(
+    'secret.yaml',
+    `apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: prod}\nstringData: {S: "${CANARY}"}\ndata: {D: ${Buffer.from(`d ${CANARY}`).toString('base64')}}\n`,
+  );
 });
 afterAll(() => ws.cleanup());
 
@@ -51,7 +60,21 @@ function editorWriting(content: (text: string) => string, status = 0) {
 
 describe('the canary never leaks', () => {
   it('through seal, verify, add/remove-recipient and edit; unseal shows it only on stdout', async () => {
-    const sealed = await cli(['seal', '-f', 'secret.yaml', '--from-literal', `L=${CANARY}`, '--from-file', 'F=value.txt', '--from-env-file', 'app.env', '-r', `age:${key.recipient}`, '-w', 'db.yaml']);
+    const sealed = await cli([
+      'seal',
+      '-f',
+      'secret.yaml',
+      '--from-literal',
+      `L=${CANARY}`,
+      '--from-file',
+      'F=value.txt',
+      '--from-env-file',
+      'app.env',
+      '-r',
+      `age:${key.recipient}`,
+      '-w',
+      'db.yaml',
+    ]);
     expect(sealed.code).toBe(0);
     expectNoCanary(sealed);
     for (const form of CANARY_FORMS) expect(await ws.read('db.yaml')).not.toContain(form);
@@ -60,7 +83,10 @@ describe('the canary never leaks', () => {
     expect(merged.code).toBe(0);
     expectNoCanary(merged);
 
-    for (const argv of [['verify', '-f', 'db.yaml'], ['verify', '-f', 'db.yaml', '--decrypt', '-i', key.file]]) {
+    for (const argv of [
+      ['verify', '-f', 'db.yaml'],
+      ['verify', '-f', 'db.yaml', '--decrypt', '-i', key.file],
+    ]) {
       const result = await cli(argv);
       expect(result.code).toBe(0);
       expectNoCanary(result);
@@ -88,7 +114,25 @@ describe('the canary never leaks', () => {
   describe('on failing paths', () => {
     let sealed: EnvelopeSecret;
     beforeAll(async () => {
-      expect((await ws.cli(['seal', '--name', 'db', '-n', 'prod', '--from-literal', `A=${CANARY}`, '--from-literal', 'B=x', '-r', `age:${key.recipient}`, '-w', 'fail.yaml'])).code).toBe(0);
+      expect(
+        (
+          await ws.cli([
+            'seal',
+            '--name',
+            'db',
+            '-n',
+            'prod',
+            '--from-literal',
+            `A=${CANARY}`,
+            '--from-literal',
+            'B=x',
+            '-r',
+            `age:${key.recipient}`,
+            '-w',
+            'fail.yaml',
+          ])
+        ).code,
+      ).toBe(0);
       sealed = parse(await ws.read('fail.yaml')) as EnvelopeSecret;
     });
 
@@ -150,7 +194,12 @@ describe('the canary never leaks', () => {
       const copy = structuredClone(sealed);
       change(copy);
       await ws.write('tampered.yaml', stringify(copy));
-      for (const argv of [['unseal', '-f', 'tampered.yaml', '-i', key.file], ['unseal', '-f', 'tampered.yaml', '-i', key.file, '--key', 'B'], ['verify', '-f', 'tampered.yaml', '--decrypt', '-i', key.file], ['edit', 'tampered.yaml', '-i', key.file]]) {
+      for (const argv of [
+        ['unseal', '-f', 'tampered.yaml', '-i', key.file],
+        ['unseal', '-f', 'tampered.yaml', '-i', key.file, '--key', 'B'],
+        ['verify', '-f', 'tampered.yaml', '--decrypt', '-i', key.file],
+        ['edit', 'tampered.yaml', '-i', key.file],
+      ]) {
         const result = await cli(argv, { spawnEditor: editorWriting((t) => t) });
         // B alone opens when only A was tampered with: that is right, and B is not the canary.
         if (!(argv.includes('B') && result.code === 0)) expect(result.code, argv.join(' ')).not.toBe(0);

@@ -35,13 +35,16 @@ export async function clusterTargets(values: OptionValues, io: CliIo, signal: Ab
     recipient = await fetchClusterAgeRecipient({
       namespace,
       ...(kubeconfig !== undefined ? { kubeconfig: path.resolve(io.cwd, kubeconfig) } : {}),
-      ...(signal ? { signal } : {}),
+      signal,
     });
   } catch (error) {
     signal?.throwIfAborted();
     // Its messages name the namespace, the ConfigMap and the API server's answer: no secrets.
     const detail = error instanceof Error ? error.message.slice(0, 400) : 'unexpected error';
-    throw new CliError('ClusterRecipient', `cannot get the cluster's age recipient from namespace ${quoteName(namespace)}: ${detail}`, { exitCode: EXIT.provider, cause: error });
+    throw new CliError('ClusterRecipient', `cannot get the cluster's age recipient from namespace ${quoteName(namespace)}: ${detail}`, {
+      exitCode: EXIT.provider,
+      cause: error,
+    });
   }
   return [{ provider: localIdentityProvider().name, target: recipient.trim() }];
 }

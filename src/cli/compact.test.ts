@@ -13,7 +13,27 @@ beforeEach(async () => {
   key = await ageKey(ws);
   other = await ageKey(ws, 'other.key');
   // Three envelopes: sealed once, then two merges without Decrypt (one replaces A).
-  expect((await ws.cli(['seal', '--name', 'db', '-n', 'prod', '--label', 'team=a', '--from-literal', 'A=CANARY-alpha', '--from-literal', 'B=beta', '-r', `age:${key.recipient}`, '-w', 'db.yaml'])).code).toBe(0);
+  expect(
+    (
+      await ws.cli([
+        'seal',
+        '--name',
+        'db',
+        '-n',
+        'prod',
+        '--label',
+        'team=a',
+        '--from-literal',
+        'A=CANARY-alpha',
+        '--from-literal',
+        'B=beta',
+        '-r',
+        `age:${key.recipient}`,
+        '-w',
+        'db.yaml',
+      ])
+    ).code,
+  ).toBe(0);
   expect((await ws.cli(['seal', '--merge-into', 'db.yaml', '--from-literal', 'C=gamma'])).code).toBe(0);
   expect((await ws.cli(['seal', '--merge-into', 'db.yaml', '--from-literal', 'A=CANARY-alpha-2'])).code).toBe(0);
 });

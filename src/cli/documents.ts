@@ -44,7 +44,9 @@ export function parseSingleDocument(bytes: Buffer, source: string): ParsedDocume
   try {
     value = document.toJS({ maxAliasCount: 100 });
   } catch (cause) {
-    throw new CliError('InvalidInput', `${source}: malformed ${what} (too many or unresolved aliases)`, { cause: new Error(cause instanceof Error ? cause.name : 'yaml error') });
+    throw new CliError('InvalidInput', `${source}: malformed ${what} (too many or unresolved aliases)`, {
+      cause: new Error(cause instanceof Error ? cause.name : 'yaml error'),
+    });
   }
   return { value, format };
 }

@@ -28,7 +28,9 @@ beforeEach(async () => {
   await mkdir(tmp);
   await ws.write('bin.dat', BINARY);
   const literals = Object.entries({ A: 'alpha', B: 'beta', C: 'gamma' }).flatMap(([k, v]) => ['--from-literal', `${k}=${v}`]);
-  expect((await ws.cli(['seal', '--name', 'db', '-n', 'prod', ...literals, '--from-file', 'BIN=bin.dat', '-r', `age:${key.recipient}`, '-w', 'db.yaml'])).code).toBe(0);
+  expect(
+    (await ws.cli(['seal', '--name', 'db', '-n', 'prod', ...literals, '--from-file', 'BIN=bin.dat', '-r', `age:${key.recipient}`, '-w', 'db.yaml'])).code,
+  ).toBe(0);
   expect((await ws.cli(['seal', '--merge-into', 'db.yaml', '--from-literal', 'D=delta'])).code).toBe(0);
 });
 afterEach(() => ws.cleanup());
@@ -78,11 +80,16 @@ describe('envseal edit', () => {
   it('re-seals changed, added and removed values; unchanged values keep their ciphertext; the temp file is private and removed', async () => {
     const before = parse(await ws.read('db.yaml')) as EnvelopeSecret;
     const log = newLog();
-    const result = await runEdit(editor(editValues((doc) => {
-      doc.stringData.B = 'BETA';
-      doc.stringData.E = 'epsilon';
-      delete doc.stringData.C;
-    }), log));
+    const result = await runEdit(
+      editor(
+        editValues((doc) => {
+          doc.stringData.B = 'BETA';
+          doc.stringData.E = 'epsilon';
+          delete doc.stringData.C;
+        }),
+        log,
+      ),
+    );
     expect(result.stderr).toMatch(/re-sealed "db.yaml"/);
     expect(result.code).toBe(0);
     expect(log.seen[0]).toMatch(/^# envseal edit: EnvelopeSecret "prod\/db"/);
@@ -129,9 +136,14 @@ describe('envseal edit', () => {
   });
 
   it('accepts a new binary value under data', async () => {
-    const result = await runEdit(editor(editValues((doc) => {
-      doc.data = { ...doc.data, RAW: Buffer.from([1, 2, 3]).toString('base64') };
-    }), newLog()));
+    const result = await runEdit(
+      editor(
+        editValues((doc) => {
+          doc.data = { ...doc.data, RAW: Buffer.from([1, 2, 3]).toString('base64') };
+        }),
+        newLog(),
+      ),
+    );
     expect(result.code).toBe(0);
     const raw = await ws.cli(['unseal', '-f', 'db.yaml', '--key', 'RAW', '-i', key.file]);
     expect(raw.stdoutBytes).toEqual(Buffer.from([1, 2, 3]));
@@ -140,7 +152,12 @@ describe('envseal edit', () => {
   it('keeps a JSON manifest in JSON', async () => {
     const json = await ws.cli(['seal', '--name', 'j', '-n', 'prod', '--from-literal', 'A=1', '-r', `age:${key.recipient}`, '-o', 'json', '-w', 'db.yaml']);
     expect(json.code).toBe(0);
-    const result = await runEdit(editor(editValues((doc) => (doc.stringData.A = '2')), newLog()));
+    const result = await runEdit(
+      editor(
+        editValues((doc) => (doc.stringData.A = '2')),
+        newLog(),
+      ),
+    );
     expect(result.code).toBe(0);
     expect(JSON.parse(await ws.read('db.yaml'))).toMatchObject({ kind: 'EnvelopeSecret' });
   });
@@ -156,7 +173,13 @@ describe('envseal edit', () => {
     });
 
     it('the editor exits non-zero (exit 5)', async () => {
-      const result = await runEdit(editor(editValues((doc) => (doc.stringData.A = 'changed')), newLog(), 1));
+      const result = await runEdit(
+        editor(
+          editValues((doc) => (doc.stringData.A = 'changed')),
+          newLog(),
+          1,
+        ),
+      );
       expect(result.code).toBe(5);
       expect(result.stderr).toMatch(/editor \("fake-editor"\) exited with status 1; "db.yaml" is unchanged/);
     });
@@ -175,9 +198,36 @@ describe('envseal edit', () => {
     });
 
     it('the edited file has an invalid key name or a bad base64 value (exit 3)', async () => {
-      expect((await runEdit(editor(editValues((doc) => (doc.stringData['bad key'] = 'x')), newLog()))).code).toBe(3);
-      expect((await runEdit(editor(editValues((doc) => (doc.data = { BIN: 'not base64!' })), newLog()))).code).toBe(3);
-      expect((await runEdit(editor(editValues((doc) => (doc.data = { A: b64('x') })), newLog()))).stderr).toMatch(/key "A" is in both stringData and data/);
+      expect(
+        (
+          await runEdit(
+            editor(
+              editValues((doc) => (doc.stringData['bad key'] = 'x')),
+              newLog(),
+            ),
+          )
+        ).code,
+      ).toBe(3);
+      expect(
+        (
+          await runEdit(
+            editor(
+              editValues((doc) => (doc.data = { BIN: 'not base64!' })),
+              newLog(),
+            ),
+          )
+        ).code,
+      ).toBe(3);
+      expect(
+        (
+          await runEdit(
+            editor(
+              editValues((doc) => (doc.data = { A: b64('x') })),
+              newLog(),
+            ),
+          )
+        ).stderr,
+      ).toMatch(/key "A" is in both stringData and data/);
     });
 
     it('every value was removed (exit 5)', async () => {
@@ -194,7 +244,10 @@ describe('envseal edit', () => {
 
     it('interactive: an invalid file is reopened with the error; leaving it as is abandons the edit (exit 5)', async () => {
       const log = newLog();
-      const result = await runEdit(editor((text, call) => (call === 0 ? 'stringData: [unclosed' : text), log), { stdinIsTTY: true });
+      const result = await runEdit(
+        editor((text, call) => (call === 0 ? 'stringData: [unclosed' : text), log),
+        { stdinIsTTY: true },
+      );
       expect(result.code).toBe(5);
       expect(log.calls).toBe(2);
       expect(log.seen[1]).toMatch(/^# ERROR: the edited file: malformed YAML/);
@@ -202,10 +255,13 @@ describe('envseal edit', () => {
 
     it('the process is interrupted while the editor runs (exit 130)', async () => {
       const controller = new AbortController();
-      const result = await runEdit(editor((text) => {
-        controller.abort(new DOMException('interrupted', 'AbortError'));
-        return text.replace('alpha', 'changed');
-      }, newLog()), { signal: controller.signal });
+      const result = await runEdit(
+        editor((text) => {
+          controller.abort(new DOMException('interrupted', 'AbortError'));
+          return text.replace('alpha', 'changed');
+        }, newLog()),
+        { signal: controller.signal },
+      );
       expect(result.code).toBe(130);
     });
 
@@ -217,7 +273,10 @@ describe('envseal edit', () => {
 
   it('interactive: an invalid file can be fixed in the reopened editor', async () => {
     const log = newLog();
-    const result = await runEdit(editor((text, call) => (call === 0 ? text.replace('alpha', '[unclosed') : text.replace('[unclosed', 'fixed')), log), { stdinIsTTY: true });
+    const result = await runEdit(
+      editor((text, call) => (call === 0 ? text.replace('alpha', '[unclosed') : text.replace('[unclosed', 'fixed')), log),
+      { stdinIsTTY: true },
+    );
     expect(result.stderr).toMatch(/re-sealed/);
     expect(result.code).toBe(0);
     expect((await values()).A).toBe(b64('fixed'));
@@ -225,10 +284,12 @@ describe('envseal edit', () => {
   });
 
   it('refuses to overwrite FILE when it changed during the edit (exit 5)', async () => {
-    const result = await runEdit(editor(async (text) => {
-      await writeFile(ws.path('db.yaml'), 'changed meanwhile\n');
-      return text.replace('alpha', 'changed');
-    }, newLog()));
+    const result = await runEdit(
+      editor(async (text) => {
+        await writeFile(ws.path('db.yaml'), 'changed meanwhile\n');
+        return text.replace('alpha', 'changed');
+      }, newLog()),
+    );
     expect(result.code).toBe(5);
     expect(result.stderr).toMatch(/changed while it was being edited/);
     expect(await ws.read('db.yaml')).toBe('changed meanwhile\n');

@@ -83,7 +83,11 @@ export class TemporaryFiles {
  * untouched and the temporary file removed. An existing file keeps its mode; a symlink
  * is followed, so the file it points to is replaced.
  */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, options: { cwd: string; mode?: number; temporaries?: TemporaryFiles | undefined }): Promise<void> {
+export async function writeFileAtomic(
+  file: string,
+  data: string | Uint8Array,
+  options: { cwd: string; mode?: number; temporaries?: TemporaryFiles | undefined },
+): Promise<void> {
   let target = resolvePath(options.cwd, file);
   let mode = options.mode ?? 0o644;
   let existing = false;

@@ -87,7 +87,11 @@ describe('envseal keys create --provider aws-kms', () => {
       ...awsKmsProvider,
       async createKey(request) {
         requests.push(request);
-        return { target: request.name, keyId: 'arn:aws:kms:eu-west-1:111122223333:key/1234', summary: `created ${request.name} (arn:aws:kms:eu-west-1:111122223333:${request.name})` };
+        return {
+          target: request.name,
+          keyId: 'arn:aws:kms:eu-west-1:111122223333:key/1234',
+          summary: `created ${request.name} (arn:aws:kms:eu-west-1:111122223333:${request.name})`,
+        };
       },
     };
     const result = await ws.cli(['keys', 'create', '--provider', 'aws-kms', '--alias', 'alias/envseal', '--region', 'eu-west-1', '--description', 'test key'], {
@@ -101,7 +105,11 @@ describe('envseal keys create --provider aws-kms', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toBe('arn:aws:kms:eu-west-1:111122223333:key/1234\n');
     expect(requests).toEqual([{ name: 'alias/envseal', description: 'test key', options: configs[0]!['aws-kms'] }]);
-    expect(configs[0]!['aws-kms']).toEqual({ region: 'eu-west-1', endpoint: 'http://127.0.0.1:4599', credentials: { accessKeyId: 'AKID', secretAccessKey: 'SECRET' } });
+    expect(configs[0]!['aws-kms']).toEqual({
+      region: 'eu-west-1',
+      endpoint: 'http://127.0.0.1:4599',
+      credentials: { accessKeyId: 'AKID', secretAccessKey: 'SECRET' },
+    });
   });
 
   it('needs --alias and refuses age options', async () => {

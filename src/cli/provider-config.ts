@@ -19,14 +19,19 @@ export interface ProviderSettings {
 }
 
 /** What a provider may read while its options are resolved: flags, environment, files the user named. */
-export function cliSettingsSource(values: OptionValues, io: Pick<CliIo, 'env' | 'cwd' | 'stderr'>, settings: ProviderSettings, signal?: AbortSignal): ProviderSettingsSource {
+export function cliSettingsSource(
+  values: OptionValues,
+  io: Pick<CliIo, 'env' | 'cwd' | 'stderr'>,
+  settings: ProviderSettings,
+  signal?: AbortSignal,
+): ProviderSettingsSource {
   return {
     values,
     env: io.env,
     role: 'cli',
     unwrap: settings.identities,
     warn: (message) => void io.stderr.write(`warning: ${message}\n`),
-    ...(signal ? { signal } : {}),
+    signal,
     async readFile(file, options) {
       let bytes: Buffer;
       try {
@@ -45,7 +50,9 @@ export function cliSettingsSource(values: OptionValues, io: Pick<CliIo, 'env' | 
           throw fileError(error, `read ${options.what}`, file);
         }
         if ((mode & 0o077) !== 0) {
-          io.stderr.write(`warning: ${options.what} ${quoteName(file)} is readable by others (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); chmod 600 it\n`);
+          io.stderr.write(
+            `warning: ${options.what} ${quoteName(file)} is readable by others (mode ${(mode & 0o777).toString(8).padStart(4, '0')}); chmod 600 it\n`,
+          );
         }
       }
       return bytes;

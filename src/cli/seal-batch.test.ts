@@ -11,19 +11,40 @@ beforeEach(async () => {
   ws = await workspace();
   key = await ageKey(ws);
   await mkdir(ws.path('secrets'));
-  for (const [name, password] of [['db', 'hunter2'], ['api', 's3cret']]) {
-    await ws.write(`secrets/${name}.yaml`, `apiVersion: v1\nkind: Secret\nmetadata:\n  name: ${name}\n  namespace: prod\n  labels: {app: ${name}}\nstringData:\n  PASSWORD: ${password}\n`);
+  for (const [name, password] of [
+    ['db', 'hunter2'],
+    ['api', 's3cret'],
+  ]) {
+    await ws.write(
+      `secrets/${name}.yaml`,
+      `apiVersion: v1\nkind: Secret\nmetadata:\n  name: ${name}\n  namespace: prod\n  labels: {app: ${name}}\nstringData:\n  PASSWORD: ${password}\n`,
+    );
   }
 });
 afterEach(() => ws.cleanup());
 
 describe('envseal seal --output-dir (several Secrets in one run)', () => {
   it('seals each -f FILE into DIR/<its name>, each for its own name and namespace', async () => {
-    const result = await ws.cli(['seal', '-f', 'secrets/db.yaml', '-f', 'secrets/api.yaml', '-r', `age:${key.recipient}`, '--output-dir', 'sealed', '--label', 'team=x']);
+    const result = await ws.cli([
+      'seal',
+      '-f',
+      'secrets/db.yaml',
+      '-f',
+      'secrets/api.yaml',
+      '-r',
+      `age:${key.recipient}`,
+      '--output-dir',
+      'sealed',
+      '--label',
+      'team=x',
+    ]);
     expect(result.stderr).toBe('sealed 2 Secrets for 1 recipient into "sealed"\n');
     expect(result.code).toBe(0);
     expect(result.stdout).toBe('');
-    for (const [name, password] of [['db', 'hunter2'], ['api', 's3cret']]) {
+    for (const [name, password] of [
+      ['db', 'hunter2'],
+      ['api', 's3cret'],
+    ]) {
       const sealed = parseEnvelopeSecret(parse(await ws.read(`sealed/${name}.yaml`)), name);
       expect(sealed.metadata).toEqual({ name, namespace: 'prod' });
       expect(sealed.spec.template?.metadata?.labels).toEqual({ app: name, team: 'x' });

@@ -63,7 +63,11 @@ status: {}
     const secret = await sealedFile('db.yaml');
     expect(secret.metadata).toEqual({ name: 'db', namespace: 'prod' });
     expect(secret.spec.scope).toBe('strict');
-    expect(secret.spec.template).toEqual({ type: 'kubernetes.io/basic-auth', immutable: true, metadata: { labels: { app: 'db' }, annotations: { team: 'storage' } } });
+    expect(secret.spec.template).toEqual({
+      type: 'kubernetes.io/basic-auth',
+      immutable: true,
+      metadata: { labels: { app: 'db' }, annotations: { team: 'storage' } },
+    });
     expect(await ws.read('db.yaml')).not.toMatch(/last-applied|uid|resourceVersion|managedFields|creationTimestamp|finalizers|selfLink|status/);
     expect(await unsealed('db.yaml')).toEqual({ username: 'admin', password: 's3cret' });
   });
@@ -80,7 +84,9 @@ status: {}
   });
 
   it('reads stdin with -f -', async () => {
-    const result = await ws.cli(['seal', '-f', '-', '-r', `age:${key.recipient}`], { stdin: 'kind: Secret\napiVersion: v1\nmetadata: {name: a, namespace: b}\nstringData: {K: v}\n' });
+    const result = await ws.cli(['seal', '-f', '-', '-r', `age:${key.recipient}`], {
+      stdin: 'kind: Secret\napiVersion: v1\nmetadata: {name: a, namespace: b}\nstringData: {K: v}\n',
+    });
     expect(result.code).toBe(0);
     expect(parse(result.stdout)).toMatchObject({ kind: 'EnvelopeSecret', metadata: { name: 'a', namespace: 'b' } });
   });
@@ -90,21 +96,50 @@ status: {}
     await ws.write('ca.crt', 'CERT\n');
     await ws.write('app.env', '\uFEFF# comment\n\nDB_HOST=db.local\n  DB_PORT=5432\r\nQUOTED="kept as is"\nEMPTY=\nEQ=a=b\n');
     const result = await ws.cli([
-      'seal', '--name', 'app', '-n', 'default',
-      '--from-literal', 'PASSWORD=p@ss word=',
-      '--from-file', 'tls.key',
-      '--from-file', 'ca=ca.crt',
-      '--from-env-file', 'app.env',
-      '--label', 'app.kubernetes.io/name=app', '--annotation', 'note=hello world',
-      '--type', 'kubernetes.io/tls', '--immutable',
-      '-r', `age:${key.recipient}`, '-w', 'app.yaml',
+      'seal',
+      '--name',
+      'app',
+      '-n',
+      'default',
+      '--from-literal',
+      'PASSWORD=p@ss word=',
+      '--from-file',
+      'tls.key',
+      '--from-file',
+      'ca=ca.crt',
+      '--from-env-file',
+      'app.env',
+      '--label',
+      'app.kubernetes.io/name=app',
+      '--annotation',
+      'note=hello world',
+      '--type',
+      'kubernetes.io/tls',
+      '--immutable',
+      '-r',
+      `age:${key.recipient}`,
+      '-w',
+      'app.yaml',
     ]);
     expect(result.stderr).toMatch(/sealed 8 values/);
     expect(result.code).toBe(0);
     const secret = await sealedFile('app.yaml');
-    expect(secret.spec.template).toEqual({ type: 'kubernetes.io/tls', immutable: true, metadata: { labels: { 'app.kubernetes.io/name': 'app' }, annotations: { note: 'hello world' } } });
+    expect(secret.spec.template).toEqual({
+      type: 'kubernetes.io/tls',
+      immutable: true,
+      metadata: { labels: { 'app.kubernetes.io/name': 'app' }, annotations: { note: 'hello world' } },
+    });
     const values = await unsealed('app.yaml');
-    expect(values).toEqual({ PASSWORD: 'p@ss word=', 'tls.key': Buffer.from([0, 1, 2, 255, 254]).toString('utf8'), ca: 'CERT\n', DB_HOST: 'db.local', DB_PORT: '5432', QUOTED: '"kept as is"', EMPTY: '', EQ: 'a=b' });
+    expect(values).toEqual({
+      PASSWORD: 'p@ss word=',
+      'tls.key': Buffer.from([0, 1, 2, 255, 254]).toString('utf8'),
+      ca: 'CERT\n',
+      DB_HOST: 'db.local',
+      DB_PORT: '5432',
+      QUOTED: '"kept as is"',
+      EMPTY: '',
+      EQ: 'a=b',
+    });
     const raw = await ws.cli(['unseal', '-f', 'app.yaml', '--key', 'tls.key', '-i', key.file]);
     expect(raw.stdoutBytes.equals(Buffer.from([0, 1, 2, 255, 254]))).toBe(true);
   });
@@ -113,7 +148,10 @@ status: {}
     await ws.write('s.yaml', 'apiVersion: v1\nkind: Secret\nmetadata: {name: a, namespace: b, labels: {x: "1"}}\ntype: Opaque\nstringData: {K: v}\n');
     const result = await ws.cli(['seal', '-f', 's.yaml', '--name', 'c', '-n', 'd', '--type', 'example.com/t', '--label', 'x=2', '-r', `age:${key.recipient}`]);
     expect(result.code).toBe(0);
-    expect(parse(result.stdout)).toMatchObject({ metadata: { name: 'c', namespace: 'd' }, spec: { template: { type: 'example.com/t', metadata: { labels: { x: '2' } } } } });
+    expect(parse(result.stdout)).toMatchObject({
+      metadata: { name: 'c', namespace: 'd' },
+      spec: { template: { type: 'example.com/t', metadata: { labels: { x: '2' } } } },
+    });
   });
 
   it.each(['strict', 'namespace', 'cluster'] as const)('seals with --scope %s', async (scope) => {
@@ -129,7 +167,21 @@ status: {}
 
   it('seals for several recipients, any of which opens it', async () => {
     const other = await ageKey(ws, 'other.key');
-    const result = await ws.cli(['seal', '--name', 'x', '-n', 'y', '--from-literal', 'K=v', '-r', `age:${key.recipient}`, '-r', `age:${other.recipient}`, '-w', 'x.yaml']);
+    const result = await ws.cli([
+      'seal',
+      '--name',
+      'x',
+      '-n',
+      'y',
+      '--from-literal',
+      'K=v',
+      '-r',
+      `age:${key.recipient}`,
+      '-r',
+      `age:${other.recipient}`,
+      '-w',
+      'x.yaml',
+    ]);
     expect(result.code).toBe(0);
     expect((await sealedFile('x.yaml')).spec.envelopes[0]!.recipients).toHaveLength(2);
     const opened = await ws.cli(['unseal', '-f', 'x.yaml', '--key', 'K'], { env: { ENVSEAL_AGE_IDENTITY: ws.path('other.key') } });
@@ -157,7 +209,23 @@ status: {}
 
 describe('envseal seal --merge-into', () => {
   async function initial(): Promise<void> {
-    const result = await ws.cli(['seal', '--name', 'db', '-n', 'prod', '--from-literal', 'A=1', '--from-literal', 'B=2', '--from-literal', 'C=3', '-r', `age:${key.recipient}`, '-w', 'db.yaml']);
+    const result = await ws.cli([
+      'seal',
+      '--name',
+      'db',
+      '-n',
+      'prod',
+      '--from-literal',
+      'A=1',
+      '--from-literal',
+      'B=2',
+      '--from-literal',
+      'C=3',
+      '-r',
+      `age:${key.recipient}`,
+      '-w',
+      'db.yaml',
+    ]);
     expect(result.code).toBe(0);
   }
 
@@ -192,7 +260,7 @@ describe('envseal seal --merge-into', () => {
     expect(await unsealed('db2.yaml')).toEqual({ A: '1', B: '2', C: '3', E: '5' });
   });
 
-  it('keeps the file\'s JSON format and honours --recipient for the new envelope', async () => {
+  it("keeps the file's JSON format and honours --recipient for the new envelope", async () => {
     const result = await ws.cli(['seal', '--name', 'db', '-n', 'prod', '--from-literal', 'A=1', '-r', `age:${key.recipient}`, '-o', 'json', '-w', 'db.json']);
     expect(result.code).toBe(0);
     const other = await ageKey(ws, 'other.key');
@@ -211,10 +279,14 @@ describe('envseal seal --merge-into', () => {
     expect((await sealedFile('db.yaml')).spec.template).toEqual({ metadata: { labels: { tier: 'db' } } });
   });
 
-  it('refuses a different name, namespace or scope than the manifest\'s', async () => {
+  it("refuses a different name, namespace or scope than the manifest's", async () => {
     await initial();
     const snapshot = await ws.snapshot('db.yaml');
-    for (const extra of [['--name', 'other'], ['-n', 'dev'], ['--scope', 'cluster']]) {
+    for (const extra of [
+      ['--name', 'other'],
+      ['-n', 'dev'],
+      ['--scope', 'cluster'],
+    ]) {
       const result = await ws.cli(['seal', '--merge-into', 'db.yaml', '--from-literal', 'E=5', ...extra]);
       expect(result.code).toBe(2);
       expect(result.stderr).toMatch(/differs|names/);

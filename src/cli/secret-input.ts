@@ -225,13 +225,17 @@ export function qualifiedNameProblem(key: string): string | undefined {
     if (problem) return `prefix ${problem}`;
   }
   if (name.length === 0 || name.length > 63) return 'name part must be 1 to 63 characters';
-  if (!QUALIFIED_NAME.test(name)) return "name part must consist of alphanumeric characters, '-', '_' or '.', starting and ending with an alphanumeric character";
+  if (!QUALIFIED_NAME.test(name))
+    return "name part must consist of alphanumeric characters, '-', '_' or '.', starting and ending with an alphanumeric character";
   return undefined;
 }
 
 /** Labels and annotations of the input, validated as the API server would (keys and label values). */
 export function checkMetadataMaps(labels: Record<string, string>, annotations: Record<string, string>): void {
-  for (const [field, map] of [['label', labels], ['annotation', annotations]] as const) {
+  for (const [field, map] of [
+    ['label', labels],
+    ['annotation', annotations],
+  ] as const) {
     for (const [key, value] of Object.entries(map)) {
       const problem = qualifiedNameProblem(key);
       if (problem) throw invalidInput(`${field} key ${quoteName(key)}: ${problem}`);

@@ -39,7 +39,9 @@ describe('envseal unseal', () => {
 
   it('prints the exact bytes of one value with --key', async () => {
     await ws.write('blob', Buffer.from([0, 1, 2, 10, 13, 255]));
-    expect((await ws.cli(['seal', '--name', 'b', '-n', 'n', '--from-file', 'blob', '--from-literal', 'X=y', '-r', `age:${key.recipient}`, '-w', 'b.yaml'])).code).toBe(0);
+    expect(
+      (await ws.cli(['seal', '--name', 'b', '-n', 'n', '--from-file', 'blob', '--from-literal', 'X=y', '-r', `age:${key.recipient}`, '-w', 'b.yaml'])).code,
+    ).toBe(0);
     const result = await ws.cli(['unseal', '-f', 'b.yaml', '--key', 'blob', '-i', key.file]);
     expect(result.code).toBe(0);
     expect(result.stdoutBytes).toEqual(Buffer.from([0, 1, 2, 10, 13, 255]));

@@ -10,7 +10,25 @@ let sealed: EnvelopeSecret;
 beforeEach(async () => {
   ws = await workspace();
   key = await ageKey(ws);
-  expect((await ws.cli(['seal', '--name', 'db', '-n', 'prod', '--from-literal', 'A=alpha', '--from-literal', 'B=beta', '-r', `age:${key.recipient}`, '-w', 'db.yaml'])).code).toBe(0);
+  expect(
+    (
+      await ws.cli([
+        'seal',
+        '--name',
+        'db',
+        '-n',
+        'prod',
+        '--from-literal',
+        'A=alpha',
+        '--from-literal',
+        'B=beta',
+        '-r',
+        `age:${key.recipient}`,
+        '-w',
+        'db.yaml',
+      ])
+    ).code,
+  ).toBe(0);
   expect((await ws.cli(['seal', '--merge-into', 'db.yaml', '--from-literal', 'C=gamma'])).code).toBe(0);
   sealed = parse(await ws.read('db.yaml')) as EnvelopeSecret;
 });
@@ -67,10 +85,13 @@ describe('envseal verify', () => {
   });
 
   it('returns the lowest code when several checks fail and lists them all', async () => {
-    await ws.write('bad.yaml', tampered((s) => {
-      s.spec.envelopes[0]!.suite = 'X';
-      s.spec.envelopes[0]!.data.A = 'AAAAAAAA';
-    }));
+    await ws.write(
+      'bad.yaml',
+      tampered((s) => {
+        s.spec.envelopes[0]!.suite = 'X';
+        s.spec.envelopes[0]!.data.A = 'AAAAAAAA';
+      }),
+    );
     const result = await ws.cli(['verify', '-f', 'bad.yaml']);
     expect(result.code).toBe(12);
     expect(result.stderr).toMatch(/\[size\][\s\S]*\[suite\]|\[suite\][\s\S]*\[size\]/);
@@ -84,14 +105,30 @@ describe('envseal verify', () => {
   });
 
   it.each([
-    ['a flipped bit in a value', (s: EnvelopeSecret) => (s.spec.envelopes[0]!.data.A = flipBit(s.spec.envelopes[0]!.data.A!)), /value "A" did not authenticate/],
-    ['values swapped between keys', (s: EnvelopeSecret) => {
-      const d = s.spec.envelopes[0]!.data;
-      [d.A, d.B] = [d.B!, d.A!];
-    }, /did not authenticate/],
-    ['a different commitment', (s: EnvelopeSecret) => (s.spec.envelopes[0]!.commitment = flipBit(s.spec.envelopes[0]!.commitment, 0)), /does not match the envelope's commitment/],
+    [
+      'a flipped bit in a value',
+      (s: EnvelopeSecret) => (s.spec.envelopes[0]!.data.A = flipBit(s.spec.envelopes[0]!.data.A!)),
+      /value "A" did not authenticate/,
+    ],
+    [
+      'values swapped between keys',
+      (s: EnvelopeSecret) => {
+        const d = s.spec.envelopes[0]!.data;
+        [d.A, d.B] = [d.B!, d.A!];
+      },
+      /did not authenticate/,
+    ],
+    [
+      'a different commitment',
+      (s: EnvelopeSecret) => (s.spec.envelopes[0]!.commitment = flipBit(s.spec.envelopes[0]!.commitment, 0)),
+      /does not match the envelope's commitment/,
+    ],
     ['a moved namespace', (s: EnvelopeSecret) => (s.metadata.namespace = 'dev'), /did not authenticate/],
-    ['a corrupted wrapped key', (s: EnvelopeSecret) => (s.spec.envelopes[0]!.recipients[0]!.encryptedKey = flipBit(s.spec.envelopes[0]!.recipients[0]!.encryptedKey, 200)), /malformed or was altered/],
+    [
+      'a corrupted wrapped key',
+      (s: EnvelopeSecret) => (s.spec.envelopes[0]!.recipients[0]!.encryptedKey = flipBit(s.spec.envelopes[0]!.recipients[0]!.encryptedKey, 200)),
+      /malformed or was altered/,
+    ],
   ])('--decrypt fails with 16 for %s', async (_name, change, message) => {
     await ws.write('bad.yaml', tampered(change));
     expect((await ws.cli(['verify', '-f', 'bad.yaml'])).code).toBe(0);

@@ -4,9 +4,7 @@ import { encodeContext, kmsEncryptionContext, valueAad } from './context.ts';
 describe('encodeContext', () => {
   it('writes a count, then length-prefixed pairs sorted by key bytes', () => {
     const encoded = encodeContext({ b: 'xy', a: '' });
-    expect(encoded.toString('hex')).toBe(
-      ['0002', '0001', '61', '0000', '0001', '62', '0002', '7879'].join(''),
-    );
+    expect(encoded.toString('hex')).toBe(['0002', '0001', '61', '0000', '0001', '62', '0002', '7879'].join(''));
   });
 
   it('sorts by UTF-8 bytes, not UTF-16 code units', () => {

@@ -138,7 +138,10 @@ describe('envelope format v1', () => {
     const envelope = seal(dataKey, binding, { K: Buffer.from('secret') });
     const raw = Buffer.from(envelope.data.K!, 'base64');
     for (const bad of [raw.subarray(0, 27), raw.subarray(0, raw.length - 1), Buffer.concat([raw, Buffer.from([0])])]) {
-      expectCode(() => openEnvelope({ dataKey, binding, envelope: { ...envelope, data: { K: bad.toString('base64') } } }), ['InvalidEnvelope', 'ValueAuthenticationFailed']);
+      expectCode(
+        () => openEnvelope({ dataKey, binding, envelope: { ...envelope, data: { K: bad.toString('base64') } } }),
+        ['InvalidEnvelope', 'ValueAuthenticationFailed'],
+      );
     }
     expectCode(() => openEnvelope({ dataKey, binding, envelope: { ...envelope, data: { K: raw.toString('base64url') } } }), ['InvalidBase64']);
   });
@@ -157,7 +160,10 @@ describe('envelope format v1', () => {
     const B = sealValue({ dataKey, binding, envelope, key: 'B', plaintext: Buffer.from('b'), random: seededRandom('b') });
     const opened = openEnvelope({ dataKey, binding, envelope: { ...envelope, data: { ...envelope.data, B } } });
     expect(opened.B!.toString()).toBe('b');
-    expectCode(() => sealValue({ dataKey: new Uint8Array(32), binding, envelope, key: 'C', plaintext: Buffer.from('c'), random: seededRandom('c') }), ['CommitmentMismatch']);
+    expectCode(
+      () => sealValue({ dataKey: new Uint8Array(32), binding, envelope, key: 'C', plaintext: Buffer.from('c'), random: seededRandom('c') }),
+      ['CommitmentMismatch'],
+    );
   });
 
   it('never puts a value or key bytes in an error message', () => {

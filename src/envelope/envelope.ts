@@ -73,7 +73,14 @@ export function sealValue(input: SealValueInput): string {
   const keys = derive(input.dataKey, input.envelope.id);
   try {
     verifyCommitment(keys.commitment, input.envelope.commitment);
-    return encryptValue({ valueKey: keys.valueKey, envelopeId: input.envelope.id, binding: input.binding, key: input.key, plaintext: input.plaintext, random: input.random });
+    return encryptValue({
+      valueKey: keys.valueKey,
+      envelopeId: input.envelope.id,
+      binding: input.binding,
+      key: input.key,
+      plaintext: input.plaintext,
+      random: input.random,
+    });
   } finally {
     keys.valueKey.fill(0);
   }
@@ -131,7 +138,9 @@ function checkKeyName(key: string): void {
 
 export function checkSuite(suite: string): void {
   if (!SUPPORTED_SUITES.includes(suite)) {
-    throw new EnvelopeError('UnknownSuite', `unknown suite "${truncateForMessage(suite)}" (this version knows ${SUPPORTED_SUITES.join(', ')})`, { field: 'suite' });
+    throw new EnvelopeError('UnknownSuite', `unknown suite "${truncateForMessage(suite)}" (this version knows ${SUPPORTED_SUITES.join(', ')})`, {
+      field: 'suite',
+    });
   }
 }
 
@@ -152,11 +161,9 @@ function verifyCommitment(computed: Buffer, stored: string): void {
     throw new EnvelopeError('InvalidEnvelope', `commitment must be ${COMMITMENT_LENGTH} bytes`, { field: 'commitment' });
   }
   if (!timingSafeEqual(computed, expected)) {
-    throw new EnvelopeError(
-      'CommitmentMismatch',
-      'the unwrapped data key does not match the envelope commitment: a recipient wraps a different data key',
-      { field: 'commitment' },
-    );
+    throw new EnvelopeError('CommitmentMismatch', 'the unwrapped data key does not match the envelope commitment: a recipient wraps a different data key', {
+      field: 'commitment',
+    });
   }
 }
 

@@ -29,7 +29,10 @@ function fail(message: string): never {
  * Opens and classifies: 'opened' (then every value must be exactly the sealed one) or
  * the EnvelopeError's code. Any other exception fails the property.
  */
-function tryOpen(input: { dataKey: Uint8Array; binding: Binding; envelope: EnvelopeBody; keys?: string[] }, expected: Record<string, Buffer> | undefined): string {
+function tryOpen(
+  input: { dataKey: Uint8Array; binding: Binding; envelope: EnvelopeBody; keys?: string[] },
+  expected: Record<string, Buffer> | undefined,
+): string {
   let opened: Record<string, Buffer>;
   try {
     opened = openEnvelope(input);
@@ -97,7 +100,12 @@ const changes: Record<string, Change> = {
   'append garbage to a value': (e, n) => {
     const keys = Object.keys(e.data);
     const key = keys[n % keys.length]!;
-    return { envelope: { ...e, data: { ...e.data, [key]: Buffer.concat([Buffer.from(e.data[key]!, 'base64'), Buffer.alloc((n % 40) + 1, n & 0xff)]).toString('base64') } } };
+    return {
+      envelope: {
+        ...e,
+        data: { ...e.data, [key]: Buffer.concat([Buffer.from(e.data[key]!, 'base64'), Buffer.alloc((n % 40) + 1, n & 0xff)]).toString('base64') },
+      },
+    };
   },
   'a value in base64url': (e, n) => {
     const keys = Object.keys(e.data);
@@ -112,70 +120,115 @@ const changes: Record<string, Change> = {
 };
 
 describe('fuzzing openEnvelope', () => {
-  it(`refuses every mutation of a sealed envelope with an EnvelopeError, or opens exactly what was sealed (${RUNS.mutated} cases)`, () => {
-    expect(tryOpen({ dataKey, binding, envelope: sealed }, values)).toBe('opened');
-    const names = Object.keys(changes);
-    const outcomes = new Map<string, number>();
-    fc.assert(
-      fc.property(fc.array(fc.tuple(fc.nat(names.length - 1), fc.nat()), { minLength: 1, maxLength: 3 }), fc.option(fc.subarray(Object.keys(values)), { nil: undefined }), (steps, keys) => {
-        let envelope: EnvelopeBody = { ...sealed, data: { ...sealed.data } };
-        let b = binding;
-        let k: Uint8Array = dataKey;
-        for (const [which, n] of steps) {
-          const next = changes[names[which]!]!(envelope, n);
-          envelope = next.envelope;
-          b = next.binding ?? b;
-          k = next.dataKey ?? k;
-        }
-        const outcome = tryOpen({ dataKey: k, binding: b, envelope, ...(keys ? { keys } : {}) }, values);
-        outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
-      }),
-      { numRuns: RUNS.mutated },
-    );
-    // Every kind of refusal happened; and what opened was only ever the sealed values.
-    for (const code of ['ValueAuthenticationFailed', 'CommitmentMismatch', 'InvalidBase64', 'UnknownSuite']) expect(outcomes.get(code), code).toBeGreaterThan(0);
-  }, TIMEOUT_MS);
+  it(
+    `refuses every mutation of a sealed envelope with an EnvelopeError, or opens exactly what was sealed (${RUNS.mutated} cases)`,
+    () => {
+      expect(tryOpen({ dataKey, binding, envelope: sealed }, values)).toBe('opened');
+      const names = Object.keys(changes);
+      const outcomes = new Map<string, number>();
+      fc.assert(
+        fc.property(
+          fc.array(fc.tuple(fc.nat(names.length - 1), fc.nat()), { minLength: 1, maxLength: 3 }),
+          fc.option(fc.subarray(Object.keys(values)), { nil: undefined }),
+          (steps, keys) => {
+            let envelope: EnvelopeBody = { ...sealed, data: { ...sealed.data } };
+            let b = binding;
+            let k: Uint8Array = dataKey;
+            for (const [which, n] of steps) {
+              const next = changes[names[which]!]!(envelope, n);
+              envelope = next.envelope;
+              b = next.binding ?? b;
+              k = next.dataKey ?? k;
+            }
+            const outcome = tryOpen({ dataKey: k, binding: b, envelope, ...(keys ? { keys } : {}) }, values);
+            outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+          },
+        ),
+        { numRuns: RUNS.mutated },
+      );
+      // Every kind of refusal happened; and what opened was only ever the sealed values.
+      for (const code of ['ValueAuthenticationFailed', 'CommitmentMismatch', 'InvalidBase64', 'UnknownSuite'])
+        expect(outcomes.get(code), code).toBeGreaterThan(0);
+    },
+    TIMEOUT_MS,
+  );
 
-  it(`throws only EnvelopeError for arbitrary strings and bytes in every field (${RUNS.arbitrary} cases)`, () => {
-    const text = fc.oneof(fc.string({ maxLength: 80 }), fc.base64String({ maxLength: 80 }), fc.uint8Array({ maxLength: 64 }).map((b) => Buffer.from(b).toString('base64')), fc.constant(sealed.id), fc.constant(sealed.commitment));
-    const envelopeArb = fc.record({
-      id: text,
-      suite: fc.oneof(fc.constant(SUITE), fc.string({ maxLength: 30 })),
-      commitment: text,
-      data: fc.dictionary(fc.oneof(fc.string({ maxLength: 12 }), fc.constantFrom('__proto__', 'constructor', 'toString', 'DB_PASSWORD')), fc.oneof(text, fc.constantFrom(...Object.values(sealed.data))), { maxKeys: 4 }),
-    });
-    const bindingArb = fc.record({ scope: fc.constantFrom('strict' as const, 'namespace' as const, 'cluster' as const), namespace: fc.string({ maxLength: 70 }), name: fc.string({ maxLength: 260 }) });
-    const keyArb = fc.oneof(fc.constant(dataKey), fc.uint8Array({ maxLength: 40 }));
-    fc.assert(
-      fc.property(keyArb, bindingArb, envelopeArb, fc.option(fc.array(fc.string({ maxLength: 12 }), { maxLength: 3 }), { nil: undefined }), (k, b, envelope, keys) => {
-        tryOpen({ dataKey: k, binding: b, envelope, ...(keys ? { keys } : {}) }, undefined);
-      }),
-      { numRuns: RUNS.arbitrary },
-    );
-  }, TIMEOUT_MS);
+  it(
+    `throws only EnvelopeError for arbitrary strings and bytes in every field (${RUNS.arbitrary} cases)`,
+    () => {
+      const text = fc.oneof(
+        fc.string({ maxLength: 80 }),
+        fc.base64String({ maxLength: 80 }),
+        fc.uint8Array({ maxLength: 64 }).map((b) => Buffer.from(b).toString('base64')),
+        fc.constant(sealed.id),
+        fc.constant(sealed.commitment),
+      );
+      const envelopeArb = fc.record({
+        id: text,
+        suite: fc.oneof(fc.constant(SUITE), fc.string({ maxLength: 30 })),
+        commitment: text,
+        data: fc.dictionary(
+          fc.oneof(fc.string({ maxLength: 12 }), fc.constantFrom('__proto__', 'constructor', 'toString', 'DB_PASSWORD')),
+          fc.oneof(text, fc.constantFrom(...Object.values(sealed.data))),
+          { maxKeys: 4 },
+        ),
+      });
+      const bindingArb = fc.record({
+        scope: fc.constantFrom('strict' as const, 'namespace' as const, 'cluster' as const),
+        namespace: fc.string({ maxLength: 70 }),
+        name: fc.string({ maxLength: 260 }),
+      });
+      const keyArb = fc.oneof(fc.constant(dataKey), fc.uint8Array({ maxLength: 40 }));
+      fc.assert(
+        fc.property(
+          keyArb,
+          bindingArb,
+          envelopeArb,
+          fc.option(fc.array(fc.string({ maxLength: 12 }), { maxLength: 3 }), { nil: undefined }),
+          (k, b, envelope, keys) => {
+            tryOpen({ dataKey: k, binding: b, envelope, ...(keys ? { keys } : {}) }, undefined);
+          },
+        ),
+        { numRuns: RUNS.arbitrary },
+      );
+    },
+    TIMEOUT_MS,
+  );
 
-  it(`opens exactly what it sealed, for any key names and values (${RUNS.roundTrip} cases)`, () => {
-    const keyName = fc.oneof(fc.stringMatching(/^[-._a-zA-Z0-9]{1,30}$/), fc.constantFrom('__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf', 'a'.repeat(253)));
-    fc.assert(
-      fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), fc.dictionary(keyName, fc.uint8Array({ maxLength: 200 }), { minKeys: 1, maxKeys: 5 }), fc.string({ maxLength: 8 }), (k, raw, seed) => {
-        const input = Object.fromEntries(Object.entries(raw).map(([key, v]) => [key, Buffer.from(v)]));
-        if (Object.hasOwn(input, '__proto__')) {
-          // A JavaScript object cannot hold it as a plain key: refused, never dropped.
-          try {
-            sealEnvelope({ dataKey: k, binding, values: input, random: seededRandom(seed) });
-          } catch (error) {
-            if (error instanceof EnvelopeError && error.code === 'InvalidEnvelope') return;
-            throw error;
-          }
-          fail('sealed a value under "__proto__"');
-        }
-        const envelope = sealEnvelope({ dataKey: k, binding, values: input, random: seededRandom(seed) });
-        if (Object.keys(envelope.data).length !== Object.keys(input).length) fail('a key was lost when sealing');
-        const opened = openEnvelope({ dataKey: k, binding, envelope });
-        if (Object.keys(opened).length !== Object.keys(input).length) fail('a key was lost when opening');
-        for (const [key, value] of Object.entries(input)) if (!opened[key]?.equals(value)) fail(`key ${key} did not round-trip`);
-      }),
-      { numRuns: RUNS.roundTrip },
-    );
-  }, TIMEOUT_MS);
+  it(
+    `opens exactly what it sealed, for any key names and values (${RUNS.roundTrip} cases)`,
+    () => {
+      const keyName = fc.oneof(
+        fc.stringMatching(/^[-._a-zA-Z0-9]{1,30}$/),
+        fc.constantFrom('__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf', 'a'.repeat(253)),
+      );
+      fc.assert(
+        fc.property(
+          fc.uint8Array({ minLength: 32, maxLength: 32 }),
+          fc.dictionary(keyName, fc.uint8Array({ maxLength: 200 }), { minKeys: 1, maxKeys: 5 }),
+          fc.string({ maxLength: 8 }),
+          (k, raw, seed) => {
+            const input = Object.fromEntries(Object.entries(raw).map(([key, v]) => [key, Buffer.from(v)]));
+            if (Object.hasOwn(input, '__proto__')) {
+              // A JavaScript object cannot hold it as a plain key: refused, never dropped.
+              try {
+                sealEnvelope({ dataKey: k, binding, values: input, random: seededRandom(seed) });
+              } catch (error) {
+                if (error instanceof EnvelopeError && error.code === 'InvalidEnvelope') return;
+                throw error;
+              }
+              fail('sealed a value under "__proto__"');
+            }
+            const envelope = sealEnvelope({ dataKey: k, binding, values: input, random: seededRandom(seed) });
+            if (Object.keys(envelope.data).length !== Object.keys(input).length) fail('a key was lost when sealing');
+            const opened = openEnvelope({ dataKey: k, binding, envelope });
+            if (Object.keys(opened).length !== Object.keys(input).length) fail('a key was lost when opening');
+            for (const [key, value] of Object.entries(input)) if (!opened[key]?.equals(value)) fail(`key ${key} did not round-trip`);
+          },
+        ),
+        { numRuns: RUNS.roundTrip },
+      );
+    },
+    TIMEOUT_MS,
+  );
 });

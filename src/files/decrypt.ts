@@ -21,10 +21,15 @@ export function reproduceContext(
   const authenticateOnly: Record<string, string> = {};
   for (const [key, value] of Object.entries(reproduced)) {
     if (Object.hasOwn(header.encryptionContext, key)) {
-      if (header.encryptionContext[key] !== value) throw new FileFormatError('ContextMismatch', `the message's encryption context has another value for ${JSON.stringify(key.slice(0, 60))}`);
+      if (header.encryptionContext[key] !== value)
+        throw new FileFormatError('ContextMismatch', `the message's encryption context has another value for ${JSON.stringify(key.slice(0, 60))}`);
       continue;
     }
-    if (key.startsWith(RESERVED_CONTEXT_PREFIX)) throw new FileFormatError('ReservedContextKey', `encryption context keys starting with ${RESERVED_CONTEXT_PREFIX} are reserved (got ${JSON.stringify(key.slice(0, 60))})`);
+    if (key.startsWith(RESERVED_CONTEXT_PREFIX))
+      throw new FileFormatError(
+        'ReservedContextKey',
+        `encryption context keys starting with ${RESERVED_CONTEXT_PREFIX} are reserved (got ${JSON.stringify(key.slice(0, 60))})`,
+      );
     context[key] = value;
     authenticateOnly[key] = value;
   }
@@ -150,7 +155,10 @@ export class MessageDecryptor {
     if (!commitKeysEqual(commitKey, header.commitKey)) {
       encryptionKey.fill(0);
       this.#fail();
-      throw new FileFormatError('CommitmentMismatch', 'the data key does not match the commitment in the header: the message was altered or made to decrypt differently for different recipients');
+      throw new FileFormatError(
+        'CommitmentMismatch',
+        'the data key does not match the commitment in the header: the message was altered or made to decrypt differently for different recipients',
+      );
     }
     // The key as a KeyObject (held in OpenSSL memory, cleansed when freed): set up once, used by every frame.
     const key = createSecretKey(encryptionKey);
@@ -248,9 +256,15 @@ export class MessageDecryptor {
       switch (this.#phase) {
         case 'header':
         case 'key':
-          throw new FileFormatError('Truncated', this.#parsed === undefined ? 'the input ends inside the message header' : 'the input ends after the header: the message has no body');
+          throw new FileFormatError(
+            'Truncated',
+            this.#parsed === undefined ? 'the input ends inside the message header' : 'the input ends after the header: the message has no body',
+          );
         case 'frame':
-          throw new FileFormatError('Truncated', `the input ends before the final frame (after ${this.#sequenceNumber - 1} frame${this.#sequenceNumber === 2 ? '' : 's'}): the message was truncated`);
+          throw new FileFormatError(
+            'Truncated',
+            `the input ends before the final frame (after ${this.#sequenceNumber - 1} frame${this.#sequenceNumber === 2 ? '' : 's'}): the message was truncated`,
+          );
         case 'footer':
           throw new FileFormatError('Truncated', 'the input ends before the signature: the message was truncated');
         case 'done':
@@ -344,7 +358,10 @@ export class MessageDecryptor {
       throw new FileFormatError('InvalidFrame', `the final frame holds ${contentLength} bytes, more than the frame length ${frameLength}`);
     }
     if (sequenceNumber !== this.#sequenceNumber) {
-      throw new FileFormatError('FrameOutOfOrder', `frame ${this.#sequenceNumber} was expected, frame ${sequenceNumber} found: frames were reordered, duplicated or dropped`);
+      throw new FileFormatError(
+        'FrameOutOfOrder',
+        `frame ${this.#sequenceNumber} was expected, frame ${sequenceNumber} found: frames were reordered, duplicated or dropped`,
+      );
     }
     if (sequenceNumber > MAX_FRAME_COUNT || sequenceNumber === 0) throw new FileFormatError('TooManyFrames', 'the message has too many frames');
     const total = headLength + contentLength + TAG_LENGTH;
@@ -354,7 +371,8 @@ export class MessageDecryptor {
     for (let i = 0; i < IV_LENGTH - 4; i++) {
       if (bytes[ivAt + i] !== 0) throw new FileFormatError('InvalidFrame', `frame ${sequenceNumber} has an IV other than its sequence number`);
     }
-    if (bytes.readUInt32BE(ivAt + IV_LENGTH - 4) !== sequenceNumber) throw new FileFormatError('InvalidFrame', `frame ${sequenceNumber} has an IV other than its sequence number`);
+    if (bytes.readUInt32BE(ivAt + IV_LENGTH - 4) !== sequenceNumber)
+      throw new FileFormatError('InvalidFrame', `frame ${sequenceNumber} has an IV other than its sequence number`);
     return { frame: { sequenceNumber, final, contentOffset: offset + headLength, contentLength }, end: offset + total };
   }
 
@@ -392,7 +410,11 @@ function sanitized(cause: unknown): Error {
 }
 
 /** Decrypts a whole message held in memory (tests, small inputs). */
-export function decryptBuffer(message: Uint8Array, dataKeyFor: (header: MessageHeader) => Uint8Array, options: DecryptorOptions = {}): { header: MessageHeader; plaintext: Buffer } {
+export function decryptBuffer(
+  message: Uint8Array,
+  dataKeyFor: (header: MessageHeader) => Uint8Array,
+  options: DecryptorOptions = {},
+): { header: MessageHeader; plaintext: Buffer } {
   const decryptor = new MessageDecryptor({ maxFrameLength: MAX_FRAME_LENGTH, ...options });
   decryptor.push(message.subarray(0, 0));
   const parts: Buffer[] = [];

@@ -31,7 +31,10 @@ export function checkUserContext(context: Readonly<Record<string, string>>): voi
   for (const key of Object.keys(context)) {
     if (key === '') throw new FileFormatError('InvalidContext', 'an encryption context key is empty');
     if (key.startsWith(RESERVED_CONTEXT_PREFIX)) {
-      throw new FileFormatError('ReservedContextKey', `encryption context keys starting with ${RESERVED_CONTEXT_PREFIX} are reserved (got ${JSON.stringify(key.slice(0, 60))})`);
+      throw new FileFormatError(
+        'ReservedContextKey',
+        `encryption context keys starting with ${RESERVED_CONTEXT_PREFIX} are reserved (got ${JSON.stringify(key.slice(0, 60))})`,
+      );
     }
   }
 }

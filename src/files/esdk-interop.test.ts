@@ -20,13 +20,23 @@ const NAMESPACE = 'envseal-interop';
 const KEY_NAME = 'wrapping-key-1';
 const wrappingKey = randomBytes(32);
 const providers = rawKeyRegistry([rawAesProviderDefinition({ namespace: NAMESPACE, name: KEY_NAME, key: wrappingKey })]);
-const keyring = new RawAesKeyringNode({ keyNamespace: NAMESPACE, keyName: KEY_NAME, unencryptedMasterKey: new Uint8Array(wrappingKey), wrappingSuite: RawAesWrappingSuiteIdentifier.AES256_GCM_IV12_TAG16_NO_PADDING });
+const keyring = new RawAesKeyringNode({
+  keyNamespace: NAMESPACE,
+  keyName: KEY_NAME,
+  unencryptedMasterKey: new Uint8Array(wrappingKey),
+  wrappingSuite: RawAesWrappingSuiteIdentifier.AES256_GCM_IV12_TAG16_NO_PADDING,
+});
 const client = buildClient(CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT);
 const context = { tenant: 'a', purpose: 'interop' };
 
 async function oursEncrypt(plaintext: Buffer, suite: typeof SUITE_COMMIT, frameLength: number): Promise<Buffer> {
   const prepared = prepareMessage({ suite, encryptionContext: context, random: randomBytes });
-  const { dataKey, encryptedDataKeys } = await generateDataKeyMaterials({ targets: [{ provider: 'raw-aes', target: KEY_NAME }], providers, encryptionContext: prepared.encryptionContext, random: randomBytes });
+  const { dataKey, encryptedDataKeys } = await generateDataKeyMaterials({
+    targets: [{ provider: 'raw-aes', target: KEY_NAME }],
+    providers,
+    encryptionContext: prepared.encryptionContext,
+    random: randomBytes,
+  });
   try {
     return encryptBuffer(plaintext, { ...prepared, dataKey, encryptedDataKeys, frameLength });
   } finally {

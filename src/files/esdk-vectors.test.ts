@@ -92,14 +92,24 @@ function loadSet(set: keyof typeof SETS): { vectors: Vector[]; keys: Record<stri
 function keyringsOf(vector: Vector, keys: Record<string, KeyEntry>): ProviderDefinition[] {
   return vector.masterKeys.map((master, index) => {
     const entry = keys[master.key];
-    if (entry === undefined || master.type !== 'raw' || master['provider-id'] === undefined) throw new Error(`${vector.id}: unsupported master key ${JSON.stringify(master)}`);
+    if (entry === undefined || master.type !== 'raw' || master['provider-id'] === undefined)
+      throw new Error(`${vector.id}: unsupported master key ${JSON.stringify(master)}`);
     const name = entry['key-id'] ?? master.key;
     if (master['encryption-algorithm'] === 'aes' && entry.encoding === 'base64') {
-      return rawAesProviderDefinition({ namespace: master['provider-id'], name, key: Buffer.from(entry.material, 'base64') }, { providerName: `raw-aes-${index}` });
+      return rawAesProviderDefinition(
+        { namespace: master['provider-id'], name, key: Buffer.from(entry.material, 'base64') },
+        { providerName: `raw-aes-${index}` },
+      );
     }
     if (master['encryption-algorithm'] === 'rsa' && entry.encoding === 'pem' && master['padding-algorithm'] !== undefined) {
       return rawRsaProviderDefinition(
-        { namespace: master['provider-id'], name, pem: entry.material, padding: master['padding-algorithm'], ...(master['padding-hash'] ? { hash: master['padding-hash'] } : {}) },
+        {
+          namespace: master['provider-id'],
+          name,
+          pem: entry.material,
+          padding: master['padding-algorithm'],
+          ...(master['padding-hash'] ? { hash: master['padding-hash'] } : {}),
+        },
         { providerName: `raw-rsa-${index}` },
       );
     }
@@ -114,7 +124,9 @@ async function decryptVector(vector: Vector, keys: Record<string, KeyEntry>): Pr
   const sink = new HeldSink({ write: (chunk: Uint8Array) => released.push(Buffer.from(chunk)) });
   const decryptor = new MessageDecryptor();
   try {
-    await pumpDecrypt(fileSource(vector.ciphertext), decryptor, (header) => unwrapDataKey({ header, providers }), sink, { reproducedContext: vector.encryptionContext });
+    await pumpDecrypt(fileSource(vector.ciphertext), decryptor, (header) => unwrapDataKey({ header, providers }), sink, {
+      reproducedContext: vector.encryptionContext,
+    });
     await sink.commit();
     return { released: Buffer.concat(released), error: undefined };
   } catch (error) {
@@ -134,7 +146,10 @@ describe('AWS Encryption SDK decrypt test vectors (message format 2, committing 
         const bytes = readFileSync(vector.ciphertext);
         expect(bytes[0], `${vector.id}: message format version`).toBe(0x02);
         expect([0x0478, 0x0578], `${vector.id}: suite`).toContain(bytes.readUInt16BE(1));
-        expect(vector.masterKeys.every((k) => k.type === 'raw'), vector.id).toBe(true);
+        expect(
+          vector.masterKeys.every((k) => k.type === 'raw'),
+          vector.id,
+        ).toBe(true);
       }
     }
     const all = loaded.flatMap((l) => l.vectors);
@@ -166,7 +181,9 @@ describe('AWS Encryption SDK decrypt test vectors (message format 2, committing 
 
   it('refuses a RequiredEncryptionContext vector when the reproduced context is missing or differs', async () => {
     const { vectors, keys } = loaded.find((l) => l.set === 'v4-Net-4.0.1')!;
-    const vector = vectors.find((v) => v.id.startsWith('0478') && v.id.includes('cmm_RequiredEncryptionContext') && v.masterKeys[0]!['encryption-algorithm'] === 'aes')!;
+    const vector = vectors.find(
+      (v) => v.id.startsWith('0478') && v.id.includes('cmm_RequiredEncryptionContext') && v.masterKeys[0]!['encryption-algorithm'] === 'aes',
+    )!;
     expect(vector).toBeDefined();
     for (const encryptionContext of [{}, { ...vector.encryptionContext, key2: 'other' }]) {
       const { released, error } = await decryptVector({ ...vector, encryptionContext }, keys);
@@ -174,7 +191,9 @@ describe('AWS Encryption SDK decrypt test vectors (message format 2, committing 
       expect(released.length).toBe(0);
     }
     // With RSA the keyring binds no context: the header tag alone refuses a wrong reproduced pair.
-    const rsa = vectors.find((v) => v.id.startsWith('0578') && v.id.includes('cmm_RequiredEncryptionContext') && v.masterKeys[0]!['encryption-algorithm'] === 'rsa')!;
+    const rsa = vectors.find(
+      (v) => v.id.startsWith('0578') && v.id.includes('cmm_RequiredEncryptionContext') && v.masterKeys[0]!['encryption-algorithm'] === 'rsa',
+    )!;
     const wrong = await decryptVector({ ...rsa, encryptionContext: { ...rsa.encryptionContext, key1: 'other' } }, keys);
     expect((wrong.error as FileFormatError).code).toBe('HeaderAuthenticationFailed');
     expect(wrong.released.length).toBe(0);

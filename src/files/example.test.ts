@@ -10,7 +10,13 @@ describe('docs/format.md example message', () => {
     const block = /<!-- files-example-begin -->\n```\n([\s\S]*?)```\n<!-- files-example-end -->/.exec(doc);
     expect(block, 'the example block of docs/format.md').not.toBeNull();
     expect(block![1]).toBe(annotatedHexDump());
-    const bytes = Buffer.from(block![1]!.split('\n').map((line) => line.slice(0, 38).replace(/\s/g, '')).join(''), 'hex');
+    const bytes = Buffer.from(
+      block![1]!
+        .split('\n')
+        .map((line) => line.slice(0, 38).replace(/\s/g, ''))
+        .join(''),
+      'hex',
+    );
     expect(bytes.equals(exampleMessage())).toBe(true);
   });
 

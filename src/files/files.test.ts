@@ -15,7 +15,9 @@ import { pumpDecrypt, pumpEncrypt } from './pump.ts';
 import { deriveMessageKeys } from './kdf.ts';
 import { parseSuite, SUITE_COMMIT, SUITE_COMMIT_ECDSA_P384, type Suite } from './suites.ts';
 
-const EDKS: EncryptedDataKey[] = [{ providerId: 'aws-kms', providerInfo: Buffer.from('arn:aws:kms:eu-west-1:111122223333:key/test'), ciphertext: Buffer.from('blob') }];
+const EDKS: EncryptedDataKey[] = [
+  { providerId: 'aws-kms', providerInfo: Buffer.from('arn:aws:kms:eu-west-1:111122223333:key/test'), ciphertext: Buffer.from('blob') },
+];
 
 function message(suite: Suite, plaintext: Uint8Array, options: { frameLength?: number; context?: Record<string, string>; seed?: string } = {}) {
   const random = seededRandom(options.seed ?? 'files-test');
@@ -44,7 +46,11 @@ describe.each(SUITES)('suite $name', (suite) => {
         fc.uint8Array({ maxLength: 3000 }),
         fc.integer({ min: 1, max: 700 }),
         fc.array(fc.integer({ min: 1, max: 900 }), { minLength: 1, maxLength: 8 }),
-        fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }).filter((k) => !k.startsWith('aws-crypto-')), fc.string({ maxLength: 8 }), { maxKeys: 4 }),
+        fc.dictionary(
+          fc.string({ minLength: 1, maxLength: 8 }).filter((k) => !k.startsWith('aws-crypto-')),
+          fc.string({ maxLength: 8 }),
+          { maxKeys: 4 },
+        ),
         (plaintext, frameLength, cuts, context) => {
           const { bytes, dataKey } = message(suite, plaintext, { frameLength, context });
           // Encrypting in pieces gives the same bytes for the unsigned suite (signatures are randomized).
@@ -129,7 +135,13 @@ describe.each(SUITES)('suite $name', (suite) => {
     expect(decryptCode(bytes, other)).toBe('CommitmentMismatch');
     // A frame of another message with the same key and sequence number does not authenticate.
     const second = message(suite, plaintext, { frameLength, seed: 'another message' });
-    const spliced = Buffer.concat([head, second.bytes.subarray(parseHeader(second.bytes)!.length, parseHeader(second.bytes)!.length + regular), frame(1), frame(2), rest]);
+    const spliced = Buffer.concat([
+      head,
+      second.bytes.subarray(parseHeader(second.bytes)!.length, parseHeader(second.bytes)!.length + regular),
+      frame(1),
+      frame(2),
+      rest,
+    ]);
     expect(decryptCode(spliced, dataKey)).toBe('FrameAuthenticationFailed');
   });
 
@@ -295,16 +307,25 @@ describe('pumps in batches', () => {
       const prepared = prepareMessage({ suite, encryptionContext: { purpose: 'pump' }, random });
       const dataKey = Buffer.from(random(32));
       const sink = memorySink();
-      await pumpEncrypt(fileSource(file), new MessageEncryptor({ ...prepared, dataKey: Buffer.from(dataKey), encryptedDataKeys: EDKS, frameLength }), sink, { batchBytes });
+      await pumpEncrypt(fileSource(file), new MessageEncryptor({ ...prepared, dataKey: Buffer.from(dataKey), encryptedDataKeys: EDKS, frameLength }), sink, {
+        batchBytes,
+      });
       const bytes = sink.bytes();
       if (!suite.signed) {
-        expect(bytes.equals(encryptBuffer(plaintext, { ...prepared, dataKey: Buffer.from(dataKey), encryptedDataKeys: EDKS, frameLength })), `size ${size}`).toBe(true);
+        expect(
+          bytes.equals(encryptBuffer(plaintext, { ...prepared, dataKey: Buffer.from(dataKey), encryptedDataKeys: EDKS, frameLength })),
+          `size ${size}`,
+        ).toBe(true);
       }
       expect(decryptBuffer(bytes, () => dataKey).plaintext.equals(plaintext), `size ${size}`).toBe(true);
       const enc = `${file}.enc`;
       await writeFile(enc, bytes);
       // Small batches, and the default (the whole message then comes with the header's read).
-      for (const [source, options] of [[fileSource(enc), { batchBytes }], [oddChunks(bytes), { batchBytes }], [fileSource(enc), {}]] as const) {
+      for (const [source, options] of [
+        [fileSource(enc), { batchBytes }],
+        [oddChunks(bytes), { batchBytes }],
+        [fileSource(enc), {}],
+      ] as const) {
         const out = memorySink();
         await pumpDecrypt(source, new MessageDecryptor(), async () => Buffer.from(dataKey), out, options);
         expect(out.bytes().equals(plaintext), `size ${size}`).toBe(true);
@@ -318,11 +339,33 @@ describe('pumps in batches', () => {
     const headerLength = parseHeader(bytes)!.length;
     const regular = 4 + 12 + frameLength + 16;
     const cases: [string, Buffer][] = [
-      ['flip in the third batch', (() => { const b = Buffer.from(bytes); b[headerLength + 9 * regular + 20]! ^= 1; return b; })()],
-      ['flip in the final frame', (() => { const b = Buffer.from(bytes); b[bytes.length - (suite.signed ? 120 : 20)]! ^= 1; return b; })()],
+      [
+        'flip in the third batch',
+        (() => {
+          const b = Buffer.from(bytes);
+          b[headerLength + 9 * regular + 20]! ^= 1;
+          return b;
+        })(),
+      ],
+      [
+        'flip in the final frame',
+        (() => {
+          const b = Buffer.from(bytes);
+          b[bytes.length - (suite.signed ? 120 : 20)]! ^= 1;
+          return b;
+        })(),
+      ],
       ['truncated at a batch boundary', bytes.subarray(0, headerLength + 8 * regular)],
       ['truncated in a frame', bytes.subarray(0, headerLength + 5 * regular + 7)],
-      ['frames swapped', Buffer.concat([bytes.subarray(0, headerLength), bytes.subarray(headerLength + regular, headerLength + 2 * regular), bytes.subarray(headerLength, headerLength + regular), bytes.subarray(headerLength + 2 * regular)])],
+      [
+        'frames swapped',
+        Buffer.concat([
+          bytes.subarray(0, headerLength),
+          bytes.subarray(headerLength + regular, headerLength + 2 * regular),
+          bytes.subarray(headerLength, headerLength + regular),
+          bytes.subarray(headerLength + 2 * regular),
+        ]),
+      ],
       ['trailing byte', Buffer.concat([bytes, Buffer.of(0)])],
     ];
     for (const [name, tampered] of cases) {

@@ -162,9 +162,13 @@ export class FrameCipher {
       } catch (cause) {
         part?.fill(0);
         out.fill(0, offset, position);
-        throw new FileFormatError('FrameAuthenticationFailed', `frame ${frame.sequenceNumber} does not authenticate: it was altered, or moved from another message`, {
-          cause: new Error(cause instanceof Error ? cause.message.slice(0, 80) : 'crypto error'),
-        });
+        throw new FileFormatError(
+          'FrameAuthenticationFailed',
+          `frame ${frame.sequenceNumber} does not authenticate: it was altered, or moved from another message`,
+          {
+            cause: new Error(cause instanceof Error ? cause.message.slice(0, 80) : 'crypto error'),
+          },
+        );
       }
     }
     return position;

@@ -231,10 +231,16 @@ export function parseHeader(buf: Buffer, options: ParseHeaderOptions = {}): Pars
     const tag = Buffer.from(cursor.take(TAG_LENGTH));
     const hasPublicKey = Object.hasOwn(encryptionContext, PUBLIC_KEY_CONTEXT_KEY);
     if (suite.signed && !hasPublicKey) {
-      throw new FileFormatError('InvalidPublicKey', `the message uses the signed suite ${formatSuiteId(suite.id)} but its encryption context has no ${PUBLIC_KEY_CONTEXT_KEY}`);
+      throw new FileFormatError(
+        'InvalidPublicKey',
+        `the message uses the signed suite ${formatSuiteId(suite.id)} but its encryption context has no ${PUBLIC_KEY_CONTEXT_KEY}`,
+      );
     }
     if (!suite.signed && hasPublicKey) {
-      throw new FileFormatError('InvalidPublicKey', `the message uses the unsigned suite ${formatSuiteId(suite.id)} but its encryption context has ${PUBLIC_KEY_CONTEXT_KEY}`);
+      throw new FileFormatError(
+        'InvalidPublicKey',
+        `the message uses the unsigned suite ${formatSuiteId(suite.id)} but its encryption context has ${PUBLIC_KEY_CONTEXT_KEY}`,
+      );
     }
     return {
       header: { suite, messageId, encryptionContext, encryptedDataKeys, frameLength, commitKey },

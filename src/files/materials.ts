@@ -46,7 +46,9 @@ function edkOf(providers: ProviderRegistry, recipient: Recipient): EncryptedData
   try {
     return providers.edkOf(recipient);
   } catch (error) {
-    throw new FileFormatError('InvalidArgument', `provider ${JSON.stringify(recipient.provider.slice(0, 40))} cannot wrap the data key of a file`, { cause: error });
+    throw new FileFormatError('InvalidArgument', `provider ${JSON.stringify(recipient.provider.slice(0, 40))} cannot wrap the data key of a file`, {
+      cause: error,
+    });
   }
 }
 
@@ -67,7 +69,13 @@ export async function unwrapDataKey(options: { header: MessageHeader; providers:
   const skipped = header.encryptedDataKeys.length - recipients.length;
   const count = header.encryptedDataKeys.length;
   try {
-    const { dataKey } = await unwrapAny({ recipients, providers, encryptionContext: header.encryptionContext, what: `the message (${count} encrypted data key${count === 1 ? '' : 's'} in the header)`, ...(signal ? { signal } : {}) });
+    const { dataKey } = await unwrapAny({
+      recipients,
+      providers,
+      encryptionContext: header.encryptionContext,
+      what: `the message (${count} encrypted data key${count === 1 ? '' : 's'} in the header)`,
+      signal,
+    });
     return dataKey;
   } catch (error) {
     if (!(error instanceof ProviderError) || error.code !== 'NoIdentity') throw error;

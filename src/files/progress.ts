@@ -2,7 +2,6 @@ export interface TextWriter {
   write(text: string): unknown;
 }
 
-
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
 
 export function formatBytes(n: number): string {

@@ -229,4 +229,3 @@ export async function pumpDecrypt(
     await filler.close();
   }
 }
-

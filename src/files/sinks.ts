@@ -15,7 +15,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { READ_CHUNK_BYTES } from './sources.ts';
 
-
 /**
  * A young-generation garbage collection, when the program provides one (the CLI does:
  * src/cli/gc.ts). Every frame's AES-GCM output is a new 64 KiB buffer whose memory V8
@@ -303,4 +302,3 @@ export class HeldSink implements Sink {
     this.#file = undefined;
   }
 }
-

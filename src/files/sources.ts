@@ -40,7 +40,7 @@ export async function* readFileChunks(file: string, signal?: AbortSignal): Async
 
 /** Node streams (stdin): each chunk is a fresh buffer. */
 export function readStreamChunks(file: string, signal?: AbortSignal): ByteSource {
-  return createReadStream(file, { highWaterMark: READ_CHUNK_BYTES, ...(signal ? { signal } : {}) });
+  return createReadStream(file, { highWaterMark: READ_CHUNK_BYTES, signal });
 }
 
 /** Where output goes; nothing is visible at the destination before commit(). */

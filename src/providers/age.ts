@@ -6,7 +6,16 @@
 import type { Recipient } from './types.ts';
 import { decodeBase64, encodeBase64 } from '../envelope/base64.ts';
 import { DATA_KEY_LENGTH } from '../envelope/kdf.ts';
-import { type KeyProvider, type ProviderDefinition, ProviderError, type ProviderSettingsSource, quoteTarget, type RecipientProblem, type UnwrapRequest, type WrapRequest } from './types.ts';
+import {
+  type KeyProvider,
+  type ProviderDefinition,
+  ProviderError,
+  type ProviderSettingsSource,
+  quoteTarget,
+  type RecipientProblem,
+  type UnwrapRequest,
+  type WrapRequest,
+} from './types.ts';
 import { abbreviate } from '../util/message.ts';
 
 const PROVIDER = 'age';
@@ -40,7 +49,10 @@ export function createAgeProvider(options: AgeProviderOptions): KeyProvider {
         encrypter.addRecipient(request.target);
         wrapped = await readAll(await encrypter.encrypt(streamOf(request.dataKey)));
       } catch (cause) {
-        throw new ProviderError('InvalidRecipient', `age could not encrypt to recipient ${shorten(request.target)}`, { provider: PROVIDER, cause: sanitized(cause) });
+        throw new ProviderError('InvalidRecipient', `age could not encrypt to recipient ${shorten(request.target)}`, {
+          provider: PROVIDER,
+          cause: sanitized(cause),
+        });
       }
       return { provider: PROVIDER, recipient: request.target, encryptedKey: encodeBase64(wrapped) };
     },
@@ -72,13 +84,22 @@ export function createAgeProvider(options: AgeProviderOptions): KeyProvider {
         dataKey = await readAll(await decrypter.decrypt(streamOf(file)));
       } catch (cause) {
         if (noneMatched) {
-          throw new ProviderError('NoIdentity', `none of the configured age identities can open the key for ${describe(request.recipient)}`, { provider: PROVIDER });
+          throw new ProviderError('NoIdentity', `none of the configured age identities can open the key for ${describe(request.recipient)}`, {
+            provider: PROVIDER,
+          });
         }
-        throw new ProviderError('InvalidCiphertext', `the age-encrypted key for ${describe(request.recipient)} is malformed or was altered`, { provider: PROVIDER, cause: sanitized(cause) });
+        throw new ProviderError('InvalidCiphertext', `the age-encrypted key for ${describe(request.recipient)} is malformed or was altered`, {
+          provider: PROVIDER,
+          cause: sanitized(cause),
+        });
       }
       if (dataKey.length !== DATA_KEY_LENGTH) {
         dataKey.fill(0);
-        throw new ProviderError('InvalidCiphertext', `the age-encrypted key for ${describe(request.recipient)} does not hold a ${DATA_KEY_LENGTH}-byte data key`, { provider: PROVIDER });
+        throw new ProviderError(
+          'InvalidCiphertext',
+          `the age-encrypted key for ${describe(request.recipient)} does not hold a ${DATA_KEY_LENGTH}-byte data key`,
+          { provider: PROVIDER },
+        );
       }
       return dataKey;
     },
@@ -244,14 +265,16 @@ export function ageFileProblem(file: Uint8Array): string | undefined {
   const expected = Object.hasOwn(AGE_STANZA_ARGUMENTS, type) ? AGE_STANZA_ARGUMENTS[type]! : undefined;
   // The type is not quoted: nothing decoded from a wrapped key goes into a message.
   if (expected === undefined) return `has a stanza of another type than the ones envseal writes (${Object.keys(AGE_STANZA_ARGUMENTS).join(', ')})`;
-  if (args.length !== expected.length || args.some((arg, i) => arg.length !== unpaddedBase64Length(expected[i]!) || !UNPADDED_BASE64.test(arg))) return `has a malformed ${type} stanza`;
+  if (args.length !== expected.length || args.some((arg, i) => arg.length !== unpaddedBase64Length(expected[i]!) || !UNPADDED_BASE64.test(arg)))
+    return `has a malformed ${type} stanza`;
   const body = nextLine();
   if (body === undefined) return 'is truncated';
   if (body.length !== unpaddedBase64Length(AGE_STANZA_BODY_BYTES) || !UNPADDED_BASE64.test(body)) return `has a malformed ${type} stanza`;
   const mac = nextLine();
   if (mac === undefined) return 'is truncated';
   if (mac.startsWith('-> ')) return 'holds more than one recipient stanza; envseal writes exactly one';
-  if (!mac.startsWith('--- ') || mac.length !== 4 + unpaddedBase64Length(AGE_MAC_BYTES) || !UNPADDED_BASE64.test(mac.slice(4))) return 'has a malformed header MAC';
+  if (!mac.startsWith('--- ') || mac.length !== 4 + unpaddedBase64Length(AGE_MAC_BYTES) || !UNPADDED_BASE64.test(mac.slice(4)))
+    return 'has a malformed header MAC';
   if (file.length - position !== AGE_PAYLOAD_BYTES) return `has a payload of ${file.length - position} bytes; a wrapped data key has ${AGE_PAYLOAD_BYTES}`;
   return undefined;
 }
@@ -260,7 +283,11 @@ function checkManifestRecipient(_recipient: Readonly<Record<string, unknown>>, e
   const problems: RecipientProblem[] = [];
   if (encryptedKey !== undefined) {
     if (encryptedKey.length > MAX_AGE_ENCRYPTED_KEY_BYTES) {
-      problems.push({ field: 'encryptedKey', check: 'size', message: `is ${encryptedKey.length} bytes; an age encryptedKey is at most ${MAX_AGE_ENCRYPTED_KEY_BYTES}` });
+      problems.push({
+        field: 'encryptedKey',
+        check: 'size',
+        message: `is ${encryptedKey.length} bytes; an age encryptedKey is at most ${MAX_AGE_ENCRYPTED_KEY_BYTES}`,
+      });
     } else {
       const problem = ageFileProblem(encryptedKey);
       if (problem) problems.push({ field: 'encryptedKey', check: 'structure', message: problem });
@@ -331,11 +358,17 @@ export const ageProvider: ProviderDefinition = {
       } catch {
         return undefined;
       }
-      return { provider: PROVIDER, ...(info === '' ? {} : { recipient: info }), encryptedKey: Buffer.from(edk.ciphertext.buffer, edk.ciphertext.byteOffset, edk.ciphertext.byteLength).toString('base64') };
+      return {
+        provider: PROVIDER,
+        ...(info === '' ? {} : { recipient: info }),
+        encryptedKey: Buffer.from(edk.ciphertext.buffer, edk.ciphertext.byteOffset, edk.ciphertext.byteLength).toString('base64'),
+      };
     },
   },
   settings: {
-    cliOptions: { identity: { type: 'string', short: 'i', multiple: true, value: 'FILE', help: `age identity file (default: ${IDENTITY_ENV})`, unwrapOnly: true } },
+    cliOptions: {
+      identity: { type: 'string', short: 'i', multiple: true, value: 'FILE', help: `age identity file (default: ${IDENTITY_ENV})`, unwrapOnly: true },
+    },
     controllerOptions: {},
     resolve: resolveIdentities,
   },

@@ -39,7 +39,11 @@ describe('alibaba-kms targets', () => {
     expect(parseAlibabaTarget('key-hzz630494463ejqjx1234')).toEqual({ kind: 'key-id', region: undefined, keyRef: 'key-hzz630494463ejqjx1234' });
     expect(parseAlibabaTarget('alias/team/app')).toEqual({ kind: 'alias', region: undefined, keyRef: 'alias/team/app' });
     expect(parseAlibabaTarget(ARN)).toEqual({ kind: 'key-arn', region: 'cn-hangzhou', keyRef: KEY_ID });
-    expect(parseAlibabaTarget('acs:kms:ap-southeast-1:1234567890123456:alias/app')).toEqual({ kind: 'alias-arn', region: 'ap-southeast-1', keyRef: 'alias/app' });
+    expect(parseAlibabaTarget('acs:kms:ap-southeast-1:1234567890123456:alias/app')).toEqual({
+      kind: 'alias-arn',
+      region: 'ap-southeast-1',
+      keyRef: 'alias/app',
+    });
   });
 
   it('refuses malformed targets with a message naming the problem', () => {
@@ -77,7 +81,9 @@ describe('alibaba-kms manifest recipients', () => {
     expect(checkAlibabaRecipient({ provider: 'alibaba-kms', keyId: 'alias/app' }, randomBytes(120)).map((p) => p.field)).toEqual(['keyId']);
     expect(checkAlibabaRecipient({ provider: 'alibaba-kms' }, randomBytes(120))[0]?.message).toMatch(/key ARN/);
     expect(checkAlibabaRecipient({ provider: 'alibaba-kms', keyId: ARN }, new Uint8Array(0))).toMatchObject([{ field: 'encryptedKey', check: 'structure' }]);
-    expect(checkAlibabaRecipient({ provider: 'alibaba-kms', keyId: ARN }, new Uint8Array(MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES + 1))).toMatchObject([{ field: 'encryptedKey', check: 'size' }]);
+    expect(checkAlibabaRecipient({ provider: 'alibaba-kms', keyId: ARN }, new Uint8Array(MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES + 1))).toMatchObject([
+      { field: 'encryptedKey', check: 'size' },
+    ]);
     expect(alibabaKms.maxEncryptedKeyBytes).toBe(MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES);
   });
 
@@ -171,18 +177,48 @@ describe('alibaba-kms settings', () => {
   it('takes region and endpoint from flags before the environment, and the AccessKey from the environment', () => {
     const options = resolveAlibabaKmsOptions({
       values: { 'alibaba-kms-region': 'cn-shanghai', 'alibaba-kms-endpoint': 'http://127.0.0.1:8080' },
-      env: { ALIBABA_CLOUD_REGION_ID: 'cn-beijing', ALIBABA_CLOUD_KMS_ENDPOINT: 'https://kms.example', ALIBABA_CLOUD_ACCESS_KEY_ID: 'LTAIid', ALIBABA_CLOUD_ACCESS_KEY_SECRET: 'secret' },
+      env: {
+        ALIBABA_CLOUD_REGION_ID: 'cn-beijing',
+        ALIBABA_CLOUD_KMS_ENDPOINT: 'https://kms.example',
+        ALIBABA_CLOUD_ACCESS_KEY_ID: 'LTAIid',
+        ALIBABA_CLOUD_ACCESS_KEY_SECRET: 'secret',
+      },
     });
-    expect(options).toEqual({ region: 'cn-shanghai', endpoint: 'http://127.0.0.1:8080', credentials: { kind: 'access-key', accessKeyId: 'LTAIid', accessKeySecret: 'secret' } });
-    expect(resolveAlibabaKmsOptions({ values, env: { ALIBABA_CLOUD_REGION_ID: 'cn-beijing', ALIBABA_CLOUD_KMS_ENDPOINT: 'https://kms.example' } })).toEqual({ region: 'cn-beijing', endpoint: 'https://kms.example' });
-    expect(resolveAlibabaKmsOptions({ values, env: { ALIBABA_CLOUD_ACCESS_KEY_ID: 'id', ALIBABA_CLOUD_ACCESS_KEY_SECRET: 's', ALIBABA_CLOUD_SECURITY_TOKEN: 'sts' } }).credentials).toEqual({ kind: 'access-key', accessKeyId: 'id', accessKeySecret: 's', securityToken: 'sts' });
+    expect(options).toEqual({
+      region: 'cn-shanghai',
+      endpoint: 'http://127.0.0.1:8080',
+      credentials: { kind: 'access-key', accessKeyId: 'LTAIid', accessKeySecret: 'secret' },
+    });
+    expect(resolveAlibabaKmsOptions({ values, env: { ALIBABA_CLOUD_REGION_ID: 'cn-beijing', ALIBABA_CLOUD_KMS_ENDPOINT: 'https://kms.example' } })).toEqual({
+      region: 'cn-beijing',
+      endpoint: 'https://kms.example',
+    });
+    expect(
+      resolveAlibabaKmsOptions({
+        values,
+        env: { ALIBABA_CLOUD_ACCESS_KEY_ID: 'id', ALIBABA_CLOUD_ACCESS_KEY_SECRET: 's', ALIBABA_CLOUD_SECURITY_TOKEN: 'sts' },
+      }).credentials,
+    ).toEqual({ kind: 'access-key', accessKeyId: 'id', accessKeySecret: 's', securityToken: 'sts' });
   });
 
   it('uses RRSA (what ACK injects for a ServiceAccount with a RAM role) when no AccessKey is set', () => {
-    const env = { ALIBABA_CLOUD_ROLE_ARN: 'acs:ram::1234567890123456:role/envseal', ALIBABA_CLOUD_OIDC_PROVIDER_ARN: 'acs:ram::1234567890123456:oidc-provider/ack-rrsa-c1', ALIBABA_CLOUD_OIDC_TOKEN_FILE: '/var/run/secrets/ack.alibabacloud.com/rrsa-tokens/token' };
-    expect(resolveAlibabaKmsOptions({ values, env }).credentials).toEqual({ kind: 'rrsa', roleArn: env.ALIBABA_CLOUD_ROLE_ARN, oidcProviderArn: env.ALIBABA_CLOUD_OIDC_PROVIDER_ARN, oidcTokenFile: env.ALIBABA_CLOUD_OIDC_TOKEN_FILE });
-    expect(resolveAlibabaKmsOptions({ values, env: { ...env, ALIBABA_CLOUD_STS_REGION: 'cn-hangzhou', ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED: 'true' } }).credentials).toMatchObject({ kind: 'rrsa', stsRegion: 'cn-hangzhou', stsVpcEndpoint: true });
-    expect(() => resolveAlibabaKmsOptions({ values, env: { ALIBABA_CLOUD_ROLE_ARN: env.ALIBABA_CLOUD_ROLE_ARN } })).toThrow(/ALIBABA_CLOUD_OIDC_PROVIDER_ARN and ALIBABA_CLOUD_OIDC_TOKEN_FILE together/);
+    const env = {
+      ALIBABA_CLOUD_ROLE_ARN: 'acs:ram::1234567890123456:role/envseal',
+      ALIBABA_CLOUD_OIDC_PROVIDER_ARN: 'acs:ram::1234567890123456:oidc-provider/ack-rrsa-c1',
+      ALIBABA_CLOUD_OIDC_TOKEN_FILE: '/var/run/secrets/ack.alibabacloud.com/rrsa-tokens/token',
+    };
+    expect(resolveAlibabaKmsOptions({ values, env }).credentials).toEqual({
+      kind: 'rrsa',
+      roleArn: env.ALIBABA_CLOUD_ROLE_ARN,
+      oidcProviderArn: env.ALIBABA_CLOUD_OIDC_PROVIDER_ARN,
+      oidcTokenFile: env.ALIBABA_CLOUD_OIDC_TOKEN_FILE,
+    });
+    expect(
+      resolveAlibabaKmsOptions({ values, env: { ...env, ALIBABA_CLOUD_STS_REGION: 'cn-hangzhou', ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED: 'true' } }).credentials,
+    ).toMatchObject({ kind: 'rrsa', stsRegion: 'cn-hangzhou', stsVpcEndpoint: true });
+    expect(() => resolveAlibabaKmsOptions({ values, env: { ALIBABA_CLOUD_ROLE_ARN: env.ALIBABA_CLOUD_ROLE_ARN } })).toThrow(
+      /ALIBABA_CLOUD_OIDC_PROVIDER_ARN and ALIBABA_CLOUD_OIDC_TOKEN_FILE together/,
+    );
   });
 
   it('refuses half an AccessKey, a bad region and a bad endpoint, naming the problem and not the secret', () => {
@@ -191,7 +227,9 @@ describe('alibaba-kms settings', () => {
     expect(half.message).not.toContain('CANARY-secret');
     expect(() => resolveAlibabaKmsOptions({ values: { 'alibaba-kms-region': 'Hangzhou' }, env: {} })).toThrow(/not a region id/);
     expect(() => resolveAlibabaKmsOptions({ values: { 'alibaba-kms-endpoint': 'kms.cn-hangzhou.aliyuncs.com' }, env: {} })).toThrow(/not a URL/);
-    expect(() => resolveAlibabaKmsOptions({ values: { 'alibaba-kms-endpoint': 'https://user:pw@kms.example/path' }, env: {} })).toThrow(/without path, query or user/);
+    expect(() => resolveAlibabaKmsOptions({ values: { 'alibaba-kms-endpoint': 'https://user:pw@kms.example/path' }, env: {} })).toThrow(
+      /without path, query or user/,
+    );
   });
 
   it('offers the same flags to the CLI and the controller', () => {
@@ -220,15 +258,31 @@ describe('alibaba-kms provider without a service', () => {
   });
 
   it('refuses an encryptedKey that is not a base64 blob as InvalidCiphertext, and a recipient of another provider', async () => {
-    const provider = await createAlibabaKmsProvider({ credentials: { kind: 'access-key', accessKeyId: 'id', accessKeySecret: 's' }, endpoint: 'http://127.0.0.1:9', maxAttempts: 1 });
-    await expect(provider.unwrap({ recipient: { provider: 'alibaba-kms', keyId: ARN, encryptedKey: '***' }, encryptionContext: {} })).rejects.toMatchObject({ code: 'InvalidCiphertext' });
-    await expect(provider.unwrap({ recipient: { provider: 'aws-kms', keyId: ARN, encryptedKey: 'AAAA' }, encryptionContext: {} })).rejects.toMatchObject({ code: 'InvalidRecipient' });
-    await expect(provider.unwrap({ recipient: { provider: 'alibaba-kms', keyId: 'alias/app', encryptedKey: 'AAAA' }, encryptionContext: {} })).rejects.toMatchObject({ code: 'InvalidRecipient' });
+    const provider = await createAlibabaKmsProvider({
+      credentials: { kind: 'access-key', accessKeyId: 'id', accessKeySecret: 's' },
+      endpoint: 'http://127.0.0.1:9',
+      maxAttempts: 1,
+    });
+    await expect(provider.unwrap({ recipient: { provider: 'alibaba-kms', keyId: ARN, encryptedKey: '***' }, encryptionContext: {} })).rejects.toMatchObject({
+      code: 'InvalidCiphertext',
+    });
+    await expect(provider.unwrap({ recipient: { provider: 'aws-kms', keyId: ARN, encryptedKey: 'AAAA' }, encryptionContext: {} })).rejects.toMatchObject({
+      code: 'InvalidRecipient',
+    });
+    await expect(
+      provider.unwrap({ recipient: { provider: 'alibaba-kms', keyId: 'alias/app', encryptedKey: 'AAAA' }, encryptionContext: {} }),
+    ).rejects.toMatchObject({ code: 'InvalidRecipient' });
   });
 
   it('an endpoint that does not answer is Unavailable, naming where it went', async () => {
-    const provider = await createAlibabaKmsProvider({ credentials: { kind: 'access-key', accessKeyId: 'id', accessKeySecret: 's' }, endpoint: 'http://127.0.0.1:9', maxAttempts: 2 });
-    const error = (await provider.unwrap({ recipient: { provider: 'alibaba-kms', keyId: ARN, encryptedKey: randomBytes(90).toString('base64') }, encryptionContext: {} }).catch((e: unknown) => e)) as ProviderError;
+    const provider = await createAlibabaKmsProvider({
+      credentials: { kind: 'access-key', accessKeyId: 'id', accessKeySecret: 's' },
+      endpoint: 'http://127.0.0.1:9',
+      maxAttempts: 2,
+    });
+    const error = (await provider
+      .unwrap({ recipient: { provider: 'alibaba-kms', keyId: ARN, encryptedKey: randomBytes(90).toString('base64') }, encryptionContext: {} })
+      .catch((e: unknown) => e)) as ProviderError;
     expect(error.code).toBe('Unavailable');
     expect(error.retryable).toBe(true);
     expect(error.message).toMatch(/127\.0\.0\.1:9 could not be reached/);
@@ -262,8 +316,14 @@ describe('alibaba-kms against a scripted endpoint (what the emulator cannot be m
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const { port } = server.address() as { port: number };
-      const provider = await createAlibabaKmsProvider({ endpoint: `http://127.0.0.1:${port}`, credentials: { kind: 'access-key', accessKeyId: 'id', accessKeySecret: 's' }, maxAttempts: 3 });
-      const error = (await provider.unwrap({ recipient: { provider: 'alibaba-kms', keyId: ARN, encryptedKey: randomBytes(90).toString('base64') }, encryptionContext: {} }).catch((e: unknown) => e)) as ProviderError;
+      const provider = await createAlibabaKmsProvider({
+        endpoint: `http://127.0.0.1:${port}`,
+        credentials: { kind: 'access-key', accessKeyId: 'id', accessKeySecret: 's' },
+        maxAttempts: 3,
+      });
+      const error = (await provider
+        .unwrap({ recipient: { provider: 'alibaba-kms', keyId: ARN, encryptedKey: randomBytes(90).toString('base64') }, encryptionContext: {} })
+        .catch((e: unknown) => e)) as ProviderError;
       expect([error.code, error.serviceCode, error.retryable]).toEqual(['Unavailable', 'NotJson', true]);
       expect(error.message).toMatch(/something other than the KMS's JSON/);
       expect(inspect(error, { depth: 10 })).not.toContain('CANARY-');

@@ -288,7 +288,12 @@ describe('error mapping (fake KMS endpoint)', () => {
   });
 
   it('says how to fix a bare alias when no region is configured anywhere', async () => {
-    const saved = { AWS_REGION: process.env.AWS_REGION, AWS_DEFAULT_REGION: process.env.AWS_DEFAULT_REGION, AWS_CONFIG_FILE: process.env.AWS_CONFIG_FILE, AWS_PROFILE: process.env.AWS_PROFILE };
+    const saved = {
+      AWS_REGION: process.env.AWS_REGION,
+      AWS_DEFAULT_REGION: process.env.AWS_DEFAULT_REGION,
+      AWS_CONFIG_FILE: process.env.AWS_CONFIG_FILE,
+      AWS_PROFILE: process.env.AWS_PROFILE,
+    };
     delete process.env.AWS_REGION;
     delete process.env.AWS_DEFAULT_REGION;
     delete process.env.AWS_PROFILE;
@@ -309,7 +314,9 @@ describe('error mapping (fake KMS endpoint)', () => {
 
   it('rejects recipients of other providers and without keyId', async () => {
     expect((await failure(fakeProvider().unwrap({ recipient: { ...recipient, provider: 'age' }, encryptionContext: CONTEXT }))).code).toBe('InvalidRecipient');
-    expect((await failure(fakeProvider().unwrap({ recipient: { provider: 'aws-kms', encryptedKey: 'AAAA' }, encryptionContext: CONTEXT }))).code).toBe('InvalidRecipient');
+    expect((await failure(fakeProvider().unwrap({ recipient: { provider: 'aws-kms', encryptedKey: 'AAAA' }, encryptionContext: CONTEXT }))).code).toBe(
+      'InvalidRecipient',
+    );
   });
 
   it('never puts the data key in a message, even when the KMS echoes it', async () => {
@@ -326,7 +333,15 @@ describe('error mapping (fake KMS endpoint)', () => {
       errors.push(await failure(fakeProvider().wrap({ target: KEY_ARN, dataKey: new Uint8Array(dataKey), encryptionContext: CONTEXT })));
     }
     for (const error of errors) {
-      const texts = [error.message, String(error), error.stack ?? '', JSON.stringify(error), inspect(error, { depth: 10 }), JSON.stringify(error.cause), inspect(error.cause, { depth: 10, showHidden: true })];
+      const texts = [
+        error.message,
+        String(error),
+        error.stack ?? '',
+        JSON.stringify(error),
+        inspect(error, { depth: 10 }),
+        JSON.stringify(error.cause),
+        inspect(error.cause, { depth: 10, showHidden: true }),
+      ];
       for (const text of texts) for (const form of forms) expect(text).not.toContain(form);
     }
   });

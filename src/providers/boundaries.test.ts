@@ -49,9 +49,16 @@ function providerMentions(file: string, source: string, names: readonly string[]
     }
     if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword) {
       const arg = node.arguments[0];
-      if (arg && ts.isStringLiteral(arg) && arg.text.startsWith('.') && isProviderFile(path.resolve(path.dirname(file), arg.text))) at(node, `imports ${arg.text}`);
+      if (arg && ts.isStringLiteral(arg) && arg.text.startsWith('.') && isProviderFile(path.resolve(path.dirname(file), arg.text)))
+        at(node, `imports ${arg.text}`);
     }
-    if (ts.isStringLiteral(node) || ts.isNoSubstitutionTemplateLiteral(node) || ts.isTemplateHead(node) || ts.isTemplateMiddle(node) || ts.isTemplateTail(node)) {
+    if (
+      ts.isStringLiteral(node) ||
+      ts.isNoSubstitutionTemplateLiteral(node) ||
+      ts.isTemplateHead(node) ||
+      ts.isTemplateMiddle(node) ||
+      ts.isTemplateTail(node)
+    ) {
       const text = node.text;
       const whole = ts.isStringLiteral(node) || ts.isNoSubstitutionTemplateLiteral(node);
       for (const name of names) {
@@ -79,7 +86,9 @@ describe('a key provider is one file (or folder) and one registry line', () => {
       if (file.startsWith(providersDir + path.sep)) continue;
       const rel = path.relative(srcRoot, file);
       const allowed = ALLOWED.get(rel) ?? [];
-      findings.push(...providerMentions(rel, readFileSync(file, 'utf8'), names, providerFiles).filter((f) => !allowed.some((a) => f.text === JSON.stringify(a))));
+      findings.push(
+        ...providerMentions(rel, readFileSync(file, 'utf8'), names, providerFiles).filter((f) => !allowed.some((a) => f.text === JSON.stringify(a))),
+      );
     }
     expect(findings.map((f) => `${f.file}:${f.line} ${f.text}`)).toEqual([]);
   });
@@ -115,7 +124,9 @@ describe('a key provider is one file (or folder) and one registry line', () => {
       const crd = parse(readFileSync(new URL(crdPath, import.meta.url), 'utf8'));
       const recipient = crd.spec.versions[0].schema.openAPIV3Schema.properties.spec.properties.envelopes.items.properties.recipients.items;
       expect(recipient.properties.provider.enum, crdPath).toEqual(names);
-      const rules = (recipient['x-kubernetes-validations'] as { rule: string; message: string }[]).filter((r) => names.some((n) => r.rule.startsWith(`self.provider != '${n}' ||`)));
+      const rules = (recipient['x-kubernetes-validations'] as { rule: string; message: string }[]).filter((r) =>
+        names.some((n) => r.rule.startsWith(`self.provider != '${n}' ||`)),
+      );
       expect(rules, crdPath).toEqual(PROVIDERS.flatMap((p) => p.crdRules.map((r) => ({ rule: r.rule, message: r.message }))));
       for (const p of PROVIDERS) for (const r of p.crdRules) expect(r.rule.startsWith(`self.provider != '${p.name}' ||`), r.rule).toBe(true);
     }

@@ -11,7 +11,10 @@ const CONTEXT = { 'envseal.dev/scope': 'strict', 'envseal.dev/namespace': 'ns', 
  * ciphertext only it can open; `service` ones generate keys like a KMS; `fail` makes
  * unwrap throw that code.
  */
-function provider(name: string, options: { service?: boolean; fail?: ProviderErrorCode; message?: string; configured?: boolean; calls?: string[] } = {}): KeyProvider {
+function provider(
+  name: string,
+  options: { service?: boolean; fail?: ProviderErrorCode; message?: string; configured?: boolean; calls?: string[] } = {},
+): KeyProvider {
   const stored = new Map<string, Uint8Array>();
   let next = 0;
   const wrapped = (target: string, dataKey: Uint8Array): Recipient => {
@@ -56,7 +59,15 @@ describe('generateDataKey', () => {
   it('lets the first target with a key service generate, and wraps the same key for the others', async () => {
     const calls: string[] = [];
     const providers = ProviderRegistry.of([provider('local', { calls }), provider('kms', { service: true, calls })]);
-    const { dataKey, recipients } = await generateDataKey({ targets: [{ provider: 'local', target: 'a' }, { provider: 'kms', target: 'k' }], providers, encryptionContext: CONTEXT, random });
+    const { dataKey, recipients } = await generateDataKey({
+      targets: [
+        { provider: 'local', target: 'a' },
+        { provider: 'kms', target: 'k' },
+      ],
+      providers,
+      encryptionContext: CONTEXT,
+      random,
+    });
     expect(calls).toEqual(['kms:generate', 'local:wrap']);
     expect(recipients.map((r) => r.provider)).toEqual(['local', 'kms']);
     expect(dataKey[0]).toBe(1);
@@ -75,7 +86,17 @@ describe('generateDataKey', () => {
   it('checks every target before any call, and refuses no target at all', async () => {
     const calls: string[] = [];
     const providers = ProviderRegistry.of([provider('kms', { service: true, calls })]);
-    await expect(generateDataKey({ targets: [{ provider: 'kms', target: 'k' }, { provider: 'kms', target: 'bad' }], providers, encryptionContext: CONTEXT, random })).rejects.toThrow(/bad target/);
+    await expect(
+      generateDataKey({
+        targets: [
+          { provider: 'kms', target: 'k' },
+          { provider: 'kms', target: 'bad' },
+        ],
+        providers,
+        encryptionContext: CONTEXT,
+        random,
+      }),
+    ).rejects.toThrow(/bad target/);
     expect(calls).toEqual([]);
     await expect(generateDataKey({ targets: [], providers, encryptionContext: CONTEXT, random })).rejects.toThrow(/at least one recipient/);
   });
@@ -101,7 +122,9 @@ describe('unwrapAny', () => {
     const error = (await unwrapAny({ recipients, providers, encryptionContext: CONTEXT, what: 'envelope #3' }).catch((e: unknown) => e)) as ProviderError;
     expect(error).toBeInstanceOf(ProviderError);
     expect(error.code).toBe('Throttled');
-    expect(error.message).toBe('envelope #3: every recipient failed (denied AccessDenied, slow Throttled): denied failed (AccessDenied); slow failed (Throttled)');
+    expect(error.message).toBe(
+      'envelope #3: every recipient failed (denied AccessDenied, slow Throttled): denied failed (AccessDenied); slow failed (Throttled)',
+    );
   });
 
   it('names every provider that failed within the first bytes, even when the messages are long', async () => {
@@ -109,7 +132,9 @@ describe('unwrapAny', () => {
     const providers = ProviderRegistry.of([long('first'), long('second'), long('third')]);
     const recipients = await sealed(providers, ['first', 'second', 'third']);
     const error = (await unwrapAny({ recipients, providers, encryptionContext: CONTEXT, what: 'envelope #0' }).catch((e: unknown) => e)) as ProviderError;
-    expect(error.message).toMatch(/^envelope #0: every recipient failed \(first Unavailable, second Unavailable, third Unavailable\): first could not be reached/);
+    expect(error.message).toMatch(
+      /^envelope #0: every recipient failed \(first Unavailable, second Unavailable, third Unavailable\): first could not be reached/,
+    );
     // What a status condition or an Event keeps of it.
     const kept = capMessage(error.message);
     for (const name of ['first', 'second', 'third']) expect(kept).toContain(`${name} Unavailable`);
@@ -119,7 +144,9 @@ describe('unwrapAny', () => {
     const providers = ProviderRegistry.of([provider('off', { configured: false })]);
     const recipients = await sealed(providers, ['off']);
     await expect(unwrapAny({ recipients, providers, encryptionContext: CONTEXT, what: 'x' })).rejects.toMatchObject({ code: 'NoIdentity' });
-    await expect(unwrapAny({ recipients: [{ provider: 'gcp-kms', encryptedKey: 'AAAA' }], providers, encryptionContext: CONTEXT, what: 'x' })).rejects.toMatchObject({ code: 'UnknownProvider' });
+    await expect(
+      unwrapAny({ recipients: [{ provider: 'gcp-kms', encryptedKey: 'AAAA' }], providers, encryptionContext: CONTEXT, what: 'x' }),
+    ).rejects.toMatchObject({ code: 'UnknownProvider' });
   });
 
   it('stops before a call when beforeAttempt throws, and zeroes a key that accept refuses', async () => {
@@ -127,11 +154,30 @@ describe('unwrapAny', () => {
     const providers = ProviderRegistry.of([provider('p', { calls })]);
     const recipients = await sealed(providers, ['p']);
     calls.length = 0;
-    await expect(unwrapAny({ recipients, providers, encryptionContext: CONTEXT, what: 'x', beforeAttempt: () => { throw new Error('budget'); } })).rejects.toThrow('budget');
+    await expect(
+      unwrapAny({
+        recipients,
+        providers,
+        encryptionContext: CONTEXT,
+        what: 'x',
+        beforeAttempt: () => {
+          throw new Error('budget');
+        },
+      }),
+    ).rejects.toThrow('budget');
     expect(calls).toEqual([]);
     let seen: Uint8Array | undefined;
     await expect(
-      unwrapAny({ recipients, providers, encryptionContext: CONTEXT, what: 'x', accept: (key) => { seen = key; throw new Error('commitment'); } }),
+      unwrapAny({
+        recipients,
+        providers,
+        encryptionContext: CONTEXT,
+        what: 'x',
+        accept: (key) => {
+          seen = key;
+          throw new Error('commitment');
+        },
+      }),
     ).rejects.toThrow('commitment');
     expect(seen).toEqual(new Uint8Array(32));
   });

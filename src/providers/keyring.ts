@@ -10,7 +10,6 @@ import type { RandomSource } from '../envelope/random.ts';
 import type { ProviderRegistry } from './registry.ts';
 import { type KeyProvider, ProviderError, type Recipient, type RecipientTarget } from './types.ts';
 
-
 export interface GenerateRequest {
   targets: readonly RecipientTarget[];
   providers: ProviderRegistry;
@@ -36,7 +35,7 @@ export async function generateDataKey(request: GenerateRequest): Promise<Wrapped
   if (targets.length === 0) throw new ProviderError('InvalidRecipient', 'at least one recipient is needed', { provider: 'none' });
   const resolved = await Promise.all(targets.map(async (t) => ({ target: t.target, provider: await providers.get(t.provider) })));
   for (const t of resolved) t.provider.parseTarget(t.target);
-  const op = { encryptionContext, ...(signal ? { signal } : {}) };
+  const op = { encryptionContext, signal };
 
   const recipients: (Recipient | undefined)[] = new Array(resolved.length);
   let dataKey: Uint8Array | undefined;
@@ -50,7 +49,10 @@ export async function generateDataKey(request: GenerateRequest): Promise<Wrapped
     } else {
       dataKey = Uint8Array.from(request.random(DATA_KEY_BYTES));
     }
-    if (dataKey.byteLength !== DATA_KEY_BYTES) throw new ProviderError('Internal', `a data key must be ${DATA_KEY_BYTES} bytes`, { provider: generatorIndex >= 0 ? resolved[generatorIndex]!.provider.name : 'random' });
+    if (dataKey.byteLength !== DATA_KEY_BYTES)
+      throw new ProviderError('Internal', `a data key must be ${DATA_KEY_BYTES} bytes`, {
+        provider: generatorIndex >= 0 ? resolved[generatorIndex]!.provider.name : 'random',
+      });
     const key = dataKey;
     await Promise.all(
       resolved.map(async (t, i) => {
@@ -116,10 +118,12 @@ export async function unwrapAny(request: UnwrapAnyRequest): Promise<UnwrappedKey
     request.beforeAttempt?.(recipient);
     let dataKey: Uint8Array;
     try {
-      dataKey = await provider.unwrap({ recipient, encryptionContext, ...(signal ? { signal } : {}) });
+      dataKey = await provider.unwrap({ recipient, encryptionContext, signal });
       if (dataKey.byteLength !== DATA_KEY_BYTES) {
         dataKey.fill(0);
-        throw new ProviderError('InvalidCiphertext', `${provider.describe(recipient)}: the unwrapped data key has the wrong length`, { provider: provider.name });
+        throw new ProviderError('InvalidCiphertext', `${provider.describe(recipient)}: the unwrapped data key has the wrong length`, {
+          provider: provider.name,
+        });
       }
     } catch (error) {
       signal?.throwIfAborted();
@@ -136,7 +140,11 @@ export async function unwrapAny(request: UnwrapAnyRequest): Promise<UnwrappedKey
   }
   if (tried === 0 && failures.length === 0) {
     const names = [...new Set(request.recipients.map((r) => r.provider))].join(', ');
-    throw new ProviderError('NoIdentity', `${what}: no configured provider can unwrap any of its recipients (${names}); configure an age identity or KMS access`, { provider: names });
+    throw new ProviderError(
+      'NoIdentity',
+      `${what}: no configured provider can unwrap any of its recipients (${names}); configure an age identity or KMS access`,
+      { provider: names },
+    );
   }
   const chosen = failures.find((f) => f.retryable) ?? failures[0]!;
   // Several failures: a short summary first (provider and code of each), so that the

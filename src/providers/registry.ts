@@ -19,12 +19,7 @@ import {
  * definition; nothing outside src/providers names one (src/providers/boundaries.test.ts).
  * Each loads its SDK on first use, so listing them costs nothing.
  */
-export const PROVIDERS: readonly ProviderDefinition[] = Object.freeze([
-  awsKmsProvider,
-  ageProvider,
-  vaultTransitProvider,
-  alibabaKmsProvider,
-]);
+export const PROVIDERS: readonly ProviderDefinition[] = Object.freeze([awsKmsProvider, ageProvider, vaultTransitProvider, alibabaKmsProvider]);
 
 /** Each provider's options, under the provider's name (what `settings.resolve` returned). Parsed once, in main. */
 export type ProviderConfig = Readonly<Record<string, unknown>>;
@@ -43,7 +38,11 @@ export function isKnownProvider(name: string): boolean {
 export function providerDefinition(name: string, definitions: readonly ProviderDefinition[] = PROVIDERS): ProviderDefinition {
   const found = byName(definitions, name);
   if (found === undefined) {
-    throw new ProviderError('UnknownProvider', `unknown key provider ${JSON.stringify(name.slice(0, 80))} (known: ${definitions.map((d) => d.name).join(', ')})`, { provider: name.slice(0, 80) });
+    throw new ProviderError(
+      'UnknownProvider',
+      `unknown key provider ${JSON.stringify(name.slice(0, 80))} (known: ${definitions.map((d) => d.name).join(', ')})`,
+      { provider: name.slice(0, 80) },
+    );
   }
   return found;
 }
@@ -64,7 +63,11 @@ export function recipientForms(definitions: readonly ProviderDefinition[] = PROV
  * The flags every provider adds, for the CLI (`cli`) or the controller; `unwrap`: the
  * command may unwrap (offer identity files), or not, or only those flags (`only`).
  */
-export function providerOptions(role: ProviderSettingsSource['role'], unwrap: boolean | 'only', definitions: readonly ProviderDefinition[] = PROVIDERS): Record<string, ProviderOption> {
+export function providerOptions(
+  role: ProviderSettingsSource['role'],
+  unwrap: boolean | 'only',
+  definitions: readonly ProviderDefinition[] = PROVIDERS,
+): Record<string, ProviderOption> {
   const options: Record<string, ProviderOption> = {};
   for (const definition of definitions) {
     const own = role === 'cli' ? definition.settings?.cliOptions : definition.settings?.controllerOptions;

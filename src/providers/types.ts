@@ -49,11 +49,7 @@ export class ProviderError extends EnvsealError {
    */
   readonly contextBound: boolean;
 
-  constructor(
-    code: ProviderErrorCode,
-    message: string,
-    options: { provider: string; serviceCode?: string; cause?: unknown; contextBound?: boolean },
-  ) {
+  constructor(code: ProviderErrorCode, message: string, options: { provider: string; serviceCode?: string; cause?: unknown; contextBound?: boolean }) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'ProviderError';
     this.code = code;

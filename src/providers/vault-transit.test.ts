@@ -54,7 +54,9 @@ describe('transit context', () => {
 
 describe('sanitizeVaultMessage', () => {
   it('redacts ciphertexts and long base64 runs, keeps key paths', () => {
-    const said = sanitizeVaultMessage(`decrypt of vault:v1:${Buffer.from(CANARY).toString('base64')} with transit/keys/app failed: ${Buffer.from(`${CANARY}${CANARY}`).toString('base64')}\u0007`);
+    const said = sanitizeVaultMessage(
+      `decrypt of vault:v1:${Buffer.from(CANARY).toString('base64')} with transit/keys/app failed: ${Buffer.from(`${CANARY}${CANARY}`).toString('base64')}\u0007`,
+    );
     expect(said).toContain('transit/keys/app');
     expect(said).toContain('[redacted ciphertext]');
     expect(said).not.toContain(Buffer.from(CANARY).toString('base64').slice(0, 16));
@@ -105,7 +107,7 @@ const recipient = { provider: 'vault-transit', keyId: 'transit/keys/app', encryp
 
 async function unwrapError(address: string, options: { maxAttempts?: number; signal?: AbortSignal } = {}): Promise<ProviderError> {
   const provider = createVaultTransitProvider({ address, token: TOKEN, maxAttempts: options.maxAttempts ?? 1, requestTimeoutMs: 5_000 });
-  const error = await provider.unwrap({ recipient, encryptionContext: CONTEXT, ...(options.signal ? { signal: options.signal } : {}) }).then(
+  const error = await provider.unwrap({ recipient, encryptionContext: CONTEXT, signal: options.signal }).then(
     () => undefined,
     (e: unknown) => e,
   );
@@ -148,7 +150,9 @@ describe('vault-transit errors (scripted endpoint)', () => {
 
   it('does not follow a redirect, which would carry the token to another address', async () => {
     const address = await fakeVault((request) =>
-      request.url === '/elsewhere' ? { status: 200, body: { data: { plaintext: Buffer.alloc(32).toString('base64') } } } : { status: 307, body: {}, headers: { Location: '/elsewhere' } },
+      request.url === '/elsewhere'
+        ? { status: 200, body: { data: { plaintext: Buffer.alloc(32).toString('base64') } } }
+        : { status: 307, body: {}, headers: { Location: '/elsewhere' } },
     );
     const error = await unwrapError(address);
     expect(error.code).toBe('Unavailable');
@@ -192,7 +196,9 @@ describe('vault-transit errors (scripted endpoint)', () => {
   it('refuses an encryptedKey that is not a transit ciphertext without calling Vault', async () => {
     const address = await fakeVault(() => ({ status: 200, body: {} }));
     const provider = createVaultTransitProvider({ address, token: TOKEN });
-    await expect(provider.unwrap({ recipient: { ...recipient, encryptedKey: Buffer.from('not-vault').toString('base64') }, encryptionContext: CONTEXT })).rejects.toMatchObject({ code: 'InvalidCiphertext' });
+    await expect(
+      provider.unwrap({ recipient: { ...recipient, encryptedKey: Buffer.from('not-vault').toString('base64') }, encryptionContext: CONTEXT }),
+    ).rejects.toMatchObject({ code: 'InvalidCiphertext' });
     expect(seen).toHaveLength(0);
   });
 
@@ -247,7 +253,8 @@ describe('vault-transit Kubernetes auth (scripted endpoint)', () => {
       await writeFile(tokenPath, 'sa-jwt\n');
       let logins = 0;
       const address = await fakeVault((request) => {
-        if (request.url === '/v1/auth/kubernetes/login') return { status: 200, body: { auth: { client_token: `vault-token-${++logins}`, lease_duration: 300 } } };
+        if (request.url === '/v1/auth/kubernetes/login')
+          return { status: 200, body: { auth: { client_token: `vault-token-${++logins}`, lease_duration: 300 } } };
         return { status: 200, body: { data: { plaintext: Buffer.alloc(32, 1).toString('base64') } } };
       });
       let clock = 1_000_000;
@@ -268,7 +275,10 @@ describe('vault-transit Kubernetes auth (scripted endpoint)', () => {
   it('a missing ServiceAccount token file is AccessDenied naming the file, with no call to Vault', async () => {
     const address = await fakeVault(() => ({ status: 200, body: {} }));
     const provider = createVaultTransitProvider({ address, kubernetesAuth: { role: 'envseal', tokenPath: '/nonexistent/envseal/token' } });
-    await expect(provider.unwrap({ recipient, encryptionContext: CONTEXT })).rejects.toMatchObject({ code: 'AccessDenied', message: expect.stringContaining('/nonexistent/envseal/token') });
+    await expect(provider.unwrap({ recipient, encryptionContext: CONTEXT })).rejects.toMatchObject({
+      code: 'AccessDenied',
+      message: expect.stringContaining('/nonexistent/envseal/token'),
+    });
     expect(seen).toHaveLength(0);
   });
 });
@@ -286,7 +296,8 @@ describe('vault-transit CA bundle (--vault-ca-cert, VAULT_CACERT, BAO_CACERT)', 
       warn: () => {},
       // As the controller's reader: a missing file is the file system's own error.
       readFile: async (path) => {
-        if (!Object.hasOwn(files, path)) throw Object.assign(new Error(`ENOENT: no such file or directory, open '${path}'`), { code: 'ENOENT', syscall: 'open' });
+        if (!Object.hasOwn(files, path))
+          throw Object.assign(new Error(`ENOENT: no such file or directory, open '${path}'`), { code: 'ENOENT', syscall: 'open' });
         return Buffer.from(files[path]!);
       },
     };
@@ -306,7 +317,12 @@ describe('vault-transit CA bundle (--vault-ca-cert, VAULT_CACERT, BAO_CACERT)', 
   it.each([
     ['a missing file', { 'vault-ca-cert': 'nope.pem' }, {}, /Vault CA bundle "nope.pem" \(from --vault-ca-cert\) cannot be read \(ENOENT\)/],
     ['a file without a certificate', {}, { VAULT_CACERT: 'junk.pem' }, /Vault CA bundle "junk.pem" \(from VAULT_CACERT\) holds no PEM certificate/],
-    ['a broken certificate', {}, { BAO_CACERT: 'broken.pem' }, /Vault CA bundle "broken.pem" \(from BAO_CACERT\): certificate #1 of 1 is not a valid X.509 certificate/],
+    [
+      'a broken certificate',
+      {},
+      { BAO_CACERT: 'broken.pem' },
+      /Vault CA bundle "broken.pem" \(from BAO_CACERT\): certificate #1 of 1 is not a valid X.509 certificate/,
+    ],
   ])('refuses %s, naming it', async (_what, values, env, message) => {
     const files = { 'junk.pem': 'not a certificate\n', 'broken.pem': '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n' };
     const error = await resolve(values, { VAULT_ADDR: 'https://vault.example:8200', ...env }, files).catch((e: unknown) => e);
@@ -325,9 +341,29 @@ describe('vault-transit CA bundle (--vault-ca-cert, VAULT_CACERT, BAO_CACERT)', 
     // A TLS server whose certificate Node.js does not trust (a self-signed one, made by openssl).
     const dir = await mkdtemp(join(tmpdir(), 'envseal-vault-tls-unit-'));
     try {
-      await promisify(execFile)('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1']);
+      await promisify(execFile)('openssl', [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ]);
       let connections = 0;
-      const tlsServer = createHttpsServer({ key: await readFile(join(dir, 'key.pem')), cert: await readFile(join(dir, 'cert.pem')) }, (_request, response) => response.end('{}'));
+      const tlsServer = createHttpsServer({ key: await readFile(join(dir, 'key.pem')), cert: await readFile(join(dir, 'cert.pem')) }, (_request, response) =>
+        response.end('{}'),
+      );
       tlsServer.on('connection', () => connections++);
       tlsServer.listen(0, '127.0.0.1');
       await once(tlsServer, 'listening');
@@ -337,7 +373,9 @@ describe('vault-transit CA bundle (--vault-ca-cert, VAULT_CACERT, BAO_CACERT)', 
         const error = await provider.generateDataKey({ target: 'app', encryptionContext: CONTEXT }).catch((e: unknown) => e);
         expect(error).toBeInstanceOf(ProviderError);
         expect((error as ProviderError).code).toBe('Unavailable');
-        expect((error as ProviderError).message).toBe(`vault-transit read key with key transit/keys/app failed: TLS with Vault at ${address} failed: Vault's certificate is self-signed and not trusted: check that --vault-ca-cert (VAULT_CACERT) holds the CA that signed it (DEPTH_ZERO_SELF_SIGNED_CERT)`);
+        expect((error as ProviderError).message).toBe(
+          `vault-transit read key with key transit/keys/app failed: TLS with Vault at ${address} failed: Vault's certificate is self-signed and not trusted: check that --vault-ca-cert (VAULT_CACERT) holds the CA that signed it (DEPTH_ZERO_SELF_SIGNED_CERT)`,
+        );
         // One TCP connection: a failed verification is not retried (maxAttempts 3).
         expect(connections).toBe(1);
       } finally {
@@ -358,11 +396,16 @@ describe('vault-transit controller settings: Kubernetes auth', () => {
     warn: () => {},
     readFile: async () => Buffer.alloc(0),
   });
-  const resolve = (values: Record<string, string>, env: Record<string, string> = {}) => vaultTransitProvider.settings!.resolve(source(values, { VAULT_ADDR: 'https://vault.example:8200', ...env }));
+  const resolve = (values: Record<string, string>, env: Record<string, string> = {}) =>
+    vaultTransitProvider.settings!.resolve(source(values, { VAULT_ADDR: 'https://vault.example:8200', ...env }));
 
   it('takes a token file of its own (a projected token with Vault audience), by flag or VAULT_AUTH_TOKEN_FILE', async () => {
-    expect(await resolve({ 'vault-auth-role': 'envseal', 'vault-auth-token-file': '/var/run/secrets/envseal/vault/token' })).toMatchObject({ kubernetesAuth: { role: 'envseal', tokenPath: '/var/run/secrets/envseal/vault/token' } });
-    expect(await resolve({}, { VAULT_AUTH_ROLE: 'envseal', VAULT_AUTH_TOKEN_FILE: '/t' })).toMatchObject({ kubernetesAuth: { role: 'envseal', tokenPath: '/t' } });
+    expect(await resolve({ 'vault-auth-role': 'envseal', 'vault-auth-token-file': '/var/run/secrets/envseal/vault/token' })).toMatchObject({
+      kubernetesAuth: { role: 'envseal', tokenPath: '/var/run/secrets/envseal/vault/token' },
+    });
+    expect(await resolve({}, { VAULT_AUTH_ROLE: 'envseal', VAULT_AUTH_TOKEN_FILE: '/t' })).toMatchObject({
+      kubernetesAuth: { role: 'envseal', tokenPath: '/t' },
+    });
     expect(((await resolve({ 'vault-auth-role': 'envseal' })) as { kubernetesAuth: { tokenPath?: string } }).kubernetesAuth.tokenPath).toBeUndefined();
   });
 

@@ -67,7 +67,14 @@ export async function mergeValues(request: MergeRequest): Promise<EnvelopeSecret
   if (Object.keys(request.values).length === 0) throw new EditError('NothingToSeal', 'no values to merge');
   const targets = request.targets && request.targets.length > 0 ? request.targets : await recipientTargetsOf(secret.spec.envelopes, request.providers);
   if (targets.length === 0) throw new EditError('NoRecipients', 'the manifest names no recipient to seal for; pass --recipient');
-  const added = await sealNewEnvelope({ values: request.values, binding: bindingOf(secret), targets, providers: request.providers, random: request.random, signal: request.signal });
+  const added = await sealNewEnvelope({
+    values: request.values,
+    binding: bindingOf(secret),
+    targets,
+    providers: request.providers,
+    random: request.random,
+    signal: request.signal,
+  });
   const kept = secret.spec.envelopes
     .map((envelope) => ({ ...envelope, data: Object.fromEntries(Object.entries(envelope.data).filter(([key]) => !Object.hasOwn(request.values, key))) }))
     .filter((envelope) => Object.keys(envelope.data).length > 0);
@@ -187,7 +194,10 @@ export async function removeRecipient(request: RemoveRecipientRequest): Promise<
     const recipients = envelope.recipients.filter((r) => !matches(r));
     if (recipients.length === envelope.recipients.length) return envelope;
     if (recipients.length === 0) {
-      throw new EditError('LastRecipient', `refusing to remove ${quoteName(`${target.provider}:${target.target}`)}: it is the last recipient of envelope #${index}, whose values could then never be opened`);
+      throw new EditError(
+        'LastRecipient',
+        `refusing to remove ${quoteName(`${target.provider}:${target.target}`)}: it is the last recipient of envelope #${index}, whose values could then never be opened`,
+      );
     }
     removed += envelope.recipients.length - recipients.length;
     return { ...envelope, recipients };
@@ -217,17 +227,25 @@ export async function compactEnvelopes(request: CompactRequest): Promise<Envelop
   let targets = request.targets;
   if (targets === undefined || targets.length === 0) {
     const perEnvelope = await Promise.all(secret.spec.envelopes.map((envelope) => recipientTargetsOf([envelope], providers)));
-    const names = perEnvelope.map((list) => list.map((t) => `${t.provider}:${t.target}`).sort().join('\n'));
+    const names = perEnvelope.map((list) =>
+      list
+        .map((t) => `${t.provider}:${t.target}`)
+        .sort()
+        .join('\n'),
+    );
     const differs = names.findIndex((n) => n !== names[0]);
     if (differs > 0) {
-      throw new EditError('RecipientsDiffer', `envelopes #0 and #${differs} are sealed for different recipients: pass --recipient to say who can open the compacted envelope (compacting must not widen who can read a value)`);
+      throw new EditError(
+        'RecipientsDiffer',
+        `envelopes #0 and #${differs} are sealed for different recipients: pass --recipient to say who can open the compacted envelope (compacting must not widen who can read a value)`,
+      );
     }
     targets = perEnvelope[0] ?? [];
     if (targets.length === 0) throw new EditError('NoRecipients', 'the manifest names no recipient to seal for; pass --recipient');
   }
-  const values = await openEnvelopeSecret({ secret, providers, ...(signal ? { signal } : {}) });
+  const values = await openEnvelopeSecret({ secret, providers, signal });
   try {
-    const envelope = await sealNewEnvelope({ values, binding: bindingOf(secret), targets, providers, random, ...(signal ? { signal } : {}) });
+    const envelope = await sealNewEnvelope({ values, binding: bindingOf(secret), targets, providers, random, signal });
     return { ...secret, spec: { ...secret.spec, envelopes: [envelope] } };
   } finally {
     for (const value of Object.values(values)) value.fill(0);

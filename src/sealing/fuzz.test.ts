@@ -32,8 +32,23 @@ beforeAll(async () => {
   providers = ProviderRegistry.of([createAgeProvider({ identities: [identity] })]);
   const sealer = ProviderRegistry.of([createAgeProvider({})]);
   // Two envelopes, the first with a recipient this side cannot open, then its own.
-  const first = await sealEnvelopeSecret({ values: { PASSWORD: values.PASSWORD! }, binding: { scope: 'strict', namespace: 'prod', name: 'db' }, targets: [{ provider: 'age', target: stranger.recipient }, { provider: 'age', target: mine.recipient }], providers: sealer, random: seededRandom('fuzz-open-1') });
-  const second = await sealEnvelopeSecret({ values: { USER: values.USER! }, binding: { scope: 'strict', namespace: 'prod', name: 'db' }, targets: [{ provider: 'age', target: mine.recipient }], providers: sealer, random: seededRandom('fuzz-open-2') });
+  const first = await sealEnvelopeSecret({
+    values: { PASSWORD: values.PASSWORD! },
+    binding: { scope: 'strict', namespace: 'prod', name: 'db' },
+    targets: [
+      { provider: 'age', target: stranger.recipient },
+      { provider: 'age', target: mine.recipient },
+    ],
+    providers: sealer,
+    random: seededRandom('fuzz-open-1'),
+  });
+  const second = await sealEnvelopeSecret({
+    values: { USER: values.USER! },
+    binding: { scope: 'strict', namespace: 'prod', name: 'db' },
+    targets: [{ provider: 'age', target: mine.recipient }],
+    providers: sealer,
+    random: seededRandom('fuzz-open-2'),
+  });
   seed = { ...first, spec: { ...first.spec, envelopes: [...first.spec.envelopes, ...second.spec.envelopes] } };
   secretTexts = [CANARY, identity, identity.slice(15, 50)];
 });
@@ -98,31 +113,37 @@ describe('fuzzing parse + openEnvelopeSecret (age)', () => {
     expect(opened).toEqual(values);
   });
 
-  it(`throws only typed errors, and opens only exactly what was sealed (${RUNS} cases)`, async () => {
-    const outcomes = new Map<string, number>();
-    await fc.assert(
-      fc.asyncProperty(fc.array(mutationArb, { minLength: 1, maxLength: 3 }), async (mutations) => {
-        const doc = mutations.reduce<unknown>((d, m) => mutate(d, m), seed);
-        let outcome: string;
-        try {
-          const secret = parseEnvelopeSecret(doc);
-          const opened = await openEnvelopeSecret({ secret, providers });
-          for (const [key, value] of Object.entries(opened)) if (!values[key]?.equals(value)) fail(`opened ${JSON.stringify(key)} to something not sealed under it`);
-          outcome = 'opened';
-        } catch (error) {
-          if (error instanceof ManifestError) outcome = 'ManifestError';
-          else if (error instanceof EnvelopeError) outcome = `EnvelopeError:${error.code}`;
-          else if (error instanceof ProviderError) outcome = `ProviderError:${error.code}`;
-          else throw error;
-          for (const text of secretTexts) if ((error as Error).message.includes(text)) fail(`error message holds secret material: ${(error as Error).message}`);
-        }
-        outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
-      }),
-      { numRuns: RUNS },
-    );
-    // The mutations reached every layer: the parser, the provider and the envelope.
-    expect(outcomes.get('ManifestError')).toBeGreaterThan(0);
-    expect([...outcomes.keys()].some((o) => o.startsWith('ProviderError'))).toBe(true);
-    expect([...outcomes.keys()].some((o) => o.startsWith('EnvelopeError'))).toBe(true);
-  }, TIMEOUT_MS);
+  it(
+    `throws only typed errors, and opens only exactly what was sealed (${RUNS} cases)`,
+    async () => {
+      const outcomes = new Map<string, number>();
+      await fc.assert(
+        fc.asyncProperty(fc.array(mutationArb, { minLength: 1, maxLength: 3 }), async (mutations) => {
+          const doc = mutations.reduce<unknown>((d, m) => mutate(d, m), seed);
+          let outcome: string;
+          try {
+            const secret = parseEnvelopeSecret(doc);
+            const opened = await openEnvelopeSecret({ secret, providers });
+            for (const [key, value] of Object.entries(opened))
+              if (!values[key]?.equals(value)) fail(`opened ${JSON.stringify(key)} to something not sealed under it`);
+            outcome = 'opened';
+          } catch (error) {
+            if (error instanceof ManifestError) outcome = 'ManifestError';
+            else if (error instanceof EnvelopeError) outcome = `EnvelopeError:${error.code}`;
+            else if (error instanceof ProviderError) outcome = `ProviderError:${error.code}`;
+            else throw error;
+            for (const text of secretTexts)
+              if ((error as Error).message.includes(text)) fail(`error message holds secret material: ${(error as Error).message}`);
+          }
+          outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+        }),
+        { numRuns: RUNS },
+      );
+      // The mutations reached every layer: the parser, the provider and the envelope.
+      expect(outcomes.get('ManifestError')).toBeGreaterThan(0);
+      expect([...outcomes.keys()].some((o) => o.startsWith('ProviderError'))).toBe(true);
+      expect([...outcomes.keys()].some((o) => o.startsWith('EnvelopeError'))).toBe(true);
+    },
+    TIMEOUT_MS,
+  );
 });

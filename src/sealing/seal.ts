@@ -27,7 +27,7 @@ export async function sealNewEnvelope(request: SealEnvelopeRequest): Promise<Env
     providers: request.providers,
     encryptionContext: kmsEncryptionContext(request.binding),
     random: request.random,
-    ...(request.signal ? { signal: request.signal } : {}),
+    signal: request.signal,
   });
   try {
     const body = sealEnvelope({ dataKey, binding: request.binding, values: request.values, random: request.random });

@@ -39,22 +39,35 @@ describe('sealing EnvelopeSecrets', () => {
     expect(secret.metadata).toEqual({ name: 'db', namespace: 'prod' });
     expect(secret.spec.envelopes[0]!.recipients).toHaveLength(2);
     expect(text(await openEnvelopeSecret({ secret, providers: aliceOnly }))).toEqual({ A: 'alpha', B: 'beta' });
-    expect(text(await openEnvelopeSecret({ secret, providers: new ProviderRegistry({ age: { identities: [bob.identity] } }) }))).toEqual({ A: 'alpha', B: 'beta' });
+    expect(text(await openEnvelopeSecret({ secret, providers: new ProviderRegistry({ age: { identities: [bob.identity] } }) }))).toEqual({
+      A: 'alpha',
+      B: 'beta',
+    });
   });
 
   it('round-trips any values (property)', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.dictionary(fc.stringMatching(/^[A-Za-z0-9_]{1,12}$/).filter((k) => k !== '__proto__'), fc.string(), { minKeys: 1, maxKeys: 5 }), async (values) => {
-        const secret = await sealFor(values);
-        expect(text(await openEnvelopeSecret({ secret, providers: aliceOnly }))).toEqual(values);
-      }),
+      fc.asyncProperty(
+        fc.dictionary(
+          fc.stringMatching(/^[A-Za-z0-9_]{1,12}$/).filter((k) => k !== '__proto__'),
+          fc.string(),
+          { minKeys: 1, maxKeys: 5 },
+        ),
+        async (values) => {
+          const secret = await sealFor(values);
+          expect(text(await openEnvelopeSecret({ secret, providers: aliceOnly }))).toEqual(values);
+        },
+      ),
       { numRuns: 25 },
     );
   });
 
   it('refuses a manifest moved to another namespace or name', async () => {
     const secret = await sealFor({ A: 'alpha' });
-    for (const metadata of [{ name: 'db', namespace: 'staging' }, { name: 'other', namespace: 'prod' }]) {
+    for (const metadata of [
+      { name: 'db', namespace: 'staging' },
+      { name: 'other', namespace: 'prod' },
+    ]) {
       const moved = { ...secret, metadata };
       await expect(openEnvelopeSecret({ secret: moved, providers: aliceOnly })).rejects.toMatchObject({ code: 'ValueAuthenticationFailed' });
     }
@@ -65,7 +78,10 @@ describe('sealing EnvelopeSecrets', () => {
     const forged = await sealFor({ A: 'alpha' }, [bob.recipient], 'other');
     const envelope = honest.spec.envelopes[0]!;
     // Bob's recipient now wraps another key: Bob would read other plaintext if unchecked.
-    const mixed: EnvelopeSecret = { ...honest, spec: { ...honest.spec, envelopes: [{ ...envelope, recipients: [forged.spec.envelopes[0]!.recipients[0]!, ...envelope.recipients] }] } };
+    const mixed: EnvelopeSecret = {
+      ...honest,
+      spec: { ...honest.spec, envelopes: [{ ...envelope, recipients: [forged.spec.envelopes[0]!.recipients[0]!, ...envelope.recipients] }] },
+    };
     const error = await openEnvelopeSecret({ secret: mixed, providers: both }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(EnvelopeError);
     expect((error as EnvelopeError).code).toBe('CommitmentMismatch');
@@ -118,24 +134,35 @@ describe('sealing EnvelopeSecrets', () => {
 
     const withoutAlice = await removeRecipient({ secret: withBob, target: { provider: 'age', target: alice.recipient }, providers: sealerOnly });
     await expect(openEnvelopeSecret({ secret: withoutAlice, providers: aliceOnly })).rejects.toMatchObject({ code: 'NoIdentity' });
-    await expect(removeRecipient({ secret: withoutAlice, target: { provider: 'age', target: bob.recipient }, providers: sealerOnly })).rejects.toBeInstanceOf(EditError);
-    await expect(removeRecipient({ secret: withoutAlice, target: { provider: 'age', target: alice.recipient }, providers: sealerOnly })).rejects.toMatchObject({ code: 'RecipientNotFound' });
+    await expect(removeRecipient({ secret: withoutAlice, target: { provider: 'age', target: bob.recipient }, providers: sealerOnly })).rejects.toBeInstanceOf(
+      EditError,
+    );
+    await expect(removeRecipient({ secret: withoutAlice, target: { provider: 'age', target: alice.recipient }, providers: sealerOnly })).rejects.toMatchObject({
+      code: 'RecipientNotFound',
+    });
   });
 
   it('parses recipient targets and refuses malformed ones', () => {
-    expect(parseRecipientTarget('aws-kms:arn:aws:kms:eu-west-1:111122223333:key/abc')).toEqual({ provider: 'aws-kms', target: 'arn:aws:kms:eu-west-1:111122223333:key/abc' });
+    expect(parseRecipientTarget('aws-kms:arn:aws:kms:eu-west-1:111122223333:key/abc')).toEqual({
+      provider: 'aws-kms',
+      target: 'arn:aws:kms:eu-west-1:111122223333:key/abc',
+    });
     for (const bad of ['age1xyz', ':x', 'age:']) expect(() => parseRecipientTarget(bad)).toThrow(/PROVIDER:TARGET/);
   });
 
   it('validates sealed output and reports every structural problem', async () => {
     const secret = await sealFor({ A: 'alpha' });
     expect(parseEnvelopeSecret(secret)).toBe(secret);
-    const broken = structuredClone(secret) as unknown as { spec: { scope: string; envelopes: { suite: string; data: Record<string, string>; recipients: { provider: string }[] }[] } };
+    const broken = structuredClone(secret) as unknown as {
+      spec: { scope: string; envelopes: { suite: string; data: Record<string, string>; recipients: { provider: string }[] }[] };
+    };
     broken.spec.scope = 'global';
     broken.spec.envelopes[0]!.suite = 'ROT13';
     broken.spec.envelopes[0]!.data['bad key'] = 'AAAA';
     broken.spec.envelopes[0]!.recipients[0]!.provider = 'vault';
-    const checks = validateEnvelopeSecret(broken).map((i) => i.check).sort();
+    const checks = validateEnvelopeSecret(broken)
+      .map((i) => i.check)
+      .sort();
     expect(checks).toEqual(['provider', 'size', 'structure', 'structure', 'suite']);
   });
 });

@@ -42,15 +42,27 @@ interface Secret {
 type Live = EnvelopeSecret & { metadata: { uid: string; generation: number } };
 
 const bytes = (values: Record<string, string>) => Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Buffer.from(v)]));
-const decode = (data: Record<string, string> | undefined) => Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+const decode = (data: Record<string, string> | undefined) =>
+  Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
 const clone = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
 const canary = (label: string) => `CANARY-adv-${label}-${Math.random().toString(36).slice(2)}`;
 
-async function seal(namespace: string, name: string, values: Record<string, string>, options: { scope?: Scope; targets?: RecipientTarget[] } = {}): Promise<EnvelopeSecret> {
+async function seal(
+  namespace: string,
+  name: string,
+  values: Record<string, string>,
+  options: { scope?: Scope; targets?: RecipientTarget[] } = {},
+): Promise<EnvelopeSecret> {
   return sealFor({ namespace, name, values, targets: options.targets ?? [cluster], providers: sealer, ...(options.scope ? { scope: options.scope } : {}) });
 }
 
-async function sealEnvelope(namespace: string, name: string, values: Record<string, string>, scope: Scope = 'strict', targets: RecipientTarget[] = [cluster]): Promise<Envelope> {
+async function sealEnvelope(
+  namespace: string,
+  name: string,
+  values: Record<string, string>,
+  scope: Scope = 'strict',
+  targets: RecipientTarget[] = [cluster],
+): Promise<Envelope> {
   return sealNewEnvelope({ values: bytes(values), binding: { scope, namespace, name }, targets, providers: sealer, random: systemRandom });
 }
 
@@ -73,16 +85,23 @@ const readyOf = (es: Live | undefined) => es?.status?.conditions?.find((c) => c.
 
 async function waitReady(namespace: string, name: string, reason: string, timeoutMs = 60_000) {
   const status = reason === 'Synced' ? 'True' : 'False';
-  const es = await waitFor(`${namespace}/${name} Ready=${status} ${reason}`, async () => {
-    const live = await getEs(namespace, name);
-    const c = readyOf(live);
-    return c?.status === status && c.reason === reason && live?.status?.observedGeneration === live?.metadata.generation ? live : undefined;
-  }, { timeoutMs });
+  const es = await waitFor(
+    `${namespace}/${name} Ready=${status} ${reason}`,
+    async () => {
+      const live = await getEs(namespace, name);
+      const c = readyOf(live);
+      return c?.status === status && c.reason === reason && live?.status?.observedGeneration === live?.metadata.generation ? live : undefined;
+    },
+    { timeoutMs },
+  );
   return { es, message: readyOf(es)!.message };
 }
 
 async function warningEvents(namespace: string, name: string): Promise<{ reason: string; message: string }[]> {
-  const list = await client.request<{ items: { type: string; reason: string; message: string; involvedObject: { name: string } }[] }>({ method: 'GET', path: paths.events(namespace) });
+  const list = await client.request<{ items: { type: string; reason: string; message: string; involvedObject: { name: string } }[] }>({
+    method: 'GET',
+    path: paths.events(namespace),
+  });
   return list.items.filter((e) => e.involvedObject.name === name && e.type === 'Warning');
 }
 
@@ -196,7 +215,12 @@ describe('ciphertext copied from another namespace or name, for every scope', ()
     const before = await synced(nsA, 'mixed', { OWN: canary('own') });
     const live = (await getEs(nsA, 'mixed'))!;
     const foreign = await sealEnvelope(nsB, 'elsewhere', { STOLEN: canary('stolen') });
-    await apply({ apiVersion: live.apiVersion, kind: live.kind, metadata: { name: 'mixed', namespace: nsA }, spec: { ...live.spec, envelopes: [...live.spec.envelopes, foreign] } });
+    await apply({
+      apiVersion: live.apiVersion,
+      kind: live.kind,
+      metadata: { name: 'mixed', namespace: nsA },
+      spec: { ...live.spec, envelopes: [...live.spec.envelopes, foreign] },
+    });
     await expectRefusedUpdate(nsA, 'mixed', before, 'ContextMismatch', /envelope #1/);
     expect(Object.keys(decode((await getSecret(nsA, 'mixed'))!.data))).toEqual(['OWN']);
   });
@@ -283,7 +307,9 @@ describe('tampered envelopes', () => {
     await apply(second);
     await waitReady(nsA, 'forged-2', 'Synced');
     const otherHolder = ProviderRegistry.of([createAgeProvider({ identities: [other.identity] })]);
-    await expect(openEnvelopeSecret({ secret: second, providers: otherHolder })).rejects.toSatisfy((e: unknown) => e instanceof EnvelopeError && e.code === 'CommitmentMismatch');
+    await expect(openEnvelopeSecret({ secret: second, providers: otherHolder })).rejects.toSatisfy(
+      (e: unknown) => e instanceof EnvelopeError && e.code === 'CommitmentMismatch',
+    );
   });
 
   it('refuses an envelope id replaced by another (the key derivation changes: CommitmentMismatch)', async () => {
@@ -313,14 +339,20 @@ describe('downgraded or unknown format, suite or provider', () => {
     for (const suite of ['A256GCM-HKDF-SHA512', 'A256GCM-HKDF-SHA512-COMMIT-V2', '']) {
       const sealed = await seal(nsA, 'suite', { K: canary('suite') });
       sealed.spec.envelopes[0]!.suite = suite;
-      await expectRefusedAtApply(sealed, new RegExp(`spec\\.envelopes\\[0\\]\\.suite: Unsupported value: "${suite}": supported values: "A256GCM-HKDF-SHA512-COMMIT"`));
+      await expectRefusedAtApply(
+        sealed,
+        new RegExp(`spec\\.envelopes\\[0\\]\\.suite: Unsupported value: "${suite}": supported values: "A256GCM-HKDF-SHA512-COMMIT"`),
+      );
     }
     expect(await getEs(nsA, 'suite')).toBeUndefined();
   });
 
   it('refuses an unknown format (a field this version does not know, another API version) and an unknown provider', async () => {
     const sealed = await seal(nsA, 'format', { K: canary('format') });
-    await expectRefusedAtApply({ ...clone(sealed), spec: { ...clone(sealed.spec), envelopes: [{ ...clone(sealed.spec.envelopes[0]!), format: '2' }] } }, /strict decoding error: unknown field "spec\.envelopes\[0\]\.format"/);
+    await expectRefusedAtApply(
+      { ...clone(sealed), spec: { ...clone(sealed.spec), envelopes: [{ ...clone(sealed.spec.envelopes[0]!), format: '2' }] } },
+      /strict decoding error: unknown field "spec\.envelopes\[0\]\.format"/,
+    );
     await expectRefusedAtApply({ ...clone(sealed), apiVersion: 'envseal.dev/v2' }, /no matches for kind "EnvelopeSecret" in version "envseal\.dev\/v2"/);
     const provider = clone(sealed);
     provider.spec.envelopes[0]!.recipients[0]!.provider = 'gcp-kms';
@@ -371,12 +403,32 @@ describe('truncated, oversized or garbage base64', () => {
     // A fixed length: the sealed value's base64 ends in "==" (base64url drops it).
     const base = await seal(nsA, 'b64', { K: 'CANARY-adv-base64-value-' });
     const variants: [string, (e: Envelope) => void, RegExp, boolean][] = [
-      ['garbage characters', (e) => (e.data.K = `${e.data.K!.slice(0, 10)}!${e.data.K!.slice(11)}`), /spec\.envelopes\[0\]\.data\.K in body should match/, false],
-      ['base64url', (e) => (e.data.K = Buffer.from(e.data.K!, 'base64').toString('base64url')), /spec\.envelopes\[0\]\.data\.K in body should match|should be at least 40 chars long/, false],
-      ['shorter than nonce and tag', (e) => (e.data.K = e.data.K!.slice(0, 32)), /spec\.envelopes\[0\]\.data\.K in body should be at least 40 chars long/, false],
+      [
+        'garbage characters',
+        (e) => (e.data.K = `${e.data.K!.slice(0, 10)}!${e.data.K!.slice(11)}`),
+        /spec\.envelopes\[0\]\.data\.K in body should match/,
+        false,
+      ],
+      [
+        'base64url',
+        (e) => (e.data.K = Buffer.from(e.data.K!, 'base64').toString('base64url')),
+        /spec\.envelopes\[0\]\.data\.K in body should match|should be at least 40 chars long/,
+        false,
+      ],
+      [
+        'shorter than nonce and tag',
+        (e) => (e.data.K = e.data.K!.slice(0, 32)),
+        /spec\.envelopes\[0\]\.data\.K in body should be at least 40 chars long/,
+        false,
+      ],
       ['an id of 31 bytes', (e) => (e.id = Buffer.alloc(31, 1).toString('base64')), /spec\.envelopes\[0\]\.id in body should match/, false],
       ['a wrapped key that is not base64', (e) => (e.recipients[0]!.encryptedKey = 'not base64 at all'), /encryptedKey in body should match/, false],
-      ['a value over 1,398,140 characters (1 MiB sealed)', (e) => (e.data.K = Buffer.alloc(1_100_000, 7).toString('base64')), /spec\.envelopes\[0\]\.data\.K: Too long: may not be more than 1398140 bytes/, true],
+      [
+        'a value over 1,398,140 characters (1 MiB sealed)',
+        (e) => (e.data.K = Buffer.alloc(1_100_000, 7).toString('base64')),
+        /spec\.envelopes\[0\]\.data\.K: Too long: may not be more than 1398140 bytes/,
+        true,
+      ],
     ];
     for (const [what, change, message, serverSide] of variants) {
       const manifest = clone(base);
@@ -419,7 +471,12 @@ describe('size limits', () => {
       Object.assign(all, values);
       envelopes.push(await sealEnvelope(nsA, 'ten-k-spread', values));
     }
-    const manifest = { apiVersion: 'envseal.dev/v1alpha1', kind: 'EnvelopeSecret', metadata: { name: 'ten-k-spread', namespace: nsA }, spec: { scope: 'strict', envelopes } };
+    const manifest = {
+      apiVersion: 'envseal.dev/v1alpha1',
+      kind: 'EnvelopeSecret',
+      metadata: { name: 'ten-k-spread', namespace: nsA },
+      spec: { scope: 'strict', envelopes },
+    };
     const result = await applyServerSide(manifest);
     expect(result.code, result.stderr).toBe(0);
     const { message } = await waitReady(nsA, 'ten-k-spread', 'Synced', 120_000);
@@ -451,7 +508,10 @@ describe('names at the Kubernetes length limits', () => {
 
   it('refuses names and keys one character over the limits', async () => {
     const name254 = `${name253}e`;
-    await expectRefusedAtApply(as(await seal(nsA, 'x', { K: canary('254') }), nsA, name254), /metadata\.name: Invalid value: .*must be no more than 253 characters/);
+    await expectRefusedAtApply(
+      as(await seal(nsA, 'x', { K: canary('254') }), nsA, name254),
+      /metadata\.name: Invalid value: .*must be no more than 253 characters/,
+    );
     const longKey = await seal(nsA, 'long-key', { [`${key253}y`]: canary('254-key') });
     await expectRefusedAtApply(longKey, /data key names must be valid Secret keys: .* at most 253 characters/);
     const ns64 = await kubectl(['create', 'namespace', `${longNs}z`]);
@@ -465,7 +525,9 @@ describe('the controller after all of it', () => {
     await synced(nsB, 'still-fine', { K: canary('fine') });
     const metrics = await fetch(controller.metricsUrl).then((r) => r.text());
     expect(metrics).not.toMatch(/CANARY-/);
-    await waitFor('the Ready gauge to count refusals', async () => (await controller.metric('envseal_envelopesecrets', { ready: 'False' })) >= 15, { timeoutMs: 30_000 });
+    await waitFor('the Ready gauge to count refusals', async () => (await controller.metric('envseal_envelopesecrets', { ready: 'False' })) >= 15, {
+      timeoutMs: 30_000,
+    });
     expect(await controller.metric('envseal_reconcile_total', { result: 'terminal' })).toBeGreaterThanOrEqual(15);
     // No refusal crashed a worker or left an unexpected error.
     expect(controller.logs.filter((l) => l.includes('reconcile failed unexpectedly'))).toEqual([]);

@@ -12,7 +12,12 @@ import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { kmsEncryptionContext } from '../../src/envelope/context.ts';
-import { type AlibabaKmsProvider, type AlibabaKmsProviderOptions, alibabaKmsProvider as alibabaKms, createAlibabaKmsProvider } from '../../src/providers/alibaba-kms/index.ts';
+import {
+  type AlibabaKmsProvider,
+  type AlibabaKmsProviderOptions,
+  alibabaKmsProvider as alibabaKms,
+  createAlibabaKmsProvider,
+} from '../../src/providers/alibaba-kms/index.ts';
 import { ProviderError, type Recipient } from '../../src/providers/types.ts';
 import { rpcSignature } from '../harness/alibaba-kms-emulator.ts';
 import { type AlibabaKms, startAlibabaKms } from '../harness/alibaba-kms.ts';
@@ -70,13 +75,26 @@ describe('Alibaba Cloud KMS emulator (the checks the provider is tested against)
   }
 
   async function post(params: Record<string, string>): Promise<{ status: number; body: Record<string, unknown> }> {
-    const response = await fetch(`${kms.endpoint}/`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(params).toString() });
+    const response = await fetch(`${kms.endpoint}/`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams(params).toString(),
+    });
     return { status: response.status, body: (await response.json()) as Record<string, unknown> };
   }
 
   it("signs as Alibaba Cloud's documented RPC signature example does", () => {
     // The worked example of Alibaba Cloud's RPC signature documentation (ECS DescribeRegions).
-    const params = { AccessKeyId: 'testid', Action: 'DescribeRegions', Format: 'XML', SignatureMethod: 'HMAC-SHA1', SignatureNonce: '3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf', SignatureVersion: '1.0', Timestamp: '2016-02-23T12:46:24Z', Version: '2014-05-26' };
+    const params = {
+      AccessKeyId: 'testid',
+      Action: 'DescribeRegions',
+      Format: 'XML',
+      SignatureMethod: 'HMAC-SHA1',
+      SignatureNonce: '3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf',
+      SignatureVersion: '1.0',
+      Timestamp: '2016-02-23T12:46:24Z',
+      Version: '2014-05-26',
+    };
     expect(rpcSignature(params, 'GET', 'testsecret')).toBe('OLeaidS1JvxuMvnyHOwuJ+uX5qY=');
   });
 
@@ -121,7 +139,9 @@ describe('Alibaba Cloud KMS emulator (the checks the provider is tested against)
 
     const reordered = await post(signed({ Action: 'Decrypt', CiphertextBlob: blob, EncryptionContext: JSON.stringify({ name: 'db', namespace: 'prod' }) }));
     expect(reordered.body).toMatchObject({ Plaintext: plaintext, KeyId: keyId });
-    const otherContext = await post(signed({ Action: 'Decrypt', CiphertextBlob: blob, EncryptionContext: JSON.stringify({ namespace: 'staging', name: 'db' }) }));
+    const otherContext = await post(
+      signed({ Action: 'Decrypt', CiphertextBlob: blob, EncryptionContext: JSON.stringify({ namespace: 'staging', name: 'db' }) }),
+    );
     expect([otherContext.status, otherContext.body.Code]).toEqual([400, 'InvalidParameter']);
     const none = await post(signed({ Action: 'Decrypt', CiphertextBlob: blob }));
     expect(none.body.Code).toBe('InvalidParameter');
@@ -232,7 +252,9 @@ describe('alibaba-kms provider against the emulator', () => {
     });
 
     it('a flipped byte in the blob is InvalidCiphertext', async () => {
-      const error = await failure(provider.unwrap({ recipient: { ...recipient, encryptedKey: flipByte(recipient.encryptedKey, 'end') }, encryptionContext: STRICT }));
+      const error = await failure(
+        provider.unwrap({ recipient: { ...recipient, encryptedKey: flipByte(recipient.encryptedKey, 'end') }, encryptionContext: STRICT }),
+      );
       expect(error.code).toBe('InvalidCiphertext');
     });
 
@@ -249,7 +271,11 @@ describe('alibaba-kms provider against the emulator', () => {
       const key = await newKey();
       const { recipient } = await provider.generateDataKey({ target: key.arn, encryptionContext: STRICT });
       await kms.api('DisableKey', { KeyId: key.id });
-      for (const call of [provider.unwrap({ recipient, encryptionContext: STRICT }), provider.wrap({ target: key.arn, dataKey: new Uint8Array(32), encryptionContext: STRICT }), provider.generateDataKey({ target: key.arn, encryptionContext: STRICT })]) {
+      for (const call of [
+        provider.unwrap({ recipient, encryptionContext: STRICT }),
+        provider.wrap({ target: key.arn, dataKey: new Uint8Array(32), encryptionContext: STRICT }),
+        provider.generateDataKey({ target: key.arn, encryptionContext: STRICT }),
+      ]) {
         const error = await failure(call);
         expect(error.code).toBe('KeyUnavailable');
         expect(error.serviceCode).toBe('Rejected.Disabled');
@@ -280,12 +306,16 @@ describe('alibaba-kms provider against the emulator', () => {
   describe('credentials', () => {
     it('a wrong AccessKey secret is AccessDenied (the signature), an unknown AccessKey id too', async () => {
       const { recipient } = await provider.generateDataKey({ target: keyA.arn, encryptionContext: STRICT });
-      const wrong = await createAlibabaKmsProvider(options({ credentials: { kind: 'access-key', accessKeyId: kms.accessKeyId, accessKeySecret: `${CANARY_MARKER}wrong-secret` } }));
+      const wrong = await createAlibabaKmsProvider(
+        options({ credentials: { kind: 'access-key', accessKeyId: kms.accessKeyId, accessKeySecret: `${CANARY_MARKER}wrong-secret` } }),
+      );
       const denied = await failure(wrong.unwrap({ recipient, encryptionContext: STRICT }));
       expect([denied.code, denied.serviceCode]).toEqual(['AccessDenied', 'SignatureDoesNotMatch']);
       expect(denied.message).toMatch(/AccessKey secret/);
       expect(inspect(denied, { depth: 10, showHidden: true })).not.toContain(CANARY_MARKER);
-      const unknown = await createAlibabaKmsProvider(options({ credentials: { kind: 'access-key', accessKeyId: 'LTAIunknown0000', accessKeySecret: kms.accessKeySecret } }));
+      const unknown = await createAlibabaKmsProvider(
+        options({ credentials: { kind: 'access-key', accessKeyId: 'LTAIunknown0000', accessKeySecret: kms.accessKeySecret } }),
+      );
       const notFound = await failure(unknown.unwrap({ recipient, encryptionContext: STRICT }));
       expect([notFound.code, notFound.serviceCode]).toEqual(['AccessDenied', 'InvalidAccessKeyId.NotFound']);
     });
@@ -334,7 +364,12 @@ describe('alibaba-kms provider against the emulator', () => {
         const port = (silent.address() as { port: number }).port;
         const slow = await createAlibabaKmsProvider(options({ endpoint: `http://127.0.0.1:${port}`, requestTimeoutMs: 300, maxAttempts: 2 }));
         const started = Date.now();
-        const error = await failure(slow.unwrap({ recipient: { provider: 'alibaba-kms', keyId: keyA.arn, encryptedKey: randomBytes(100).toString('base64') }, encryptionContext: STRICT }));
+        const error = await failure(
+          slow.unwrap({
+            recipient: { provider: 'alibaba-kms', keyId: keyA.arn, encryptedKey: randomBytes(100).toString('base64') },
+            encryptionContext: STRICT,
+          }),
+        );
         expect(error.code).toBe('Unavailable');
         expect(error.message).toMatch(/did not answer in time/);
         expect(Date.now() - started).toBeLessThan(10_000);
@@ -346,8 +381,16 @@ describe('alibaba-kms provider against the emulator', () => {
     it('an aborted signal rejects with its reason', async () => {
       const controller = new AbortController();
       controller.abort();
-      await expect(provider.generateDataKey({ target: keyA.arn, encryptionContext: STRICT, signal: controller.signal })).rejects.toMatchObject({ name: 'AbortError' });
-      await expect(provider.unwrap({ recipient: { provider: 'alibaba-kms', keyId: keyA.arn, encryptedKey: randomBytes(100).toString('base64') }, encryptionContext: STRICT, signal: controller.signal })).rejects.toMatchObject({ name: 'AbortError' });
+      await expect(provider.generateDataKey({ target: keyA.arn, encryptionContext: STRICT, signal: controller.signal })).rejects.toMatchObject({
+        name: 'AbortError',
+      });
+      await expect(
+        provider.unwrap({
+          recipient: { provider: 'alibaba-kms', keyId: keyA.arn, encryptedKey: randomBytes(100).toString('base64') },
+          encryptionContext: STRICT,
+          signal: controller.signal,
+        }),
+      ).rejects.toMatchObject({ name: 'AbortError' });
     });
   });
 
@@ -377,7 +420,16 @@ describe('alibaba-kms provider against the emulator', () => {
     it('messages, stacks and serialized errors of failing calls hold none of them', async () => {
       const { dataKey, recipient } = await provider.generateDataKey({ target: keyA.arn, encryptionContext: STRICT });
       const dek = Buffer.from(dataKey);
-      const forbidden = [dek.toString('base64'), dek.toString('hex'), recipient.encryptedKey, Buffer.from(recipient.encryptedKey, 'base64').toString('hex'), dek.subarray(0, 12).toString('base64'), dek.subarray(20, 32).toString('base64'), kms.accessKeySecret, CANARY_MARKER];
+      const forbidden = [
+        dek.toString('base64'),
+        dek.toString('hex'),
+        recipient.encryptedKey,
+        Buffer.from(recipient.encryptedKey, 'base64').toString('hex'),
+        dek.subarray(0, 12).toString('base64'),
+        dek.subarray(20, 32).toString('base64'),
+        kms.accessKeySecret,
+        CANARY_MARKER,
+      ];
       const errors: unknown[] = [];
       const collect = async (promise: Promise<unknown>) => {
         try {
@@ -387,7 +439,9 @@ describe('alibaba-kms provider against the emulator', () => {
           errors.push(error);
         }
       };
-      const wrong = await createAlibabaKmsProvider(options({ credentials: { kind: 'access-key', accessKeyId: kms.accessKeyId, accessKeySecret: `${CANARY_MARKER}secret` } }));
+      const wrong = await createAlibabaKmsProvider(
+        options({ credentials: { kind: 'access-key', accessKeyId: kms.accessKeyId, accessKeySecret: `${CANARY_MARKER}secret` } }),
+      );
       const stopped = await createAlibabaKmsProvider(options({ endpoint: 'http://127.0.0.1:9', maxAttempts: 1 }));
       const disabled = await newKey();
       await kms.api('DisableKey', { KeyId: disabled.id });
@@ -439,7 +493,13 @@ describe('alibaba-kms with RRSA: a ServiceAccount token of the real API server e
   async function rrsaProvider(oidcTokenFile: string) {
     const options = await alibabaKms.settings!.resolve({
       values: {},
-      env: { ALIBABA_CLOUD_ROLE_ARN: roleArn, ALIBABA_CLOUD_OIDC_PROVIDER_ARN: kms.sts!.oidcProviderArn, ALIBABA_CLOUD_OIDC_TOKEN_FILE: oidcTokenFile, ALIBABA_CLOUD_STS_ENDPOINT: kms.sts!.endpoint, ALIBABA_CLOUD_KMS_ENDPOINT: kms.endpoint },
+      env: {
+        ALIBABA_CLOUD_ROLE_ARN: roleArn,
+        ALIBABA_CLOUD_OIDC_PROVIDER_ARN: kms.sts!.oidcProviderArn,
+        ALIBABA_CLOUD_OIDC_TOKEN_FILE: oidcTokenFile,
+        ALIBABA_CLOUD_STS_ENDPOINT: kms.sts!.endpoint,
+        ALIBABA_CLOUD_KMS_ENDPOINT: kms.endpoint,
+      },
       role: 'controller',
       unwrap: true,
       readFile: () => Promise.reject(new Error('no files')),
@@ -458,7 +518,11 @@ describe('alibaba-kms with RRSA: a ServiceAccount token of the real API server e
     // The emulated STS has a self-signed certificate: trust it in this process only, for this block.
     originalCAs = tls.getCACertificates('default');
     tls.setDefaultCACertificates([...originalCAs, kms.sts!.caCert]);
-    const sealer = await createAlibabaKmsProvider({ region: kms.region, endpoint: kms.endpoint, credentials: { kind: 'access-key', accessKeyId: kms.accessKeyId, accessKeySecret: kms.accessKeySecret } });
+    const sealer = await createAlibabaKmsProvider({
+      region: kms.region,
+      endpoint: kms.endpoint,
+      credentials: { kind: 'access-key', accessKeyId: kms.accessKeyId, accessKeySecret: kms.accessKeySecret },
+    });
     const keyId = await kms.createKey();
     const generated = await sealer.generateDataKey({ target: keyId, encryptionContext: STRICT });
     recipient = generated.recipient;

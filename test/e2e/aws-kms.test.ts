@@ -237,7 +237,9 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
 
     it('a blob that is not standard base64 fails before the KMS', async () => {
       const { recipient } = await kms.generateDataKey({ target: keyA.keyArn, encryptionContext: STRICT });
-      const error = await failure(kms.unwrap({ recipient: { ...recipient, encryptedKey: `${recipient.encryptedKey.replace(/=+$/, '')}%` }, encryptionContext: STRICT }));
+      const error = await failure(
+        kms.unwrap({ recipient: { ...recipient, encryptedKey: `${recipient.encryptedKey.replace(/=+$/, '')}%` }, encryptionContext: STRICT }),
+      );
       expect(error.code).toBe('InvalidCiphertext');
     });
 
@@ -275,21 +277,24 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
       expect((await failure(kms.rewrap({ from: recipient, target: unknownKeyArn(), encryptionContext: STRICT }))).code).toBe('KeyNotFound');
     });
 
-    (caps.multiRegion ? it : noTest)('across regions: Decrypt in the source region, Encrypt in the destination (moto only: local-kms has one region)', async () => {
-      const otherRegion = 'us-west-2';
-      const remote = provider({ region: otherRegion });
-      try {
-        const keyC = await remote.createKey({ alias: aliasName() });
-        expect(keyC.keyArn).toContain(`:kms:${otherRegion}:`);
-        const { dataKey, recipient } = await kms.generateDataKey({ target: keyA.keyArn, encryptionContext: STRICT });
-        // A plain ReEncrypt would fail: the KMS in one region cannot use the other's key.
-        const moved = await kms.rewrap({ from: recipient, target: keyC.keyArn, encryptionContext: STRICT });
-        expect(moved.keyId).toBe(keyC.keyArn);
-        expect(Buffer.from(await kms.unwrap({ recipient: moved, encryptionContext: STRICT })).equals(Buffer.from(dataKey))).toBe(true);
-      } finally {
-        remote.close();
-      }
-    });
+    (caps.multiRegion ? it : noTest)(
+      'across regions: Decrypt in the source region, Encrypt in the destination (moto only: local-kms has one region)',
+      async () => {
+        const otherRegion = 'us-west-2';
+        const remote = provider({ region: otherRegion });
+        try {
+          const keyC = await remote.createKey({ alias: aliasName() });
+          expect(keyC.keyArn).toContain(`:kms:${otherRegion}:`);
+          const { dataKey, recipient } = await kms.generateDataKey({ target: keyA.keyArn, encryptionContext: STRICT });
+          // A plain ReEncrypt would fail: the KMS in one region cannot use the other's key.
+          const moved = await kms.rewrap({ from: recipient, target: keyC.keyArn, encryptionContext: STRICT });
+          expect(moved.keyId).toBe(keyC.keyArn);
+          expect(Buffer.from(await kms.unwrap({ recipient: moved, encryptionContext: STRICT })).equals(Buffer.from(dataKey))).toBe(true);
+        } finally {
+          remote.close();
+        }
+      },
+    );
   });
 
   (caps.enforcesKeyState ? describe : noSuite)('key state', () => {
@@ -430,8 +435,12 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
     it('an already aborted signal rejects without calling the KMS', async () => {
       const controller = new AbortController();
       controller.abort();
-      await expect(kms.generateDataKey({ target: keyA.keyArn, encryptionContext: STRICT, signal: controller.signal })).rejects.toMatchObject({ name: 'AbortError' });
-      await expect(kms.wrap({ target: keyA.keyArn, dataKey: new Uint8Array(32), encryptionContext: STRICT, signal: controller.signal })).rejects.toMatchObject({ name: 'AbortError' });
+      await expect(kms.generateDataKey({ target: keyA.keyArn, encryptionContext: STRICT, signal: controller.signal })).rejects.toMatchObject({
+        name: 'AbortError',
+      });
+      await expect(kms.wrap({ target: keyA.keyArn, dataKey: new Uint8Array(32), encryptionContext: STRICT, signal: controller.signal })).rejects.toMatchObject({
+        name: 'AbortError',
+      });
       await expect(kms.createKey({ alias: aliasName(), signal: controller.signal })).rejects.toMatchObject({ name: 'AbortError' });
     });
   });
@@ -492,7 +501,11 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
           String(e),
           e.stack ?? '',
           JSON.stringify(e),
-          JSON.stringify({ ...e, message: e.message, cause: e.cause === undefined ? undefined : { ...(e.cause as object), message: (e.cause as Error).message, stack: (e.cause as Error).stack } }),
+          JSON.stringify({
+            ...e,
+            message: e.message,
+            cause: e.cause === undefined ? undefined : { ...(e.cause as object), message: (e.cause as Error).message, stack: (e.cause as Error).stack },
+          }),
           inspect(e, { depth: 10, showHidden: true }),
         ];
         for (const text of texts) {

@@ -32,7 +32,8 @@ type Live = EnvelopeSecret & { metadata: { generation: number; uid: string } };
 
 const health = (obj: unknown) => argocdHealth(binDir, scriptPath, obj);
 const live = (name: string, ns = namespace) => getOrUndefined<Live>(client, paths.envelopeSecret(ns, name));
-const condition = (es: Live | undefined, type: string) => (es?.status?.observedGeneration === es?.metadata.generation ? es?.status?.conditions?.find((c) => c.type === type) : undefined);
+const condition = (es: Live | undefined, type: string) =>
+  es?.status?.observedGeneration === es?.metadata.generation ? es?.status?.conditions?.find((c) => c.type === type) : undefined;
 const withGeneration = (es: Live, generation: number): Live => ({ ...es, metadata: { ...es.metadata, generation } });
 const withConditions = (es: Live, conditions: Condition[]): Live => ({ ...es, status: { observedGeneration: es.metadata.generation, conditions } });
 
@@ -48,7 +49,11 @@ beforeAll(async () => {
   kms = await startLocalKms();
   controller = await startTestController({
     kubeConfig: adminKubeConfig(),
-    config: { namespace, namespaces: [namespace], providers: { 'aws-kms': { endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials, maxAttempts: 1 } } },
+    config: {
+      namespace,
+      namespaces: [namespace],
+      providers: { 'aws-kms': { endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials, maxAttempts: 1 } },
+    },
   });
   recipient = await publishedRecipient(client, namespace);
 });
@@ -122,7 +127,9 @@ describe('the Argo CD health check, in gopher-lua', () => {
   });
 
   it('is Progressing while the controller reports Reconciling, with its reason', async () => {
-    const keyArn = (await createAwsKmsProvider({ endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials }).createKey({ alias: `alias/${namespace}` })).keyArn;
+    const keyArn = (
+      await createAwsKmsProvider({ endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials }).createKey({ alias: `alias/${namespace}` })
+    ).keyArn;
     const sealed = await sealFor({
       namespace,
       name: 'pending',
@@ -146,15 +153,27 @@ describe('the Argo CD health check, in gopher-lua', () => {
 
   it('reads objects written by a controller that set Ready only', async () => {
     const es = (await live('good'))!;
-    expect(await health(withConditions(es, [{ type: 'Ready', status: 'True', reason: 'Synced', message: 'Secret good is up to date (1 keys)' }]))).toEqual({ status: 'Healthy', message: 'Secret good is up to date (1 keys)' });
-    expect(await health(withConditions(es, [{ type: 'Ready', status: 'False', reason: 'ContextMismatch', message: 'sealed for another namespace' }]))).toEqual({ status: 'Degraded', message: 'ContextMismatch: sealed for another namespace' });
+    expect(await health(withConditions(es, [{ type: 'Ready', status: 'True', reason: 'Synced', message: 'Secret good is up to date (1 keys)' }]))).toEqual({
+      status: 'Healthy',
+      message: 'Secret good is up to date (1 keys)',
+    });
+    expect(await health(withConditions(es, [{ type: 'Ready', status: 'False', reason: 'ContextMismatch', message: 'sealed for another namespace' }]))).toEqual({
+      status: 'Degraded',
+      message: 'ContextMismatch: sealed for another namespace',
+    });
   });
 
   it('is Progressing without a Ready condition, or with Ready=Unknown', async () => {
     const es = (await live('good'))!;
-    expect(await health({ ...es, status: { observedGeneration: es.metadata.generation } })).toEqual({ status: 'Progressing', message: 'Waiting for the Ready condition' });
+    expect(await health({ ...es, status: { observedGeneration: es.metadata.generation } })).toEqual({
+      status: 'Progressing',
+      message: 'Waiting for the Ready condition',
+    });
     expect(await health(withConditions(es, []))).toEqual({ status: 'Progressing', message: 'Waiting for the Ready condition' });
-    expect(await health(withConditions(es, [{ type: 'Ready', status: 'Unknown', reason: 'Pending', message: 'first look' }]))).toEqual({ status: 'Progressing', message: 'Pending: first look' });
+    expect(await health(withConditions(es, [{ type: 'Ready', status: 'Unknown', reason: 'Pending', message: 'first look' }]))).toEqual({
+      status: 'Progressing',
+      message: 'Pending: first look',
+    });
   });
 
   it('is the script docs/gitops.md tells to put in argocd-cm', async () => {

@@ -33,9 +33,22 @@ type CommandResult = KubectlResult;
 async function helm(args: string[]): Promise<CommandResult> {
   const cluster = sharedCluster();
   return new Promise((resolve) => {
-    execFile(cluster.helmPath, [...args, '--kubeconfig', cluster.kubeconfigPath], { maxBuffer: 16 * 1024 * 1024, env: { ...process.env, HELM_CACHE_HOME: path.join(cluster.dir, 'helm-cache'), HELM_CONFIG_HOME: path.join(cluster.dir, 'helm-config'), HELM_DATA_HOME: path.join(cluster.dir, 'helm-data') } }, (error, stdout, stderr) => {
-      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
+    execFile(
+      cluster.helmPath,
+      [...args, '--kubeconfig', cluster.kubeconfigPath],
+      {
+        maxBuffer: 16 * 1024 * 1024,
+        env: {
+          ...process.env,
+          HELM_CACHE_HOME: path.join(cluster.dir, 'helm-cache'),
+          HELM_CONFIG_HOME: path.join(cluster.dir, 'helm-config'),
+          HELM_DATA_HOME: path.join(cluster.dir, 'helm-data'),
+        },
+      },
+      (error, stdout, stderr) => {
+        resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -88,7 +101,9 @@ async function render(sets: string[] = [], namespace = RELEASE_NAMESPACE): Promi
 
 const kindsOf = (manifests: Manifest[]) => manifests.map((m) => `${m.kind}/${m.metadata.namespace ?? ''}/${m.metadata.name}`).sort();
 const one = (manifests: Manifest[], kind: string, name?: string, namespace?: string) => {
-  const found = manifests.filter((m) => m.kind === kind && (name === undefined || m.metadata.name === name) && (namespace === undefined || m.metadata.namespace === namespace));
+  const found = manifests.filter(
+    (m) => m.kind === kind && (name === undefined || m.metadata.name === name) && (namespace === undefined || m.metadata.namespace === namespace),
+  );
   expect(found, `${kind} ${namespace ?? ''}/${name ?? '*'}`).toHaveLength(1);
   return found[0]!;
 };
@@ -122,8 +137,11 @@ let promqlCheckBinary: Promise<string> | undefined;
 function buildPromqlCheck(): Promise<string> {
   promqlCheckBinary ??= new Promise((resolve, reject) => {
     const output = path.join(sharedCluster().dir, 'promql-check');
-    execFile('go', ['build', '-o', output, '.'], { cwd: path.join(repoRoot, 'test/chart/promql-check'), env: { ...process.env, GOFLAGS: '-buildvcs=false', GOWORK: 'off' }, timeout: 590_000 }, (error, _stdout, stderr) =>
-      error ? reject(new Error(`go build test/chart/promql-check failed: ${stderr || error.message}`)) : resolve(output),
+    execFile(
+      'go',
+      ['build', '-o', output, '.'],
+      { cwd: path.join(repoRoot, 'test/chart/promql-check'), env: { ...process.env, GOFLAGS: '-buildvcs=false', GOWORK: 'off' }, timeout: 590_000 },
+      (error, _stdout, stderr) => (error ? reject(new Error(`go build test/chart/promql-check failed: ${stderr || error.message}`)) : resolve(output)),
     );
   });
   return promqlCheckBinary;
@@ -197,7 +215,9 @@ describe('the Helm chart', () => {
     });
     expect(one(manifests, 'Role', 'envseal-self').rules).toEqual(SELF_RULES);
     expect(one(manifests, 'Role', 'envseal-recipient-reader').rules).toEqual(RECIPIENT_READER_RULES);
-    expect(one(manifests, 'RoleBinding', 'envseal-recipient-reader').subjects).toEqual([{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'system:authenticated' }]);
+    expect(one(manifests, 'RoleBinding', 'envseal-recipient-reader').subjects).toEqual([
+      { apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'system:authenticated' },
+    ]);
     expect(one(manifests, 'ServiceAccount').automountServiceAccountToken).toBe(false);
 
     const deployment = one(manifests, 'Deployment');
@@ -218,7 +238,14 @@ describe('the Helm chart', () => {
       seccompProfile: { type: 'RuntimeDefault' },
     });
     expect(container.args[0]).toBe('controller');
-    expect(container.args).toEqual(expect.arrayContaining(['--metrics-address=0.0.0.0:8080', '--lease-name=envseal-controller', '--age-secret=envseal-age-identity', '--age-configmap=envseal-age-recipient']));
+    expect(container.args).toEqual(
+      expect.arrayContaining([
+        '--metrics-address=0.0.0.0:8080',
+        '--lease-name=envseal-controller',
+        '--age-secret=envseal-age-identity',
+        '--age-configmap=envseal-age-recipient',
+      ]),
+    );
     expect(container.args.some((a) => a.startsWith('--namespaces'))).toBe(false);
     expect(container.args).not.toContain('--no-leader-elect');
     expect(container.env).toEqual(
@@ -251,7 +278,9 @@ describe('the Helm chart', () => {
     expect(one(manifests, 'Role', 'envseal-self', RELEASE_NAMESPACE).rules).toEqual(SELF_RULES);
     // Nothing but the recipient reader is granted to anyone outside the ServiceAccount.
     const bindings = manifests.filter((m) => m.kind === 'RoleBinding');
-    expect(bindings.flatMap((b) => b.subjects ?? []).filter((s) => s.kind !== 'ServiceAccount')).toEqual([{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'system:authenticated' }]);
+    expect(bindings.flatMap((b) => b.subjects ?? []).filter((s) => s.kind !== 'ServiceAccount')).toEqual([
+      { apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'system:authenticated' },
+    ]);
     expect(podSpec(manifests).containers[0]!.args).toContain('--namespaces=team-a,team-b');
   });
 
@@ -259,7 +288,13 @@ describe('the Helm chart', () => {
     const manifests = await render();
     expect(one(manifests, 'ClusterRole', 'envseal-edit')).toMatchObject({
       metadata: { labels: { 'rbac.authorization.k8s.io/aggregate-to-admin': 'true', 'rbac.authorization.k8s.io/aggregate-to-edit': 'true' } },
-      rules: [{ apiGroups: ['envseal.dev'], resources: ['envelopesecrets'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete', 'deletecollection'] }],
+      rules: [
+        {
+          apiGroups: ['envseal.dev'],
+          resources: ['envelopesecrets'],
+          verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete', 'deletecollection'],
+        },
+      ],
     });
     expect(one(manifests, 'ClusterRole', 'envseal-view')).toMatchObject({
       metadata: { labels: { 'rbac.authorization.k8s.io/aggregate-to-view': 'true' } },
@@ -294,7 +329,9 @@ describe('the Helm chart', () => {
       'metrics.port=9090',
     ]);
     const container = podSpec(manifests).containers[0]!;
-    expect(container.args).toEqual(expect.arrayContaining(['--region=eu-west-1', '--kms-endpoint=https://kms.eu-west-1.amazonaws.com', '--metrics-address=0.0.0.0:9090']));
+    expect(container.args).toEqual(
+      expect.arrayContaining(['--region=eu-west-1', '--kms-endpoint=https://kms.eu-west-1.amazonaws.com', '--metrics-address=0.0.0.0:9090']),
+    );
     expect(container.image).toBe(`ghcr.io/envseal/envseal@sha256:${'a'.repeat(64)}`);
     expect(one(manifests, 'ServiceAccount').metadata.annotations).toEqual({ 'eks.amazonaws.com/role-arn': 'arn:aws:iam::111122223333:role/envseal' });
     expect(one(manifests, 'Service').spec).toMatchObject({ ports: [{ name: 'metrics', port: 9090, targetPort: 'metrics' }] });
@@ -303,8 +340,16 @@ describe('the Helm chart', () => {
   it('passes the vault-transit settings (Kubernetes auth) only when an address is set', async () => {
     const defaults = podSpec(await render()).containers[0]!;
     expect(defaults.args!.filter((a: string) => a.startsWith('--vault'))).toEqual([]);
-    const vault = podSpec(await render(['providers.vaultTransit.address=https://vault.vault.svc:8200', 'providers.vaultTransit.authRole=envseal-prod', 'providers.vaultTransit.namespace=team-a'])).containers[0]!;
-    expect(vault.args).toEqual(expect.arrayContaining(['--vault-addr=https://vault.vault.svc:8200', '--vault-auth-role=envseal-prod', '--vault-auth-mount=kubernetes']));
+    const vault = podSpec(
+      await render([
+        'providers.vaultTransit.address=https://vault.vault.svc:8200',
+        'providers.vaultTransit.authRole=envseal-prod',
+        'providers.vaultTransit.namespace=team-a',
+      ]),
+    ).containers[0]!;
+    expect(vault.args).toEqual(
+      expect.arrayContaining(['--vault-addr=https://vault.vault.svc:8200', '--vault-auth-role=envseal-prod', '--vault-auth-mount=kubernetes']),
+    );
     expect(vault.env).toEqual(expect.arrayContaining([{ name: 'VAULT_NAMESPACE', value: 'team-a' }]));
   });
 
@@ -320,7 +365,9 @@ describe('the Helm chart', () => {
       ['secret', { name: 'vault-ca', secret: { secretName: 'vault-tls', items: [{ key: 'bundle.pem', path: 'ca.crt' }] } }],
       ['configMap', { name: 'vault-ca', configMap: { name: 'vault-tls', items: [{ key: 'bundle.pem', path: 'ca.crt' }] } }],
     ] as const) {
-      const pod = podSpec(await render([...sets, `providers.vaultTransit.caCert.${source}=vault-tls`, 'providers.vaultTransit.caCert.key=bundle.pem'])) as Mounted;
+      const pod = podSpec(
+        await render([...sets, `providers.vaultTransit.caCert.${source}=vault-tls`, 'providers.vaultTransit.caCert.key=bundle.pem']),
+      ) as Mounted;
       const container = pod.containers[0]!;
       expect(container.args.filter((a) => /^--(region|kms-endpoint|vault-|age-|no-age)/.test(a))).toEqual([
         '--age-secret=envseal-age-identity',
@@ -335,7 +382,10 @@ describe('the Helm chart', () => {
       expect(pod.volumes).toContainEqual(volume);
       expect(container.volumeMounts).toContainEqual({ name: 'vault-ca', mountPath: '/etc/envseal/vault-ca', readOnly: true });
       // The token Vault sees is for Vault's audience only, refreshed by the kubelet.
-      expect(pod.volumes).toContainEqual({ name: 'vault-token', projected: { sources: [{ serviceAccountToken: { audience: 'vault', expirationSeconds: 3600, path: 'token' } }] } });
+      expect(pod.volumes).toContainEqual({
+        name: 'vault-token',
+        projected: { sources: [{ serviceAccountToken: { audience: 'vault', expirationSeconds: 3600, path: 'token' } }] },
+      });
       expect(container.volumeMounts).toContainEqual({ name: 'vault-token', mountPath: '/var/run/secrets/envseal/vault', readOnly: true });
     }
     // Without a CA or an audience: no flags, no volumes (Node's trusted CAs, the pod's own token).
@@ -348,28 +398,50 @@ describe('the Helm chart', () => {
     const defaults = await render();
     expect(podSpec(defaults).containers[0]!.args!.filter((a: string) => a.startsWith('--alibaba-kms'))).toEqual([]);
     expect(one(defaults, 'ServiceAccount').metadata.annotations).toBeUndefined();
-    const manifests = await render(['providers.alibabaKms.region=cn-hangzhou', 'providers.alibabaKms.endpoint=https://kms-vpc.cn-hangzhou.aliyuncs.com', 'providers.alibabaKms.rrsa.roleName=envseal-controller', 'serviceAccount.annotations.team=a']);
-    expect(podSpec(manifests).containers[0]!.args).toEqual(expect.arrayContaining(['--alibaba-kms-region=cn-hangzhou', '--alibaba-kms-endpoint=https://kms-vpc.cn-hangzhou.aliyuncs.com']));
+    const manifests = await render([
+      'providers.alibabaKms.region=cn-hangzhou',
+      'providers.alibabaKms.endpoint=https://kms-vpc.cn-hangzhou.aliyuncs.com',
+      'providers.alibabaKms.rrsa.roleName=envseal-controller',
+      'serviceAccount.annotations.team=a',
+    ]);
+    expect(podSpec(manifests).containers[0]!.args).toEqual(
+      expect.arrayContaining(['--alibaba-kms-region=cn-hangzhou', '--alibaba-kms-endpoint=https://kms-vpc.cn-hangzhou.aliyuncs.com']),
+    );
     expect(one(manifests, 'ServiceAccount').metadata.annotations).toEqual({ 'pod-identity.alibabacloud.com/role-name': 'envseal-controller', team: 'a' });
   });
 
   it('passes the per-namespace budget of key-provider calls, or turns it off', async () => {
     expect(podSpec(await render()).containers[0]!.args).toContain('--unwrap-budget=50/1000');
-    expect(podSpec(await render(['controller.unwrapBudget.perSecond=5', 'controller.unwrapBudget.burst=20'])).containers[0]!.args).toContain('--unwrap-budget=5/20');
+    expect(podSpec(await render(['controller.unwrapBudget.perSecond=5', 'controller.unwrapBudget.burst=20'])).containers[0]!.args).toContain(
+      '--unwrap-budget=5/20',
+    );
     expect(podSpec(await render(['controller.unwrapBudget.perSecond=0'])).containers[0]!.args).toContain('--unwrap-budget=0');
   });
 
   it('renders monitoring: a ServiceMonitor on the metrics Service and a PrometheusRule with the alerts', async () => {
-    const manifests = await render(['metrics.serviceMonitor.enabled=true', 'metrics.prometheusRule.enabled=true', 'metrics.serviceMonitor.labels.release=prom']);
+    const manifests = await render([
+      'metrics.serviceMonitor.enabled=true',
+      'metrics.prometheusRule.enabled=true',
+      'metrics.serviceMonitor.labels.release=prom',
+    ]);
     const monitor = one(manifests, 'ServiceMonitor');
     expect(monitor.metadata.labels).toMatchObject({ release: 'prom' });
-    expect(monitor.spec).toMatchObject({ endpoints: [{ port: 'metrics', path: '/metrics' }], selector: { matchLabels: { 'app.kubernetes.io/name': 'envseal', 'app.kubernetes.io/instance': 'envseal' } } });
+    expect(monitor.spec).toMatchObject({
+      endpoints: [{ port: 'metrics', path: '/metrics' }],
+      selector: { matchLabels: { 'app.kubernetes.io/name': 'envseal', 'app.kubernetes.io/instance': 'envseal' } },
+    });
     const service = one(manifests, 'Service');
     const selector = (monitor.spec as { selector: { matchLabels: Record<string, string> } }).selector.matchLabels;
     expect(service.metadata.labels).toMatchObject(selector);
 
     const rule = one(manifests, 'PrometheusRule');
-    const rules = (rule.spec as { groups: { rules: { alert: string; expr: string; for: string; labels: { severity: string }; annotations: { summary: string; description: string } }[] }[] }).groups[0]!.rules;
+    const rules = (
+      rule.spec as {
+        groups: {
+          rules: { alert: string; expr: string; for: string; labels: { severity: string }; annotations: { summary: string; description: string } }[];
+        }[];
+      }
+    ).groups[0]!.rules;
     expect(rules.map((r) => r.alert)).toEqual(['EnvsealReconcileErrors', 'EnvsealKMSAccessDenied', 'EnvsealEnvelopeSecretsNotReady', 'EnvsealNoLeader']);
     const byName = Object.fromEntries(rules.map((r) => [r.alert, r]));
     expect(byName.EnvsealReconcileErrors!.expr).toContain('envseal_reconcile_total{job="envseal-metrics", namespace="envseal-system", result="error"}');
@@ -396,7 +468,9 @@ describe('the Helm chart', () => {
     expect(checked.code, checked.stdout + checked.stderr).toBe(0);
     expect(checked.stdout.trim()).toBe('ok: 1 groups, 4 rules');
     // The checker catches what it should.
-    const broken = await promqlCheck(stringify({ groups: [{ name: 'x', rules: [{ alert: 'A', expr: 'sum(rate(x[5m]) > 0', annotations: { d: '{{ $value' } }] }] }));
+    const broken = await promqlCheck(
+      stringify({ groups: [{ name: 'x', rules: [{ alert: 'A', expr: 'sum(rate(x[5m]) > 0', annotations: { d: '{{ $value' } }] }] }),
+    );
     expect(broken.code).toBe(1);
     expect(broken.stdout).toContain('unclosed left parenthesis');
     expect(broken.stdout).toContain('annotation "d"');
@@ -412,23 +486,37 @@ describe('the Helm chart', () => {
     expect(policy).toEqual({ extraSecretTypes: { '*': ['example.com/all'], 'team-a': ['example.com/a', 'helm.sh/release.v1'] } });
 
     const vap = one(manifests, 'ValidatingAdmissionPolicy', 'envseal-secret-types');
-    const spec = vap.spec as { failurePolicy: string; matchConstraints: unknown; variables: { name: string; expression: string }[]; validations: { expression: string }[] };
+    const spec = vap.spec as {
+      failurePolicy: string;
+      matchConstraints: unknown;
+      variables: { name: string; expression: string }[];
+      validations: { expression: string }[];
+    };
     expect(spec.failurePolicy).toBe('Fail');
-    expect(spec.matchConstraints).toEqual({ resourceRules: [{ apiGroups: ['envseal.dev'], apiVersions: ['*'], operations: ['CREATE', 'UPDATE'], resources: ['envelopesecrets'] }] });
+    expect(spec.matchConstraints).toEqual({
+      resourceRules: [{ apiGroups: ['envseal.dev'], apiVersions: ['*'], operations: ['CREATE', 'UPDATE'], resources: ['envelopesecrets'] }],
+    });
     const allowed = spec.variables.find((v) => v.name === 'allowed')!.expression;
     // The chart's defaults are the controller's (src/api/policy.ts).
-    const everywhere = /^\[(.*?)\]/.exec(allowed)![1]!.split(', ').map((t) => t.slice(1, -1));
+    const everywhere = /^\[(.*?)\]/
+      .exec(allowed)![1]!
+      .split(', ')
+      .map((t) => t.slice(1, -1));
     expect(everywhere).toEqual([...DEFAULT_SECRET_TYPES, 'example.com/all']);
     expect(allowed).toContain("{'team-a': ['example.com/a', 'helm.sh/release.v1']}[request.namespace]");
     expect(one(manifests, 'ValidatingAdmissionPolicyBinding').spec).toEqual({ policyName: 'envseal-secret-types', validationActions: ['Deny'] });
 
     // Namespaced mode binds the policy to the watched namespaces only.
     const namespaced = await render([...sets, 'watchNamespaces={team-a,team-b}']);
-    expect(one(namespaced, 'ValidatingAdmissionPolicyBinding').spec).toMatchObject({ matchResources: { namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: ['team-a', 'team-b'] }] } } });
+    expect(one(namespaced, 'ValidatingAdmissionPolicyBinding').spec).toMatchObject({
+      matchResources: { namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'In', values: ['team-a', 'team-b'] }] } },
+    });
     // Defaults: no flag, a policy with the default list only; and it can be left out.
     const defaults = await render();
     expect(podSpec(defaults).containers[0]!.args.some((a) => a.startsWith('--allowed-secret-types'))).toBe(false);
-    expect((one(defaults, 'ValidatingAdmissionPolicy').spec as typeof spec).variables.find((v) => v.name === 'allowed')!.expression).toBe(`[${DEFAULT_SECRET_TYPES.map((t) => `'${t}'`).join(', ')}] + (request.namespace in {} ? {}[request.namespace] : [])`);
+    expect((one(defaults, 'ValidatingAdmissionPolicy').spec as typeof spec).variables.find((v) => v.name === 'allowed')!.expression).toBe(
+      `[${DEFAULT_SECRET_TYPES.map((t) => `'${t}'`).join(', ')}] + (request.namespace in {} ? {}[request.namespace] : [])`,
+    );
     const without = await render(['tenancy.admissionPolicy.enabled=false']);
     expect(without.some((m) => m.kind.startsWith('ValidatingAdmissionPolicy'))).toBe(false);
   });
@@ -466,10 +554,26 @@ describe('the Helm chart', () => {
     ['several replicas without leader election', ['leaderElection.enabled=false'], 'needs leaderElection.enabled=true'],
     ['a namespace listed twice', ['watchNamespaces={a,a}'], 'lists a namespace twice'],
     ['a ServiceMonitor without the Service', ['metrics.serviceMonitor.enabled=true', 'metrics.service.enabled=false'], 'needs metrics.service.enabled'],
-    ['a service-account token type', ['tenancy.secretTypes.allowed.team-a={kubernetes.io/service-account-token}'], 'tenancy.secretTypes.allowed.team-a lists kubernetes.io/service-account-token: the cluster mints the content of that type (credentials); it is never sealed data and cannot be allowed'],
-    ['a Vault CA from both a ConfigMap and a Secret', ['providers.vaultTransit.address=https://vault:8200', 'providers.vaultTransit.caCert.configMap=a', 'providers.vaultTransit.caCert.secret=b'], 'providers.vaultTransit.caCert: set configMap or secret, not both'],
-    ['a Vault CA with a plain-HTTP address', ['providers.vaultTransit.address=http://vault:8200', 'providers.vaultTransit.caCert.secret=b'], 'providers.vaultTransit.address is not an https:// URL'],
-    ['a bootstrap token type, even for every namespace', ['tenancy.secretTypes.allowed.*={bootstrap.kubernetes.io/token}'], 'lists bootstrap.kubernetes.io/token: the cluster mints'],
+    [
+      'a service-account token type',
+      ['tenancy.secretTypes.allowed.team-a={kubernetes.io/service-account-token}'],
+      'tenancy.secretTypes.allowed.team-a lists kubernetes.io/service-account-token: the cluster mints the content of that type (credentials); it is never sealed data and cannot be allowed',
+    ],
+    [
+      'a Vault CA from both a ConfigMap and a Secret',
+      ['providers.vaultTransit.address=https://vault:8200', 'providers.vaultTransit.caCert.configMap=a', 'providers.vaultTransit.caCert.secret=b'],
+      'providers.vaultTransit.caCert: set configMap or secret, not both',
+    ],
+    [
+      'a Vault CA with a plain-HTTP address',
+      ['providers.vaultTransit.address=http://vault:8200', 'providers.vaultTransit.caCert.secret=b'],
+      'providers.vaultTransit.address is not an https:// URL',
+    ],
+    [
+      'a bootstrap token type, even for every namespace',
+      ['tenancy.secretTypes.allowed.*={bootstrap.kubernetes.io/token}'],
+      'lists bootstrap.kubernetes.io/token: the cluster mints',
+    ],
   ])('refuses to render %s', async (_what, sets, message) => {
     const result = await helm(['template', 'envseal', chartDir, ...sets.flatMap((s) => ['--set', s])]);
     expect(result.code).not.toBe(0);
@@ -481,13 +585,19 @@ describe('the Helm chart', () => {
 // installed into the real control plane
 
 interface SecretObject {
-  metadata: { name: string; uid: string; resourceVersion: string; ownerReferences?: { kind: string; name: string; controller?: boolean; blockOwnerDeletion?: boolean }[] };
+  metadata: {
+    name: string;
+    uid: string;
+    resourceVersion: string;
+    ownerReferences?: { kind: string; name: string; controller?: boolean; blockOwnerDeletion?: boolean }[];
+  };
   type: string;
   data?: Record<string, string>;
 }
 type LiveEnvelopeSecret = EnvelopeSecret & { metadata: { generation: number } };
 
-const decode = (data: Record<string, string> | undefined) => Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+const decode = (data: Record<string, string> | undefined) =>
+  Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
 
 async function helmInstall(release: string, namespace: string, sets: string[]): Promise<CommandResult> {
   const result = await helm(['install', release, chartDir, '--namespace', namespace, '--create-namespace', ...sets.flatMap((s) => ['--set', s])]);
@@ -525,7 +635,14 @@ async function canI(as: string[], args: string[]): Promise<boolean> {
   return answer === 'yes';
 }
 
-async function sealForAge(recipient: string, namespace: string, name: string, values: Record<string, string>, extra: Partial<EnvelopeSecret['spec']> = {}, type?: string): Promise<EnvelopeSecret> {
+async function sealForAge(
+  recipient: string,
+  namespace: string,
+  name: string,
+  values: Record<string, string>,
+  extra: Partial<EnvelopeSecret['spec']> = {},
+  type?: string,
+): Promise<EnvelopeSecret> {
   const sealed = await sealFor({ namespace, name, values, targets: [ageTarget(recipient)], ...(type ? { template: { type } } : {}) });
   return { ...sealed, spec: { ...sealed.spec, ...extra } };
 }
@@ -544,7 +661,9 @@ const readyOf = async (namespace: string, name: string) => {
 const waitReady = (namespace: string, name: string, reason = 'Synced') =>
   waitFor(`${namespace}/${name} Ready ${reason}`, async () => ((await readyOf(namespace, name))?.reason === reason ? true : undefined));
 const eventReasons = async (namespace: string, name: string) =>
-  (await client.request<{ items: { reason: string; involvedObject: { name: string } }[] }>({ method: 'GET', path: paths.events(namespace) })).items.filter((e) => e.involvedObject.name === name).map((e) => e.reason);
+  (await client.request<{ items: { reason: string; involvedObject: { name: string } }[] }>({ method: 'GET', path: paths.events(namespace) })).items
+    .filter((e) => e.involvedObject.name === name)
+    .map((e) => e.reason);
 
 interface Deployment {
   metadata: { generation: number };
@@ -559,10 +678,14 @@ async function exerciseController(options: { controller: TestController; release
   const identitySecret = await waitFor('the age identity Secret', () => getSecret(releaseNamespace, 'envseal-age-identity'));
   expect(identitySecret.data?.['identity.agekey']).toBeDefined();
   expect(controller.logs.some((l) => l.includes('created the cluster age identity'))).toBe(true);
-  const configMap = await waitFor('the recipient ConfigMap', () => getOrUndefined<{ data: { recipient: string } }>(client, paths.configMap(releaseNamespace, 'envseal-age-recipient')));
+  const configMap = await waitFor('the recipient ConfigMap', () =>
+    getOrUndefined<{ data: { recipient: string } }>(client, paths.configMap(releaseNamespace, 'envseal-age-recipient')),
+  );
   const recipient = configMap.data.recipient;
   expect(recipient).toMatch(/^age1/);
-  const lease = await waitFor('the Lease', () => getOrUndefined<{ spec: { holderIdentity: string } }>(client, paths.lease(releaseNamespace, 'envseal-controller')));
+  const lease = await waitFor('the Lease', () =>
+    getOrUndefined<{ spec: { holderIdentity: string } }>(client, paths.lease(releaseNamespace, 'envseal-controller')),
+  );
   expect(lease.spec.holderIdentity).toBe(identity);
   await waitFor('leading', async () => (await controller.metric('envseal_leader')) === 1);
 
@@ -576,15 +699,25 @@ async function exerciseController(options: { controller: TestController; release
     spec: {
       replicas: 1,
       selector: { matchLabels: { app: 'web' } },
-      template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image: 'example.invalid/web:1', envFrom: [{ secretRef: { name: 'app' } }] }] } },
+      template: {
+        metadata: { labels: { app: 'web' } },
+        spec: { containers: [{ name: 'web', image: 'example.invalid/web:1', envFrom: [{ secretRef: { name: 'app' } }] }] },
+      },
     },
   });
-  const restart = { restartWorkloads: [{ kind: 'Deployment' as const, name: 'web' }, { kind: 'StatefulSet' as const, name: 'absent' }] };
+  const restart = {
+    restartWorkloads: [
+      { kind: 'Deployment' as const, name: 'web' },
+      { kind: 'StatefulSet' as const, name: 'absent' },
+    ],
+  };
   await apply(await sealForAge(recipient, namespace, 'app', { TOKEN: FIRST }, restart));
   await waitReady(namespace, 'app');
   const secret = (await getSecret(namespace, 'app'))!;
   expect(decode(secret.data)).toEqual({ TOKEN: FIRST });
-  expect(secret.metadata.ownerReferences).toEqual([expect.objectContaining({ kind: 'EnvelopeSecret', name: 'app', controller: true, blockOwnerDeletion: true })]);
+  expect(secret.metadata.ownerReferences).toEqual([
+    expect.objectContaining({ kind: 'EnvelopeSecret', name: 'app', controller: true, blockOwnerDeletion: true }),
+  ]);
   const first = (await getOrUndefined<Deployment>(client, deploymentPath))!;
   expect(first.spec.template.metadata?.annotations?.[ANNOTATION_DATA_HASH]).toMatch(/^sha256:/);
   await waitFor('events Synced, RolloutRestarted and WorkloadNotFound', async () => {
@@ -602,7 +735,16 @@ async function exerciseController(options: { controller: TestController; release
 
   // Drift: an edited value is restored and a key added by someone else removed (JSON
   // patch); a deleted Secret is recreated.
-  await kubectl(['patch', 'secret', '-n', namespace, 'app', '--type=merge', '-p', JSON.stringify({ data: { TOKEN: Buffer.from('tampered').toString('base64'), EXTRA: 'eA==' } })]);
+  await kubectl([
+    'patch',
+    'secret',
+    '-n',
+    namespace,
+    'app',
+    '--type=merge',
+    '-p',
+    JSON.stringify({ data: { TOKEN: Buffer.from('tampered').toString('base64'), EXTRA: 'eA==' } }),
+  ]);
   await waitFor('the drift repaired', async () => {
     const data = decode((await getSecret(namespace, 'app'))?.data);
     return data.TOKEN === SECOND && !('EXTRA' in data);
@@ -684,11 +826,24 @@ describe('installed with helm, cluster-wide mode', () => {
   });
 
   it('installs: the API server accepts every object, and NOTES say what to do next', async () => {
-    const stored = await client.request<{ spec: { replicas: number; template: { spec: PodSpec } } }>({ method: 'GET', path: `/apis/apps/v1/namespaces/${releaseNamespace}/deployments/${release}` });
+    const stored = await client.request<{ spec: { replicas: number; template: { spec: PodSpec } } }>({
+      method: 'GET',
+      path: `/apis/apps/v1/namespaces/${releaseNamespace}/deployments/${release}`,
+    });
     expect(stored.spec.replicas).toBe(2);
-    expect(stored.spec.template.spec.containers[0]!.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+    expect(stored.spec.template.spec.containers[0]!.securityContext).toMatchObject({
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+    });
     for (const object of [`clusterrole/${release}`, `clusterrolebinding/${release}`]) expect((await kubectl(['get', object])).code, object).toBe(0);
-    for (const object of [`serviceaccount/${serviceAccount}`, `role/${release}-self`, `rolebinding/${release}-recipient-reader`, `service/${release}-metrics`, `poddisruptionbudget/${release}`]) {
+    for (const object of [
+      `serviceaccount/${serviceAccount}`,
+      `role/${release}-self`,
+      `rolebinding/${release}-recipient-reader`,
+      `service/${release}-metrics`,
+      `poddisruptionbudget/${release}`,
+    ]) {
       expect((await kubectl(['get', '-n', releaseNamespace, object])).code, object).toBe(0);
     }
     expect(installOutput.stdout).toContain('NOTES:');
@@ -701,14 +856,22 @@ describe('installed with helm, cluster-wide mode', () => {
     // A new policy is in force once the API server has loaded it (about a second after
     // helm install): wait for it with server-side dry runs, which store nothing.
     const probe = await sealForAge(published, team, 'vap-probe', { K: `${CANARY}-probe` }, {}, 'example.com/other');
-    await waitFor('the admission policy in force', async () => (await kubectl(['apply', '--dry-run=server', '-f', '-'], stringify(probe))).code !== 0, { timeoutMs: 30_000 });
+    await waitFor('the admission policy in force', async () => (await kubectl(['apply', '--dry-run=server', '-f', '-'], stringify(probe))).code !== 0, {
+      timeoutMs: 30_000,
+    });
     const other = await applyTyped(published, team, 'vap-other', 'example.com/other');
     expect(other.code).not.toBe(0);
-    expect(other.stderr).toContain(`Secret type example.com/other is not allowed in namespace ${team} (allowed: ${[...DEFAULT_SECRET_TYPES, TYPED].join(', ')}; the chart value tenancy.secretTypes.allowed adds types)`);
+    expect(other.stderr).toContain(
+      `Secret type example.com/other is not allowed in namespace ${team} (allowed: ${[...DEFAULT_SECRET_TYPES, TYPED].join(', ')}; the chart value tenancy.secretTypes.allowed adds types)`,
+    );
     const elsewhere = await applyTyped(published, releaseNamespace, 'vap-elsewhere', TYPED);
     expect(elsewhere.code).not.toBe(0);
     expect(elsewhere.stderr).toContain(`Secret type ${TYPED} is not allowed in namespace ${releaseNamespace}`);
-    for (const [namespace, name] of [[team, 'vap-other'], [releaseNamespace, 'vap-elsewhere']] as const) expect(await getOrUndefined(client, paths.envelopeSecret(namespace, name))).toBeUndefined();
+    for (const [namespace, name] of [
+      [team, 'vap-other'],
+      [releaseNamespace, 'vap-elsewhere'],
+    ] as const)
+      expect(await getOrUndefined(client, paths.envelopeSecret(namespace, name))).toBeUndefined();
     const allowed = await applyTyped(published, team, 'vap-allowed', TYPED);
     expect(allowed.code, allowed.stderr).toBe(0);
     const basicAuth = await applyTyped(published, team, 'vap-default', 'kubernetes.io/basic-auth');
@@ -718,7 +881,11 @@ describe('installed with helm, cluster-wide mode', () => {
 
   it('creates pods that the restricted Pod Security Standard admits (they stay Pending: no kubelet)', async () => {
     const pods = await waitFor('two controller pods', async () => {
-      const list = await client.request<{ items: { metadata: { name: string }; spec: PodSpec }[] }>({ method: 'GET', path: `/api/v1/namespaces/${releaseNamespace}/pods`, query: { labelSelector: `app.kubernetes.io/instance=${release}` } });
+      const list = await client.request<{ items: { metadata: { name: string }; spec: PodSpec }[] }>({
+        method: 'GET',
+        path: `/api/v1/namespaces/${releaseNamespace}/pods`,
+        query: { labelSelector: `app.kubernetes.io/instance=${release}` },
+      });
       return list.items.length === 2 ? list.items : undefined;
     });
     for (const pod of pods) expect(pod.spec.containers[0]!.securityContext).toMatchObject({ readOnlyRootFilesystem: true, runAsNonRoot: true });
@@ -791,7 +958,10 @@ describe('installed with helm, cluster-wide mode', () => {
   });
 
   it('lets namespace editors apply EnvelopeSecrets and viewers read them, through the built-in roles', async () => {
-    for (const [role, user] of [['edit', 'dev@example.com'], ['view', 'auditor@example.com']]) {
+    for (const [role, user] of [
+      ['edit', 'dev@example.com'],
+      ['view', 'auditor@example.com'],
+    ]) {
       const result = await kubectl(['create', 'rolebinding', `${role}-${release}`, `--clusterrole=${role}`, `--user=${user}`, '-n', team]);
       expect(result.code, result.stderr).toBe(0);
     }
@@ -810,14 +980,24 @@ describe('installed with helm, cluster-wide mode', () => {
   it('runs the controller with a token of the chart ServiceAccount: every behaviour works', async () => {
     const token = await serviceAccountToken(releaseNamespace, serviceAccount);
     const identity = uniqueName('chart-cw');
-    controller = await startTestController({ kubeConfig: tokenKubeConfig(token, releaseNamespace), config: { namespace: releaseNamespace, identity, tenantPolicy: typedPolicy(team) } });
+    controller = await startTestController({
+      kubeConfig: tokenKubeConfig(token, releaseNamespace),
+      config: { namespace: releaseNamespace, identity, tenantPolicy: typedPolicy(team) },
+    });
     recipient = await exerciseController({ controller, releaseNamespace, namespace: team, identity });
 
     // What `envseal seal --controller-namespace` does, as an ordinary ServiceAccount of
     // another namespace (a real token, group system:authenticated).
-    await client.request({ method: 'POST', path: `/api/v1/namespaces/${team}/serviceaccounts`, body: { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'developer' } } });
+    await client.request({
+      method: 'POST',
+      path: `/api/v1/namespaces/${team}/serviceaccounts`,
+      body: { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'developer' } },
+    });
     const developer = new KubeClient(tokenKubeConfig(await serviceAccountToken(team, 'developer'), team));
-    const published = await developer.request<{ data: { recipient: string } }>({ method: 'GET', path: paths.configMap(releaseNamespace, 'envseal-age-recipient') });
+    const published = await developer.request<{ data: { recipient: string } }>({
+      method: 'GET',
+      path: paths.configMap(releaseNamespace, 'envseal-age-recipient'),
+    });
     expect(published.data.recipient).toMatch(/^age1/);
     expect(await getStatus(developer, paths.secret(releaseNamespace, 'envseal-age-identity'))).toBe(403);
   });
@@ -829,15 +1009,35 @@ describe('installed with helm, cluster-wide mode', () => {
     const keyFile = path.join(sharedCluster().dir, `${release}.agekey`);
     await writeFile(keyFile, Buffer.from(backup.stdout, 'base64'), { mode: 0o600 });
     // Disaster: the identity and the published recipient are gone, and so is a Secret.
-    for (const object of ['secret/envseal-age-identity', 'configmap/envseal-age-recipient']) expect((await kubectl(['-n', releaseNamespace, 'delete', object])).code).toBe(0);
+    for (const object of ['secret/envseal-age-identity', 'configmap/envseal-age-recipient'])
+      expect((await kubectl(['-n', releaseNamespace, 'delete', object])).code).toBe(0);
     expect((await kubectl(['-n', team, 'delete', 'secret', 'app'])).code).toBe(0);
     // Restore (docs/helm.md, "Recover"), before the controller starts again.
-    expect((await kubectl(['-n', releaseNamespace, 'create', 'secret', 'generic', 'envseal-age-identity', `--from-file=identity.agekey=${keyFile}`])).code).toBe(0);
-    expect((await kubectl(['-n', releaseNamespace, 'label', 'secret', 'envseal-age-identity', 'app.kubernetes.io/managed-by=envseal', 'envseal.dev/role=age-identity'])).code).toBe(0);
+    expect(
+      (await kubectl(['-n', releaseNamespace, 'create', 'secret', 'generic', 'envseal-age-identity', `--from-file=identity.agekey=${keyFile}`])).code,
+    ).toBe(0);
+    expect(
+      (
+        await kubectl([
+          '-n',
+          releaseNamespace,
+          'label',
+          'secret',
+          'envseal-age-identity',
+          'app.kubernetes.io/managed-by=envseal',
+          'envseal.dev/role=age-identity',
+        ])
+      ).code,
+    ).toBe(0);
 
     const token = await serviceAccountToken(releaseNamespace, serviceAccount);
-    controller = await startTestController({ kubeConfig: tokenKubeConfig(token, releaseNamespace), config: { namespace: releaseNamespace, identity: uniqueName('chart-restored'), tenantPolicy: typedPolicy(team) } });
-    const republished = await waitFor('the recipient published again', () => getOrUndefined<{ data: { recipient: string } }>(client, paths.configMap(releaseNamespace, 'envseal-age-recipient')));
+    controller = await startTestController({
+      kubeConfig: tokenKubeConfig(token, releaseNamespace),
+      config: { namespace: releaseNamespace, identity: uniqueName('chart-restored'), tenantPolicy: typedPolicy(team) },
+    });
+    const republished = await waitFor('the recipient published again', () =>
+      getOrUndefined<{ data: { recipient: string } }>(client, paths.configMap(releaseNamespace, 'envseal-age-recipient')),
+    );
     expect(republished.data.recipient).toBe(recipient);
     await waitFor('the Secret recreated with the restored identity', async () => decode((await getSecret(team, 'app'))?.data).TOKEN === SECOND);
     expect(controller.logs.some((l) => l.includes('created the cluster age identity'))).toBe(false);
@@ -845,12 +1045,17 @@ describe('installed with helm, cluster-wide mode', () => {
   });
 
   it("runs `envseal controller` with exactly the installed Deployment's args and env, as its ServiceAccount", async () => {
-    const deployment = await client.request<{ spec: { template: { spec: PodSpec } } }>({ method: 'GET', path: `/apis/apps/v1/namespaces/${releaseNamespace}/deployments/${release}` });
+    const deployment = await client.request<{ spec: { template: { spec: PodSpec } } }>({
+      method: 'GET',
+      path: `/apis/apps/v1/namespaces/${releaseNamespace}/deployments/${release}`,
+    });
     const container = deployment.spec.template.spec.containers[0]!;
     // The pod's in-cluster config becomes a kubeconfig with the same kind of token; the
     // metrics port moves to a free loopback port; everything else is as rendered.
     const kubeconfigFile = path.join(sharedCluster().dir, `${release}.kubeconfig`);
-    await writeFile(kubeconfigFile, tokenKubeConfig(await serviceAccountToken(releaseNamespace, serviceAccount), releaseNamespace).exportConfig(), { mode: 0o600 });
+    await writeFile(kubeconfigFile, tokenKubeConfig(await serviceAccountToken(releaseNamespace, serviceAccount), releaseNamespace).exportConfig(), {
+      mode: 0o600,
+    });
     const port = await freePort();
     const args = container.args.map((a) => (a.startsWith('--metrics-address=') ? `--metrics-address=127.0.0.1:${port}` : a));
     expect(args.filter((a, i) => a !== container.args[i])).toHaveLength(1);
@@ -864,7 +1069,19 @@ describe('installed with helm, cluster-wide mode', () => {
     }
     expect(env.NODE_OPTIONS).toMatch(/--max-old-space-size=\d+/);
     // The CLI entry (what bin/envseal.js runs) from the sources, on this Node 24.
-    const command = { args: ['--input-type=module', '-e', "import { main } from './src/cli/main.ts'; await main();", '--', 'envseal', ...args, `--kubeconfig=${kubeconfigFile}`], cwd: repoRoot, env };
+    const command = {
+      args: [
+        '--input-type=module',
+        '-e',
+        "import { main } from './src/cli/main.ts'; await main();",
+        '--',
+        'envseal',
+        ...args,
+        `--kubeconfig=${kubeconfigFile}`,
+      ],
+      cwd: repoRoot,
+      env,
+    };
     const { code, log } = await withControllerProcess(command, async (log) => {
       await waitFor('caches synced', () => log().includes('caches synced'), { timeoutMs: 60_000 });
       expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
@@ -900,14 +1117,25 @@ describe('installed with helm, namespaced mode', () => {
   it('creates no cluster-wide grant', async () => {
     expect((await kubectl(['get', `clusterrole/${release}`])).code).not.toBe(0);
     expect((await kubectl(['get', `clusterrolebinding/${release}`])).code).not.toBe(0);
-    const bindings = await client.request<{ items: { metadata: { name: string }; subjects?: { kind: string; name: string; namespace?: string }[] }[] }>({ method: 'GET', path: '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings' });
-    expect(bindings.items.filter((b) => b.subjects?.some((s) => s.kind === 'ServiceAccount' && s.namespace === releaseNamespace)).map((b) => b.metadata.name)).toEqual([]);
+    const bindings = await client.request<{ items: { metadata: { name: string }; subjects?: { kind: string; name: string; namespace?: string }[] }[] }>({
+      method: 'GET',
+      path: '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings',
+    });
+    expect(
+      bindings.items.filter((b) => b.subjects?.some((s) => s.kind === 'ServiceAccount' && s.namespace === releaseNamespace)).map((b) => b.metadata.name),
+    ).toEqual([]);
     for (const namespace of watched) expect((await kubectl(['get', '-n', namespace, `role/${release}`, `rolebinding/${release}`])).code).toBe(0);
   });
 
   it('grants the watched namespaces and its own objects, nothing elsewhere', async () => {
     for (const namespace of watched) {
-      for (const args of [['list', 'secrets'], ['watch', 'envelopesecrets'], ['patch', 'envelopesecrets', '--subresource=status'], ['create', 'events'], ['patch', 'deployments.apps']]) {
+      for (const args of [
+        ['list', 'secrets'],
+        ['watch', 'envelopesecrets'],
+        ['patch', 'envelopesecrets', '--subresource=status'],
+        ['create', 'events'],
+        ['patch', 'deployments.apps'],
+      ]) {
         expect(await canI(sa, [...args, '-n', namespace]), `${args.join(' ')} -n ${namespace}`).toBe(true);
       }
     }
@@ -934,7 +1162,10 @@ describe('installed with helm, namespaced mode', () => {
   it('runs the controller with a token of the chart ServiceAccount: every behaviour works in the watched namespaces', async () => {
     const token = await serviceAccountToken(releaseNamespace, serviceAccount);
     const identity = uniqueName('chart-ns');
-    controller = await startTestController({ kubeConfig: tokenKubeConfig(token, releaseNamespace), config: { namespace: releaseNamespace, namespaces: watched, identity, tenantPolicy: typedPolicy(watched[1]!) } });
+    controller = await startTestController({
+      kubeConfig: tokenKubeConfig(token, releaseNamespace),
+      config: { namespace: releaseNamespace, namespaces: watched, identity, tenantPolicy: typedPolicy(watched[1]!) },
+    });
     await exerciseController({ controller, releaseNamespace, namespace: watched[1]!, identity });
   });
 

@@ -66,7 +66,19 @@ describe('envseal CLI with alibaba-kms against the emulator', () => {
 
   it('keys create, then seal for the alias, verify --decrypt and unseal', async () => {
     first = await createKey('flags');
-    const sealed = await envseal(['seal', '--name', 'db', '-n', 'prod', '--from-literal', `PASSWORD=${CANARY}`, '-r', `alibaba-kms:${first.alias}`, '-w', 'db.yaml']);
+    const sealed = await envseal([
+      'seal',
+      '--name',
+      'db',
+      '-n',
+      'prod',
+      '--from-literal',
+      `PASSWORD=${CANARY}`,
+      '-r',
+      `alibaba-kms:${first.alias}`,
+      '-w',
+      'db.yaml',
+    ]);
     expect(sealed.code, sealed.stderr).toBe(0);
     const secret = parse(await readFile(path.join(dir, 'db.yaml'), 'utf8'));
     expect(secret.spec.envelopes[0].recipients).toEqual([{ provider: 'alibaba-kms', keyId: first.arn, encryptedKey: expect.any(String) }]);
@@ -105,7 +117,21 @@ describe('envseal CLI with alibaba-kms against the emulator', () => {
   it('seals for alibaba-kms and age together; age opens it alone when the KMS is unreachable', async () => {
     const key = await envseal(['keys', 'create', '-o', 'age.key']);
     expect(key.code).toBe(0);
-    const sealed = await envseal(['seal', '--name', 'mixed', '-n', 'prod', '--from-literal', 'K=v', '-r', `alibaba-kms:${first.alias}`, '-r', `age:${key.stdout.trim()}`, '-w', 'mixed.yaml']);
+    const sealed = await envseal([
+      'seal',
+      '--name',
+      'mixed',
+      '-n',
+      'prod',
+      '--from-literal',
+      'K=v',
+      '-r',
+      `alibaba-kms:${first.alias}`,
+      '-r',
+      `age:${key.stdout.trim()}`,
+      '-w',
+      'mixed.yaml',
+    ]);
     expect(sealed.code, sealed.stderr).toBe(0);
     expect((await envseal(['unseal', '-f', 'mixed.yaml', '--key', 'K'])).stdout).toBe('v');
     const ageOnly = await envseal(['unseal', '-f', 'mixed.yaml', '--key', 'K', '-i', 'age.key'], { env: { ALIBABA_CLOUD_KMS_ENDPOINT: 'http://127.0.0.1:9' } });
@@ -148,7 +174,19 @@ describe('envseal CLI with alibaba-kms against the emulator', () => {
   });
 
   it('errors: unknown alias and wrong secret exit 4 naming the problem; an invalid target exits 3; nothing is written', async () => {
-    const unknown = await envseal(['seal', '--name', 'x', '-n', 'y', '--from-literal', 'K=v', '-r', 'alibaba-kms:alias/envseal-cli/does-not-exist', '-w', 'never.yaml']);
+    const unknown = await envseal([
+      'seal',
+      '--name',
+      'x',
+      '-n',
+      'y',
+      '--from-literal',
+      'K=v',
+      '-r',
+      'alibaba-kms:alias/envseal-cli/does-not-exist',
+      '-w',
+      'never.yaml',
+    ]);
     expect(unknown.code).toBe(4);
     expect(unknown.stderr).toMatch(/Forbidden\.KeyNotFound/);
     const wrongSecret = await envseal(['unseal', '-f', 'db.yaml'], { env: { ALIBABA_CLOUD_ACCESS_KEY_SECRET: `${CANARY}-wrong` } });

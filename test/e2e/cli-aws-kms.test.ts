@@ -95,11 +95,27 @@ describe.each(KMS_EMULATORS)('envseal CLI with aws-kms against $name', ({ start 
   it('seals for aws-kms and age together; each opens it alone', async () => {
     const key = await envseal(['keys', 'create', '-o', 'age.key']);
     expect(key.code).toBe(0);
-    const sealed = await envseal(['seal', '--name', 'mixed', '-n', 'prod', '--from-literal', 'K=v', '-r', `aws-kms:${alias}`, '-r', `age:${key.stdout.trim()}`, '-w', 'mixed.yaml']);
+    const sealed = await envseal([
+      'seal',
+      '--name',
+      'mixed',
+      '-n',
+      'prod',
+      '--from-literal',
+      'K=v',
+      '-r',
+      `aws-kms:${alias}`,
+      '-r',
+      `age:${key.stdout.trim()}`,
+      '-w',
+      'mixed.yaml',
+    ]);
     expect(sealed.code).toBe(0);
     expect((await envseal(['unseal', '-f', 'mixed.yaml', '--key', 'K'])).stdout).toBe('v');
     // Without KMS access (a closed port, one attempt), the age identity still opens it.
-    const ageOnly = await envseal(['unseal', '-f', 'mixed.yaml', '--key', 'K', '-i', 'age.key'], { env: { AWS_ENDPOINT_URL_KMS: 'http://127.0.0.1:9', AWS_MAX_ATTEMPTS: '1' } });
+    const ageOnly = await envseal(['unseal', '-f', 'mixed.yaml', '--key', 'K', '-i', 'age.key'], {
+      env: { AWS_ENDPOINT_URL_KMS: 'http://127.0.0.1:9', AWS_MAX_ATTEMPTS: '1' },
+    });
     expect(ageOnly.stdout).toBe('v');
   });
 
@@ -126,7 +142,19 @@ describe.each(KMS_EMULATORS)('envseal CLI with aws-kms against $name', ({ start 
   });
 
   it('KMS errors: unknown alias, unreachable endpoint -> exit 4; invalid alias -> 3', async () => {
-    const unknown = await envseal(['seal', '--name', 'x', '-n', 'y', '--from-literal', 'K=v', '-r', 'aws-kms:alias/envseal-cli/does-not-exist', '-w', 'never.yaml']);
+    const unknown = await envseal([
+      'seal',
+      '--name',
+      'x',
+      '-n',
+      'y',
+      '--from-literal',
+      'K=v',
+      '-r',
+      'aws-kms:alias/envseal-cli/does-not-exist',
+      '-w',
+      'never.yaml',
+    ]);
     expect(unknown.code).toBe(4);
     expect(unknown.stderr).toMatch(/^envseal: error: .*alias\/envseal-cli\/does-not-exist/m);
     const unreachable = await envseal(['unseal', '-f', 'db.yaml'], { env: { AWS_ENDPOINT_URL_KMS: 'http://127.0.0.1:9' } });

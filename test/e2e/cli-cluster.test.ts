@@ -43,30 +43,58 @@ describe('envseal seal --controller-namespace', () => {
   it('seals for the published recipient too (kubeconfig from --kubeconfig or KUBECONFIG)', async () => {
     const mine = await envseal(['keys', 'create', '-o', 'mine.key']);
     expect(mine.code).toBe(0);
-    const sealed = await envseal(['seal', '--name', 'db', '-n', 'demo', '--from-literal', 'K=v', '-r', `age:${mine.stdout.trim()}`, '--controller-namespace', controllerNamespace, '--kubeconfig', sharedCluster().kubeconfigPath, '-w', 'db.yaml']);
+    const sealed = await envseal([
+      'seal',
+      '--name',
+      'db',
+      '-n',
+      'demo',
+      '--from-literal',
+      'K=v',
+      '-r',
+      `age:${mine.stdout.trim()}`,
+      '--controller-namespace',
+      controllerNamespace,
+      '--kubeconfig',
+      sharedCluster().kubeconfigPath,
+      '-w',
+      'db.yaml',
+    ]);
     expect(sealed.stderr).toMatch(/for 2 recipients/);
     expect(sealed.code).toBe(0);
     const secret = parse(await readFile(path.join(dir, 'db.yaml'), 'utf8'));
     expect(secret.spec.envelopes[0].recipients.map((r: { recipient: string }) => r.recipient)).toEqual([mine.stdout.trim(), clusterRecipient]);
     expect((await envseal(['unseal', '-f', 'db.yaml', '--key', 'K', '-i', 'cluster.key'])).stdout).toBe('v');
 
-    const viaEnv = await envseal(['seal', '--name', 'api', '-n', 'demo', '--from-literal', 'K=w', '--controller-namespace', controllerNamespace, '-w', 'api.yaml'], { KUBECONFIG: sharedCluster().kubeconfigPath });
+    const viaEnv = await envseal(
+      ['seal', '--name', 'api', '-n', 'demo', '--from-literal', 'K=w', '--controller-namespace', controllerNamespace, '-w', 'api.yaml'],
+      { KUBECONFIG: sharedCluster().kubeconfigPath },
+    );
     expect(viaEnv.code).toBe(0);
     expect((await envseal(['unseal', '-f', 'api.yaml', '--key', 'K', '-i', 'cluster.key'])).stdout).toBe('w');
 
     // add-recipient: give the cluster access to a manifest sealed for someone else only.
-    expect((await envseal(['seal', '--name', 'solo', '-n', 'demo', '--from-literal', 'K=x', '-r', `age:${mine.stdout.trim()}`, '-w', 'solo.yaml'])).code).toBe(0);
+    expect((await envseal(['seal', '--name', 'solo', '-n', 'demo', '--from-literal', 'K=x', '-r', `age:${mine.stdout.trim()}`, '-w', 'solo.yaml'])).code).toBe(
+      0,
+    );
     expect((await envseal(['unseal', '-f', 'solo.yaml', '-i', 'cluster.key'])).code).toBe(4);
-    const added = await envseal(['add-recipient', '-f', 'solo.yaml', '--in-place', '--controller-namespace', controllerNamespace, '-i', 'mine.key'], { KUBECONFIG: sharedCluster().kubeconfigPath });
+    const added = await envseal(['add-recipient', '-f', 'solo.yaml', '--in-place', '--controller-namespace', controllerNamespace, '-i', 'mine.key'], {
+      KUBECONFIG: sharedCluster().kubeconfigPath,
+    });
     expect(added.stderr).toMatch(/added "age:age1/);
     expect(added.code).toBe(0);
     expect((await envseal(['unseal', '-f', 'solo.yaml', '--key', 'K', '-i', 'cluster.key'])).stdout).toBe('x');
   });
 
   it('fails clearly (exit 4, nothing written) when no controller publishes a recipient there', async () => {
-    const result = await envseal(['seal', '--name', 'db', '-n', 'demo', '--from-literal', 'K=v', '--controller-namespace', 'no-such-namespace', '-w', 'never.yaml'], { KUBECONFIG: sharedCluster().kubeconfigPath });
+    const result = await envseal(
+      ['seal', '--name', 'db', '-n', 'demo', '--from-literal', 'K=v', '--controller-namespace', 'no-such-namespace', '-w', 'never.yaml'],
+      { KUBECONFIG: sharedCluster().kubeconfigPath },
+    );
     expect(result.code).toBe(4);
-    expect(result.stderr).toMatch(/^envseal: error: cannot get the cluster's age recipient from namespace "no-such-namespace": no envseal controller publishes a recipient/);
+    expect(result.stderr).toMatch(
+      /^envseal: error: cannot get the cluster's age recipient from namespace "no-such-namespace": no envseal controller publishes a recipient/,
+    );
     expect(existsSync(path.join(dir, 'never.yaml'))).toBe(false);
   });
 });

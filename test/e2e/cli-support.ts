@@ -50,7 +50,12 @@ export function runCli(args: readonly string[], options: { cwd: string; env?: Re
       NODE,
       [options.bin ?? ENVSEAL, ...args],
       // A clean environment: no AWS settings, identity or kubeconfig leak in from the host.
-      { cwd: options.cwd, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: options.cwd, ...options.env }, encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 },
+      {
+        cwd: options.cwd,
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: options.cwd, ...options.env },
+        encoding: 'utf8',
+        maxBuffer: 16 * 1024 * 1024,
+      },
       (error, stdout, stderr) => resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }),
     );
     child.stdin?.end(options.input ?? '');

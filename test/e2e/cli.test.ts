@@ -40,11 +40,30 @@ describe('envseal CLI (built)', () => {
     expect(again.code).toBe(5);
     expect(again.stderr).toBe('envseal: error: refusing to overwrite "age.key": it already exists\n');
 
-    const sealed = await envseal(['seal', '--name', 'db', '-n', 'prod', '--from-literal', 'PASSWORD=hunter2', '--from-literal', 'USER=app', '--recipient', `age:${recipient}`, '-w', 'db.envelope.yaml']);
+    const sealed = await envseal([
+      'seal',
+      '--name',
+      'db',
+      '-n',
+      'prod',
+      '--from-literal',
+      'PASSWORD=hunter2',
+      '--from-literal',
+      'USER=app',
+      '--recipient',
+      `age:${recipient}`,
+      '-w',
+      'db.envelope.yaml',
+    ]);
     expect(sealed).toMatchObject({ code: 0, stdout: '' });
     const text = await readFile(path.join(dir, 'db.envelope.yaml'), 'utf8');
     expect(text).not.toContain('hunter2');
-    expect(parse(text)).toMatchObject({ apiVersion: 'envseal.dev/v1alpha1', kind: 'EnvelopeSecret', metadata: { name: 'db', namespace: 'prod' }, spec: { scope: 'strict' } });
+    expect(parse(text)).toMatchObject({
+      apiVersion: 'envseal.dev/v1alpha1',
+      kind: 'EnvelopeSecret',
+      metadata: { name: 'db', namespace: 'prod' },
+      spec: { scope: 'strict' },
+    });
 
     const verified = await envseal(['verify', '-f', 'db.envelope.yaml']);
     expect(verified.code).toBe(0);

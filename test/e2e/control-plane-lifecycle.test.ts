@@ -55,8 +55,11 @@ function expectAllRunning(held: Held): void {
 }
 
 async function expectAllGone(held: Held, timeoutMs: number): Promise<void> {
-  await waitFor('every component process to exit and the temp dir to be removed', () =>
-    Object.values(held.pids).every((pid) => !alive(pid)) && !fs.existsSync(held.dir), { timeoutMs, intervalMs: 250 });
+  await waitFor(
+    'every component process to exit and the temp dir to be removed',
+    () => Object.values(held.pids).every((pid) => !alive(pid)) && !fs.existsSync(held.dir),
+    { timeoutMs, intervalMs: 250 },
+  );
 }
 
 describe('control plane harness lifecycle', () => {

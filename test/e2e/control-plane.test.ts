@@ -15,16 +15,7 @@ import {
   type V1CustomResourceDefinition,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  adminKubeConfig,
-  clusterControl,
-  failureStatus,
-  sharedCluster,
-  statusOf,
-  tokenKubeConfig,
-  uniqueName,
-  waitFor,
-} from '../harness/cluster.ts';
+import { adminKubeConfig, clusterControl, failureStatus, sharedCluster, statusOf, tokenKubeConfig, uniqueName, waitFor } from '../harness/cluster.ts';
 
 const kc = adminKubeConfig();
 const core = kc.makeApiClient(CoreV1Api);
@@ -139,9 +130,11 @@ describe('control plane', () => {
     await waitFor(`CRD ${crdName} to be Established`, crdEstablished, { timeoutMs: 30_000 });
 
     // Discovery of the new resource may lag behind Established for a moment.
-    const applied = await waitFor('the Widget to be applied', () =>
-      objects.patch(widget(ns, 'w1', { size: 3, color: 'blue' }), undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply),
-    { timeoutMs: 30_000 });
+    const applied = await waitFor(
+      'the Widget to be applied',
+      () => objects.patch(widget(ns, 'w1', { size: 3, color: 'blue' }), undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply),
+      { timeoutMs: 30_000 },
+    );
     expect(applied.metadata?.uid).toBeTruthy();
 
     const read = (await custom.getNamespacedCustomObject({ group, version: 'v1alpha1', namespace: ns, plural: 'widgets', name: 'w1' })) as Widget;
@@ -149,20 +142,21 @@ describe('control plane', () => {
     expect(read.metadata?.managedFields?.map((f) => f.manager)).toContain(fieldManager);
 
     // Re-applying with a changed field updates it; the generation moves.
-    const updated = await objects.patch(widget(ns, 'w1', { size: 4, color: 'blue' }), undefined, undefined, fieldManager, true,
-      PatchStrategy.ServerSideApply);
+    const updated = await objects.patch(widget(ns, 'w1', { size: 4, color: 'blue' }), undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply);
     expect(updated.spec.size).toBe(4);
     expect(updated.metadata?.generation).toBe(2);
 
     // A value outside the schema's bounds: 422 Invalid.
     const outOfRange = await failureStatus(() =>
-      objects.patch(widget(ns, 'bad', { size: 0 }), undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply));
+      objects.patch(widget(ns, 'bad', { size: 0 }), undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply),
+    );
     expect(outOfRange).toBe(422);
     // A value of the wrong type is rejected too; with server-side apply the real API
     // server answers 500 ("failed to create typed patch object ... expected numeric"),
     // not 422 -- a controller must not treat every 5xx as transient.
     const wrongType = await failureStatus(() =>
-      objects.patch(widget(ns, 'bad', { size: 'big' }), undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply));
+      objects.patch(widget(ns, 'bad', { size: 'big' }), undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply),
+    );
     expect(wrongType).toBe(500);
 
     const list = (await custom.listNamespacedCustomObject({ group, version: 'v1alpha1', namespace: ns, plural: 'widgets' })) as {
@@ -188,8 +182,9 @@ describe('control plane', () => {
     await core.createNamespacedSecret({ namespace: ns, body: { metadata: { name: 'gc-bystander' }, stringData: { password: 'y' } } });
 
     await core.deleteNamespacedConfigMap({ namespace: ns, name: 'gc-owner' });
-    await waitFor('the owned Secret to be garbage-collected', () =>
-      notFound(() => core.readNamespacedSecret({ namespace: ns, name: 'gc-owned' })), { timeoutMs: 60_000 });
+    await waitFor('the owned Secret to be garbage-collected', () => notFound(() => core.readNamespacedSecret({ namespace: ns, name: 'gc-owned' })), {
+      timeoutMs: 60_000,
+    });
     const bystander = await core.readNamespacedSecret({ namespace: ns, name: 'gc-bystander' });
     expect(bystander.metadata?.deletionTimestamp).toBeUndefined();
   });
@@ -267,12 +262,10 @@ describe('control plane', () => {
     // Not granted: Secrets, other namespaces, writes.
     expect(await failureStatus(() => readerCore.listNamespacedSecret({ namespace: ns }))).toBe(403);
     expect(await failureStatus(() => readerCore.listNamespacedConfigMap({ namespace: 'default' }))).toBe(403);
-    expect(await failureStatus(() =>
-      readerCore.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'nope' } } }))).toBe(403);
+    expect(await failureStatus(() => readerCore.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'nope' } } }))).toBe(403);
     // A tampered token does not authenticate at all.
     const tampered = token!.slice(0, -4) + (token!.endsWith('AAAA') ? 'BBBB' : 'AAAA');
-    expect(await failureStatus(() => tokenKubeConfig(tampered, ns).makeApiClient(CoreV1Api).listNamespacedConfigMap({ namespace: ns })))
-      .toBe(401);
+    expect(await failureStatus(() => tokenKubeConfig(tampered, ns).makeApiClient(CoreV1Api).listNamespacedConfigMap({ namespace: ns }))).toBe(401);
   });
 
   it('keeps its data across a kube-apiserver restart', async () => {
@@ -285,8 +278,11 @@ describe('control plane', () => {
     expect(after.metadata?.uid).toBe(before.metadata?.uid);
     expect(after.data).toEqual({ answer: '42' });
     // CRDs are served again, with their instances.
-    await waitFor(`CRD ${crdName} to be served after the restart`, () =>
-      custom.getNamespacedCustomObject({ group, version: 'v1alpha1', namespace: ns, plural: 'widgets', name: 'w1' }), { timeoutMs: 30_000 });
+    await waitFor(
+      `CRD ${crdName} to be served after the restart`,
+      () => custom.getNamespacedCustomObject({ group, version: 'v1alpha1', namespace: ns, plural: 'widgets', name: 'w1' }),
+      { timeoutMs: 30_000 },
+    );
     // And it accepts writes.
     await core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'after-apiserver-restart' } } });
   });
@@ -297,12 +293,18 @@ describe('control plane', () => {
       body: { metadata: { name: 'survives-etcd' }, data: { answer: '43' } },
     });
     await clusterControl().restartEtcd();
-    const after = await waitFor('the ConfigMap to be readable after the etcd restart', () =>
-      core.readNamespacedConfigMap({ namespace: ns, name: 'survives-etcd' }), { timeoutMs: 30_000 });
+    const after = await waitFor(
+      'the ConfigMap to be readable after the etcd restart',
+      () => core.readNamespacedConfigMap({ namespace: ns, name: 'survives-etcd' }),
+      { timeoutMs: 30_000 },
+    );
     expect(after.metadata?.uid).toBe(before.metadata?.uid);
     expect(after.data).toEqual({ answer: '43' });
-    await waitFor('a write to succeed after the etcd restart', () =>
-      core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'after-etcd-restart' } } }), { timeoutMs: 30_000 });
+    await waitFor(
+      'a write to succeed after the etcd restart',
+      () => core.createNamespacedConfigMap({ namespace: ns, body: { metadata: { name: 'after-etcd-restart' } } }),
+      { timeoutMs: 30_000 },
+    );
   });
 
   it('garbage-collects a Secret owned by a custom resource (as EnvelopeSecret owns its Secret)', async () => {
@@ -310,9 +312,11 @@ describe('control plane', () => {
       await objects.patch(widgetCrd, undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply);
       await waitFor(`CRD ${crdName} to be Established`, crdEstablished, { timeoutMs: 30_000 });
     }
-    const owner = await waitFor('the owner Widget to be applied', () =>
-      objects.patch(widget(ns, 'gc-widget', { size: 1 }), undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply),
-    { timeoutMs: 30_000 });
+    const owner = await waitFor(
+      'the owner Widget to be applied',
+      () => objects.patch(widget(ns, 'gc-widget', { size: 1 }), undefined, undefined, fieldManager, true, PatchStrategy.ServerSideApply),
+      { timeoutMs: 30_000 },
+    );
     await core.createNamespacedSecret({
       namespace: ns,
       body: {
@@ -325,7 +329,10 @@ describe('control plane', () => {
     });
     await custom.deleteNamespacedCustomObject({ group, version: 'v1alpha1', namespace: ns, plural: 'widgets', name: 'gc-widget' });
     // The garbage collector picks up new resource types on its discovery resync (30 s).
-    await waitFor('the Widget-owned Secret to be garbage-collected', () =>
-      notFound(() => core.readNamespacedSecret({ namespace: ns, name: 'gc-widget-owned' })), { timeoutMs: 120_000, intervalMs: 500 });
+    await waitFor(
+      'the Widget-owned Secret to be garbage-collected',
+      () => notFound(() => core.readNamespacedSecret({ namespace: ns, name: 'gc-widget-owned' })),
+      { timeoutMs: 120_000, intervalMs: 500 },
+    );
   });
 });

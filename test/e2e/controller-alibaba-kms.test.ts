@@ -20,7 +20,8 @@ import { sealFor } from '../harness/seal.ts';
 
 const client = adminClient();
 type Live = EnvelopeSecret & { metadata: { generation: number } };
-const decode = (data: Record<string, string> | undefined) => Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+const decode = (data: Record<string, string> | undefined) =>
+  Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
 
 async function kubectlOk(args: string[]): Promise<string> {
   const result = await kubectl(args);
@@ -56,7 +57,11 @@ describe('controller with alibaba-kms (RRSA through the emulated STS)', () => {
 
   async function rrsaController(serviceAccount: string): Promise<TestController> {
     const tokenPath = path.join(dir, `${serviceAccount}-token`);
-    await writeFile(tokenPath, await kubectlOk(['create', 'token', serviceAccount, '-n', controllerNamespace, '--audience=sts.aliyuncs.com', '--duration=1h']), { mode: 0o600 });
+    await writeFile(
+      tokenPath,
+      await kubectlOk(['create', 'token', serviceAccount, '-n', controllerNamespace, '--audience=sts.aliyuncs.com', '--duration=1h']),
+      { mode: 0o600 },
+    );
     return startTestController({
       kubeConfig: adminKubeConfig(),
       config: {
@@ -86,7 +91,16 @@ describe('controller with alibaba-kms (RRSA through the emulated STS)', () => {
     keyId = await kms.createKey({ alias });
     dir = await mkdtemp(path.join(os.tmpdir(), 'envseal-alibaba-ctl-'));
     // Data keys are declared for the suite's final leak scan (they cannot be recovered once the emulator is gone).
-    sealer = new ProviderRegistry({ 'alibaba-kms': { region: kms.region, endpoint: kms.endpoint, credentials: { kind: 'access-key', accessKeyId: kms.accessKeyId, accessKeySecret: kms.accessKeySecret } } }, { decorate: declaringDataKeys });
+    sealer = new ProviderRegistry(
+      {
+        'alibaba-kms': {
+          region: kms.region,
+          endpoint: kms.endpoint,
+          credentials: { kind: 'access-key', accessKeyId: kms.accessKeyId, accessKeySecret: kms.accessKeySecret },
+        },
+      },
+      { decorate: declaringDataKeys },
+    );
     controller = await rrsaController('envseal-controller');
   });
 
@@ -100,7 +114,9 @@ describe('controller with alibaba-kms (RRSA through the emulated STS)', () => {
   it('materializes a Secret sealed for an alibaba-kms key, with credentials from its ServiceAccount token', async () => {
     await sealAndApply({ name: 'db', namespace: ns, values: { PASSWORD: 'CANARY-alibaba-ctl-1' } });
     await waitReason(ns, 'db', 'Synced');
-    expect(decode((await getOrUndefined<{ data: Record<string, string> }>(client, paths.secret(ns, 'db')))?.data)).toEqual({ PASSWORD: 'CANARY-alibaba-ctl-1' });
+    expect(decode((await getOrUndefined<{ data: Record<string, string> }>(client, paths.secret(ns, 'db')))?.data)).toEqual({
+      PASSWORD: 'CANARY-alibaba-ctl-1',
+    });
     expect(await controller.metric('envseal_kms_requests_total', { provider: 'alibaba-kms', operation: 'unwrap', outcome: 'success' })).toBe(1);
     const calls = await kms.calls();
     expect(calls['AssumeRoleWithOIDC Success']).toBe(1);
@@ -116,7 +132,13 @@ describe('controller with alibaba-kms (RRSA through the emulated STS)', () => {
   });
 
   it('a disabled key is KMSKeyUnavailable; a KMS outage is KMSUnavailable and retried until the Secret appears', async () => {
-    const disabled = await sealFor({ name: 'disabled', namespace: ns, values: { K: 'v' }, targets: [{ provider: 'alibaba-kms', target: alias }], providers: sealer });
+    const disabled = await sealFor({
+      name: 'disabled',
+      namespace: ns,
+      values: { K: 'v' },
+      targets: [{ provider: 'alibaba-kms', target: alias }],
+      providers: sealer,
+    });
     await kms.api('DisableKey', { KeyId: keyId });
     try {
       await applyOrThrow(disabled);
@@ -127,7 +149,13 @@ describe('controller with alibaba-kms (RRSA through the emulated STS)', () => {
       await kms.api('EnableKey', { KeyId: keyId });
     }
 
-    const sealed = await sealFor({ name: 'outage', namespace: ns, values: { K: 'after-outage' }, targets: [{ provider: 'alibaba-kms', target: alias }], providers: sealer });
+    const sealed = await sealFor({
+      name: 'outage',
+      namespace: ns,
+      values: { K: 'after-outage' },
+      targets: [{ provider: 'alibaba-kms', target: alias }],
+      providers: sealer,
+    });
     await kms.faults({ unavailable: 1_000_000 });
     try {
       await applyOrThrow(sealed);
@@ -141,7 +169,7 @@ describe('controller with alibaba-kms (RRSA through the emulated STS)', () => {
     expect(decode((await getOrUndefined<{ data: Record<string, string> }>(client, paths.secret(ns, 'outage')))?.data)).toEqual({ K: 'after-outage' });
   });
 
-  it("a ServiceAccount the role does not trust is refused by STS (KMSAccessDenied), nothing is written", async () => {
+  it('a ServiceAccount the role does not trust is refused by STS (KMSAccessDenied), nothing is written', async () => {
     await controller.stop();
     controller = await rrsaController('intruder');
     await sealAndApply({ name: 'denied', namespace: ns, values: { K: 'v' } });

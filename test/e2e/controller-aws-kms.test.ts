@@ -13,7 +13,8 @@ import { sealFor } from '../harness/seal.ts';
 
 const client = adminClient();
 type Live = EnvelopeSecret & { metadata: { generation: number } };
-const decode = (data: Record<string, string> | undefined) => Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+const decode = (data: Record<string, string> | undefined) =>
+  Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
 
 describe.each(KMS_EMULATORS.map((e) => [e.name, e] as const))('controller with aws-kms on %s', (emulatorName, emulator) => {
   let kms: KmsEmulator;
@@ -25,7 +26,14 @@ describe.each(KMS_EMULATORS.map((e) => [e.name, e] as const))('controller with a
   const other = uniqueName(`kms-other-${emulatorName}`);
   const controllerNamespace = uniqueName('envseal-kms');
 
-  async function sealAndApply(options: { name: string; namespace: string; values: Record<string, string>; key?: string; scope?: Scope; appliedAs?: { name: string; namespace: string } }) {
+  async function sealAndApply(options: {
+    name: string;
+    namespace: string;
+    values: Record<string, string>;
+    key?: string;
+    scope?: Scope;
+    appliedAs?: { name: string; namespace: string };
+  }) {
     const sealed = await sealFor({ ...options, targets: [{ provider: 'aws-kms', target: options.key ?? keyArn }], providers: sealer });
     await applyOrThrow(options.appliedAs ? { ...sealed, metadata: options.appliedAs } : sealed);
     return sealed;
@@ -42,7 +50,11 @@ describe.each(KMS_EMULATORS.map((e) => [e.name, e] as const))('controller with a
   const startController = () =>
     startTestController({
       kubeConfig: adminKubeConfig(),
-      config: { namespace: controllerNamespace, namespaces: [ns, other], providers: { 'aws-kms': { endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials, maxAttempts: 2 } } },
+      config: {
+        namespace: controllerNamespace,
+        namespaces: [ns, other],
+        providers: { 'aws-kms': { endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials, maxAttempts: 2 } },
+      },
     });
 
   beforeAll(async () => {
@@ -83,7 +95,11 @@ describe.each(KMS_EMULATORS.map((e) => [e.name, e] as const))('controller with a
   it('makes no KMS call after a restart while everything is in sync', async () => {
     await controller.stop();
     controller = await startController();
-    await waitFor('a pass over every object', async () => (await controller.metric('envseal_reconcile_total')) >= 3 && (await controller.metric('envseal_workqueue_depth')) === 0, { timeoutMs: 60_000 });
+    await waitFor(
+      'a pass over every object',
+      async () => (await controller.metric('envseal_reconcile_total')) >= 3 && (await controller.metric('envseal_workqueue_depth')) === 0,
+      { timeoutMs: 60_000 },
+    );
     expect(await controller.metric('envseal_kms_requests_total', { provider: 'aws-kms' })).toBe(0);
   });
 
@@ -98,10 +114,22 @@ describe.each(KMS_EMULATORS.map((e) => [e.name, e] as const))('controller with a
       // A fresh controller has no cached data key; a spec change makes it ask the KMS.
       await controller.stop();
       controller = await startController();
-      await kubectl(['patch', 'envelopesecret', '-n', ns, 'disabled', '--type=merge', '-p', JSON.stringify({ spec: { template: { metadata: { labels: { touched: 'yes' } } } } })]);
+      await kubectl([
+        'patch',
+        'envelopesecret',
+        '-n',
+        ns,
+        'disabled',
+        '--type=merge',
+        '-p',
+        JSON.stringify({ spec: { template: { metadata: { labels: { touched: 'yes' } } } } }),
+      ]);
       const ready = await waitReason(ns, 'disabled', 'KMSKeyUnavailable');
       expect(ready.message).toContain(otherKeyArn);
-      const secret = await getOrUndefined<{ data: Record<string, string>; metadata: { labels?: Record<string, string> } }>(client, paths.secret(ns, 'disabled'));
+      const secret = await getOrUndefined<{ data: Record<string, string>; metadata: { labels?: Record<string, string> } }>(
+        client,
+        paths.secret(ns, 'disabled'),
+      );
       expect(decode(secret?.data)).toEqual({ K: 'before' });
       expect(secret?.metadata.labels?.touched).toBeUndefined();
     });

@@ -32,7 +32,9 @@ beforeAll(async () => {
   await installCrd();
   for (const name of [controllerNamespace, ns, otherNs]) await createNamespace(client, name);
   controller = await startTestController({ kubeConfig: adminKubeConfig(), config: { namespace: controllerNamespace, namespaces: [ns] } });
-  recipient = (await waitFor('recipient', () => getOrUndefined<{ data: { recipient: string } }>(client, paths.configMap(controllerNamespace, 'envseal-age-recipient')))).data.recipient;
+  recipient = (
+    await waitFor('recipient', () => getOrUndefined<{ data: { recipient: string } }>(client, paths.configMap(controllerNamespace, 'envseal-age-recipient')))
+  ).data.recipient;
 });
 
 afterAll(async () => {
@@ -48,7 +50,10 @@ describe('controller operations', () => {
       spec: {
         replicas: 1,
         selector: { matchLabels: { app: 'web' } },
-        template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image: 'example.invalid/web:1', envFrom: [{ secretRef: { name: 'web-env' } }] }] } },
+        template: {
+          metadata: { labels: { app: 'web' } },
+          spec: { containers: [{ name: 'web', image: 'example.invalid/web:1', envFrom: [{ secretRef: { name: 'web-env' } }] }] },
+        },
       },
     });
     expect(created.code).toBe(0);
@@ -110,7 +115,9 @@ describe('controller operations', () => {
     }
     expect(await controller.metric('envseal_kms_requests_total', { provider: 'age', operation: 'unwrap', outcome: 'success' })).toBeGreaterThanOrEqual(3);
     expect(await controller.metric('envseal_leader')).toBe(1);
-    await waitFor('the Ready gauge', async () => (await controller.metric('envseal_envelopesecrets', { ready: 'True', reason: 'Synced' })) >= 2, { timeoutMs: 30_000 });
+    await waitFor('the Ready gauge', async () => (await controller.metric('envseal_envelopesecrets', { ready: 'True', reason: 'Synced' })) >= 2, {
+      timeoutMs: 30_000,
+    });
   });
 
   it('runs a standby that takes over at once when the leader shuts down gracefully (lease released)', async () => {
@@ -120,12 +127,18 @@ describe('controller operations', () => {
       expect(await controller.metric('envseal_leader')).toBe(1);
       expect(await standby.metric('envseal_leader')).toBe(0);
       expect((await fetch(standby.metricsUrl.replace(/metrics$/, 'readyz'))).status).toBe(200);
-      const lease = await getOrUndefined<{ spec: { holderIdentity: string; leaseTransitions: number } }>(client, `/apis/coordination.k8s.io/v1/namespaces/${controllerNamespace}/leases/envseal-controller`);
+      const lease = await getOrUndefined<{ spec: { holderIdentity: string; leaseTransitions: number } }>(
+        client,
+        `/apis/coordination.k8s.io/v1/namespaces/${controllerNamespace}/leases/envseal-controller`,
+      );
       expect(lease?.spec.holderIdentity).toBeTruthy();
 
       const stoppedAt = Date.now();
       await controller.stop();
-      const released = await getOrUndefined<{ spec: { holderIdentity?: string } }>(client, `/apis/coordination.k8s.io/v1/namespaces/${controllerNamespace}/leases/envseal-controller`);
+      const released = await getOrUndefined<{ spec: { holderIdentity?: string } }>(
+        client,
+        `/apis/coordination.k8s.io/v1/namespaces/${controllerNamespace}/leases/envseal-controller`,
+      );
       expect(released?.spec.holderIdentity ?? '').toBe('');
       await waitFor('the standby to lead', async () => (await standby.metric('envseal_leader')) === 1, { timeoutMs: 10_000, intervalMs: 100 });
       // Well within the 4 s lease duration: the released lease is taken at the next retry.

@@ -17,7 +17,8 @@ import { sealFor } from '../harness/seal.ts';
 
 const client = adminClient();
 type Live = EnvelopeSecret & { metadata: { generation: number } };
-const decode = (data: Record<string, string> | undefined) => Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+const decode = (data: Record<string, string> | undefined) =>
+  Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
 
 async function kubectlOk(args: string[], input?: string): Promise<string> {
   const result = await kubectl(args, input);
@@ -55,18 +56,32 @@ describe('controller with vault-transit on OpenBao (Kubernetes auth)', () => {
     bao = await startOpenBao();
     await bao.createTransitKey(key);
     // Sealers: a token that reads the key's settings, encrypts and makes data keys; no decrypt.
-    const sealerToken = await bao.tokenWithPolicy(`sealer-${key}`, [`path "transit/keys/${key}" { capabilities = ["read"] }`, `path "transit/datakey/plaintext/${key}" { capabilities = ["update"] }`].join('\n'));
+    const sealerToken = await bao.tokenWithPolicy(
+      `sealer-${key}`,
+      [`path "transit/keys/${key}" { capabilities = ["read"] }`, `path "transit/datakey/plaintext/${key}" { capabilities = ["update"] }`].join('\n'),
+    );
     sealer = new ProviderRegistry({ 'vault-transit': { address: bao.address, token: sealerToken } });
 
     // OpenBao's Kubernetes auth against the harness API server: a reviewer ServiceAccount
     // allowed to create TokenReviews, and a role for the controller's ServiceAccount.
     await kubectlOk(['create', 'serviceaccount', 'vault-reviewer', '-n', controllerNamespace]);
     await kubectlOk(['create', 'serviceaccount', 'envseal-controller', '-n', controllerNamespace]);
-    await kubectlOk(['create', 'clusterrolebinding', `${controllerNamespace}-vault-reviewer`, '--clusterrole=system:auth-delegator', `--serviceaccount=${controllerNamespace}:vault-reviewer`]);
+    await kubectlOk([
+      'create',
+      'clusterrolebinding',
+      `${controllerNamespace}-vault-reviewer`,
+      '--clusterrole=system:auth-delegator',
+      `--serviceaccount=${controllerNamespace}:vault-reviewer`,
+    ]);
     const reviewerJwt = (await kubectlOk(['create', 'token', 'vault-reviewer', '-n', controllerNamespace, '--duration=1h'])).trim();
     const cluster = sharedCluster();
     await bao.api('POST', 'sys/auth/kubernetes', { type: 'kubernetes' });
-    await bao.api('POST', 'auth/kubernetes/config', { kubernetes_host: cluster.server, kubernetes_ca_cert: await readFile(cluster.caCertPath, 'utf8'), token_reviewer_jwt: reviewerJwt, disable_local_ca_jwt: true });
+    await bao.api('POST', 'auth/kubernetes/config', {
+      kubernetes_host: cluster.server,
+      kubernetes_ca_cert: await readFile(cluster.caCertPath, 'utf8'),
+      token_reviewer_jwt: reviewerJwt,
+      disable_local_ca_jwt: true,
+    });
     await bao.api('PUT', 'sys/policies/acl/envseal-controller', { policy: `path "transit/decrypt/${key}" { capabilities = ["update"] }` });
     await bao.api('POST', 'auth/kubernetes/role/envseal-controller', {
       bound_service_account_names: ['envseal-controller'],
@@ -79,7 +94,11 @@ describe('controller with vault-transit on OpenBao (Kubernetes auth)', () => {
 
     controller = await startTestController({
       kubeConfig: adminKubeConfig(),
-      config: { namespace: controllerNamespace, namespaces: [ns, other], providers: { 'vault-transit': { address: bao.address, kubernetesAuth: { role: 'envseal-controller', tokenPath }, maxAttempts: 2 } } },
+      config: {
+        namespace: controllerNamespace,
+        namespaces: [ns, other],
+        providers: { 'vault-transit': { address: bao.address, kubernetesAuth: { role: 'envseal-controller', tokenPath }, maxAttempts: 2 } },
+      },
     });
   });
 
@@ -98,7 +117,11 @@ describe('controller with vault-transit on OpenBao (Kubernetes auth)', () => {
     // The controller logged in through the Kubernetes auth method: OpenBao holds one token
     // issued to its ServiceAccount (checked by the API server) with only its policy.
     const accessors = await bao.api<{ data: { keys: string[] } }>('LIST', 'auth/token/accessors');
-    const tokens = await Promise.all(accessors.data.keys.map((accessor) => bao.api<{ data: { meta: Record<string, string> | null; policies: string[] } }>('POST', 'auth/token/lookup-accessor', { accessor })));
+    const tokens = await Promise.all(
+      accessors.data.keys.map((accessor) =>
+        bao.api<{ data: { meta: Record<string, string> | null; policies: string[] } }>('POST', 'auth/token/lookup-accessor', { accessor }),
+      ),
+    );
     const issued = tokens.filter((t) => t.data.meta?.service_account_name === 'envseal-controller');
     expect(issued).toHaveLength(1);
     expect(issued[0]!.data.meta).toMatchObject({ service_account_namespace: controllerNamespace, role: 'envseal-controller' });
@@ -114,7 +137,13 @@ describe('controller with vault-transit on OpenBao (Kubernetes auth)', () => {
 
   it('a sealed Vault is KMSUnavailable and retried; once unsealed the Secret appears', async () => {
     expect(bao.unsealKey).not.toBe('');
-    const sealed = await sealFor({ name: 'outage', namespace: ns, values: { K: 'after-outage' }, targets: [{ provider: 'vault-transit', target: key }], providers: sealer });
+    const sealed = await sealFor({
+      name: 'outage',
+      namespace: ns,
+      values: { K: 'after-outage' },
+      targets: [{ provider: 'vault-transit', target: key }],
+      providers: sealer,
+    });
     await bao.api('PUT', 'sys/seal');
     try {
       await applyOrThrow(sealed);
@@ -136,7 +165,11 @@ describe('controller with vault-transit on OpenBao (Kubernetes auth)', () => {
     await controller.stop();
     controller = await startTestController({
       kubeConfig: adminKubeConfig(),
-      config: { namespace: controllerNamespace, namespaces: [ns, other], providers: { 'vault-transit': { address: bao.address, kubernetesAuth: { role: 'envseal-controller', tokenPath }, maxAttempts: 1 } } },
+      config: {
+        namespace: controllerNamespace,
+        namespaces: [ns, other],
+        providers: { 'vault-transit': { address: bao.address, kubernetesAuth: { role: 'envseal-controller', tokenPath }, maxAttempts: 1 } },
+      },
     });
     await sealAndApply({ name: 'denied', namespace: ns, values: { K: 'v' } });
     const ready = await waitFor('denied not Synced', async () => {

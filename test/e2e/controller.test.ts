@@ -24,18 +24,32 @@ let recipient: string;
 let controller: TestController;
 
 interface SecretObject {
-  metadata: { name: string; namespace: string; uid: string; resourceVersion: string; labels?: Record<string, string>; annotations?: Record<string, string>; ownerReferences?: { kind: string; name: string; uid: string; controller?: boolean }[] };
+  metadata: {
+    name: string;
+    namespace: string;
+    uid: string;
+    resourceVersion: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    ownerReferences?: { kind: string; name: string; uid: string; controller?: boolean }[];
+  };
   type: string;
   immutable?: boolean;
   data?: Record<string, string>;
 }
 type Live = EnvelopeSecret & { metadata: { uid: string; generation: number } };
 
-const decode = (data: Record<string, string> | undefined) => Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+const decode = (data: Record<string, string> | undefined) =>
+  Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
 const bytes = (values: Record<string, string>) => Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Buffer.from(v)]));
 
-const seal = (options: { namespace: string; name: string; values: Record<string, string>; scope?: Scope; template?: EnvelopeSecret['spec']['template'] }): Promise<EnvelopeSecret> =>
-  sealFor({ ...options, targets: [ageTarget(recipient)], providers: sealer });
+const seal = (options: {
+  namespace: string;
+  name: string;
+  values: Record<string, string>;
+  scope?: Scope;
+  template?: EnvelopeSecret['spec']['template'];
+}): Promise<EnvelopeSecret> => sealFor({ ...options, targets: [ageTarget(recipient)], providers: sealer });
 const apply = applyOrThrow;
 
 const getSecret = (namespace: string, name: string) => getOrUndefined<SecretObject>(client, paths.secret(namespace, name));
@@ -51,7 +65,10 @@ async function waitReady(namespace: string, name: string, reason = 'Synced', sta
 }
 
 async function eventsFor(namespace: string, name: string): Promise<{ reason: string; type: string; message: string }[]> {
-  const list = await client.request<{ items: { reason: string; type: string; message: string; involvedObject: { name: string } }[] }>({ method: 'GET', path: paths.events(namespace) });
+  const list = await client.request<{ items: { reason: string; type: string; message: string; involvedObject: { name: string } }[] }>({
+    method: 'GET',
+    path: paths.events(namespace),
+  });
   return list.items.filter((e) => e.involvedObject.name === name);
 }
 
@@ -62,8 +79,13 @@ const customTypePolicy = () => parseTenantPolicy([`${nsA}=example.com/db`]);
 beforeAll(async () => {
   await installCrd();
   for (const ns of [controllerNamespace, nsA, nsB]) await createNamespace(client, ns);
-  controller = await startTestController({ kubeConfig: adminKubeConfig(), config: { namespace: controllerNamespace, namespaces: [nsA, nsB], tenantPolicy: customTypePolicy() } });
-  const configMap = await waitFor('the published age recipient', () => getOrUndefined<{ data: { recipient: string } }>(client, paths.configMap(controllerNamespace, 'envseal-age-recipient')));
+  controller = await startTestController({
+    kubeConfig: adminKubeConfig(),
+    config: { namespace: controllerNamespace, namespaces: [nsA, nsB], tenantPolicy: customTypePolicy() },
+  });
+  const configMap = await waitFor('the published age recipient', () =>
+    getOrUndefined<{ data: { recipient: string } }>(client, paths.configMap(controllerNamespace, 'envseal-age-recipient')),
+  );
   recipient = configMap.data.recipient;
   expect(recipient).toMatch(/^age1/);
 });
@@ -81,7 +103,12 @@ describe('the envseal controller', () => {
 
   it('materializes a Secret with data, type, labels, annotations and an owner reference, and reports Ready', async () => {
     const name = 'db';
-    const sealed = await seal({ namespace: nsA, name, values: { DB_PASSWORD: `${CANARY}-db`, USER: 'app' }, template: { type: 'example.com/db', metadata: { labels: { team: 'a' }, annotations: { note: 'kept' } } } });
+    const sealed = await seal({
+      namespace: nsA,
+      name,
+      values: { DB_PASSWORD: `${CANARY}-db`, USER: 'app' },
+      template: { type: 'example.com/db', metadata: { labels: { team: 'a' }, annotations: { note: 'kept' } } },
+    });
     await apply(sealed);
     const es = await waitReady(nsA, name);
     const secret = await waitFor('the Secret', () => getSecret(nsA, name));
@@ -103,7 +130,16 @@ describe('the envseal controller', () => {
     const name = 'drift';
     await apply(await seal({ namespace: nsA, name, values: { TOKEN: `${CANARY}-drift` } }));
     await waitReady(nsA, name);
-    await kubectl(['patch', 'secret', '-n', nsA, name, '--type=merge', '-p', JSON.stringify({ data: { TOKEN: Buffer.from('tampered').toString('base64'), EXTRA: 'eA==' } })]);
+    await kubectl([
+      'patch',
+      'secret',
+      '-n',
+      nsA,
+      name,
+      '--type=merge',
+      '-p',
+      JSON.stringify({ data: { TOKEN: Buffer.from('tampered').toString('base64'), EXTRA: 'eA==' } }),
+    ]);
     await waitFor('the edited value restored', async () => {
       const data = decode((await getSecret(nsA, name))?.data);
       return data.TOKEN === `${CANARY}-drift` && !('EXTRA' in data);
@@ -132,7 +168,11 @@ describe('the envseal controller', () => {
 
   it('never overwrites a Secret it does not own, until it is annotated for adoption', async () => {
     const name = 'foreign';
-    await client.request({ method: 'POST', path: paths.secrets(nsA), body: { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: nsA }, stringData: { KEEP: 'mine' } } });
+    await client.request({
+      method: 'POST',
+      path: paths.secrets(nsA),
+      body: { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: nsA }, stringData: { KEEP: 'mine' } },
+    });
     const original = (await getSecret(nsA, name))!;
     await apply(await seal({ namespace: nsA, name, values: { KEEP: 'theirs' } }));
     const es = await waitReady(nsA, name, 'SecretNotOwned');
@@ -140,7 +180,9 @@ describe('the envseal controller', () => {
     const untouched = (await getSecret(nsA, name))!;
     expect(untouched.metadata.resourceVersion).toBe(original.metadata.resourceVersion);
     expect(decode(untouched.data)).toEqual({ KEEP: 'mine' });
-    await waitFor('a Warning SecretNotOwned event', async () => (await eventsFor(nsA, name)).some((e) => e.reason === 'SecretNotOwned' && e.type === 'Warning'));
+    await waitFor('a Warning SecretNotOwned event', async () =>
+      (await eventsFor(nsA, name)).some((e) => e.reason === 'SecretNotOwned' && e.type === 'Warning'),
+    );
 
     await kubectl(['annotate', 'secret', '-n', nsA, name, `${ANNOTATION_ADOPT}=true`]);
     // Foreign Secrets are looked at again periodically; a spec touch makes it immediate.
@@ -246,9 +288,14 @@ describe('the envseal controller', () => {
     for (const name of names) await waitReady(nsB, name);
     const secretsBefore = await Promise.all(names.map((n) => getSecret(nsB, n)));
     await controller.stop();
-    controller = await startTestController({ kubeConfig: adminKubeConfig(), config: { namespace: controllerNamespace, namespaces: [nsA, nsB], tenantPolicy: customTypePolicy() } });
+    controller = await startTestController({
+      kubeConfig: adminKubeConfig(),
+      config: { namespace: controllerNamespace, namespaces: [nsA, nsB], tenantPolicy: customTypePolicy() },
+    });
     // Wait for the new leader to have looked at every object once.
-    await waitFor('the restarted controller to reconcile everything', async () => (await controller.metric('envseal_reconcile_total')) >= names.length, { timeoutMs: 60_000 });
+    await waitFor('the restarted controller to reconcile everything', async () => (await controller.metric('envseal_reconcile_total')) >= names.length, {
+      timeoutMs: 60_000,
+    });
     expect(await controller.metric('envseal_kms_requests_total', { operation: 'unwrap' })).toBe(0);
     const secretsAfter = await Promise.all(names.map((n) => getSecret(nsB, n)));
     expect(secretsAfter.map((s) => s?.metadata.resourceVersion)).toEqual(secretsBefore.map((s) => s?.metadata.resourceVersion));

@@ -66,17 +66,53 @@ describe('the EnvelopeSecret CRD', () => {
     ['an unknown scope', (d: Mutable) => (d.spec.scope = 'global'), /spec.scope: Unsupported value: "global"/],
     ['no envelopes', (d: Mutable) => (d.spec.envelopes = []), /spec.envelopes: Invalid value: 0: spec.envelopes in body should have at least 1 items/],
     ['empty recipients', (d: Mutable) => (d.spec.envelopes[0]!.recipients = []), /recipients in body should have at least 1 items/],
-    ['an unknown provider', (d: Mutable) => ((d.spec.envelopes[0]!.recipients as Record<string, unknown>[])[0]!.provider = 'vault'), /provider: Unsupported value: "vault"/],
-    ['an aws-kms recipient without a key ARN', (d: Mutable) => ((d.spec.envelopes[0]!.recipients as Record<string, unknown>[])[0]!.provider = 'aws-kms'), /an aws-kms recipient needs keyId, the full key ARN/],
+    [
+      'an unknown provider',
+      (d: Mutable) => ((d.spec.envelopes[0]!.recipients as Record<string, unknown>[])[0]!.provider = 'vault'),
+      /provider: Unsupported value: "vault"/,
+    ],
+    [
+      'an aws-kms recipient without a key ARN',
+      (d: Mutable) => ((d.spec.envelopes[0]!.recipients as Record<string, unknown>[])[0]!.provider = 'aws-kms'),
+      /an aws-kms recipient needs keyId, the full key ARN/,
+    ],
     ['an unknown suite', (d: Mutable) => (d.spec.envelopes[0]!.suite = 'A128CBC-HS256'), /suite: Unsupported value: "A128CBC-HS256"/],
-    ['an invalid data key name', (d: Mutable) => ((d.spec.envelopes[0]!.data as Record<string, string>)['bad key!'] = (d.spec.envelopes[0]!.data as Record<string, string>).A!), /data key names must be valid Secret keys/],
-    ['a data key named ..x', (d: Mutable) => ((d.spec.envelopes[0]!.data as Record<string, string>)['..x'] = (d.spec.envelopes[0]!.data as Record<string, string>).A!), /data key names must be valid Secret keys/],
-    ['a data key in two envelopes', (d: Mutable) => d.spec.envelopes.push(structuredClone(d.spec.envelopes[0]!)), /data key names must be unique across envelopes/],
-    ['a value that is not base64', (d: Mutable) => ((d.spec.envelopes[0]!.data as Record<string, string>).A = 'this is not base64 at all, clearly; it has spaces and punctuation!'), /data.A in body should match/],
-    ['URL-safe base64 in the id', (d: Mutable) => (d.spec.envelopes[0]!.id = String(d.spec.envelopes[0]!.id).replace(/.$/, '').replace(/.$/, '_=')), /id in body should match/],
+    [
+      'an invalid data key name',
+      (d: Mutable) => ((d.spec.envelopes[0]!.data as Record<string, string>)['bad key!'] = (d.spec.envelopes[0]!.data as Record<string, string>).A!),
+      /data key names must be valid Secret keys/,
+    ],
+    [
+      'a data key named ..x',
+      (d: Mutable) => ((d.spec.envelopes[0]!.data as Record<string, string>)['..x'] = (d.spec.envelopes[0]!.data as Record<string, string>).A!),
+      /data key names must be valid Secret keys/,
+    ],
+    [
+      'a data key in two envelopes',
+      (d: Mutable) => d.spec.envelopes.push(structuredClone(d.spec.envelopes[0]!)),
+      /data key names must be unique across envelopes/,
+    ],
+    [
+      'a value that is not base64',
+      (d: Mutable) => ((d.spec.envelopes[0]!.data as Record<string, string>).A = 'this is not base64 at all, clearly; it has spaces and punctuation!'),
+      /data.A in body should match/,
+    ],
+    [
+      'URL-safe base64 in the id',
+      (d: Mutable) => (d.spec.envelopes[0]!.id = String(d.spec.envelopes[0]!.id).replace(/.$/, '').replace(/.$/, '_=')),
+      /id in body should match/,
+    ],
     ['a truncated commitment', (d: Mutable) => (d.spec.envelopes[0]!.commitment = 'AAAA'), /commitment in body should match/],
-    ['a truncated value', (d: Mutable) => ((d.spec.envelopes[0]!.data as Record<string, string>).A = 'AAAA'), /data.A in body should be at least 40 chars long/],
-    ['a non-base64 encryptedKey', (d: Mutable) => ((d.spec.envelopes[0]!.recipients as Record<string, unknown>[])[0]!.encryptedKey = 'a-b-c-d'), /encryptedKey in body should match/],
+    [
+      'a truncated value',
+      (d: Mutable) => ((d.spec.envelopes[0]!.data as Record<string, string>).A = 'AAAA'),
+      /data.A in body should be at least 40 chars long/,
+    ],
+    [
+      'a non-base64 encryptedKey',
+      (d: Mutable) => ((d.spec.envelopes[0]!.recipients as Record<string, unknown>[])[0]!.encryptedKey = 'a-b-c-d'),
+      /encryptedKey in body should match/,
+    ],
     ['a restart of an unsupported kind', (d: Mutable) => (d.spec.restartWorkloads = [{ kind: 'CronJob', name: 'x' }]), /kind: Unsupported value: "CronJob"/],
   ])('refuses %s', async (what, change, message) => {
     const name = `bad-${what.replace(/[^a-z0-9]+/gi, '-').toLowerCase()}`.slice(0, 60).replace(/-$/, '');
@@ -104,7 +140,10 @@ describe('the EnvelopeSecret CRD', () => {
 
 type Recipient = Record<string, unknown>;
 type Envelope = { id: string; suite: string; commitment: string; recipients: Recipient[]; data: Record<string, string> };
-type Doc = { metadata: { name: string; namespace?: string }; spec: { envelopes: Envelope[]; template?: Record<string, unknown>; restartWorkloads?: unknown[] } };
+type Doc = {
+  metadata: { name: string; namespace?: string };
+  spec: { envelopes: Envelope[]; template?: Record<string, unknown>; restartWorkloads?: unknown[] };
+};
 
 // Large objects: server-side apply (client-side apply copies the object into an annotation,
 // which may not exceed 256 KiB).
@@ -125,9 +164,17 @@ const range = (n: number) => Array.from({ length: n }, (_, i) => i);
 /** `count` envelopes, each a copy of the first with its own key names. */
 function envelopes(d: Doc, count: number, recipients = 1, keysEach = 1): void {
   const base = first(d);
-  d.spec.envelopes = range(count).map((e) => ({ ...structuredClone(base), recipients: range(recipients).map(() => structuredClone(base.recipients[0]!)), data: Object.fromEntries(range(keysEach).map((k) => [`E${e}_K${k}`, base.data.A!])) }));
+  d.spec.envelopes = range(count).map((e) => ({
+    ...structuredClone(base),
+    recipients: range(recipients).map(() => structuredClone(base.recipients[0]!)),
+    data: Object.fromEntries(range(keysEach).map((k) => [`E${e}_K${k}`, base.data.A!])),
+  }));
 }
-const kmsRecipient = (encryptedKey: string, keyId = 'arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab'): Recipient => ({ provider: 'aws-kms', keyId, encryptedKey });
+const kmsRecipient = (encryptedKey: string, keyId = 'arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab'): Recipient => ({
+  provider: 'aws-kms',
+  keyId,
+  encryptedKey,
+});
 const labels = (d: Doc, map: Record<string, string>) => (d.spec.template = { ...d.spec.template, metadata: { labels: map } });
 const annotations = (d: Doc, map: Record<string, string>) => (d.spec.template = { ...d.spec.template, metadata: { annotations: map } });
 const many = (n: number, prefix: string, value = 'v') => Object.fromEntries(range(n).map((i) => [`${prefix}${i}`, value]));
@@ -146,18 +193,39 @@ async function expectRefused(doc: Doc, message: RegExp): Promise<void> {
   expect((await kubectl(['get', 'esec', '-n', ns, doc.metadata.name])).code).not.toBe(0);
 }
 
-const RESERVED = /is reserved: prefixes kubernetes.io\/, k8s.io\/, envseal.dev\/ and their subdomains are reserved \(app.kubernetes.io\/ is allowed, except app.kubernetes.io\/managed-by\)/;
+const RESERVED =
+  /is reserved: prefixes kubernetes.io\/, k8s.io\/, envseal.dev\/ and their subdomains are reserved \(app.kubernetes.io\/ is allowed, except app.kubernetes.io\/managed-by\)/;
 
 describe('what a tenant may ask for', () => {
   it.each([
-    ['kubernetes.io/service-account-token', /spec.template.type: Invalid value: "string": kubernetes.io\/service-account-token asks the cluster to mint credentials; envseal never creates such a Secret/],
-    ['bootstrap.kubernetes.io/token', /spec.template.type: Invalid value: "string": bootstrap.kubernetes.io\/token asks the cluster to mint credentials; envseal never creates such a Secret/],
+    [
+      'kubernetes.io/service-account-token',
+      /spec.template.type: Invalid value: "string": kubernetes.io\/service-account-token asks the cluster to mint credentials; envseal never creates such a Secret/,
+    ],
+    [
+      'bootstrap.kubernetes.io/token',
+      /spec.template.type: Invalid value: "string": bootstrap.kubernetes.io\/token asks the cluster to mint credentials; envseal never creates such a Secret/,
+    ],
   ])('refuses the type %s outright', async (type, message) => {
-    await expectRefused(shaped((d) => (d.spec.template = { type })), message);
+    await expectRefused(
+      shaped((d) => (d.spec.template = { type })),
+      message,
+    );
   });
 
   it('admits other types (the controller and the chart decide per namespace) and the app.kubernetes.io labels', async () => {
-    await expectAdmitted(shaped((d) => (d.spec.template = { type: 'example.com/config', metadata: { labels: { 'app.kubernetes.io/name': 'web', 'app.kubernetes.io/part-of': 'shop', team: 'a' }, annotations: { 'app.kubernetes.io/version': '1', 'example.com/owner': 'x' } } })));
+    await expectAdmitted(
+      shaped(
+        (d) =>
+          (d.spec.template = {
+            type: 'example.com/config',
+            metadata: {
+              labels: { 'app.kubernetes.io/name': 'web', 'app.kubernetes.io/part-of': 'shop', team: 'a' },
+              annotations: { 'app.kubernetes.io/version': '1', 'example.com/owner': 'x' },
+            },
+          }),
+      ),
+    );
   });
 
   it.each([
@@ -172,14 +240,28 @@ describe('what a tenant may ask for', () => {
     ['annotations', 'envseal.dev/spec-hash'],
     ['annotations', 'x.envseal.dev/adopt'],
   ] as const)('refuses the reserved %s key %s, naming it', async (field, key) => {
-    const message = new RegExp(`spec.template.metadata.${field}: Invalid value: "object": ${field === 'labels' ? 'label' : 'annotation'} ${key.replaceAll('.', '\\.')} ${RESERVED.source}`);
-    await expectRefused(shaped((d) => (field === 'labels' ? labels(d, { [key]: 'x' }) : annotations(d, { [key]: 'x' }))), message);
+    const message = new RegExp(
+      `spec.template.metadata.${field}: Invalid value: "object": ${field === 'labels' ? 'label' : 'annotation'} ${key.replaceAll('.', '\\.')} ${RESERVED.source}`,
+    );
+    await expectRefused(
+      shaped((d) => (field === 'labels' ? labels(d, { [key]: 'x' }) : annotations(d, { [key]: 'x' }))),
+      message,
+    );
   });
 
   it('refuses label and annotation keys and label values that no Secret could carry', async () => {
-    await expectRefused(shaped((d) => labels(d, { 'Bad Key': 'x' })), /spec.template.metadata.labels: Invalid value: "object": label keys must be a name of at most 63 characters/);
-    await expectRefused(shaped((d) => annotations(d, { 'a/b/c': 'x' })), /spec.template.metadata.annotations: Invalid value: "object": annotation keys must be a name of at most 63 characters/);
-    await expectRefused(shaped((d) => labels(d, { app: 'not a label value' })), /spec.template.metadata.labels.app in body should match/);
+    await expectRefused(
+      shaped((d) => labels(d, { 'Bad Key': 'x' })),
+      /spec.template.metadata.labels: Invalid value: "object": label keys must be a name of at most 63 characters/,
+    );
+    await expectRefused(
+      shaped((d) => annotations(d, { 'a/b/c': 'x' })),
+      /spec.template.metadata.annotations: Invalid value: "object": annotation keys must be a name of at most 63 characters/,
+    );
+    await expectRefused(
+      shaped((d) => labels(d, { app: 'not a label value' })),
+      /spec.template.metadata.labels.app in body should match/,
+    );
   });
 });
 
@@ -187,9 +269,24 @@ describe('the limits, at the bound and one past it', () => {
   // [what, at the bound, one past it, the refusal]
   const cases: [string, (d: Doc) => void, (d: Doc) => void, RegExp][] = [
     ['envelopes', (d) => envelopes(d, MAX_ENVELOPES), (d) => envelopes(d, MAX_ENVELOPES + 1), /spec.envelopes: Too many: 33: must have at most 32 items/],
-    ['recipients per envelope', (d) => envelopes(d, 1, MAX_RECIPIENTS_PER_ENVELOPE), (d) => envelopes(d, 1, MAX_RECIPIENTS_PER_ENVELOPE + 1), /spec.envelopes\[0\].recipients: Too many: 17: must have at most 16 items/],
-    ['recipients in all', (d) => envelopes(d, MAX_RECIPIENTS / 16, 16), (d) => envelopes(d, 5, 13), /spec: Invalid value: "object": at most 64 recipients in all envelopes together/],
-    ['data keys per envelope', (d) => envelopes(d, 1, 1, MAX_DATA_KEYS_PER_ENVELOPE), (d) => envelopes(d, 1, 1, MAX_DATA_KEYS_PER_ENVELOPE + 1), /spec.envelopes\[0\].data: Too many: 1025: must have at most 1024 items/],
+    [
+      'recipients per envelope',
+      (d) => envelopes(d, 1, MAX_RECIPIENTS_PER_ENVELOPE),
+      (d) => envelopes(d, 1, MAX_RECIPIENTS_PER_ENVELOPE + 1),
+      /spec.envelopes\[0\].recipients: Too many: 17: must have at most 16 items/,
+    ],
+    [
+      'recipients in all',
+      (d) => envelopes(d, MAX_RECIPIENTS / 16, 16),
+      (d) => envelopes(d, 5, 13),
+      /spec: Invalid value: "object": at most 64 recipients in all envelopes together/,
+    ],
+    [
+      'data keys per envelope',
+      (d) => envelopes(d, 1, 1, MAX_DATA_KEYS_PER_ENVELOPE),
+      (d) => envelopes(d, 1, 1, MAX_DATA_KEYS_PER_ENVELOPE + 1),
+      /spec.envelopes\[0\].data: Too many: 1025: must have at most 1024 items/,
+    ],
     [
       'plaintext in all (padding counted exactly)',
       (d) => (first(d).data = { A: sealedOf(MAX_SECRET_DATA_BYTES / 2), B: sealedOf(MAX_SECRET_DATA_BYTES / 2 - 1), C: sealedOf(1) }),
@@ -197,7 +294,12 @@ describe('the limits, at the bound and one past it', () => {
       /spec: Invalid value: "object": the values total more than 1 MiB \(1048576 bytes\) of plaintext, more than a Secret holds/,
     ],
     // 1 MiB + 1 byte still fits 1,398,140 characters (base64 rounds up to 3 bytes; the total rule refuses it); + 2 does not.
-    ['one value', (d) => (first(d).data = { A: sealedOf(MAX_SECRET_DATA_BYTES) }), (d) => (first(d).data = { A: sealedOf(MAX_SECRET_DATA_BYTES + 2) }), /spec.envelopes\[0\].data.A: Too long: may not be more than 1398140 bytes/],
+    [
+      'one value',
+      (d) => (first(d).data = { A: sealedOf(MAX_SECRET_DATA_BYTES) }),
+      (d) => (first(d).data = { A: sealedOf(MAX_SECRET_DATA_BYTES + 2) }),
+      /spec.envelopes\[0\].data.A: Too long: may not be more than 1398140 bytes/,
+    ],
     [
       'an aws-kms encryptedKey',
       (d) => (first(d).recipients = [kmsRecipient(b64(MAX_AWS_KMS_ENCRYPTED_KEY_BYTES))]),
@@ -210,13 +312,43 @@ describe('the limits, at the bound and one past it', () => {
       (d) => (first(d).recipients[0]!.encryptedKey = b64(MAX_AGE_ENCRYPTED_KEY_BYTES + 1).replace(/^.{32}/, ageShapedKey().slice(0, 32))),
       /spec.envelopes\[0\].recipients\[0\]: Invalid value: "object": an age encryptedKey is one age file with a single recipient stanza: it starts with the age header and is at most 1743 bytes \(2324 base64 characters\)/,
     ],
-    ['a keyId', (d) => (first(d).recipients = [kmsRecipient(b64(300), `arn:${'k'.repeat(MAX_KEY_ID_LENGTH - 4)}`)]), (d) => (first(d).recipients = [kmsRecipient(b64(300), `arn:${'k'.repeat(MAX_KEY_ID_LENGTH - 3)}`)]), /keyId: Too long: may not be more than 2048 bytes/],
-    ['a recipient', (d) => (first(d).recipients[0]!.recipient = `age1${'q'.repeat(MAX_RECIPIENT_LENGTH - 4)}`), (d) => (first(d).recipients[0]!.recipient = `age1${'q'.repeat(MAX_RECIPIENT_LENGTH - 3)}`), /recipient: Too long: may not be more than 2048 bytes/],
-    ['template labels', (d) => labels(d, many(MAX_TEMPLATE_LABELS, 'l')), (d) => labels(d, many(MAX_TEMPLATE_LABELS + 1, 'l')), /spec.template.metadata.labels: Too many: 65: must have at most 64 items/],
-    ['a label value', (d) => labels(d, { a: 'v'.repeat(63) }), (d) => labels(d, { a: 'v'.repeat(64) }), /spec.template.metadata.labels.a: Too long: may not be more than 63 bytes/],
-    ['template annotations', (d) => annotations(d, many(MAX_TEMPLATE_ANNOTATIONS, 'a')), (d) => annotations(d, many(MAX_TEMPLATE_ANNOTATIONS + 1, 'a')), /spec.template.metadata.annotations: Too many: 65: must have at most 64 items/],
+    [
+      'a keyId',
+      (d) => (first(d).recipients = [kmsRecipient(b64(300), `arn:${'k'.repeat(MAX_KEY_ID_LENGTH - 4)}`)]),
+      (d) => (first(d).recipients = [kmsRecipient(b64(300), `arn:${'k'.repeat(MAX_KEY_ID_LENGTH - 3)}`)]),
+      /keyId: Too long: may not be more than 2048 bytes/,
+    ],
+    [
+      'a recipient',
+      (d) => (first(d).recipients[0]!.recipient = `age1${'q'.repeat(MAX_RECIPIENT_LENGTH - 4)}`),
+      (d) => (first(d).recipients[0]!.recipient = `age1${'q'.repeat(MAX_RECIPIENT_LENGTH - 3)}`),
+      /recipient: Too long: may not be more than 2048 bytes/,
+    ],
+    [
+      'template labels',
+      (d) => labels(d, many(MAX_TEMPLATE_LABELS, 'l')),
+      (d) => labels(d, many(MAX_TEMPLATE_LABELS + 1, 'l')),
+      /spec.template.metadata.labels: Too many: 65: must have at most 64 items/,
+    ],
+    [
+      'a label value',
+      (d) => labels(d, { a: 'v'.repeat(63) }),
+      (d) => labels(d, { a: 'v'.repeat(64) }),
+      /spec.template.metadata.labels.a: Too long: may not be more than 63 bytes/,
+    ],
+    [
+      'template annotations',
+      (d) => annotations(d, many(MAX_TEMPLATE_ANNOTATIONS, 'a')),
+      (d) => annotations(d, many(MAX_TEMPLATE_ANNOTATIONS + 1, 'a')),
+      /spec.template.metadata.annotations: Too many: 65: must have at most 64 items/,
+    ],
     // Bytes, not characters: "é" is two.
-    ['annotation bytes', (d) => annotations(d, { a: 'é'.repeat((MAX_TEMPLATE_ANNOTATIONS_BYTES - 2) / 2), b: '' }), (d) => annotations(d, { a: 'é'.repeat((MAX_TEMPLATE_ANNOTATIONS_BYTES - 2) / 2), bb: '' }), /spec.template.metadata.annotations: Invalid value: "object": the annotations total more than 65536 bytes \(keys and values\)/],
+    [
+      'annotation bytes',
+      (d) => annotations(d, { a: 'é'.repeat((MAX_TEMPLATE_ANNOTATIONS_BYTES - 2) / 2), b: '' }),
+      (d) => annotations(d, { a: 'é'.repeat((MAX_TEMPLATE_ANNOTATIONS_BYTES - 2) / 2), bb: '' }),
+      /spec.template.metadata.annotations: Invalid value: "object": the annotations total more than 65536 bytes \(keys and values\)/,
+    ],
     [
       'restart workloads',
       (d) => (d.spec.restartWorkloads = range(MAX_RESTART_WORKLOADS).map((i) => ({ kind: 'Deployment', name: `w${i}` }))),
@@ -259,7 +391,12 @@ describe('a ResourceQuota on count/envelopesecrets.envseal.dev (docs/helm.md)', 
   it('caps how many EnvelopeSecrets a namespace may create', async () => {
     const quotaNs = uniqueName('crd-quota');
     await createNamespace(adminClient(), quotaNs);
-    const quota = { apiVersion: 'v1', kind: 'ResourceQuota', metadata: { name: 'envelopesecrets', namespace: quotaNs }, spec: { hard: { 'count/envelopesecrets.envseal.dev': '2' } } };
+    const quota = {
+      apiVersion: 'v1',
+      kind: 'ResourceQuota',
+      metadata: { name: 'envelopesecrets', namespace: quotaNs },
+      spec: { hard: { 'count/envelopesecrets.envseal.dev': '2' } },
+    };
     // Admission enforces a quota once kube-controller-manager's quota controller has counted
     // it ("status unknown for quota" before). That controller finds a new CRD's resource by
     // discovery every 30 s, and counts a quota created before that only at its next full
@@ -287,8 +424,13 @@ describe('a ResourceQuota on count/envelopesecrets.envseal.dev (docs/helm.md)', 
     }
     const third = await kubectlApply(inQuota('three'));
     expect(third.code).not.toBe(0);
-    expect(third.stderr).toMatch(/exceeded quota: envelopesecrets, requested: count\/envelopesecrets.envseal.dev=1, used: count\/envelopesecrets.envseal.dev=2, limited: count\/envelopesecrets.envseal.dev=2/);
-    expect((await kubectl(['get', 'esec', '-n', quotaNs, '-o', 'name'])).stdout.trim().split('\n')).toEqual(['envelopesecret.envseal.dev/one', 'envelopesecret.envseal.dev/two']);
+    expect(third.stderr).toMatch(
+      /exceeded quota: envelopesecrets, requested: count\/envelopesecrets.envseal.dev=1, used: count\/envelopesecrets.envseal.dev=2, limited: count\/envelopesecrets.envseal.dev=2/,
+    );
+    expect((await kubectl(['get', 'esec', '-n', quotaNs, '-o', 'name'])).stdout.trim().split('\n')).toEqual([
+      'envelopesecret.envseal.dev/one',
+      'envelopesecret.envseal.dev/two',
+    ]);
     await kubectl(['delete', 'namespace', quotaNs, '--wait=false']);
   });
 });

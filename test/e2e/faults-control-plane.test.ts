@@ -8,7 +8,21 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAgeProvider } from '../../src/providers/age.ts';
 import { ProviderRegistry } from '../../src/providers/registry.ts';
 import { clusterControl, sharedCluster, uniqueName } from '../harness/cluster.ts';
-import { compactEtcd, FaultBench, inParallel, keyOf, kubeconfigFor, type LiveSecret, listAll, scratchDir, sleep, startTcpProxy, SupervisedController, type TcpProxy, scanControllerOutput } from '../harness/faults.ts';
+import {
+  compactEtcd,
+  FaultBench,
+  inParallel,
+  keyOf,
+  kubeconfigFor,
+  type LiveSecret,
+  listAll,
+  scratchDir,
+  sleep,
+  startTcpProxy,
+  SupervisedController,
+  type TcpProxy,
+  scanControllerOutput,
+} from '../harness/faults.ts';
 import { declaringDataKeys } from '../harness/faults-leaks.ts';
 import { adminClient, createNamespace, installCrd, paths, publishedRecipient } from '../harness/kube.ts';
 import { KubeApiError } from '../../src/kube/client.ts';
@@ -44,7 +58,13 @@ beforeAll(async () => {
   bench = new FaultBench({
     client,
     tag: 'faults-control-plane',
-    load: { namespaces, count: COUNT, prefix: 'load', targets: [{ provider: 'age', target: recipient }], providers: ProviderRegistry.of([declaringDataKeys(createAgeProvider({}))]) },
+    load: {
+      namespaces,
+      count: COUNT,
+      prefix: 'load',
+      targets: [{ provider: 'age', target: recipient }],
+      providers: ProviderRegistry.of([declaringDataKeys(createAgeProvider({}))]),
+    },
     synced: async () => (await controller.current.metric('envseal_reconcile_total', { result: 'synced' })) ?? 0,
   });
 });
@@ -56,117 +76,154 @@ afterAll(async () => {
 });
 
 describe('control plane faults with 1,000 EnvelopeSecrets', () => {
-  it('materializes 1,000 EnvelopeSecrets created at once', async () => {
-    await bench.initial();
-    expect(controller.restarts).toBe(0);
-  }, TEST_MS);
+  it(
+    'materializes 1,000 EnvelopeSecrets created at once',
+    async () => {
+      await bench.initial();
+      expect(controller.restarts).toBe(0);
+    },
+    TEST_MS,
+  );
 
-  it('survives kube-apiserver restarted mid-reconcile', async () => {
-    await bench.faultRound('kube-apiserver restart', async () => {
-      await clusterControl().restartApiServer();
-    });
-    expect(controller.restarts).toBe(0);
-  }, TEST_MS);
-
-  it('survives etcd restarted mid-reconcile', async () => {
-    await bench.faultRound('etcd restart', async () => {
-      await clusterControl().restartEtcd();
-    });
-    expect(controller.restarts).toBe(0);
-  }, TEST_MS);
-
-  it('survives its watch connections cut, again and again', async () => {
-    const before = (await controller.current.metric('envseal_watch_restarts_total')) ?? 0;
-    const cutsBefore = proxy.cuts;
-    let cutsWithConnections = 0;
-    await bench.faultRound('every connection to the API server cut 8 times, 1.5 s apart', async () => {
-      for (let i = 0; i < 8; i++) {
-        // Each time, the controller had connections open again (it did not hang).
-        if (proxy.open > 0) cutsWithConnections++;
-        proxy.cutAll();
-        await sleep(1500);
-      }
-    });
-    expect(cutsWithConnections).toBe(8);
-    expect(proxy.cuts - cutsBefore).toBeGreaterThanOrEqual(8);
-    // Every cut ended the watches; the reflectors noticed and resumed.
-    expect(((await controller.current.metric('envseal_watch_restarts_total')) ?? 0) - before).toBeGreaterThanOrEqual(1);
-    expect(controller.restarts).toBe(0);
-  }, TEST_MS);
-
-  it('relists after its resourceVersion expired (410 Gone) and repairs what changed meanwhile', async () => {
-    const process0 = controller.current;
-    const goneBefore = (await process0.metric('envseal_watch_restarts_total', { reason: 'gone' })) ?? 0;
-    const victims: string[] = [];
-    await bench.faultRound(
-      '410 Gone (controller cut off; 100 of its Secrets deleted; etcd compacted; API server restarted)',
-      async () => {
-        proxy.pause();
-        // While the controller is cut off: delete 100 of its Secrets (the rest of the
-        // round's changes are still being applied), then make the history it holds expire.
-        const secrets = await listAll<LiveSecret>(client, paths.secrets, namespaces, { labelSelector: 'app.kubernetes.io/managed-by=envseal' });
-        for (const secret of secrets.slice(0, 100)) victims.push(keyOf(secret.metadata));
-        await inParallel(secrets.slice(0, 100), 16, async (secret) => {
-          await client.request({ method: 'DELETE', path: paths.secret(secret.metadata.namespace, secret.metadata.name) }).catch((error: unknown) => {
-            if (!(error instanceof KubeApiError && error.notFound)) throw error;
-          });
-        });
-        await compactEtcd();
+  it(
+    'survives kube-apiserver restarted mid-reconcile',
+    async () => {
+      await bench.faultRound('kube-apiserver restart', async () => {
         await clusterControl().restartApiServer();
-        proxy.resume();
-      },
-      { startAfterSynced: 200 },
-    );
-    expect(victims.length).toBe(100);
-    // The same process saw its watch expire and relisted (not a restart from scratch).
-    expect(controller.current).toBe(process0);
-    expect(((await process0.metric('envseal_watch_restarts_total', { reason: 'gone' })) ?? 0) - goneBefore).toBeGreaterThanOrEqual(1);
-    expect(process0.logs.some((l) => l.includes('resourceVersion expired (410 Gone); relisting'))).toBe(true);
-  }, TEST_MS);
+      });
+      expect(controller.restarts).toBe(0);
+    },
+    TEST_MS,
+  );
 
-  it('converges despite 409 conflicts from concurrent edits of its Secrets', async () => {
-    const editors = { puts: 0, conflicts: 0, patches: 0 };
-    const logsBefore = controller.current.logs.length;
-    await bench.faultRound(
-      'concurrent edits for 20 s: 8 writers on 5 of the Secrets (PUT with resourceVersion, merge patches adding keys) while the controller repairs them',
-      async () => {
-        const hot = [...bench.expected.values()].slice(0, 5);
-        const stopAt = Date.now() + 20_000;
-        const editor = async () => {
-          while (Date.now() < stopAt) {
-            const item = hot[Math.floor(Math.random() * hot.length)]!;
-            const path = paths.secret(item.namespace, item.name);
-            try {
-              if (Math.random() < 0.5) {
-                // Someone else's key and value: the controller must remove and restore them.
-                editors.patches++;
-                await client.request({ method: 'PATCH', path, patchType: 'merge', body: { data: { [`EXTRA_${editors.patches % 7}`]: Buffer.from('added by someone else').toString('base64'), USER: Buffer.from('edited').toString('base64') }, metadata: { labels: { 'fault-test/round': 'edited' } } } });
-              } else {
-                const live = await client.request<LiveSecret>({ method: 'GET', path });
-                editors.puts++;
-                await client.request({ method: 'PUT', path, body: { ...live, data: { ...live.data, USER: Buffer.from('overwritten').toString('base64') } } });
+  it(
+    'survives etcd restarted mid-reconcile',
+    async () => {
+      await bench.faultRound('etcd restart', async () => {
+        await clusterControl().restartEtcd();
+      });
+      expect(controller.restarts).toBe(0);
+    },
+    TEST_MS,
+  );
+
+  it(
+    'survives its watch connections cut, again and again',
+    async () => {
+      const before = (await controller.current.metric('envseal_watch_restarts_total')) ?? 0;
+      const cutsBefore = proxy.cuts;
+      let cutsWithConnections = 0;
+      await bench.faultRound('every connection to the API server cut 8 times, 1.5 s apart', async () => {
+        for (let i = 0; i < 8; i++) {
+          // Each time, the controller had connections open again (it did not hang).
+          if (proxy.open > 0) cutsWithConnections++;
+          proxy.cutAll();
+          await sleep(1500);
+        }
+      });
+      expect(cutsWithConnections).toBe(8);
+      expect(proxy.cuts - cutsBefore).toBeGreaterThanOrEqual(8);
+      // Every cut ended the watches; the reflectors noticed and resumed.
+      expect(((await controller.current.metric('envseal_watch_restarts_total')) ?? 0) - before).toBeGreaterThanOrEqual(1);
+      expect(controller.restarts).toBe(0);
+    },
+    TEST_MS,
+  );
+
+  it(
+    'relists after its resourceVersion expired (410 Gone) and repairs what changed meanwhile',
+    async () => {
+      const process0 = controller.current;
+      const goneBefore = (await process0.metric('envseal_watch_restarts_total', { reason: 'gone' })) ?? 0;
+      const victims: string[] = [];
+      await bench.faultRound(
+        '410 Gone (controller cut off; 100 of its Secrets deleted; etcd compacted; API server restarted)',
+        async () => {
+          proxy.pause();
+          // While the controller is cut off: delete 100 of its Secrets (the rest of the
+          // round's changes are still being applied), then make the history it holds expire.
+          const secrets = await listAll<LiveSecret>(client, paths.secrets, namespaces, { labelSelector: 'app.kubernetes.io/managed-by=envseal' });
+          for (const secret of secrets.slice(0, 100)) victims.push(keyOf(secret.metadata));
+          await inParallel(secrets.slice(0, 100), 16, async (secret) => {
+            await client.request({ method: 'DELETE', path: paths.secret(secret.metadata.namespace, secret.metadata.name) }).catch((error: unknown) => {
+              if (!(error instanceof KubeApiError && error.notFound)) throw error;
+            });
+          });
+          await compactEtcd();
+          await clusterControl().restartApiServer();
+          proxy.resume();
+        },
+        { startAfterSynced: 200 },
+      );
+      expect(victims.length).toBe(100);
+      // The same process saw its watch expire and relisted (not a restart from scratch).
+      expect(controller.current).toBe(process0);
+      expect(((await process0.metric('envseal_watch_restarts_total', { reason: 'gone' })) ?? 0) - goneBefore).toBeGreaterThanOrEqual(1);
+      expect(process0.logs.some((l) => l.includes('resourceVersion expired (410 Gone); relisting'))).toBe(true);
+    },
+    TEST_MS,
+  );
+
+  it(
+    'converges despite 409 conflicts from concurrent edits of its Secrets',
+    async () => {
+      const editors = { puts: 0, conflicts: 0, patches: 0 };
+      const logsBefore = controller.current.logs.length;
+      await bench.faultRound(
+        'concurrent edits for 20 s: 8 writers on 5 of the Secrets (PUT with resourceVersion, merge patches adding keys) while the controller repairs them',
+        async () => {
+          const hot = [...bench.expected.values()].slice(0, 5);
+          const stopAt = Date.now() + 20_000;
+          const editor = async () => {
+            while (Date.now() < stopAt) {
+              const item = hot[Math.floor(Math.random() * hot.length)]!;
+              const path = paths.secret(item.namespace, item.name);
+              try {
+                if (Math.random() < 0.5) {
+                  // Someone else's key and value: the controller must remove and restore them.
+                  editors.patches++;
+                  await client.request({
+                    method: 'PATCH',
+                    path,
+                    patchType: 'merge',
+                    body: {
+                      data: {
+                        [`EXTRA_${editors.patches % 7}`]: Buffer.from('added by someone else').toString('base64'),
+                        USER: Buffer.from('edited').toString('base64'),
+                      },
+                      metadata: { labels: { 'fault-test/round': 'edited' } },
+                    },
+                  });
+                } else {
+                  const live = await client.request<LiveSecret>({ method: 'GET', path });
+                  editors.puts++;
+                  await client.request({ method: 'PUT', path, body: { ...live, data: { ...live.data, USER: Buffer.from('overwritten').toString('base64') } } });
+                }
+              } catch (error) {
+                if (error instanceof KubeApiError && error.conflict) editors.conflicts++;
+                else if (!(error instanceof KubeApiError && error.notFound)) throw error;
               }
-            } catch (error) {
-              if (error instanceof KubeApiError && error.conflict) editors.conflicts++;
-              else if (!(error instanceof KubeApiError && error.notFound)) throw error;
             }
-          }
-        };
-        await Promise.all(Array.from({ length: 8 }, editor));
-      },
-      { sampleNeverWrong: false },
-    );
-    const failures = controller.current.logs.slice(logsBefore).filter((l) => l.includes('"reconcile failed"'));
-    const reasons: Record<string, number> = {};
-    for (const line of failures) {
-      const reason = (JSON.parse(line) as { reason?: string }).reason ?? 'unknown';
-      reasons[reason] = (reasons[reason] ?? 0) + 1;
-    }
-    bench.figure(`concurrent edits: ${editors.puts} PUTs (${editors.conflicts} answered 409 Conflict), ${editors.patches} merge patches; the controller's failed attempts meanwhile, by reason: ${JSON.stringify(reasons)}`);
-    expect(editors.puts + editors.patches).toBeGreaterThan(100);
-    expect(editors.conflicts).toBeGreaterThan(0);
-    expect(controller.restarts).toBe(0);
-  }, TEST_MS);
+          };
+          await Promise.all(Array.from({ length: 8 }, editor));
+        },
+        { sampleNeverWrong: false },
+      );
+      const failures = controller.current.logs.slice(logsBefore).filter((l) => l.includes('"reconcile failed"'));
+      const reasons: Record<string, number> = {};
+      for (const line of failures) {
+        const reason = (JSON.parse(line) as { reason?: string }).reason ?? 'unknown';
+        reasons[reason] = (reasons[reason] ?? 0) + 1;
+      }
+      bench.figure(
+        `concurrent edits: ${editors.puts} PUTs (${editors.conflicts} answered 409 Conflict), ${editors.patches} merge patches; the controller's failed attempts meanwhile, by reason: ${JSON.stringify(reasons)}`,
+      );
+      expect(editors.puts + editors.patches).toBeGreaterThan(100);
+      expect(editors.conflicts).toBeGreaterThan(0);
+      expect(controller.restarts).toBe(0);
+    },
+    TEST_MS,
+  );
 
   it('leaked no value or data key into its logs or metrics during the faults', async () => {
     await controller.current.recordMetrics();

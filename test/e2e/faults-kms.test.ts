@@ -10,7 +10,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAwsKmsProvider } from '../../src/providers/aws-kms/index.ts';
 import { ProviderRegistry } from '../../src/providers/registry.ts';
 import { sharedCluster, uniqueName } from '../harness/cluster.ts';
-import { FaultBench, type KmsFaultProxy, readyCounts, scratchDir, sleep, startKmsFaultProxy, SupervisedController, scanControllerOutput } from '../harness/faults.ts';
+import {
+  FaultBench,
+  type KmsFaultProxy,
+  readyCounts,
+  scratchDir,
+  sleep,
+  startKmsFaultProxy,
+  SupervisedController,
+  scanControllerOutput,
+} from '../harness/faults.ts';
 import { declaringDataKeys } from '../harness/faults-leaks.ts';
 import { type KmsEmulator, startLocalKms } from '../harness/kms-emulators.ts';
 import { adminClient, createNamespace, installCrd } from '../harness/kube.ts';
@@ -61,7 +70,13 @@ beforeAll(async () => {
     client,
     tag: 'faults-kms',
     // Sealing talks to the emulator directly: only the controller goes through the proxy.
-    load: { namespaces, count: COUNT, prefix: 'kms', targets: [{ provider: 'aws-kms', target: keyArn }], providers: ProviderRegistry.of([declaringDataKeys(createAwsKmsProvider(options))]) },
+    load: {
+      namespaces,
+      count: COUNT,
+      prefix: 'kms',
+      targets: [{ provider: 'aws-kms', target: keyArn }],
+      providers: ProviderRegistry.of([declaringDataKeys(createAwsKmsProvider(options))]),
+    },
     synced: async () => (await controller.current.metric('envseal_reconcile_total', { result: 'synced' })) ?? 0,
   });
 });
@@ -74,43 +89,54 @@ afterAll(async () => {
 });
 
 describe('KMS faults with 1,000 EnvelopeSecrets sealed for aws-kms (local-kms)', () => {
-  it('materializes 1,000 EnvelopeSecrets, one Decrypt each', async () => {
-    await bench.initial();
-    expect(proxy.forwarded.get('Decrypt')).toBeGreaterThanOrEqual(COUNT);
-  }, TEST_MS);
+  it(
+    'materializes 1,000 EnvelopeSecrets, one Decrypt each',
+    async () => {
+      await bench.initial();
+      expect(proxy.forwarded.get('Decrypt')).toBeGreaterThanOrEqual(COUNT);
+    },
+    TEST_MS,
+  );
 
-  it(`rides out ${BURST_MS / 1000} s of ThrottlingException answers to every Decrypt`, async () => {
-    const throttledCallsBefore = (await controller.current.metric('envseal_kms_requests_total', { provider: 'aws-kms', outcome: 'Throttled' })) ?? 0;
-    const throttledBefore = proxy.throttled;
-    let burstEnded = 0;
-    let window = '';
-    await bench.faultRound(`KMS throttling burst (every Decrypt answered ThrottlingException for ${BURST_MS / 1000} s)`, async () => {
-      const decrypts = () => (proxy.forwarded.get('Decrypt') ?? 0) + proxy.throttled;
-      const [d0, s0] = [decrypts(), await bench.synced()];
-      proxy.throttleFor(BURST_MS);
-      await sleep(BURST_MS);
-      burstEnded = Date.now();
-      window = `${decrypts() - d0} Decrypt requests and ${(await bench.synced()) - s0} syncs during the burst`;
-    });
-    const recoveryMs = Date.now() - burstEnded;
-    const throttled = proxy.throttled - throttledBefore;
-    expect(throttled).toBeGreaterThan(0);
-    // The SDK's adaptive retry absorbs most of it by slowing down; calls still throttled
-    // after its 5 attempts come back to the controller as Throttled (KMSThrottled) and are
-    // retried later (how many depends on timing: reported, not asserted). Every object
-    // ended synced and no Secret was ever wrong (checked by the bench).
-    const throttledCalls = ((await controller.current.metric('envseal_kms_requests_total', { provider: 'aws-kms', outcome: 'Throttled' })) ?? 0) - throttledCallsBefore;
-    expect(controller.restarts).toBe(0);
-    bench.figure(`throttling: ${window}; ${throttled} Decrypt requests answered ThrottlingException (the SDK slows down: adaptive retry); ${throttledCalls} Decrypt calls still throttled after the SDK's 5 attempts, retried by the controller (KMSThrottled); every Secret right ${(recoveryMs / 1000).toFixed(1)} s after the burst ended`);
-  }, TEST_MS);
+  it(
+    `rides out ${BURST_MS / 1000} s of ThrottlingException answers to every Decrypt`,
+    async () => {
+      const throttledCallsBefore = (await controller.current.metric('envseal_kms_requests_total', { provider: 'aws-kms', outcome: 'Throttled' })) ?? 0;
+      const throttledBefore = proxy.throttled;
+      let burstEnded = 0;
+      let window = '';
+      await bench.faultRound(`KMS throttling burst (every Decrypt answered ThrottlingException for ${BURST_MS / 1000} s)`, async () => {
+        const decrypts = () => (proxy.forwarded.get('Decrypt') ?? 0) + proxy.throttled;
+        const [d0, s0] = [decrypts(), await bench.synced()];
+        proxy.throttleFor(BURST_MS);
+        await sleep(BURST_MS);
+        burstEnded = Date.now();
+        window = `${decrypts() - d0} Decrypt requests and ${(await bench.synced()) - s0} syncs during the burst`;
+      });
+      const recoveryMs = Date.now() - burstEnded;
+      const throttled = proxy.throttled - throttledBefore;
+      expect(throttled).toBeGreaterThan(0);
+      // The SDK's adaptive retry absorbs most of it by slowing down; calls still throttled
+      // after its 5 attempts come back to the controller as Throttled (KMSThrottled) and are
+      // retried later (how many depends on timing: reported, not asserted). Every object
+      // ended synced and no Secret was ever wrong (checked by the bench).
+      const throttledCalls =
+        ((await controller.current.metric('envseal_kms_requests_total', { provider: 'aws-kms', outcome: 'Throttled' })) ?? 0) - throttledCallsBefore;
+      expect(controller.restarts).toBe(0);
+      bench.figure(
+        `throttling: ${window}; ${throttled} Decrypt requests answered ThrottlingException (the SDK slows down: adaptive retry); ${throttledCalls} Decrypt calls still throttled after the SDK's 5 attempts, retried by the controller (KMSThrottled); every Secret right ${(recoveryMs / 1000).toFixed(1)} s after the burst ended`,
+      );
+    },
+    TEST_MS,
+  );
 
-  it(`recovers from the KMS stopped for ${OUTAGE_MS / 1000} s and started again, and keeps every Secret meanwhile`, async () => {
-    let duringOutage: Record<string, number> = {};
-    let resetsBefore = 0;
-    let recoveredAt = 0;
-    await bench.faultRound(
-      `KMS stopped for ${OUTAGE_MS / 1000} s`,
-      async () => {
+  it(
+    `recovers from the KMS stopped for ${OUTAGE_MS / 1000} s and started again, and keeps every Secret meanwhile`,
+    async () => {
+      let duringOutage: Record<string, number> = {};
+      let resetsBefore = 0;
+      let recoveredAt = 0;
+      await bench.faultRound(`KMS stopped for ${OUTAGE_MS / 1000} s`, async () => {
         const port = kms.port;
         resetsBefore = proxy.failedUpstream;
         await kms.stop();
@@ -119,19 +145,22 @@ describe('KMS faults with 1,000 EnvelopeSecrets sealed for aws-kms (local-kms)',
         await sleep(10_000);
         kms = await startLocalKms({ dataDir: kmsDataDir, port });
         recoveredAt = Date.now();
-      },
-    );
-    const recoveryMs = Date.now() - recoveredAt;
-    // While the KMS was down the controller said so, and kept the Secrets it had.
-    expect(duringOutage['False/KMSUnavailable'] ?? 0).toBeGreaterThan(0);
-    // Once an object synced again, the others were retried at once instead of each
-    // waiting out its own backoff (up to 5 minutes; 153 s here before this existed).
-    expect(controller.current.logs.some((l) => l.includes('the KMS answers again; retrying the objects that waited on it'))).toBe(true);
-    expect(recoveryMs).toBeLessThan(90_000);
-    expect(proxy.failedUpstream).toBeGreaterThan(resetsBefore);
-    expect(controller.restarts).toBe(0);
-    bench.figure(`KMS outage: ${duringOutage['False/KMSUnavailable'] ?? 0} EnvelopeSecrets said KMSUnavailable 50 s into it (${JSON.stringify(duringOutage)}); every Secret right within ${(recoveryMs / 1000).toFixed(1)} s after the KMS came back`);
-  }, TEST_MS);
+      });
+      const recoveryMs = Date.now() - recoveredAt;
+      // While the KMS was down the controller said so, and kept the Secrets it had.
+      expect(duringOutage['False/KMSUnavailable'] ?? 0).toBeGreaterThan(0);
+      // Once an object synced again, the others were retried at once instead of each
+      // waiting out its own backoff (up to 5 minutes; 153 s here before this existed).
+      expect(controller.current.logs.some((l) => l.includes('the KMS answers again; retrying the objects that waited on it'))).toBe(true);
+      expect(recoveryMs).toBeLessThan(90_000);
+      expect(proxy.failedUpstream).toBeGreaterThan(resetsBefore);
+      expect(controller.restarts).toBe(0);
+      bench.figure(
+        `KMS outage: ${duringOutage['False/KMSUnavailable'] ?? 0} EnvelopeSecrets said KMSUnavailable 50 s into it (${JSON.stringify(duringOutage)}); every Secret right within ${(recoveryMs / 1000).toFixed(1)} s after the KMS came back`,
+      );
+    },
+    TEST_MS,
+  );
 
   it('leaked no value or data key into its logs or metrics', async () => {
     await controller.current.recordMetrics();

@@ -85,9 +85,42 @@ describe.each(KMS_EMULATORS)('file interop with aws-encryption-cli on $name', ({
         const name = `a-${suite.id}-${file.label}`;
         const plaintext = randomBytes(file.size);
         await writeFile(path.join(dir, `${name}.txt`), plaintext);
-        const enc = await envseal(['encrypt', `${name}.txt`, '-o', `${name}.enc`, '--recipient', `aws-kms:${keyArn}`, '--suite', suite.id, '--frame-length', String(file.frameLength), '-c', 'purpose=interop', '-c', 'team=files']);
+        const enc = await envseal([
+          'encrypt',
+          `${name}.txt`,
+          '-o',
+          `${name}.enc`,
+          '--recipient',
+          `aws-kms:${keyArn}`,
+          '--suite',
+          suite.id,
+          '--frame-length',
+          String(file.frameLength),
+          '-c',
+          'purpose=interop',
+          '-c',
+          'team=files',
+        ]);
         expect(enc.code, enc.stderr).toBe(0);
-        const dec = await exec(cli, ['--decrypt', '-i', path.join(dir, `${name}.enc`), '-o', path.join(dir, `${name}.out`), '-w', `key=${keyArn}`, '-S', '-c', 'purpose=interop', 'team=files', '--commitment-policy', 'require-encrypt-require-decrypt'], env);
+        const dec = await exec(
+          cli,
+          [
+            '--decrypt',
+            '-i',
+            path.join(dir, `${name}.enc`),
+            '-o',
+            path.join(dir, `${name}.out`),
+            '-w',
+            `key=${keyArn}`,
+            '-S',
+            '-c',
+            'purpose=interop',
+            'team=files',
+            '--commitment-policy',
+            'require-encrypt-require-decrypt',
+          ],
+          env,
+        );
         expect(dec.code, dec.stderr).toBe(0);
         expect((await readFile(path.join(dir, `${name}.out`))).equals(plaintext)).toBe(true);
       });
@@ -96,7 +129,28 @@ describe.each(KMS_EMULATORS)('file interop with aws-encryption-cli on $name', ({
         const name = `b-${suite.id}-${file.label}`;
         const plaintext = randomBytes(file.size);
         await writeFile(path.join(dir, `${name}.txt`), plaintext);
-        const enc = await exec(cli, ['--encrypt', '-i', path.join(dir, `${name}.txt`), '-o', path.join(dir, `${name}.enc`), '-w', `key=${keyArn}`, '-S', '-c', 'purpose=interop', '--algorithm', suite.name, '--frame-length', String(file.frameLength), '--commitment-policy', 'require-encrypt-require-decrypt'], env);
+        const enc = await exec(
+          cli,
+          [
+            '--encrypt',
+            '-i',
+            path.join(dir, `${name}.txt`),
+            '-o',
+            path.join(dir, `${name}.enc`),
+            '-w',
+            `key=${keyArn}`,
+            '-S',
+            '-c',
+            'purpose=interop',
+            '--algorithm',
+            suite.name,
+            '--frame-length',
+            String(file.frameLength),
+            '--commitment-policy',
+            'require-encrypt-require-decrypt',
+          ],
+          env,
+        );
         expect(enc.code, enc.stderr).toBe(0);
         const dec = await envseal(['decrypt', `${name}.enc`, '-o', `${name}.out`, '-c', 'purpose=interop']);
         expect(dec.code, dec.stderr).toBe(0);
@@ -112,7 +166,11 @@ describe.each(KMS_EMULATORS)('file interop with aws-encryption-cli on $name', ({
         const bad = await envseal(['decrypt', `${name}.bad`, '-o', `${name}.bad.out`]);
         expect(bad.code, bad.stderr).toBe(3);
         const left = await readdir(dir);
-        expect(left.filter((f) => f.startsWith(`${name}.bad.out`) || f.startsWith(`.${name}.bad.out`) || f.startsWith(`${name}.wrong`) || f.startsWith(`.${name}.wrong`))).toEqual([]);
+        expect(
+          left.filter(
+            (f) => f.startsWith(`${name}.bad.out`) || f.startsWith(`.${name}.bad.out`) || f.startsWith(`${name}.wrong`) || f.startsWith(`.${name}.wrong`),
+          ),
+        ).toEqual([]);
       });
     }
   }

@@ -12,7 +12,9 @@ describe('docs/format.md test vectors', () => {
   it('verify with an independent Python implementation', async () => {
     const python = join(await kmsEmulatorBinDir(), '..', 'venv', 'bin', 'python');
     const output = await new Promise<string>((resolve, reject) => {
-      execFile(python, [join(root, 'test/vectors/verify_vectors.py'), join(root, 'docs/format.md')], (error, stdout, stderr) => (error ? reject(new Error(`${stdout}${stderr}`)) : resolve(stdout)));
+      execFile(python, [join(root, 'test/vectors/verify_vectors.py'), join(root, 'docs/format.md')], (error, stdout, stderr) =>
+        error ? reject(new Error(`${stdout}${stderr}`)) : resolve(stdout),
+      );
     });
     expect(output.trim()).toMatch(/^[3-9]\d* passed, 0 failed$/);
   });

@@ -34,9 +34,27 @@ const docPath = path.join(repoRoot, 'docs/gitops.md');
 const GITATTRIBUTES = '*.envelope.yaml text eol=lf';
 
 type LiveEnvelopeSecret = EnvelopeSecret & { metadata: { generation: number } };
-interface FluxCondition { type: string; status: string; reason: string; message: string; lastTransitionTime: string }
-interface Kustomization { metadata: { generation: number }; status?: { observedGeneration?: number; lastHandledReconcileAt?: string; lastAppliedRevision?: string; lastAttemptedRevision?: string; conditions?: FluxCondition[]; inventory?: { entries: { id: string }[] } } }
-interface SecretObject { data?: Record<string, string> }
+interface FluxCondition {
+  type: string;
+  status: string;
+  reason: string;
+  message: string;
+  lastTransitionTime: string;
+}
+interface Kustomization {
+  metadata: { generation: number };
+  status?: {
+    observedGeneration?: number;
+    lastHandledReconcileAt?: string;
+    lastAppliedRevision?: string;
+    lastAttemptedRevision?: string;
+    conditions?: FluxCondition[];
+    inventory?: { entries: { id: string }[] };
+  };
+}
+interface SecretObject {
+  data?: Record<string, string>;
+}
 
 let flux: Flux;
 let git: GitServer;
@@ -48,18 +66,29 @@ let controller: TestController | undefined;
 let cliDir: string;
 let cliDirGuard: { release(): void } | undefined;
 
-const decode = (data: Record<string, string> | undefined) => Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+const decode = (data: Record<string, string> | undefined) =>
+  Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
 const secretData = async (ns: string, name: string) => decode((await getOrUndefined<SecretObject>(client, paths.secret(ns, name)))?.data);
 const liveEs = (ns: string, name: string) => getOrUndefined<LiveEnvelopeSecret>(client, paths.envelopeSecret(ns, name));
 const esCondition = (es: LiveEnvelopeSecret | undefined, type: string): Condition | undefined =>
   es?.status?.observedGeneration === es?.metadata.generation ? es?.status?.conditions?.find((c) => c.type === type) : undefined;
 const DATA_HASH = 'envseal.dev/data-hash';
-interface Deployment { metadata: { generation: number }; spec: { template: { metadata?: { annotations?: Record<string, string> } } } }
-const webDataHash = async () => (await getOrUndefined<Deployment>(client, `/apis/apps/v1/namespaces/${appNs}/deployments/web`))?.spec.template.metadata?.annotations?.[DATA_HASH];
-const kustomization = () => getOrUndefined<Kustomization>(client, `/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/${fluxNs}/kustomizations/${kustomizationName}`);
+interface Deployment {
+  metadata: { generation: number };
+  spec: { template: { metadata?: { annotations?: Record<string, string> } } };
+}
+const webDataHash = async () =>
+  (await getOrUndefined<Deployment>(client, `/apis/apps/v1/namespaces/${appNs}/deployments/web`))?.spec.template.metadata?.annotations?.[DATA_HASH];
+const kustomization = () =>
+  getOrUndefined<Kustomization>(client, `/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/${fluxNs}/kustomizations/${kustomizationName}`);
 const fluxReady = (k: Kustomization | undefined) => k?.status?.conditions?.find((c) => c.type === 'Ready');
 
-interface FluxObject { apiVersion: string; kind: string; metadata: { name: string; namespace: string }; spec: Record<string, unknown> }
+interface FluxObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace: string };
+  spec: Record<string, unknown>;
+}
 
 /** The YAML block of docs/gitops.md that starts with "# flux-system/envseal-secrets.yaml". */
 async function docFluxObjects(): Promise<[FluxObject, FluxObject]> {
@@ -77,7 +106,11 @@ async function docFluxObjects(): Promise<[FluxObject, FluxObject]> {
 function startController(): Promise<TestController> {
   return startTestController({
     kubeConfig: adminKubeConfig(),
-    config: { namespace: controllerNs, namespaces: [appNs, otherNs], providers: { 'aws-kms': { endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials, maxAttempts: 2 } } },
+    config: {
+      namespace: controllerNs,
+      namespaces: [appNs, otherNs],
+      providers: { 'aws-kms': { endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials, maxAttempts: 2 } },
+    },
   });
 }
 
@@ -122,13 +155,17 @@ async function commit(message: string): Promise<string> {
  * A verdict that never comes fails the wait.
  */
 async function verdictFor(sha: string, expected: 'True' | 'False', timeoutMs = 120_000): Promise<{ ready: FluxCondition; at: number }> {
-  return waitFor(`Kustomization Ready=${expected} on ${sha.slice(0, 7)}`, async () => {
-    const k = await kustomization();
-    const ready = fluxReady(k);
-    if (k?.status?.observedGeneration !== k?.metadata.generation || ready?.status !== expected) return undefined;
-    const revision = expected === 'True' ? k?.status?.lastAppliedRevision : k?.status?.lastAttemptedRevision;
-    return revision?.endsWith(sha) ? { ready, at: Date.now() } : undefined;
-  }, { timeoutMs, intervalMs: 250 });
+  return waitFor(
+    `Kustomization Ready=${expected} on ${sha.slice(0, 7)}`,
+    async () => {
+      const k = await kustomization();
+      const ready = fluxReady(k);
+      if (k?.status?.observedGeneration !== k?.metadata.generation || ready?.status !== expected) return undefined;
+      const revision = expected === 'True' ? k?.status?.lastAppliedRevision : k?.status?.lastAttemptedRevision;
+      return revision?.endsWith(sha) ? { ready, at: Date.now() } : undefined;
+    },
+    { timeoutMs, intervalMs: 250 },
+  );
 }
 
 beforeAll(async () => {
@@ -141,7 +178,8 @@ beforeAll(async () => {
   repository = await git.createRepository('fleet');
   work = await repository.clone();
   kms = await startLocalKms();
-  keyArn = (await createAwsKmsProvider({ endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials }).createKey({ alias: `alias/${appNs}` })).keyArn;
+  keyArn = (await createAwsKmsProvider({ endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials }).createKey({ alias: `alias/${appNs}` }))
+    .keyArn;
   for (const ns of [appNs, otherNs, controllerNs]) await createNamespace(client, ns);
   cliDir = await mkdtemp(path.join(tmpdir(), 'envseal-gitops-cli-'));
   cliDirGuard = removeWhenProcessExits(cliDir);
@@ -156,12 +194,24 @@ beforeAll(async () => {
   // test's names and Git URL.
   const [source, kustomizationObject] = await docFluxObjects();
   await applyOrThrow({ ...source, metadata: { name: sourceName, namespace: fluxNs }, spec: { ...source.spec, url: repository.url } });
-  await applyOrThrow({ ...kustomizationObject, metadata: { name: kustomizationName, namespace: fluxNs }, spec: { ...kustomizationObject.spec, sourceRef: { kind: 'GitRepository', name: sourceName } } });
+  await applyOrThrow({
+    ...kustomizationObject,
+    metadata: { name: kustomizationName, namespace: fluxNs },
+    spec: { ...kustomizationObject.spec, sourceRef: { kind: 'GitRepository', name: sourceName } },
+  });
 });
 
 afterAll(async () => {
   // While Flux runs, so that its finalizers (prune what the Kustomization applied) complete.
-  await kubectl(['delete', '--ignore-not-found', '--timeout=60s', '-n', fluxNs, `kustomizations.kustomize.toolkit.fluxcd.io/${kustomizationName}`, `gitrepositories.source.toolkit.fluxcd.io/${sourceName}`]);
+  await kubectl([
+    'delete',
+    '--ignore-not-found',
+    '--timeout=60s',
+    '-n',
+    fluxNs,
+    `kustomizations.kustomize.toolkit.fluxcd.io/${kustomizationName}`,
+    `gitrepositories.source.toolkit.fluxcd.io/${sourceName}`,
+  ]);
   await controller?.stop();
   await flux?.stop();
   await git?.close();
@@ -182,7 +232,10 @@ describe('Flux applies sealed manifests from Git, reading their status through k
     spec: {
       replicas: 0,
       selector: { matchLabels: { app: 'web' } },
-      template: { metadata: { labels: { app: 'web' } }, spec: { containers: [{ name: 'web', image: 'registry.invalid/web:1', envFrom: [{ secretRef: { name: 'db' } }] }] } },
+      template: {
+        metadata: { labels: { app: 'web' } },
+        spec: { containers: [{ name: 'web', image: 'registry.invalid/web:1', envFrom: [{ secretRef: { name: 'db' } }] }] },
+      },
     },
   });
 
@@ -190,8 +243,34 @@ describe('Flux applies sealed manifests from Git, reading their status through k
     await controller!.stop();
     controller = undefined;
     // Sealed in CI: for the cluster's published age recipient, and for a KMS key.
-    await envseal(['seal', '--name', 'db', '-n', appNs, '--from-literal', `PASSWORD=${CANARY_MARKER}db-1`, '--from-literal', 'USER=app', '--controller-namespace', controllerNs, '-w', path.join(work.dir, dbFile)]);
-    await envseal(['seal', '--name', 'api', '-n', appNs, '--from-literal', `TOKEN=${CANARY_MARKER}api-1`, '-r', `aws-kms:${keyArn}`, '-w', path.join(work.dir, apiFile)]);
+    await envseal([
+      'seal',
+      '--name',
+      'db',
+      '-n',
+      appNs,
+      '--from-literal',
+      `PASSWORD=${CANARY_MARKER}db-1`,
+      '--from-literal',
+      'USER=app',
+      '--controller-namespace',
+      controllerNs,
+      '-w',
+      path.join(work.dir, dbFile),
+    ]);
+    await envseal([
+      'seal',
+      '--name',
+      'api',
+      '-n',
+      appNs,
+      '--from-literal',
+      `TOKEN=${CANARY_MARKER}api-1`,
+      '-r',
+      `aws-kms:${keyArn}`,
+      '-w',
+      path.join(work.dir, apiFile),
+    ]);
     // The workload that reads db consents to restarts (it uses the Secret) and is listed.
     const dbText = await readFile(path.join(work.dir, dbFile), 'utf8');
     await work.write(dbFile, dbText.replace('\nspec:\n', '\nspec:\n  restartWorkloads:\n    - kind: Deployment\n      name: web\n'));
@@ -201,7 +280,10 @@ describe('Flux applies sealed manifests from Git, reading their status through k
 
     // Flux applies them, then waits: neither has been reconciled.
     try {
-      await waitFor('both EnvelopeSecrets applied by Flux', async () => (await liveEs(appNs, 'db')) !== undefined && (await liveEs(appNs, 'api')) !== undefined);
+      await waitFor(
+        'both EnvelopeSecrets applied by Flux',
+        async () => (await liveEs(appNs, 'db')) !== undefined && (await liveEs(appNs, 'api')) !== undefined,
+      );
       const watchUntil = Date.now() + 15_000;
       while (Date.now() < watchUntil) {
         const k = await kustomization();
@@ -361,11 +443,18 @@ describe('the chart from Git, without helm-controller', () => {
       spec: { chart: './charts/envseal', sourceRef: { kind: 'GitRepository', name: sourceName }, interval: '10m', reconcileStrategy: 'Revision' },
     });
     await requestReconcile();
-    const chart = await waitFor('HelmChart artifact', async () => {
-      const object = await getOrUndefined<{ status?: { artifact?: { url: string; revision: string }; conditions?: FluxCondition[] } }>(client, `/apis/source.toolkit.fluxcd.io/v1/namespaces/${fluxNs}/helmcharts/${chartName}`);
-      const ready = object?.status?.conditions?.find((c) => c.type === 'Ready');
-      return ready?.status === 'True' && object?.status?.artifact ? object.status.artifact : undefined;
-    }, { timeoutMs: 120_000 });
+    const chart = await waitFor(
+      'HelmChart artifact',
+      async () => {
+        const object = await getOrUndefined<{ status?: { artifact?: { url: string; revision: string }; conditions?: FluxCondition[] } }>(
+          client,
+          `/apis/source.toolkit.fluxcd.io/v1/namespaces/${fluxNs}/helmcharts/${chartName}`,
+        );
+        const ready = object?.status?.conditions?.find((c) => c.type === 'Ready');
+        return ready?.status === 'True' && object?.status?.artifact ? object.status.artifact : undefined;
+      },
+      { timeoutMs: 120_000 },
+    );
     const chartYaml = parse(await readFile(path.join(repoRoot, 'charts/envseal/Chart.yaml'), 'utf8')) as { version: string };
     // Revision strategy: the chart version carries the commit.
     expect(chart.revision).toContain(chartYaml.version);
@@ -380,13 +469,20 @@ describe('the chart from Git, without helm-controller', () => {
     const releaseNs = uniqueName('gitops-chart');
     const cluster = sharedCluster();
     const helm = (args: string[]) =>
-      runCommand(cluster.helmPath, [...args, '--kubeconfig', cluster.kubeconfigPath], { HELM_CACHE_HOME: path.join(cliDir, 'helm-cache'), HELM_CONFIG_HOME: path.join(cliDir, 'helm-config'), HELM_DATA_HOME: path.join(cliDir, 'helm-data') });
+      runCommand(cluster.helmPath, [...args, '--kubeconfig', cluster.kubeconfigPath], {
+        HELM_CACHE_HOME: path.join(cliDir, 'helm-cache'),
+        HELM_CONFIG_HOME: path.join(cliDir, 'helm-config'),
+        HELM_DATA_HOME: path.join(cliDir, 'helm-data'),
+      });
     const install = await helm(['install', release, tgz, '--namespace', releaseNs, '--create-namespace']);
     expect(install.code, install.stderr).toBe(0);
     try {
       const list = await helm(['list', '--namespace', releaseNs, '-o', 'json']);
       expect(JSON.parse(list.stdout)).toEqual([expect.objectContaining({ name: release, status: 'deployed', chart: `envseal-${chart.revision}` })]);
-      const deployments = await client.request<{ items: { metadata: { name: string } }[] }>({ method: 'GET', path: `/apis/apps/v1/namespaces/${releaseNs}/deployments` });
+      const deployments = await client.request<{ items: { metadata: { name: string } }[] }>({
+        method: 'GET',
+        path: `/apis/apps/v1/namespaces/${releaseNs}/deployments`,
+      });
       expect(deployments.items.length).toBe(1);
     } finally {
       await helm(['uninstall', release, '--namespace', releaseNs]);

@@ -32,7 +32,10 @@ function exec(file: string, args: string[]): Promise<Result> {
 
 async function filesUnder(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true });
-  return entries.filter((e) => !e.isDirectory()).map((e) => path.relative(dir, path.join(e.parentPath, e.name))).sort();
+  return entries
+    .filter((e) => !e.isDirectory())
+    .map((e) => path.relative(dir, path.join(e.parentPath, e.name)))
+    .sort();
 }
 
 const dockerfile = parseDockerfile(await readFile(path.join(repoRoot, 'Dockerfile'), 'utf8'));
@@ -72,7 +75,10 @@ describe('the Dockerfile', () => {
   it('sends only what it copies as the build context (.dockerignore)', async () => {
     const ignore = (await readFile(path.join(repoRoot, '.dockerignore'), 'utf8')).split('\n').map((l) => l.trim());
     expect(ignore).toContain('*');
-    const sources = dockerfile.stages.flatMap(copies).filter((c) => c.from === undefined).flatMap((c) => c.sources);
+    const sources = dockerfile.stages
+      .flatMap(copies)
+      .filter((c) => c.from === undefined)
+      .flatMap((c) => c.sources);
     for (const source of new Set(sources)) {
       expect(ignore.includes(`!${source}`) || ignore.includes(`!${source}/`), source).toBe(true);
     }
@@ -118,7 +124,9 @@ describe('the image built without Docker (scripts/image/build.ts)', () => {
   it(`stays within its size budget (${ROOTFS_BUDGET_BYTES / 1e6} MB uncompressed)`, async () => {
     let total = 0;
     for (const file of await filesUnder(rootfs)) total += (await stat(path.join(rootfs, file))).size;
-    process.stderr.write(`[image] root filesystem ${(total / 1e6).toFixed(1)} MB (node ${((await stat(path.join(rootfs, 'usr/local/bin/node'))).size / 1e6).toFixed(1)} MB)\n`);
+    process.stderr.write(
+      `[image] root filesystem ${(total / 1e6).toFixed(1)} MB (node ${((await stat(path.join(rootfs, 'usr/local/bin/node'))).size / 1e6).toFixed(1)} MB)\n`,
+    );
     expect(total).toBeLessThan(ROOTFS_BUDGET_BYTES);
   });
 
@@ -129,7 +137,8 @@ describe('the image built without Docker (scripts/image/build.ts)', () => {
     expect(help.stdout).toContain('controller');
     const controllerHelp = await inImage('/app/bin/envseal.js', 'controller', '--help');
     expect(controllerHelp.code, controllerHelp.stderr).toBe(0);
-    for (const flag of ['--namespaces', '--metrics-address', '--lease-name', '--age-secret', '--region', '--kms-endpoint']) expect(controllerHelp.stdout).toContain(flag);
+    for (const flag of ['--namespaces', '--metrics-address', '--lease-name', '--age-secret', '--region', '--kms-endpoint'])
+      expect(controllerHelp.stdout).toContain(flag);
     const plugin = await inImage('/app/bin/kubectl-envseal.js', '--help');
     expect(plugin.code, plugin.stderr).toBe(0);
     expect(plugin.stdout).toContain('kubectl envseal');

@@ -24,10 +24,30 @@ const replicas: Replica[] = [];
 
 async function startReplica(): Promise<Replica> {
   const port = await freePort();
-  const child = spawn(process.execPath, [
-    envseal, 'controller', '--kubeconfig', sharedCluster().kubeconfigPath, '--controller-namespace', controllerNamespace, '--namespaces', ns,
-    '--metrics-address', `127.0.0.1:${port}`, '--lease-duration', `${LEASE_MS}ms`, '--renew-deadline', '3s', '--retry-period', `${RETRY_MS}ms`, '--log-level', 'warn',
-  ], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [
+      envseal,
+      'controller',
+      '--kubeconfig',
+      sharedCluster().kubeconfigPath,
+      '--controller-namespace',
+      controllerNamespace,
+      '--namespaces',
+      ns,
+      '--metrics-address',
+      `127.0.0.1:${port}`,
+      '--lease-duration',
+      `${LEASE_MS}ms`,
+      '--renew-deadline',
+      '3s',
+      '--retry-period',
+      `${RETRY_MS}ms`,
+      '--log-level',
+      'warn',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   const replica = { process: child, metricsUrl: `http://127.0.0.1:${port}/metrics`, stderr: [] as string[] };
   child.stderr?.on('data', (chunk: Buffer) => replica.stderr.push(chunk.toString()));
   replicas.push(replica);
@@ -35,7 +55,10 @@ async function startReplica(): Promise<Replica> {
 }
 
 async function leading(replica: Replica): Promise<number | undefined> {
-  const text = await fetch(replica.metricsUrl).then((r) => r.text(), () => undefined);
+  const text = await fetch(replica.metricsUrl).then(
+    (r) => r.text(),
+    () => undefined,
+  );
   const match = text && /^envseal_leader (\d+)$/m.exec(text);
   return match ? Number(match[1]) : undefined;
 }
@@ -53,12 +76,16 @@ describe('leader election across processes', () => {
   it('lets a standby take over within the lease terms when the leader is killed', async () => {
     const a = await startReplica();
     const b = await startReplica();
-    const [leader, standby] = await waitFor('one leader and one standby', async () => {
-      const [la, lb] = [await leading(a), await leading(b)];
-      if (la === 1 && lb === 0) return [a, b] as const;
-      if (la === 0 && lb === 1) return [b, a] as const;
-      return undefined;
-    }, { timeoutMs: 60_000 });
+    const [leader, standby] = await waitFor(
+      'one leader and one standby',
+      async () => {
+        const [la, lb] = [await leading(a), await leading(b)];
+        if (la === 1 && lb === 0) return [a, b] as const;
+        if (la === 0 && lb === 1) return [b, a] as const;
+        return undefined;
+      },
+      { timeoutMs: 60_000 },
+    );
 
     const killedAt = Date.now();
     leader.process.kill('SIGKILL');
@@ -71,7 +98,9 @@ describe('leader election across processes', () => {
     const recipient = await publishedRecipient(client, controllerNamespace);
     const sealed = await sealFor({ namespace: ns, name: 'ha', values: { K: 'after failover' }, targets: [ageTarget(recipient)] });
     expect((await kubectlApply(sealed)).code).toBe(0);
-    const secret = await waitFor('the new leader to write the Secret', () => getOrUndefined<{ data: Record<string, string> }>(client, paths.secret(ns, 'ha')), { timeoutMs: 30_000 });
+    const secret = await waitFor('the new leader to write the Secret', () => getOrUndefined<{ data: Record<string, string> }>(client, paths.secret(ns, 'ha')), {
+      timeoutMs: 30_000,
+    });
     expect(Buffer.from(secret.data.K!, 'base64').toString()).toBe('after failover');
     expect(standby.stderr.join('')).not.toContain('after failover');
   });

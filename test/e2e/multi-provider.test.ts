@@ -72,11 +72,22 @@ describe('aws-kms, alibaba-kms, vault-transit and age in one envelope', () => {
     if (kms === undefined) throw new Error('local-kms is not running');
     return kms;
   };
-  const awsEnv = () => ({ AWS_ACCESS_KEY_ID: emulator().credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: emulator().credentials.secretAccessKey, AWS_EC2_METADATA_DISABLED: 'true', AWS_REGION: emulator().region, AWS_ENDPOINT_URL_KMS: emulator().endpoint });
+  const awsEnv = () => ({
+    AWS_ACCESS_KEY_ID: emulator().credentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: emulator().credentials.secretAccessKey,
+    AWS_EC2_METADATA_DISABLED: 'true',
+    AWS_REGION: emulator().region,
+    AWS_ENDPOINT_URL_KMS: emulator().endpoint,
+  });
   // The others unreachable: the KMS endpoint and Vault address point at a closed port.
   const kmsDown = () => ({ ...awsEnv(), AWS_ENDPOINT_URL_KMS: UNREACHABLE, AWS_MAX_ATTEMPTS: '1' });
   const vaultDown = { VAULT_ADDR: UNREACHABLE, VAULT_TOKEN: 'unused' };
-  const alibabaEnv = () => ({ ALIBABA_CLOUD_ACCESS_KEY_ID: alibaba.accessKeyId, ALIBABA_CLOUD_ACCESS_KEY_SECRET: alibaba.accessKeySecret, ALIBABA_CLOUD_KMS_ENDPOINT: alibaba.endpoint, ALIBABA_CLOUD_REGION_ID: alibaba.region });
+  const alibabaEnv = () => ({
+    ALIBABA_CLOUD_ACCESS_KEY_ID: alibaba.accessKeyId,
+    ALIBABA_CLOUD_ACCESS_KEY_SECRET: alibaba.accessKeySecret,
+    ALIBABA_CLOUD_KMS_ENDPOINT: alibaba.endpoint,
+    ALIBABA_CLOUD_REGION_ID: alibaba.region,
+  });
   const alibabaDown = () => ({ ...alibabaEnv(), ALIBABA_CLOUD_KMS_ENDPOINT: UNREACHABLE });
   /** Every provider up, with the sealers' credentials. */
   const sealerEnv = () => ({ ...awsEnv(), ...alibabaEnv(), VAULT_ADDR: bao.address, VAULT_TOKEN: sealerToken });
@@ -117,7 +128,14 @@ describe('aws-kms, alibaba-kms, vault-transit and age in one envelope', () => {
     }
     // A derived transit key; sealers may read its settings and encrypt, readers decrypt.
     await bao.createTransitKey(transitKey);
-    sealerToken = await bao.tokenWithPolicy(`sealer-${transitKey}`, [`path "transit/keys/${transitKey}" { capabilities = ["read"] }`, `path "transit/encrypt/${transitKey}" { capabilities = ["update"] }`, `path "transit/datakey/plaintext/${transitKey}" { capabilities = ["update"] }`].join('\n'));
+    sealerToken = await bao.tokenWithPolicy(
+      `sealer-${transitKey}`,
+      [
+        `path "transit/keys/${transitKey}" { capabilities = ["read"] }`,
+        `path "transit/encrypt/${transitKey}" { capabilities = ["update"] }`,
+        `path "transit/datakey/plaintext/${transitKey}" { capabilities = ["update"] }`,
+      ].join('\n'),
+    );
     readerToken = await bao.tokenWithPolicy(`reader-${transitKey}`, `path "transit/decrypt/${transitKey}" { capabilities = ["update"] }`);
 
     // An administrator's age key (break-glass) and the cluster's own age recipient, which
@@ -126,7 +144,11 @@ describe('aws-kms, alibaba-kms, vault-transit and age in one envelope', () => {
     expect(created.code, created.stderr).toBe(0);
     adminAge = created.stdout.trim();
     await runControllerWith({ name: 'publish', vaultToken: readerToken, ageSecret: 'age-main', alibaba: true }, async () => {
-      const configMap = await waitFor('the published age recipient', () => getOrUndefined<{ data: { recipient: string } }>(client, paths.configMap(controllerNamespace, 'age-main')), { timeoutMs: 60_000 });
+      const configMap = await waitFor(
+        'the published age recipient',
+        () => getOrUndefined<{ data: { recipient: string } }>(client, paths.configMap(controllerNamespace, 'age-main')),
+        { timeoutMs: 60_000 },
+      );
       clusterAge = configMap.data.recipient;
     });
     expect(clusterAge).toMatch(/^age1/);
@@ -141,11 +163,25 @@ describe('aws-kms, alibaba-kms, vault-transit and age in one envelope', () => {
     await kubectl(['delete', 'namespace', ns, controllerNamespace, '--wait=false']);
   });
 
-  const recipientFlags = () => ['-r', `aws-kms:alias/${transitKey}`, '-r', `alibaba-kms:alias/${transitKey}`, '-r', `vault-transit:${transitKey}`, '-r', `age:${clusterAge}`, '-r', `age:${adminAge}`];
+  const recipientFlags = () => [
+    '-r',
+    `aws-kms:alias/${transitKey}`,
+    '-r',
+    `alibaba-kms:alias/${transitKey}`,
+    '-r',
+    `vault-transit:${transitKey}`,
+    '-r',
+    `age:${clusterAge}`,
+    '-r',
+    `age:${adminAge}`,
+  ];
 
   describe('the CLI', () => {
     beforeAll(async () => {
-      const sealed = await envseal(['seal', '--name', 'app', '-n', ns, '--from-literal', `PASSWORD=${CANARY}`, ...recipientFlags(), '-w', 'app.yaml'], sealerEnv());
+      const sealed = await envseal(
+        ['seal', '--name', 'app', '-n', ns, '--from-literal', `PASSWORD=${CANARY}`, ...recipientFlags(), '-w', 'app.yaml'],
+        sealerEnv(),
+      );
       expect(sealed.code, sealed.stderr).toBe(0);
     });
 
@@ -164,13 +200,18 @@ describe('aws-kms, alibaba-kms, vault-transit and age in one envelope', () => {
     });
 
     it('unseals with aws-kms alone, alibaba-kms alone, vault-transit alone and age alone', async () => {
-      const open = async (env: Record<string, string>, extra: string[] = []) => withoutUrlParseWarning(await envseal(['unseal', '-f', 'app.yaml', '--key', 'PASSWORD', ...extra], env));
+      const open = async (env: Record<string, string>, extra: string[] = []) =>
+        withoutUrlParseWarning(await envseal(['unseal', '-f', 'app.yaml', '--key', 'PASSWORD', ...extra], env));
       // Only AWS KMS: Alibaba Cloud and Vault are not configured at all (no credentials, no address), no identity.
       expect(await open(awsEnv())).toEqual({ code: 0, stdout: CANARY, stderr: '' });
       // Only Alibaba Cloud KMS: the AWS KMS endpoint does not answer, Vault is not configured.
       expect(await open({ ...kmsDown(), ...alibabaEnv() })).toEqual({ code: 0, stdout: CANARY, stderr: '' });
       // Only Vault, with a decrypt-only token: neither KMS endpoint answers.
-      expect(await open({ ...kmsDown(), ...alibabaDown(), VAULT_ADDR: bao.address, VAULT_TOKEN: readerToken })).toEqual({ code: 0, stdout: CANARY, stderr: '' });
+      expect(await open({ ...kmsDown(), ...alibabaDown(), VAULT_ADDR: bao.address, VAULT_TOKEN: readerToken })).toEqual({
+        code: 0,
+        stdout: CANARY,
+        stderr: '',
+      });
       // Only the administrator's age identity: neither KMS nor Vault answers.
       expect(await open({ ...kmsDown(), ...alibabaDown(), ...vaultDown }, ['-i', 'admin.agekey'])).toEqual({ code: 0, stdout: CANARY, stderr: '' });
     });
@@ -191,7 +232,25 @@ describe('aws-kms, alibaba-kms, vault-transit and age in one envelope', () => {
     it('envseal encrypt/decrypt: one file for the same providers opens with each alone', async () => {
       const plain = `${CANARY}\n`.repeat(2000);
       await writeFile(path.join(dir, 'data.txt'), plain);
-      const enc = await envseal(['encrypt', 'data.txt', '-o', 'data.enc', '--recipient', `aws-kms:${keyArn}`, '--recipient', `alibaba-kms:${alibabaArn}`, '--recipient', `vault-transit:${transitKey}`, '--recipient', `age:${adminAge}`, '-c', 'purpose=multi'], sealerEnv());
+      const enc = await envseal(
+        [
+          'encrypt',
+          'data.txt',
+          '-o',
+          'data.enc',
+          '--recipient',
+          `aws-kms:${keyArn}`,
+          '--recipient',
+          `alibaba-kms:${alibabaArn}`,
+          '--recipient',
+          `vault-transit:${transitKey}`,
+          '--recipient',
+          `age:${adminAge}`,
+          '-c',
+          'purpose=multi',
+        ],
+        sealerEnv(),
+      );
       expect(enc.code, enc.stderr).toBe(0);
       const bytes = await readFile(path.join(dir, 'data.enc'));
       expect(bytes.includes(Buffer.from(CANARY))).toBe(false);
@@ -260,7 +319,15 @@ describe('aws-kms, alibaba-kms, vault-transit and age in one envelope', () => {
       `--alibaba-kms-endpoint=${alibaba.endpoint}`,
       `--vault-addr=${bao.address}`,
     ];
-    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, AWS_ACCESS_KEY_ID: emulator().credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: emulator().credentials.secretAccessKey, AWS_EC2_METADATA_DISABLED: 'true', VAULT_TOKEN: run.vaultToken, ...alibabaCredentials(run.alibaba) };
+    const env = {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: dir,
+      AWS_ACCESS_KEY_ID: emulator().credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: emulator().credentials.secretAccessKey,
+      AWS_EC2_METADATA_DISABLED: 'true',
+      VAULT_TOKEN: run.vaultToken,
+      ...alibabaCredentials(run.alibaba),
+    };
     const { code, log } = await withControllerProcess({ args, cwd: dir, env }, async (log) => {
       await waitFor(`controller ${run.name}: caches synced`, () => log().includes('caches synced'), { timeoutMs: 60_000 });
       await whileRunning(scrape);
@@ -273,7 +340,10 @@ describe('aws-kms, alibaba-kms, vault-transit and age in one envelope', () => {
   }
 
   /** The emulator's AccessKey, with its secret or (access revoked) another one. */
-  const alibabaCredentials = (valid: boolean) => ({ ALIBABA_CLOUD_ACCESS_KEY_ID: alibaba.accessKeyId, ALIBABA_CLOUD_ACCESS_KEY_SECRET: valid ? alibaba.accessKeySecret : 'revoked-secret-of-another-accesskey' });
+  const alibabaCredentials = (valid: boolean) => ({
+    ALIBABA_CLOUD_ACCESS_KEY_ID: alibaba.accessKeyId,
+    ALIBABA_CLOUD_ACCESS_KEY_SECRET: valid ? alibaba.accessKeySecret : 'revoked-secret-of-another-accesskey',
+  });
 
   async function readyOf(name: string): Promise<Condition | undefined> {
     const es = await getOrUndefined<Live>(client, paths.envelopeSecret(ns, name));
@@ -292,13 +362,17 @@ describe('aws-kms, alibaba-kms, vault-transit and age in one envelope', () => {
     await applyOrThrow(parse(await readFile(path.join(dir, `${name}.yaml`), 'utf8')));
   }
 
-  const unwraps = (metrics: string, provider: string, outcome?: string) => sumMetric(metrics, 'envseal_kms_requests_total', { provider, operation: 'unwrap', ...(outcome ? { outcome } : {}) });
+  const unwraps = (metrics: string, provider: string, outcome?: string) =>
+    sumMetric(metrics, 'envseal_kms_requests_total', { provider, operation: 'unwrap', ...(outcome ? { outcome } : {}) });
 
   describe('the controller with aws-kms, vault-transit and age configured at once', () => {
     // Sealed with the CLI while every provider is up, as in the section above.
     beforeAll(async () => {
       for (const name of ['via-aws', 'via-alibaba', 'via-vault', 'via-age', 'via-none', 'via-chart']) {
-        const sealed = await envseal(['seal', '--name', name, '-n', ns, '--from-literal', `PASSWORD=${CANARY}`, ...recipientFlags(), '-w', `${name}.yaml`], sealerEnv());
+        const sealed = await envseal(
+          ['seal', '--name', name, '-n', ns, '--from-literal', `PASSWORD=${CANARY}`, ...recipientFlags(), '-w', `${name}.yaml`],
+          sealerEnv(),
+        );
         expect(sealed.code, sealed.stderr).toBe(0);
       }
     });
@@ -385,13 +459,19 @@ describe('aws-kms, alibaba-kms, vault-transit and age in one envelope', () => {
       let kmsBack = false;
       try {
         const metrics = await runControllerWith({ name: 'none', vaultToken: readerToken, ageSecret: 'age-other', alibaba: false }, async (scrape) => {
-          const ready = await waitFor('via-none KMSUnavailable', async () => {
-            const condition = await readyOf('via-none');
-            return condition?.reason === 'KMSUnavailable' ? condition : undefined;
-          }, { timeoutMs: 90_000 });
+          const ready = await waitFor(
+            'via-none KMSUnavailable',
+            async () => {
+              const condition = await readyOf('via-none');
+              return condition?.reason === 'KMSUnavailable' ? condition : undefined;
+            },
+            { timeoutMs: 90_000 },
+          );
           expect(ready.status).toBe('False');
           // A summary first (kept whole within the 1 KiB of a status or Event), then each one's answer.
-          expect(ready.message).toMatch(/^envelope #0: every recipient failed \(aws-kms Unavailable, alibaba-kms AccessDenied, vault-transit Unavailable, age NoIdentity\): /);
+          expect(ready.message).toMatch(
+            /^envelope #0: every recipient failed \(aws-kms Unavailable, alibaba-kms AccessDenied, vault-transit Unavailable, age NoIdentity\): /,
+          );
           expect(ready.message).toContain(`aws-kms Decrypt with key ${keyArn}`);
           expect(ready.message).toContain(alibabaArn);
           expect(ready.message).toContain(`vault-transit decrypt with key transit/keys/${transitKey}`);
@@ -440,15 +520,34 @@ describe('aws-kms, alibaba-kms, vault-transit and age in one envelope', () => {
       const audience = 'vault-envseal';
       await kubectlOk(['create', 'serviceaccount', 'vault-reviewer', '-n', controllerNamespace]);
       await kubectlOk(['create', 'serviceaccount', serviceAccount, '-n', controllerNamespace]);
-      await kubectlOk(['create', 'clusterrolebinding', `${controllerNamespace}-vault-reviewer`, '--clusterrole=system:auth-delegator', `--serviceaccount=${controllerNamespace}:vault-reviewer`]);
+      await kubectlOk([
+        'create',
+        'clusterrolebinding',
+        `${controllerNamespace}-vault-reviewer`,
+        '--clusterrole=system:auth-delegator',
+        `--serviceaccount=${controllerNamespace}:vault-reviewer`,
+      ]);
       const cluster = sharedCluster();
       await bao.api('POST', 'sys/auth/kubernetes', { type: 'kubernetes' });
-      await bao.api('POST', 'auth/kubernetes/config', { kubernetes_host: cluster.server, kubernetes_ca_cert: await readFile(cluster.caCertPath, 'utf8'), token_reviewer_jwt: (await kubectlOk(['create', 'token', 'vault-reviewer', '-n', controllerNamespace, '--duration=1h'])).trim(), disable_local_ca_jwt: true });
+      await bao.api('POST', 'auth/kubernetes/config', {
+        kubernetes_host: cluster.server,
+        kubernetes_ca_cert: await readFile(cluster.caCertPath, 'utf8'),
+        token_reviewer_jwt: (await kubectlOk(['create', 'token', 'vault-reviewer', '-n', controllerNamespace, '--duration=1h'])).trim(),
+        disable_local_ca_jwt: true,
+      });
       await bao.api('PUT', 'sys/policies/acl/envseal-chart', { policy: `path "transit/decrypt/${transitKey}" { capabilities = ["update"] }` });
-      await bao.api('POST', 'auth/kubernetes/role/envseal-chart', { bound_service_account_names: [serviceAccount], bound_service_account_namespaces: [controllerNamespace], audience, token_policies: ['envseal-chart'], token_ttl: '10m' });
+      await bao.api('POST', 'auth/kubernetes/role/envseal-chart', {
+        bound_service_account_names: [serviceAccount],
+        bound_service_account_namespaces: [controllerNamespace],
+        audience,
+        token_policies: ['envseal-chart'],
+        token_ttl: '10m',
+      });
       // What the kubelet projects into the pod for tokenAudience.
       const tokenFile = path.join(dir, 'vault-token');
-      await writeFile(tokenFile, await kubectlOk(['create', 'token', serviceAccount, '-n', controllerNamespace, `--audience=${audience}`, '--duration=1h']), { mode: 0o600 });
+      await writeFile(tokenFile, await kubectlOk(['create', 'token', serviceAccount, '-n', controllerNamespace, `--audience=${audience}`, '--duration=1h']), {
+        mode: 0o600,
+      });
       // The pod's own token (the API server's audience) is refused by this role.
       const podToken = (await kubectlOk(['create', 'token', serviceAccount, '-n', controllerNamespace, '--duration=1h'])).trim();
       await expect(bao.api('POST', 'auth/kubernetes/login', { role: 'envseal-chart', jwt: podToken }, '')).rejects.toThrow(/HTTP 403.*aud/);
@@ -466,29 +565,72 @@ describe('aws-kms, alibaba-kms, vault-transit and age in one envelope', () => {
           `providers.vaultTransit.authRole=envseal-chart`,
           `providers.vaultTransit.tokenAudience=${audience}`,
         ];
-        execFile(cluster.helmPath, ['template', 'envseal', path.join(repoRoot, 'charts/envseal'), '--namespace', controllerNamespace, ...sets.flatMap((set) => ['--set', set])], { env: { ...process.env, HELM_CACHE_HOME: path.join(cluster.dir, 'helm-cache'), HELM_CONFIG_HOME: path.join(cluster.dir, 'helm-config'), HELM_DATA_HOME: path.join(cluster.dir, 'helm-data') } }, (error, stdout, stderr) => (error ? reject(new Error(`helm template: ${stderr}`)) : resolve(stdout)));
+        execFile(
+          cluster.helmPath,
+          ['template', 'envseal', path.join(repoRoot, 'charts/envseal'), '--namespace', controllerNamespace, ...sets.flatMap((set) => ['--set', set])],
+          {
+            env: {
+              ...process.env,
+              HELM_CACHE_HOME: path.join(cluster.dir, 'helm-cache'),
+              HELM_CONFIG_HOME: path.join(cluster.dir, 'helm-config'),
+              HELM_DATA_HOME: path.join(cluster.dir, 'helm-data'),
+            },
+          },
+          (error, stdout, stderr) => (error ? reject(new Error(`helm template: ${stderr}`)) : resolve(stdout)),
+        );
       });
-      const deployment = parseAllDocuments(rendered).map((d) => d.toJS()).find((m: { kind?: string } | null) => m?.kind === 'Deployment') as { spec: { template: { spec: { containers: { args: string[]; env: { name: string; value?: string }[] }[] } } } };
+      const deployment = parseAllDocuments(rendered)
+        .map((d) => d.toJS())
+        .find((m: { kind?: string } | null) => m?.kind === 'Deployment') as {
+        spec: { template: { spec: { containers: { args: string[]; env: { name: string; value?: string }[] }[] } } };
+      };
       const container = deployment.spec.template.spec.containers[0]!;
       // The pod's projected token and metrics port become a local file and a free loopback port.
       const port = await freePort();
-      const args = container.args.map((a) => (a.startsWith('--metrics-address=') ? `--metrics-address=127.0.0.1:${port}` : a.startsWith('--vault-auth-token-file=') ? `--vault-auth-token-file=${tokenFile}` : a));
+      const args = container.args.map((a) =>
+        a.startsWith('--metrics-address=')
+          ? `--metrics-address=127.0.0.1:${port}`
+          : a.startsWith('--vault-auth-token-file=')
+            ? `--vault-auth-token-file=${tokenFile}`
+            : a,
+      );
       expect(args.filter((a, i) => a !== container.args[i])).toHaveLength(2);
-      const env: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, POD_NAMESPACE: controllerNamespace, POD_NAME: 'envseal-chart-0', AWS_ACCESS_KEY_ID: emulator().credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: emulator().credentials.secretAccessKey, AWS_EC2_METADATA_DISABLED: 'true', ...alibabaCredentials(false) };
-      expect(args).toEqual(expect.arrayContaining([`--alibaba-kms-region=${alibaba.region}`, `--alibaba-kms-endpoint=${alibaba.endpoint}`, `--vault-addr=${bao.address}`, '--vault-auth-role=envseal-chart', `--kms-endpoint=${emulator().endpoint}`, '--age-secret=age-main']));
+      const env: Record<string, string> = {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: dir,
+        POD_NAMESPACE: controllerNamespace,
+        POD_NAME: 'envseal-chart-0',
+        AWS_ACCESS_KEY_ID: emulator().credentials.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: emulator().credentials.secretAccessKey,
+        AWS_EC2_METADATA_DISABLED: 'true',
+        ...alibabaCredentials(false),
+      };
+      expect(args).toEqual(
+        expect.arrayContaining([
+          `--alibaba-kms-region=${alibaba.region}`,
+          `--alibaba-kms-endpoint=${alibaba.endpoint}`,
+          `--vault-addr=${bao.address}`,
+          '--vault-auth-role=envseal-chart',
+          `--kms-endpoint=${emulator().endpoint}`,
+          '--age-secret=age-main',
+        ]),
+      );
       for (const variable of container.env) if (variable.value !== undefined) env[variable.name] = variable.value;
 
       await stopKms();
       try {
         const metricsUrl = `http://127.0.0.1:${port}/metrics`;
         let metrics = '';
-        const { code, log } = await withControllerProcess({ args: [ENVSEAL, ...args, `--kubeconfig=${cluster.kubeconfigPath}`], cwd: dir, env }, async (log) => {
-          await waitFor('caches synced', () => log().includes('caches synced'), { timeoutMs: 60_000 });
-          await apply('via-chart');
-          await waitFor('via-chart Synced', async () => (await readyOf('via-chart'))?.reason === 'Synced', { timeoutMs: 90_000 });
-          expect(await secretValue('via-chart')).toBe(CANARY);
-          metrics = await fetch(metricsUrl).then((r) => r.text());
-        });
+        const { code, log } = await withControllerProcess(
+          { args: [ENVSEAL, ...args, `--kubeconfig=${cluster.kubeconfigPath}`], cwd: dir, env },
+          async (log) => {
+            await waitFor('caches synced', () => log().includes('caches synced'), { timeoutMs: 60_000 });
+            await apply('via-chart');
+            await waitFor('via-chart Synced', async () => (await readyOf('via-chart'))?.reason === 'Synced', { timeoutMs: 90_000 });
+            expect(await secretValue('via-chart')).toBe(CANARY);
+            metrics = await fetch(metricsUrl).then((r) => r.text());
+          },
+        );
         expect(code, log.slice(-3000)).toBe(0);
         expect(log).not.toContain(CANARY);
         expect(unwraps(metrics, 'aws-kms', 'Unavailable')).toBeGreaterThanOrEqual(1);
@@ -496,7 +638,11 @@ describe('aws-kms, alibaba-kms, vault-transit and age in one envelope', () => {
         expect(unwraps(metrics, 'vault-transit', 'success')).toBe(1);
         // OpenBao issued the controller's token to the ServiceAccount, through the audience-bound token.
         const accessors = await bao.api<{ data: { keys: string[] } }>('LIST', 'auth/token/accessors');
-        const tokens = await Promise.all(accessors.data.keys.map((accessor) => bao.api<{ data: { meta: Record<string, string> | null; policies: string[] } }>('POST', 'auth/token/lookup-accessor', { accessor })));
+        const tokens = await Promise.all(
+          accessors.data.keys.map((accessor) =>
+            bao.api<{ data: { meta: Record<string, string> | null; policies: string[] } }>('POST', 'auth/token/lookup-accessor', { accessor }),
+          ),
+        );
         const issued = tokens.filter((t) => t.data.meta?.service_account_name === serviceAccount);
         expect(issued).toHaveLength(1);
         expect(issued[0]!.data.policies).toEqual(['default', 'envseal-chart']);

@@ -13,7 +13,18 @@ import { CANARY_MARKER, recordLeakText } from '../harness/faults-leaks.ts';
 import { startNodeCluster, type NodeCluster } from '../harness/node.ts';
 import { ProviderRegistry } from '../../src/providers/registry.ts';
 import {
-  applyManifest, chartDir, getJson, helmOrThrow, imageValues, isReady, kubectlOrThrow, livePods, nodeClient, restrictedContainer, restrictedNamespace, type Pod,
+  applyManifest,
+  chartDir,
+  getJson,
+  helmOrThrow,
+  imageValues,
+  isReady,
+  kubectlOrThrow,
+  livePods,
+  nodeClient,
+  restrictedContainer,
+  restrictedNamespace,
+  type Pod,
 } from '../harness/node-kube.ts';
 import { ageTarget, sealFor } from '../harness/seal.ts';
 
@@ -37,10 +48,14 @@ async function leaseHolder(namespace = NS): Promise<string | undefined> {
 }
 
 async function twoReady(namespace = NS, timeoutMs = 180_000): Promise<Pod[]> {
-  return waitFor('2 controller pods Running and Ready', async () => {
-    const pods = await controllerPods(namespace);
-    return pods.length === 2 && pods.every(isReady) ? pods : false;
-  }, { timeoutMs, intervalMs: 1_000 });
+  return waitFor(
+    '2 controller pods Running and Ready',
+    async () => {
+      const pods = await controllerPods(namespace);
+      return pods.length === 2 && pods.every(isReady) ? pods : false;
+    },
+    { timeoutMs, intervalMs: 1_000 },
+  );
 }
 
 /** Every controller pod's log, recorded for the suite-wide leak check and scanned here. */
@@ -73,7 +88,9 @@ async function inPod(pod: string, script: string, namespace = NS): Promise<strin
 beforeAll(async () => {
   node = await startNodeCluster({ log });
   client = nodeClient(node);
-  log(`image ${node.controllerImage.reference}: rootfs ${(node.controllerImage.rootfsBytes / 1e6).toFixed(1)} MB, archive ${(node.controllerImage.archiveBytes / 1e6).toFixed(1)} MB`);
+  log(
+    `image ${node.controllerImage.reference}: rootfs ${(node.controllerImage.rootfsBytes / 1e6).toFixed(1)} MB, archive ${(node.controllerImage.archiveBytes / 1e6).toFixed(1)} MB`,
+  );
 }, 1_300_000); // starting may wait for another node on this machine (one at a time)
 
 afterAll(async () => {
@@ -95,15 +112,26 @@ describe('helm install with default values on a real node', () => {
     const holder = await waitFor('a Lease holder', () => leaseHolder());
     expect(pods.map((p) => p.metadata.name)).toContain(holder);
     // The namespace really enforces restricted: a privileged pod is refused.
-    const refused = await node.kubectl(['run', 'privileged', '-n', NS, `--image=${node.busyboxImage.reference}`, '--image-pull-policy=Never', '--overrides',
-      JSON.stringify({ spec: { containers: [{ name: 'privileged', image: node.busyboxImage.reference, securityContext: { privileged: true } }] } })]);
+    const refused = await node.kubectl([
+      'run',
+      'privileged',
+      '-n',
+      NS,
+      `--image=${node.busyboxImage.reference}`,
+      '--image-pull-policy=Never',
+      '--overrides',
+      JSON.stringify({ spec: { containers: [{ name: 'privileged', image: node.busyboxImage.reference, securityContext: { privileged: true } }] } }),
+    ]);
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toMatch(/violates PodSecurity "restricted:latest"/);
   });
 
   it('the pods run as 65532, non-root, read-only root filesystem, no capabilities, seccomp filtering', async () => {
     const [pod] = await controllerPods();
-    const report = JSON.parse(await inPod(pod!.metadata.name, `
+    const report = JSON.parse(
+      await inPod(
+        pod!.metadata.name,
+        `
       const fs = require('node:fs');
       const status = fs.readFileSync('/proc/self/status', 'utf8');
       const field = (k) => status.match(new RegExp('^' + k + ':\\\\s*(.*)$', 'm'))[1].trim();
@@ -113,16 +141,34 @@ describe('helm install with default values on a real node', () => {
       try { fs.writeFileSync('/tmp/x', 'x'); fs.rmSync('/tmp/x'); } catch (e) { tmpWrite = e.code; }
       const nameservers = fs.readFileSync('/etc/resolv.conf', 'utf8').match(/^nameserver\\s+\\S+/gm);
       console.log(JSON.stringify({ uid: process.getuid(), gid: process.getgid(), capEff: field('CapEff'), capBnd: field('CapBnd'), noNewPrivs: field('NoNewPrivs'), seccomp: field('Seccomp'), rootWrite, tmpWrite, nameservers }));
-    `));
+    `,
+      ),
+    );
     // The pod's only resolver is its own loopback: no DNS query leaves the pod.
-    expect(report).toEqual({ uid: 65532, gid: 65532, capEff: '0000000000000000', capBnd: '0000000000000000', noNewPrivs: '1', seccomp: '2', rootWrite: 'EROFS', tmpWrite: 'written', nameservers: ['nameserver 127.0.0.1'] });
+    expect(report).toEqual({
+      uid: 65532,
+      gid: 65532,
+      capEff: '0000000000000000',
+      capBnd: '0000000000000000',
+      noNewPrivs: '1',
+      seccomp: '2',
+      rootWrite: 'EROFS',
+      tmpWrite: 'written',
+      nameservers: ['nameserver 127.0.0.1'],
+    });
   });
 
   it('the node network stays inside its namespace: no link to the host, every route on its own links', async () => {
-    const ip = async (...args: string[]) => new Promise<string>((resolve, reject) => {
-      execFile('ip', ['-n', node.netns, ...args], { env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` } }, (error, stdout) => (error ? reject(error) : resolve(stdout)));
-    });
-    const links = (await ip('-o', 'link', 'show')).split('\n').filter(Boolean).map((l) => l.split(': ')[1]!.replace(/@.*/, ''));
+    const ip = async (...args: string[]) =>
+      new Promise<string>((resolve, reject) => {
+        execFile('ip', ['-n', node.netns, ...args], { env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` } }, (error, stdout) =>
+          error ? reject(error) : resolve(stdout),
+        );
+      });
+    const links = (await ip('-o', 'link', 'show'))
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split(': ')[1]!.replace(/@.*/, ''));
     // lo, the veth pair (both ends here), the CNI bridge and the pods' veths.
     for (const link of links) expect(link).toMatch(/^(lo|envseal0|envseal1|cni0|veth[0-9a-f]+)$/);
     const routes = (await ip('route', 'show')).split('\n').filter(Boolean);
@@ -134,7 +180,9 @@ describe('helm install with default values on a real node', () => {
   });
 
   it('an EnvelopeSecret becomes a Secret', async () => {
-    const configMap = await waitFor('the published age recipient', () => getJson<{ data: { recipient: string } }>(node, ['configmap', 'envseal-age-recipient', '-n', NS]));
+    const configMap = await waitFor('the published age recipient', () =>
+      getJson<{ data: { recipient: string } }>(node, ['configmap', 'envseal-age-recipient', '-n', NS]),
+    );
     recipient = configMap.data.recipient;
     const namespace = uniqueName('apps');
     await restrictedNamespace(node, namespace);
@@ -156,21 +204,29 @@ describe('leader failover in real pods', () => {
     // The leader releases the Lease on SIGTERM; whoever asks first gets it: the standby
     // (it retries every retryPeriod, 2 s) or the replacement pod (it asks as it starts).
     let seen = '';
-    const holder = await waitFor('another live replica to hold the Lease', async () => {
-      const h = await leaseHolder();
-      const live = (await controllerPods()).map((p) => p.metadata.name);
-      seen = `holder ${h}; live pods ${live.join(', ')}`;
-      return h !== undefined && h !== '' && h !== leader && live.includes(h) ? h : false;
-    }, { timeoutMs: LEASE_SECONDS * 1000, intervalMs: 250 }).catch((err: Error) => {
+    const holder = await waitFor(
+      'another live replica to hold the Lease',
+      async () => {
+        const h = await leaseHolder();
+        const live = (await controllerPods()).map((p) => p.metadata.name);
+        seen = `holder ${h}; live pods ${live.join(', ')}`;
+        return h !== undefined && h !== '' && h !== leader && live.includes(h) ? h : false;
+      },
+      { timeoutMs: LEASE_SECONDS * 1000, intervalMs: 250 },
+    ).catch((err: Error) => {
       throw new Error(`${err.message}; deleted ${leader}; last seen: ${seen}`, { cause: err });
     });
     const takeoverMs = Date.now() - deleted;
-    log(`leader ${leader} deleted; ${holder} (${holder === other ? 'the standby' : 'the replacement pod'}) holds the Lease after ${(takeoverMs / 1000).toFixed(1)} s`);
+    log(
+      `leader ${leader} deleted; ${holder} (${holder === other ? 'the standby' : 'the replacement pod'}) holds the Lease after ${(takeoverMs / 1000).toFixed(1)} s`,
+    );
     expect(takeoverMs).toBeLessThan(LEASE_SECONDS * 1000);
     const namespace = uniqueName('after-failover');
     await restrictedNamespace(node, namespace);
     await sealAndApply(namespace, 'still', { V: `${CANARY_MARKER}after failover` });
-    expect(await waitFor('the Secret after failover', () => secretValue(namespace, 'still', 'V'), { timeoutMs: 60_000 })).toBe(`${CANARY_MARKER}after failover`);
+    expect(await waitFor('the Secret after failover', () => secretValue(namespace, 'still', 'V'), { timeoutMs: 60_000 })).toBe(
+      `${CANARY_MARKER}after failover`,
+    );
     const pods = await twoReady();
     expect(pods.map((p) => p.metadata.name)).not.toContain(leader);
     expect(pods.map((p) => p.metadata.name)).toContain(other);
@@ -198,30 +254,59 @@ describe('rollout restart for real', () => {
     // The workloads first (their pods wait for the Secret), then the EnvelopeSecret: its
     // first write annotates env-reader once. Values without the canary marker: these
     // workloads print what they read, as users' do.
-    await applyManifest(node, deployment('env-reader', podSpec({
-      command: ['sh', '-c', 'echo "GREETING=$GREETING"; exec sleep 3600'],
-      env: [{ name: 'GREETING', valueFrom: { secretKeyRef: { name: 'greeting', key: 'GREETING' } } }],
-    })));
-    await applyManifest(node, deployment('file-reader', podSpec({
-      command: ['sleep', '3600'],
-      volumeMounts: [{ name: 'greeting', mountPath: '/etc/greeting', readOnly: true }],
-    }, [{ name: 'greeting', secret: { secretName: 'greeting' } }])));
+    await applyManifest(
+      node,
+      deployment(
+        'env-reader',
+        podSpec({
+          command: ['sh', '-c', 'echo "GREETING=$GREETING"; exec sleep 3600'],
+          env: [{ name: 'GREETING', valueFrom: { secretKeyRef: { name: 'greeting', key: 'GREETING' } } }],
+        }),
+      ),
+    );
+    await applyManifest(
+      node,
+      deployment(
+        'file-reader',
+        podSpec(
+          {
+            command: ['sleep', '3600'],
+            volumeMounts: [{ name: 'greeting', mountPath: '/etc/greeting', readOnly: true }],
+          },
+          [{ name: 'greeting', secret: { secretName: 'greeting' } }],
+        ),
+      ),
+    );
     await sealAndApply(namespace, 'greeting', { GREETING: 'first value' }, { restartWorkloads: [{ kind: 'Deployment', name: 'env-reader' }] });
     await waitFor('the Secret', () => secretValue(namespace, 'greeting', 'GREETING'), { timeoutMs: 60_000 });
-    const readyPod = (app: string, not?: string) => waitFor(`a Ready ${app} pod${not ? ` other than ${not}` : ''}`, async () => {
-      const pods = (await livePods(node, namespace, `app=${app}`)).filter((p) => isReady(p) && p.metadata.name !== not);
-      return pods.length === 1 ? pods[0] : false;
-    }, { timeoutMs: 120_000, intervalMs: 1_000 });
+    const readyPod = (app: string, not?: string) =>
+      waitFor(
+        `a Ready ${app} pod${not ? ` other than ${not}` : ''}`,
+        async () => {
+          const pods = (await livePods(node, namespace, `app=${app}`)).filter((p) => isReady(p) && p.metadata.name !== not);
+          return pods.length === 1 ? pods[0] : false;
+        },
+        { timeoutMs: 120_000, intervalMs: 1_000 },
+      );
     const envLog = async (pod: Pod) => (await kubectlOrThrow(node, ['logs', '-n', namespace, pod.metadata.name])).trim();
     const fileOf = async (pod: Pod) => kubectlOrThrow(node, ['exec', '-n', namespace, pod.metadata.name, '--', 'cat', '/etc/greeting/GREETING']);
 
     // The first write annotated env-reader once (docs/controller.md): wait for that rollout to settle.
-    const envBefore = await waitFor('env-reader rolled with the data hash', async () => {
-      const d = await getJson<{ spec: { template: { metadata: { annotations?: Record<string, string> } } } }>(node, ['deployment', 'env-reader', '-n', namespace]);
-      if (d.spec.template.metadata.annotations?.[ANNOTATION_DATA_HASH] === undefined) return false;
-      const pods = await livePods(node, namespace, 'app=env-reader');
-      return pods.length === 1 && isReady(pods[0]!) && pods[0]!.metadata.annotations?.[ANNOTATION_DATA_HASH] !== undefined ? pods[0] : false;
-    }, { timeoutMs: 120_000, intervalMs: 1_000 });
+    const envBefore = await waitFor(
+      'env-reader rolled with the data hash',
+      async () => {
+        const d = await getJson<{ spec: { template: { metadata: { annotations?: Record<string, string> } } } }>(node, [
+          'deployment',
+          'env-reader',
+          '-n',
+          namespace,
+        ]);
+        if (d.spec.template.metadata.annotations?.[ANNOTATION_DATA_HASH] === undefined) return false;
+        const pods = await livePods(node, namespace, 'app=env-reader');
+        return pods.length === 1 && isReady(pods[0]!) && pods[0]!.metadata.annotations?.[ANNOTATION_DATA_HASH] !== undefined ? pods[0] : false;
+      },
+      { timeoutMs: 120_000, intervalMs: 1_000 },
+    );
     const fileBefore = await readyPod('file-reader');
     expect(await envLog(envBefore)).toBe('GREETING=first value');
     expect(await fileOf(fileBefore)).toBe('first value');
@@ -237,13 +322,24 @@ describe('rollout restart for real', () => {
     const fileNow = (await livePods(node, namespace, 'app=file-reader'))[0]!;
     expect(fileNow.metadata.uid).toBe(fileBefore.metadata.uid);
     expect(fileNow.status.containerStatuses?.[0]?.restartCount).toBe(0);
-    const fileDeployment = await getJson<{ spec: { template: { metadata: { annotations?: Record<string, string> } } } }>(node, ['deployment', 'file-reader', '-n', namespace]);
+    const fileDeployment = await getJson<{ spec: { template: { metadata: { annotations?: Record<string, string> } } } }>(node, [
+      'deployment',
+      'file-reader',
+      '-n',
+      namespace,
+    ]);
     expect(fileDeployment.spec.template.metadata.annotations?.[ANNOTATION_DATA_HASH]).toBeUndefined();
   });
 });
 
 // 1,000 EnvelopeSecrets, created by the memory test and checked again after the upgrade.
-const load = { namespaces: ['load-a', 'load-b'], count: 1000, prefix: 'load', targets: [] as ReturnType<typeof ageTarget>[], providers: new ProviderRegistry({}) };
+const load = {
+  namespaces: ['load-a', 'load-b'],
+  count: 1000,
+  prefix: 'load',
+  targets: [] as ReturnType<typeof ageTarget>[],
+  providers: new ProviderRegistry({}),
+};
 const expected = new Map<string, ExpectedSecret>();
 
 describe('the memory limit is real', () => {
@@ -263,10 +359,14 @@ describe('the memory limit is real', () => {
     await kubectlOrThrow(node, ['rollout', 'restart', 'deployment/envseal', '-n', NS]);
     await kubectlOrThrow(node, ['rollout', 'status', 'deployment/envseal', '-n', NS, '--timeout=240s']);
     const pods = await twoReady();
-    const holder = await waitFor('a new Lease holder', async () => {
-      const h = await leaseHolder();
-      return h !== undefined && pods.some((p) => p.metadata.name === h) ? h : false;
-    }, { timeoutMs: 60_000 });
+    const holder = await waitFor(
+      'a new Lease holder',
+      async () => {
+        const h = await leaseHolder();
+        return h !== undefined && pods.some((p) => p.metadata.name === h) ? h : false;
+      },
+      { timeoutMs: 60_000 },
+    );
     const annotate = Date.now();
     // Touch every object's metadata so the new leader reconciles all of them.
     await kubectlOrThrow(node, ['annotate', 'envelopesecrets', '--all', '-n', 'load-a', `touched=${annotate}`, '--overwrite']);
@@ -274,7 +374,9 @@ describe('the memory limit is real', () => {
     await waitAllCorrect(client, expected, load.namespaces, 300_000, log);
     const limit = 256 * 1024 * 1024;
     for (const pod of await controllerPods()) {
-      const peak = Number(await inPod(pod.metadata.name, `console.log(require('node:fs').readFileSync('/proc/1/status','utf8').match(/^VmHWM:\\s*(\\d+)/m)[1] * 1024)`));
+      const peak = Number(
+        await inPod(pod.metadata.name, `console.log(require('node:fs').readFileSync('/proc/1/status','utf8').match(/^VmHWM:\\s*(\\d+)/m)[1] * 1024)`),
+      );
       log(`${pod.metadata.name}${pod.metadata.name === holder ? ' (leader)' : ''}: peak RSS ${(peak / 1048576).toFixed(0)} MiB, limit 256 MiB`);
       expect(peak).toBeGreaterThan(0);
       expect(peak).toBeLessThan(limit);
@@ -282,20 +384,43 @@ describe('the memory limit is real', () => {
     }
   });
 
-  it('a limit below the controller\'s footprint (48Mi; it uses about 110 MiB idle) ends in an OOM kill; back to the defaults, the Deployment recovers and every Secret is right', async () => {
-    helmOrThrow(await node.helm(['upgrade', RELEASE, chartDir, '--namespace', NS, ...imageValues(node),
-      '--set', 'resources.limits.memory=48Mi', '--set', 'resources.requests.memory=48Mi']), 'helm upgrade (48Mi)');
-    const killed = await waitFor('a controller container OOMKilled', async () => {
-      const pods = await controllerPods();
-      return pods.find((p) => p.status.containerStatuses?.some((c) => c.lastState?.terminated?.reason === 'OOMKilled' || c.state?.terminated?.reason === 'OOMKilled'));
-    }, { timeoutMs: 180_000, intervalMs: 1_000 });
+  it("a limit below the controller's footprint (48Mi; it uses about 110 MiB idle) ends in an OOM kill; back to the defaults, the Deployment recovers and every Secret is right", async () => {
+    helmOrThrow(
+      await node.helm([
+        'upgrade',
+        RELEASE,
+        chartDir,
+        '--namespace',
+        NS,
+        ...imageValues(node),
+        '--set',
+        'resources.limits.memory=48Mi',
+        '--set',
+        'resources.requests.memory=48Mi',
+      ]),
+      'helm upgrade (48Mi)',
+    );
+    const killed = await waitFor(
+      'a controller container OOMKilled',
+      async () => {
+        const pods = await controllerPods();
+        return pods.find((p) =>
+          p.status.containerStatuses?.some((c) => c.lastState?.terminated?.reason === 'OOMKilled' || c.state?.terminated?.reason === 'OOMKilled'),
+        );
+      },
+      { timeoutMs: 180_000, intervalMs: 1_000 },
+    );
     log(`${killed.metadata.name}: OOMKilled under a 48Mi limit`);
     expect(killed.spec.containers[0]!.resources?.limits?.memory).toBe('48Mi');
-    helmOrThrow(await node.helm(['upgrade', RELEASE, chartDir, '--namespace', NS, ...imageValues(node), '--wait', '--timeout', '5m']), 'helm upgrade (defaults)');
+    helmOrThrow(
+      await node.helm(['upgrade', RELEASE, chartDir, '--namespace', NS, ...imageValues(node), '--wait', '--timeout', '5m']),
+      'helm upgrade (defaults)',
+    );
     const pods = await twoReady();
     for (const pod of pods) expect(pod.spec.containers[0]!.resources?.limits?.memory).toBe('256Mi');
     const annotate = Date.now();
-    for (const namespace of load.namespaces) await kubectlOrThrow(node, ['annotate', 'envelopesecrets', '--all', '-n', namespace, `touched=${annotate}`, '--overwrite']);
+    for (const namespace of load.namespaces)
+      await kubectlOrThrow(node, ['annotate', 'envelopesecrets', '--all', '-n', namespace, `touched=${annotate}`, '--overwrite']);
     await waitAllCorrect(client, expected, load.namespaces, 300_000, log);
     await scanControllerLogs();
   });
@@ -324,8 +449,9 @@ describe('helm upgrade and uninstall', () => {
       expect(await waitFor(`Secret ${name}`, () => secretValue(namespace, name, 'V'), { timeoutMs: 120_000 })).toBe(`${CANARY_MARKER}${name}`);
     }
     await waitAllCorrect(client, expected, load.namespaces, 300_000, log);
-    const notReady = (await getJson<{ items: EnvelopeSecret[] }>(node, ['envelopesecrets', '-A'])).items
-      .filter((es) => es.status?.conditions?.find((c) => c.type === 'Ready')?.status !== 'True' || es.status?.observedGeneration !== es.metadata.generation);
+    const notReady = (await getJson<{ items: EnvelopeSecret[] }>(node, ['envelopesecrets', '-A'])).items.filter(
+      (es) => es.status?.conditions?.find((c) => c.type === 'Ready')?.status !== 'True' || es.status?.observedGeneration !== es.metadata.generation,
+    );
     expect(notReady.map((es) => `${es.metadata.namespace}/${es.metadata.name}`)).toEqual([]);
     await scanControllerLogs();
   });
@@ -348,22 +474,49 @@ describe('namespaced mode (watchNamespaces) in pods', () => {
     const teamA = uniqueName('team-a');
     const teamB = uniqueName('team-b');
     for (const ns of [releaseNs, teamA, teamB]) await restrictedNamespace(node, ns);
-    await applyManifest(node, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'elsewhere', namespace: teamB }, stringData: { K: `${CANARY_MARKER}elsewhere` } });
-    helmOrThrow(await node.helm(['install', release, chartDir, '--namespace', releaseNs, ...imageValues(node), '--set', `watchNamespaces={${teamA}}`, '--wait', '--timeout', '4m']), 'helm install (namespaced)');
+    await applyManifest(node, {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'elsewhere', namespace: teamB },
+      stringData: { K: `${CANARY_MARKER}elsewhere` },
+    });
+    helmOrThrow(
+      await node.helm([
+        'install',
+        release,
+        chartDir,
+        '--namespace',
+        releaseNs,
+        ...imageValues(node),
+        '--set',
+        `watchNamespaces={${teamA}}`,
+        '--wait',
+        '--timeout',
+        '4m',
+      ]),
+      'helm install (namespaced)',
+    );
     const pods = await twoReady(releaseNs);
-    const configMap = await waitFor('the team recipient', () => getJson<{ data: { recipient: string } }>(node, ['configmap', 'envseal-age-recipient', '-n', releaseNs]));
+    const configMap = await waitFor('the team recipient', () =>
+      getJson<{ data: { recipient: string } }>(node, ['configmap', 'envseal-age-recipient', '-n', releaseNs]),
+    );
     recipient = configMap.data.recipient;
     await sealAndApply(teamA, 'app', { K: `${CANARY_MARKER}team a` });
     expect(await waitFor('the Secret in the watched namespace', () => secretValue(teamA, 'app', 'K'), { timeoutMs: 60_000 })).toBe(`${CANARY_MARKER}team a`);
     await sealAndApply(teamB, 'app', { K: `${CANARY_MARKER}team b` });
     // From inside a controller pod, with its own ServiceAccount token, through the kubernetes Service.
-    const statusOf = (namespace: string) => inPod(pods[0]!.metadata.name, `
+    const statusOf = (namespace: string) =>
+      inPod(
+        pods[0]!.metadata.name,
+        `
       const fs = require('node:fs'), https = require('node:https');
       const dir = '/var/run/secrets/kubernetes.io/serviceaccount/';
       https.get({ host: process.env.KUBERNETES_SERVICE_HOST, port: process.env.KUBERNETES_SERVICE_PORT, path: '/api/v1/namespaces/${namespace}/secrets',
         ca: fs.readFileSync(dir + 'ca.crt'), headers: { authorization: 'Bearer ' + fs.readFileSync(dir + 'token', 'utf8') } },
         (res) => { res.resume(); console.log(res.statusCode); }).on('error', (e) => console.log(e.code));
-    `, releaseNs);
+    `,
+        releaseNs,
+      );
     expect((await statusOf(teamB)).trim()).toBe('403');
     expect((await statusOf(teamA)).trim()).toBe('200');
     // Nothing was written in the namespace it does not watch.

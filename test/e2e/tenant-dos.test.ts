@@ -29,7 +29,18 @@ import { CANARY_MARKER, declaringDataKeys } from '../harness/faults-leaks.ts';
 import { type KmsEmulator, startLocalKms } from '../harness/kms-emulators.ts';
 import { adminClient, createNamespace, kubectl, paths } from '../harness/kube.ts';
 import { ageTarget, sealFor } from '../harness/seal.ts';
-import { admits, type ChartController, type ChartRelease, chartDir, createTenant, currentReady, helm, installChart, startChartController, type Tenant } from '../harness/tenant.ts';
+import {
+  admits,
+  type ChartController,
+  type ChartRelease,
+  chartDir,
+  createTenant,
+  currentReady,
+  helm,
+  installChart,
+  startChartController,
+  type Tenant,
+} from '../harness/tenant.ts';
 
 const admin = adminClient();
 const release = uniqueName('envseal');
@@ -66,7 +77,8 @@ function normalItems(round: number): Item[] {
   }));
 }
 
-const sealItem = (item: Item, targets: readonly RecipientTarget[] = [cluster]) => sealFor({ namespace: item.namespace, name: item.name, values: item.values, targets, providers: sealer });
+const sealItem = (item: Item, targets: readonly RecipientTarget[] = [cluster]) =>
+  sealFor({ namespace: item.namespace, name: item.name, values: item.values, targets, providers: sealer });
 
 /** Creates the objects, or replaces the spec of existing ones. */
 async function applyAll(client: KubeClient, manifests: readonly EnvelopeSecret[], concurrency = 16): Promise<void> {
@@ -77,7 +89,12 @@ async function applyAll(client: KubeClient, manifests: readonly EnvelopeSecret[]
         await client.request({ method: 'POST', path: paths.envelopeSecrets(namespace), body: manifest });
       } catch (error) {
         if ((error as { status?: number }).status !== 409) throw error;
-        await client.request({ method: 'PATCH', path: paths.envelopeSecret(namespace, manifest.metadata.name), body: { spec: manifest.spec }, patchType: 'merge' });
+        await client.request({
+          method: 'PATCH',
+          path: paths.envelopeSecret(namespace, manifest.metadata.name),
+          body: { spec: manifest.spec },
+          patchType: 'merge',
+        });
       }
     });
   });
@@ -87,8 +104,20 @@ async function applyAll(client: KubeClient, manifests: readonly EnvelopeSecret[]
 async function correctCount(items: readonly Item[]): Promise<number> {
   const byNamespace = new Map<string, Map<string, Record<string, string>>>();
   for (const namespace of new Set(items.map((i) => i.namespace))) {
-    const list = await admin.request<{ items: { metadata: { name: string }; data?: Record<string, string> }[] }>({ method: 'GET', path: paths.secrets(namespace), query: { labelSelector: `${LABEL_MANAGED_BY}=${MANAGED_BY}` } });
-    byNamespace.set(namespace, new Map(list.items.map((s) => [s.metadata.name, Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]))])));
+    const list = await admin.request<{ items: { metadata: { name: string }; data?: Record<string, string> }[] }>({
+      method: 'GET',
+      path: paths.secrets(namespace),
+      query: { labelSelector: `${LABEL_MANAGED_BY}=${MANAGED_BY}` },
+    });
+    byNamespace.set(
+      namespace,
+      new Map(
+        list.items.map((s) => [
+          s.metadata.name,
+          Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')])),
+        ]),
+      ),
+    );
   }
   let correct = 0;
   for (const item of items) {
@@ -120,7 +149,12 @@ class ControllerExited extends Error {}
  */
 function sampleHeap(controller: ChartController): { stop(): Promise<Record<string, number>> } {
   const peaks: Record<string, number> = {};
-  const names = ['envseal_nodejs_heap_size_used_bytes', 'envseal_nodejs_heap_size_total_bytes', 'envseal_nodejs_external_memory_bytes', 'envseal_process_resident_memory_bytes'];
+  const names = [
+    'envseal_nodejs_heap_size_used_bytes',
+    'envseal_nodejs_heap_size_total_bytes',
+    'envseal_nodejs_external_memory_bytes',
+    'envseal_process_resident_memory_bytes',
+  ];
   let stopped = false;
   const loop = (async () => {
     while (!stopped && !controller.hasExited()) {
@@ -139,7 +173,14 @@ function sampleHeap(controller: ChartController): { stop(): Promise<Record<strin
 }
 
 /** Polls until check() is true, failing at once if the controller (when given) exits; returns the time since `since`. */
-async function until(description: string, controller: ChartController | undefined, since: number, timeoutMs: number, check: () => Promise<boolean>, intervalMs = 1000): Promise<number> {
+async function until(
+  description: string,
+  controller: ChartController | undefined,
+  since: number,
+  timeoutMs: number,
+  check: () => Promise<boolean>,
+  intervalMs = 1000,
+): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (controller) alive(controller);
@@ -224,8 +265,18 @@ describe('150 maximum-size EnvelopeSecrets in one tenant namespace', () => {
     } finally {
       await controller.stop();
     }
-    figures[label] = { objects: NORMAL, convergeMs: ms, cachesSyncedMs: syncedAfterMs(controller, started), peakRssBytes: controller.peakRssBytes(), peakAnonBytes: controller.peakAnonBytes(), nodeOptions: controller.nodeOptions, memoryLimitBytes: controller.memoryLimitBytes };
-    log(`${label}: ${NORMAL} Secrets right ${(ms / 1000).toFixed(1)} s after the controller started; RSS peak ${mib(controller.peakRssBytes())}, anonymous ${mib(controller.peakAnonBytes())}`);
+    figures[label] = {
+      objects: NORMAL,
+      convergeMs: ms,
+      cachesSyncedMs: syncedAfterMs(controller, started),
+      peakRssBytes: controller.peakRssBytes(),
+      peakAnonBytes: controller.peakAnonBytes(),
+      nodeOptions: controller.nodeOptions,
+      memoryLimitBytes: controller.memoryLimitBytes,
+    };
+    log(
+      `${label}: ${NORMAL} Secrets right ${(ms / 1000).toFixed(1)} s after the controller started; RSS peak ${mib(controller.peakRssBytes())}, anonymous ${mib(controller.peakAnonBytes())}`,
+    );
     expect(controller.peakAnonBytes()).toBeLessThanOrEqual(controller.memoryLimitBytes);
     return ms;
   }
@@ -244,11 +295,22 @@ describe('150 maximum-size EnvelopeSecrets in one tenant namespace', () => {
     // as large as the CRD allows (dry runs). etcd's request limit (1.5 MiB) binds before
     // the CRD's: the value shrinks until a real create is stored (test/harness/largest.ts
     // measures the same bound for an object that cannot be opened).
-    const kmsFiller = Array.from({ length: 15 }, (_, i) => ({ provider: 'aws-kms', keyId: `arn:aws:kms:eu-west-1:111122223333:key/00000000-0000-4000-8000-${String(i).padStart(12, '0')}`, encryptedKey: randomBytes(MAX_AWS_KMS_ENCRYPTED_KEY_BYTES).toString('base64') }));
+    const kmsFiller = Array.from({ length: 15 }, (_, i) => ({
+      provider: 'aws-kms',
+      keyId: `arn:aws:kms:eu-west-1:111122223333:key/00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+      encryptedKey: randomBytes(MAX_AWS_KMS_ENCRYPTED_KEY_BYTES).toString('base64'),
+    }));
     const annotations = Object.fromEntries(Array.from({ length: 63 }, (_, i) => [`example.com/note-${i}`, 'n'.repeat(1000)]));
     const heavyObject = async (index: number, bytes: number): Promise<EnvelopeSecret> => {
       const value = `${CANARY_MARKER}heavy-${index}-`.padEnd(bytes, 'x');
-      const sealed = await sealFor({ namespace: tenantNamespace, name: `heavy-${index}`, values: { BLOB: value }, targets: [cluster], providers: sealer, template: { type: 'Opaque', metadata: { annotations } } });
+      const sealed = await sealFor({
+        namespace: tenantNamespace,
+        name: `heavy-${index}`,
+        values: { BLOB: value },
+        targets: [cluster],
+        providers: sealer,
+        template: { type: 'Opaque', metadata: { annotations } },
+      });
       const envelope = sealed.spec.envelopes[0]!;
       return { ...sealed, spec: { ...sealed.spec, envelopes: [{ ...envelope, recipients: [...envelope.recipients, ...kmsFiller] }] } };
     };
@@ -278,17 +340,23 @@ describe('150 maximum-size EnvelopeSecrets in one tenant namespace', () => {
     const objectBytes = JSON.stringify(await heavyObject(0, low)).length;
     // Longer names (heavy-149) take a few bytes more in etcd: a small margin for the rest.
     low -= 64;
-    log(`the API server stores objects of ${objectBytes} bytes (${mib(objectBytes)}: a ${low}-byte value, 16 recipients, 64 KiB of annotations); just above: ${lastRefusal.slice(0, 240)}`);
+    log(
+      `the API server stores objects of ${objectBytes} bytes (${mib(objectBytes)}: a ${low}-byte value, 16 recipients, 64 KiB of annotations); just above: ${lastRefusal.slice(0, 240)}`,
+    );
 
     const items = normalItems(2);
     const manifests = await Promise.all(items.map((item) => sealItem(item)));
     // The tenant's objects, created as the tenant while the controller is down: the next
     // start lists them all at once, as a restarted controller would.
     const createStarted = Date.now();
-    await inParallel(Array.from({ length: HEAVY - 1 }, (_, i) => i + 1), 4, async (i) => {
-      const manifest = await heavyObject(i, low);
-      await withRetry(() => tenant.client.request({ method: 'POST', path: paths.envelopeSecrets(tenantNamespace), body: manifest }));
-    });
+    await inParallel(
+      Array.from({ length: HEAVY - 1 }, (_, i) => i + 1),
+      4,
+      async (i) => {
+        const manifest = await heavyObject(i, low);
+        await withRetry(() => tenant.client.request({ method: 'POST', path: paths.envelopeSecrets(tenantNamespace), body: manifest }));
+      },
+    );
     log(`the tenant created ${HEAVY} objects of ${mib(objectBytes)} in ${((Date.now() - createStarted) / 1000).toFixed(1)} s`);
     await applyAll(admin, manifests);
 
@@ -299,11 +367,18 @@ describe('150 maximum-size EnvelopeSecrets in one tenant namespace', () => {
       withMs = await convergeMs(items, started, controller, Math.max(4 * aloneMs, 120_000));
       // And the tenant's own objects are each handled (synced or refused), not left behind.
       // kubectl's table (the CRD's Ready and Reason columns) rather than 200 MB of objects per look.
-      await until(`all ${HEAVY} tenant objects with a status`, controller, started, 300_000, async () => {
-        const table = await kubectl(['get', 'envelopesecrets', '-n', tenantNamespace, '--no-headers']);
-        const rows = table.stdout.split('\n').filter((line) => /^heavy-\d+\s+(True|False)\s/.test(line));
-        return rows.length === HEAVY;
-      }, 3000);
+      await until(
+        `all ${HEAVY} tenant objects with a status`,
+        controller,
+        started,
+        300_000,
+        async () => {
+          const table = await kubectl(['get', 'envelopesecrets', '-n', tenantNamespace, '--no-headers']);
+          const rows = table.stdout.split('\n').filter((line) => /^heavy-\d+\s+(True|False)\s/.test(line));
+          return rows.length === HEAVY;
+        },
+        3000,
+      );
       expect(controller.hasExited(), 'the controller exited').toBe(false);
     } finally {
       figures.heapPeaks = await heap.stop();
@@ -311,12 +386,18 @@ describe('150 maximum-size EnvelopeSecrets in one tenant namespace', () => {
     }
     const peak = controller.peakRssBytes();
     const peakAnon = controller.peakAnonBytes();
-    log(`memory peaks seen by the controller's metrics: ${Object.entries(figures.heapPeaks as Record<string, number>).map(([k, v]) => `${k.replace('envseal_', '')} ${mib(v)}`).join(', ')}`);
+    log(
+      `memory peaks seen by the controller's metrics: ${Object.entries(figures.heapPeaks as Record<string, number>)
+        .map(([k, v]) => `${k.replace('envseal_', '')} ${mib(v)}`)
+        .join(', ')}`,
+    );
     Object.assign(figures, {
       heavy: { objects: HEAVY, objectBytes, valueBytes: low },
       withHeavy: { objects: NORMAL, convergeMs: withMs, cachesSyncedMs: syncedAfterMs(controller, started), peakRssBytes: peak, peakAnonBytes: peakAnon },
     });
-    log(`with ${HEAVY} objects of ${mib(objectBytes)}: ${NORMAL} Secrets right ${(withMs / 1000).toFixed(1)} s after start (${(withMs / aloneMs).toFixed(2)}x the first alone run); RSS peak ${mib(peak)} (anonymous ${mib(peakAnon)}) against a ${mib(controller.memoryLimitBytes)} limit`);
+    log(
+      `with ${HEAVY} objects of ${mib(objectBytes)}: ${NORMAL} Secrets right ${(withMs / 1000).toFixed(1)} s after start (${(withMs / aloneMs).toFixed(2)}x the first alone run); RSS peak ${mib(peak)} (anonymous ${mib(peakAnon)}) against a ${mib(controller.memoryLimitBytes)} limit`,
+    );
     // What the memory limit would OOM-kill for: anonymous memory (file-backed code pages are reclaimed first).
     expect(peakAnon).toBeLessThanOrEqual(controller.memoryLimitBytes);
   }, 900_000);
@@ -325,14 +406,23 @@ describe('150 maximum-size EnvelopeSecrets in one tenant namespace', () => {
     expect(withMs, 'the run with the tenant did not complete').toBeGreaterThan(0);
     // The tenant's objects go (their Secrets with them, by garbage collection).
     await admin.request({ method: 'DELETE', path: paths.envelopeSecrets(tenantNamespace) });
-    await until('the tenant objects gone', undefined, Date.now(), 180_000, async () => {
-      const table = await kubectl(['get', 'envelopesecrets', '-n', tenantNamespace, '--no-headers', '-o', 'name']);
-      return table.code === 0 && table.stdout.trim() === '';
-    }, 2000);
+    await until(
+      'the tenant objects gone',
+      undefined,
+      Date.now(),
+      180_000,
+      async () => {
+        const table = await kubectl(['get', 'envelopesecrets', '-n', tenantNamespace, '--no-headers', '-o', 'name']);
+        return table.code === 0 && table.stdout.trim() === '';
+      },
+      2000,
+    );
     alone.push(await aloneRound(3, 'aloneAfter'));
     const baseline = (alone[0]! + alone[1]!) / 2;
     figures.ratio = withMs / baseline;
-    log(`with the tenant: ${(withMs / 1000).toFixed(1)} s; alone before and after: ${alone.map((ms) => (ms / 1000).toFixed(1)).join(' and ')} s; ratio to their mean ${(withMs / baseline).toFixed(2)}`);
+    log(
+      `with the tenant: ${(withMs / 1000).toFixed(1)} s; alone before and after: ${alone.map((ms) => (ms / 1000).toFixed(1)).join(' and ')} s; ratio to their mean ${(withMs / baseline).toFixed(2)}`,
+    );
     expect(withMs / baseline).toBeLessThanOrEqual(2);
   }, 600_000);
 
@@ -347,13 +437,32 @@ describe('per-namespace fairness and KMS budget', () => {
     // A small budget, set through the chart's values (controller.unwrapBudget), so that
     // the loop below overspends it within seconds.
     const budget = { perSecond: 2, burst: 20 };
-    const upgrade = await helm(['upgrade', release, chartDir, '--namespace', releaseNamespace, '--reuse-values', '--set', `controller.unwrapBudget.perSecond=${budget.perSecond}`, '--set', `controller.unwrapBudget.burst=${budget.burst}`]);
+    const upgrade = await helm([
+      'upgrade',
+      release,
+      chartDir,
+      '--namespace',
+      releaseNamespace,
+      '--reuse-values',
+      '--set',
+      `controller.unwrapBudget.perSecond=${budget.perSecond}`,
+      '--set',
+      `controller.unwrapBudget.burst=${budget.burst}`,
+    ]);
     expect(upgrade.code, upgrade.stderr).toBe(0);
-    const controller = await startChartController(chart, { identity: `${release}-fair`, dir: scratch, env: { AWS_ACCESS_KEY_ID: kms.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: kms.credentials.secretAccessKey } });
+    const controller = await startChartController(chart, {
+      identity: `${release}-fair`,
+      dir: scratch,
+      env: { AWS_ACCESS_KEY_ID: kms.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: kms.credentials.secretAccessKey },
+    });
     try {
       await until('the controller leading', controller, Date.now(), 60_000, async () => (await controller.metric('envseal_leader')) === 1);
       // The tenant rewrites 20 KMS-sealed objects, each time with fresh data keys, for 40 s.
-      const loopItems: Item[] = Array.from({ length: 20 }, (_, i) => ({ namespace: tenantNamespace, name: `loop-${i}`, values: { V: `${CANARY_MARKER}loop-${i}` } }));
+      const loopItems: Item[] = Array.from({ length: 20 }, (_, i) => ({
+        namespace: tenantNamespace,
+        name: `loop-${i}`,
+        values: { V: `${CANARY_MARKER}loop-${i}` },
+      }));
       const loopStarted = Date.now();
       const stopAt = loopStarted + 40_000;
       let rewrites = 0;
@@ -372,7 +481,14 @@ describe('per-namespace fairness and KMS budget', () => {
         const manifest = await sealItem(item, [kmsTarget]);
         const created = Date.now();
         await admin.request({ method: 'POST', path: paths.envelopeSecrets(fairNamespace), body: manifest });
-        await until(`${fairNamespace}/${item.name} Synced`, controller, created, 60_000, async () => (await currentReady(admin, fairNamespace, item.name))?.reason === 'Synced', 250);
+        await until(
+          `${fairNamespace}/${item.name} Synced`,
+          controller,
+          created,
+          60_000,
+          async () => (await currentReady(admin, fairNamespace, item.name))?.reason === 'Synced',
+          250,
+        );
         latencies.push(Date.now() - created);
         await sleep(3000);
       }
@@ -396,7 +512,9 @@ describe('per-namespace fairness and KMS budget', () => {
         tenantBudgetExhausted: exhausted(tenantNamespace),
         kmsUnwrapCalls: kmsCalls,
       };
-      log(`fairness: the tenant rewrote ${loopItems.length} objects ${rewrites} times in ${loopSeconds.toFixed(0)} s (${loopItems.length * rewrites} new data keys); the neighbour's new objects synced in ${latencies.map((ms) => (ms / 1000).toFixed(1)).join(', ')} s; unwrap calls: tenant ${tenantCalls}, neighbour ${neighbourCalls}; KMS Decrypt calls ${kmsCalls}`);
+      log(
+        `fairness: the tenant rewrote ${loopItems.length} objects ${rewrites} times in ${loopSeconds.toFixed(0)} s (${loopItems.length * rewrites} new data keys); the neighbour's new objects synced in ${latencies.map((ms) => (ms / 1000).toFixed(1)).join(', ')} s; unwrap calls: tenant ${tenantCalls}, neighbour ${neighbourCalls}; KMS Decrypt calls ${kmsCalls}`,
+      );
       for (const ms of latencies) expect(ms).toBeLessThanOrEqual(15_000);
       expect(neighbourCalls).toBe(5);
       expect(exhausted(fairNamespace)).toBe(0);

@@ -56,12 +56,21 @@ interface Secret {
   data?: Record<string, string>;
 }
 const getSecret = (namespace: string, name: string) => getOrUndefined<Secret>(admin, paths.secret(namespace, name));
-const decode = (data: Record<string, string> | undefined) => Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+const decode = (data: Record<string, string> | undefined) =>
+  Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
 
-function seal(name: string, values: Record<string, string>, extra: { template?: SecretTemplate; restartWorkloads?: EnvelopeSecret['spec']['restartWorkloads']; namespace?: string } = {}): Promise<EnvelopeSecret> {
-  return sealFor({ namespace: extra.namespace ?? tenantNamespace, name, values, targets: [ageTarget(recipient)], ...(extra.template ? { template: extra.template } : {}) }).then((sealed) =>
-    extra.restartWorkloads ? { ...sealed, spec: { ...sealed.spec, restartWorkloads: extra.restartWorkloads } } : sealed,
-  );
+function seal(
+  name: string,
+  values: Record<string, string>,
+  extra: { template?: SecretTemplate; restartWorkloads?: EnvelopeSecret['spec']['restartWorkloads']; namespace?: string } = {},
+): Promise<EnvelopeSecret> {
+  return sealFor({
+    namespace: extra.namespace ?? tenantNamespace,
+    name,
+    values,
+    targets: [ageTarget(recipient)],
+    ...(extra.template ? { template: extra.template } : {}),
+  }).then((sealed) => (extra.restartWorkloads ? { ...sealed, spec: { ...sealed.spec, restartWorkloads: extra.restartWorkloads } } : sealed));
 }
 
 /** Key-provider unwrap calls the controller made for the tenant's namespace so far. */
@@ -87,7 +96,12 @@ beforeAll(async () => {
   scratch = path.join(sharedCluster().dir, 'tenant-isolation', randomBytes(3).toString('hex'));
   fs.mkdirSync(scratch, { recursive: true, mode: 0o700 });
   for (const namespace of [tenantNamespace, neighbourNamespace]) await createNamespace(admin, namespace);
-  chart = await installChart({ release, namespace: releaseNamespace, watchNamespaces: [tenantNamespace, neighbourNamespace], sets: [`controller.resync=${RESYNC_S}s`] });
+  chart = await installChart({
+    release,
+    namespace: releaseNamespace,
+    watchNamespaces: [tenantNamespace, neighbourNamespace],
+    sets: [`controller.resync=${RESYNC_S}s`],
+  });
   controller = await startChartController(chart, { identity: `${release}-0`, dir: scratch });
   recipient = await publishedRecipient(admin, releaseNamespace);
   tenant = await createTenant({ namespace: tenantNamespace, name: 'team', dir: scratch });
@@ -101,29 +115,51 @@ afterAll(async () => {
 
 describe('a tenant with EnvelopeSecret rights in one namespace only', () => {
   it('has exactly those rights: no Secrets, no workloads, no status, nothing next door', async () => {
-    const status = (call: Promise<unknown>) => call.then(() => 200, (error: unknown) => (error instanceof KubeApiError ? error.status : 0));
+    const status = (call: Promise<unknown>) =>
+      call.then(
+        () => 200,
+        (error: unknown) => (error instanceof KubeApiError ? error.status : 0),
+      );
     expect(await status(tenant.client.request({ method: 'GET', path: paths.envelopeSecrets(tenantNamespace) }))).toBe(200);
     expect(await status(tenant.client.request({ method: 'GET', path: paths.secrets(tenantNamespace) }))).toBe(403);
     expect(await status(tenant.client.request({ method: 'GET', path: `/apis/apps/v1/namespaces/${tenantNamespace}/deployments` }))).toBe(403);
     expect(await status(tenant.client.request({ method: 'GET', path: paths.envelopeSecrets(neighbourNamespace) }))).toBe(403);
-    expect(await status(tenant.client.request({ method: 'PATCH', path: `${paths.envelopeSecret(tenantNamespace, 'x')}/status`, body: { status: {} }, patchType: 'merge' }))).toBe(403);
+    expect(
+      await status(
+        tenant.client.request({ method: 'PATCH', path: `${paths.envelopeSecret(tenantNamespace, 'x')}/status`, body: { status: {} }, patchType: 'merge' }),
+      ),
+    ).toBe(403);
   });
 
   it('cannot make the cluster mint a ServiceAccount or bootstrap token: refused at apply time, no token Secret anywhere', async () => {
     // A powerful ServiceAccount in the tenant's namespace, whose token is the prize.
-    await admin.request({ method: 'POST', path: `/api/v1/namespaces/${tenantNamespace}/serviceaccounts`, body: { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'powerful' } } });
+    await admin.request({
+      method: 'POST',
+      path: `/api/v1/namespaces/${tenantNamespace}/serviceaccounts`,
+      body: { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'powerful' } },
+    });
     await admin.request({
       method: 'POST',
       path: `/apis/rbac.authorization.k8s.io/v1/namespaces/${tenantNamespace}/rolebindings`,
-      body: { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name: 'powerful-admin' }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'admin' }, subjects: [{ kind: 'ServiceAccount', name: 'powerful', namespace: tenantNamespace }] },
+      body: {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'RoleBinding',
+        metadata: { name: 'powerful-admin' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'admin' },
+        subjects: [{ kind: 'ServiceAccount', name: 'powerful', namespace: tenantNamespace }],
+      },
     });
     const saAnnotation = { 'kubernetes.io/service-account.name': 'powerful' };
 
-    const saToken = await tenantApply(await seal('sa-token', { token: canary('sa') }, { template: { type: 'kubernetes.io/service-account-token', metadata: { annotations: saAnnotation } } }));
+    const saToken = await tenantApply(
+      await seal('sa-token', { token: canary('sa') }, { template: { type: 'kubernetes.io/service-account-token', metadata: { annotations: saAnnotation } } }),
+    );
     expect(saToken.code, 'a service-account-token EnvelopeSecret was admitted').not.toBe(0);
     expect(saToken.stderr).toMatch(/service-account-token/);
     // The annotation alone, on an allowed type: a reserved prefix.
-    const annotated = await tenantApply(await seal('sa-annotated', { token: canary('sa') }, { template: { type: 'Opaque', metadata: { annotations: saAnnotation } } }));
+    const annotated = await tenantApply(
+      await seal('sa-annotated', { token: canary('sa') }, { template: { type: 'Opaque', metadata: { annotations: saAnnotation } } }),
+    );
     expect(annotated.code, 'a kubernetes.io/ annotation in the template was admitted').not.toBe(0);
     expect(annotated.stderr).toMatch(/kubernetes\.io\//);
 
@@ -131,7 +167,9 @@ describe('a tenant with EnvelopeSecret rights in one namespace only', () => {
     // Secret stays what it was; deleting with --cascade=orphan leaves an Opaque Secret.
     await tenantApplyOrThrow(await seal('sa-edit', { token: canary('edit') }));
     await waitForReason(admin, tenantNamespace, 'sa-edit', 'Synced');
-    const edit = await tenantApply(await seal('sa-edit', { token: canary('edit2') }, { template: { type: 'kubernetes.io/service-account-token', metadata: { annotations: saAnnotation } } }));
+    const edit = await tenantApply(
+      await seal('sa-edit', { token: canary('edit2') }, { template: { type: 'kubernetes.io/service-account-token', metadata: { annotations: saAnnotation } } }),
+    );
     expect(edit.code, 'the edit into a service-account-token was admitted').not.toBe(0);
     const orphan = await tenant.kubectl(['delete', 'envelopesecret', 'sa-edit', '-n', tenantNamespace, '--cascade=orphan']);
     expect(orphan.code, orphan.stderr).toBe(0);
@@ -140,8 +178,17 @@ describe('a tenant with EnvelopeSecret rights in one namespace only', () => {
 
     // bootstrap.kubernetes.io/token: kube-system is out of the tenant's reach; in its own
     // namespace the type is refused.
-    const bootstrapValues = { 'token-id': 'abcdef', 'token-secret': canary('boot').slice(0, 16).toLowerCase().replace(/[^a-z0-9]/g, 'x'), 'usage-bootstrap-authentication': 'true' };
-    const inKubeSystem = await tenantApply(await seal('bootstrap-token-abcdef', bootstrapValues, { namespace: 'kube-system', template: { type: 'bootstrap.kubernetes.io/token' } }));
+    const bootstrapValues = {
+      'token-id': 'abcdef',
+      'token-secret': canary('boot')
+        .slice(0, 16)
+        .toLowerCase()
+        .replace(/[^a-z0-9]/g, 'x'),
+      'usage-bootstrap-authentication': 'true',
+    };
+    const inKubeSystem = await tenantApply(
+      await seal('bootstrap-token-abcdef', bootstrapValues, { namespace: 'kube-system', template: { type: 'bootstrap.kubernetes.io/token' } }),
+    );
     expect(inKubeSystem.code).not.toBe(0);
     expect(inKubeSystem.stderr).toMatch(/forbidden/i);
     const bootstrapOwn = await tenantApply(await seal('bootstrap-token-abcdef', bootstrapValues, { template: { type: 'bootstrap.kubernetes.io/token' } }));
@@ -153,7 +200,9 @@ describe('a tenant with EnvelopeSecret rights in one namespace only', () => {
     expect(await secretsOfType(tenantNamespace, 'kubernetes.io/service-account-token')).toEqual([]);
     expect(await secretsOfType(tenantNamespace, 'bootstrap.kubernetes.io/token')).toEqual([]);
     expect(await secretsOfType('kube-system', 'bootstrap.kubernetes.io/token')).toEqual([]);
-    const withSaAnnotation = (await admin.request<{ items: Secret[] }>({ method: 'GET', path: paths.secrets(tenantNamespace) })).items.filter((s) => s.metadata.annotations?.['kubernetes.io/service-account.name']);
+    const withSaAnnotation = (await admin.request<{ items: Secret[] }>({ method: 'GET', path: paths.secrets(tenantNamespace) })).items.filter(
+      (s) => s.metadata.annotations?.['kubernetes.io/service-account.name'],
+    );
     expect(withSaAnnotation.map((s) => s.metadata.name)).toEqual([]);
   });
 
@@ -161,17 +210,27 @@ describe('a tenant with EnvelopeSecret rights in one namespace only', () => {
     // Not one of the default types, and the chart's values allow none here.
     const custom = await seal('custom-type', { K: canary('custom') }, { template: { type: 'example.com/not-allowed' } });
     // A policy is in force once the API server has loaded it (about a second after install).
-    const policyRefuses = () => admits(tenant.client, tenantNamespace, custom).then(
-      () => false,
-      (error: unknown) => error instanceof KubeApiError && error.status === 403 && error.message.includes('example.com/not-allowed'),
-    );
+    const policyRefuses = () =>
+      admits(tenant.client, tenantNamespace, custom).then(
+        () => false,
+        (error: unknown) => error instanceof KubeApiError && error.status === 403 && error.message.includes('example.com/not-allowed'),
+      );
     await waitFor('the admission policy in force', policyRefuses, { timeoutMs: 30_000 });
     const refused = await tenantApply(custom);
     expect(refused.code, "the chart's ValidatingAdmissionPolicy admitted a type the namespace may not have").not.toBe(0);
     expect(refused.stderr).toMatch(/example\.com\/not-allowed/);
     // Without the admission policy (tenancy.admissionPolicy.enabled=false, or a cluster
     // older than 1.30), the controller refuses it before decrypting anything.
-    const upgrade = await helm(['upgrade', release, chartDir, '--namespace', releaseNamespace, '--reuse-values', '--set', 'tenancy.admissionPolicy.enabled=false']);
+    const upgrade = await helm([
+      'upgrade',
+      release,
+      chartDir,
+      '--namespace',
+      releaseNamespace,
+      '--reuse-values',
+      '--set',
+      'tenancy.admissionPolicy.enabled=false',
+    ]);
     expect(upgrade.code, upgrade.stderr).toBe(0);
     await waitFor('the admission policy gone', async () => (await admits(tenant.client, tenantNamespace, custom)) === undefined);
     const before = await tenantUnwrapCalls();
@@ -281,12 +340,16 @@ describe('a tenant with EnvelopeSecret rights in one namespace only', () => {
         await waitFor(`round ${round}: the first write deleted by the other actor`, () => deleted.length > before, { timeoutMs: 60_000 });
         await pending;
         let seen = '';
-        await waitFor(`round ${round}: the Secret back with the new values and Ready=True`, async () => {
-          const secret = await getSecret(tenantNamespace, name);
-          const ready = await currentReady(admin, tenantNamespace, name);
-          seen = `Secret ${secret ? `round ${decode(secret.data).ROUND}` : 'absent'}, Ready ${ready?.status}/${ready?.reason}: ${ready?.message}`;
-          return secret !== undefined && decode(secret.data).ROUND === String(round) && ready?.status === 'True';
-        }, { timeoutMs: 45_000 }).catch((error: unknown) => {
+        await waitFor(
+          `round ${round}: the Secret back with the new values and Ready=True`,
+          async () => {
+            const secret = await getSecret(tenantNamespace, name);
+            const ready = await currentReady(admin, tenantNamespace, name);
+            seen = `Secret ${secret ? `round ${decode(secret.data).ROUND}` : 'absent'}, Ready ${ready?.status}/${ready?.reason}: ${ready?.message}`;
+            return secret !== undefined && decode(secret.data).ROUND === String(round) && ready?.status === 'True';
+          },
+          { timeoutMs: 45_000 },
+        ).catch((error: unknown) => {
           throw new Error(`${(error as Error).message}; last seen: ${seen}`, { cause: error });
         });
         await neverLies(values, 4);
@@ -310,22 +373,35 @@ describe('a tenant with EnvelopeSecret rights in one namespace only', () => {
       'env-ref': { containers: [container({ env: [{ name: 'A', valueFrom: { secretKeyRef: { name, key: 'A' } } }] })] },
       'envfrom-ref': { containers: [container({ envFrom: [{ secretRef: { name } }] })] },
       'volume-ref': { containers: [container({ volumeMounts: [{ name: 's', mountPath: '/s' }] })], volumes: [{ name: 's', secret: { secretName: name } }] },
-      'projected-ref': { containers: [container({ volumeMounts: [{ name: 's', mountPath: '/s' }] })], volumes: [{ name: 's', projected: { sources: [{ secret: { name } }] } }] },
+      'projected-ref': {
+        containers: [container({ volumeMounts: [{ name: 's', mountPath: '/s' }] })],
+        volumes: [{ name: 's', projected: { sources: [{ secret: { name } }] } }],
+      },
     };
     for (const [deployment, podSpec] of Object.entries(deployments)) {
       await admin.request({
         method: 'POST',
         path: `/apis/apps/v1/namespaces/${tenantNamespace}/deployments`,
-        body: { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: deployment }, spec: { replicas: 0, selector: { matchLabels: { app: deployment } }, template: { metadata: { labels: { app: deployment } }, spec: podSpec } } },
+        body: {
+          apiVersion: 'apps/v1',
+          kind: 'Deployment',
+          metadata: { name: deployment },
+          spec: { replicas: 0, selector: { matchLabels: { app: deployment } }, template: { metadata: { labels: { app: deployment } }, spec: podSpec } },
+        },
       });
     }
     type Deployment = { metadata: { generation: number }; spec: { template: { metadata?: { annotations?: Record<string, string> } } } };
-    const getDeployment = (deployment: string) => admin.request<Deployment>({ method: 'GET', path: `/apis/apps/v1/namespaces/${tenantNamespace}/deployments/${deployment}` });
+    const getDeployment = (deployment: string) =>
+      admin.request<Deployment>({ method: 'GET', path: `/apis/apps/v1/namespaces/${tenantNamespace}/deployments/${deployment}` });
     const unrelatedBefore = await getDeployment('unrelated');
 
-    await tenantApplyOrThrow(await seal(name, { A: canary('restart') }, { restartWorkloads: Object.keys(deployments).map((d) => ({ kind: 'Deployment' as const, name: d })) }));
+    await tenantApplyOrThrow(
+      await seal(name, { A: canary('restart') }, { restartWorkloads: Object.keys(deployments).map((d) => ({ kind: 'Deployment' as const, name: d })) }),
+    );
     for (const consenting of ['env-ref', 'envfrom-ref', 'volume-ref', 'projected-ref']) {
-      await waitFor(`${consenting} restarted`, async () => (await getDeployment(consenting)).spec.template.metadata?.annotations?.[ANNOTATION_DATA_HASH]?.startsWith('sha256:'));
+      await waitFor(`${consenting} restarted`, async () =>
+        (await getDeployment(consenting)).spec.template.metadata?.annotations?.[ANNOTATION_DATA_HASH]?.startsWith('sha256:'),
+      );
     }
     const refused = await waitFor('a RestartRefused condition naming the unrelated Deployment', async () => {
       const live = await conditionsOf(admin, tenantNamespace, name);
@@ -342,7 +418,6 @@ describe('a tenant with EnvelopeSecret rights in one namespace only', () => {
 });
 
 describe('what one object can cost the controller, and what its messages can carry', () => {
-
   it('refuses an object of forged age stanzas cheaply, and does not try to open it again at resync', async () => {
     const name = 'forged';
     const sealed = await seal(name, { K: canary('forged') });
@@ -354,10 +429,21 @@ describe('what one object can cost the controller, and what its messages can car
     let forged: EnvelopeSecret | undefined;
     let admitted = '';
     const refusals: string[] = [];
-    for (const [recipients, stanzas] of [[16, 500], [16, 100], [16, 10], [16, 2], [16, 1]] as const) {
+    for (const [recipients, stanzas] of [
+      [16, 500],
+      [16, 100],
+      [16, 10],
+      [16, 2],
+      [16, 1],
+    ] as const) {
       const candidate: EnvelopeSecret = {
         ...sealed,
-        spec: { ...sealed.spec, envelopes: [{ ...envelope, recipients: Array.from({ length: recipients }, () => ({ ...genuine, encryptedKey: forgedAgeKey(genuine.encryptedKey, stanzas) })) }] },
+        spec: {
+          ...sealed.spec,
+          envelopes: [
+            { ...envelope, recipients: Array.from({ length: recipients }, () => ({ ...genuine, encryptedKey: forgedAgeKey(genuine.encryptedKey, stanzas) })) },
+          ],
+        },
       };
       const refusal = await admits(tenant.client, tenantNamespace, candidate);
       if (refusal === undefined) {
@@ -395,12 +481,14 @@ describe('what one object can cost the controller, and what its messages can car
       const sealed = await seal(name, Object.fromEntries(Array.from({ length: count }, (_, i) => [keyName(i), canary(`key${i}`)])));
       // Every value but the first altered (the last tag byte flipped): each of those keys
       // fails to authenticate. (With every value altered the verdict is ContextMismatch.)
-      const data = Object.fromEntries(Object.entries(sealed.spec.envelopes[0]!.data).map(([k, v]) => {
-        if (k === keyName(0)) return [k, v];
-        const bytes = Buffer.from(v, 'base64');
-        bytes[bytes.length - 1]! ^= 1;
-        return [k, bytes.toString('base64')];
-      }));
+      const data = Object.fromEntries(
+        Object.entries(sealed.spec.envelopes[0]!.data).map(([k, v]) => {
+          if (k === keyName(0)) return [k, v];
+          const bytes = Buffer.from(v, 'base64');
+          bytes[bytes.length - 1]! ^= 1;
+          return [k, bytes.toString('base64')];
+        }),
+      );
       const candidate = { ...sealed, spec: { ...sealed.spec, envelopes: [{ ...sealed.spec.envelopes[0]!, data }] } };
       if ((await admits(tenant.client, tenantNamespace, candidate)) === undefined) {
         tampered = candidate;

@@ -27,7 +27,27 @@ const KEY = 'tls-app';
 /** A CA (key and self-signed certificate) in `dir`, and optionally a server certificate for 127.0.0.1 signed by it. */
 async function makeCa(dir: string, name: string): Promise<string> {
   const ca = path.join(dir, `${name}.crt`);
-  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', path.join(dir, `${name}.key`), '-out', ca, '-days', '2', '-subj', `/CN=envseal test ${name}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  await run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    path.join(dir, `${name}.key`),
+    '-out',
+    ca,
+    '-days',
+    '2',
+    '-subj',
+    `/CN=envseal test ${name}`,
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+  ]);
   return ca;
 }
 
@@ -36,9 +56,38 @@ async function makeServerCert(dir: string, caName: string): Promise<{ certFile: 
   const certFile = path.join(dir, 'server.crt');
   const csr = path.join(dir, 'server.csr');
   const ext = path.join(dir, 'server.ext');
-  await run('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', keyFile, '-out', csr, '-subj', '/CN=127.0.0.1']);
+  await run('openssl', [
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    keyFile,
+    '-out',
+    csr,
+    '-subj',
+    '/CN=127.0.0.1',
+  ]);
   await writeFile(ext, 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
-  await run('openssl', ['x509', '-req', '-in', csr, '-CA', path.join(dir, `${caName}.crt`), '-CAkey', path.join(dir, `${caName}.key`), '-CAcreateserial', '-out', certFile, '-days', '2', '-extfile', ext]);
+  await run('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    csr,
+    '-CA',
+    path.join(dir, `${caName}.crt`),
+    '-CAkey',
+    path.join(dir, `${caName}.key`),
+    '-CAcreateserial',
+    '-out',
+    certFile,
+    '-days',
+    '2',
+    '-extfile',
+    ext,
+  ]);
   return { certFile, keyFile };
 }
 
@@ -72,10 +121,33 @@ describe('vault-transit with a private CA (OpenBao serving TLS)', () => {
 
   describe('the CLI', () => {
     it('seals and unseals over TLS with --vault-ca-cert, VAULT_CACERT or BAO_CACERT', async () => {
-      const sealed = await envseal(['seal', '--name', 'db', '-n', 'prod', '--from-literal', `PASSWORD=${CANARY}`, '-r', `vault-transit:${KEY}`, '-w', 'db.yaml', '--vault-addr', tlsAddress, '--vault-ca-cert', caFile]);
+      const sealed = await envseal([
+        'seal',
+        '--name',
+        'db',
+        '-n',
+        'prod',
+        '--from-literal',
+        `PASSWORD=${CANARY}`,
+        '-r',
+        `vault-transit:${KEY}`,
+        '-w',
+        'db.yaml',
+        '--vault-addr',
+        tlsAddress,
+        '--vault-ca-cert',
+        caFile,
+      ]);
       expect(sealed.code, sealed.stderr).toBe(0);
-      expect(await envseal(['unseal', '-f', 'db.yaml', '--key', 'PASSWORD'], { VAULT_ADDR: tlsAddress, VAULT_CACERT: caFile })).toEqual({ code: 0, stdout: CANARY, stderr: '' });
-      const bao_ = await runCli(['unseal', '-f', 'db.yaml', '--key', 'PASSWORD'], { cwd: dir, env: { BAO_ADDR: tlsAddress, BAO_CACERT: caFile, BAO_TOKEN: bao.rootToken } });
+      expect(await envseal(['unseal', '-f', 'db.yaml', '--key', 'PASSWORD'], { VAULT_ADDR: tlsAddress, VAULT_CACERT: caFile })).toEqual({
+        code: 0,
+        stdout: CANARY,
+        stderr: '',
+      });
+      const bao_ = await runCli(['unseal', '-f', 'db.yaml', '--key', 'PASSWORD'], {
+        cwd: dir,
+        env: { BAO_ADDR: tlsAddress, BAO_CACERT: caFile, BAO_TOKEN: bao.rootToken },
+      });
       expect(bao_).toEqual({ code: 0, stdout: CANARY, stderr: '' });
       // A relative path, as a user types it.
       expect((await envseal(['unseal', '-f', 'db.yaml', '--key', 'PASSWORD', '--vault-ca-cert', 'ca.crt'], { VAULT_ADDR: tlsAddress })).stdout).toBe(CANARY);
@@ -95,7 +167,10 @@ describe('vault-transit with a private CA (OpenBao serving TLS)', () => {
       ['without a CA (Node.js trusts only public CAs)', {}],
       ['with another CA', { VAULT_CACERT: 'other-ca.crt' }],
     ])('refuses Vault %s, naming the TLS problem; nothing written', async (_what, env) => {
-      const sealed = await envseal(['seal', '--name', 'x', '-n', 'prod', '--from-literal', `K=${CANARY}`, '-r', `vault-transit:${KEY}`, '-w', 'never.yaml'], { VAULT_ADDR: tlsAddress, ...env });
+      const sealed = await envseal(['seal', '--name', 'x', '-n', 'prod', '--from-literal', `K=${CANARY}`, '-r', `vault-transit:${KEY}`, '-w', 'never.yaml'], {
+        VAULT_ADDR: tlsAddress,
+        ...env,
+      });
       expect(sealed.code).toBe(4);
       expect(sealed.stderr).toMatch(/TLS/);
       expect(sealed.stderr).toMatch(/not signed by a trusted CA/);
@@ -144,11 +219,25 @@ describe('vault-transit with a private CA (OpenBao serving TLS)', () => {
     async function withController(ca: string, whileRunning: () => Promise<void>): Promise<string> {
       const port = await freePort();
       const token = await bao.tokenWithPolicy(`controller-${KEY}`, `path "transit/decrypt/${KEY}" { capabilities = ["update"] }`);
-      const args = [ENVSEAL, 'controller', `--kubeconfig=${sharedCluster().kubeconfigPath}`, `--controller-namespace=${controllerNamespace}`, `--namespaces=${ns}`, `--metrics-address=127.0.0.1:${port}`, '--no-leader-elect', '--no-age', `--vault-addr=${tlsAddress}`, `--vault-ca-cert=${ca}`];
-      const { code, log } = await withControllerProcess({ args, cwd: dir, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, VAULT_TOKEN: token } }, async (log) => {
-        await waitFor('caches synced', () => log().includes('caches synced'), { timeoutMs: 60_000 });
-        await whileRunning();
-      });
+      const args = [
+        ENVSEAL,
+        'controller',
+        `--kubeconfig=${sharedCluster().kubeconfigPath}`,
+        `--controller-namespace=${controllerNamespace}`,
+        `--namespaces=${ns}`,
+        `--metrics-address=127.0.0.1:${port}`,
+        '--no-leader-elect',
+        '--no-age',
+        `--vault-addr=${tlsAddress}`,
+        `--vault-ca-cert=${ca}`,
+      ];
+      const { code, log } = await withControllerProcess(
+        { args, cwd: dir, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, VAULT_TOKEN: token } },
+        async (log) => {
+          await waitFor('caches synced', () => log().includes('caches synced'), { timeoutMs: 60_000 });
+          await whileRunning();
+        },
+      );
       expect(code, log.slice(-3000)).toBe(0);
       expect(log).not.toContain(CANARY);
       expect(log).not.toContain(token);
@@ -156,7 +245,10 @@ describe('vault-transit with a private CA (OpenBao serving TLS)', () => {
     }
 
     async function sealAndApply(name: string): Promise<void> {
-      const sealed = await envseal(['seal', '--name', name, '-n', ns, '--from-literal', `PASSWORD=${CANARY}`, '-r', `vault-transit:${KEY}`, '-w', `${name}.yaml`], { VAULT_ADDR: tlsAddress, VAULT_CACERT: caFile });
+      const sealed = await envseal(
+        ['seal', '--name', name, '-n', ns, '--from-literal', `PASSWORD=${CANARY}`, '-r', `vault-transit:${KEY}`, '-w', `${name}.yaml`],
+        { VAULT_ADDR: tlsAddress, VAULT_CACERT: caFile },
+      );
       expect(sealed.code, sealed.stderr).toBe(0);
       await applyOrThrow(parse(await readFile(path.join(dir, `${name}.yaml`), 'utf8')));
     }
@@ -179,10 +271,14 @@ describe('vault-transit with a private CA (OpenBao serving TLS)', () => {
     it('with another CA: Ready=False naming the TLS problem, no Secret', async () => {
       await withController(otherCaFile, async () => {
         await sealAndApply('refused');
-        const condition = await waitFor('refused not Ready', async () => {
-          const c = await ready('refused');
-          return c?.status === 'False' ? c : undefined;
-        }, { timeoutMs: 60_000 });
+        const condition = await waitFor(
+          'refused not Ready',
+          async () => {
+            const c = await ready('refused');
+            return c?.status === 'False' ? c : undefined;
+          },
+          { timeoutMs: 60_000 },
+        );
         expect(condition.reason).toBe('KMSUnavailable');
         expect(condition.message).toMatch(/TLS/);
         expect(condition.message).toMatch(/not signed by a trusted CA/);

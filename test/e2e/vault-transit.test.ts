@@ -22,7 +22,11 @@ const CONTEXT = { 'envseal.dev/scope': 'strict', 'envseal.dev/namespace': 'prod'
 
 /** What docs/helm.md gives sealers: read the key's settings, encrypt and datakey; no decrypt. */
 const sealerPolicy = (name: string) =>
-  [`path "transit/keys/${name}" { capabilities = ["read"] }`, `path "transit/encrypt/${name}" { capabilities = ["update"] }`, `path "transit/datakey/plaintext/${name}" { capabilities = ["update"] }`].join('\n');
+  [
+    `path "transit/keys/${name}" { capabilities = ["read"] }`,
+    `path "transit/encrypt/${name}" { capabilities = ["update"] }`,
+    `path "transit/datakey/plaintext/${name}" { capabilities = ["update"] }`,
+  ].join('\n');
 
 let bao: OpenBao;
 let key: string;
@@ -131,7 +135,21 @@ describe('envseal CLI with vault-transit against OpenBao', () => {
   });
 
   it('seals for vault-transit and age in one envelope; each opens it alone', async () => {
-    const sealed = await envseal(['seal', '--name', 'db', '-n', 'prod', '--from-literal', `PASSWORD=${CANARY}`, '-r', `vault-transit:${key}`, '-r', `age:${ageRecipient}`, '-w', 'db.yaml']);
+    const sealed = await envseal([
+      'seal',
+      '--name',
+      'db',
+      '-n',
+      'prod',
+      '--from-literal',
+      `PASSWORD=${CANARY}`,
+      '-r',
+      `vault-transit:${key}`,
+      '-r',
+      `age:${ageRecipient}`,
+      '-w',
+      'db.yaml',
+    ]);
     expect(sealed.stderr).toMatch(/sealed 1 value/);
     expect(sealed.code).toBe(0);
     const manifest = parse(await readFile(path.join(dir, 'db.yaml'), 'utf8'));
@@ -146,7 +164,10 @@ describe('envseal CLI with vault-transit against OpenBao', () => {
     const ageOnly = await envseal(['unseal', '-f', 'db.yaml', '--key', 'PASSWORD', '-i', 'age.key'], { VAULT_ADDR: 'http://127.0.0.1:9', VAULT_TOKEN: '' });
     expect(ageOnly).toEqual({ code: 0, stdout: CANARY, stderr: '' });
     // The address also comes from --vault-addr, and BAO_* work as VAULT_* do.
-    const viaFlag = await runCli(['unseal', '-f', 'db.yaml', '--key', 'PASSWORD', '--vault-addr', bao.address], { cwd: dir, env: { BAO_TOKEN: bao.rootToken } });
+    const viaFlag = await runCli(['unseal', '-f', 'db.yaml', '--key', 'PASSWORD', '--vault-addr', bao.address], {
+      cwd: dir,
+      env: { BAO_TOKEN: bao.rootToken },
+    });
     expect(viaFlag.stdout).toBe(CANARY);
     // No token in the environment: the one `vault login` left in ~/.vault-token (HOME is dir).
     await writeFile(path.join(dir, '.vault-token'), `${bao.rootToken}\n`, { mode: 0o600 });
@@ -188,7 +209,10 @@ describe('envseal CLI with vault-transit against OpenBao', () => {
 
   it('a sealer token (encrypt and datakey only) seals but cannot unseal: exit 4, no output file on a refused seal', async () => {
     const sealerToken = await bao.tokenWithPolicy(`cli-sealer-${key}`, sealerPolicy(key));
-    const sealed = await envseal(['seal', '--name', 'api', '-n', 'prod', '--from-literal', `TOKEN=${CANARY}`, '-r', `vault-transit:transit/keys/${key}`, '-w', 'api.yaml'], { VAULT_TOKEN: sealerToken });
+    const sealed = await envseal(
+      ['seal', '--name', 'api', '-n', 'prod', '--from-literal', `TOKEN=${CANARY}`, '-r', `vault-transit:transit/keys/${key}`, '-w', 'api.yaml'],
+      { VAULT_TOKEN: sealerToken },
+    );
     expect(sealed.code, sealed.stderr).toBe(0);
     const denied = await envseal(['unseal', '-f', 'api.yaml'], { VAULT_TOKEN: sealerToken });
     expect(denied.code).toBe(4);
@@ -196,7 +220,19 @@ describe('envseal CLI with vault-transit against OpenBao', () => {
     expect(denied.stderr).not.toContain(sealerToken);
     expect(denied.stderr).not.toContain(CANARY);
 
-    const unknown = await envseal(['seal', '--name', 'x', '-n', 'prod', '--from-literal', 'K=v', '-r', 'vault-transit:other-mount/keys/nope', '-w', 'never.yaml']);
+    const unknown = await envseal([
+      'seal',
+      '--name',
+      'x',
+      '-n',
+      'prod',
+      '--from-literal',
+      'K=v',
+      '-r',
+      'vault-transit:other-mount/keys/nope',
+      '-w',
+      'never.yaml',
+    ]);
     expect(unknown.code).toBe(4);
     expect(unknown.stderr).toContain('other-mount/keys/nope');
     expect(existsSync(path.join(dir, 'never.yaml'))).toBe(false);
@@ -235,7 +271,10 @@ describe('envseal CLI with vault-transit against OpenBao', () => {
     expect(sealed.code, sealed.stderr).toBe(0);
     const added = await envseal(['add-recipient', '-f', 'rot.yaml', '--in-place', '-r', `vault-transit:${second}`, '-i', 'age.key']);
     expect(added.code, added.stderr).toBe(0);
-    const keyIds = (file: string) => readFile(path.join(dir, file), 'utf8').then((text) => parse(text).spec.envelopes[0].recipients.map((r: { provider: string; keyId?: string }) => r.keyId ?? r.provider));
+    const keyIds = (file: string) =>
+      readFile(path.join(dir, file), 'utf8').then((text) =>
+        parse(text).spec.envelopes[0].recipients.map((r: { provider: string; keyId?: string }) => r.keyId ?? r.provider),
+      );
     expect(await keyIds('rot.yaml')).toEqual(['age', `transit/keys/${second}`]);
     const removed = await envseal(['remove-recipient', '-f', 'rot.yaml', '--in-place', '-r', `age:${ageRecipient}`]);
     expect(removed.code, removed.stderr).toBe(0);
@@ -251,10 +290,35 @@ describe('envseal CLI with vault-transit against OpenBao', () => {
     try {
       const admin = createAwsKmsProvider({ endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials });
       const { keyArn } = await admin.createKey({ alias: `alias/envseal-vault-${randomUUID().slice(0, 8)}` });
-      const awsEnv = { AWS_ACCESS_KEY_ID: kms.credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: kms.credentials.secretAccessKey, AWS_EC2_METADATA_DISABLED: 'true', AWS_ENDPOINT_URL_KMS: kms.endpoint, AWS_REGION: kms.region };
+      const awsEnv = {
+        AWS_ACCESS_KEY_ID: kms.credentials.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: kms.credentials.secretAccessKey,
+        AWS_EC2_METADATA_DISABLED: 'true',
+        AWS_ENDPOINT_URL_KMS: kms.endpoint,
+        AWS_REGION: kms.region,
+      };
       const noKms = { AWS_ENDPOINT_URL_KMS: 'http://127.0.0.1:9', AWS_MAX_ATTEMPTS: '1' };
       const noVault = { VAULT_ADDR: 'http://127.0.0.1:9' };
-      const sealed = await envseal(['seal', '--name', 'multi', '-n', 'prod', '--from-literal', `K=${CANARY}`, '-r', `aws-kms:${keyArn}`, '-r', `vault-transit:${key}`, '-r', `age:${ageRecipient}`, '-w', 'multi.yaml'], awsEnv);
+      const sealed = await envseal(
+        [
+          'seal',
+          '--name',
+          'multi',
+          '-n',
+          'prod',
+          '--from-literal',
+          `K=${CANARY}`,
+          '-r',
+          `aws-kms:${keyArn}`,
+          '-r',
+          `vault-transit:${key}`,
+          '-r',
+          `age:${ageRecipient}`,
+          '-w',
+          'multi.yaml',
+        ],
+        awsEnv,
+      );
       expect(sealed.code, sealed.stderr).toBe(0);
       const recipients = parse(await readFile(path.join(dir, 'multi.yaml'), 'utf8')).spec.envelopes[0].recipients;
       expect(recipients.map((r: { provider: string }) => r.provider)).toEqual(['aws-kms', 'vault-transit', 'age']);
@@ -284,7 +348,18 @@ describe('envseal CLI with vault-transit against OpenBao', () => {
 
   it('envseal encrypt/decrypt round-trips a file with a vault-transit recipient, bound to its context', async () => {
     await writeFile(path.join(dir, 'plain.txt'), `${CANARY}\n`.repeat(1000));
-    const enc = await envseal(['encrypt', 'plain.txt', '-o', 'plain.enc', '--recipient', `vault-transit:${key}`, '--recipient', `age:${ageRecipient}`, '-c', 'purpose=e2e']);
+    const enc = await envseal([
+      'encrypt',
+      'plain.txt',
+      '-o',
+      'plain.enc',
+      '--recipient',
+      `vault-transit:${key}`,
+      '--recipient',
+      `age:${ageRecipient}`,
+      '-c',
+      'purpose=e2e',
+    ]);
     expect(enc.code, enc.stderr).toBe(0);
     const bytes = await readFile(path.join(dir, 'plain.enc'));
     expect(bytes.includes(Buffer.from('envseal-vault-transit'))).toBe(true);

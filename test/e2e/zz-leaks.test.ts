@@ -28,7 +28,8 @@ let controller: TestController | undefined;
 let recipient: string;
 const sealer = ProviderRegistry.of([declaringDataKeys(createAgeProvider({}))]);
 
-const seal = (namespace: string, name: string, values: Record<string, string>): Promise<EnvelopeSecret> => sealFor({ namespace, name, values, targets: [ageTarget(recipient)], providers: sealer });
+const seal = (namespace: string, name: string, values: Record<string, string>): Promise<EnvelopeSecret> =>
+  sealFor({ namespace, name, values, targets: [ageTarget(recipient)], providers: sealer });
 const apply = applyOrThrow;
 
 async function waitReason(namespace: string, name: string, reason: string): Promise<void> {
@@ -94,7 +95,11 @@ describe('leak check over the whole e2e run', () => {
       ['hex', `unwrapped ${key.toString('hex').toUpperCase()} ok`],
       ['plain', `value=${CANARY_MARKER}x`],
     ]);
-    expect(scanTexts(planted, keys).map((f) => `${f.source}: ${f.what}`).sort()).toEqual(['base64: a data key or value key in base64', 'hex: a data key or value key in hex', 'plain: canary marker']);
+    expect(
+      scanTexts(planted, keys)
+        .map((f) => `${f.source}: ${f.what}`)
+        .sort(),
+    ).toEqual(['base64: a data key or value key in base64', 'hex: a data key or value key in hex', 'plain: canary marker']);
   });
 
   it('no canary, identity or data key in any log line, Event, status or metric of the run', async () => {
@@ -109,7 +114,10 @@ describe('leak check over the whole e2e run', () => {
     const sources = await listAllPages<EnvelopeSecret & { metadata: { namespace: string; name: string } }>(paths.envelopeSecrets());
     const texts = new Map(record.texts);
     texts.set('every Event in the cluster', events.map((e) => JSON.stringify(e)).join('\n'));
-    texts.set('every EnvelopeSecret status in the cluster', sources.map((s) => `${s.metadata.namespace}/${s.metadata.name} ${JSON.stringify(s.status ?? {})}`).join('\n'));
+    texts.set(
+      'every EnvelopeSecret status in the cluster',
+      sources.map((s) => `${s.metadata.namespace}/${s.metadata.name} ${JSON.stringify(s.status ?? {})}`).join('\n'),
+    );
 
     const withMarker = cluster.values.filter((v) => v.includes(CANARY_MARKER)).length;
     const summary = {

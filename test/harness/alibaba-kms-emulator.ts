@@ -153,7 +153,8 @@ export function createAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions): Al
   const stsKeys = new Map<string, { secret: string; token: string; expiresAt: number }>();
 
   function findKey(ref: string | undefined): EmulatedKey {
-    if (ref === undefined || ref === '') throw new ApiError(400, 'MissingParameter', 'The input parameter "KeyId" that is mandatory for processing this request is not supplied.');
+    if (ref === undefined || ref === '')
+      throw new ApiError(400, 'MissingParameter', 'The input parameter "KeyId" that is mandatory for processing this request is not supplied.');
     let id = ref;
     if (ref.startsWith('alias/')) id = aliases.get(ref) ?? '';
     else if (ref.startsWith('acs:kms:')) {
@@ -168,7 +169,8 @@ export function createAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions): Al
 
   function requireUsable(key: EmulatedKey): void {
     if (key.state === 'Disabled') throw new ApiError(409, 'Rejected.Disabled', `The request is rejected because the key state is Disabled.`);
-    if (key.state === 'PendingDeletion') throw new ApiError(409, 'Rejected.PendingDeletion', `The request is rejected because the key state is PendingDeletion.`);
+    if (key.state === 'PendingDeletion')
+      throw new ApiError(409, 'Rejected.PendingDeletion', `The request is rejected because the key state is PendingDeletion.`);
   }
 
   function parseContext(text: string | undefined, params: Record<string, string>): Record<string, string> {
@@ -202,7 +204,8 @@ export function createAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions): Al
   }
 
   function open(blobText: string | undefined, context: Record<string, string>): { key: EmulatedKey; plaintext: Buffer } {
-    if (blobText === undefined || blobText === '') throw new ApiError(400, 'MissingParameter', 'The input parameter "CiphertextBlob" that is mandatory for processing this request is not supplied.');
+    if (blobText === undefined || blobText === '')
+      throw new ApiError(400, 'MissingParameter', 'The input parameter "CiphertextBlob" that is mandatory for processing this request is not supplied.');
     const invalid = () => new ApiError(400, 'InvalidParameter', 'The specified parameter CiphertextBlob is not valid.');
     const blob = Buffer.from(blobText, 'base64');
     if (blob.byteLength < 1 + 2 * UUID_BYTES + IV_BYTES + TAG_BYTES || blob[0] !== BLOB_VERSION) throw invalid();
@@ -246,8 +249,10 @@ export function createAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions): Al
 
   const actions: Record<string, (p: Record<string, string>) => Record<string, unknown>> = {
     CreateKey(p) {
-      if (p.KeySpec !== undefined && p.KeySpec !== 'Aliyun_AES_256') throw new ApiError(400, 'InvalidParameter', 'The specified parameter KeySpec is not valid.');
-      if (p.KeyUsage !== undefined && p.KeyUsage !== 'ENCRYPT/DECRYPT') throw new ApiError(400, 'InvalidParameter', 'The specified parameter KeyUsage is not valid.');
+      if (p.KeySpec !== undefined && p.KeySpec !== 'Aliyun_AES_256')
+        throw new ApiError(400, 'InvalidParameter', 'The specified parameter KeySpec is not valid.');
+      if (p.KeyUsage !== undefined && p.KeyUsage !== 'ENCRYPT/DECRYPT')
+        throw new ApiError(400, 'InvalidParameter', 'The specified parameter KeyUsage is not valid.');
       const keyId = randomUUID();
       const key: EmulatedKey = {
         keyId,
@@ -266,7 +271,8 @@ export function createAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions): Al
       const name = p.AliasName ?? '';
       if (!ALIAS.test(name)) throw new ApiError(400, 'InvalidParameter', 'The specified parameter AliasName is not valid.');
       const key = findKey(p.KeyId);
-      if (key.state === 'PendingDeletion') throw new ApiError(409, 'Rejected.StateModifiedFailed', 'The request is rejected because the key state is PendingDeletion.');
+      if (key.state === 'PendingDeletion')
+        throw new ApiError(409, 'Rejected.StateModifiedFailed', 'The request is rejected because the key state is PendingDeletion.');
       if (aliases.has(name)) throw new ApiError(409, 'Forbidden.AliasExists', 'The specified alias already exists.');
       aliases.set(name, key.keyId);
       return {};
@@ -276,28 +282,33 @@ export function createAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions): Al
     },
     EnableKey(p) {
       const key = findKey(p.KeyId);
-      if (key.state === 'PendingDeletion') throw new ApiError(409, 'Rejected.StateModifiedFailed', 'The request is rejected because the key state is PendingDeletion.');
+      if (key.state === 'PendingDeletion')
+        throw new ApiError(409, 'Rejected.StateModifiedFailed', 'The request is rejected because the key state is PendingDeletion.');
       key.state = 'Enabled';
       return {};
     },
     DisableKey(p) {
       const key = findKey(p.KeyId);
-      if (key.state === 'PendingDeletion') throw new ApiError(409, 'Rejected.StateModifiedFailed', 'The request is rejected because the key state is PendingDeletion.');
+      if (key.state === 'PendingDeletion')
+        throw new ApiError(409, 'Rejected.StateModifiedFailed', 'The request is rejected because the key state is PendingDeletion.');
       key.state = 'Disabled';
       return {};
     },
     ScheduleKeyDeletion(p) {
       const key = findKey(p.KeyId);
       const days = Number(p.PendingWindowInDays);
-      if (!Number.isInteger(days) || days < 7 || days > 366) throw new ApiError(400, 'InvalidParameter', 'The specified parameter PendingWindowInDays is not valid.');
-      if (key.state === 'PendingDeletion') throw new ApiError(409, 'Rejected.StateModifiedFailed', 'The request is rejected because the key state is PendingDeletion.');
+      if (!Number.isInteger(days) || days < 7 || days > 366)
+        throw new ApiError(400, 'InvalidParameter', 'The specified parameter PendingWindowInDays is not valid.');
+      if (key.state === 'PendingDeletion')
+        throw new ApiError(409, 'Rejected.StateModifiedFailed', 'The request is rejected because the key state is PendingDeletion.');
       key.state = 'PendingDeletion';
       key.deleteDate = utc(now() + days * 86_400_000);
       return {};
     },
     CancelKeyDeletion(p) {
       const key = findKey(p.KeyId);
-      if (key.state !== 'PendingDeletion') throw new ApiError(409, 'Rejected.StateModifiedFailed', `The request is rejected because the key state is ${key.state}.`);
+      if (key.state !== 'PendingDeletion')
+        throw new ApiError(409, 'Rejected.StateModifiedFailed', `The request is rejected because the key state is ${key.state}.`);
       key.state = 'Disabled';
       key.deleteDate = '';
       return {};
@@ -308,7 +319,8 @@ export function createAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions): Al
       let bytes = 32;
       if (p.NumberOfBytes !== undefined) {
         bytes = Number(p.NumberOfBytes);
-        if (!Number.isInteger(bytes) || bytes < 1 || bytes > 1024) throw new ApiError(400, 'InvalidParameter', 'The specified parameter NumberOfBytes is not valid.');
+        if (!Number.isInteger(bytes) || bytes < 1 || bytes > 1024)
+          throw new ApiError(400, 'InvalidParameter', 'The specified parameter NumberOfBytes is not valid.');
       } else if (p.KeySpec === 'AES_128') bytes = 16;
       else if (p.KeySpec !== undefined && p.KeySpec !== 'AES_256') throw new ApiError(400, 'InvalidParameter', 'The specified parameter KeySpec is not valid.');
       requireUsable(key);
@@ -319,7 +331,8 @@ export function createAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions): Al
     Encrypt(p) {
       const key = findKey(p.KeyId);
       const context = parseContext(p.EncryptionContext, p);
-      if (p.Plaintext === undefined || p.Plaintext === '') throw new ApiError(400, 'MissingParameter', 'The input parameter "Plaintext" that is mandatory for processing this request is not supplied.');
+      if (p.Plaintext === undefined || p.Plaintext === '')
+        throw new ApiError(400, 'MissingParameter', 'The input parameter "Plaintext" that is mandatory for processing this request is not supplied.');
       if (Buffer.byteLength(p.Plaintext, 'utf8') > 6144) throw new ApiError(400, 'InvalidParameter', 'The specified parameter Plaintext is not valid.');
       requireUsable(key);
       return { KeyId: key.keyId, KeyVersionId: key.versionId, CiphertextBlob: seal(key, Buffer.from(p.Plaintext, 'utf8'), context) };
@@ -341,7 +354,8 @@ export function createAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions): Al
     if (params.SignatureMethod !== 'HMAC-SHA1' || (params.SignatureVersion ?? '1.0') !== '1.0') {
       throw new ApiError(400, 'InvalidParameter', 'The specified parameter SignatureMethod is not valid.');
     }
-    if (params.Format !== undefined && params.Format.toUpperCase() !== 'JSON') throw new ApiError(400, 'InvalidParameter', 'The emulator answers only Format=JSON.');
+    if (params.Format !== undefined && params.Format.toUpperCase() !== 'JSON')
+      throw new ApiError(400, 'InvalidParameter', 'The emulator answers only Format=JSON.');
     const temporary = stsKeys.get(params.AccessKeyId!);
     const secret = Object.hasOwn(options.accessKeys, params.AccessKeyId!) ? options.accessKeys[params.AccessKeyId!] : temporary?.secret;
     if (secret === undefined) throw new ApiError(404, 'InvalidAccessKeyId.NotFound', 'Specified access key is not found.');
@@ -351,16 +365,19 @@ export function createAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions): Al
       throw new ApiError(400, 'SignatureDoesNotMatch', 'Specified signature is not matched with our calculation.');
     }
     const at = Date.parse(params.Timestamp!);
-    if (!Number.isFinite(at) || Math.abs(now() - at) > MAX_SKEW_MS) throw new ApiError(400, 'InvalidTimeStamp.Expired', 'Specified time stamp or date value is expired.');
+    if (!Number.isFinite(at) || Math.abs(now() - at) > MAX_SKEW_MS)
+      throw new ApiError(400, 'InvalidTimeStamp.Expired', 'Specified time stamp or date value is expired.');
     for (const [nonce, seen] of nonces) if (now() - seen > MAX_SKEW_MS) nonces.delete(nonce);
     const nonceKey = `${params.AccessKeyId}\n${params.SignatureNonce}`;
     if (nonces.has(nonceKey)) throw new ApiError(400, 'SignatureNonceUsed', 'Specified signature nonce was used already.');
     nonces.set(nonceKey, now());
-    if (temporary === undefined && params.SecurityToken !== undefined) throw new ApiError(400, 'InvalidSecurityToken.Malformed', 'Specified SecurityToken is malformed.');
+    if (temporary === undefined && params.SecurityToken !== undefined)
+      throw new ApiError(400, 'InvalidSecurityToken.Malformed', 'Specified SecurityToken is malformed.');
     if (temporary !== undefined) {
       const token = Buffer.from(params.SecurityToken ?? '', 'utf8');
       const expected = Buffer.from(temporary.token, 'utf8');
-      if (token.byteLength !== expected.byteLength || !timingSafeEqual(token, expected)) throw new ApiError(400, 'InvalidSecurityToken.MismatchWithAccessKey', 'Specified SecurityToken mismatch with the AccessKey.');
+      if (token.byteLength !== expected.byteLength || !timingSafeEqual(token, expected))
+        throw new ApiError(400, 'InvalidSecurityToken.MismatchWithAccessKey', 'Specified SecurityToken mismatch with the AccessKey.');
       if (now() >= temporary.expiresAt) throw new ApiError(400, 'InvalidSecurityToken.Expired', 'Specified SecurityToken is expired.');
     }
   }
@@ -404,7 +421,8 @@ export function createAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions): Al
         const type = req.headers['content-type'] ?? '';
         const body = await readBody(req);
         if (body !== '') {
-          if (!type.startsWith('application/x-www-form-urlencoded')) throw new ApiError(400, 'InvalidParameter', 'The request body must be application/x-www-form-urlencoded.');
+          if (!type.startsWith('application/x-www-form-urlencoded'))
+            throw new ApiError(400, 'InvalidParameter', 'The request body must be application/x-www-form-urlencoded.');
           for (const [k, v] of new URLSearchParams(body)) params[k] = v;
         }
       } else if (req.method !== 'GET') {
@@ -429,7 +447,13 @@ export function createAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions): Al
     } catch (error) {
       const e = error instanceof ApiError ? error : new ApiError(500, 'InternalFailure', 'Internal Failure.');
       counts[`${action} ${e.code}`] = (counts[`${action} ${e.code}`] ?? 0) + 1;
-      send(res, e.status, { RequestId: requestId, HostId: hostId, Code: e.code, Message: e.message, Recommend: `https://api.aliyun.com/troubleshoot?q=${e.code}&product=Kms` });
+      send(res, e.status, {
+        RequestId: requestId,
+        HostId: hostId,
+        Code: e.code,
+        Message: e.message,
+        Recommend: `https://api.aliyun.com/troubleshoot?q=${e.code}&product=Kms`,
+      });
     }
   }
 
@@ -456,7 +480,8 @@ export function createAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions): Al
     if (claims.iss !== sts.issuer) throw invalid('wrong issuer');
     const audiences = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
     if (!audiences.includes(sts.audience)) throw invalid('wrong audience');
-    if (typeof claims.exp !== 'number' || claims.exp * 1000 <= now()) throw new ApiError(400, 'AuthenticationFail.OIDCToken.Expired', 'The OIDC token is expired.');
+    if (typeof claims.exp !== 'number' || claims.exp * 1000 <= now())
+      throw new ApiError(400, 'AuthenticationFail.OIDCToken.Expired', 'The OIDC token is expired.');
     if (typeof claims.nbf === 'number' && claims.nbf * 1000 > now() + 60_000) throw invalid('not yet valid');
     if (typeof claims.sub !== 'string') throw invalid('no subject');
     return claims.sub;
@@ -467,13 +492,15 @@ export function createAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions): Al
     let action = 'Unknown';
     try {
       const sts = options.sts;
-      if (sts === undefined || req.method !== 'POST') throw new ApiError(404, 'InvalidAction.NotFound', 'Specified api is not found, please check your url and method.');
+      if (sts === undefined || req.method !== 'POST')
+        throw new ApiError(404, 'InvalidAction.NotFound', 'Specified api is not found, please check your url and method.');
       const url = new URL(req.url ?? '/', 'https://sts');
       const params: Record<string, string> = {};
       for (const [k, v] of url.searchParams) params[k] = v;
       for (const [k, v] of new URLSearchParams(await readBody(req))) params[k] = v;
       action = params.Action ?? 'Unknown';
-      if (action !== 'AssumeRoleWithOIDC' || params.Version !== '2015-04-01') throw new ApiError(404, 'InvalidAction.NotFound', 'Specified api is not found, please check your url and method.');
+      if (action !== 'AssumeRoleWithOIDC' || params.Version !== '2015-04-01')
+        throw new ApiError(404, 'InvalidAction.NotFound', 'Specified api is not found, please check your url and method.');
       if (params.OIDCProviderArn !== sts.oidcProviderArn) throw new ApiError(404, 'EntityNotExist.OIDCProvider', 'The specified OIDC provider does not exist.');
       const allowed = Object.hasOwn(sts.roles, params.RoleArn ?? '') ? sts.roles[params.RoleArn!] : undefined;
       if (allowed === undefined) throw new ApiError(404, 'EntityNotExist.Role', 'The specified Role not exists.');
@@ -486,14 +513,28 @@ export function createAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions): Al
       counts[`${action} Success`] = (counts[`${action} Success`] ?? 0) + 1;
       send(res, 200, {
         RequestId: requestId,
-        AssumedRoleUser: { Arn: `${params.RoleArn!.replace(':role/', ':assumed-role/')}/${params.RoleSessionName ?? 'session'}`, AssumedRoleId: `${randomBytes(8).toString('hex')}:${params.RoleSessionName ?? 'session'}` },
+        AssumedRoleUser: {
+          Arn: `${params.RoleArn!.replace(':role/', ':assumed-role/')}/${params.RoleSessionName ?? 'session'}`,
+          AssumedRoleId: `${randomBytes(8).toString('hex')}:${params.RoleSessionName ?? 'session'}`,
+        },
         OIDCTokenInfo: { Subject: subject, Issuer: sts.issuer, ClientIds: sts.audience },
-        Credentials: { AccessKeyId: accessKeyId, AccessKeySecret: credentials.secret, SecurityToken: credentials.token, Expiration: utc(credentials.expiresAt) },
+        Credentials: {
+          AccessKeyId: accessKeyId,
+          AccessKeySecret: credentials.secret,
+          SecurityToken: credentials.token,
+          Expiration: utc(credentials.expiresAt),
+        },
       });
     } catch (error) {
       const e = error instanceof ApiError ? error : new ApiError(500, 'InternalError', 'The request processing has failed due to some unknown error.');
       counts[`${action} ${e.code}`] = (counts[`${action} ${e.code}`] ?? 0) + 1;
-      send(res, e.status, { RequestId: requestId, HostId: 'sts.aliyuncs.com', Code: e.code, Message: e.message, Recommend: `https://api.aliyun.com/troubleshoot?q=${e.code}&product=Sts` });
+      send(res, e.status, {
+        RequestId: requestId,
+        HostId: 'sts.aliyuncs.com',
+        Code: e.code,
+        Message: e.message,
+        Recommend: `https://api.aliyun.com/troubleshoot?q=${e.code}&product=Sts`,
+      });
     }
   }
 
@@ -515,7 +556,9 @@ export function createAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions): Al
  * Listens on 127.0.0.1 (port 0: a free one); with `stsTls`, also serves STS over HTTPS
  * on another free port (the SDK's credentials library speaks only HTTPS to STS).
  */
-export async function listenAlibabaKmsEmulator(options: AlibabaKmsEmulatorOptions & { port?: number; stsTls?: { cert: string; key: string } }): Promise<{ server: Server; port: number; sts?: { server: Server; port: number } }> {
+export async function listenAlibabaKmsEmulator(
+  options: AlibabaKmsEmulatorOptions & { port?: number; stsTls?: { cert: string; key: string } },
+): Promise<{ server: Server; port: number; sts?: { server: Server; port: number } }> {
   const emulator = createAlibabaKmsEmulator(options);
   const listen = async (server: Server, port: number): Promise<number> => {
     await new Promise<void>((resolve, reject) => {
@@ -537,8 +580,14 @@ if (import.meta.main) {
   // STS: ALIBABA_KMS_EMULATOR_STS (JSON StsOptions) with a TLS certificate and key (PEM files).
   const stsJson = process.env.ALIBABA_KMS_EMULATOR_STS;
   const sts = stsJson ? (JSON.parse(stsJson) as StsOptions) : undefined;
-  const stsTls = sts ? { cert: readFileSync(process.env.ALIBABA_KMS_EMULATOR_STS_CERT ?? '', 'utf8'), key: readFileSync(process.env.ALIBABA_KMS_EMULATOR_STS_KEY ?? '', 'utf8') } : undefined;
-  const { server, port, sts: stsServer } = await listenAlibabaKmsEmulator({ accessKeys, ...(region ? { region } : {}), ...(sts ? { sts } : {}), ...(stsTls ? { stsTls } : {}) });
+  const stsTls = sts
+    ? { cert: readFileSync(process.env.ALIBABA_KMS_EMULATOR_STS_CERT ?? '', 'utf8'), key: readFileSync(process.env.ALIBABA_KMS_EMULATOR_STS_KEY ?? '', 'utf8') }
+    : undefined;
+  const {
+    server,
+    port,
+    sts: stsServer,
+  } = await listenAlibabaKmsEmulator({ accessKeys, ...(region ? { region } : {}), ...(sts ? { sts } : {}), ...(stsTls ? { stsTls } : {}) });
   if (stsServer) process.stdout.write(`alibaba-sts-emulator listening on 127.0.0.1:${stsServer.port}\n`);
   process.stdout.write(`alibaba-kms-emulator listening on 127.0.0.1:${port}\n`);
   process.stdin.resume();

@@ -52,7 +52,31 @@ export interface StartAlibabaKmsOptions {
 function selfSignedCertificate(dir: string): { cert: string; key: string } {
   const cert = join(dir, 'sts.crt');
   const key = join(dir, 'sts.key');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-addext', 'basicConstraints=critical,CA:TRUE', '-keyout', key, '-out', cert], { stdio: ['ignore', 'pipe', 'pipe'] });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   return { cert, key };
 }
 
@@ -66,11 +90,22 @@ export async function startAlibabaKms(options: StartAlibabaKmsOptions = {}): Pro
   if (options.sts) {
     tlsDir = await mkdtemp(join(tmpdir(), 'envseal-alibaba-sts-'));
     const tls = selfSignedCertificate(tlsDir);
-    const sts: StsOptions = { oidcProviderArn, issuer: options.sts.issuer, jwks: options.sts.jwks, roles: options.sts.roles, audience: options.sts.audience ?? 'sts.aliyuncs.com' };
+    const sts: StsOptions = {
+      oidcProviderArn,
+      issuer: options.sts.issuer,
+      jwks: options.sts.jwks,
+      roles: options.sts.roles,
+      audience: options.sts.audience ?? 'sts.aliyuncs.com',
+    };
     Object.assign(stsEnv, { ALIBABA_KMS_EMULATOR_STS: JSON.stringify(sts), ALIBABA_KMS_EMULATOR_STS_CERT: tls.cert, ALIBABA_KMS_EMULATOR_STS_KEY: tls.key });
   }
   const child = spawn(process.execPath, [EMULATOR], {
-    env: { PATH: process.env.PATH ?? '', ALIBABA_KMS_EMULATOR_ACCESS_KEYS: JSON.stringify({ [accessKeyId]: accessKeySecret }), ALIBABA_KMS_EMULATOR_REGION: region, ...stsEnv },
+    env: {
+      PATH: process.env.PATH ?? '',
+      ALIBABA_KMS_EMULATOR_ACCESS_KEYS: JSON.stringify({ [accessKeyId]: accessKeySecret }),
+      ALIBABA_KMS_EMULATOR_REGION: region,
+      ...stsEnv,
+    },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   killOnExit(child);
@@ -102,7 +137,10 @@ export async function startAlibabaKms(options: StartAlibabaKmsOptions = {}): Pro
     throw error;
   }
   const endpoint = `http://127.0.0.1:${port}`;
-  const sts = tlsDir !== undefined && stsPort !== undefined ? { endpoint: `127.0.0.1:${stsPort}`, caCert: await readFile(join(tlsDir, 'sts.crt'), 'utf8'), oidcProviderArn } : undefined;
+  const sts =
+    tlsDir !== undefined && stsPort !== undefined
+      ? { endpoint: `127.0.0.1:${stsPort}`, caCert: await readFile(join(tlsDir, 'sts.crt'), 'utf8'), oidcProviderArn }
+      : undefined;
   // The emulator read its certificate and key at start: nothing stays on disk, even after a SIGKILL.
   if (tlsDir !== undefined) await rm(tlsDir, { recursive: true, force: true });
 
@@ -119,7 +157,11 @@ export async function startAlibabaKms(options: StartAlibabaKmsOptions = {}): Pro
       ...params,
     };
     all.Signature = rpcSignature(all, 'POST', accessKeySecret);
-    const response = await fetch(`${endpoint}/`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(all).toString() });
+    const response = await fetch(`${endpoint}/`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams(all).toString(),
+    });
     const body = (await response.json()) as Record<string, unknown>;
     if (!response.ok) throw new Error(`alibaba-kms emulator ${action}: HTTP ${response.status} ${String(body.Code)}: ${String(body.Message)}`);
     return body as T;

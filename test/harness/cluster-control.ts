@@ -58,10 +58,11 @@ export async function serveClusterControl(cp: ControlPlane): Promise<ClusterCont
   return {
     url: `http://127.0.0.1:${port}`,
     token,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }
 

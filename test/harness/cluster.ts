@@ -53,8 +53,11 @@ export interface WaitOptions {
  * Polls check() until it returns a value other than undefined/false, or throws after
  * timeoutMs with the description and the last error or value seen.
  */
-export async function waitFor<T>(description: string, check: () => Promise<T | undefined | false> | T | undefined | false,
-  options: WaitOptions = {}): Promise<T> {
+export async function waitFor<T>(
+  description: string,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  options: WaitOptions = {},
+): Promise<T> {
   const timeoutMs = options.timeoutMs ?? 30_000;
   const intervalMs = options.intervalMs ?? 200;
   const deadline = Date.now() + timeoutMs;

@@ -274,7 +274,10 @@ function openssl(args: string[], cwd: string): void {
 }
 
 function randomSerial(): string {
-  return `0x${[...crypto.getRandomValues(new Uint8Array(16))].map((b) => b.toString(16).padStart(2, '0')).join('').replace(/^0/, '1')}`;
+  return `0x${[...crypto.getRandomValues(new Uint8Array(16))]
+    .map((b) => b.toString(16).padStart(2, '0'))
+    .join('')
+    .replace(/^0/, '1')}`;
 }
 
 function generatePki(pkiDir: string): Pki {
@@ -310,12 +313,54 @@ function generatePki(pkiDir: string): Pki {
     ].join('\n'),
   );
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  openssl(['req', '-config', cnf, '-x509', '-new', ...ec, '-extensions', 'v3_ca', '-days', '3650',
-    '-subj', '/CN=envseal-test-ca', '-set_serial', randomSerial(), '-keyout', 'ca.key', '-out', 'ca.crt'], pkiDir);
+  openssl(
+    [
+      'req',
+      '-config',
+      cnf,
+      '-x509',
+      '-new',
+      ...ec,
+      '-extensions',
+      'v3_ca',
+      '-days',
+      '3650',
+      '-subj',
+      '/CN=envseal-test-ca',
+      '-set_serial',
+      randomSerial(),
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.crt',
+    ],
+    pkiDir,
+  );
   const leaf = (name: string, subject: string, extensions: string) => {
     openssl(['req', '-config', cnf, '-new', ...ec, '-subj', subject, '-keyout', `${name}.key`, '-out', `${name}.csr`], pkiDir);
-    openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-set_serial', randomSerial(),
-      '-days', '3650', '-extfile', cnf, '-extensions', extensions, '-out', `${name}.crt`], pkiDir);
+    openssl(
+      [
+        'x509',
+        '-req',
+        '-in',
+        `${name}.csr`,
+        '-CA',
+        'ca.crt',
+        '-CAkey',
+        'ca.key',
+        '-set_serial',
+        randomSerial(),
+        '-days',
+        '3650',
+        '-extfile',
+        cnf,
+        '-extensions',
+        extensions,
+        '-out',
+        `${name}.crt`,
+      ],
+      pkiDir,
+    );
     fs.rmSync(path.join(pkiDir, `${name}.csr`));
   };
   leaf('apiserver', '/CN=kube-apiserver', 'v3_server');
@@ -534,8 +579,14 @@ class ControlPlaneImpl implements ControlPlane {
     this.pki = generatePki(path.join(dir, 'pki'));
     writeKubeconfig(this.kubeconfigPath, this.server, this.pki.caCert, this.pki.adminCert, this.pki.adminKey, 'envseal-admin');
     const kcmKubeconfig = path.join(dir, 'controller-manager.kubeconfig');
-    writeKubeconfig(kcmKubeconfig, this.server, this.pki.caCert, this.pki.controllerManagerCert, this.pki.controllerManagerKey,
-      'system:kube-controller-manager');
+    writeKubeconfig(
+      kcmKubeconfig,
+      this.server,
+      this.pki.caCert,
+      this.pki.controllerManagerCert,
+      this.pki.controllerManagerKey,
+      'system:kube-controller-manager',
+    );
 
     const peer = `http://127.0.0.1:${ports.etcdPeer}`;
     this.add('etcd', [
@@ -573,15 +624,17 @@ class ControlPlaneImpl implements ControlPlane {
       // this the API server logs a validation error every few seconds.
       '--endpoint-reconciler-type=none',
       '--profiling=false',
-      ...(options.nodeAddress === undefined ? [] : [
-        '--bind-address=0.0.0.0',
-        `--advertise-address=${options.nodeAddress}`,
-        '--endpoint-reconciler-type=lease',
-        // Without it `kubectl logs` looks the node's name up in the host's DNS.
-        '--kubelet-preferred-address-types=InternalIP',
-        `--kubelet-client-certificate=${this.pki.adminCert}`,
-        `--kubelet-client-key=${this.pki.adminKey}`,
-      ]),
+      ...(options.nodeAddress === undefined
+        ? []
+        : [
+            '--bind-address=0.0.0.0',
+            `--advertise-address=${options.nodeAddress}`,
+            '--endpoint-reconciler-type=lease',
+            // Without it `kubectl logs` looks the node's name up in the host's DNS.
+            '--kubelet-preferred-address-types=InternalIP',
+            `--kubelet-client-certificate=${this.pki.adminCert}`,
+            `--kubelet-client-key=${this.pki.adminKey}`,
+          ]),
       ...(options.extraApiServerArgs ?? []),
     ]);
     if (options.controllerManager !== false) {
@@ -672,7 +725,12 @@ class ControlPlaneImpl implements ControlPlane {
   startupError(message: string): Error {
     const parts = [message];
     for (const c of this.components.values()) {
-      const state = c.exitInfo !== undefined ? `exited (code ${c.exitInfo.code}, signal ${c.exitInfo.signal})` : c.pid !== undefined ? `running, pid ${c.pid}` : 'not started';
+      const state =
+        c.exitInfo !== undefined
+          ? `exited (code ${c.exitInfo.code}, signal ${c.exitInfo.signal})`
+          : c.pid !== undefined
+            ? `running, pid ${c.pid}`
+            : 'not started';
       parts.push(`---- ${c.name} (${state}); last lines of ${c.logFile}:\n${tailFile(c.logFile, 25)}`);
     }
     return new Error(parts.join('\n'));
@@ -856,8 +914,7 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       cluster.log(`control plane ready in ${((Date.now() - started) / 1000).toFixed(1)} s: ${cluster.server} (dir ${dir})`);
       return cluster;
     } catch (err) {
-      const portClash = cluster !== undefined &&
-        [...cluster.components.values()].some((c) => /address already in use/.test(tailFile(c.logFile, 50)));
+      const portClash = cluster !== undefined && [...cluster.components.values()].some((c) => /address already in use/.test(tailFile(c.logFile, 50)));
       if (cluster !== undefined) await cluster.stop();
       else fs.rmSync(dir, { recursive: true, force: true });
       if (portClash && attempt < 3) continue;
@@ -865,4 +922,3 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     }
   }
 }
-

@@ -32,7 +32,10 @@ export async function freePort(): Promise<number> {
   return (await freePorts(1))[0]!;
 }
 
-export async function startTestController(options: { kubeConfig: KubeConfig; config: Partial<ControllerConfig> & Pick<ControllerConfig, 'namespace'> }): Promise<TestController> {
+export async function startTestController(options: {
+  kubeConfig: KubeConfig;
+  config: Partial<ControllerConfig> & Pick<ControllerConfig, 'namespace'>;
+}): Promise<TestController> {
   const port = await freePort();
   const logs: string[] = [];
   const sink = new Writable({
@@ -61,7 +64,10 @@ export async function startTestController(options: { kubeConfig: KubeConfig; con
   const metricsUrl = `http://127.0.0.1:${port}/metrics`;
   // Ready once the health server answers.
   for (let i = 0; i < 100; i++) {
-    const ok = await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false);
+    const ok = await fetch(`http://127.0.0.1:${port}/healthz`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) break;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
@@ -70,7 +76,10 @@ export async function startTestController(options: { kubeConfig: KubeConfig; con
     metricsUrl,
     done,
     async stop() {
-      const scrape = await fetch(metricsUrl).then((r) => r.text(), () => undefined);
+      const scrape = await fetch(metricsUrl).then(
+        (r) => r.text(),
+        () => undefined,
+      );
       if (scrape !== undefined) recordLeakText('metrics', scrape);
       abort.abort();
       await done.catch(() => {});

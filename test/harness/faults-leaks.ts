@@ -158,7 +158,9 @@ export class KeyNeedles {
 
   add(key: Uint8Array): void {
     if (key.length < 16) return;
-    const b64 = Buffer.from(key).toString('base64').slice(0, Math.floor((key.length * 4) / 3));
+    const b64 = Buffer.from(key)
+      .toString('base64')
+      .slice(0, Math.floor((key.length * 4) / 3));
     const hex = Buffer.from(key).toString('hex');
     push(this.#b64, b64.slice(0, 16), b64);
     push(this.#hex, hex.slice(0, 16), hex);
@@ -223,7 +225,11 @@ export interface ClusterSecrets {
  * AAD: moved and tampered manifests' values are recovered too).
  */
 export async function clusterSecrets(client: KubeClient): Promise<ClusterSecrets> {
-  const identitySecrets = await client.request<{ items: { data?: Record<string, string> }[] }>({ method: 'GET', path: '/api/v1/secrets', query: { labelSelector: 'envseal.dev/role=age-identity' } });
+  const identitySecrets = await client.request<{ items: { data?: Record<string, string> }[] }>({
+    method: 'GET',
+    path: '/api/v1/secrets',
+    query: { labelSelector: 'envseal.dev/role=age-identity' },
+  });
   const identities = identitySecrets.items.flatMap((s) =>
     Buffer.from(s.data?.['identity.agekey'] ?? '', 'base64')
       .toString('utf8')
@@ -234,7 +240,11 @@ export async function clusterSecrets(client: KubeClient): Promise<ClusterSecrets
   const list: EnvelopeSecret[] = [];
   let token: string | undefined;
   do {
-    const page = await client.request<{ items: EnvelopeSecret[]; metadata: { continue?: string } }>({ method: 'GET', path: '/apis/envseal.dev/v1alpha1/envelopesecrets', query: { limit: 500, continue: token } });
+    const page = await client.request<{ items: EnvelopeSecret[]; metadata: { continue?: string } }>({
+      method: 'GET',
+      path: '/apis/envseal.dev/v1alpha1/envelopesecrets',
+      query: { limit: 500, continue: token },
+    });
     list.push(...page.items);
     token = page.metadata.continue || undefined;
   } while (token);

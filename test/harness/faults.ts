@@ -103,7 +103,15 @@ export function templateFor(index: number, round: number): { type: string; label
 /** Seals one item's manifest for the load's recipients. */
 export async function sealItem(options: LoadOptions, item: ExpectedSecret): Promise<EnvelopeSecret> {
   const template: SecretTemplate = { type: item.type, metadata: { labels: item.labels, annotations: item.annotations } };
-  return sealFor({ namespace: item.namespace, name: item.name, values: item.values, targets: options.targets, providers: options.providers, template, ...(options.scope ? { scope: options.scope } : {}) });
+  return sealFor({
+    namespace: item.namespace,
+    name: item.name,
+    values: item.values,
+    targets: options.targets,
+    providers: options.providers,
+    template,
+    ...(options.scope ? { scope: options.scope } : {}),
+  });
 }
 
 /** The items of a round: fresh values and labels for every object of the load. */
@@ -134,25 +142,48 @@ export async function applyAll(client: KubeClient, manifests: readonly EnvelopeS
       } catch (error) {
         if (!(error instanceof KubeApiError && error.conflict)) throw error;
         // Exists: replace the spec (a merge patch replaces lists wholesale).
-        await client.request({ method: 'PATCH', path: paths.envelopeSecret(namespace, manifest.metadata.name), body: { spec: manifest.spec }, patchType: 'merge' });
+        await client.request({
+          method: 'PATCH',
+          path: paths.envelopeSecret(namespace, manifest.metadata.name),
+          body: { spec: manifest.spec },
+          patchType: 'merge',
+        });
       }
     });
   });
 }
 
 interface Listed {
-  metadata: { name: string; namespace: string; uid: string; resourceVersion: string; generation?: number; labels?: Record<string, string>; annotations?: Record<string, string>; ownerReferences?: { apiVersion: string; kind: string; name: string; uid: string; controller?: boolean; blockOwnerDeletion?: boolean }[] };
+  metadata: {
+    name: string;
+    namespace: string;
+    uid: string;
+    resourceVersion: string;
+    generation?: number;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    ownerReferences?: { apiVersion: string; kind: string; name: string; uid: string; controller?: boolean; blockOwnerDeletion?: boolean }[];
+  };
 }
 export type LiveSecret = Listed & { type?: string; immutable?: boolean; data?: Record<string, string> };
 export type LiveEnvelopeSecret = Listed & EnvelopeSecret;
 
 /** Every object of a collection in the namespaces (paged lists). */
-export async function listAll<T>(client: KubeClient, collection: (namespace: string) => string, namespaces: readonly string[], query: Record<string, string> = {}): Promise<T[]> {
+export async function listAll<T>(
+  client: KubeClient,
+  collection: (namespace: string) => string,
+  namespaces: readonly string[],
+  query: Record<string, string> = {},
+): Promise<T[]> {
   const all: T[] = [];
   for (const namespace of namespaces) {
     let token: string | undefined;
     do {
-      const page = await client.request<{ items: T[]; metadata: { continue?: string } }>({ method: 'GET', path: collection(namespace), query: { ...query, limit: 500, continue: token } });
+      const page = await client.request<{ items: T[]; metadata: { continue?: string } }>({
+        method: 'GET',
+        path: collection(namespace),
+        query: { ...query, limit: 500, continue: token },
+      });
       all.push(...page.items);
       token = page.metadata.continue || undefined;
     } while (token);
@@ -168,7 +199,8 @@ export interface Verification {
 }
 
 const canonical = (map: Record<string, string>) => JSON.stringify(Object.entries(map).sort(([a], [b]) => (a < b ? -1 : 1)));
-const decodeData = (data: Record<string, string> | undefined) => Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+const decodeData = (data: Record<string, string> | undefined) =>
+  Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
 
 /**
  * Checks every expected Secret: it exists, holds exactly the expected data, type,
@@ -199,7 +231,8 @@ function checkOne(want: ExpectedSecret, source: LiveEnvelopeSecret | undefined, 
   if (!source) return 'EnvelopeSecret missing';
   const ready = source.status?.conditions?.find((c) => c.type === 'Ready');
   if (ready?.status !== 'True' || ready.reason !== 'Synced') return `Ready=${ready?.status ?? 'none'} ${ready?.reason ?? ''}`;
-  if (source.status?.observedGeneration !== source.metadata.generation) return `status is for generation ${source.status?.observedGeneration}, spec is ${source.metadata.generation}`;
+  if (source.status?.observedGeneration !== source.metadata.generation)
+    return `status is for generation ${source.status?.observedGeneration}, spec is ${source.metadata.generation}`;
   if (!secret) return 'Secret missing';
   const data = decodeData(secret.data);
   if (canonical(data) !== canonical(want.values)) {
@@ -213,15 +246,30 @@ function checkOne(want: ExpectedSecret, source: LiveEnvelopeSecret | undefined, 
   if (secret.metadata.annotations?.[ANNOTATION_SPEC_HASH] !== specHash(source)) return 'spec-hash annotation is not the hash of the current spec';
   const owners = secret.metadata.ownerReferences ?? [];
   const owner = owners[0];
-  if (owners.length !== 1 || owner?.apiVersion !== 'envseal.dev/v1alpha1' || owner.kind !== 'EnvelopeSecret' || owner.name !== want.name || owner.uid !== source.metadata.uid || owner.controller !== true || owner.blockOwnerDeletion !== true) {
+  if (
+    owners.length !== 1 ||
+    owner?.apiVersion !== 'envseal.dev/v1alpha1' ||
+    owner.kind !== 'EnvelopeSecret' ||
+    owner.name !== want.name ||
+    owner.uid !== source.metadata.uid ||
+    owner.controller !== true ||
+    owner.blockOwnerDeletion !== true
+  ) {
     return `owner references ${JSON.stringify(owners)}`;
   }
-  if (source.status?.secretResourceVersion !== secret.metadata.resourceVersion) return `status names Secret resourceVersion ${source.status?.secretResourceVersion}, the Secret is at ${secret.metadata.resourceVersion}`;
+  if (source.status?.secretResourceVersion !== secret.metadata.resourceVersion)
+    return `status names Secret resourceVersion ${source.status?.secretResourceVersion}, the Secret is at ${secret.metadata.resourceVersion}`;
   return undefined;
 }
 
 /** Polls verifyAll until nothing is wrong; throws with the remaining problems after timeoutMs. */
-export async function waitAllCorrect(client: KubeClient, expected: ReadonlyMap<string, ExpectedSecret>, namespaces: readonly string[], timeoutMs: number, progress?: (line: string) => void): Promise<{ ms: number; verification: Verification }> {
+export async function waitAllCorrect(
+  client: KubeClient,
+  expected: ReadonlyMap<string, ExpectedSecret>,
+  namespaces: readonly string[],
+  timeoutMs: number,
+  progress?: (line: string) => void,
+): Promise<{ ms: number; verification: Verification }> {
   const started = Date.now();
   let last: Verification | undefined;
   let lastError = '';
@@ -235,12 +283,16 @@ export async function waitAllCorrect(client: KubeClient, expected: ReadonlyMap<s
     }
     if (progress && Date.now() - reported > 15_000) {
       reported = Date.now();
-      progress(`${Math.round((Date.now() - started) / 1000)} s: ${last ? `${last.problems.length} of ${last.checked} not yet right (e.g. ${last.problems[0] ?? ''})` : lastError}`);
+      progress(
+        `${Math.round((Date.now() - started) / 1000)} s: ${last ? `${last.problems.length} of ${last.checked} not yet right (e.g. ${last.problems[0] ?? ''})` : lastError}`,
+      );
     }
     // Each check lists every object: not so often that it loads the API server.
     await sleep(3000);
   }
-  const shown = last ? `${last.problems.length} of ${last.checked} wrong, e.g.:\n  ${last.problems.slice(0, 15).join('\n  ')}` : `never verified (${lastError})`;
+  const shown = last
+    ? `${last.problems.length} of ${last.checked} wrong, e.g.:\n  ${last.problems.slice(0, 15).join('\n  ')}`
+    : `never verified (${lastError})`;
   throw new Error(`after ${Math.round(timeoutMs / 1000)} s not every Secret is right: ${shown}`);
 }
 
@@ -249,7 +301,12 @@ export async function waitAllCorrect(client: KubeClient, expected: ReadonlyMap<s
  * whose data is neither its previous values nor its new ones (a torn or wrong write).
  * A Secret that is absent or unreachable is not counted here (absence is checked after).
  */
-export function sampleNeverWrong(client: KubeClient, namespaces: readonly string[], allowed: ReadonlyMap<string, readonly Record<string, string>[]>, intervalMs = 1500): { stop(): Promise<{ samples: number; wrong: string[] }> } {
+export function sampleNeverWrong(
+  client: KubeClient,
+  namespaces: readonly string[],
+  allowed: ReadonlyMap<string, readonly Record<string, string>[]>,
+  intervalMs = 1500,
+): { stop(): Promise<{ samples: number; wrong: string[] }> } {
   const wrong = new Set<string>();
   const allowedText = new Map([...allowed].map(([key, maps]) => [key, new Set(maps.map(canonical))]));
   let samples = 0;
@@ -329,11 +386,17 @@ export class FaultBench {
     for (const item of items) this.expected.set(keyOf(item), item);
     await waitAllCorrect(this.client, this.expected, this.load.namespaces, this.convergeMs, (l) => this.progress(l));
     const convergeMs = Date.now() - started;
-    this.figure(`initial load: ${items.length} EnvelopeSecrets created in ${(createMs / 1000).toFixed(1)} s; every Secret right ${(convergeMs / 1000).toFixed(1)} s after the first create`);
+    this.figure(
+      `initial load: ${items.length} EnvelopeSecrets created in ${(createMs / 1000).toFixed(1)} s; every Secret right ${(convergeMs / 1000).toFixed(1)} s after the first create`,
+    );
     return { createMs, convergeMs };
   }
 
-  async faultRound(name: string, inject: () => Promise<void>, options: { startAfterSynced?: number; sampleNeverWrong?: boolean } = {}): Promise<{ totalMs: number; samples: number }> {
+  async faultRound(
+    name: string,
+    inject: () => Promise<void>,
+    options: { startAfterSynced?: number; sampleNeverWrong?: boolean } = {},
+  ): Promise<{ totalMs: number; samples: number }> {
     this.rounds++;
     const items = roundItems(this.load, this.rounds);
     const manifests = await sealAll(this.load, items);
@@ -344,7 +407,9 @@ export class FaultBench {
     const started = Date.now();
     const applying = applyAll(this.client, manifests);
     try {
-      await waitFor(`${threshold} objects of round ${this.rounds} synced before the fault`, async () => (await this.synced()) - base >= threshold, { timeoutMs: 180_000 });
+      await waitFor(`${threshold} objects of round ${this.rounds} synced before the fault`, async () => (await this.synced()) - base >= threshold, {
+        timeoutMs: 180_000,
+      });
       const faultAt = Date.now() - started;
       this.progress(`round ${this.rounds}: injecting ${name} ${(faultAt / 1000).toFixed(1)} s into the round`);
       await inject();
@@ -354,8 +419,11 @@ export class FaultBench {
       await waitAllCorrect(this.client, this.expected, this.load.namespaces, this.convergeMs, (l) => this.progress(l));
       const totalMs = Date.now() - started;
       const sampled = await sampler?.stop();
-      this.figure(`${name}: fault injected ${(faultAt / 1000).toFixed(1)} s into a round of ${items.length}; every Secret right ${(totalMs / 1000).toFixed(1)} s after the round began${sampled ? `; ${sampled.samples} samples of all Secrets during the round, ${sampled.wrong.length} ever wrong` : ''}`);
-      if (sampled && sampled.wrong.length > 0) throw new Error(`Secrets seen with data that was neither the old nor the new values: ${sampled.wrong.slice(0, 10).join(', ')}`);
+      this.figure(
+        `${name}: fault injected ${(faultAt / 1000).toFixed(1)} s into a round of ${items.length}; every Secret right ${(totalMs / 1000).toFixed(1)} s after the round began${sampled ? `; ${sampled.samples} samples of all Secrets during the round, ${sampled.wrong.length} ever wrong` : ''}`,
+      );
+      if (sampled && sampled.wrong.length > 0)
+        throw new Error(`Secrets seen with data that was neither the old nor the new values: ${sampled.wrong.slice(0, 10).join(', ')}`);
       if (sampled && sampled.samples === 0) throw new Error('the sampler never managed to list the Secrets');
       return { totalMs, samples: sampled?.samples ?? 0 };
     } finally {
@@ -418,12 +486,18 @@ export async function spawnController(options: ControllerProcessOptions): Promis
   const args = [
     CLI_ENTRY,
     'controller',
-    '--kubeconfig', options.kubeconfig,
-    '--controller-namespace', options.namespace,
-    '--namespaces', options.namespaces.join(','),
-    '--metrics-address', `127.0.0.1:${port}`,
-    '--identity', options.identity,
-    '--allowed-secret-types', `*=${FAULT_TEST_SECRET_TYPE}`,
+    '--kubeconfig',
+    options.kubeconfig,
+    '--controller-namespace',
+    options.namespace,
+    '--namespaces',
+    options.namespaces.join(','),
+    '--metrics-address',
+    `127.0.0.1:${port}`,
+    '--identity',
+    options.identity,
+    '--allowed-secret-types',
+    `*=${FAULT_TEST_SECRET_TYPE}`,
     ...(options.args ?? []),
   ];
   const env: NodeJS.ProcessEnv = {};
@@ -434,7 +508,9 @@ export async function spawnController(options: ControllerProcessOptions): Promis
     logs.push(line);
     recordLeakText('log', line);
   });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   const metricsUrl = `http://127.0.0.1:${port}/metrics`;
   const handle: ControllerProcess = {
     pid: child.pid ?? -1,
@@ -453,21 +529,31 @@ export async function spawnController(options: ControllerProcessOptions): Promis
       clearTimeout(timer);
     },
     async metric(name, labels = {}) {
-      const text = await fetch(metricsUrl, { signal: AbortSignal.timeout(5000) }).then((r) => r.text(), () => undefined);
+      const text = await fetch(metricsUrl, { signal: AbortSignal.timeout(5000) }).then(
+        (r) => r.text(),
+        () => undefined,
+      );
       if (text === undefined) return undefined;
       return sumMetric(text, name, labels);
     },
     async recordMetrics() {
-      const text = await fetch(metricsUrl, { signal: AbortSignal.timeout(5000) }).then((r) => r.text(), () => undefined);
+      const text = await fetch(metricsUrl, { signal: AbortSignal.timeout(5000) }).then(
+        (r) => r.text(),
+        () => undefined,
+      );
       if (text !== undefined) recordLeakText('metrics', text);
     },
   };
   // Ready once /healthz answers (the process loads in about a second).
   const deadline = Date.now() + 30_000;
   for (;;) {
-    const ok = await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false);
+    const ok = await fetch(`http://127.0.0.1:${port}/healthz`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) break;
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`the controller exited at start (code ${child.exitCode}):\n${logs.slice(-20).join('\n')}`);
+    if (child.exitCode !== null || child.signalCode !== null)
+      throw new Error(`the controller exited at start (code ${child.exitCode}):\n${logs.slice(-20).join('\n')}`);
     if (Date.now() > deadline) throw new Error(`the controller did not serve /healthz within 30 s:\n${logs.slice(-20).join('\n')}`);
     await sleep(100);
   }
@@ -701,7 +787,12 @@ export async function startKmsFaultProxy(upstream: string): Promise<KmsFaultProx
         if (throttleLeft > 0) throttleLeft--;
         throttled++;
         const body = JSON.stringify({ __type: 'ThrottlingException', message: 'Rate exceeded' });
-        res.writeHead(400, { 'content-type': 'application/x-amz-json-1.1', 'x-amzn-errortype': 'ThrottlingException', 'x-amzn-requestid': randomBytes(8).toString('hex'), 'content-length': Buffer.byteLength(body) });
+        res.writeHead(400, {
+          'content-type': 'application/x-amz-json-1.1',
+          'x-amzn-errortype': 'ThrottlingException',
+          'x-amzn-requestid': randomBytes(8).toString('hex'),
+          'content-length': Buffer.byteLength(body),
+        });
         res.end(body);
         return;
       }
@@ -798,10 +889,19 @@ export async function compactEtcd(): Promise<{ revision: number }> {
  * many keys were looked for, how many lines were read, and what was found (nothing, if
  * all is well).
  */
-export async function scanControllerOutput(options: { logs: readonly string[]; metricsUrl: string }): Promise<{ keys: number; lines: number; findings: Finding[] }> {
+export async function scanControllerOutput(options: {
+  logs: readonly string[];
+  metricsUrl: string;
+}): Promise<{ keys: number; lines: number; findings: Finding[] }> {
   const keys = new KeyNeedles();
   for (const key of readRecord().declaredDataKeys) keys.add(key);
   const metrics = await fetch(options.metricsUrl, { signal: AbortSignal.timeout(10_000) }).then((r) => r.text());
-  const findings = scanTexts(new Map([['controller logs', options.logs.join('\n')], ['metrics', metrics]]), keys);
+  const findings = scanTexts(
+    new Map([
+      ['controller logs', options.logs.join('\n')],
+      ['metrics', metrics],
+    ]),
+    keys,
+  );
   return { keys: keys.size, lines: options.logs.length, findings };
 }

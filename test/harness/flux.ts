@@ -21,12 +21,26 @@ export interface GitopsTools {
   shareDir: string;
 }
 
-function run(command: string, args: string[], options: { input?: string; signal?: AbortSignal; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<{ stdout: string; stderr: string }> {
+function run(
+  command: string,
+  args: string[],
+  options: { input?: string; signal?: AbortSignal; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = execFile(command, args, { maxBuffer: 64 << 20, timeout: options.timeoutMs ?? 0, ...(options.env ? { env: options.env } : {}), ...(options.signal ? { signal: options.signal } : {}) }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`${path.basename(command)} ${args.join(' ')} failed: ${stderr.trim().slice(-4000) || error.message}`, { cause: error }));
-      else resolve({ stdout, stderr });
-    });
+    const child = execFile(
+      command,
+      args,
+      {
+        maxBuffer: 64 << 20,
+        timeout: options.timeoutMs ?? 0,
+        ...(options.env ? { env: options.env } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+      },
+      (error, stdout, stderr) => {
+        if (error) reject(new Error(`${path.basename(command)} ${args.join(' ')} failed: ${stderr.trim().slice(-4000) || error.message}`, { cause: error }));
+        else resolve({ stdout, stderr });
+      },
+    );
     if (options.input !== undefined) child.stdin?.end(options.input);
   });
 }
@@ -113,7 +127,10 @@ async function waitHealthy(name: string, url: string, guarded: Guarded, timeoutM
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (guarded.child.exitCode !== null) throw new Error(`${name} exited (code ${guarded.child.exitCode}):\n${guarded.output.slice(-30).join('\n')}`);
-    const ok = await fetch(url, { signal: AbortSignal.timeout(2000) }).then((r) => r.ok, () => false);
+    const ok = await fetch(url, { signal: AbortSignal.timeout(2000) }).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) return;
     if (Date.now() > deadline) throw new Error(`${name} not healthy at ${url} within ${timeoutMs} ms:\n${guarded.output.slice(-30).join('\n')}`);
     await new Promise((resolve) => setTimeout(resolve, 250));
@@ -147,19 +164,25 @@ export async function startFlux(tools: GitopsTools, options: FluxOptions): Promi
   // leader election is off unless --enable-leader-election.
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: tmpdir(), KUBECONFIG: options.kubeconfigPath, RUNTIME_NAMESPACE: namespace };
   const common = ['--log-level=info', '--log-encoding=console', '--watch-all-namespaces=true'];
-  const source = startGuarded(path.join(tools.binDir, 'source-controller'), [
-    ...common,
-    `--storage-path=${storage}`,
-    `--storage-addr=127.0.0.1:${storagePort}`,
-    `--storage-adv-addr=127.0.0.1:${storagePort}`,
-    `--metrics-addr=127.0.0.1:${sourceMetrics}`,
-    `--health-addr=127.0.0.1:${sourceHealth}`,
-  ], env, storage);
-  const kustomize = startGuarded(path.join(tools.binDir, 'kustomize-controller'), [
-    ...common,
-    `--metrics-addr=127.0.0.1:${kustomizeMetrics}`,
-    `--health-addr=127.0.0.1:${kustomizeHealth}`,
-  ], env, '');
+  const source = startGuarded(
+    path.join(tools.binDir, 'source-controller'),
+    [
+      ...common,
+      `--storage-path=${storage}`,
+      `--storage-addr=127.0.0.1:${storagePort}`,
+      `--storage-adv-addr=127.0.0.1:${storagePort}`,
+      `--metrics-addr=127.0.0.1:${sourceMetrics}`,
+      `--health-addr=127.0.0.1:${sourceHealth}`,
+    ],
+    env,
+    storage,
+  );
+  const kustomize = startGuarded(
+    path.join(tools.binDir, 'kustomize-controller'),
+    [...common, `--metrics-addr=127.0.0.1:${kustomizeMetrics}`, `--health-addr=127.0.0.1:${kustomizeHealth}`],
+    env,
+    '',
+  );
   const controllers = { 'source-controller': source, 'kustomize-controller': kustomize };
   const stop = async () => {
     for (const c of Object.values(controllers)) c.child.stdin?.end();

@@ -54,10 +54,15 @@ function gitEnv(): NodeJS.ProcessEnv {
 
 export function runGit(args: string[], options: { cwd: string; signal?: AbortSignal; env?: NodeJS.ProcessEnv }): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile('git', args, { cwd: options.cwd, env: { ...gitEnv(), ...options.env }, maxBuffer: 64 << 20, ...(options.signal ? { signal: options.signal } : {}) }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`git ${args.join(' ')} failed: ${stderr.trim() || error.message}`, { cause: error }));
-      else resolve(stdout);
-    });
+    execFile(
+      'git',
+      args,
+      { cwd: options.cwd, env: { ...gitEnv(), ...options.env }, maxBuffer: 64 << 20, ...(options.signal ? { signal: options.signal } : {}) },
+      (error, stdout, stderr) => {
+        if (error) reject(new Error(`git ${args.join(' ')} failed: ${stderr.trim() || error.message}`, { cause: error }));
+        else resolve(stdout);
+      },
+    );
   });
 }
 

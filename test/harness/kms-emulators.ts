@@ -73,7 +73,6 @@ export function kmsEmulatorBinDir(): Promise<string> {
   return binDir;
 }
 
-
 const LISTEN_LINES: Record<KmsEmulatorName, RegExp> = {
   'local-kms': /local-kms listening on 127\.0\.0\.1:(\d+)/,
   moto: /Running on http:\/\/127\.0\.0\.1:(\d+)/,

@@ -62,7 +62,11 @@ export async function getOrUndefined<T>(client: KubeClient, objectPath: string):
 
 /** The age recipient a controller published in its namespace (waits for it). */
 export async function publishedRecipient(client: KubeClient, controllerNamespace: string, timeoutMs = 60_000): Promise<string> {
-  const configMap = await waitFor('the published age recipient', () => getOrUndefined<{ data: { recipient: string } }>(client, paths.configMap(controllerNamespace, 'envseal-age-recipient')), { timeoutMs });
+  const configMap = await waitFor(
+    'the published age recipient',
+    () => getOrUndefined<{ data: { recipient: string } }>(client, paths.configMap(controllerNamespace, 'envseal-age-recipient')),
+    { timeoutMs },
+  );
   return configMap.data.recipient;
 }
 

@@ -29,7 +29,11 @@ export const DEFAULT_MARGIN_BYTES = 16;
  */
 export function largestEnvelopeSecret(options: { namespace: string; name: string; marginBytes?: number }): Record<string, unknown> {
   const { namespace, name } = options;
-  const recipient = { provider: 'aws-kms', keyId: `arn:${'k'.repeat(MAX_KEY_ID_LENGTH - 4)}`, encryptedKey: Buffer.alloc(MAX_AWS_KMS_ENCRYPTED_KEY_BYTES, 1).toString('base64') };
+  const recipient = {
+    provider: 'aws-kms',
+    keyId: `arn:${'k'.repeat(MAX_KEY_ID_LENGTH - 4)}`,
+    encryptedKey: Buffer.alloc(MAX_AWS_KMS_ENCRYPTED_KEY_BYTES, 1).toString('base64'),
+  };
   const build = (filler: number) => ({
     apiVersion: 'envseal.dev/v1alpha1',
     kind: 'EnvelopeSecret',
@@ -49,7 +53,10 @@ export function largestEnvelopeSecret(options: { namespace: string; name: string
   });
   // The name and namespace are also in etcd's key, which a create's transaction holds
   // twice (the compare and the put): each character counts three times.
-  const target = LARGEST_REQUEST_BYTES - 2 * (name.length - MEASURED_NAME_LENGTH + namespace.length - MEASURED_NAMESPACE_LENGTH) - (options.marginBytes ?? DEFAULT_MARGIN_BYTES);
+  const target =
+    LARGEST_REQUEST_BYTES -
+    2 * (name.length - MEASURED_NAME_LENGTH + namespace.length - MEASURED_NAMESPACE_LENGTH) -
+    (options.marginBytes ?? DEFAULT_MARGIN_BYTES);
   const filler = target - JSON.stringify(build(0)).length;
   if (filler < 0) throw new Error(`largestEnvelopeSecret: name and namespace too long for a margin of ${options.marginBytes ?? DEFAULT_MARGIN_BYTES} bytes`);
   return build(filler);

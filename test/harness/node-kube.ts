@@ -10,8 +10,20 @@ import type { CommandResult, NodeCluster } from './node.ts';
 export const chartDir = path.join(repoRoot, 'charts/envseal');
 
 export interface Pod {
-  metadata: { name: string; namespace: string; uid: string; labels?: Record<string, string>; annotations?: Record<string, string>; deletionTimestamp?: string; ownerReferences?: { kind: string; name: string }[] };
-  spec: { nodeName?: string; containers: { name: string; image: string; securityContext?: Record<string, unknown>; resources?: Record<string, Record<string, string>> }[]; securityContext?: Record<string, unknown> };
+  metadata: {
+    name: string;
+    namespace: string;
+    uid: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    deletionTimestamp?: string;
+    ownerReferences?: { kind: string; name: string }[];
+  };
+  spec: {
+    nodeName?: string;
+    containers: { name: string; image: string; securityContext?: Record<string, unknown>; resources?: Record<string, Record<string, string>> }[];
+    securityContext?: Record<string, unknown>;
+  };
   status: {
     phase: string;
     podIP?: string;
@@ -53,7 +65,8 @@ export async function livePods(node: NodeCluster, namespace: string, selector: s
   return list.items.filter((p) => p.metadata.deletionTimestamp === undefined);
 }
 
-export const isReady = (pod: Pod): boolean => pod.status.phase === 'Running' && pod.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
+export const isReady = (pod: Pod): boolean =>
+  pod.status.phase === 'Running' && pod.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true;
 
 export function helmOrThrow(result: CommandResult, what: string): string {
   if (result.code !== 0) throw new Error(`${what} failed: ${result.stderr.trim()}`);

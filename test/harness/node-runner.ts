@@ -65,11 +65,13 @@ class Daemons {
     // For node-host.sh: the process groups to stop if this runner is killed.
     fs.appendFileSync(path.join(this.stateDir, 'node-pgids'), `${child.pid}\n`);
     const entry = { name, pid: child.pid, done: false, exited: Promise.resolve() };
-    entry.exited = new Promise<void>((resolve) => child.once('exit', (code, signal) => {
-      entry.done = true;
-      if (!this.stopping) log(`${name} exited unexpectedly (code ${code}, signal ${signal}); see ${logFile}`);
-      resolve();
-    }));
+    entry.exited = new Promise<void>((resolve) =>
+      child.once('exit', (code, signal) => {
+        entry.done = true;
+        if (!this.stopping) log(`${name} exited unexpectedly (code ${code}, signal ${signal}); see ${logFile}`);
+        resolve();
+      }),
+    );
     child.unref();
     this.children.push(entry);
   }
@@ -128,14 +130,18 @@ async function poll(what: string, timeoutMs: number, daemons: Daemons, check: ()
 
 function kubeconfig(file: string, server: string, ca: string, cert: string, key: string, user: string): void {
   const b64 = (f: string) => fs.readFileSync(f).toString('base64');
-  fs.writeFileSync(file, toYaml({
-    apiVersion: 'v1',
-    kind: 'Config',
-    clusters: [{ name: 'envseal-node', cluster: { server, 'certificate-authority-data': b64(ca) } }],
-    users: [{ name: user, user: { 'client-certificate-data': b64(cert), 'client-key-data': b64(key) } }],
-    contexts: [{ name: 'envseal-node', context: { cluster: 'envseal-node', user } }],
-    'current-context': 'envseal-node',
-  }), { mode: 0o600 });
+  fs.writeFileSync(
+    file,
+    toYaml({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'envseal-node', cluster: { server, 'certificate-authority-data': b64(ca) } }],
+      users: [{ name: user, user: { 'client-certificate-data': b64(cert), 'client-key-data': b64(key) } }],
+      contexts: [{ name: 'envseal-node', context: { cluster: 'envseal-node', user } }],
+      'current-context': 'envseal-node',
+    }),
+    { mode: 0o600 },
+  );
 }
 
 function containerdConfig(o: RunnerOptions, dir: string): string {
@@ -187,39 +193,79 @@ export async function runNode(o: RunnerOptions): Promise<{ cp: ControlPlane; dae
     // built-in system:node role allows (this control plane runs RBAC only).
     const pki = path.join(o.stateDir, 'node-pki');
     fs.mkdirSync(pki, { recursive: true, mode: 0o700 });
-    await run('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', `/O=system:nodes/CN=system:node:${o.nodeName}`,
-      '-keyout', path.join(pki, 'kubelet.key'), '-out', path.join(pki, 'kubelet.csr')]);
+    await run('openssl', [
+      'req',
+      '-new',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-subj',
+      `/O=system:nodes/CN=system:node:${o.nodeName}`,
+      '-keyout',
+      path.join(pki, 'kubelet.key'),
+      '-out',
+      path.join(pki, 'kubelet.csr'),
+    ]);
     const ext = path.join(pki, 'ext.cnf');
     fs.writeFileSync(ext, 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n');
-    await run('openssl', ['x509', '-req', '-in', path.join(pki, 'kubelet.csr'), '-CA', cp.pki.caCert, '-CAkey', cp.pki.caKey, '-CAcreateserial', '-days', '30',
-      '-extfile', ext, '-out', path.join(pki, 'kubelet.crt')]);
+    await run('openssl', [
+      'x509',
+      '-req',
+      '-in',
+      path.join(pki, 'kubelet.csr'),
+      '-CA',
+      cp.pki.caCert,
+      '-CAkey',
+      cp.pki.caKey,
+      '-CAcreateserial',
+      '-days',
+      '30',
+      '-extfile',
+      ext,
+      '-out',
+      path.join(pki, 'kubelet.crt'),
+    ]);
     const local = cp.server; // https://127.0.0.1:<port>, inside this namespace
     const kubeletKubeconfig = path.join(o.stateDir, 'kubelet.kubeconfig');
     kubeconfig(kubeletKubeconfig, local, cp.pki.caCert, path.join(pki, 'kubelet.crt'), path.join(pki, 'kubelet.key'), `system:node:${o.nodeName}`);
-    await kubectl(['apply', '-f', '-'], toYaml({
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'ClusterRoleBinding',
-      metadata: { name: 'envseal-harness:nodes' },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'system:node' },
-      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'system:nodes' }],
-    }));
+    await kubectl(
+      ['apply', '-f', '-'],
+      toYaml({
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRoleBinding',
+        metadata: { name: 'envseal-harness:nodes' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'system:node' },
+        subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'system:nodes' }],
+      }),
+    );
 
     // containerd, with its state under STATE and the pods' network from the CNI bridge plugin.
     const ctrDir = path.join(o.stateDir, 'containerd');
     fs.mkdirSync(path.join(ctrDir, 'net.d'), { recursive: true });
     fs.writeFileSync(path.join(ctrDir, 'config.toml'), containerdConfig(o, ctrDir));
-    fs.writeFileSync(path.join(ctrDir, 'net.d', '10-envseal.conflist'), JSON.stringify({
-      cniVersion: '1.0.0',
-      name: 'envseal',
-      plugins: [{
-        type: 'bridge',
-        bridge: 'cni0',
-        isGateway: true,
-        ipMasq: false,
-        hairpinMode: true,
-        ipam: { type: 'host-local', ranges: [[{ subnet: o.podCidr }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: path.join(o.stateDir, 'cni-ipam') },
-      }],
-    }, null, 2));
+    fs.writeFileSync(
+      path.join(ctrDir, 'net.d', '10-envseal.conflist'),
+      JSON.stringify(
+        {
+          cniVersion: '1.0.0',
+          name: 'envseal',
+          plugins: [
+            {
+              type: 'bridge',
+              bridge: 'cni0',
+              isGateway: true,
+              ipMasq: false,
+              hairpinMode: true,
+              ipam: { type: 'host-local', ranges: [[{ subnet: o.podCidr }]], routes: [{ dst: '0.0.0.0/0' }], dataDir: path.join(o.stateDir, 'cni-ipam') },
+            },
+          ],
+        },
+        null,
+        2,
+      ),
+    );
     const socket = path.join(ctrDir, 'containerd.sock');
     daemons.start('containerd', 'containerd', ['--config', path.join(ctrDir, 'config.toml'), '--log-level', 'warn']);
     const ctr = (args: string[]) => run('ctr', ['--address', socket, '--namespace', 'k8s.io', ...args]);
@@ -237,30 +283,33 @@ export async function runNode(o: RunnerOptions): Promise<{ cp: ControlPlane; dae
     const resolvConf = path.join(o.stateDir, 'resolv.conf');
     fs.writeFileSync(resolvConf, 'nameserver 127.0.0.1\noptions timeout:1 attempts:1\n');
     const kubeletConfig = path.join(o.stateDir, 'kubelet.yaml');
-    fs.writeFileSync(kubeletConfig, toYaml({
-      apiVersion: 'kubelet.config.k8s.io/v1beta1',
-      kind: 'KubeletConfiguration',
-      address: o.nodeAddress,
-      readOnlyPort: 0,
-      healthzBindAddress: '127.0.0.1',
-      authentication: { anonymous: { enabled: false }, webhook: { enabled: true }, x509: { clientCAFile: cp.pki.caCert } },
-      authorization: { mode: 'Webhook' },
-      cgroupDriver: 'cgroupfs',
-      failCgroupV1: false,
-      containerRuntimeEndpoint: `unix://${socket}`,
-      podLogsDir: path.join(o.stateDir, 'pod-logs'),
-      resolvConf,
-      clusterDomain: 'cluster.local',
-      // Never evict or garbage-collect images on a test node.
-      imageGCHighThresholdPercent: 100,
-      evictionHard: {},
-      // Mounted Secrets are refreshed on each pod sync: every 10 s instead of every minute.
-      syncFrequency: '10s',
-      registerNode: true,
-      serializeImagePulls: false,
-      staticPodPath: '',
-      rotateCertificates: false,
-    }));
+    fs.writeFileSync(
+      kubeletConfig,
+      toYaml({
+        apiVersion: 'kubelet.config.k8s.io/v1beta1',
+        kind: 'KubeletConfiguration',
+        address: o.nodeAddress,
+        readOnlyPort: 0,
+        healthzBindAddress: '127.0.0.1',
+        authentication: { anonymous: { enabled: false }, webhook: { enabled: true }, x509: { clientCAFile: cp.pki.caCert } },
+        authorization: { mode: 'Webhook' },
+        cgroupDriver: 'cgroupfs',
+        failCgroupV1: false,
+        containerRuntimeEndpoint: `unix://${socket}`,
+        podLogsDir: path.join(o.stateDir, 'pod-logs'),
+        resolvConf,
+        clusterDomain: 'cluster.local',
+        // Never evict or garbage-collect images on a test node.
+        imageGCHighThresholdPercent: 100,
+        evictionHard: {},
+        // Mounted Secrets are refreshed on each pod sync: every 10 s instead of every minute.
+        syncFrequency: '10s',
+        registerNode: true,
+        serializeImagePulls: false,
+        staticPodPath: '',
+        rotateCertificates: false,
+      }),
+    );
     daemons.start('kubelet', path.join(o.binDir, 'kubelet'), [
       `--config=${kubeletConfig}`,
       `--kubeconfig=${kubeletKubeconfig}`,
@@ -300,12 +349,21 @@ export async function runNode(o: RunnerOptions): Promise<{ cp: ControlPlane; dae
     });
     lap('nodeReadyMs');
     // The scheduler is up once it answers /healthz (its serving certificate is self-signed).
-    await poll('kube-scheduler /healthz', 60_000, daemons, () => new Promise<boolean>((resolve, reject) => {
-      https.get({ host: '127.0.0.1', port: schedPort, path: '/healthz', rejectUnauthorized: false, timeout: 2_000 }, (res) => {
-        res.resume();
-        resolve(res.statusCode === 200);
-      }).on('error', reject).on('timeout', () => reject(new Error('timeout')));
-    }));
+    await poll(
+      'kube-scheduler /healthz',
+      60_000,
+      daemons,
+      () =>
+        new Promise<boolean>((resolve, reject) => {
+          https
+            .get({ host: '127.0.0.1', port: schedPort, path: '/healthz', rejectUnauthorized: false, timeout: 2_000 }, (res) => {
+              res.resume();
+              resolve(res.statusCode === 200);
+            })
+            .on('error', reject)
+            .on('timeout', () => reject(new Error('timeout')));
+        }),
+    );
     lap('schedulerMs');
 
     // The API server for the host side: a Unix socket (file paths cross network namespaces).
@@ -348,7 +406,10 @@ if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === new URL(i
     return stopping;
   };
   // The host side closes stdin to stop us (also when it dies).
-  process.stdin.on('end', () => void stop()).on('error', () => void stop()).resume();
+  process.stdin
+    .on('end', () => void stop())
+    .on('error', () => void stop())
+    .resume();
   process.on('SIGTERM', () => void stop());
   process.on('SIGINT', () => void stop());
   try {

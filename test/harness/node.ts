@@ -77,13 +77,29 @@ export interface NodeCluster {
 }
 
 /** This process's environment with the sbin directories (ip, containerd's tools), which a test runner's PATH may lack. */
-const withSbin = (env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv => ({ ...env, PATH: `${env.PATH ?? '/usr/bin:/bin'}:/usr/local/sbin:/usr/sbin:/sbin` });
+const withSbin = (env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv => ({
+  ...env,
+  PATH: `${env.PATH ?? '/usr/bin:/bin'}:/usr/local/sbin:/usr/sbin:/sbin`,
+});
 
-function exec(file: string, args: string[], options: { input?: string; signal?: AbortSignal; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CommandResult> {
+function exec(
+  file: string,
+  args: string[],
+  options: { input?: string; signal?: AbortSignal; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<CommandResult> {
   return new Promise((resolve) => {
-    const child = execFile(file, args, { signal: options.signal, timeout: options.timeoutMs ?? 300_000, maxBuffer: 64 * 1024 * 1024, env: withSbin(options.env) }, (error, stdout, stderr) => {
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr: stderr || (error && typeof error.code !== 'number' ? error.message : '') });
-    });
+    const child = execFile(
+      file,
+      args,
+      { signal: options.signal, timeout: options.timeoutMs ?? 300_000, maxBuffer: 64 * 1024 * 1024, env: withSbin(options.env) },
+      (error, stdout, stderr) => {
+        resolve({
+          code: error ? (typeof error.code === 'number' ? error.code : 1) : 0,
+          stdout,
+          stderr: stderr || (error && typeof error.code !== 'number' ? error.message : ''),
+        });
+      },
+    );
     if (options.input !== undefined) child.stdin?.end(options.input);
   });
 }
@@ -153,10 +169,18 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
   const cleanup = () => exec('bash', [hostScript, 'clean', stateDir], { timeoutMs: 120_000 });
 
   // The watchdog first: it holds the host lock and records the host before anything changes.
-  const watchdog = spawn('bash', [hostScript, 'watch', String(process.pid), stateDir, ...(options.snapshotAfterKillPath ? [options.snapshotAfterKillPath] : [])], { detached: true, stdio: 'ignore', env: withSbin() });
+  const watchdog = spawn(
+    'bash',
+    [hostScript, 'watch', String(process.pid), stateDir, ...(options.snapshotAfterKillPath ? [options.snapshotAfterKillPath] : [])],
+    { detached: true, stdio: 'ignore', env: withSbin() },
+  );
   watchdog.unref();
   let watchdogExit: string | undefined;
-  watchdog.once('exit', (code) => (watchdogExit = `the node watchdog exited (code ${code}): ${fs.existsSync(path.join(stateDir, 'watchdog.error')) ? fs.readFileSync(path.join(stateDir, 'watchdog.error'), 'utf8') : 'see node-host.sh'}`));
+  watchdog.once(
+    'exit',
+    (code) =>
+      (watchdogExit = `the node watchdog exited (code ${code}): ${fs.existsSync(path.join(stateDir, 'watchdog.error')) ? fs.readFileSync(path.join(stateDir, 'watchdog.error'), 'utf8') : 'see node-host.sh'}`),
+  );
   const stopWatchdog = () => {
     try {
       if (watchdog.pid !== undefined) process.kill(-watchdog.pid, 'SIGTERM');
@@ -170,7 +194,9 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
     log('waiting for the host lock (one node at a time on this machine)');
     await waitForFile(path.join(stateDir, 'watchdog.ready'), 'the node watchdog (host lock)', 960_000, () => watchdogExit);
     const deadline = Date.now() + (options.startTimeoutMs ?? 240_000);
-    const hostSnapshots: { before: string[]; after?: string[] } = { before: fs.readFileSync(path.join(stateDir, 'before/snapshot'), 'utf8').trimEnd().split('\n') };
+    const hostSnapshots: { before: string[]; after?: string[] } = {
+      before: fs.readFileSync(path.join(stateDir, 'before/snapshot'), 'utf8').trimEnd().split('\n'),
+    };
 
     log(`network namespace ${netns}: ${nodeAddress}/24, default route inside it`);
     fs.writeFileSync(path.join(stateDir, 'netns'), netns);
@@ -201,14 +227,20 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
     fs.writeFileSync(path.join(stateDir, 'runner.json'), JSON.stringify(runnerOptions));
     const runnerLog = path.join(stateDir, 'logs', 'runner.log');
     const fd = fs.openSync(runnerLog, 'a');
-    runner = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', process.execPath, runnerScript, stateDir], { detached: true, stdio: ['pipe', fd, fd], env: withSbin() });
+    runner = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', process.execPath, runnerScript, stateDir], {
+      detached: true,
+      stdio: ['pipe', fd, fd],
+      env: withSbin(),
+    });
     fs.closeSync(fd);
     fs.writeFileSync(path.join(stateDir, 'runner.pid'), `${runner.pid}\n`);
     let runnerExit: string | undefined;
-    const runnerExited = new Promise<void>((resolve) => runner!.once('exit', (code, signal) => {
-      runnerExit = `the node runner exited (code ${code}, signal ${signal}); last lines of ${runnerLog}:\n${tail(runnerLog)}`;
-      resolve();
-    }));
+    const runnerExited = new Promise<void>((resolve) =>
+      runner!.once('exit', (code, signal) => {
+        runnerExit = `the node runner exited (code ${code}, signal ${signal}); last lines of ${runnerLog}:\n${tail(runnerLog)}`;
+        resolve();
+      }),
+    );
     runner.unref();
     log('starting the control plane, containerd, kubelet, kube-scheduler and kube-proxy in the namespace');
     await waitForFile(path.join(stateDir, 'ready.json'), 'the node to be Ready', Math.max(1_000, deadline - Date.now()), () => runnerExit ?? watchdogExit);
@@ -241,7 +273,8 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
     const theRunner = runner;
     const theBridge = bridge;
     let stopPromise: Promise<void> | undefined;
-    const kubectl = (args: string[], o: { input?: string; signal?: AbortSignal } = {}) => exec(path.join(binDir, 'kubectl'), ['--kubeconfig', kubeconfigPath, ...args], o);
+    const kubectl = (args: string[], o: { input?: string; signal?: AbortSignal } = {}) =>
+      exec(path.join(binDir, 'kubectl'), ['--kubeconfig', kubeconfigPath, ...args], o);
     return {
       kubeconfigPath,
       nodeName,
@@ -255,10 +288,16 @@ export async function startNodeCluster(options: NodeClusterOptions = {}): Promis
       hostSnapshots,
       kubectl,
       // Helm's cache and config in the state dir, not in $HOME.
-      helm: (args, o = {}) => exec(path.join(binDir, 'helm'), ['--kubeconfig', kubeconfigPath, ...args], {
-        ...o,
-        env: { ...process.env, HELM_CACHE_HOME: path.join(stateDir, 'helm/cache'), HELM_CONFIG_HOME: path.join(stateDir, 'helm/config'), HELM_DATA_HOME: path.join(stateDir, 'helm/data') },
-      }),
+      helm: (args, o = {}) =>
+        exec(path.join(binDir, 'helm'), ['--kubeconfig', kubeconfigPath, ...args], {
+          ...o,
+          env: {
+            ...process.env,
+            HELM_CACHE_HOME: path.join(stateDir, 'helm/cache'),
+            HELM_CONFIG_HOME: path.join(stateDir, 'helm/config'),
+            HELM_DATA_HOME: path.join(stateDir, 'helm/data'),
+          },
+        }),
       importImage: async (archive, o = {}) => {
         await execOrThrow('ctr', ['--address', ready.containerdSocket, '--namespace', 'k8s.io', 'images', 'import', archive], o);
       },

@@ -67,7 +67,6 @@ export function openBaoBinDir(): Promise<string> {
   return binDir;
 }
 
-
 /** The TCP ports `pid` listens on, from /proc. */
 async function listeningPorts(pid: number): Promise<number[]> {
   const inodes = new Set<string>();
@@ -105,7 +104,10 @@ export async function startOpenBao(options: StartOpenBaoOptions = {}): Promise<O
   if (options.tls !== undefined) {
     const config = join(home, 'tls-listener.hcl');
     // JSON strings are valid HCL strings: the paths need no other escaping.
-    await writeFile(config, `listener "tcp" {\n  address = "127.0.0.1:0"\n  tls_cert_file = ${JSON.stringify(options.tls.certFile)}\n  tls_key_file = ${JSON.stringify(options.tls.keyFile)}\n}\n`);
+    await writeFile(
+      config,
+      `listener "tcp" {\n  address = "127.0.0.1:0"\n  tls_cert_file = ${JSON.stringify(options.tls.certFile)}\n  tls_key_file = ${JSON.stringify(options.tls.keyFile)}\n}\n`,
+    );
     extraArgs.push(`-config=${config}`);
   }
   const child = spawn('bash', [join(SCRIPTS, 'dev-server.sh'), join(bin, 'bao'), '-dev-listen-address=127.0.0.1:0', '-dev-no-store-token', ...extraArgs], {
@@ -143,7 +145,8 @@ export async function startOpenBao(options: StartOpenBaoOptions = {}): Promise<O
   const listeners = options.tls === undefined ? 1 : 2;
   try {
     for (;;) {
-      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`bao exited before it served (code ${child.exitCode}, signal ${child.signalCode})`);
+      if (child.exitCode !== null || child.signalCode !== null)
+        throw new Error(`bao exited before it served (code ${child.exitCode}, signal ${child.signalCode})`);
       if (Date.now() > deadline) throw new Error(`bao did not serve within ${readyTimeoutMs} ms`);
       baoPid = Number(/bao pid (\d+)/.exec(output)?.[1] ?? -1);
       // Each listener logs its cluster port; the other listening ports are API ports.
@@ -152,7 +155,14 @@ export async function startOpenBao(options: StartOpenBaoOptions = {}): Promise<O
         const api = (await listeningPorts(baoPid)).filter((p) => !cluster.includes(p));
         if (api.length === listeners) {
           // The dev listener answers plain HTTP; the TLS one refuses it.
-          const plain = await Promise.all(api.map((p) => fetch(`http://127.0.0.1:${p}/v1/sys/health`, { signal: AbortSignal.timeout(2_000) }).then((r) => r.status === 200, () => false)));
+          const plain = await Promise.all(
+            api.map((p) =>
+              fetch(`http://127.0.0.1:${p}/v1/sys/health`, { signal: AbortSignal.timeout(2_000) }).then(
+                (r) => r.status === 200,
+                () => false,
+              ),
+            ),
+          );
           if (plain.filter(Boolean).length === 1) {
             port = api[plain.indexOf(true)]!;
             tlsPort = api.find((_p, i) => !plain[i]);

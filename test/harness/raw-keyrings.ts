@@ -67,7 +67,8 @@ export function rawAesProviderDefinition(wrappingKey: RawAesWrappingKey, options
   const keyName = Buffer.from(wrappingKey.name, 'utf8');
   const describe = (recipient: Recipient) => `${name} ${wrappingKey.namespace}/${recipient.keyId ?? ''}`;
   const parseTarget = (target: string) => {
-    if (target !== wrappingKey.name) throw new ProviderError('InvalidRecipient', `${name}: no wrapping key named ${JSON.stringify(target.slice(0, 60))}`, { provider: name });
+    if (target !== wrappingKey.name)
+      throw new ProviderError('InvalidRecipient', `${name}: no wrapping key named ${JSON.stringify(target.slice(0, 60))}`, { provider: name });
   };
 
   const provider: KeyProvider = {
@@ -87,7 +88,8 @@ export function rawAesProviderDefinition(wrappingKey: RawAesWrappingKey, options
       const { recipient } = request;
       if (recipient.keyId !== wrappingKey.name) throw new ProviderError('NoIdentity', `${describe(recipient)}: not this keyring's key`, { provider: name });
       const sealed = Buffer.from(recipient.encryptedKey, 'base64');
-      if (sealed.length <= IV_BYTES + TAG_BYTES) throw new ProviderError('InvalidCiphertext', `${describe(recipient)}: the wrapped key is too short`, { provider: name });
+      if (sealed.length <= IV_BYTES + TAG_BYTES)
+        throw new ProviderError('InvalidCiphertext', `${describe(recipient)}: the wrapped key is too short`, { provider: name });
       const gcm = createDecipheriv(cipher, wrappingKey.key, sealed.subarray(0, IV_BYTES), { authTagLength: TAG_BYTES });
       gcm.setAAD(serializeEncryptionContext(request.encryptionContext));
       gcm.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
@@ -110,7 +112,8 @@ export function rawAesProviderDefinition(wrappingKey: RawAesWrappingKey, options
     name,
     targetHint: 'KEY-NAME',
     parseTarget,
-    checkRecipient: (recipient) => (recipient.keyId === wrappingKey.name ? [] : [{ field: 'keyId', check: 'structure', message: `not the key ${wrappingKey.name}` }]),
+    checkRecipient: (recipient) =>
+      recipient.keyId === wrappingKey.name ? [] : [{ field: 'keyId', check: 'structure', message: `not the key ${wrappingKey.name}` }],
     maxEncryptedKeyBytes: IV_BYTES + 32 + TAG_BYTES,
     crdRules: [],
     describe,
@@ -177,7 +180,8 @@ export function rawRsaProviderDefinition(wrappingKey: RawRsaWrappingKey, options
   const rsaOptions = { key, padding, ...(wrappingKey.padding === 'oaep-mgf1' ? { oaepHash: wrappingKey.hash ?? 'sha1' } : {}) };
   const describe = (recipient: Recipient) => `${name} ${wrappingKey.namespace}/${recipient.keyId ?? ''}`;
   const parseTarget = (target: string) => {
-    if (target !== wrappingKey.name) throw new ProviderError('InvalidRecipient', `${name}: no wrapping key named ${JSON.stringify(target.slice(0, 60))}`, { provider: name });
+    if (target !== wrappingKey.name)
+      throw new ProviderError('InvalidRecipient', `${name}: no wrapping key named ${JSON.stringify(target.slice(0, 60))}`, { provider: name });
   };
   const provider: KeyProvider = {
     name,

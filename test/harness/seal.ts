@@ -7,7 +7,8 @@ import { sealEnvelopeSecret } from '../../src/sealing/seal.ts';
 import type { RecipientTarget } from '../../src/providers/types.ts';
 
 /** Text values as the bytes sealing takes. */
-export const asBytes = (values: Record<string, string>): Record<string, Buffer> => Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Buffer.from(v)]));
+export const asBytes = (values: Record<string, string>): Record<string, Buffer> =>
+  Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Buffer.from(v)]));
 
 export const ageTarget = (recipient: string): RecipientTarget => ({ provider: 'age', target: recipient });
 

@@ -32,7 +32,12 @@ function run(file: string, args: readonly string[], options: { env?: NodeJS.Proc
 /** helm against the shared control plane, with its caches inside the cluster's temp dir. */
 export function helm(args: readonly string[]): Promise<KubectlResult> {
   const cluster = sharedCluster();
-  const env = { ...process.env, HELM_CACHE_HOME: path.join(cluster.dir, 'helm-cache'), HELM_CONFIG_HOME: path.join(cluster.dir, 'helm-config'), HELM_DATA_HOME: path.join(cluster.dir, 'helm-data') };
+  const env = {
+    ...process.env,
+    HELM_CACHE_HOME: path.join(cluster.dir, 'helm-cache'),
+    HELM_CONFIG_HOME: path.join(cluster.dir, 'helm-config'),
+    HELM_DATA_HOME: path.join(cluster.dir, 'helm-data'),
+  };
   return run(cluster.helmPath, [...args, '--kubeconfig', cluster.kubeconfigPath], { env });
 }
 
@@ -66,10 +71,23 @@ export interface ChartRelease {
  * namespace, which must exist). The CRD is applied from crds/ first so that the one
  * under test is served even if an older copy was installed earlier in the run.
  */
-export async function installChart(options: { release: string; namespace: string; watchNamespaces: readonly string[]; sets?: readonly string[] }): Promise<ChartRelease> {
+export async function installChart(options: {
+  release: string;
+  namespace: string;
+  watchNamespaces: readonly string[];
+  sets?: readonly string[];
+}): Promise<ChartRelease> {
   await installCrd();
   const sets = [`watchNamespaces={${options.watchNamespaces.join(',')}}`, ...(options.sets ?? [])];
-  const result = await helm(['install', options.release, chartDir, '--namespace', options.namespace, '--create-namespace', ...sets.flatMap((s) => ['--set', s])]);
+  const result = await helm([
+    'install',
+    options.release,
+    chartDir,
+    '--namespace',
+    options.namespace,
+    '--create-namespace',
+    ...sets.flatMap((s) => ['--set', s]),
+  ]);
   if (result.code !== 0) throw new Error(`helm install failed: ${result.stderr}`);
   return {
     release: options.release,
@@ -150,15 +168,29 @@ function memoryOf(pid: number): { rss: number; peak: number; anon: number } | un
  * to a free loopback port. `extraArgs` go last; `env` is what the platform would inject
  * besides the chart (e.g. AWS credentials).
  */
-export async function startChartController(chart: ChartRelease, options: { identity: string; extraArgs?: readonly string[]; dir: string; env?: Record<string, string> }): Promise<ChartController> {
+export async function startChartController(
+  chart: ChartRelease,
+  options: { identity: string; extraArgs?: readonly string[]; dir: string; env?: Record<string, string> },
+): Promise<ChartController> {
   const admin = adminClient();
   const entry = path.join(repoRoot, 'bin/envseal.js');
   if (!fs.existsSync(path.join(repoRoot, 'dist'))) throw new Error('dist/ is missing: run `npm run build` first (npm test does)');
-  const deployment = await admin.request<{ spec: { template: { spec: { containers: DeploymentContainer[] } } } }>({ method: 'GET', path: `/apis/apps/v1/namespaces/${chart.namespace}/deployments/${chart.release}` });
+  const deployment = await admin.request<{ spec: { template: { spec: { containers: DeploymentContainer[] } } } }>({
+    method: 'GET',
+    path: `/apis/apps/v1/namespaces/${chart.namespace}/deployments/${chart.release}`,
+  });
   const container = deployment.spec.template.spec.containers[0]!;
   const port = await freePort();
-  const kubeconfig = writeTokenKubeconfig(await serviceAccountToken(admin, chart.namespace, chart.serviceAccount), chart.namespace, path.join(options.dir, `${options.identity}.kubeconfig`));
-  const args = [...container.args.map((a) => (a.startsWith('--metrics-address=') ? `--metrics-address=127.0.0.1:${port}` : a)), `--kubeconfig=${kubeconfig}`, ...(options.extraArgs ?? [])];
+  const kubeconfig = writeTokenKubeconfig(
+    await serviceAccountToken(admin, chart.namespace, chart.serviceAccount),
+    chart.namespace,
+    path.join(options.dir, `${options.identity}.kubeconfig`),
+  );
+  const args = [
+    ...container.args.map((a) => (a.startsWith('--metrics-address=') ? `--metrics-address=127.0.0.1:${port}` : a)),
+    `--kubeconfig=${kubeconfig}`,
+    ...(options.extraArgs ?? []),
+  ];
   const env: NodeJS.ProcessEnv = {};
   for (const name of ['PATH', 'HOME', 'LANG', 'TMPDIR']) if (process.env[name] !== undefined) env[name] = process.env[name];
   env.POD_NAMESPACE = chart.namespace;
@@ -175,7 +207,9 @@ export async function startChartController(chart: ChartRelease, options: { ident
     logs.push(line);
     recordLeakText('log', line);
   });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   const pid = child.pid ?? -1;
   let peak = 0;
   let peakAnon = 0;
@@ -228,7 +262,13 @@ export async function startChartController(chart: ChartRelease, options: { ident
   };
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if (await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false)) break;
+    if (
+      await fetch(`http://127.0.0.1:${port}/healthz`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      break;
     if (gone()) throw new Error(`the controller exited at start (code ${child.exitCode}):\n${logs.slice(-20).join('\n')}`);
     if (Date.now() > deadline) {
       await handle.stop();
@@ -261,11 +301,20 @@ export const TENANT_VERBS = ['get', 'list', 'watch', 'create', 'update', 'patch'
 export async function createTenant(options: { namespace: string; name: string; dir: string }): Promise<Tenant> {
   const admin = adminClient();
   const { namespace, name } = options;
-  await admin.request({ method: 'POST', path: `/api/v1/namespaces/${namespace}/serviceaccounts`, body: { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name } } });
+  await admin.request({
+    method: 'POST',
+    path: `/api/v1/namespaces/${namespace}/serviceaccounts`,
+    body: { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name } },
+  });
   await admin.request({
     method: 'POST',
     path: `/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/roles`,
-    body: { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name }, rules: [{ apiGroups: ['envseal.dev'], resources: ['envelopesecrets'], verbs: [...TENANT_VERBS] }] },
+    body: {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata: { name },
+      rules: [{ apiGroups: ['envseal.dev'], resources: ['envelopesecrets'], verbs: [...TENANT_VERBS] }],
+    },
   });
   await admin.request({
     method: 'POST',
@@ -305,7 +354,10 @@ export interface LiveConditions {
 }
 
 export async function conditionsOf(client: KubeClient, namespace: string, name: string): Promise<LiveConditions | undefined> {
-  const es = await getOrUndefined<{ metadata: { generation: number }; status?: { observedGeneration?: number; conditions?: LiveConditions['conditions'] } }>(client, paths.envelopeSecret(namespace, name));
+  const es = await getOrUndefined<{ metadata: { generation: number }; status?: { observedGeneration?: number; conditions?: LiveConditions['conditions'] } }>(
+    client,
+    paths.envelopeSecret(namespace, name),
+  );
   if (!es) return undefined;
   return { generation: es.metadata.generation, observedGeneration: es.status?.observedGeneration, conditions: es.status?.conditions ?? [] };
 }
@@ -318,7 +370,13 @@ export async function currentReady(client: KubeClient, namespace: string, name: 
 }
 
 /** Waits for Ready with this reason (True for Synced, False otherwise) on the current generation. */
-export async function waitForReason(client: KubeClient, namespace: string, name: string, reason: string, timeoutMs = 60_000): Promise<{ status: string; reason: string; message: string }> {
+export async function waitForReason(
+  client: KubeClient,
+  namespace: string,
+  name: string,
+  reason: string,
+  timeoutMs = 60_000,
+): Promise<{ status: string; reason: string; message: string }> {
   return waitFor(
     `${namespace}/${name} Ready reason ${reason}`,
     async () => {
@@ -331,7 +389,10 @@ export async function waitForReason(client: KubeClient, namespace: string, name:
 
 /** Events about one object, read as admin. */
 export async function eventsAbout(client: KubeClient, namespace: string, name: string): Promise<{ type: string; reason: string; message: string }[]> {
-  const list = await client.request<{ items: { type: string; reason: string; message: string; involvedObject: { name: string } }[] }>({ method: 'GET', path: paths.events(namespace) });
+  const list = await client.request<{ items: { type: string; reason: string; message: string; involvedObject: { name: string } }[] }>({
+    method: 'GET',
+    path: paths.events(namespace),
+  });
   return list.items.filter((e) => e.involvedObject.name === name);
 }
 

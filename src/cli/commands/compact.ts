@@ -42,7 +42,13 @@ async function compact(ctx: CommandContext): Promise<number> {
     io.stderr.write(`${quoteName(destination)} has one envelope already; nothing written\n`);
     return 0;
   }
-  const compacted = await compactEnvelopes({ secret: loaded.secret, ...(targets.length > 0 ? { targets } : {}), providers: ctx.providers, random: ctx.random, ...(ctx.signal ? { signal: ctx.signal } : {}) });
+  const compacted = await compactEnvelopes({
+    secret: loaded.secret,
+    ...(targets.length > 0 ? { targets } : {}),
+    providers: ctx.providers,
+    random: ctx.random,
+    signal: ctx.signal,
+  });
   await writeManifest(compacted, { format: parseOutputFormat(formatFlag, loaded.format), file: destination, io });
   if (destination !== undefined) {
     const keys = Object.keys(compacted.spec.envelopes[0]!.data).length;

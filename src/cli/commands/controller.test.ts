@@ -23,8 +23,12 @@ describe('envseal controller --allowed-secret-types', () => {
   });
 
   it('reads ENVSEAL_ALLOWED_SECRET_TYPES when no flag is given; a flag wins', () => {
-    expect(configOf([], { ENVSEAL_ALLOWED_SECRET_TYPES: '*=a.b/c; team-a=d.e/f' }).tenantPolicy).toEqual({ extraSecretTypes: { '*': ['a.b/c'], 'team-a': ['d.e/f'] } });
-    expect(configOf(['--allowed-secret-types=team-b=x.y/z'], { ENVSEAL_ALLOWED_SECRET_TYPES: '*=a.b/c' }).tenantPolicy).toEqual({ extraSecretTypes: { 'team-b': ['x.y/z'] } });
+    expect(configOf([], { ENVSEAL_ALLOWED_SECRET_TYPES: '*=a.b/c; team-a=d.e/f' }).tenantPolicy).toEqual({
+      extraSecretTypes: { '*': ['a.b/c'], 'team-a': ['d.e/f'] },
+    });
+    expect(configOf(['--allowed-secret-types=team-b=x.y/z'], { ENVSEAL_ALLOWED_SECRET_TYPES: '*=a.b/c' }).tenantPolicy).toEqual({
+      extraSecretTypes: { 'team-b': ['x.y/z'] },
+    });
   });
 
   it.each([

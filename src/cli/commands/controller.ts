@@ -10,7 +10,11 @@ import { type ControllerConfig, DEFAULT_CONTROLLER_CONFIG, runController } from 
 const OPTIONS = {
   kubeconfig: { type: 'string', value: 'FILE', help: 'kubeconfig (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)' },
   namespaces: { type: 'string', multiple: true, value: 'NS[,NS]', help: 'watch only these namespaces (namespaced mode; default: all; env ENVSEAL_NAMESPACES)' },
-  'controller-namespace': { type: 'string', value: 'NS', help: 'namespace of the age identity, the lease and the published recipient (env POD_NAMESPACE; default envseal-system)' },
+  'controller-namespace': {
+    type: 'string',
+    value: 'NS',
+    help: 'namespace of the age identity, the lease and the published recipient (env POD_NAMESPACE; default envseal-system)',
+  },
   workers: { type: 'string', value: 'N', help: 'concurrent reconciles (default 4)' },
   'metrics-address': { type: 'string', value: 'HOST:PORT', help: "serve /metrics, /healthz, /readyz here (default 0.0.0.0:8080; '' to disable)" },
   resync: { type: 'string', value: 'DURATION', help: 'look at every EnvelopeSecret this often (default 10m; makes no KMS call when in sync)' },
@@ -57,7 +61,10 @@ export function controllerConfigFrom(ctx: Pick<CommandContext, 'values' | 'io'>)
   const env = ctx.io.env;
   const d = DEFAULT_CONTROLLER_CONFIG;
   const str = (name: string) => stringOption(values, name);
-  const namespaces = [...stringList(values, 'namespaces'), ...(stringList(values, 'namespaces').length === 0 && env.ENVSEAL_NAMESPACES ? [env.ENVSEAL_NAMESPACES] : [])]
+  const namespaces = [
+    ...stringList(values, 'namespaces'),
+    ...(stringList(values, 'namespaces').length === 0 && env.ENVSEAL_NAMESPACES ? [env.ENVSEAL_NAMESPACES] : []),
+  ]
     .flatMap((list) => list.split(','))
     .map((ns) => ns.trim())
     .filter((ns) => ns !== '');
@@ -108,17 +115,22 @@ export async function controllerProvidersFrom(ctx: Pick<CommandContext, 'values'
     warn: (message) => void ctx.io.stderr.write(`warning: ${message}\n`),
     readFile: async (file, options) => {
       const bytes = await readFile(file);
-      if (bytes.length > options.maxBytes) throw new CliError('InvalidInput', `${options.what} ${file} (from ${options.origin}) is ${bytes.length} bytes; at most ${options.maxBytes} are accepted`);
+      if (bytes.length > options.maxBytes)
+        throw new CliError(
+          'InvalidInput',
+          `${options.what} ${file} (from ${options.origin}) is ${bytes.length} bytes; at most ${options.maxBytes} are accepted`,
+        );
       return bytes;
     },
-    ...(signal ? { signal } : {}),
+    signal,
   });
 }
 
 function parseBudget(text: string): ControllerConfig['unwrapBudget'] {
   if (text.trim() === '0') return { perSecond: 0, burst: 0 };
   const match = /^(\d+(?:\.\d+)?)\/(\d+)$/.exec(text.trim());
-  if (!match || Number(match[1]) <= 0 || Number(match[2]) < 1) throw usageError("--unwrap-budget must be RATE/BURST, e.g. 50/1000 (calls per second per namespace, and burst), or '0' to disable");
+  if (!match || Number(match[1]) <= 0 || Number(match[2]) < 1)
+    throw usageError("--unwrap-budget must be RATE/BURST, e.g. 50/1000 (calls per second per namespace, and burst), or '0' to disable");
   return { perSecond: Number(match[1]), burst: Number(match[2]) };
 }
 
@@ -148,7 +160,8 @@ leader lease.`,
   async run(ctx) {
     const config = { ...controllerConfigFrom(ctx), providers: await controllerProvidersFrom(ctx, ctx.signal) };
     const level = stringOption(ctx.values, 'log-level') ?? ctx.io.env.ENVSEAL_LOG_LEVEL ?? 'info';
-    if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(level)) throw usageError('--log-level must be trace, debug, info, warn, error or silent');
+    if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(level))
+      throw usageError('--log-level must be trace, debug, info, warn, error or silent');
     const logger = pino({ level, base: { component: 'envseal-controller' } }, { write: (line: string) => void ctx.io.stderr.write(line) });
     const signal = ctx.signal ?? new AbortController().signal;
     await runController(config, { logger, signal });

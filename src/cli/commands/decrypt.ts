@@ -18,9 +18,20 @@ import { IDENTITY_OPTIONS, PROVIDER_OPTIONS } from '../provider-config.ts';
 import { cliErrorOf, openFileSink, parseContextPairs, progressFor, readTree, singleInput, treeArguments } from './encrypt.ts';
 
 const OPTIONS = {
-  output: { type: 'string', short: 'o', value: 'FILE', help: 'write here (atomically, only once the whole message authenticated) instead of stdout; a directory with -r' },
+  output: {
+    type: 'string',
+    short: 'o',
+    value: 'FILE',
+    help: 'write here (atomically, only once the whole message authenticated) instead of stdout; a directory with -r',
+  },
   recursive: { type: 'boolean', short: 'r', help: 'INPUT is a directory: decrypt every file in it into the directory -o' },
-  context: { type: 'string', short: 'c', multiple: true, value: 'KEY=VALUE', help: "require this pair in the message's encryption context (checked before any KMS call)" },
+  context: {
+    type: 'string',
+    short: 'c',
+    multiple: true,
+    value: 'KEY=VALUE',
+    help: "require this pair in the message's encryption context (checked before any KMS call)",
+  },
   unbuffered: {
     type: 'boolean',
     help: 'stdout only: release each frame as soon as it authenticates instead of holding the output until the whole message did (see below)',
@@ -92,10 +103,14 @@ async function decryptOne(ctx: CommandContext, settings: DecryptSettings, source
       decryptor,
       async (header) => {
         checkHeader(header, settings);
-        return unwrapDataKey({ header, providers: ctx.providers, ...(ctx.signal ? { signal: ctx.signal } : {}) });
+        return unwrapDataKey({ header, providers: ctx.providers, signal: ctx.signal });
       },
       sink,
-      { ...(ctx.signal ? { signal: ctx.signal } : {}), ...(ctx.io.collectGarbage ? { collectGarbage: ctx.io.collectGarbage } : {}), ...(progress ? { onProgress: (n: number) => progress.update(n) } : {}) },
+      {
+        signal: ctx.signal,
+        ...(ctx.io.collectGarbage ? { collectGarbage: ctx.io.collectGarbage } : {}),
+        ...(progress ? { onProgress: (n: number) => progress.update(n) } : {}),
+      },
     );
     await sink.commit();
     return decryptor.plaintextLength;
@@ -128,7 +143,12 @@ async function decrypt(ctx: CommandContext): Promise<number> {
   let sink: Sink;
   const toStdout = output === undefined || output === '-';
   if (toStdout) {
-    sink = unbuffered ? new PassThroughSink(io.stdout as OutputWriter) : new HeldSink(io.stdout as OutputWriter, { ...(io.env.TMPDIR ? { directory: io.env.TMPDIR } : {}), ...(io.collectGarbage ? { collectGarbage: io.collectGarbage } : {}) });
+    sink = unbuffered
+      ? new PassThroughSink(io.stdout as OutputWriter)
+      : new HeldSink(io.stdout as OutputWriter, {
+          ...(io.env.TMPDIR ? { directory: io.env.TMPDIR } : {}),
+          ...(io.collectGarbage ? { collectGarbage: io.collectGarbage } : {}),
+        });
   } else {
     if (unbuffered) throw usageError('--unbuffered applies to stdout only (a file is always written only on success)');
     sink = await openFileSink(resolvePath(io.cwd, output), output, 0o600, io);
@@ -144,7 +164,9 @@ async function decrypt(ctx: CommandContext): Promise<number> {
 }
 
 function outputName(relative: string, suffix: string): string {
-  return suffix !== '' && relative.endsWith(suffix) && !relative.endsWith(path.sep + suffix) && relative !== suffix ? relative.slice(0, -suffix.length) : `${relative}.decrypted`;
+  return suffix !== '' && relative.endsWith(suffix) && !relative.endsWith(path.sep + suffix) && relative !== suffix
+    ? relative.slice(0, -suffix.length)
+    : `${relative}.decrypted`;
 }
 
 async function decryptTree(ctx: CommandContext, settings: DecryptSettings, input: string, output: string, suffix: string): Promise<number> {

@@ -66,7 +66,8 @@ export function parseEditedText(bytes: Buffer, source: string): Map<string, Buff
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalidInput(`${source}: expected stringData and data maps`);
   const record = value as Record<string, unknown>;
   for (const field of Object.keys(record)) {
-    if (field !== 'stringData' && field !== 'data') throw invalidInput(`${source}: ${unknownField(field, ['stringData', 'data'])}; only stringData and data can be edited`);
+    if (field !== 'stringData' && field !== 'data')
+      throw invalidInput(`${source}: ${unknownField(field, ['stringData', 'data'])}; only stringData and data can be edited`);
   }
   const values = new Map<string, Buffer>();
   for (const field of ['stringData', 'data'] as const) {
@@ -77,7 +78,8 @@ export function parseEditedText(bytes: Buffer, source: string): Map<string, Buff
       const problem = secretKeyProblem(key);
       if (problem) throw invalidInput(`${source}: key ${quoteName(key)}: ${problem}`);
       if (values.has(key)) throw invalidInput(`${source}: key ${quoteName(key)} is in both stringData and data`);
-      if (typeof item !== 'string') throw invalidInput(`${source}: ${field}[${quoteName(key)}] must be a string${field === 'stringData' ? ' (quote numbers and booleans)' : ''}`);
+      if (typeof item !== 'string')
+        throw invalidInput(`${source}: ${field}[${quoteName(key)}] must be a string${field === 'stringData' ? ' (quote numbers and booleans)' : ''}`);
       if (field === 'data' && !isStandardBase64(item)) throw invalidInput(`${source}: data[${quoteName(key)}] is not standard padded base64`);
       values.set(key, field === 'data' ? Buffer.from(item, 'base64') : Buffer.from(item, 'utf8'));
     }
@@ -118,7 +120,7 @@ async function edit(ctx: CommandContext): Promise<number> {
 
   const original = await readInput(file, io, '');
   const loaded = loadEnvelopeSecret(original);
-  const opened = await openEnvelopeSecret({ secret: loaded.secret, providers: ctx.providers, ...(signal ? { signal } : {}) });
+  const opened = await openEnvelopeSecret({ secret: loaded.secret, providers: ctx.providers, signal });
   let edited: Map<string, Buffer> | undefined;
   let directory: string | undefined;
   let untrack: (() => void) | undefined;
@@ -135,7 +137,7 @@ async function edit(ctx: CommandContext): Promise<number> {
 
     for (;;) {
       signal?.throwIfAborted();
-      const status = await io.spawnEditor({ editor, file: scratch, ...(signal ? { signal } : {}) });
+      const status = await io.spawnEditor({ editor, file: scratch, signal });
       signal?.throwIfAborted();
       if (status !== 0) throw new CliError('EditorFailed', `the editor (${quoteName(editor)}) exited with status ${status}; ${quoteName(file)} is unchanged`);
       let bytes: Buffer;
@@ -171,10 +173,11 @@ async function edit(ctx: CommandContext): Promise<number> {
       values: checkValues(edited),
       providers: ctx.providers,
       random: ctx.random,
-      ...(signal ? { signal } : {}),
+      signal,
     });
     const current = await readInputFile(file, { cwd: io.cwd });
-    if (!current.equals(original.bytes)) throw new CliError('FileChanged', `${quoteName(file)} changed while it was being edited; not overwriting it (run envseal edit again)`);
+    if (!current.equals(original.bytes))
+      throw new CliError('FileChanged', `${quoteName(file)} changed while it was being edited; not overwriting it (run envseal edit again)`);
     await writeManifest(resealed, { format: loaded.format, file, io });
     io.stderr.write(`re-sealed ${quoteName(file)}\n`);
     return 0;

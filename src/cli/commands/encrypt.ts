@@ -135,14 +135,18 @@ async function encryptOne(ctx: CommandContext, settings: EncryptSettings, source
       providers: ctx.providers,
       encryptionContext: prepared.encryptionContext,
       random: ctx.random,
-      ...(ctx.signal ? { signal: ctx.signal } : {}),
+      signal: ctx.signal,
     });
     try {
       encryptor = new MessageEncryptor({ ...prepared, dataKey, encryptedDataKeys, frameLength: settings.frameLength });
     } finally {
       dataKey.fill(0);
     }
-    await pumpEncrypt(source, encryptor, sink, { ...(ctx.signal ? { signal: ctx.signal } : {}), ...(ctx.io.collectGarbage ? { collectGarbage: ctx.io.collectGarbage } : {}), ...(progress ? { onProgress: (n: number) => progress.update(n) } : {}) });
+    await pumpEncrypt(source, encryptor, sink, {
+      signal: ctx.signal,
+      ...(ctx.io.collectGarbage ? { collectGarbage: ctx.io.collectGarbage } : {}),
+      ...(progress ? { onProgress: (n: number) => progress.update(n) } : {}),
+    });
     await sink.commit();
     return encryptor.plaintextLength;
   } catch (error) {
@@ -162,10 +166,15 @@ export function treeArguments(input: string | undefined, output: string | undefi
 }
 
 /** The input of a one-file run: the file named (its size for the progress bar), or stdin. */
-export async function singleInput(ctx: CommandContext, input: string | undefined, verb: 'encrypt' | 'decrypt'): Promise<{ source: ByteSource; size: number | undefined; label: string }> {
+export async function singleInput(
+  ctx: CommandContext,
+  input: string | undefined,
+  verb: 'encrypt' | 'decrypt',
+): Promise<{ source: ByteSource; size: number | undefined; label: string }> {
   const { io } = ctx;
   if (input === undefined || input === '-') {
-    if (input === undefined && io.stdinIsTTY) throw usageError(`no input: pass a file, or pipe the ${verb === 'encrypt' ? 'data to encrypt' : 'message to decrypt'}`);
+    if (input === undefined && io.stdinIsTTY)
+      throw usageError(`no input: pass a file, or pipe the ${verb === 'encrypt' ? 'data to encrypt' : 'message to decrypt'}`);
     return { source: stdinSource(io), size: undefined, label: 'stdin' };
   }
   const info = await inputInfo(input, io.cwd);
@@ -174,7 +183,12 @@ export async function singleInput(ctx: CommandContext, input: string | undefined
 }
 
 /** -r: the files of the input tree (others reported as skipped) and the output directory, checked to be outside it. */
-export async function readTree(ctx: CommandContext, input: string, output: string, verb: 'encrypt' | 'decrypt'): Promise<{ outDir: string; walk: Awaited<ReturnType<typeof walkTree>> }> {
+export async function readTree(
+  ctx: CommandContext,
+  input: string,
+  output: string,
+  verb: 'encrypt' | 'decrypt',
+): Promise<{ outDir: string; walk: Awaited<ReturnType<typeof walkTree>> }> {
   const { io } = ctx;
   const info = await inputInfo(input, io.cwd);
   if (!info.isDirectory) throw usageError(`${quoteName(input)} is not a directory (-r ${verb}s a tree)`);
@@ -221,7 +235,12 @@ async function encrypt(ctx: CommandContext): Promise<number> {
   const targets = stringList(values, 'recipient').map(parseRecipientTarget);
   if (targets.length === 0) throw usageError(`no recipient: pass --recipient PROVIDER:TARGET (${recipientForms()})`);
   const context = parseContextPairs(stringList(values, 'context'), '--context');
-  const settings: EncryptSettings = { targets, context, suite: parseSuiteOption(stringOption(values, 'suite')), frameLength: parseFrameLength(stringOption(values, 'frame-length')) };
+  const settings: EncryptSettings = {
+    targets,
+    context,
+    suite: parseSuiteOption(stringOption(values, 'suite')),
+    frameLength: parseFrameLength(stringOption(values, 'frame-length')),
+  };
   try {
     // Checked before any KMS call: reserved keys and sizes.
     prepareMessage({ suite: SUITE_COMMIT, encryptionContext: context, random: (n) => new Uint8Array(n) });

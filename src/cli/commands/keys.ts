@@ -82,13 +82,23 @@ async function keysCreate(ctx: CommandContext): Promise<number> {
     if (name === undefined) throw usageError(`--provider ${definition.name} needs --name NAME (the new key's name or alias)`);
     if (values.name !== undefined && values.alias !== undefined) throw usageError('pass --name or --alias, not both');
     const description = stringOption(values, 'description');
-    const created = await ctx.providers.createKey(definition.name, { name, ...(description !== undefined ? { description } : {}), ...(ctx.signal ? { signal: ctx.signal } : {}) });
+    const created = await ctx.providers.createKey(definition.name, {
+      name,
+      description,
+      signal: ctx.signal,
+    });
     io.stdout.write(`${created.keyId}\n`);
     io.stderr.write(`${created.summary}; seal with --recipient ${definition.name}:${created.target}\n`);
     return 0;
   }
   for (const option of ['alias', 'description', 'name'] as const) {
-    if (values[option] !== undefined) throw usageError(`--${option} is for keys created in a key service (--provider ${ctx.providers.definitions.filter((d) => d.createKey).map((d) => d.name).join(', --provider ')})`);
+    if (values[option] !== undefined)
+      throw usageError(
+        `--${option} is for keys created in a key service (--provider ${ctx.providers.definitions
+          .filter((d) => d.createKey)
+          .map((d) => d.name)
+          .join(', --provider ')})`,
+      );
   }
   if (output !== undefined && toStdout) throw usageError('pass either -o FILE or --stdout, not both');
   if (output === undefined && !toStdout) throw usageError('pass -o FILE to write the new identity to a file (or --stdout to print it)');
@@ -102,7 +112,9 @@ async function keysCreate(ctx: CommandContext): Promise<number> {
   if (output !== undefined) {
     await writeNewPrivateFile(output, text, { cwd: io.cwd });
     io.stdout.write(`${generated.recipient}\n`);
-    io.stderr.write(`wrote a new ${kind} ${definition.name} identity to ${quoteName(output)} (mode 0600); its recipient is on stdout: seal with --recipient ${definition.name}:RECIPIENT\n`);
+    io.stderr.write(
+      `wrote a new ${kind} ${definition.name} identity to ${quoteName(output)} (mode 0600); its recipient is on stdout: seal with --recipient ${definition.name}:RECIPIENT\n`,
+    );
   } else {
     io.stdout.write(text);
     io.stderr.write(`Public key: ${generated.recipient}\n`);

@@ -17,12 +17,12 @@ export const MANIFEST_REWRITE_OPTIONS: OptionSpecs = {
   recipient: { type: 'string', short: 'r', multiple: true, value: 'PROVIDER:TARGET', help: `${recipientForms()} (an alias only to add)` },
   write: { type: 'string', short: 'w', value: 'FILE', help: 'write to FILE (atomically) instead of stdout' },
   'in-place': { type: 'boolean', help: 'rewrite the -f FILE itself (atomically)' },
-  output: { type: 'string', short: 'o', value: 'FORMAT', help: 'yaml or json (default: the input\'s format)' },
+  output: { type: 'string', short: 'o', value: 'FORMAT', help: "yaml or json (default: the input's format)" },
 };
 
 export const addRecipientCommand: Command = {
   name: 'add-recipient',
-  summary: 'wrap every envelope\'s data key for one more recipient',
+  summary: "wrap every envelope's data key for one more recipient",
   usage: 'envseal add-recipient -r PROVIDER:TARGET... [-f FILE] [-w FILE | --in-place]',
   description: `
 Adds a recipient to every envelope: e.g. an age break-glass key or a second-region KMS
@@ -58,7 +58,11 @@ current values: rotate them if that matters.`,
  * The input and output of a command that rewrites a manifest (MANIFEST_REWRITE_OPTIONS),
  * checked: `destination` is -w FILE, the input file with --in-place, or undefined for stdout.
  */
-export function manifestRewrite(values: CommandContext['values']): { file: string | undefined; destination: string | undefined; formatFlag: string | undefined } {
+export function manifestRewrite(values: CommandContext['values']): {
+  file: string | undefined;
+  destination: string | undefined;
+  formatFlag: string | undefined;
+} {
   const file = stringOption(values, 'filename');
   const write = stringOption(values, 'write');
   const inPlace = flag(values, 'in-place');
@@ -79,13 +83,16 @@ async function changeRecipients(ctx: CommandContext, action: 'add' | 'remove'): 
   const loaded = loadEnvelopeSecret(await readInput(file, io, 'pass -f FILE or pipe an EnvelopeSecret manifest'));
   let secret: EnvelopeSecret = loaded.secret;
   for (const target of targets) {
-    secret = action === 'add'
-      ? await addRecipient({ secret, target, providers: ctx.providers, ...(ctx.signal ? { signal: ctx.signal } : {}) })
-      : await removeRecipient({ secret, target, providers: ctx.providers, ...(ctx.signal ? { signal: ctx.signal } : {}) });
+    secret =
+      action === 'add'
+        ? await addRecipient({ secret, target, providers: ctx.providers, signal: ctx.signal })
+        : await removeRecipient({ secret, target, providers: ctx.providers, signal: ctx.signal });
   }
   const unchanged = isDeepStrictEqual(secret, loaded.secret);
   if (unchanged && destination !== undefined && destination === file) {
-    io.stderr.write(`${quoteName(destination)} already has ${targets.length === 1 ? 'this recipient' : 'these recipients'} in every envelope; nothing written\n`);
+    io.stderr.write(
+      `${quoteName(destination)} already has ${targets.length === 1 ? 'this recipient' : 'these recipients'} in every envelope; nothing written\n`,
+    );
     return 0;
   }
   await writeManifest(secret, { format: parseOutputFormat(formatFlag, loaded.format), file: destination, io });

@@ -30,16 +30,21 @@ import {
   ValueCollector,
 } from '../secret-input.ts';
 
-
 const OPTIONS = {
-  filename: { type: 'string', short: 'f', multiple: true, value: 'FILE', help: 'Secret manifest to seal (YAML or JSON; "-" for stdin); several with --output-dir' },
+  filename: {
+    type: 'string',
+    short: 'f',
+    multiple: true,
+    value: 'FILE',
+    help: 'Secret manifest to seal (YAML or JSON; "-" for stdin); several with --output-dir',
+  },
   'output-dir': { type: 'string', value: 'DIR', help: 'seal every -f FILE in one run, each into DIR/<its file name> (DIR is created if missing)' },
   'from-literal': { type: 'string', multiple: true, value: 'KEY=VALUE', help: 'a value given on the command line' },
   'from-file': { type: 'string', multiple: true, value: '[KEY=]PATH', help: "a file's bytes; the key defaults to the file name" },
   'from-env-file': { type: 'string', multiple: true, value: 'PATH', help: 'KEY=VALUE lines (kubectl format: values taken literally)' },
   name: { type: 'string', value: 'NAME', help: 'name of the Secret (default: metadata.name of the input)' },
   namespace: { type: 'string', short: 'n', value: 'NAMESPACE', help: 'namespace (default: metadata.namespace of the input; required unless --scope cluster)' },
-  type: { type: 'string', value: 'TYPE', help: 'Secret type, e.g. kubernetes.io/tls (default: the input\'s, else Opaque)' },
+  type: { type: 'string', value: 'TYPE', help: "Secret type, e.g. kubernetes.io/tls (default: the input's, else Opaque)" },
   label: { type: 'string', multiple: true, value: 'KEY=VALUE', help: 'label of the Secret' },
   annotation: { type: 'string', multiple: true, value: 'KEY=VALUE', help: 'annotation of the Secret' },
   immutable: { type: 'boolean', help: 'make the Secret immutable' },
@@ -56,7 +61,8 @@ const OPTIONS = {
 export const sealCommand: Command = {
   name: 'seal',
   summary: 'encrypt a Secret into an EnvelopeSecret manifest',
-  usage: 'envseal seal [-f FILE | --from-literal K=V | --from-file [K=]PATH | --from-env-file PATH]... --recipient P:T... [options]\n       envseal seal -f FILE... --output-dir DIR --recipient P:T... [options]',
+  usage:
+    'envseal seal [-f FILE | --from-literal K=V | --from-file [K=]PATH | --from-env-file PATH]... --recipient P:T... [options]\n       envseal seal -f FILE... --output-dir DIR --recipient P:T... [options]',
   description: `
 Encrypts values into an EnvelopeSecret that is safe to commit. Values come from a
 native Secret manifest (-f FILE or stdin: data in base64, stringData as text; stringData
@@ -212,10 +218,13 @@ async function seal(ctx: CommandContext): Promise<number> {
     providers: ctx.providers,
     random: ctx.random,
     template: templateOf(input),
-    ...(ctx.signal ? { signal: ctx.signal } : {}),
+    signal: ctx.signal,
   });
   await writeManifest(sealed, { format: parseOutputFormat(formatFlag), file: write, io });
-  if (write !== undefined) io.stderr.write(`sealed ${input.values.size} value${input.values.size === 1 ? '' : 's'} for ${targets.length} recipient${targets.length === 1 ? '' : 's'} into ${quoteName(write)}\n`);
+  if (write !== undefined)
+    io.stderr.write(
+      `sealed ${input.values.size} value${input.values.size === 1 ? '' : 's'} for ${targets.length} recipient${targets.length === 1 ? '' : 's'} into ${quoteName(write)}\n`,
+    );
   return 0;
 }
 
@@ -238,9 +247,15 @@ function checkBatchFlags(ctx: CommandContext, files: readonly string[], write: s
 }
 
 /** Seals each file into DIR/<its name>: all are sealed (and checked) before any is written. */
-async function sealMany(ctx: CommandContext, files: readonly string[], outputDir: string, options: { scope: Scope | undefined; targets: RecipientTarget[]; format: 'yaml' | 'json' }): Promise<number> {
+async function sealMany(
+  ctx: CommandContext,
+  files: readonly string[],
+  outputDir: string,
+  options: { scope: Scope | undefined; targets: RecipientTarget[]; format: 'yaml' | 'json' },
+): Promise<number> {
   const { io } = ctx;
-  if (options.targets.length === 0) throw usageError('no recipient: pass --recipient aws-kms:ARN-or-alias, --recipient age:age1... or --controller-namespace NS');
+  if (options.targets.length === 0)
+    throw usageError('no recipient: pass --recipient aws-kms:ARN-or-alias, --recipient age:age1... or --controller-namespace NS');
   const dir = resolvePath(io.cwd, outputDir);
   for (const file of files) {
     if (path.dirname(resolvePath(io.cwd, file)) === dir) throw usageError(`${quoteName(file)} is in the output directory: sealing it would overwrite it`);
@@ -264,7 +279,7 @@ async function sealMany(ctx: CommandContext, files: readonly string[], outputDir
         providers: ctx.providers,
         random: ctx.random,
         template: templateOf(input),
-        ...(ctx.signal ? { signal: ctx.signal } : {}),
+        signal: ctx.signal,
       });
       parseEnvelopeSecret(sealed, 'output');
       texts[index] = formatDocument(sealed, options.format);
@@ -279,7 +294,9 @@ async function sealMany(ctx: CommandContext, files: readonly string[], outputDir
   for (const [index, file] of files.entries()) {
     await writeFileAtomic(path.join(dir, path.basename(file)), texts[index]!, { cwd: io.cwd, temporaries: io.temporaries });
   }
-  io.stderr.write(`sealed ${files.length} Secret${files.length === 1 ? '' : 's'} for ${options.targets.length} recipient${options.targets.length === 1 ? '' : 's'} into ${quoteName(outputDir)}\n`);
+  io.stderr.write(
+    `sealed ${files.length} Secret${files.length === 1 ? '' : 's'} for ${options.targets.length} recipient${options.targets.length === 1 ? '' : 's'} into ${quoteName(outputDir)}\n`,
+  );
   return 0;
 }
 
@@ -297,7 +314,11 @@ function checkMergedSize(secret: EnvelopeSecret, values: ReadonlyMap<string, Buf
   }
 }
 
-async function mergeInto_(secret: EnvelopeSecret, input: SecretInput, options: { scope: Scope | undefined; targets: RecipientTarget[]; ctx: CommandContext }): Promise<EnvelopeSecret> {
+async function mergeInto_(
+  secret: EnvelopeSecret,
+  input: SecretInput,
+  options: { scope: Scope | undefined; targets: RecipientTarget[]; ctx: CommandContext },
+): Promise<EnvelopeSecret> {
   const binding = bindingOf(secret);
   // The binding is the manifest's: a differing name, namespace or scope is a mistake.
   if (input.name !== undefined && input.name !== binding.name) {
@@ -317,7 +338,7 @@ async function mergeInto_(secret: EnvelopeSecret, input: SecretInput, options: {
     ...(options.targets.length > 0 ? { targets: options.targets } : {}),
     providers: options.ctx.providers,
     random: options.ctx.random,
-    ...(options.ctx.signal ? { signal: options.ctx.signal } : {}),
+    signal: options.ctx.signal,
   });
   const template = mergeTemplate(secret.spec.template, templateOf(input));
   const spec = { ...merged.spec };

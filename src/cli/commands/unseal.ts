@@ -64,14 +64,16 @@ async function unseal(ctx: CommandContext): Promise<number> {
   const key = stringOption(values, 'key');
   const { secret } = loadEnvelopeSecret(await readInput(stringOption(values, 'filename'), io, 'pass -f FILE or pipe an EnvelopeSecret manifest'));
   if (key !== undefined && !keysOf(secret).includes(key)) {
-    const known = keysOf(secret).map((k) => quoteName(k)).join(', ');
+    const known = keysOf(secret)
+      .map((k) => quoteName(k))
+      .join(', ');
     throw new CliError('KeyNotFound', `${quoteName(key)} is not a key of this EnvelopeSecret (keys: ${known})`);
   }
   const opened = await openEnvelopeSecret({
     secret,
     providers: ctx.providers,
     ...(key !== undefined ? { keys: [key] } : {}),
-    ...(ctx.signal ? { signal: ctx.signal } : {}),
+    signal: ctx.signal,
   });
   try {
     if (key !== undefined) {

@@ -70,7 +70,7 @@ async function verify(ctx: CommandContext): Promise<number> {
   }
   let opened: Record<string, Buffer>;
   try {
-    opened = await openEnvelopeSecret({ secret, providers: ctx.providers, ...(ctx.signal ? { signal: ctx.signal } : {}) });
+    opened = await openEnvelopeSecret({ secret, providers: ctx.providers, signal: ctx.signal });
   } catch (error) {
     throw decryptFailure(error, input.source);
   }

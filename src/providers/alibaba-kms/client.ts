@@ -2,12 +2,29 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { DATA_KEY_LENGTH as DATA_KEY_BYTES } from '../../envelope/kdf.ts';
-import { type GenerateDataKeyRequest, type GeneratedDataKey, ProviderError, type ProviderErrorCode, type Recipient, type UnwrapRequest, type WrapRequest } from '../types.ts';
+import {
+  type GenerateDataKeyRequest,
+  type GeneratedDataKey,
+  ProviderError,
+  type ProviderErrorCode,
+  type Recipient,
+  type UnwrapRequest,
+  type WrapRequest,
+} from '../types.ts';
 
 import { AlibabaKmsCallError, type ErrorLike, classifyAlibabaError, networkCode, sanitizeAlibabaMessage, serviceAnswer } from './errors.ts';
 import { checkEndpoint } from './settings.ts';
 import { ALIAS_NAME, encryptionContextJson, invalidTarget, parseAlibabaTarget, parseKeyArn, quote } from './targets.ts';
-import { ALIBABA_KMS, type AlibabaKmsProvider, type AlibabaKmsProviderOptions, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_MAX_ATTEMPTS, DEFAULT_REQUEST_TIMEOUT_MS, MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES, PENDING_WINDOW_DAYS } from './types.ts';
+import {
+  ALIBABA_KMS,
+  type AlibabaKmsProvider,
+  type AlibabaKmsProviderOptions,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_MAX_ATTEMPTS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES,
+  PENDING_WINDOW_DAYS,
+} from './types.ts';
 
 // ---------------------------------------------------------------------------------
 // The provider
@@ -27,7 +44,16 @@ export type ModelClass = new (map: Record<string, unknown>) => unknown;
 
 export interface Sdk {
   Client: new (config: unknown) => KmsClient;
-  models: Record<'GenerateDataKeyRequest' | 'EncryptRequest' | 'DecryptRequest' | 'DescribeKeyRequest' | 'CreateKeyRequest' | 'CreateAliasRequest' | 'ScheduleKeyDeletionRequest', ModelClass>;
+  models: Record<
+    | 'GenerateDataKeyRequest'
+    | 'EncryptRequest'
+    | 'DecryptRequest'
+    | 'DescribeKeyRequest'
+    | 'CreateKeyRequest'
+    | 'CreateAliasRequest'
+    | 'ScheduleKeyDeletionRequest',
+    ModelClass
+  >;
   Credential: new (config: unknown) => unknown;
   CredentialConfig: ModelClass;
 }
@@ -49,10 +75,25 @@ export async function loadSdk(): Promise<Sdk> {
     for (const layer of layers(mod)) if (test(layer)) return layer as T;
     throw new ProviderError('Internal', `alibaba-kms: the SDK has no ${what} (an incompatible version?)`, { provider: ALIBABA_KMS });
   };
-  const hasMethod = (method: string) => (value: unknown) => typeof value === 'function' && typeof (value as { prototype?: Record<string, unknown> }).prototype?.[method] === 'function';
-  const names = ['GenerateDataKeyRequest', 'EncryptRequest', 'DecryptRequest', 'DescribeKeyRequest', 'CreateKeyRequest', 'CreateAliasRequest', 'ScheduleKeyDeletionRequest'] as const;
-  const kmsExports = find<Record<string, unknown>>(kms, 'request models', (value) => names.every((n) => typeof (value as Record<string, unknown>)[n] === 'function'));
-  const credentialExports = find<Record<string, unknown>>(credentials, 'credential Config', (value) => typeof (value as Record<string, unknown>).Config === 'function');
+  const hasMethod = (method: string) => (value: unknown) =>
+    typeof value === 'function' && typeof (value as { prototype?: Record<string, unknown> }).prototype?.[method] === 'function';
+  const names = [
+    'GenerateDataKeyRequest',
+    'EncryptRequest',
+    'DecryptRequest',
+    'DescribeKeyRequest',
+    'CreateKeyRequest',
+    'CreateAliasRequest',
+    'ScheduleKeyDeletionRequest',
+  ] as const;
+  const kmsExports = find<Record<string, unknown>>(kms, 'request models', (value) =>
+    names.every((n) => typeof (value as Record<string, unknown>)[n] === 'function'),
+  );
+  const credentialExports = find<Record<string, unknown>>(
+    credentials,
+    'credential Config',
+    (value) => typeof (value as Record<string, unknown>).Config === 'function',
+  );
   const models = {} as Sdk['models'];
   for (const name of names) models[name] = kmsExports[name] as ModelClass;
   return {
@@ -71,7 +112,6 @@ export interface Call {
   signal: AbortSignal | undefined;
 }
 
-
 export function zero(bytes: Uint8Array | undefined): void {
   bytes?.fill(0);
 }
@@ -79,7 +119,9 @@ export function zero(bytes: Uint8Array | undefined): void {
 export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOptions = {}): Promise<AlibabaKmsProvider> {
   const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
-    throw new ProviderError('InvalidConfiguration', `alibaba-kms maxAttempts must be a whole number >= 1 (got ${String(options.maxAttempts)})`, { provider: ALIBABA_KMS });
+    throw new ProviderError('InvalidConfiguration', `alibaba-kms maxAttempts must be a whole number >= 1 (got ${String(options.maxAttempts)})`, {
+      provider: ALIBABA_KMS,
+    });
   }
   const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   const endpoint = options.endpoint === undefined ? undefined : checkEndpoint(options.endpoint);
@@ -98,12 +140,34 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
     if (client !== undefined) return client;
     const creds = options.credentials;
     if (creds === undefined) {
-      throw new ProviderError('AccessDenied', `alibaba-kms ${call.operation} with ${call.key} failed: no Alibaba Cloud credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET, or RRSA (ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN, ALIBABA_CLOUD_OIDC_TOKEN_FILE)`, { provider: ALIBABA_KMS, serviceCode: 'NoCredentials' });
+      throw new ProviderError(
+        'AccessDenied',
+        `alibaba-kms ${call.operation} with ${call.key} failed: no Alibaba Cloud credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET, or RRSA (ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN, ALIBABA_CLOUD_OIDC_TOKEN_FILE)`,
+        { provider: ALIBABA_KMS, serviceCode: 'NoCredentials' },
+      );
     }
     credential ??=
       creds.kind === 'access-key'
-        ? new sdk.Credential(new sdk.CredentialConfig({ type: creds.securityToken === undefined ? 'access_key' : 'sts', accessKeyId: creds.accessKeyId, accessKeySecret: creds.accessKeySecret, ...(creds.securityToken === undefined ? {} : { securityToken: creds.securityToken }) }))
-        : new sdk.Credential(new sdk.CredentialConfig({ type: 'oidc_role_arn', roleArn: creds.roleArn, oidcProviderArn: creds.oidcProviderArn, oidcTokenFilePath: creds.oidcTokenFile, roleSessionName: creds.roleSessionName ?? 'envseal', ...(creds.stsEndpoint === undefined ? {} : { stsEndpoint: creds.stsEndpoint }), ...(creds.stsRegion === undefined ? {} : { stsRegionId: creds.stsRegion }), ...(creds.stsVpcEndpoint ? { enableVpc: true } : {}) }));
+        ? new sdk.Credential(
+            new sdk.CredentialConfig({
+              type: creds.securityToken === undefined ? 'access_key' : 'sts',
+              accessKeyId: creds.accessKeyId,
+              accessKeySecret: creds.accessKeySecret,
+              ...(creds.securityToken === undefined ? {} : { securityToken: creds.securityToken }),
+            }),
+          )
+        : new sdk.Credential(
+            new sdk.CredentialConfig({
+              type: 'oidc_role_arn',
+              roleArn: creds.roleArn,
+              oidcProviderArn: creds.oidcProviderArn,
+              oidcTokenFilePath: creds.oidcTokenFile,
+              roleSessionName: creds.roleSessionName ?? 'envseal',
+              ...(creds.stsEndpoint === undefined ? {} : { stsEndpoint: creds.stsEndpoint }),
+              ...(creds.stsRegion === undefined ? {} : { stsRegionId: creds.stsRegion }),
+              ...(creds.stsVpcEndpoint ? { enableVpc: true } : {}),
+            }),
+          );
     client = new sdk.Client({
       credential,
       regionId: call.region,
@@ -151,9 +215,20 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
       const net = networkCode(error);
       serviceCode = net ?? 'Error';
       code = net === undefined ? 'Internal' : 'Unavailable';
-      explanation = net === undefined ? 'unexpected error' : net === 'Timeout' || net === 'ETIMEDOUT' ? `the KMS at ${where(call.region)} did not answer in time` : `the KMS at ${where(call.region)} could not be reached`;
+      explanation =
+        net === undefined
+          ? 'unexpected error'
+          : net === 'Timeout' || net === 'ETIMEDOUT'
+            ? `the KMS at ${where(call.region)} did not answer in time`
+            : `the KMS at ${where(call.region)} could not be reached`;
     }
-    const details = [serviceCode, answer?.status === undefined ? undefined : `HTTP ${answer.status}`, answer?.requestId === undefined ? undefined : `request id ${answer.requestId}`].filter((p) => p !== undefined).join(', ');
+    const details = [
+      serviceCode,
+      answer?.status === undefined ? undefined : `HTTP ${answer.status}`,
+      answer?.requestId === undefined ? undefined : `request id ${answer.requestId}`,
+    ]
+      .filter((p) => p !== undefined)
+      .join(', ');
     const message = `alibaba-kms ${call.operation} with ${call.key} failed: ${explanation} (${details})${said === '' ? '' : `; KMS said: ${said}`}`;
     const cause = new AlibabaKmsCallError(said === '' ? serviceCode : said, {
       serviceCode,
@@ -175,7 +250,10 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
     if (!message.startsWith('get sts token failed')) return undefined;
     // The library quotes STS's JSON answer: take its error code only.
     const code = /"Code"\s*:\s*"([A-Za-z0-9.]{1,80})"/.exec(message)?.[1] ?? 'AssumeRoleWithOIDC';
-    return { serviceCode: code, explanation: `RRSA: STS refused AssumeRoleWithOIDC for role ${creds.roleArn}: check that the role trusts the OIDC provider ${creds.oidcProviderArn} and this ServiceAccount` };
+    return {
+      serviceCode: code,
+      explanation: `RRSA: STS refused AssumeRoleWithOIDC for role ${creds.roleArn}: check that the role trusts the OIDC provider ${creds.oidcProviderArn} and this ServiceAccount`,
+    };
   }
 
   /** One SDK call with retries, a time limit per attempt and the caller's signal. */
@@ -189,9 +267,12 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
       let error: unknown;
       try {
         return await new Promise<T>((resolve, reject) => {
-          const onAbort = () => reject(call.signal?.aborted ? call.signal.reason : Object.assign(new Error('the attempt took too long'), { name: 'TimeoutError' }));
+          const onAbort = () =>
+            reject(call.signal?.aborted ? call.signal.reason : Object.assign(new Error('the attempt took too long'), { name: 'TimeoutError' }));
           signal.addEventListener('abort', onAbort, { once: true });
-          run(client, runtime).then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+          run(client, runtime)
+            .then(resolve, reject)
+            .finally(() => signal.removeEventListener('abort', onAbort));
         });
       } catch (caught) {
         error = failure(call, caught);
@@ -214,7 +295,11 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
     const bytes = typeof plaintext === 'string' && /^[A-Za-z0-9+/]+={0,2}$/.test(plaintext) ? Buffer.from(plaintext, 'base64') : undefined;
     if (bytes === undefined || bytes.byteLength !== DATA_KEY_BYTES) {
       zero(bytes);
-      throw new ProviderError('Internal', `alibaba-kms ${call.operation} with ${call.key}: the KMS answered with a data key that is not ${DATA_KEY_BYTES} bytes`, { provider: ALIBABA_KMS });
+      throw new ProviderError(
+        'Internal',
+        `alibaba-kms ${call.operation} with ${call.key}: the KMS answered with a data key that is not ${DATA_KEY_BYTES} bytes`,
+        { provider: ALIBABA_KMS },
+      );
     }
     const copy = new Uint8Array(DATA_KEY_BYTES);
     copy.set(bytes);
@@ -225,10 +310,14 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
   function recipientOf(call: Call, keyArn: string, blob: unknown, keyId: unknown): Recipient {
     const arn = parseKeyArn(keyArn);
     if (typeof blob !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(blob) || Buffer.from(blob, 'base64').byteLength > MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES) {
-      throw new ProviderError('Internal', `alibaba-kms ${call.operation} with ${call.key}: the KMS answered without a CiphertextBlob`, { provider: ALIBABA_KMS });
+      throw new ProviderError('Internal', `alibaba-kms ${call.operation} with ${call.key}: the KMS answered without a CiphertextBlob`, {
+        provider: ALIBABA_KMS,
+      });
     }
     if (arn === undefined || keyId !== arn.keyId) {
-      throw new ProviderError('Internal', `alibaba-kms ${call.operation} with ${call.key}: the KMS answered for another key than ${keyArn}`, { provider: ALIBABA_KMS });
+      throw new ProviderError('Internal', `alibaba-kms ${call.operation} with ${call.key}: the KMS answered for another key than ${keyArn}`, {
+        provider: ALIBABA_KMS,
+      });
     }
     return { provider: ALIBABA_KMS, keyId: keyArn, encryptedKey: Buffer.from(blob, 'base64').toString('base64') };
   }
@@ -245,7 +334,9 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
     const arn = out.keyMetadata?.arn;
     const found = parseKeyArn(arn);
     if (found === undefined || found.region !== region) {
-      throw new ProviderError('Internal', `alibaba-kms DescribeKey with ${target}: the KMS answered without the key's ARN in ${region}`, { provider: ALIBABA_KMS });
+      throw new ProviderError('Internal', `alibaba-kms DescribeKey with ${target}: the KMS answered without the key's ARN in ${region}`, {
+        provider: ALIBABA_KMS,
+      });
     }
     if (parsed.kind === 'key-arn' && arn !== target) {
       throw invalidTarget(target, `names a key whose ARN is ${arn} (another account?)`);
@@ -256,11 +347,17 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
 
   function recipientKey(recipient: Recipient, operation: string): { region: string; keyId: string; arn: string } {
     if (recipient.provider !== ALIBABA_KMS) {
-      throw new ProviderError('InvalidRecipient', `alibaba-kms ${operation}: the recipient is for provider ${quote(String(recipient.provider))}, not alibaba-kms`, { provider: ALIBABA_KMS });
+      throw new ProviderError(
+        'InvalidRecipient',
+        `alibaba-kms ${operation}: the recipient is for provider ${quote(String(recipient.provider))}, not alibaba-kms`,
+        { provider: ALIBABA_KMS },
+      );
     }
     const arn = parseKeyArn(recipient.keyId);
     if (arn === undefined) {
-      throw new ProviderError('InvalidRecipient', `alibaba-kms ${operation}: the recipient has no keyId acs:kms:REGION:ACCOUNT:key/KEY-ID`, { provider: ALIBABA_KMS });
+      throw new ProviderError('InvalidRecipient', `alibaba-kms ${operation}: the recipient has no keyId acs:kms:REGION:ACCOUNT:key/KEY-ID`, {
+        provider: ALIBABA_KMS,
+      });
     }
     return { region: arn.region, keyId: arn.keyId, arn: recipient.keyId! };
   }
@@ -276,7 +373,9 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
       const { arn, region } = await keyArnOf(request.target, request.signal);
       const call: Call = { operation: 'GenerateDataKey', key: arn, region, signal: request.signal };
       const context = encryptionContextJson(request.encryptionContext);
-      const out = await invoke(call, (client, runtime) => client.generateDataKeyEx(new sdk.models.GenerateDataKeyRequest({ keyId: arn, numberOfBytes: DATA_KEY_BYTES, encryptionContext: context }), runtime));
+      const out = await invoke(call, (client, runtime) =>
+        client.generateDataKeyEx(new sdk.models.GenerateDataKeyRequest({ keyId: arn, numberOfBytes: DATA_KEY_BYTES, encryptionContext: context }), runtime),
+      );
       const dataKey = dataKeyOf(call, out.plaintext);
       try {
         return { dataKey, recipient: recipientOf(call, arn, out.ciphertextBlob, out.keyId) };
@@ -288,14 +387,18 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
 
     async wrap(request: WrapRequest): Promise<Recipient> {
       if (!(request.dataKey instanceof Uint8Array) || request.dataKey.byteLength !== DATA_KEY_BYTES) {
-        throw new ProviderError('Internal', `alibaba-kms Encrypt with ${request.target}: the data key must be ${DATA_KEY_BYTES} bytes`, { provider: ALIBABA_KMS });
+        throw new ProviderError('Internal', `alibaba-kms Encrypt with ${request.target}: the data key must be ${DATA_KEY_BYTES} bytes`, {
+          provider: ALIBABA_KMS,
+        });
       }
       const { arn, region } = await keyArnOf(request.target, request.signal);
       const call: Call = { operation: 'Encrypt', key: arn, region, signal: request.signal };
       // As GenerateDataKey's blobs hold it: the base64 text of the data key.
       const plaintext = Buffer.from(request.dataKey.buffer, request.dataKey.byteOffset, request.dataKey.byteLength).toString('base64');
       const context = encryptionContextJson(request.encryptionContext);
-      const out = await invoke(call, (client, runtime) => client.encryptEx(new sdk.models.EncryptRequest({ keyId: arn, plaintext, encryptionContext: context }), runtime));
+      const out = await invoke(call, (client, runtime) =>
+        client.encryptEx(new sdk.models.EncryptRequest({ keyId: arn, plaintext, encryptionContext: context }), runtime),
+      );
       return recipientOf(call, arn, out.ciphertextBlob, out.keyId);
     },
 
@@ -305,15 +408,24 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
       const blob = request.recipient.encryptedKey;
       const bytes = typeof blob === 'string' && /^[A-Za-z0-9+/]+={0,2}$/.test(blob) ? Buffer.from(blob, 'base64') : undefined;
       if (bytes === undefined || bytes.byteLength === 0 || bytes.byteLength > MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES) {
-        throw new ProviderError('InvalidCiphertext', `alibaba-kms Decrypt with ${key.arn}: the recipient's encryptedKey is not a base64 CiphertextBlob of 1-${MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES} bytes`, { provider: ALIBABA_KMS });
+        throw new ProviderError(
+          'InvalidCiphertext',
+          `alibaba-kms Decrypt with ${key.arn}: the recipient's encryptedKey is not a base64 CiphertextBlob of 1-${MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES} bytes`,
+          { provider: ALIBABA_KMS },
+        );
       }
       const context = encryptionContextJson(request.encryptionContext);
-      const out = await invoke(call, (client, runtime) => client.decryptEx(new sdk.models.DecryptRequest({ ciphertextBlob: bytes.toString('base64'), encryptionContext: context }), runtime));
+      const out = await invoke(call, (client, runtime) =>
+        client.decryptEx(new sdk.models.DecryptRequest({ ciphertextBlob: bytes.toString('base64'), encryptionContext: context }), runtime),
+      );
       const dataKey = dataKeyOf(call, out.plaintext);
       // The blob names its key; one of another key is not this recipient's.
       if (out.keyId !== key.keyId) {
         zero(dataKey);
-        throw new ProviderError('InvalidCiphertext', `alibaba-kms Decrypt with ${key.arn}: the encrypted key was sealed with another KMS key`, { provider: ALIBABA_KMS, serviceCode: 'IncorrectKey' });
+        throw new ProviderError('InvalidCiphertext', `alibaba-kms Decrypt with ${key.arn}: the encrypted key was sealed with another KMS key`, {
+          provider: ALIBABA_KMS,
+          serviceCode: 'IncorrectKey',
+        });
       }
       return dataKey;
     },
@@ -335,7 +447,10 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
       const region = regionOf({ region: undefined }, alias);
       const call: Call = { operation: 'CreateKey', key: alias, region, signal: request.signal };
       const created = await invoke(call, (client, runtime) =>
-        client.createKeyEx(new sdk.models.CreateKeyRequest({ keySpec: 'Aliyun_AES_256', keyUsage: 'ENCRYPT/DECRYPT', description: request.description ?? `envseal ${alias}` }), runtime),
+        client.createKeyEx(
+          new sdk.models.CreateKeyRequest({ keySpec: 'Aliyun_AES_256', keyUsage: 'ENCRYPT/DECRYPT', description: request.description ?? `envseal ${alias}` }),
+          runtime,
+        ),
       );
       const keyArn = created.keyMetadata?.arn;
       const keyId = created.keyMetadata?.keyId;
@@ -343,7 +458,9 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
         throw new ProviderError('Internal', `alibaba-kms CreateKey for ${alias}: the KMS answered without the new key's ARN`, { provider: ALIBABA_KMS });
       }
       try {
-        await invoke({ ...call, operation: 'CreateAlias' }, (client, runtime) => client.createAliasEx(new sdk.models.CreateAliasRequest({ keyId, aliasName: alias }), runtime));
+        await invoke({ ...call, operation: 'CreateAlias' }, (client, runtime) =>
+          client.createAliasEx(new sdk.models.CreateAliasRequest({ keyId, aliasName: alias }), runtime),
+        );
       } catch (error) {
         // Leave no unnamed key behind: schedule it for deletion (the shortest window).
         const scheduled = await invoke({ ...call, operation: 'ScheduleKeyDeletion', key: keyArn! }, (client, runtime) =>
@@ -352,9 +469,15 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
           () => true,
           () => false,
         );
-        const what = scheduled ? `the new key ${keyArn} was scheduled for deletion in ${PENDING_WINDOW_DAYS} days` : `the new key ${keyArn} could not be scheduled for deletion: delete it yourself`;
+        const what = scheduled
+          ? `the new key ${keyArn} was scheduled for deletion in ${PENDING_WINDOW_DAYS} days`
+          : `the new key ${keyArn} could not be scheduled for deletion: delete it yourself`;
         const message = error instanceof Error ? error.message : String(error);
-        throw new ProviderError(error instanceof ProviderError ? error.code : 'Internal', `${message}; ${what}`, { provider: ALIBABA_KMS, ...(error instanceof ProviderError && error.serviceCode ? { serviceCode: error.serviceCode } : {}), cause: error });
+        throw new ProviderError(error instanceof ProviderError ? error.code : 'Internal', `${message}; ${what}`, {
+          provider: ALIBABA_KMS,
+          ...(error instanceof ProviderError && error.serviceCode ? { serviceCode: error.serviceCode } : {}),
+          cause: error,
+        });
       }
       arns.set(`${region}\n${alias}`, keyArn!);
       return { keyArn: keyArn!, alias };
@@ -366,4 +489,3 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
 export function describeAlibabaRecipient(recipient: Recipient): string {
   return `alibaba-kms ${recipient.keyId ?? '(no keyId)'}`;
 }
-

@@ -39,9 +39,23 @@ export function sanitizeAlibabaMessage(message: string): string {
   return clip(safe, 240);
 }
 
-export const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH', 'ENETDOWN', 'ENOTFOUND', 'EAI_AGAIN', 'ESOCKETTIMEDOUT']);
+export const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ESOCKETTIMEDOUT',
+]);
 
-export const ACCESS_DENIED = /^(?:InvalidAccessKeyId(?:\..+)?|SignatureDoesNotMatch|IncompleteSignature|Forbidden\.(?:RAM|NoPermission|AccessDenied|Unauthorized|RiskControl|Uninitialized)|NoPermission|InvalidSecurityToken(?:\..+)?|AccessDenied|Forbidden)$/;
+export const ACCESS_DENIED =
+  /^(?:InvalidAccessKeyId(?:\..+)?|SignatureDoesNotMatch|IncompleteSignature|Forbidden\.(?:RAM|NoPermission|AccessDenied|Unauthorized|RiskControl|Uninitialized)|NoPermission|InvalidSecurityToken(?:\..+)?|AccessDenied|Forbidden)$/;
 export const KEY_NOT_FOUND = /^(?:Forbidden\.KeyNotFound|Forbidden\.AliasNotFound|Forbidden\.ResourceNotFound|EntityNotExist\..+)$/;
 export const KEY_UNAVAILABLE = /^Rejected\.(?:Disabled|PendingDeletion|PendingImport|StateModifiedFailed|Unavailable)$/;
 export const THROTTLED = /^(?:Throttling(?:\..+)?|Rejected\.Throttling|ServiceUnavailable\.Throttling)$/;
@@ -56,11 +70,13 @@ export interface ClassifiedAlibabaError {
 /** What a service error code (with its HTTP status and the operation) means. */
 export function classifyAlibabaError(serviceCode: string, status: number | undefined, operation: string): ClassifiedAlibabaError {
   const no = { contextBound: false };
-  if (THROTTLED.test(serviceCode) || status === 429) return { code: 'Throttled', explanation: 'the KMS throttled the request (retried with backoff, still throttled)', ...no };
+  if (THROTTLED.test(serviceCode) || status === 429)
+    return { code: 'Throttled', explanation: 'the KMS throttled the request (retried with backoff, still throttled)', ...no };
   if (serviceCode === 'SignatureDoesNotMatch' || serviceCode === 'IncompleteSignature') {
     return { code: 'AccessDenied', explanation: 'the KMS refused the request signature: check the AccessKey secret', ...no };
   }
-  if (/^InvalidAccessKeyId/.test(serviceCode)) return { code: 'AccessDenied', explanation: 'the KMS does not know this AccessKey id (or it is disabled)', ...no };
+  if (/^InvalidAccessKeyId/.test(serviceCode))
+    return { code: 'AccessDenied', explanation: 'the KMS does not know this AccessKey id (or it is disabled)', ...no };
   if (ACCESS_DENIED.test(serviceCode) || status === 403) {
     return { code: 'AccessDenied', explanation: 'access denied: check the credentials and that the RAM policy allows this operation on this key', ...no };
   }
@@ -68,12 +84,24 @@ export function classifyAlibabaError(serviceCode: string, status: number | undef
     return { code: 'KeyNotFound', explanation: 'the KMS key or alias does not exist (in this account and region)', ...no };
   }
   if (KEY_UNAVAILABLE.test(serviceCode)) {
-    const state = serviceCode === 'Rejected.Disabled' ? 'disabled' : serviceCode === 'Rejected.PendingDeletion' ? 'pending deletion' : serviceCode === 'Rejected.PendingImport' ? 'waiting for its key material (PendingImport)' : 'not in a state that allows this';
+    const state =
+      serviceCode === 'Rejected.Disabled'
+        ? 'disabled'
+        : serviceCode === 'Rejected.PendingDeletion'
+          ? 'pending deletion'
+          : serviceCode === 'Rejected.PendingImport'
+            ? 'waiting for its key material (PendingImport)'
+            : 'not in a state that allows this';
     return { code: 'KeyUnavailable', explanation: `the KMS key is ${state}`, ...no };
   }
-  if (UNAVAILABLE.test(serviceCode) || (status !== undefined && status >= 500)) return { code: 'Unavailable', explanation: 'the KMS failed or is unavailable', ...no };
+  if (UNAVAILABLE.test(serviceCode) || (status !== undefined && status >= 500))
+    return { code: 'Unavailable', explanation: 'the KMS failed or is unavailable', ...no };
   if (operation === 'Decrypt' && (/^InvalidCiphertext/.test(serviceCode) || serviceCode === 'InvalidParameter' || serviceCode === 'Rejected.ValidateFailed')) {
-    return { code: 'InvalidCiphertext', explanation: 'the KMS refused the encrypted key: it was sealed for another namespace/name/scope (encryption context), or it is corrupt', contextBound: true };
+    return {
+      code: 'InvalidCiphertext',
+      explanation: 'the KMS refused the encrypted key: it was sealed for another namespace/name/scope (encryption context), or it is corrupt',
+      contextBound: true,
+    };
   }
   if (serviceCode === 'InvalidTimeStamp.Expired' || serviceCode === 'RequestTimeTooSkewed') {
     return { code: 'Internal', explanation: "the KMS refused the request's time stamp: this machine's clock is more than 15 minutes off", ...no };
@@ -113,4 +141,3 @@ export function serviceAnswer(error: unknown): { serviceCode: string; status: nu
   const message = body.Message ?? body.message;
   return { serviceCode: code, status, requestId: typeof requestId === 'string' ? requestId : undefined, message: typeof message === 'string' ? message : '' };
 }
-

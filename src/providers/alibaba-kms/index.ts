@@ -44,7 +44,10 @@ export const alibabaKmsProvider: ProviderDefinition = {
   checkRecipient: checkAlibabaRecipient,
   maxEncryptedKeyBytes: MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES,
   crdRules: [
-    { rule: "self.provider != 'alibaba-kms' || (has(self.keyId) && self.keyId.startsWith('acs:kms:') && self.keyId.contains(':key/'))", message: 'an alibaba-kms recipient needs keyId, the key ARN acs:kms:REGION:ACCOUNT:key/KEY-ID' },
+    {
+      rule: "self.provider != 'alibaba-kms' || (has(self.keyId) && self.keyId.startsWith('acs:kms:') && self.keyId.contains(':key/'))",
+      message: 'an alibaba-kms recipient needs keyId, the key ARN acs:kms:REGION:ACCOUNT:key/KEY-ID',
+    },
     {
       rule: `self.provider != 'alibaba-kms' || size(self.encryptedKey) <= ${4 * Math.ceil(MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES / 3)}`,
       message: `an alibaba-kms encryptedKey is a KMS CiphertextBlob: at most ${MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES} bytes (${4 * Math.ceil(MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES / 3)} base64 characters)`,
@@ -62,7 +65,8 @@ export const alibabaKmsProvider: ProviderDefinition = {
     },
     decode(edk) {
       const keyId = Buffer.from(edk.providerInfo).toString('utf8');
-      if (parseKeyArn(keyId) === undefined || edk.ciphertext.byteLength === 0 || edk.ciphertext.byteLength > MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES) return undefined;
+      if (parseKeyArn(keyId) === undefined || edk.ciphertext.byteLength === 0 || edk.ciphertext.byteLength > MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES)
+        return undefined;
       return { provider: ALIBABA_KMS, keyId, encryptedKey: Buffer.from(edk.ciphertext).toString('base64') };
     },
   },
@@ -78,7 +82,11 @@ export const alibabaKmsProvider: ProviderDefinition = {
   },
   async createKey(request): Promise<CreatedProviderKey> {
     const provider = await createAlibabaKmsProvider((request.options ?? {}) as AlibabaKmsProviderOptions);
-    const created = await provider.createKey({ name: request.name, ...(request.description === undefined ? {} : { description: request.description }), ...(request.signal === undefined ? {} : { signal: request.signal }) });
+    const created = await provider.createKey({
+      name: request.name,
+      description: request.description,
+      signal: request.signal,
+    });
     return { target: created.alias, keyId: created.keyArn, summary: `created Alibaba Cloud KMS key ${created.keyArn} with alias ${created.alias}` };
   },
 };

@@ -9,8 +9,16 @@ import { ALIBABA_KMS, type AlibabaKmsCredentials, type AlibabaKmsProviderOptions
 // Settings: flags and environment
 
 export const ALIBABA_KMS_OPTIONS = {
-  'alibaba-kms-region': { type: 'string', value: 'REGION', help: 'Alibaba Cloud region of bare alibaba-kms key ids and aliases (default: ALIBABA_CLOUD_REGION_ID)' },
-  'alibaba-kms-endpoint': { type: 'string', value: 'URL', help: 'Alibaba Cloud KMS endpoint instead of kms.REGION.aliyuncs.com, e.g. a VPC endpoint (default: ALIBABA_CLOUD_KMS_ENDPOINT)' },
+  'alibaba-kms-region': {
+    type: 'string',
+    value: 'REGION',
+    help: 'Alibaba Cloud region of bare alibaba-kms key ids and aliases (default: ALIBABA_CLOUD_REGION_ID)',
+  },
+  'alibaba-kms-endpoint': {
+    type: 'string',
+    value: 'URL',
+    help: 'Alibaba Cloud KMS endpoint instead of kms.REGION.aliyuncs.com, e.g. a VPC endpoint (default: ALIBABA_CLOUD_KMS_ENDPOINT)',
+  },
 } as const;
 
 export function stringValue(value: unknown): string | undefined {
@@ -38,13 +46,21 @@ export function resolveAlibabaKmsOptions(source: Pick<ProviderSettingsSource, 'v
   const oidcTokenFile = stringValue(env.ALIBABA_CLOUD_OIDC_TOKEN_FILE);
   if (accessKeyId !== undefined || accessKeySecret !== undefined) {
     if (accessKeyId === undefined || accessKeySecret === undefined) {
-      throw new ProviderError('InvalidConfiguration', 'alibaba-kms: set both ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET (one of them is missing)', { provider: ALIBABA_KMS });
+      throw new ProviderError(
+        'InvalidConfiguration',
+        'alibaba-kms: set both ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET (one of them is missing)',
+        { provider: ALIBABA_KMS },
+      );
     }
     const securityToken = stringValue(env.ALIBABA_CLOUD_SECURITY_TOKEN);
-    credentials = { kind: 'access-key', accessKeyId, accessKeySecret, ...(securityToken === undefined ? {} : { securityToken }) };
+    credentials = { kind: 'access-key', accessKeyId, accessKeySecret, securityToken };
   } else if (roleArn !== undefined || oidcProviderArn !== undefined || oidcTokenFile !== undefined) {
     if (roleArn === undefined || oidcProviderArn === undefined || oidcTokenFile === undefined) {
-      throw new ProviderError('InvalidConfiguration', 'alibaba-kms RRSA needs ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN and ALIBABA_CLOUD_OIDC_TOKEN_FILE together (set by ACK for a ServiceAccount with RRSA)', { provider: ALIBABA_KMS });
+      throw new ProviderError(
+        'InvalidConfiguration',
+        'alibaba-kms RRSA needs ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN and ALIBABA_CLOUD_OIDC_TOKEN_FILE together (set by ACK for a ServiceAccount with RRSA)',
+        { provider: ALIBABA_KMS },
+      );
     }
     const roleSessionName = stringValue(env.ALIBABA_CLOUD_ROLE_SESSION_NAME);
     // What ack-pod-identity-webhook 0.4+ also injects: the STS endpoint to use.
@@ -56,13 +72,17 @@ export function resolveAlibabaKmsOptions(source: Pick<ProviderSettingsSource, 'v
       roleArn,
       oidcProviderArn,
       oidcTokenFile,
-      ...(roleSessionName === undefined ? {} : { roleSessionName }),
-      ...(stsEndpoint === undefined ? {} : { stsEndpoint }),
-      ...(stsRegion === undefined ? {} : { stsRegion }),
+      roleSessionName,
+      stsEndpoint,
+      stsRegion,
       ...(stsVpcEndpoint ? { stsVpcEndpoint } : {}),
     };
   }
-  return { ...(region === undefined ? {} : { region }), ...(endpoint === undefined ? {} : { endpoint }), ...(credentials === undefined ? {} : { credentials }) };
+  return {
+    region,
+    endpoint,
+    credentials,
+  };
 }
 
 export function checkEndpoint(endpoint: string): URL {
@@ -70,11 +90,20 @@ export function checkEndpoint(endpoint: string): URL {
   try {
     url = new URL(endpoint);
   } catch {
-    throw new ProviderError('InvalidConfiguration', `alibaba-kms endpoint ${quote(endpoint)} is not a URL (e.g. https://kms-vpc.cn-hangzhou.aliyuncs.com)`, { provider: ALIBABA_KMS });
+    throw new ProviderError('InvalidConfiguration', `alibaba-kms endpoint ${quote(endpoint)} is not a URL (e.g. https://kms-vpc.cn-hangzhou.aliyuncs.com)`, {
+      provider: ALIBABA_KMS,
+    });
   }
-  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.username !== '' || url.password !== '' || (url.pathname !== '/' && url.pathname !== '') || url.search !== '') {
-    throw new ProviderError('InvalidConfiguration', `alibaba-kms endpoint ${quote(endpoint)} must be http(s)://HOST[:PORT] without path, query or user`, { provider: ALIBABA_KMS });
+  if (
+    (url.protocol !== 'http:' && url.protocol !== 'https:') ||
+    url.username !== '' ||
+    url.password !== '' ||
+    (url.pathname !== '/' && url.pathname !== '') ||
+    url.search !== ''
+  ) {
+    throw new ProviderError('InvalidConfiguration', `alibaba-kms endpoint ${quote(endpoint)} must be http(s)://HOST[:PORT] without path, query or user`, {
+      provider: ALIBABA_KMS,
+    });
   }
   return url;
 }
-

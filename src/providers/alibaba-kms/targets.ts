@@ -77,9 +77,14 @@ export function checkAlibabaRecipient(recipient: Readonly<Record<string, unknown
     problems.push({ field: 'keyId', check: 'structure', message: 'an alibaba-kms recipient needs keyId, the key ARN acs:kms:REGION:ACCOUNT:key/KEY-ID' });
   }
   if (encryptedKey !== undefined) {
-    if (encryptedKey.byteLength === 0) problems.push({ field: 'encryptedKey', check: 'structure', message: 'an alibaba-kms encryptedKey is a KMS CiphertextBlob and cannot be empty' });
+    if (encryptedKey.byteLength === 0)
+      problems.push({ field: 'encryptedKey', check: 'structure', message: 'an alibaba-kms encryptedKey is a KMS CiphertextBlob and cannot be empty' });
     if (encryptedKey.byteLength > MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES) {
-      problems.push({ field: 'encryptedKey', check: 'size', message: `an alibaba-kms encryptedKey is a KMS CiphertextBlob: at most ${MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES} bytes` });
+      problems.push({
+        field: 'encryptedKey',
+        check: 'size',
+        message: `an alibaba-kms encryptedKey is a KMS CiphertextBlob: at most ${MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES} bytes`,
+      });
     }
   }
   return problems;
@@ -87,6 +92,11 @@ export function checkAlibabaRecipient(recipient: Readonly<Record<string, unknown
 
 /** The EncryptionContext parameter: the service takes the map as one JSON string. */
 export function encryptionContextJson(context: Record<string, string>): string {
-  return JSON.stringify(Object.fromEntries(Object.keys(context).sort().map((k) => [k, context[k]])));
+  return JSON.stringify(
+    Object.fromEntries(
+      Object.keys(context)
+        .sort()
+        .map((k) => [k, context[k]]),
+    ),
+  );
 }
-

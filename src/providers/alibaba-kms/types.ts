@@ -2,7 +2,6 @@
 
 import type { GenerateDataKeyRequest, GeneratedDataKey, KeyProvider } from '../types.ts';
 
-
 export const ALIBABA_KMS = 'alibaba-kms';
 /** The provider id of its encrypted data keys in the file format (envseal's own). */
 export const ALIBABA_KMS_PROVIDER_ID = 'envseal-alibaba-kms';
@@ -17,7 +16,16 @@ export const PENDING_WINDOW_DAYS = 7;
 export type AlibabaKmsCredentials =
   | { kind: 'access-key'; accessKeyId: string; accessKeySecret: string; securityToken?: string }
   /** RRSA: a RAM role assumed with the pod's OIDC token (ACK). */
-  | { kind: 'rrsa'; roleArn: string; oidcProviderArn: string; oidcTokenFile: string; roleSessionName?: string; stsEndpoint?: string; stsRegion?: string; stsVpcEndpoint?: boolean };
+  | {
+      kind: 'rrsa';
+      roleArn: string;
+      oidcProviderArn: string;
+      oidcTokenFile: string;
+      roleSessionName?: string;
+      stsEndpoint?: string;
+      stsRegion?: string;
+      stsVpcEndpoint?: boolean;
+    };
 
 export interface AlibabaKmsProviderOptions {
   /** Region of bare key ids and aliases (CLI: --alibaba-kms-region, ALIBABA_CLOUD_REGION_ID). ARNs carry their own. */
@@ -35,7 +43,6 @@ export interface AlibabaKmsProviderOptions {
   requestTimeoutMs?: number;
 }
 
-
 export interface AlibabaKmsProvider extends KeyProvider {
   readonly name: typeof ALIBABA_KMS;
   generateDataKey(request: GenerateDataKeyRequest): Promise<GeneratedDataKey>;
@@ -43,4 +50,3 @@ export interface AlibabaKmsProvider extends KeyProvider {
   /** CreateKey then CreateAlias `alias/NAME`; when the alias fails the key is scheduled for deletion (7 days). */
   createKey(request: { name: string; description?: string; signal?: AbortSignal }): Promise<{ keyArn: string; alias: string }>;
 }
-

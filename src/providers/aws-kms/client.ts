@@ -88,7 +88,13 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
   }
 
   /** Runs one KMS call with uniform abort and error handling. */
-  async function call<T>(operation: string, key: string | undefined, region: string | undefined, signal: AbortSignal | undefined, run: (kms: KMSClient, sdk: KmsSdk) => Promise<T>): Promise<T> {
+  async function call<T>(
+    operation: string,
+    key: string | undefined,
+    region: string | undefined,
+    signal: AbortSignal | undefined,
+    run: (kms: KMSClient, sdk: KmsSdk) => Promise<T>,
+  ): Promise<T> {
     signal?.throwIfAborted();
     const sdk = await loadSdk();
     const kms = client(sdk, region);
@@ -102,14 +108,19 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
 
   function requireKeyArn(operation: string, keyId: string | undefined, target: string): string {
     if (keyId === undefined || !KEY_ARN.test(keyId)) {
-      throw new ProviderError('Internal', `aws-kms ${operation} with key ${target}: the KMS answered without a valid key ARN`, { provider: AWS_KMS, serviceCode: 'InvalidResponse' });
+      throw new ProviderError('Internal', `aws-kms ${operation} with key ${target}: the KMS answered without a valid key ARN`, {
+        provider: AWS_KMS,
+        serviceCode: 'InvalidResponse',
+      });
     }
     return keyId;
   }
 
   function recipientKeyId(recipient: Recipient, operation: string): { keyId: string; region: string | undefined } {
     if (recipient.provider !== AWS_KMS) {
-      throw new ProviderError('InvalidRecipient', `aws-kms ${operation}: the recipient is for provider ${quote(String(recipient.provider))}, not aws-kms`, { provider: AWS_KMS });
+      throw new ProviderError('InvalidRecipient', `aws-kms ${operation}: the recipient is for provider ${quote(String(recipient.provider))}, not aws-kms`, {
+        provider: AWS_KMS,
+      });
     }
     if (typeof recipient.keyId !== 'string' || recipient.keyId === '') {
       throw new ProviderError('InvalidRecipient', `aws-kms ${operation}: the recipient has no keyId`, { provider: AWS_KMS });
@@ -119,7 +130,9 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
 
   function ciphertextOf(recipient: Recipient, keyId: string, operation: string): Uint8Array {
     if (typeof recipient.encryptedKey !== 'string' || recipient.encryptedKey === '' || !isStandardBase64(recipient.encryptedKey)) {
-      throw new ProviderError('InvalidCiphertext', `aws-kms ${operation} with key ${keyId}: the recipient's encryptedKey is not standard padded base64`, { provider: AWS_KMS });
+      throw new ProviderError('InvalidCiphertext', `aws-kms ${operation} with key ${keyId}: the recipient's encryptedKey is not standard padded base64`, {
+        provider: AWS_KMS,
+      });
     }
     return Buffer.from(recipient.encryptedKey, 'base64');
   }
@@ -128,7 +141,10 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
     if (!(dataKey instanceof Uint8Array) || dataKey.byteLength !== DATA_KEY_BYTES) {
       const length = dataKey instanceof Uint8Array ? dataKey.byteLength : 0;
       zero(dataKey);
-      throw new ProviderError('Internal', `aws-kms ${operation} with key ${key}: the data key is ${length} bytes, expected ${DATA_KEY_BYTES}`, { provider: AWS_KMS, serviceCode: 'InvalidDataKeyLength' });
+      throw new ProviderError('Internal', `aws-kms ${operation} with key ${key}: the data key is ${length} bytes, expected ${DATA_KEY_BYTES}`, {
+        provider: AWS_KMS,
+        serviceCode: 'InvalidDataKeyLength',
+      });
     }
     // A private copy: the SDK's buffer may be a slice of a shared pool.
     const copy = new Uint8Array(DATA_KEY_BYTES);
@@ -172,7 +188,10 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
     );
     const keyId = requireKeyArn('Encrypt', out.KeyId, request.target);
     if (out.CiphertextBlob === undefined || out.CiphertextBlob.byteLength === 0) {
-      throw new ProviderError('Internal', `aws-kms Encrypt with key ${keyId}: the KMS answered without a ciphertext`, { provider: AWS_KMS, serviceCode: 'InvalidResponse' });
+      throw new ProviderError('Internal', `aws-kms Encrypt with key ${keyId}: the KMS answered without a ciphertext`, {
+        provider: AWS_KMS,
+        serviceCode: 'InvalidResponse',
+      });
     }
     return { provider: AWS_KMS, keyId, encryptedKey: toBase64(out.CiphertextBlob) };
   }
@@ -182,10 +201,14 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
     try {
       await kms.config.region();
     } catch {
-      throw new ProviderError('InvalidRecipient', `aws-kms ${operation}${key === undefined ? '' : ` with ${key}`} failed: no AWS region is configured for a bare alias or key id: use a full ARN, or set the region (--region, AWS_REGION)`, {
-        provider: AWS_KMS,
-        serviceCode: 'RegionMissing',
-      });
+      throw new ProviderError(
+        'InvalidRecipient',
+        `aws-kms ${operation}${key === undefined ? '' : ` with ${key}`} failed: no AWS region is configured for a bare alias or key id: use a full ARN, or set the region (--region, AWS_REGION)`,
+        {
+          provider: AWS_KMS,
+          serviceCode: 'RegionMissing',
+        },
+      );
     }
   }
 
@@ -223,7 +246,10 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
         const keyId = requireKeyArn('GenerateDataKey', out.KeyId, request.target);
         dataKey = checkDataKey('GenerateDataKey', keyId, out.Plaintext);
         if (out.CiphertextBlob === undefined || out.CiphertextBlob.byteLength === 0) {
-          throw new ProviderError('Internal', `aws-kms GenerateDataKey with key ${keyId}: the KMS answered without a ciphertext`, { provider: AWS_KMS, serviceCode: 'InvalidResponse' });
+          throw new ProviderError('Internal', `aws-kms GenerateDataKey with key ${keyId}: the KMS answered without a ciphertext`, {
+            provider: AWS_KMS,
+            serviceCode: 'InvalidResponse',
+          });
         }
         return { dataKey, recipient: { provider: AWS_KMS, keyId, encryptedKey: toBase64(out.CiphertextBlob) } };
       } catch (error) {
@@ -249,9 +275,14 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
       const ciphertext = ciphertextOf(request.from, sourceKeyId, 'ReEncrypt');
       const [from, to] = await Promise.all([resolvedRegion(sourceRegion), resolvedRegion(destinationRegion)]);
       if (from !== undefined && to !== undefined && from !== to) {
-        const dataKey = await unwrap({ recipient: request.from, encryptionContext: request.encryptionContext, ...(request.signal === undefined ? {} : { signal: request.signal }) }, 'ReEncrypt (Decrypt)');
+        const dataKey = await unwrap({ recipient: request.from, encryptionContext: request.encryptionContext, signal: request.signal }, 'ReEncrypt (Decrypt)');
         try {
-          return await wrap({ target: request.target, dataKey, encryptionContext: request.encryptionContext, ...(request.signal === undefined ? {} : { signal: request.signal }) });
+          return await wrap({
+            target: request.target,
+            dataKey,
+            encryptionContext: request.encryptionContext,
+            signal: request.signal,
+          });
         } finally {
           zero(dataKey);
         }
@@ -272,7 +303,10 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
       );
       const keyId = requireKeyArn('ReEncrypt', out.KeyId, request.target);
       if (out.CiphertextBlob === undefined || out.CiphertextBlob.byteLength === 0) {
-        throw new ProviderError('Internal', `aws-kms ReEncrypt with key ${keyId}: the KMS answered without a ciphertext`, { provider: AWS_KMS, serviceCode: 'InvalidResponse' });
+        throw new ProviderError('Internal', `aws-kms ReEncrypt with key ${keyId}: the KMS answered without a ciphertext`, {
+          provider: AWS_KMS,
+          serviceCode: 'InvalidResponse',
+        });
       }
       return { provider: AWS_KMS, keyId, encryptedKey: toBase64(out.CiphertextBlob) };
     },
@@ -292,7 +326,9 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
     async canonicalTarget(target: string, signal?: AbortSignal): Promise<string> {
       const parsed = parseKmsTarget(target);
       if (parsed.kind === 'key-arn') return target;
-      const out = await call('DescribeKey', target, parsed.region, signal, (kms, k) => kms.send(new k.DescribeKeyCommand({ KeyId: target }), { abortSignal: signal }));
+      const out = await call('DescribeKey', target, parsed.region, signal, (kms, k) =>
+        kms.send(new k.DescribeKeyCommand({ KeyId: target }), { abortSignal: signal }),
+      );
       return requireKeyArn('DescribeKey', out.KeyMetadata?.Arn, target);
     },
 
@@ -335,7 +371,11 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
           cleanup = `the new key ${keyArn} could not be scheduled for deletion: delete it by hand`;
         }
         if (error instanceof ProviderError) {
-          throw new ProviderError(error.code, `${error.message}; ${cleanup}`, { provider: AWS_KMS, ...(error.serviceCode === undefined ? {} : { serviceCode: error.serviceCode }), cause: error.cause });
+          throw new ProviderError(error.code, `${error.message}; ${cleanup}`, {
+            provider: AWS_KMS,
+            serviceCode: error.serviceCode,
+            cause: error.cause,
+          });
         }
         throw error;
       }
@@ -358,4 +398,3 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
 export function createAwsKmsKey(options: AwsKmsProviderOptions, request: CreateKeyRequest): Promise<CreatedKey> {
   return createAwsKmsProvider(options).createKey(request);
 }
-

@@ -21,7 +21,11 @@ export class KmsCallError extends Error {
   /** Node's network error code (ECONNREFUSED, ...), when it is one. */
   readonly code: string | undefined;
 
-  constructor(name: string, message: string, details: { serviceCode: string; httpStatusCode?: number; requestId?: string; attempts?: number; code?: string; stack?: string }) {
+  constructor(
+    name: string,
+    message: string,
+    details: { serviceCode: string; httpStatusCode?: number; requestId?: string; attempts?: number; code?: string; stack?: string },
+  ) {
     super(message);
     this.name = name;
     this.serviceCode = details.serviceCode;
@@ -170,13 +174,10 @@ export function mapError(error: unknown, call: CallContext): unknown {
     serviceCode = netCode ?? name;
     code = 'Unavailable';
     explanation =
-      name === 'TimeoutError' || netCode === 'ETIMEDOUT'
-        ? `the KMS at ${call.where} did not answer in time`
-        : `the KMS at ${call.where} could not be reached`;
+      name === 'TimeoutError' || netCode === 'ETIMEDOUT' ? `the KMS at ${call.where} did not answer in time` : `the KMS at ${call.where} could not be reached`;
   } else if (name === 'InvalidCiphertextException') {
     code = 'InvalidCiphertext';
-    explanation =
-      'the KMS refused the encrypted key: it was sealed for another namespace/name/scope (encryption context), or it is corrupt';
+    explanation = 'the KMS refused the encrypted key: it was sealed for another namespace/name/scope (encryption context), or it is corrupt';
   } else if (ACCESS_DENIED.has(name)) {
     code = 'AccessDenied';
     explanation =
@@ -233,12 +234,11 @@ export function mapError(error: unknown, call: CallContext): unknown {
   const cause = new KmsCallError(name, causeMessage, {
     serviceCode,
     ...(status === undefined ? {} : { httpStatusCode: status }),
-    ...(requestId === undefined ? {} : { requestId }),
-    ...(attempts === undefined ? {} : { attempts }),
+    requestId,
+    attempts,
     ...(netCode === undefined ? {} : { code: netCode }),
-    ...(stack === undefined ? {} : { stack }),
+    stack,
   });
   // The KMS checks the encryption context: a refused ciphertext most likely moved.
   return new ProviderError(code, message, { provider: AWS_KMS, serviceCode, cause, ...(code === 'InvalidCiphertext' ? { contextBound: true } : {}) });
 }
-

@@ -64,9 +64,14 @@ export const awsKmsProvider: ProviderDefinition = {
   parseTarget: (target) => void parseKmsTarget(target),
   checkRecipient(recipient, encryptedKey) {
     const problems: RecipientProblem[] = [];
-    if (typeof recipient.keyId !== 'string' || !recipient.keyId.startsWith('arn:')) problems.push({ field: 'keyId', check: 'structure', message: 'must be the full key ARN' });
+    if (typeof recipient.keyId !== 'string' || !recipient.keyId.startsWith('arn:'))
+      problems.push({ field: 'keyId', check: 'structure', message: 'must be the full key ARN' });
     if (encryptedKey !== undefined && encryptedKey.length > MAX_AWS_KMS_ENCRYPTED_KEY_BYTES) {
-      problems.push({ field: 'encryptedKey', check: 'size', message: `is ${encryptedKey.length} bytes; an aws-kms encryptedKey is at most ${MAX_AWS_KMS_ENCRYPTED_KEY_BYTES}` });
+      problems.push({
+        field: 'encryptedKey',
+        check: 'size',
+        message: `is ${encryptedKey.length} bytes; an aws-kms encryptedKey is at most ${MAX_AWS_KMS_ENCRYPTED_KEY_BYTES}`,
+      });
     }
     return problems;
   },
@@ -85,7 +90,11 @@ export const awsKmsProvider: ProviderDefinition = {
   edk: keyIdEdkCodec(AWS_KMS, 'aws-kms'),
   settings: {
     cliOptions: {
-      region: { type: 'string', value: 'REGION', help: 'AWS region for aws-kms aliases and key creation (default: AWS_REGION, AWS_DEFAULT_REGION; a key ARN names its own region)' },
+      region: {
+        type: 'string',
+        value: 'REGION',
+        help: 'AWS region for aws-kms aliases and key creation (default: AWS_REGION, AWS_DEFAULT_REGION; a key ARN names its own region)',
+      },
       'kms-endpoint': { type: 'string', value: 'URL', help: 'AWS KMS endpoint, e.g. an emulator (default: AWS_ENDPOINT_URL_KMS)' },
     },
     controllerOptions: {
@@ -98,10 +107,9 @@ export const awsKmsProvider: ProviderDefinition = {
   async createKey(request) {
     const created = await createAwsKmsKey((request.options ?? {}) as AwsKmsProviderOptions, {
       alias: request.name.startsWith('alias/') || request.name.startsWith('arn:') ? request.name : `alias/${request.name}`,
-      ...(request.description !== undefined ? { description: request.description } : {}),
-      ...(request.signal ? { signal: request.signal } : {}),
+      description: request.description,
+      signal: request.signal,
     });
     return { target: created.alias, keyId: created.keyArn, summary: `created ${created.alias} (${created.aliasArn})` };
   },
 };
-

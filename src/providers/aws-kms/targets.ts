@@ -19,7 +19,8 @@ const ARN = /^arn:([^:]*):([^:]*):([^:]*):([^:]*):(.*)$/;
 const PARTITION = /^aws(?:-[a-z]+)*$/;
 const REGION = /^[a-z]{2,}(?:-[a-z0-9]+)*-\d+$/;
 const ACCOUNT = /^\d{12}$/;
-export const KEY_ARN = /^arn:aws(?:-[a-z]+)*:kms:[a-z]{2,}(?:-[a-z0-9]+)*-\d+:\d{12}:key\/(?:mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i;
+export const KEY_ARN =
+  /^arn:aws(?:-[a-z]+)*:kms:[a-z]{2,}(?:-[a-z0-9]+)*-\d+:\d{12}:key\/(?:mrk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i;
 
 const TARGET_FORMS = 'a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), an alias ARN, alias/NAME or a key id';
 
@@ -71,4 +72,3 @@ export function parseKmsTarget(target: string): ParsedKmsTarget {
   }
   throw invalidTarget(target, `is not ${TARGET_FORMS}`);
 }
-

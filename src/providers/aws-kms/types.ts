@@ -53,4 +53,3 @@ export interface AwsKmsProvider extends KeyProvider {
   /** The regions that have a client now, least recently used first (at most MAX_REGION_CLIENTS). */
   openRegions(): string[];
 }
-

@@ -4,11 +4,29 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, fetch } from 'undici';
 
 import { DATA_KEY_LENGTH as DATA_KEY_BYTES } from '../../envelope/kdf.ts';
-import { type GenerateDataKeyRequest, type GeneratedDataKey, ProviderError, type ProviderErrorCode, type Recipient, type UnwrapRequest, type WrapRequest } from '../types.ts';
+import {
+  type GenerateDataKeyRequest,
+  type GeneratedDataKey,
+  ProviderError,
+  type ProviderErrorCode,
+  type Recipient,
+  type UnwrapRequest,
+  type WrapRequest,
+} from '../types.ts';
 
 import { VaultCallError, classifyVaultError, networkCode, parseCaBundle, sanitizeVaultMessage, tlsCode, tlsExplanation } from './errors.ts';
 import { parseTransitTarget, quote, transitContext } from './targets.ts';
-import { DEFAULT_K8S_TOKEN_PATH, DEFAULT_MAX_ATTEMPTS, DEFAULT_REQUEST_TIMEOUT_MS, MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES, type ParsedTransitTarget, VAULT_TRANSIT, type VaultKubernetesAuth, type VaultTransitProvider, type VaultTransitProviderOptions } from './types.ts';
+import {
+  DEFAULT_K8S_TOKEN_PATH,
+  DEFAULT_MAX_ATTEMPTS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES,
+  type ParsedTransitTarget,
+  VAULT_TRANSIT,
+  type VaultKubernetesAuth,
+  type VaultTransitProvider,
+  type VaultTransitProviderOptions,
+} from './types.ts';
 
 // ---------------------------------------------------------------------------------
 // The provider
@@ -46,7 +64,9 @@ export function shownAddress(address: string): string {
 export function createVaultTransitProvider(options: VaultTransitProviderOptions = {}): VaultTransitProvider {
   const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
-    throw new ProviderError('Internal', `vault-transit maxAttempts must be a whole number >= 1 (got ${String(options.maxAttempts)})`, { provider: VAULT_TRANSIT });
+    throw new ProviderError('Internal', `vault-transit maxAttempts must be a whole number >= 1 (got ${String(options.maxAttempts)})`, {
+      provider: VAULT_TRANSIT,
+    });
   }
   const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   const address = options.address?.replace(/\/+$/, '');
@@ -56,7 +76,11 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
   const where = address === undefined ? '' : shownAddress(address);
   const now = options.now ?? Date.now;
   if (options.caCert !== undefined && address !== undefined && !address.startsWith('https://')) {
-    throw new ProviderError('InvalidConfiguration', `vault-transit: a CA bundle (--vault-ca-cert) is given, but the Vault address ${quote(where)} is not https://`, { provider: VAULT_TRANSIT });
+    throw new ProviderError(
+      'InvalidConfiguration',
+      `vault-transit: a CA bundle (--vault-ca-cert) is given, but the Vault address ${quote(where)} is not https://`,
+      { provider: VAULT_TRANSIT },
+    );
   }
   // Trusts only the given CAs for Vault's connections; other connections keep Node's.
   const dispatcher = options.caCert === undefined ? undefined : new Agent({ connect: { ca: parseCaBundle(options.caCert, 'the vault-transit CA bundle') } });
@@ -65,18 +89,35 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
   let session: { token: string; renewAt: number } | undefined;
   let login: Promise<string> | undefined;
 
-  function failure(target: CallTarget, code: ProviderErrorCode, explanation: string, details: { status?: number; netCode?: string; said?: string; contextBound?: boolean }): ProviderError {
+  function failure(
+    target: CallTarget,
+    code: ProviderErrorCode,
+    explanation: string,
+    details: { status?: number; netCode?: string; said?: string; contextBound?: boolean },
+  ): ProviderError {
     const parts = [details.status === undefined ? undefined : `HTTP ${details.status}`, details.netCode].filter((p) => p !== undefined).join(', ');
     const said = details.said ? `; Vault said: ${details.said}` : '';
     const message = `vault-transit ${target.operation} with key ${target.key} failed: ${explanation}${parts === '' ? '' : ` (${parts})`}${said}`;
-    const cause = new VaultCallError(details.said || explanation, { ...(details.status === undefined ? {} : { httpStatusCode: details.status }), ...(details.netCode === undefined ? {} : { code: details.netCode }) });
-    return new ProviderError(code, message, { provider: VAULT_TRANSIT, serviceCode: details.status === undefined ? (details.netCode ?? 'Network') : `HTTP${details.status}`, cause, ...(details.contextBound ? { contextBound: true } : {}) });
+    const cause = new VaultCallError(details.said || explanation, {
+      ...(details.status === undefined ? {} : { httpStatusCode: details.status }),
+      ...(details.netCode === undefined ? {} : { code: details.netCode }),
+    });
+    return new ProviderError(code, message, {
+      provider: VAULT_TRANSIT,
+      serviceCode: details.status === undefined ? (details.netCode ?? 'Network') : `HTTP${details.status}`,
+      cause,
+      ...(details.contextBound ? { contextBound: true } : {}),
+    });
   }
 
   /** One API call with retries; returns the parsed body of a 2xx answer. */
   async function request(target: CallTarget, path: string, body: unknown, token: string | undefined, method = 'POST'): Promise<VaultResponse> {
     if (address === undefined) {
-      throw new ProviderError('Internal', `vault-transit ${target.operation} with key ${target.key}: no Vault address is configured (--vault-addr, VAULT_ADDR or BAO_ADDR)`, { provider: VAULT_TRANSIT });
+      throw new ProviderError(
+        'Internal',
+        `vault-transit ${target.operation} with key ${target.key}: no Vault address is configured (--vault-addr, VAULT_ADDR or BAO_ADDR)`,
+        { provider: VAULT_TRANSIT },
+      );
     }
     for (let attempt = 1; ; attempt++) {
       target.signal?.throwIfAborted();
@@ -113,7 +154,9 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
           await pause(attempt, target.signal);
           continue;
         }
-        throw failure(target, 'Unavailable', timedOut ? `Vault at ${where} did not answer in time` : `Vault at ${where} could not be reached`, { ...(netCode === undefined ? {} : { netCode }) });
+        throw failure(target, 'Unavailable', timedOut ? `Vault at ${where} did not answer in time` : `Vault at ${where} could not be reached`, {
+          netCode,
+        });
       }
       if (status >= 200 && status < 300) {
         try {
@@ -159,16 +202,27 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
     const tokenPath = auth.tokenPath ?? DEFAULT_K8S_TOKEN_PATH;
     let jwt: string;
     try {
-      jwt = (await readFile(tokenPath, { encoding: 'utf8', ...(signal ? { signal } : {}) })).trim();
+      jwt = (await readFile(tokenPath, { encoding: 'utf8', signal })).trim();
     } catch (cause) {
-      throw new ProviderError('AccessDenied', `vault-transit Kubernetes login (role ${quote(auth.role)}): cannot read the ServiceAccount token file ${quote(tokenPath)}`, { provider: VAULT_TRANSIT, cause: new VaultCallError((cause as NodeJS.ErrnoException).code ?? 'read failed', {}) });
+      throw new ProviderError(
+        'AccessDenied',
+        `vault-transit Kubernetes login (role ${quote(auth.role)}): cannot read the ServiceAccount token file ${quote(tokenPath)}`,
+        { provider: VAULT_TRANSIT, cause: new VaultCallError((cause as NodeJS.ErrnoException).code ?? 'read failed', {}) },
+      );
     }
     const started = now();
-    const out = await request({ operation: 'login', key: `auth/${mount} role ${auth.role}`, signal }, `auth/${mount}/login`, { role: auth.role, jwt }, undefined);
+    const out = await request(
+      { operation: 'login', key: `auth/${mount} role ${auth.role}`, signal },
+      `auth/${mount}/login`,
+      { role: auth.role, jwt },
+      undefined,
+    );
     const token = out.auth?.client_token;
     const lease = typeof out.auth?.lease_duration === 'number' ? out.auth.lease_duration : 0;
     if (typeof token !== 'string' || token === '') {
-      throw new ProviderError('Internal', `vault-transit Kubernetes login (role ${quote(auth.role)}): Vault answered without a token`, { provider: VAULT_TRANSIT });
+      throw new ProviderError('Internal', `vault-transit Kubernetes login (role ${quote(auth.role)}): Vault answered without a token`, {
+        provider: VAULT_TRANSIT,
+      });
     }
     // Log in again at two thirds of the lease; a lease of 0 means no expiry.
     session = { token, renewAt: lease > 0 ? started + (lease * 1000 * 2) / 3 : Number.POSITIVE_INFINITY };
@@ -209,10 +263,16 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
     if (derivedKeys.has(parsed.keyId)) return;
     const out = await transit({ operation: 'read key', key: parsed.keyId, signal }, `${parsed.mount}/keys/${parsed.name}`, undefined, 'GET');
     if (out.data?.derived !== true) {
-      throw new ProviderError('KeyUnavailable', `vault-transit key ${parsed.keyId} is not derived, so Vault would not bind the encryption context: create it with derived=true (envseal keys create --provider vault-transit)`, { provider: VAULT_TRANSIT });
+      throw new ProviderError(
+        'KeyUnavailable',
+        `vault-transit key ${parsed.keyId} is not derived, so Vault would not bind the encryption context: create it with derived=true (envseal keys create --provider vault-transit)`,
+        { provider: VAULT_TRANSIT },
+      );
     }
     if (out.data.supports_encryption === false) {
-      throw new ProviderError('KeyUnavailable', `vault-transit key ${parsed.keyId} does not support encryption (key type ${quote(String(out.data.type))})`, { provider: VAULT_TRANSIT });
+      throw new ProviderError('KeyUnavailable', `vault-transit key ${parsed.keyId} does not support encryption (key type ${quote(String(out.data.type))})`, {
+        provider: VAULT_TRANSIT,
+      });
     }
     derivedKeys.add(parsed.keyId);
   }
@@ -238,7 +298,11 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
 
   function parsedRecipient(recipient: Recipient, operation: string): ParsedTransitTarget {
     if (recipient.provider !== VAULT_TRANSIT) {
-      throw new ProviderError('InvalidRecipient', `vault-transit ${operation}: the recipient is for provider ${quote(String(recipient.provider))}, not vault-transit`, { provider: VAULT_TRANSIT });
+      throw new ProviderError(
+        'InvalidRecipient',
+        `vault-transit ${operation}: the recipient is for provider ${quote(String(recipient.provider))}, not vault-transit`,
+        { provider: VAULT_TRANSIT },
+      );
     }
     if (typeof recipient.keyId !== 'string' || !recipient.keyId.includes('/keys/')) {
       throw new ProviderError('InvalidRecipient', `vault-transit ${operation}: the recipient has no keyId MOUNT/keys/NAME`, { provider: VAULT_TRANSIT });
@@ -257,7 +321,10 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
       const parsed = parseTransitTarget(request.target);
       const call = { operation: 'datakey', key: parsed.keyId, signal: request.signal };
       await requireDerivedKey(parsed, request.signal);
-      const out = await transit(call, `${parsed.mount}/datakey/plaintext/${parsed.name}`, { context: transitContext(request.encryptionContext), bits: DATA_KEY_BYTES * 8 });
+      const out = await transit(call, `${parsed.mount}/datakey/plaintext/${parsed.name}`, {
+        context: transitContext(request.encryptionContext),
+        bits: DATA_KEY_BYTES * 8,
+      });
       const dataKey = dataKeyOf(call, out.data?.plaintext);
       try {
         return { dataKey, recipient: recipientOf(call, parsed, out.data?.ciphertext) };
@@ -270,7 +337,9 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
     async wrap(request: WrapRequest): Promise<Recipient> {
       const parsed = parseTransitTarget(request.target);
       if (!(request.dataKey instanceof Uint8Array) || request.dataKey.byteLength !== DATA_KEY_BYTES) {
-        throw new ProviderError('Internal', `vault-transit encrypt with key ${parsed.keyId}: the data key must be ${DATA_KEY_BYTES} bytes`, { provider: VAULT_TRANSIT });
+        throw new ProviderError('Internal', `vault-transit encrypt with key ${parsed.keyId}: the data key must be ${DATA_KEY_BYTES} bytes`, {
+          provider: VAULT_TRANSIT,
+        });
       }
       const call = { operation: 'encrypt', key: parsed.keyId, signal: request.signal };
       await requireDerivedKey(parsed, request.signal);
@@ -285,14 +354,24 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
       const encoded = request.recipient.encryptedKey;
       const ciphertext = typeof encoded === 'string' ? Buffer.from(encoded, 'base64').toString('latin1') : '';
       if (!/^vault:v\d+:[A-Za-z0-9+/=]+$/.test(ciphertext) || ciphertext.length > MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES) {
-        throw new ProviderError('InvalidCiphertext', `vault-transit decrypt with key ${parsed.keyId}: the recipient's encryptedKey is not the base64 of a transit ciphertext (vault:vN:...)`, { provider: VAULT_TRANSIT });
+        throw new ProviderError(
+          'InvalidCiphertext',
+          `vault-transit decrypt with key ${parsed.keyId}: the recipient's encryptedKey is not the base64 of a transit ciphertext (vault:vN:...)`,
+          { provider: VAULT_TRANSIT },
+        );
       }
       const out = await transit(call, `${parsed.mount}/decrypt/${parsed.name}`, { ciphertext, context: transitContext(request.encryptionContext) });
       return dataKeyOf(call, out.data?.plaintext);
     },
 
     canUnwrap(recipient: Recipient): boolean {
-      return recipient.provider === VAULT_TRANSIT && typeof recipient.keyId === 'string' && recipient.keyId !== '' && address !== undefined && (options.token !== undefined || options.kubernetesAuth !== undefined);
+      return (
+        recipient.provider === VAULT_TRANSIT &&
+        typeof recipient.keyId === 'string' &&
+        recipient.keyId !== '' &&
+        address !== undefined &&
+        (options.token !== undefined || options.kubernetesAuth !== undefined)
+      );
     },
 
     describe(recipient: Recipient): string {
@@ -319,7 +398,10 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
         },
       );
       if (existing) {
-        throw new ProviderError('InvalidRecipient', `vault-transit create key ${parsed.keyId}: the key already exists (left unchanged)`, { provider: VAULT_TRANSIT, serviceCode: 'AlreadyExists' });
+        throw new ProviderError('InvalidRecipient', `vault-transit create key ${parsed.keyId}: the key already exists (left unchanged)`, {
+          provider: VAULT_TRANSIT,
+          serviceCode: 'AlreadyExists',
+        });
       }
       await transit(call, `${parsed.mount}/keys/${parsed.name}`, { type: 'aes256-gcm96', derived: true });
       await requireDerivedKey(parsed, request.signal);
@@ -328,4 +410,3 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
   };
   return provider;
 }
-

@@ -38,7 +38,21 @@ export function sanitizeVaultMessage(message: string): string {
   return clip(safe, 240);
 }
 
-export const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+export const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+]);
 
 export function networkCode(error: unknown, depth = 0): string | undefined {
   if (typeof error !== 'object' || error === null || depth > 5) return undefined;
@@ -74,7 +88,11 @@ export function tlsCode(error: unknown, depth = 0): string | undefined {
 export function tlsExplanation(code: string, where: string, customCa: boolean): string {
   const problem = TLS_PROBLEMS[code] ?? 'the TLS handshake failed';
   const untrusted = /not signed by a trusted CA|self-signed/.test(problem);
-  const hint = untrusted ? (customCa ? ': check that --vault-ca-cert (VAULT_CACERT) holds the CA that signed it' : ': give its CA bundle with --vault-ca-cert (VAULT_CACERT, BAO_CACERT)') : '';
+  const hint = untrusted
+    ? customCa
+      ? ': check that --vault-ca-cert (VAULT_CACERT) holds the CA that signed it'
+      : ': give its CA bundle with --vault-ca-cert (VAULT_CACERT, BAO_CACERT)'
+    : '';
   return `TLS with Vault at ${where} failed: ${problem}${hint}`;
 }
 
@@ -91,7 +109,10 @@ export function parseCaBundle(pem: string, what: string): string {
     try {
       new X509Certificate(block);
     } catch (cause) {
-      throw new ProviderError('InvalidConfiguration', `${what}: certificate #${index + 1} of ${blocks.length} is not a valid X.509 certificate`, { provider: VAULT_TRANSIT, cause });
+      throw new ProviderError('InvalidConfiguration', `${what}: certificate #${index + 1} of ${blocks.length} is not a valid X.509 certificate`, {
+        provider: VAULT_TRANSIT,
+        cause,
+      });
     }
   });
   return `${blocks.join('\n')}\n`;
@@ -101,11 +122,20 @@ export function parseCaBundle(pem: string, what: string): string {
 export function classifyVaultError(status: number, vaultMessage: string): { code: ProviderErrorCode; explanation: string; contextBound: boolean } {
   const text = vaultMessage.toLowerCase();
   if (status >= 300 && status < 400) {
-    return { code: 'Unavailable', explanation: 'Vault answered with a redirect, which envseal does not follow (it would send the token elsewhere): use the address of the active node or of the load balancer', contextBound: false };
+    return {
+      code: 'Unavailable',
+      explanation:
+        'Vault answered with a redirect, which envseal does not follow (it would send the token elsewhere): use the address of the active node or of the load balancer',
+      contextBound: false,
+    };
   }
   if (status === 429) return { code: 'Throttled', explanation: 'Vault rate-limited the request (retried with backoff, still limited)', contextBound: false };
   if (status === 403 || status === 401 || text.includes('permission denied') || text.includes('missing client token')) {
-    return { code: 'AccessDenied', explanation: 'access denied: check the token or Kubernetes auth role and that its policy allows this operation on this key', contextBound: false };
+    return {
+      code: 'AccessDenied',
+      explanation: 'access denied: check the token or Kubernetes auth role and that its policy allows this operation on this key',
+      contextBound: false,
+    };
   }
   if (status >= 500) {
     return { code: 'Unavailable', explanation: text.includes('sealed') ? 'Vault is sealed' : 'Vault failed or is unavailable', contextBound: false };
@@ -114,7 +144,11 @@ export function classifyVaultError(status: number, vaultMessage: string): { code
     return { code: 'KeyNotFound', explanation: 'the transit key does not exist (on this Vault, mount and namespace)', contextBound: false };
   }
   if (text.includes('message authentication failed')) {
-    return { code: 'InvalidCiphertext', explanation: 'Vault refused the encrypted key: it was sealed for another namespace/name/scope (transit context), or it is corrupt', contextBound: true };
+    return {
+      code: 'InvalidCiphertext',
+      explanation: 'Vault refused the encrypted key: it was sealed for another namespace/name/scope (transit context), or it is corrupt',
+      contextBound: true,
+    };
   }
   if (/invalid ciphertext|ciphertext|unable to decrypt|invalid key version|decode/.test(text)) {
     return { code: 'InvalidCiphertext', explanation: 'Vault refused the encrypted key as malformed', contextBound: false };
@@ -127,4 +161,3 @@ export function classifyVaultError(status: number, vaultMessage: string): { code
   }
   return { code: 'Internal', explanation: 'Vault rejected the request', contextBound: false };
 }
-

@@ -46,7 +46,11 @@ export const vaultTransitProvider: ProviderDefinition = {
     if (!isTransitKeyPath(recipient.keyId)) problems.push({ field: 'keyId', check: 'structure', message: 'must be the transit key path MOUNT/keys/NAME' });
     if (encryptedKey !== undefined) {
       if (encryptedKey.length > MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES) {
-        problems.push({ field: 'encryptedKey', check: 'size', message: `is ${encryptedKey.length} bytes; a vault-transit encryptedKey is at most ${MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES}` });
+        problems.push({
+          field: 'encryptedKey',
+          check: 'size',
+          message: `is ${encryptedKey.length} bytes; a vault-transit encryptedKey is at most ${MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES}`,
+        });
       } else if (!TRANSIT_CIPHERTEXT.test(Buffer.from(encryptedKey.buffer, encryptedKey.byteOffset, encryptedKey.byteLength).toString('latin1'))) {
         problems.push({ field: 'encryptedKey', check: 'structure', message: 'is not the base64 of a transit ciphertext (vault:vN:...)' });
       }
@@ -55,7 +59,10 @@ export const vaultTransitProvider: ProviderDefinition = {
   },
   maxEncryptedKeyBytes: MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES,
   crdRules: [
-    { rule: "self.provider != 'vault-transit' || (has(self.keyId) && self.keyId.contains('/keys/'))", message: 'a vault-transit recipient needs keyId, the transit key path MOUNT/keys/NAME' },
+    {
+      rule: "self.provider != 'vault-transit' || (has(self.keyId) && self.keyId.contains('/keys/'))",
+      message: 'a vault-transit recipient needs keyId, the transit key path MOUNT/keys/NAME',
+    },
     {
       rule: `self.provider != 'vault-transit' || (self.encryptedKey.startsWith('${Buffer.from('vault:').toString('base64')}') && size(self.encryptedKey) <= ${base64Length(MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES)})`,
       message: `a vault-transit encryptedKey is a transit ciphertext (vault:vN:...): at most ${MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES} bytes (${base64Length(MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES)} base64 characters)`,
@@ -68,21 +75,44 @@ export const vaultTransitProvider: ProviderDefinition = {
   edk: keyIdEdkCodec(VAULT_TRANSIT, 'envseal-vault-transit'),
   settings: {
     cliOptions: {
-      'vault-addr': { type: 'string', value: 'URL', help: 'Vault/OpenBao address for vault-transit (default: VAULT_ADDR, BAO_ADDR; token from VAULT_TOKEN, BAO_TOKEN or ~/.vault-token)' },
-      'vault-ca-cert': { type: 'string', value: 'FILE', help: "PEM bundle of the CA(s) that signed Vault's TLS certificate, trusted instead of the system's (default: VAULT_CACERT, BAO_CACERT)" },
+      'vault-addr': {
+        type: 'string',
+        value: 'URL',
+        help: 'Vault/OpenBao address for vault-transit (default: VAULT_ADDR, BAO_ADDR; token from VAULT_TOKEN, BAO_TOKEN or ~/.vault-token)',
+      },
+      'vault-ca-cert': {
+        type: 'string',
+        value: 'FILE',
+        help: "PEM bundle of the CA(s) that signed Vault's TLS certificate, trusted instead of the system's (default: VAULT_CACERT, BAO_CACERT)",
+      },
     },
     controllerOptions: {
       'vault-addr': { type: 'string', value: 'URL', help: 'Vault/OpenBao address for vault-transit recipients (env VAULT_ADDR)' },
-      'vault-auth-role': { type: 'string', value: 'ROLE', help: "Vault Kubernetes auth role to log in with the pod's ServiceAccount token (env VAULT_AUTH_ROLE; else the token in VAULT_TOKEN)" },
+      'vault-auth-role': {
+        type: 'string',
+        value: 'ROLE',
+        help: "Vault Kubernetes auth role to log in with the pod's ServiceAccount token (env VAULT_AUTH_ROLE; else the token in VAULT_TOKEN)",
+      },
       'vault-auth-mount': { type: 'string', value: 'PATH', help: 'mount path of the Vault Kubernetes auth method (env VAULT_AUTH_MOUNT; default kubernetes)' },
-      'vault-auth-token-file': { type: 'string', value: 'FILE', help: "ServiceAccount token sent at each Kubernetes auth login, e.g. a projected token with Vault's audience (env VAULT_AUTH_TOKEN_FILE; default the pod's own token)" },
-      'vault-ca-cert': { type: 'string', value: 'FILE', help: "PEM bundle of the CA(s) that signed Vault's TLS certificate (env VAULT_CACERT; the chart mounts providers.vaultTransit.caCert)" },
+      'vault-auth-token-file': {
+        type: 'string',
+        value: 'FILE',
+        help: "ServiceAccount token sent at each Kubernetes auth login, e.g. a projected token with Vault's audience (env VAULT_AUTH_TOKEN_FILE; default the pod's own token)",
+      },
+      'vault-ca-cert': {
+        type: 'string',
+        value: 'FILE',
+        help: "PEM bundle of the CA(s) that signed Vault's TLS certificate (env VAULT_CACERT; the chart mounts providers.vaultTransit.caCert)",
+      },
     },
     resolve: resolveSettings,
   },
   create: async (options) => createVaultTransitProvider((options ?? {}) as VaultTransitProviderOptions),
   async createKey(request) {
-    const created = await createVaultTransitProvider((request.options ?? {}) as VaultTransitProviderOptions).createKey({ target: request.name, ...(request.signal ? { signal: request.signal } : {}) });
+    const created = await createVaultTransitProvider((request.options ?? {}) as VaultTransitProviderOptions).createKey({
+      target: request.name,
+      signal: request.signal,
+    });
     return { target: created.keyId, keyId: created.keyId, summary: `created transit key ${created.keyId} (derived)` };
   },
 };

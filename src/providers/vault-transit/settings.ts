@@ -8,7 +8,6 @@ import { parseCaBundle } from './errors.ts';
 import { quote } from './targets.ts';
 import { VAULT_TRANSIT, type VaultTransitProviderOptions } from './types.ts';
 
-
 /**
  * The token `vault login` / `bao login` left in ~/.vault-token (Vault's default token
  * helper), used when neither VAULT_TOKEN nor BAO_TOKEN is set.
@@ -33,7 +32,11 @@ export async function caBundleSetting(source: ProviderSettingsSource, address: s
   if (file === undefined) return undefined;
   const origin = flag !== undefined ? '--vault-ca-cert' : source.env.VAULT_CACERT ? 'VAULT_CACERT' : 'BAO_CACERT';
   if (address !== undefined && !address.startsWith('https://')) {
-    throw new ProviderError('InvalidConfiguration', `${origin} is set, but the Vault address ${quote(shownAddress(address))} is not https://: the CA verifies Vault's TLS certificate`, { provider: VAULT_TRANSIT });
+    throw new ProviderError(
+      'InvalidConfiguration',
+      `${origin} is set, but the Vault address ${quote(shownAddress(address))} is not https://: the CA verifies Vault's TLS certificate`,
+      { provider: VAULT_TRANSIT },
+    );
   }
   let bytes: Buffer;
   try {
@@ -42,7 +45,10 @@ export async function caBundleSetting(source: ProviderSettingsSource, address: s
     // A file-system error (the controller's reader passes them on): name the file.
     const code = (error as NodeJS.ErrnoException).code;
     if (typeof code === 'string' && (error as NodeJS.ErrnoException).syscall !== undefined) {
-      throw new ProviderError('InvalidConfiguration', `Vault CA bundle ${quote(file)} (from ${origin}) cannot be read (${code})`, { provider: VAULT_TRANSIT, cause: error });
+      throw new ProviderError('InvalidConfiguration', `Vault CA bundle ${quote(file)} (from ${origin}) cannot be read (${code})`, {
+        provider: VAULT_TRANSIT,
+        cause: error,
+      });
     }
     throw error;
   }
@@ -53,19 +59,28 @@ export async function resolveSettings(source: ProviderSettingsSource): Promise<V
   const address = checkedUrl(stringSetting(source, 'vault-addr') ?? envSetting(source, 'VAULT_ADDR', 'BAO_ADDR'), 'Vault address', VAULT_TRANSIT);
   const namespace = envSetting(source, 'VAULT_NAMESPACE', 'BAO_NAMESPACE');
   const caCert = await caBundleSetting(source, address);
-  const options: VaultTransitProviderOptions = { ...(address === undefined ? {} : { address }), ...(namespace === undefined ? {} : { namespace }), ...(caCert === undefined ? {} : { caCert }) };
+  const options: VaultTransitProviderOptions = {
+    address,
+    namespace,
+    caCert,
+  };
   const role = source.role === 'controller' ? (stringSetting(source, 'vault-auth-role') ?? envSetting(source, 'VAULT_AUTH_ROLE')) : undefined;
   // A token of its own for Vault (a projected token with Vault's audience), else the pod's.
   const tokenPath = source.role === 'controller' ? (stringSetting(source, 'vault-auth-token-file') ?? envSetting(source, 'VAULT_AUTH_TOKEN_FILE')) : undefined;
   if (tokenPath !== undefined && role === undefined) {
-    throw new ProviderError('InvalidConfiguration', 'vault-transit: --vault-auth-token-file (VAULT_AUTH_TOKEN_FILE) is for the Kubernetes auth method: give --vault-auth-role too', { provider: VAULT_TRANSIT });
+    throw new ProviderError(
+      'InvalidConfiguration',
+      'vault-transit: --vault-auth-token-file (VAULT_AUTH_TOKEN_FILE) is for the Kubernetes auth method: give --vault-auth-role too',
+      { provider: VAULT_TRANSIT },
+    );
   }
   if (role !== undefined) {
     const mount = stringSetting(source, 'vault-auth-mount') ?? envSetting(source, 'VAULT_AUTH_MOUNT');
-    options.kubernetesAuth = { role, ...(mount === undefined ? {} : { mount }), ...(tokenPath === undefined ? {} : { tokenPath }) };
+    options.kubernetesAuth = { role, mount, tokenPath };
     return options;
   }
-  const token = envSetting(source, 'VAULT_TOKEN', 'BAO_TOKEN') ?? (source.role === 'cli' && address !== undefined ? await tokenHelperFile(source.env.HOME) : undefined);
+  const token =
+    envSetting(source, 'VAULT_TOKEN', 'BAO_TOKEN') ?? (source.role === 'cli' && address !== undefined ? await tokenHelperFile(source.env.HOME) : undefined);
   if (token !== undefined) options.token = token;
   return options;
 }

@@ -44,7 +44,6 @@ export function transitContext(encryptionContext: Record<string, string>): strin
   return Buffer.concat([CONTEXT_PREFIX, encodeContext(encryptionContext)]).toString('base64');
 }
 
-
 export const base64Length = (bytes: number): number => 4 * Math.ceil(bytes / 3);
 export const TRANSIT_CIPHERTEXT = /^vault:v\d+:[A-Za-z0-9+/=]+$/;
 

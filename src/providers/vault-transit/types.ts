@@ -2,7 +2,6 @@
 
 import type { GenerateDataKeyRequest, GeneratedDataKey, KeyProvider } from '../types.ts';
 
-
 export const VAULT_TRANSIT = 'vault-transit';
 export const DEFAULT_TRANSIT_MOUNT = 'transit';
 
@@ -59,4 +58,3 @@ export interface VaultTransitProvider extends KeyProvider {
   /** Creates an aes256-gcm96 transit key with `derived: true` (`envseal keys create`). */
   createKey(request: { target: string; signal?: AbortSignal }): Promise<ParsedTransitTarget>;
 }
-
