@@ -19,7 +19,7 @@ export interface ClusterAgeIdentity {
  * Its public recipient is published in a ConfigMap that every authenticated user may read.
  */
 export async function ensureClusterAgeIdentity(options: {
-  client: KubeClient;
+  client: Pick<KubeClient, 'request'>;
   namespace: string;
   secretName: string;
   configMapName: string;
@@ -46,7 +46,10 @@ export async function ensureClusterAgeIdentity(options: {
         signal,
       });
       created = true;
-      options.logger.info({ secret: `${namespace}/${secretName}`, recipient: generated.recipient }, 'created the cluster age identity; back it up (see README: age key backup)');
+      options.logger.info(
+        { secret: `${namespace}/${secretName}`, recipient: generated.recipient },
+        'created the cluster age identity; back it up (see README: age key backup)',
+      );
     } catch (error) {
       if (!(error instanceof KubeApiError && error.conflict)) throw error;
     }
@@ -71,7 +74,7 @@ export async function ensureClusterAgeIdentity(options: {
   return { identities, recipient, created };
 }
 
-async function readIdentityFile(client: KubeClient, namespace: string, name: string, signal: AbortSignal): Promise<string | undefined> {
+async function readIdentityFile(client: Pick<KubeClient, 'request'>, namespace: string, name: string, signal: AbortSignal): Promise<string | undefined> {
   try {
     const secret = await client.request<{ data?: Record<string, string> }>({ method: 'GET', path: paths.secret(namespace, name), signal });
     const encoded = secret.data?.[AGE_IDENTITY_KEY];

@@ -69,8 +69,8 @@ export class ObjectCache<T extends KubeObject, S extends KubeObject = T> {
     await Promise.all([...this.#reflectors.values()].map((r) => r.waitForSync()));
   }
 
-  run(signal: AbortSignal): Promise<void[]> {
-    return Promise.all([...this.#reflectors.values()].map((r) => r.run(signal)));
+  async run(signal: AbortSignal): Promise<void> {
+    await Promise.all([...this.#reflectors.values()].map((r) => r.run(signal)));
   }
 }
 

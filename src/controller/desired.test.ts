@@ -50,7 +50,11 @@ describe('envelopeSecretRecord', () => {
     apiVersion: 'envseal.dev/v1alpha1' as const,
     kind: 'EnvelopeSecret' as const,
     metadata: { name: 'db', namespace: 'prod', uid: 'u1', generation: 3, resourceVersion: '9', annotations: { note: 'x'.repeat(100_000) }, labels: { a: 'b' } },
-    spec: { envelopes: [{ id: 'i', suite: 's', commitment: 'c', recipients: [{ provider: 'age', encryptedKey: 'k'.repeat(60_000) }], data: { A: 'v'.repeat(1_000_000) } }] },
+    spec: {
+      envelopes: [
+        { id: 'i', suite: 's', commitment: 'c', recipients: [{ provider: 'age', encryptedKey: 'k'.repeat(60_000) }], data: { A: 'v'.repeat(1_000_000) } },
+      ],
+    },
     status: { observedGeneration: 3, secretResourceVersion: '7', conditions: [] },
   };
 

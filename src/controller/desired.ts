@@ -36,7 +36,9 @@ function canonicalJson(value: unknown): string {
  * ciphertext only, so it reveals nothing about the values.
  */
 export function specHash(source: EnvelopeSecret): string {
-  const digest = createHash('sha256').update(canonicalJson({ binding: bindingOf(source), spec: source.spec })).digest('hex');
+  const digest = createHash('sha256')
+    .update(canonicalJson({ binding: bindingOf(source), spec: source.spec }))
+    .digest('hex');
   return `sha256:${digest}`;
 }
 

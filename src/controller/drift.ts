@@ -58,7 +58,6 @@ export class DriftTracker {
     return { repair: false, retryAfterMs: backoff, started: true, repairs };
   }
 
-
   /** The object is gone or has a new spec: start over. */
   forget(key: string): void {
     this.#entries.delete(key);

@@ -19,7 +19,7 @@ function gatedClient(options: { fail?: (reason: string) => boolean } = {}) {
   } as unknown as KubeClient;
   const releaseAll = async () => {
     for (let i = 0; i < 100 && (gates.length > 0 || i < 3); i++) {
-      gates.splice(0).forEach((open) => open());
+      for (const open of gates.splice(0)) open();
       await new Promise((resolve) => setImmediate(resolve));
     }
   };
@@ -109,5 +109,25 @@ describe('EventRecorder, an Event recorded as the sender finishes', () => {
       for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
       expect(posted, `second recorded ${delay} microtasks after the release`).toEqual(['first', 'second']);
     }
+  });
+
+  it('stamps each Event with the time it was recorded, from the injected clock', async () => {
+    const bodies: { firstTimestamp: string; lastTimestamp: string; reason: string }[] = [];
+    const client = {
+      request: async ({ body }: { body: (typeof bodies)[number] }) => {
+        bodies.push(body);
+        return {};
+      },
+    } as unknown as KubeClient;
+    let now = Date.UTC(2026, 0, 1, 12, 0, 0);
+    const recorder = new EventRecorder({ client, logger: capturingLogger().logger, instance: 'test', clock: { now: () => now } });
+    recorder.record(object, { type: 'Normal', reason: 'Synced', message: 'first' });
+    now += 90_000;
+    recorder.record(object, { type: 'Warning', reason: 'Conflict', message: 'second' });
+    await recorder.flush();
+    expect(bodies.map((b) => [b.reason, b.firstTimestamp, b.lastTimestamp])).toEqual([
+      ['Synced', '2026-01-01T12:00:00.000Z', '2026-01-01T12:00:00.000Z'],
+      ['Conflict', '2026-01-01T12:01:30.000Z', '2026-01-01T12:01:30.000Z'],
+    ]);
   });
 });

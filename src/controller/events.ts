@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { KubeClient } from '../kube/client.ts';
 import { paths } from '../kube/client.ts';
+import { type Clock, systemClock } from './clock.ts';
 
 export interface InvolvedObject {
   apiVersion: string;
@@ -27,19 +28,21 @@ export const DEFAULT_EVENT_BACKLOG = 1000;
  * Events beyond the backlog are dropped. `flush` waits for the queue at shutdown.
  */
 export class EventRecorder {
-  readonly #client: KubeClient;
+  readonly #client: Pick<KubeClient, 'request'>;
   readonly #logger: Logger;
   readonly #instance: string;
   readonly #backlog: number;
+  readonly #clock: Pick<Clock, 'now'>;
   readonly #pending: { object: InvolvedObject; event: EventInput; at: string }[] = [];
   #sending: Promise<void> | undefined;
   #dropped = 0;
 
-  constructor(options: { client: KubeClient; logger: Logger; instance: string; backlog?: number }) {
+  constructor(options: { client: Pick<KubeClient, 'request'>; logger: Logger; instance: string; backlog?: number; clock?: Pick<Clock, 'now'> }) {
     this.#client = options.client;
     this.#logger = options.logger;
     this.#instance = options.instance;
     this.#backlog = options.backlog ?? DEFAULT_EVENT_BACKLOG;
+    this.#clock = options.clock ?? systemClock;
   }
 
   /** Events dropped so far because the backlog was full. */
@@ -50,10 +53,11 @@ export class EventRecorder {
   record(object: InvolvedObject, event: EventInput): void {
     if (this.#pending.length >= this.#backlog) {
       this.#dropped++;
-      if (this.#dropped === 1 || this.#dropped % 100 === 0) this.#logger.warn({ reason: event.reason, dropped: this.#dropped }, 'event backlog full; dropping events');
+      if (this.#dropped === 1 || this.#dropped % 100 === 0)
+        this.#logger.warn({ reason: event.reason, dropped: this.#dropped }, 'event backlog full; dropping events');
       return;
     }
-    this.#pending.push({ object, event, at: new Date().toISOString() });
+    this.#pending.push({ object, event, at: new Date(this.#clock.now()).toISOString() });
     this.#sending ??= this.#drain();
   }
 

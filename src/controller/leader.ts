@@ -1,9 +1,9 @@
 import type { Logger } from 'pino';
 import { KubeApiError, type KubeClient, paths } from '../kube/client.ts';
-import { sleep } from './reflector.ts';
+import { type Clock, type Random, sleep, systemClock } from './clock.ts';
 
 export interface LeaderElectionOptions {
-  client: KubeClient;
+  client: Pick<KubeClient, 'request'>;
   namespace: string;
   leaseName: string;
   identity: string;
@@ -12,6 +12,9 @@ export interface LeaderElectionOptions {
   retryPeriodMs: number;
   logger: Logger;
   onChange?: (leading: boolean) => void;
+  /** Lease times, expiry and the retry period (and its jitter). */
+  clock?: Clock;
+  random?: Random;
 }
 
 interface Lease {
@@ -38,11 +41,15 @@ export function microTime(date: Date): string {
  */
 export class LeaderElector {
   readonly #o: LeaderElectionOptions;
+  readonly #clock: Clock;
+  readonly #random: Random;
   #observed: { record: string; at: number } | undefined;
   #leading = false;
 
   constructor(options: LeaderElectionOptions) {
     this.#o = options;
+    this.#clock = options.clock ?? systemClock;
+    this.#random = options.random ?? Math.random;
   }
 
   get leading(): boolean {
@@ -56,7 +63,7 @@ export class LeaderElector {
    */
   async run(signal: AbortSignal, lead: (leadSignal: AbortSignal) => Promise<void>): Promise<boolean> {
     const { logger, retryPeriodMs } = this.#o;
-    while (!signal.aborted && !(await this.#tryAcquireOrRenew(signal))) await sleep(jitter(retryPeriodMs), signal);
+    while (!signal.aborted && !(await this.#tryAcquireOrRenew(signal))) await sleep(retryPeriodMs * (1 + this.#random() * 0.2), signal, this.#clock);
     // Stopped while standing by: a graceful stop, with no lease to release.
     if (signal.aborted) return true;
     this.#setLeading(true);
@@ -66,13 +73,13 @@ export class LeaderElector {
     let lostLeadership = false;
     const leadSignal = AbortSignal.any([signal, lost.signal]);
     const renewing = (async () => {
-      let lastRenew = Date.now();
+      let lastRenew = this.#clock.now();
       while (!leadSignal.aborted) {
-        await sleep(retryPeriodMs, leadSignal);
+        await sleep(retryPeriodMs, leadSignal, this.#clock);
         if (leadSignal.aborted) break;
         if (await this.#tryAcquireOrRenew(leadSignal)) {
-          lastRenew = Date.now();
-        } else if (Date.now() - lastRenew > this.#o.renewDeadlineMs) {
+          lastRenew = this.#clock.now();
+        } else if (this.#clock.now() - lastRenew > this.#o.renewDeadlineMs) {
           logger.error({ lease: this.#o.leaseName }, 'lost leadership: could not renew the lease in time');
           lostLeadership = true;
           lost.abort(new Error('leadership lost'));
@@ -97,7 +104,7 @@ export class LeaderElector {
 
   async #tryAcquireOrRenew(signal: AbortSignal): Promise<boolean> {
     const { client, namespace, leaseName, identity } = this.#o;
-    const now = new Date();
+    const now = new Date(this.#clock.now());
     const durationSeconds = Math.ceil(this.#o.leaseDurationMs / 1000);
     try {
       let lease: Lease;
@@ -112,17 +119,23 @@ export class LeaderElector {
             apiVersion: 'coordination.k8s.io/v1',
             kind: 'Lease',
             metadata: { name: leaseName, namespace },
-            spec: { holderIdentity: identity, leaseDurationSeconds: durationSeconds, acquireTime: microTime(now), renewTime: microTime(now), leaseTransitions: 0 },
+            spec: {
+              holderIdentity: identity,
+              leaseDurationSeconds: durationSeconds,
+              acquireTime: microTime(now),
+              renewTime: microTime(now),
+              leaseTransitions: 0,
+            },
           },
           signal,
         });
         return true;
       }
       const record = JSON.stringify([lease.spec.holderIdentity, lease.spec.renewTime]);
-      if (this.#observed?.record !== record) this.#observed = { record, at: Date.now() };
+      if (this.#observed?.record !== record) this.#observed = { record, at: this.#clock.now() };
       const holder = lease.spec.holderIdentity ?? '';
       const held = holder !== '' && holder !== identity;
-      const expired = Date.now() > this.#observed.at + (lease.spec.leaseDurationSeconds ?? durationSeconds) * 1000;
+      const expired = this.#clock.now() > this.#observed.at + (lease.spec.leaseDurationSeconds ?? durationSeconds) * 1000;
       if (held && !expired) return false;
       const spec = {
         holderIdentity: identity,
@@ -132,7 +145,7 @@ export class LeaderElector {
         leaseTransitions: (lease.spec.leaseTransitions ?? 0) + (holder === identity ? 0 : 1),
       };
       const updated = await client.request<Lease>({ method: 'PUT', path: paths.lease(namespace, leaseName), body: { ...lease, spec }, signal });
-      this.#observed = { record: JSON.stringify([updated.spec.holderIdentity, updated.spec.renewTime]), at: Date.now() };
+      this.#observed = { record: JSON.stringify([updated.spec.holderIdentity, updated.spec.renewTime]), at: this.#clock.now() };
       return true;
     } catch (error) {
       if (signal.aborted) return false;
@@ -152,7 +165,7 @@ export class LeaderElector {
       await client.request({
         method: 'PUT',
         path: paths.lease(namespace, leaseName),
-        body: { ...lease, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: microTime(new Date()) } },
+        body: { ...lease, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: microTime(new Date(this.#clock.now())) } },
         signal: AbortSignal.timeout(5000),
       });
       this.#o.logger.info({ lease: leaseName }, 'released the lease');
@@ -160,8 +173,4 @@ export class LeaderElector {
       this.#o.logger.warn({ error: error instanceof Error ? error.message : 'unknown' }, 'could not release the lease');
     }
   }
-}
-
-function jitter(ms: number): number {
-  return ms * (1 + Math.random() * 0.2);
 }

@@ -8,6 +8,7 @@ import { DEFAULT_TENANT_POLICY, type TenantPolicy, tenantPolicyIssues } from '..
 import { KubeClient, paths } from '../kube/client.ts';
 import type { ProviderConfig } from '../providers/registry.ts';
 import { localIdentityProvider, ProviderRegistry } from '../providers/registry.ts';
+import { unwrapDataKey } from '../sealing/open.ts';
 import { ensureClusterAgeIdentity } from './age-identity.ts';
 import { PUBLISHED_RECIPIENT_CONFIGMAP } from '../kube/cluster-recipient.ts';
 import { ObjectCache, objectKey } from './cache.ts';
@@ -17,13 +18,14 @@ import { readyConditionOf } from './conditions.ts';
 import { LABEL_MANAGED_BY, MANAGED_BY } from './desired.ts';
 import { EventRecorder } from './events.ts';
 import { heapWarning } from './heap.ts';
-import { KmsOutageTracker } from './kms-recovery.ts';
 import { LeaderElector } from './leader.ts';
+import { envelopeSecretOutcomes } from './outcomes.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { WorkQueue } from './queue.ts';
-import { Reconciler, RetryableError } from './reconciler.ts';
+import { Controller } from './controller.ts';
+import { Reconciler, type ReconcileResult } from './reconciler.ts';
+import { kubeReconcilerApi } from './reconciler-api.ts';
 import { type EnvelopeSecretObject, type EnvelopeSecretRecord, envelopeSecretRecord, reconcileWeight, type SecretObject, secretRecord } from './records.ts';
-import { describeError } from './reflector.ts';
 
 export interface ControllerConfig {
   /** Path of a kubeconfig; undefined: in-cluster, else the default loading rules. */
@@ -125,10 +127,25 @@ export async function runController(config: ControllerConfig, options: { logger:
   }
 }
 
-async function runLeader(context: { config: ControllerConfig; identity: string; client: KubeClient; metrics: ControllerMetrics; logger: Logger; signal: AbortSignal; health: Health }): Promise<void> {
+async function runLeader(context: {
+  config: ControllerConfig;
+  identity: string;
+  client: KubeClient;
+  metrics: ControllerMetrics;
+  logger: Logger;
+  signal: AbortSignal;
+  health: Health;
+}): Promise<void> {
   const { config, client, metrics, logger, signal } = context;
   const ageConfig = config.age.enabled
-    ? await ensureClusterAgeIdentity({ client, namespace: config.namespace, secretName: config.age.secretName, configMapName: config.age.configMapName, logger, signal })
+    ? await ensureClusterAgeIdentity({
+        client,
+        namespace: config.namespace,
+        secretName: config.age.secretName,
+        configMapName: config.age.configMapName,
+        logger,
+        signal,
+      })
     : undefined;
   // The cluster identity's provider unwraps with the identities of the cluster Secret.
   const local = localIdentityProvider();
@@ -140,7 +157,10 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
   // Half the workers at most for one namespace while another waits (fairness between
   // tenants), counting large objects as several: one of a megabyte at a time.
   // (Keys start only once the cache below has fed the queue.)
-  const queue = new WorkQueue({ maxInFlightPerNamespace: Math.max(1, Math.ceil(config.workers / 2)), weightOf: (key) => reconcileWeight(envelopeSecrets.get(key)) });
+  const queue = new WorkQueue({
+    maxInFlightPerNamespace: Math.max(1, Math.ceil(config.workers / 2)),
+    weightOf: (key) => reconcileWeight(envelopeSecrets.get(key)),
+  });
   queue.onDepthChange = (depth) => metrics.queueDepth.set(depth);
   const enqueue = (object: { metadata?: { namespace?: string; name?: string } }) => queue.add(objectKey(object));
   const envelopeSecrets = new ObjectCache<EnvelopeSecretObject, EnvelopeSecretRecord>({
@@ -168,10 +188,10 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
   const dataKeys = new DataKeyCache(config.dataKeyCache);
   const events = new EventRecorder({ client, logger, instance: context.identity });
   const reconciler = new Reconciler({
-    client,
+    api: kubeReconcilerApi({ client, envelopeSecrets, secrets }),
     envelopeSecrets,
     secrets,
-    providers,
+    unwrap: (request) => unwrapDataKey({ ...request, providers }),
     dataKeys,
     events,
     logger,
@@ -208,53 +228,19 @@ async function runLeader(context: { config: ControllerConfig; identity: string; 
   }, 15_000);
   statusGauge.unref();
 
-  const work = new AbortController();
-  const onStop = () => {
-    queue.shutDown();
-    setTimeout(() => work.abort(new Error('shutdown grace period over')), config.shutdownGraceMs).unref();
-  };
-  signal.addEventListener('abort', onStop, { once: true });
-  if (signal.aborted) onStop();
-
-  const kmsOutage = new KmsOutageTracker();
-  const worker = async () => {
-    for (;;) {
-      const key = await queue.get();
-      if (key === undefined) return;
+  const controller: Controller<ReconcileResult> = new Controller<ReconcileResult>({
+    queue,
+    workers: config.workers,
+    shutdownGraceMs: config.shutdownGraceMs,
+    logger,
+    reconcile: (key, workSignal) => {
       const slash = key.indexOf('/');
-      const stopTimer = metrics.reconcileSeconds.startTimer();
-      try {
-        const result = await reconciler.reconcile({ namespace: key.slice(0, slash), name: key.slice(slash + 1) }, work.signal);
-        queue.forget(key);
-        metrics.reconciles.inc({ result: result.outcome });
-        if (result.requeueAfterMs) queue.addAfter(key, result.requeueAfterMs);
-        // A KMS-sealed object that synced again: its KMS answers (terminal or gone ones say nothing about it).
-        let recovered: string[] = [];
-        if (result.outcome === 'synced') recovered = kmsOutage.succeeded(key);
-        else kmsOutage.forget(key);
-        if (recovered.length > 0) {
-          logger.info({ retrying: recovered.length }, 'the KMS answers again; retrying the objects that waited on it');
-          for (const waiting of recovered) {
-            queue.forget(waiting);
-            queue.add(waiting);
-          }
-        }
-      } catch (error) {
-        metrics.reconciles.inc({ result: 'error' });
-        if (work.signal.aborted) return;
-        if (error instanceof RetryableError) kmsOutage.failed(key, error.reason);
-        else logger.error({ envelopeSecret: key, error: describeError(error) }, 'reconcile failed unexpectedly; retrying');
-        metrics.queueRetries.inc();
-        queue.addRateLimited(key);
-      } finally {
-        stopTimer();
-        queue.done(key);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: config.workers }, worker));
-  // Events of the last reconciles, within what is left of the grace period.
-  await events.flush(work.signal);
+      return reconciler.reconcile({ namespace: key.slice(0, slash), name: key.slice(slash + 1) }, workSignal);
+    },
+    onOutcome: envelopeSecretOutcomes({ metrics, logger, retryNow: (keys) => controller.retryNow(keys) }),
+  });
+  // Events of the last reconciles are sent within what is left of the grace period.
+  await controller.run(signal, (graceSignal) => events.flush(graceSignal));
   clearInterval(resync);
   clearInterval(statusGauge);
   dataKeys.clear();

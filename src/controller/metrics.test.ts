@@ -22,7 +22,12 @@ describe('ControllerMetrics.instrument', () => {
 
     const wrapped = await age.wrap({ target: recipient, dataKey: new Uint8Array(32).fill(7), ...context });
     expect(Buffer.from(await age.unwrap({ recipient: wrapped, ...context }))).toEqual(Buffer.alloc(32, 7));
-    const failed = await vault.unwrap({ recipient: { provider: 'vault-transit', keyId: 'transit/keys/app', encryptedKey: Buffer.from('vault:v1:AAAA').toString('base64') }, ...context }).catch((e: unknown) => e);
+    const failed = await vault
+      .unwrap({
+        recipient: { provider: 'vault-transit', keyId: 'transit/keys/app', encryptedKey: Buffer.from('vault:v1:AAAA').toString('base64') },
+        ...context,
+      })
+      .catch((e: unknown) => e);
     expect(failed).toBeInstanceOf(ProviderError);
     expect((failed as ProviderError).code).toBe('Unavailable');
     // The message a status and an Event carry names the provider.

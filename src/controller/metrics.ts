@@ -9,18 +9,64 @@ import { boundProvider, ProviderError } from '../providers/types.ts';
  */
 export class ControllerMetrics {
   readonly registry = new Registry();
-  readonly reconciles = new Counter({ name: 'envseal_reconcile_total', help: 'Reconciles by result (synced, unchanged, error, terminal)', labelNames: ['result'] as const, registers: [this.registry] });
-  readonly reconcileSeconds = new Histogram({ name: 'envseal_reconcile_duration_seconds', help: 'Reconcile duration', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry] });
-  readonly kmsRequests = new Counter({ name: 'envseal_kms_requests_total', help: 'Key provider calls by provider, operation and outcome', labelNames: ['provider', 'operation', 'outcome'] as const, registers: [this.registry] });
-  readonly kmsSeconds = new Histogram({ name: 'envseal_kms_request_duration_seconds', help: 'Key provider call latency', labelNames: ['provider', 'operation'] as const, buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5], registers: [this.registry] });
-  readonly dekCache = new Counter({ name: 'envseal_dek_cache_total', help: 'Data key cache lookups by result (hit, miss)', labelNames: ['result'] as const, registers: [this.registry] });
+  readonly reconciles = new Counter({
+    name: 'envseal_reconcile_total',
+    help: 'Reconciles by result (synced, unchanged, error, terminal)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly reconcileSeconds = new Histogram({
+    name: 'envseal_reconcile_duration_seconds',
+    help: 'Reconcile duration',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly kmsRequests = new Counter({
+    name: 'envseal_kms_requests_total',
+    help: 'Key provider calls by provider, operation and outcome',
+    labelNames: ['provider', 'operation', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly kmsSeconds = new Histogram({
+    name: 'envseal_kms_request_duration_seconds',
+    help: 'Key provider call latency',
+    labelNames: ['provider', 'operation'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+  readonly dekCache = new Counter({
+    name: 'envseal_dek_cache_total',
+    help: 'Data key cache lookups by result (hit, miss)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
   readonly queueDepth = new Gauge({ name: 'envseal_workqueue_depth', help: 'Keys waiting in the work queue', registers: [this.registry] });
   readonly queueRetries = new Counter({ name: 'envseal_workqueue_retries_total', help: 'Keys re-queued after a retryable error', registers: [this.registry] });
-  readonly watchRestarts = new Counter({ name: 'envseal_watch_restarts_total', help: 'List/watch restarts by resource and reason (error, gone)', labelNames: ['resource', 'reason'] as const, registers: [this.registry] });
-  readonly resources = new Gauge({ name: 'envseal_envelopesecrets', help: 'EnvelopeSecrets by Ready status and reason', labelNames: ['ready', 'reason'] as const, registers: [this.registry] });
+  readonly watchRestarts = new Counter({
+    name: 'envseal_watch_restarts_total',
+    help: 'List/watch restarts by resource and reason (error, gone)',
+    labelNames: ['resource', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly resources = new Gauge({
+    name: 'envseal_envelopesecrets',
+    help: 'EnvelopeSecrets by Ready status and reason',
+    labelNames: ['ready', 'reason'] as const,
+    registers: [this.registry],
+  });
   // Namespaces are not secret, and their number is what the cluster has: who spends the KMS quota.
-  readonly unwrapAttempts = new Counter({ name: 'envseal_unwrap_attempts_total', help: 'Key-provider unwrap calls by namespace of the EnvelopeSecret', labelNames: ['namespace'] as const, registers: [this.registry] });
-  readonly budgetExhausted = new Counter({ name: 'envseal_unwrap_budget_exhausted_total', help: 'Reconciles deferred because the namespace spent its budget of key-provider calls', labelNames: ['namespace'] as const, registers: [this.registry] });
+  readonly unwrapAttempts = new Counter({
+    name: 'envseal_unwrap_attempts_total',
+    help: 'Key-provider unwrap calls by namespace of the EnvelopeSecret',
+    labelNames: ['namespace'] as const,
+    registers: [this.registry],
+  });
+  readonly budgetExhausted = new Counter({
+    name: 'envseal_unwrap_budget_exhausted_total',
+    help: 'Reconciles deferred because the namespace spent its budget of key-provider calls',
+    labelNames: ['namespace'] as const,
+    registers: [this.registry],
+  });
   readonly leader = new Gauge({ name: 'envseal_leader', help: '1 while this replica leads', registers: [this.registry] });
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
@@ -29,19 +75,21 @@ export class ControllerMetrics {
 
   /** Wraps a provider so that each call is counted and timed. */
   instrument(provider: KeyProvider): KeyProvider {
-    const timed = <A, R>(operation: string, fn: (request: A) => Promise<R>) => async (request: A): Promise<R> => {
-      const end = this.kmsSeconds.startTimer({ provider: provider.name, operation });
-      try {
-        const result = await fn(request);
-        this.kmsRequests.inc({ provider: provider.name, operation, outcome: 'success' });
-        return result;
-      } catch (error) {
-        this.kmsRequests.inc({ provider: provider.name, operation, outcome: error instanceof ProviderError ? error.code : 'error' });
-        throw error;
-      } finally {
-        end();
-      }
-    };
+    const timed =
+      <A, R>(operation: string, fn: (request: A) => Promise<R>) =>
+      async (request: A): Promise<R> => {
+        const end = this.kmsSeconds.startTimer({ provider: provider.name, operation });
+        try {
+          const result = await fn(request);
+          this.kmsRequests.inc({ provider: provider.name, operation, outcome: 'success' });
+          return result;
+        } catch (error) {
+          this.kmsRequests.inc({ provider: provider.name, operation, outcome: error instanceof ProviderError ? error.code : 'error' });
+          throw error;
+        } finally {
+          end();
+        }
+      };
     const bound = boundProvider(provider);
     return {
       ...bound,

@@ -1,3 +1,7 @@
+import { type Clock, systemClock } from './clock.ts';
+
+export type { Clock } from './clock.ts';
+
 /**
  * A work queue with client-go's semantics: a key is queued at most once (dirty set), is
  * never processed by two workers at once (a key added while processing is queued again
@@ -22,18 +26,6 @@ export interface RateLimits {
 }
 
 export const DEFAULT_RATE_LIMITS: RateLimits = { baseDelayMs: 200, maxDelayMs: 5 * 60_000, retriesPerSecond: 10, burst: 100 };
-
-export interface Clock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): { unref?(): unknown };
-  clearTimeout(handle: unknown): void;
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
-};
 
 export class WorkQueue {
   readonly #limits: RateLimits;
@@ -106,7 +98,10 @@ export class WorkQueue {
   /** Adds the key after `delayMs`; an earlier pending add of the same key wins. */
   addAfter(key: string, delayMs: number): void {
     if (this.#shuttingDown) return;
-    if (delayMs <= 0) return this.add(key);
+    if (delayMs <= 0) {
+      this.add(key);
+      return;
+    }
     const at = this.#clock.now() + delayMs;
     const pending = this.#delayed.get(key);
     if (pending && pending.at <= at) return;

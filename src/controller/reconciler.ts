@@ -1,23 +1,33 @@
 import type { Logger } from 'pino';
-import type { EnvelopeSecretStatus } from '../api/types.ts';
+import type { Envelope, EnvelopeSecretStatus, Recipient } from '../api/types.ts';
 import { API_VERSION, KIND } from '../api/types.ts';
 import { bindingOf, type ValidationIssue, validateEnvelopeSecret } from '../api/validation.ts';
 import type { Binding } from '../envelope/context.ts';
-import { KubeApiError, type KubeClient, paths } from '../kube/client.ts';
-import type { ProviderRegistry } from '../providers/registry.ts';
-import { openEnvelopeSecret, unwrapDataKey } from '../sealing/open.ts';
+import { openEnvelopeSecret } from '../sealing/open.ts';
 import { capMessage } from '../util/message.ts';
 import { NamespaceBudget } from './budget.ts';
-import type { ObjectCache } from './cache.ts';
 import { classifyError } from './classify.ts';
+import type { Clock } from './clock.ts';
 import { Reason, type ReasonName, type ReadyState, readyConditionOf, statusConditions } from './conditions.ts';
-import { podTemplateUsesSecret, type PodTemplateHolder } from './consent.ts';
+import { podTemplateUsesSecret } from './consent.ts';
+import { ReportedError, TerminalError } from './controller.ts';
 import { DataKeyCache } from './dek-cache.ts';
-import { ANNOTATION_DATA_HASH, ANNOTATION_SPEC_HASH, FIELD_MANAGER, desiredSecret, sealedDataDigest, needsReplace, ownershipOf, type SecretManifest, specHash } from './desired.ts';
+import {
+  ANNOTATION_DATA_HASH,
+  ANNOTATION_SPEC_HASH,
+  FIELD_MANAGER,
+  desiredSecret,
+  sealedDataDigest,
+  needsReplace,
+  ownershipOf,
+  type SecretManifest,
+  specHash,
+} from './desired.ts';
 import { DriftTracker } from './drift.ts';
-import type { EventRecorder } from './events.ts';
+import type { EventInput, InvolvedObject } from './events.ts';
 import { FailureMemo } from './failure-memo.ts';
 import type { ControllerMetrics } from './metrics.ts';
+import type { ReconcilerApi, Store } from './reconciler-api.ts';
 import type { EnvelopeSecretObject, EnvelopeSecretRecord, SecretObject } from './records.ts';
 
 export type { EnvelopeSecretObject, SecretObject } from './records.ts';
@@ -27,32 +37,48 @@ export interface ReconcileRequest {
   name: string;
 }
 
+/**
+ * What a reconcile that did not fail ends with. Failures are thrown: a TerminalError when
+ * only a change of the object can cure them (InvalidSpec, ContextMismatch, ...), any
+ * other error is retried with backoff (a ReportedError when the status already says why).
+ */
 export interface ReconcileResult {
   /** Look again after this long even if nothing changes (a foreign Secret, a backoff, a budget). */
   requeueAfterMs?: number;
+  /**
+   * synced: the Secret was written; unchanged: nothing to do; terminal: a state only a
+   * person can change (a foreign Secret, a refused restart, a failure already reported);
+   * gone: the object was deleted; deferred: waiting (a drift backoff, the budget).
+   */
   outcome: 'synced' | 'unchanged' | 'terminal' | 'gone' | 'deferred';
 }
 
-/** Thrown for failures worth a retry with backoff; the status already says why. */
-export class RetryableError extends Error {
-  /** The Ready reason written to the status (KMSUnavailable, KubernetesError, ...). */
-  readonly reason: string;
-  constructor(message: string, options: { cause: unknown; reason: string }) {
-    super(message, { cause: options.cause });
-    this.name = 'RetryableError';
-    this.reason = options.reason;
-  }
+/** Unwraps one envelope's data key (the keyring over the configured providers, commitment checked). */
+export type UnwrapDataKey = (request: {
+  envelope: Envelope;
+  index: number;
+  binding: Binding;
+  signal: AbortSignal;
+  /** Called before each key-provider call (the namespace's budget). */
+  beforeAttempt: (recipient: Recipient) => void;
+}) => Promise<{ dataKey: Uint8Array }>;
+
+/** Where the reconciler's Events go (EventRecorder sends them in the background). */
+export interface EventSink {
+  record(object: InvolvedObject, event: EventInput): void;
 }
 
 export interface ReconcilerOptions {
-  client: KubeClient;
-  envelopeSecrets: ObjectCache<EnvelopeSecretObject, EnvelopeSecretRecord>;
-  secrets: ObjectCache<SecretObject>;
-  providers: ProviderRegistry;
+  /** The API calls the reconciler makes (kubeReconcilerApi in the controller). */
+  api: ReconcilerApi;
+  /** The caches, read only: slim EnvelopeSecret records and managed Secrets without values. */
+  envelopeSecrets: Store<EnvelopeSecretRecord>;
+  secrets: Store<SecretObject>;
+  unwrap: UnwrapDataKey;
   dataKeys: DataKeyCache;
-  events: EventRecorder;
+  events: EventSink;
   logger: Logger;
-  metrics: ControllerMetrics;
+  metrics: Pick<ControllerMetrics, 'unwrapAttempts' | 'budgetExhausted' | 'dekCache'>;
   /** What a tenant may ask for beyond the format (Secret types, reserved metadata keys). */
   policy?: (source: EnvelopeSecretObject) => ValidationIssue[];
   /** Key-provider calls per namespace; default: unlimited. */
@@ -60,7 +86,7 @@ export interface ReconcilerOptions {
   drift?: DriftTracker;
   /** How often every object is looked at again: failures that depend on the outside world are retried once per resync. */
   resyncMs?: number;
-  now?: () => Date;
+  clock?: Pick<Clock, 'now'>;
   /** How often to look again at a Secret that is not ours. */
   foreignRecheckMs?: number;
 }
@@ -73,16 +99,17 @@ export interface ReconcilerOptions {
  */
 export class Reconciler {
   readonly #o: ReconcilerOptions;
-  readonly #now: () => Date;
+  readonly #now: () => number;
   readonly #budget: NamespaceBudget;
   readonly #drift: DriftTracker;
   readonly #failures = new FailureMemo();
 
   constructor(options: ReconcilerOptions) {
     this.#o = options;
-    this.#now = options.now ?? (() => new Date());
-    this.#budget = options.budget ?? new NamespaceBudget({ perSecond: 0 });
-    this.#drift = options.drift ?? new DriftTracker();
+    const clock = options.clock ?? { now: () => Date.now() };
+    this.#now = () => clock.now();
+    this.#budget = options.budget ?? new NamespaceBudget({ perSecond: 0, now: this.#now });
+    this.#drift = options.drift ?? new DriftTracker({ now: this.#now });
   }
 
   async reconcile(request: ReconcileRequest, signal: AbortSignal): Promise<ReconcileResult> {
@@ -96,7 +123,11 @@ export class Reconciler {
     if (live && ownership === 'foreign') {
       await this.#setStatus(
         record,
-        { ready: false, reason: Reason.SecretNotOwned, message: `Secret ${request.name} exists and is not managed by this EnvelopeSecret; envseal will not overwrite it. Delete it, or annotate it envseal.dev/adopt=true to hand it over.` },
+        {
+          ready: false,
+          reason: Reason.SecretNotOwned,
+          message: `Secret ${request.name} exists and is not managed by this EnvelopeSecret; envseal will not overwrite it. Delete it, or annotate it envseal.dev/adopt=true to hand it over.`,
+        },
         undefined,
         signal,
       );
@@ -105,7 +136,7 @@ export class Reconciler {
     const secretCurrent = live !== undefined && ownership === 'owned' && secretInSync(record, live);
     const ready = readyConditionOf(record.status);
     if (secretCurrent && ready?.status === 'True' && observedCurrent(record)) return { outcome: 'unchanged' };
-    if (failedForGood(record) || this.#failures.holds(key, record, this.#now().getTime())) return { outcome: 'terminal' };
+    if (failedForGood(record) || this.#failures.holds(key, record, this.#now())) return { outcome: 'terminal' };
 
     // Someone else changed or deleted the Secret since envseal wrote it for this spec.
     if (!secretCurrent && ownership === 'owned' && syncedThisSpec(record, live)) {
@@ -128,7 +159,7 @@ export class Reconciler {
       }
     }
 
-    const source = await this.#read(request, signal);
+    const source = await this.#o.api.getEnvelopeSecret(request.namespace, request.name, signal);
     if (!source || source.metadata.deletionTimestamp) return this.#gone(key);
     if (source.metadata.generation !== record.metadata.generation) this.#drift.forget(key);
 
@@ -170,12 +201,13 @@ export class Reconciler {
     return { outcome: 'gone' };
   }
 
-  async #refuse(key: string, source: EnvelopeSecretObject, reasonName: ReasonName, issues: readonly ValidationIssue[], signal: AbortSignal): Promise<ReconcileResult> {
+  async #refuse(key: string, source: EnvelopeSecretObject, reasonName: ReasonName, issues: readonly ValidationIssue[], signal: AbortSignal): Promise<never> {
     const first = issues[0]!;
     const more = issues.length > 1 ? ` (and ${issues.length - 1} more)` : '';
+    const message = `${first.path}: ${first.message}${more}`;
     this.#failures.remember(key, source, reasonName, Number.POSITIVE_INFINITY);
-    await this.#setStatus(source, { ready: false, reason: reasonName, message: `${first.path}: ${first.message}${more}` }, undefined, signal);
-    return { outcome: 'terminal' };
+    await this.#setStatus(source, { ready: false, reason: reasonName, message }, undefined, signal);
+    throw new TerminalError(`${reasonName}: ${message}`, { reason: reasonName });
   }
 
   /** Restarts the consenting workloads, then reports Synced or RestartRefused for the written Secret. */
@@ -188,13 +220,22 @@ export class Reconciler {
       const list = refused.map((w) => `${w.kind} ${w.name}`).join(', ');
       await this.#setStatus(
         source,
-        { ready: false, reason: Reason.RestartRefused, message: `Secret ${name} is up to date, but envseal restarts only workloads whose pod template uses the Secret (a volume, env or envFrom naming it): ${list} does not; remove it from restartWorkloads or make it use the Secret` },
+        {
+          ready: false,
+          reason: Reason.RestartRefused,
+          message: `Secret ${name} is up to date, but envseal restarts only workloads whose pod template uses the Secret (a volume, env or envFrom naming it): ${list} does not; remove it from restartWorkloads or make it use the Secret`,
+        },
         secretResourceVersion,
         signal,
       );
       return { outcome: 'terminal' };
     }
-    await this.#setStatus(source, { ready: true, reason: Reason.Synced, message: `Secret ${name} is up to date${keys === undefined ? '' : ` (${keys} keys)`}` }, secretResourceVersion, signal);
+    await this.#setStatus(
+      source,
+      { ready: true, reason: Reason.Synced, message: `Secret ${name} is up to date${keys === undefined ? '' : ` (${keys} keys)`}` },
+      secretResourceVersion,
+      signal,
+    );
     this.#o.logger.info({ envelopeSecret: `${source.metadata.namespace}/${name}`, secretResourceVersion }, 'secret synced');
     return { outcome: 'synced' };
   }
@@ -203,21 +244,7 @@ export class Reconciler {
   async #liveSecret(request: ReconcileRequest, signal: AbortSignal): Promise<SecretObject | undefined> {
     const cached = this.#o.secrets.get(`${request.namespace}/${request.name}`);
     if (cached) return cached;
-    return this.#get<SecretObject>(paths.secret(request.namespace, request.name), signal);
-  }
-
-  /** The whole EnvelopeSecret, spec included, as the API server has it now. */
-  #read(request: ReconcileRequest, signal: AbortSignal): Promise<EnvelopeSecretObject | undefined> {
-    return this.#get<EnvelopeSecretObject>(paths.envelopeSecret(request.namespace, request.name), signal);
-  }
-
-  async #get<T>(path: string, signal: AbortSignal): Promise<T | undefined> {
-    try {
-      return await this.#o.client.request<T>({ method: 'GET', path, signal });
-    } catch (error) {
-      if (error instanceof KubeApiError && error.notFound) return undefined;
-      throw error;
-    }
+    return this.#o.api.getSecret(request.namespace, request.name, signal);
   }
 
   /** Opens every value; the call admitted by the budget covers the first unwrap, the others are charged. */
@@ -232,7 +259,6 @@ export class Reconciler {
       return await openEnvelopeSecret({
         secret: source,
         binding,
-        providers: this.#o.providers,
         reportKeys: true,
         signal,
         // Unwrapped data keys are cached by binding and wrapped keys: zero KMS calls when
@@ -242,14 +268,7 @@ export class Reconciler {
           const cached = this.#o.dataKeys.get(cacheKey);
           this.#o.metrics.dekCache.inc({ result: cached ? 'hit' : 'miss' });
           if (cached) return cached;
-          const { dataKey } = await unwrapDataKey({
-            envelope,
-            index,
-            binding,
-            providers: this.#o.providers,
-            signal,
-            beforeAttempt,
-          });
+          const { dataKey } = await this.#o.unwrap({ envelope, index, binding, signal, beforeAttempt });
           this.#o.dataKeys.set(cacheKey, dataKey);
           return dataKey;
         },
@@ -261,46 +280,19 @@ export class Reconciler {
 
   async #write(live: SecretObject | undefined, desired: SecretManifest, signal: AbortSignal): Promise<SecretObject> {
     const { namespace, name } = desired.metadata;
-    const path = paths.secret(namespace, name);
+    const { api } = this.#o;
     if (live && ((live.type ?? 'Opaque') !== desired.type || live.immutable === true)) {
       // The cache keeps no values: an immutable Secret's data is read to decide.
-      const full = live.immutable === true ? await this.#get<SecretObject>(path, signal) : live;
-      if (full && needsReplace(full, desired)) {
-        // Immutable Secrets and type changes cannot be updated in place.
-        await this.#o.client.request({ method: 'DELETE', path, body: { preconditions: { uid: full.metadata?.uid } }, signal });
-      }
+      const full = live.immutable === true ? await api.getSecret(namespace, name, signal) : live;
+      // Immutable Secrets and type changes cannot be updated in place.
+      if (full && needsReplace(full, desired)) await api.deleteSecret(namespace, name, full.metadata?.uid, signal);
     }
-    const mark = this.#o.secrets.changeMark(namespace);
-    const written = await this.#o.client.request<SecretObject>({ method: 'PATCH', path, query: { fieldManager: FIELD_MANAGER, force: true }, body: desired, patchType: 'apply', signal });
+    const written = await api.applySecret(desired, signal);
     const extra = Object.keys(written.data ?? {}).filter((key) => !Object.hasOwn(desired.data, key));
-    if (extra.length === 0) {
-      this.#o.secrets.remember(written, mark);
-      return written;
-    }
+    if (extra.length === 0) return written;
     // Keys someone else added are owned by their field manager, so apply keeps them; the
     // Secret must hold exactly the sealed keys.
-    let pruned: SecretObject;
-    try {
-      pruned = await this.#o.client.request<SecretObject>({
-        method: 'PATCH',
-        path,
-        body: [
-          { op: 'test', path: '/metadata/resourceVersion', value: written.metadata?.resourceVersion },
-          ...extra.map((key) => ({ op: 'remove', path: `/data/${key.replaceAll('~', '~0').replaceAll('/', '~1')}` })),
-        ],
-        patchType: 'json',
-        signal,
-      });
-    } catch (error) {
-      // 422 here means the test or a remove failed: someone wrote the Secret since the
-      // apply. A conflict, to be retried -- not a rejected Secret (which is never retried).
-      if (error instanceof KubeApiError && error.status === 422) {
-        throw new KubeApiError(409, 'Conflict', `PATCH ${path}: the Secret changed while keys added by others were being removed; retrying`, { cause: error });
-      }
-      throw error;
-    }
-    this.#o.secrets.remember(pruned, mark);
-    return pruned;
+    return api.removeSecretKeys(namespace, name, { resourceVersion: written.metadata?.resourceVersion, keys: extra }, signal);
   }
 
   /**
@@ -314,10 +306,13 @@ export class Reconciler {
     const digest = sealedDataDigest(source);
     const namespace = source.metadata.namespace ?? '';
     for (const workload of workloads) {
-      const path = `/apis/apps/v1/namespaces/${namespace}/${workload.kind.toLowerCase()}s/${encodeURIComponent(workload.name)}`;
-      const current = await this.#get<PodTemplateHolder & { spec?: { template?: { metadata?: { annotations?: Record<string, string> } } } }>(path, signal);
+      const current = await this.#o.api.getWorkload(namespace, workload.kind, workload.name, signal);
       if (!current) {
-        this.#o.events.record(involved(source), { type: 'Warning', reason: 'WorkloadNotFound', message: `${workload.kind} ${workload.name} listed in restartWorkloads does not exist` });
+        this.#o.events.record(involved(source), {
+          type: 'Warning',
+          reason: 'WorkloadNotFound',
+          message: `${workload.kind} ${workload.name} listed in restartWorkloads does not exist`,
+        });
         continue;
       }
       if (!podTemplateUsesSecret(current, source.metadata.name)) {
@@ -325,15 +320,12 @@ export class Reconciler {
         continue;
       }
       if (current.spec?.template?.metadata?.annotations?.[ANNOTATION_DATA_HASH] === digest) continue;
-      await this.#o.client.request({
-        method: 'PATCH',
-        path,
-        query: { fieldManager: FIELD_MANAGER },
-        body: { spec: { template: { metadata: { annotations: { [ANNOTATION_DATA_HASH]: digest } } } } },
-        patchType: 'merge',
-        signal,
+      await this.#o.api.annotatePodTemplate(namespace, workload.kind, workload.name, { [ANNOTATION_DATA_HASH]: digest }, signal);
+      this.#o.events.record(involved(source), {
+        type: 'Normal',
+        reason: 'RolloutRestarted',
+        message: `restarted ${workload.kind} ${workload.name}: the Secret's data changed`,
       });
-      this.#o.events.record(involved(source), { type: 'Normal', reason: 'RolloutRestarted', message: `restarted ${workload.kind} ${workload.name}: the Secret's data changed` });
     }
     return refused;
   }
@@ -342,27 +334,39 @@ export class Reconciler {
   async #reportConflict(record: EnvelopeSecretRecord, repairs: number, retryAfterMs: number, signal: AbortSignal): Promise<void> {
     const namespace = record.metadata.namespace ?? '';
     const name = record.metadata.name;
-    const secret = await this.#get<SecretObject>(paths.secret(namespace, name), signal);
+    const secret = await this.#o.api.getSecret(namespace, name, signal);
     const fields = (secret?.metadata?.managedFields ?? []) as { manager?: unknown }[];
     const managers = [...new Set(fields.map((f) => f.manager).filter((m): m is string => typeof m === 'string' && m !== FIELD_MANAGER))];
-    const who = managers.length > 0 ? `field manager ${managers.map((m) => JSON.stringify(m)).join(', ')}` : secret ? 'another writer' : 'another writer (it was deleted)';
-    this.#o.logger.warn({ envelopeSecret: `${namespace}/${name}`, managers, repairs, retryInMs: retryAfterMs }, 'another writer keeps changing the Secret; backing off');
+    const who =
+      managers.length > 0
+        ? `field manager ${managers.map((m) => JSON.stringify(m)).join(', ')}`
+        : secret
+          ? 'another writer'
+          : 'another writer (it was deleted)';
+    this.#o.logger.warn(
+      { envelopeSecret: `${namespace}/${name}`, managers, repairs, retryInMs: retryAfterMs },
+      'another writer keeps changing the Secret; backing off',
+    );
     await this.#setStatus(
       record,
-      { ready: false, reason: Reason.Conflict, message: `Secret ${name} keeps being changed by ${who} (${repairs} repairs within a minute); envseal stops repairing it for ${Math.round(retryAfterMs / 1000)} s. Stop the other writer, or remove the Secret from its reach.` },
+      {
+        ready: false,
+        reason: Reason.Conflict,
+        message: `Secret ${name} keeps being changed by ${who} (${repairs} repairs within a minute); envseal stops repairing it for ${Math.round(retryAfterMs / 1000)} s. Stop the other writer, or remove the Secret from its reach.`,
+      },
       undefined,
       signal,
     );
   }
 
-  async #fail(key: string, source: EnvelopeSecretObject, error: unknown, log: Logger, signal: AbortSignal): Promise<ReconcileResult> {
+  async #fail(key: string, source: EnvelopeSecretObject, error: unknown, log: Logger, signal: AbortSignal): Promise<never> {
     const classified = classifyError(error);
     const message = capMessage(classified.message);
-    log.warn({ reason: classified.reason, retryable: classified.retryable, error: message }, 'reconcile failed');
-    if (!classified.retryable) {
+    log.warn({ reason: classified.reason, terminal: classified.terminal === true, error: message }, 'reconcile failed');
+    if (classified.terminal) {
       // Remembered even when the status cannot be written: the object is not opened again
       // until its spec changes (or, for the KMS's answers, until the next resync).
-      const until = OUTSIDE_WORLD.has(classified.reason) ? this.#now().getTime() + 0.9 * (this.#o.resyncMs ?? 10 * 60_000) : Number.POSITIVE_INFINITY;
+      const until = OUTSIDE_WORLD.has(classified.reason) ? this.#now() + 0.9 * (this.#o.resyncMs ?? 10 * 60_000) : Number.POSITIVE_INFINITY;
       this.#failures.remember(key, source, classified.reason, until);
     }
     try {
@@ -370,14 +374,19 @@ export class Reconciler {
     } catch (statusError) {
       log.warn({ error: capMessage(statusError instanceof Error ? statusError.message : 'unknown') }, 'could not write status');
     }
-    if (classified.retryable) throw new RetryableError(`${classified.reason}: ${message}`, { cause: error, reason: classified.reason });
-    return { outcome: 'terminal' };
+    const options = { cause: error, reason: classified.reason };
+    throw classified.terminal ? new TerminalError(`${classified.reason}: ${message}`, options) : new ReportedError(`${classified.reason}: ${message}`, options);
   }
 
-  async #setStatus(source: EnvelopeSecretRecord | EnvelopeSecretObject, state: ReadyState, secretResourceVersion: string | undefined, signal: AbortSignal): Promise<void> {
+  async #setStatus(
+    source: EnvelopeSecretRecord | EnvelopeSecretObject,
+    state: ReadyState,
+    secretResourceVersion: string | undefined,
+    signal: AbortSignal,
+  ): Promise<void> {
     const old = source.status;
     const previous = readyConditionOf(old);
-    const conditions = statusConditions(state, old?.conditions, source.metadata.generation, this.#now());
+    const conditions = statusConditions(state, old?.conditions, source.metadata.generation, new Date(this.#now()));
     const condition = conditions[0]!;
     const status: EnvelopeSecretStatus = {
       observedGeneration: source.metadata.generation,
@@ -390,16 +399,7 @@ export class Reconciler {
       old?.conditions?.length === conditions.length &&
       conditions.every((c) => old.conditions?.some((o) => o.type === c.type && o.status === c.status && o.reason === c.reason && o.message === c.message));
     if (!unchanged) {
-      const namespace = source.metadata.namespace ?? '';
-      const mark = this.#o.envelopeSecrets.changeMark(namespace);
-      const updated = await this.#o.client.request<EnvelopeSecretObject>({
-        method: 'PATCH',
-        path: `${paths.envelopeSecret(namespace, source.metadata.name)}/status`,
-        body: { status },
-        patchType: 'merge',
-        signal,
-      });
-      this.#o.envelopeSecrets.remember(updated, mark);
+      await this.#o.api.patchStatus(source.metadata.namespace ?? '', source.metadata.name, status, signal);
     }
     if (previous?.status !== condition.status || previous?.reason !== condition.reason) {
       this.#o.events.record(involved(source), { type: state.ready ? 'Normal' : 'Warning', reason: state.reason, message: condition.message });
@@ -414,7 +414,11 @@ function involved(source: EnvelopeSecretRecord | EnvelopeSecretObject) {
 /** The Secret is the one envseal last wrote for this spec: nobody changed it since. */
 function secretInSync(record: EnvelopeSecretRecord, live: SecretObject): boolean {
   const owner = live.metadata?.ownerReferences?.find((o) => o.controller);
-  return live.metadata?.annotations?.[ANNOTATION_SPEC_HASH] === record.specHash && owner?.uid === record.metadata.uid && record.status?.secretResourceVersion === live.metadata?.resourceVersion;
+  return (
+    live.metadata?.annotations?.[ANNOTATION_SPEC_HASH] === record.specHash &&
+    owner?.uid === record.metadata.uid &&
+    record.status?.secretResourceVersion === live.metadata?.resourceVersion
+  );
 }
 
 function observedCurrent(record: EnvelopeSecretRecord): boolean {
@@ -435,7 +439,14 @@ function syncedThisSpec(record: EnvelopeSecretRecord, live: SecretObject | undef
 // Failures that only a new spec can cure: the object is not retried, even after a
 // restart, until its generation changes. Failures that depend on the outside world
 // (KMS permissions, keys) are retried at every resync.
-const PERMANENT_REASONS: ReadonlySet<string> = new Set([Reason.ContextMismatch, Reason.CommitmentMismatch, Reason.DecryptFailed, Reason.InvalidSpec, Reason.PolicyViolation, Reason.SecretRejected]);
+const PERMANENT_REASONS: ReadonlySet<string> = new Set([
+  Reason.ContextMismatch,
+  Reason.CommitmentMismatch,
+  Reason.DecryptFailed,
+  Reason.InvalidSpec,
+  Reason.PolicyViolation,
+  Reason.SecretRejected,
+]);
 const OUTSIDE_WORLD: ReadonlySet<string> = new Set([Reason.KMSAccessDenied, Reason.KMSKeyUnavailable, Reason.KMSKeyNotFound]);
 
 function failedForGood(record: EnvelopeSecretRecord): boolean {

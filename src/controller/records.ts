@@ -42,7 +42,8 @@ function sealedBytesOf(object: EnvelopeSecretObject): number {
   const envelopes = Array.isArray(object.spec?.envelopes) ? object.spec.envelopes : [];
   for (const envelope of envelopes) {
     for (const value of Object.values(envelope?.data ?? {})) if (typeof value === 'string') bytes += value.length;
-    for (const recipient of Array.isArray(envelope?.recipients) ? envelope.recipients : []) if (typeof recipient?.encryptedKey === 'string') bytes += recipient.encryptedKey.length;
+    for (const recipient of Array.isArray(envelope?.recipients) ? envelope.recipients : [])
+      if (typeof recipient?.encryptedKey === 'string') bytes += recipient.encryptedKey.length;
   }
   return bytes;
 }

@@ -1,11 +1,12 @@
 import type { Logger } from 'pino';
 import { KubeApiError, type KubeClient, type KubeList, type KubeObject } from '../kube/client.ts';
-import { capMessage } from '../util/message.ts';
+import { describeError } from '../util/message.ts';
+import { type Clock, type Random, sleep, systemClock } from './clock.ts';
 
 export type StoreEvent = 'added' | 'updated' | 'deleted';
 
 export interface ReflectorOptions<T extends KubeObject, S extends KubeObject = T> {
-  client: KubeClient;
+  client: Pick<KubeClient, 'request' | 'watch'>;
   /** Collection path, e.g. /apis/envseal.dev/v1alpha1/envelopesecrets */
   path: string;
   labelSelector?: string;
@@ -18,6 +19,9 @@ export interface ReflectorOptions<T extends KubeObject, S extends KubeObject = T
   onRestart?: (reason: string) => void;
   /** What the store keeps of each object (after managedFields are dropped); the whole object by default. */
   keep?: (object: T) => S;
+  /** For retry delays (and their jitter) and the spread of watch timeouts. */
+  clock?: Clock;
+  random?: Random;
 }
 
 export const objectKey = (object: KubeObject): string => `${object.metadata?.namespace ?? ''}/${object.metadata?.name ?? ''}`;
@@ -72,6 +76,7 @@ export class Reflector<T extends KubeObject, S extends KubeObject = T> {
 
   async run(signal: AbortSignal): Promise<void> {
     const { logger } = this.#options;
+    const random = this.#options.random ?? Math.random;
     let failures = 0;
     while (!signal.aborted) {
       try {
@@ -82,7 +87,7 @@ export class Reflector<T extends KubeObject, S extends KubeObject = T> {
             resourceVersion: this.#resourceVersion,
             allowWatchBookmarks: true,
             labelSelector: this.#options.labelSelector,
-            timeoutSeconds: 240 + Math.floor(Math.random() * 120),
+            timeoutSeconds: 240 + Math.floor(random() * 120),
           },
           idleTimeoutMs: this.#options.idleTimeoutMs ?? 420_000,
           signal,
@@ -101,10 +106,10 @@ export class Reflector<T extends KubeObject, S extends KubeObject = T> {
           continue;
         }
         failures++;
-        const delay = Math.min(250 * 2 ** Math.min(failures - 1, 7), 30_000) * (0.8 + Math.random() * 0.4);
+        const delay = retryDelay(failures, random());
         logger.warn({ path: this.#options.path, error: describeError(error), retryInMs: Math.round(delay) }, 'list/watch failed; retrying');
         this.#options.onRestart?.('error');
-        await sleep(delay, signal);
+        await sleep(delay, signal, this.#options.clock ?? systemClock);
       }
     }
   }
@@ -211,6 +216,11 @@ export class Reflector<T extends KubeObject, S extends KubeObject = T> {
   }
 }
 
+/** The wait before the `failures`-th consecutive retry: 250 ms doubling to 30 s, ±20% (`jitter` in [0, 1)). */
+export function retryDelay(failures: number, jitter: number): number {
+  return Math.min(250 * 2 ** Math.min(failures - 1, 7), 30_000) * (0.8 + jitter * 0.4);
+}
+
 const DEFAULT_PAGE_SIZE = 500;
 /** What one page of a list may hold, about: objects are kept slim, but a page is parsed whole. */
 const PAGE_BYTES = 4 * 1024 * 1024;
@@ -235,22 +245,4 @@ export class PageSizer {
     const perItem = bytes / items;
     this.limit = Math.max(1, Math.min(this.#max, Math.floor(PAGE_BYTES / perItem)));
   }
-}
-
-/** An error for a log line: its name and message, capped at 1 KiB. */
-export function describeError(error: unknown): string {
-  return capMessage(error instanceof Error ? `${error.name}: ${error.message}` : String(error));
-}
-
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    }
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }

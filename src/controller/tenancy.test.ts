@@ -58,7 +58,10 @@ describe('podTemplateUsesSecret', () => {
 
   it.each([
     ['no reference', { containers: [{ name: 'c', image: 'x' }] }],
-    ['another Secret', { volumes: [{ name: 'v', secret: { secretName: 'db-other' } }], containers: [{ name: 'c', envFrom: [{ secretRef: { name: 'api' } }] }] }],
+    [
+      'another Secret',
+      { volumes: [{ name: 'v', secret: { secretName: 'db-other' } }], containers: [{ name: 'c', envFrom: [{ secretRef: { name: 'api' } }] }] },
+    ],
     ['a ConfigMap of the same name', { containers: [{ name: 'c', envFrom: [{ configMapRef: { name: 'db' } }] }] }],
   ])('is false with %s', (_what, pod) => {
     expect(podTemplateUsesSecret(workload(pod), 'db')).toBe(false);

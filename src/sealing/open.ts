@@ -57,7 +57,8 @@ export async function unwrapDataKey(request: UnwrapRequest): Promise<UnwrappedDa
 
 export interface OpenRequest {
   secret: EnvelopeSecret;
-  providers: ProviderRegistry;
+  /** Unwraps the data keys; not needed when `dataKeyFor` supplies them. */
+  providers?: ProviderRegistry;
   /** Defaults to the binding of the secret's own metadata. */
   binding?: Binding;
   /** Open only these keys. */
@@ -75,7 +76,13 @@ export interface OpenRequest {
 /** Opens every value of a (validated) EnvelopeSecret. No partial result on failure. */
 export async function openEnvelopeSecret(request: OpenRequest): Promise<Record<string, Buffer>> {
   const binding = request.binding ?? bindingOf(request.secret);
-  const dataKeyFor = request.dataKeyFor ?? (async (envelope: Envelope, index: number) => (await unwrapDataKey({ envelope, index, binding, providers: request.providers, signal: request.signal })).dataKey);
+  const { providers } = request;
+  const dataKeyFor =
+    request.dataKeyFor ??
+    (async (envelope: Envelope, index: number) => {
+      if (providers === undefined) throw new TypeError('openEnvelopeSecret needs providers or dataKeyFor');
+      return (await unwrapDataKey({ envelope, index, binding, providers, signal: request.signal })).dataKey;
+    });
   const result: Record<string, Buffer> = {};
   try {
     for (const [index, envelope] of request.secret.spec.envelopes.entries()) {

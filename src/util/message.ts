@@ -36,3 +36,8 @@ export function quoted(text: string, maxChars = 80): string {
 export function abbreviate(text: string): string {
   return text.length > 40 ? `${text.slice(0, 20)}${ELLIPSIS}${text.slice(-8)}` : text;
 }
+
+/** An error for a log line: its name and message, capped at 1 KiB. */
+export function describeError(error: unknown): string {
+  return capMessage(error instanceof Error ? `${error.name}: ${error.message}` : String(error));
+}

@@ -1,0 +1,138 @@
+import type { EnvelopeSecretStatus, WorkloadRef } from '../api/types.ts';
+import { KubeApiError, type KubeClient, paths } from '../kube/client.ts';
+import type { ObjectCache } from './cache.ts';
+import type { PodTemplateHolder } from './consent.ts';
+import { FIELD_MANAGER, type SecretManifest } from './desired.ts';
+import type { EnvelopeSecretObject, EnvelopeSecretRecord, SecretObject } from './records.ts';
+
+/** A workload of spec.restartWorkloads as the reconciler reads it: what its pod template uses and carries. */
+export type Workload = PodTemplateHolder & { spec?: { template?: { metadata?: { annotations?: Record<string, string> } } } };
+
+export type WorkloadKind = WorkloadRef['kind'];
+
+/**
+ * The API calls the reconciler makes, and nothing else. Reads answer undefined for an
+ * object that does not exist; writes keep the controller's caches up to date with what
+ * they wrote (the reconciler never writes to a cache itself). Errors are the API
+ * server's (KubeApiError), so that the reconciler classifies them.
+ */
+export interface ReconcilerApi {
+  /** The whole EnvelopeSecret, spec included, as the API server has it now. */
+  getEnvelopeSecret(namespace: string, name: string, signal: AbortSignal): Promise<EnvelopeSecretObject | undefined>;
+  /** The Secret with its values. */
+  getSecret(namespace: string, name: string, signal: AbortSignal): Promise<SecretObject | undefined>;
+  /** Server-side apply of the Secret, field manager envseal, forced. */
+  applySecret(desired: SecretManifest, signal: AbortSignal): Promise<SecretObject>;
+  /** Deletes the Secret if it still has this uid (an immutable Secret to replace). */
+  deleteSecret(namespace: string, name: string, uid: string | undefined, signal: AbortSignal): Promise<void>;
+  /**
+   * Removes keys that other field managers added, if the Secret is still at
+   * `resourceVersion`; a Secret changed meanwhile is a 409 Conflict (retried).
+   */
+  removeSecretKeys(
+    namespace: string,
+    name: string,
+    options: { resourceVersion: string | undefined; keys: readonly string[] },
+    signal: AbortSignal,
+  ): Promise<SecretObject>;
+  getWorkload(namespace: string, kind: WorkloadKind, name: string, signal: AbortSignal): Promise<Workload | undefined>;
+  /** Merges annotations into the workload's pod template (which rolls its pods). */
+  annotatePodTemplate(namespace: string, kind: WorkloadKind, name: string, annotations: Record<string, string>, signal: AbortSignal): Promise<void>;
+  /** Writes the status subresource. */
+  patchStatus(namespace: string, name: string, status: EnvelopeSecretStatus, signal: AbortSignal): Promise<void>;
+}
+
+/** The reconciler's view of a cache: read only. */
+export interface Store<S> {
+  get(key: string): S | undefined;
+}
+
+/** ReconcilerApi over a Kubernetes client, writing through the controller's caches. */
+export function kubeReconcilerApi(options: {
+  client: Pick<KubeClient, 'request'>;
+  envelopeSecrets: Pick<ObjectCache<EnvelopeSecretObject, EnvelopeSecretRecord>, 'changeMark' | 'remember'>;
+  secrets: Pick<ObjectCache<SecretObject>, 'changeMark' | 'remember'>;
+}): ReconcilerApi {
+  const { client, envelopeSecrets, secrets } = options;
+  const get = async <T>(path: string, signal: AbortSignal): Promise<T | undefined> => {
+    try {
+      return await client.request<T>({ method: 'GET', path, signal });
+    } catch (error) {
+      if (error instanceof KubeApiError && error.notFound) return undefined;
+      throw error;
+    }
+  };
+  const workloadPath = (namespace: string, kind: WorkloadKind, name: string) =>
+    `/apis/apps/v1/namespaces/${namespace}/${kind.toLowerCase()}s/${encodeURIComponent(name)}`;
+  return {
+    getEnvelopeSecret: (namespace, name, signal) => get(paths.envelopeSecret(namespace, name), signal),
+    getSecret: (namespace, name, signal) => get(paths.secret(namespace, name), signal),
+    async applySecret(desired, signal) {
+      // Taken before the write: the watch may tell something newer while it is in flight.
+      const mark = secrets.changeMark(desired.metadata.namespace);
+      const written = await client.request<SecretObject>({
+        method: 'PATCH',
+        path: paths.secret(desired.metadata.namespace, desired.metadata.name),
+        query: { fieldManager: FIELD_MANAGER, force: true },
+        body: desired,
+        patchType: 'apply',
+        signal,
+      });
+      secrets.remember(written, mark);
+      return written;
+    },
+    async deleteSecret(namespace, name, uid, signal) {
+      await client.request({ method: 'DELETE', path: paths.secret(namespace, name), body: { preconditions: { uid } }, signal });
+    },
+    async removeSecretKeys(namespace, name, { resourceVersion, keys }, signal) {
+      const path = paths.secret(namespace, name);
+      const mark = secrets.changeMark(namespace);
+      let pruned: SecretObject;
+      try {
+        pruned = await client.request<SecretObject>({
+          method: 'PATCH',
+          path,
+          body: [
+            { op: 'test', path: '/metadata/resourceVersion', value: resourceVersion },
+            ...keys.map((key) => ({ op: 'remove', path: `/data/${key.replaceAll('~', '~0').replaceAll('/', '~1')}` })),
+          ],
+          patchType: 'json',
+          signal,
+        });
+      } catch (error) {
+        // 422 here means the test or a remove failed: someone wrote the Secret since the
+        // apply. A conflict, to be retried -- not a rejected Secret (which is never retried).
+        if (error instanceof KubeApiError && error.status === 422) {
+          throw new KubeApiError(409, 'Conflict', `PATCH ${path}: the Secret changed while keys added by others were being removed; retrying`, {
+            cause: error,
+          });
+        }
+        throw error;
+      }
+      secrets.remember(pruned, mark);
+      return pruned;
+    },
+    getWorkload: (namespace, kind, name, signal) => get(workloadPath(namespace, kind, name), signal),
+    async annotatePodTemplate(namespace, kind, name, annotations, signal) {
+      await client.request({
+        method: 'PATCH',
+        path: workloadPath(namespace, kind, name),
+        query: { fieldManager: FIELD_MANAGER },
+        body: { spec: { template: { metadata: { annotations } } } },
+        patchType: 'merge',
+        signal,
+      });
+    },
+    async patchStatus(namespace, name, status, signal) {
+      const mark = envelopeSecrets.changeMark(namespace);
+      const updated = await client.request<EnvelopeSecretObject>({
+        method: 'PATCH',
+        path: `${paths.envelopeSecret(namespace, name)}/status`,
+        body: { status },
+        patchType: 'merge',
+        signal,
+      });
+      envelopeSecrets.remember(updated, mark);
+    },
+  };
+}
