@@ -75,6 +75,15 @@ describe('the layers of src/', () => {
     expect(violations).toEqual([]);
   });
 
+  it('no source file is over 400 lines (split by concern instead)', () => {
+    const long = readdirSync(srcRoot, { withFileTypes: true, recursive: true })
+      .filter((e) => e.isFile() && e.name.endsWith('.ts') && !e.name.endsWith('.test.ts'))
+      .map((e) => path.join(e.parentPath, e.name))
+      .map((file) => ({ file: path.relative(srcRoot, file), lines: readFileSync(file, 'utf8').split('\n').length - 1 }))
+      .filter((f) => f.lines > 400);
+    expect(long).toEqual([]);
+  });
+
   it('tells an upward, a sideways and a downward import apart', () => {
     expect(layerViolation('kube/cluster-recipient.ts', 'controller/age-identity.ts')).toMatch(/higher layer/);
     expect(layerViolation('files/materials.ts', 'sealing/seal.ts')).toMatch(/its own layer/);

@@ -4,6 +4,15 @@ import type { ObjectCache } from './cache.ts';
 import type { PodTemplateHolder } from './consent.ts';
 import { FIELD_MANAGER, type SecretManifest } from './desired.ts';
 import type { EnvelopeSecretObject, EnvelopeSecretRecord, SecretObject } from './records.ts';
+import type { Logger } from 'pino';
+import type { Envelope, Recipient, ValidationIssue } from '../api/types.ts';
+import type { Binding } from '../envelope/context.ts';
+import type { NamespaceBudget } from './budget.ts';
+import type { Clock } from './clock.ts';
+import type { DataKeyCache } from './dek-cache.ts';
+import type { DriftTracker } from './drift.ts';
+import type { EventInput, InvolvedObject } from './events.ts';
+import type { ControllerMetrics } from './metrics.ts';
 
 /** A workload of spec.restartWorkloads as the reconciler reads it: what its pod template uses and carries. */
 export type Workload = PodTemplateHolder & { spec?: { template?: { metadata?: { annotations?: Record<string, string> } } } };
@@ -136,3 +145,69 @@ export function kubeReconcilerApi(options: {
     },
   };
 }
+
+export interface ReconcileRequest {
+  namespace: string;
+  name: string;
+}
+
+/**
+ * What a reconcile that did not fail ends with. Failures are thrown: a TerminalError when
+ * only a change of the object can cure them (InvalidSpec, ContextMismatch, ...), any
+ * other error is retried with backoff (a ReportedError when the status already says why).
+ */
+export interface ReconcileResult {
+  /** Look again after this long even if nothing changes (a foreign Secret, a backoff, a budget). */
+  requeueAfterMs?: number;
+  /**
+   * synced: the Secret was written; unchanged: nothing to do; terminal: a state only a
+   * person can change (a foreign Secret, a refused restart, a failure already reported);
+   * gone: the object was deleted; deferred: waiting (a drift backoff, the budget).
+   */
+  outcome: 'synced' | 'unchanged' | 'terminal' | 'gone' | 'deferred';
+}
+
+/** Unwraps one envelope's data key (the keyring over the configured providers, commitment checked). */
+export type UnwrapDataKey = (request: {
+  envelope: Envelope;
+  index: number;
+  binding: Binding;
+  signal: AbortSignal;
+  /** Called before each key-provider call (the namespace's budget). */
+  beforeAttempt: (recipient: Recipient) => void;
+}) => Promise<{ dataKey: Uint8Array }>;
+
+/** Where the reconciler's Events go (EventRecorder sends them in the background). */
+export interface EventSink {
+  record(object: InvolvedObject, event: EventInput): void;
+}
+
+export interface ReconcilerOptions {
+  /** The API calls the reconciler makes (kubeReconcilerApi in the controller). */
+  api: ReconcilerApi;
+  /** The caches, read only: slim EnvelopeSecret records and managed Secrets without values. */
+  envelopeSecrets: Store<EnvelopeSecretRecord>;
+  secrets: Store<SecretObject>;
+  unwrap: UnwrapDataKey;
+  dataKeys: DataKeyCache;
+  events: EventSink;
+  logger: Logger;
+  metrics: Pick<ControllerMetrics, 'unwrapAttempts' | 'budgetExhausted' | 'dekCache'>;
+  /** What a tenant may ask for beyond the format (Secret types, reserved metadata keys). */
+  policy?: (source: EnvelopeSecretObject) => ValidationIssue[];
+  /** Key-provider calls per namespace; default: unlimited. */
+  budget?: NamespaceBudget;
+  drift?: DriftTracker;
+  /** How often every object is looked at again: failures that depend on the outside world are retried once per resync. */
+  resyncMs?: number;
+  clock?: Pick<Clock, 'now'>;
+  /** How often to look again at a Secret that is not ours. */
+  foreignRecheckMs?: number;
+}
+
+/**
+ * reconcile(request) -> result: makes the Secret of one EnvelopeSecret what its spec says.
+ * Steady state (spec unchanged, Secret as last written) makes no key-provider call and
+ * reads nothing from the API server: the cache holds a slim record of each object, and
+ * the full object is read only when the Secret must be written.
+ */

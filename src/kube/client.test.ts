@@ -38,7 +38,8 @@ describe('tlsFingerprint', () => {
 
 describe('KubeClient error answers', () => {
   // The API server's refusal of a dockerconfigjson Secret quotes the value's first byte.
-  const LEAKY = "Secret \"db\" is invalid: data[.dockerconfigjson]: Invalid value: \"<secret contents redacted>\": invalid character 'S' looking for beginning of value";
+  const LEAKY =
+    'Secret "db" is invalid: data[.dockerconfigjson]: Invalid value: "<secret contents redacted>": invalid character \'S\' looking for beginning of value';
   const status = {
     kind: 'Status',
     apiVersion: 'v1',
@@ -46,7 +47,11 @@ describe('KubeClient error answers', () => {
     reason: 'Invalid',
     code: 422,
     message: LEAKY,
-    details: { name: 'db', kind: 'secrets', causes: [{ reason: 'FieldValueInvalid', message: "Invalid value: \"S\": invalid character 'S'", field: 'data[.dockerconfigjson]' }] },
+    details: {
+      name: 'db',
+      kind: 'secrets',
+      causes: [{ reason: 'FieldValueInvalid', message: 'Invalid value: "S": invalid character \'S\'', field: 'data[.dockerconfigjson]' }],
+    },
   };
 
   async function withServer<T>(answer: object, run: (client: KubeClient) => Promise<T>): Promise<T> {
@@ -87,7 +92,11 @@ describe('KubeClient error answers', () => {
 
   it("quotes the server's message for requests that carry no Secret data, capped at 1 KiB", async () => {
     const long = { ...status, message: `x${'y'.repeat(5000)}` };
-    const error = (await withServer(long, (client) => client.request({ method: 'PATCH', path: '/apis/envseal.dev/v1alpha1/namespaces/app/envelopesecrets/db/status', body: {}, patchType: 'merge' }).catch((e: unknown) => e))) as KubeApiError;
+    const error = (await withServer(long, (client) =>
+      client
+        .request({ method: 'PATCH', path: '/apis/envseal.dev/v1alpha1/namespaces/app/envelopesecrets/db/status', body: {}, patchType: 'merge' })
+        .catch((e: unknown) => e),
+    )) as KubeApiError;
     expect(error.message.startsWith('PATCH /apis/envseal.dev/v1alpha1/namespaces/app/envelopesecrets/db/status: 422 Invalid: xyyy')).toBe(true);
     expect(Buffer.byteLength(error.message)).toBeLessThanOrEqual(1024);
   });

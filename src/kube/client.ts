@@ -1,4 +1,4 @@
-import { HttpMethod, type KubeConfig, RequestContext } from '@kubernetes/client-node';
+import { type HttpMethod, type KubeConfig, RequestContext } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
 import type https from 'node:https';
 import { Agent, fetch } from 'undici';
@@ -114,7 +114,6 @@ export class KubeApiError extends EnvsealError {
   }
 }
 
-
 export class KubeClient {
   readonly kubeConfig: KubeConfig;
   readonly #server: string;
@@ -135,7 +134,12 @@ export class KubeClient {
     } catch (cause) {
       // The connection broke while the answer was coming in ("terminated").
       options.signal?.throwIfAborted();
-      throw new KubeApiError(0, 'Unreachable', `${options.method} ${options.path}: the answer of the API server was cut off (${cause instanceof Error ? cause.message : 'network error'})`, { cause });
+      throw new KubeApiError(
+        0,
+        'Unreachable',
+        `${options.method} ${options.path}: the answer of the API server was cut off (${cause instanceof Error ? cause.message : 'network error'})`,
+        { cause },
+      );
     }
     if (!response.ok) throw errorFromResponse(options, response.status, text);
     options.onResponseBytes?.(text.length);
@@ -147,7 +151,13 @@ export class KubeClient {
    * a line, or `signal` aborts. Rejects with KubeApiError on an error answer, including
    * an ERROR event (410 Gone when the resourceVersion expired).
    */
-  async watch<T>(options: { path: string; query: Record<string, string | number | boolean | undefined>; idleTimeoutMs: number; signal: AbortSignal; onEvent: (event: WatchEvent<T>) => void }): Promise<void> {
+  async watch<T>(options: {
+    path: string;
+    query: Record<string, string | number | boolean | undefined>;
+    idleTimeoutMs: number;
+    signal: AbortSignal;
+    onEvent: (event: WatchEvent<T>) => void;
+  }): Promise<void> {
     const idle = new AbortController();
     const signal = AbortSignal.any([options.signal, idle.signal]);
     let timer: NodeJS.Timeout | undefined;
@@ -200,7 +210,15 @@ export class KubeClient {
     if (this.#pool?.key !== key) {
       const previous = this.#pool?.dispatcher;
       const connect = Object.fromEntries(
-        Object.entries({ ca: tls.ca, cert: tls.cert, key: tls.key, pfx: tls.pfx, passphrase: tls.passphrase, rejectUnauthorized: tls.rejectUnauthorized, servername: tls.servername }).filter(([, v]) => v !== undefined),
+        Object.entries({
+          ca: tls.ca,
+          cert: tls.cert,
+          key: tls.key,
+          pfx: tls.pfx,
+          passphrase: tls.passphrase,
+          rejectUnauthorized: tls.rejectUnauthorized,
+          servername: tls.servername,
+        }).filter(([, v]) => v !== undefined),
       );
       this.#pool = { key, dispatcher: new Agent({ allowH2: false, connect: { ...connect, keepAlive: true, keepAliveInitialDelay: 30_000 } }) };
       // Let requests (watches) in flight on the old pool finish.
@@ -227,7 +245,12 @@ export class KubeClient {
       return await fetch(url, { method: options.method, headers, body, dispatcher: dispatcher as never, signal: options.signal });
     } catch (cause) {
       options.signal?.throwIfAborted();
-      throw new KubeApiError(0, 'Unreachable', `${options.method} ${options.path}: the API server did not answer (${cause instanceof Error ? cause.message : 'network error'})`, { cause });
+      throw new KubeApiError(
+        0,
+        'Unreachable',
+        `${options.method} ${options.path}: the API server did not answer (${cause instanceof Error ? cause.message : 'network error'})`,
+        { cause },
+      );
     }
   }
 }
@@ -260,7 +283,10 @@ export function kubeApiError(options: { what: string; secretData: boolean; statu
     const parsed = JSON.parse(text) as { reason?: string; message?: string; details?: { causes?: { field?: unknown; reason?: unknown }[] } };
     reason = typeof parsed.reason === 'string' ? parsed.reason : reason;
     message = typeof parsed.message === 'string' ? parsed.message : message;
-    causes = (parsed.details?.causes ?? []).map((c) => ({ field: typeof c.field === 'string' ? c.field : '', reason: typeof c.reason === 'string' ? c.reason : '' }));
+    causes = (parsed.details?.causes ?? []).map((c) => ({
+      field: typeof c.field === 'string' ? c.field : '',
+      reason: typeof c.reason === 'string' ? c.reason : '',
+    }));
   } catch {
     // not a Status object; keep the text
   }
@@ -279,7 +305,8 @@ export const paths = {
   secret: (namespace: string, name: string) => `/api/v1/namespaces/${namespace}/secrets/${encodeURIComponent(name)}`,
   configMap: (namespace: string, name: string) => `/api/v1/namespaces/${namespace}/configmaps/${encodeURIComponent(name)}`,
   events: (namespace: string) => `/api/v1/namespaces/${namespace}/events`,
-  envelopeSecrets: (namespace?: string) => (namespace ? `/apis/envseal.dev/v1alpha1/namespaces/${namespace}/envelopesecrets` : '/apis/envseal.dev/v1alpha1/envelopesecrets'),
+  envelopeSecrets: (namespace?: string) =>
+    namespace ? `/apis/envseal.dev/v1alpha1/namespaces/${namespace}/envelopesecrets` : '/apis/envseal.dev/v1alpha1/envelopesecrets',
   envelopeSecret: (namespace: string, name: string) => `/apis/envseal.dev/v1alpha1/namespaces/${namespace}/envelopesecrets/${encodeURIComponent(name)}`,
   lease: (namespace: string, name: string) => `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases/${encodeURIComponent(name)}`,
   leases: (namespace: string) => `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`,

@@ -27,7 +27,12 @@ export class ClusterRecipientError extends EnvsealError {
  * The age recipient a cluster's envseal controller publishes, for sealing with no key
  * file at hand: `envseal seal --controller-namespace NS`.
  */
-export async function fetchClusterAgeRecipient(options: { kubeconfig?: string; namespace: string; configMapName?: string; signal?: AbortSignal }): Promise<string> {
+export async function fetchClusterAgeRecipient(options: {
+  kubeconfig?: string;
+  namespace: string;
+  configMapName?: string;
+  signal?: AbortSignal;
+}): Promise<string> {
   const kubeConfig = new KubeConfig();
   if (options.kubeconfig) kubeConfig.loadFromFile(options.kubeconfig);
   else kubeConfig.loadFromDefault();
@@ -36,13 +41,20 @@ export async function fetchClusterAgeRecipient(options: { kubeconfig?: string; n
   try {
     // client-node's object API (loaded here only: the controller imports this file's constants).
     const { KubeObjectApi } = await import('./object-api.ts');
-    const configMap = await new KubeObjectApi(client).read<{ apiVersion?: string; kind?: string; data?: Record<string, string> }>({ apiVersion: 'v1', kind: 'ConfigMap', namespace: options.namespace, name }, { signal: options.signal });
+    const configMap = await new KubeObjectApi(client).read<{ apiVersion?: string; kind?: string; data?: Record<string, string> }>(
+      { apiVersion: 'v1', kind: 'ConfigMap', namespace: options.namespace, name },
+      { signal: options.signal },
+    );
     const recipient = configMap.data?.[PUBLISHED_RECIPIENT_KEY];
     if (!recipient) throw new ClusterRecipientError('MissingKey', `ConfigMap ${options.namespace}/${name} has no "${PUBLISHED_RECIPIENT_KEY}" key`);
     return recipient;
   } catch (error) {
     if (error instanceof KubeApiError && error.notFound) {
-      throw new ClusterRecipientError('NotPublished', `no envseal controller publishes a recipient in namespace ${options.namespace} (ConfigMap ${name} not found); is the controller running there?`, { cause: error });
+      throw new ClusterRecipientError(
+        'NotPublished',
+        `no envseal controller publishes a recipient in namespace ${options.namespace} (ConfigMap ${name} not found); is the controller running there?`,
+        { cause: error },
+      );
     }
     throw error;
   }

@@ -47,7 +47,11 @@ export async function unwrapDataKey(request: UnwrapRequest): Promise<UnwrappedDa
         checkCommitment(dataKey, envelope);
       } catch (error) {
         if (error instanceof EnvelopeError && error.code === 'CommitmentMismatch') {
-          throw new EnvelopeError('CommitmentMismatch', `envelope #${index}: ${provider.describe(recipient)} wraps a data key that does not match the envelope's commitment`, { field: 'commitment', cause: error });
+          throw new EnvelopeError(
+            'CommitmentMismatch',
+            `envelope #${index}: ${provider.describe(recipient)} wraps a data key that does not match the envelope's commitment`,
+            { field: 'commitment', cause: error },
+          );
         }
         throw error;
       }
@@ -90,7 +94,9 @@ export async function openEnvelopeSecret(request: OpenRequest): Promise<Record<s
       if (keys !== undefined && keys.length === 0) continue;
       const dataKey = await dataKeyFor(envelope, index);
       try {
-        const opened = request.reportKeys ? openEnvelopeReportingKeys(dataKey, binding, envelope, index, keys) : openEnvelope({ dataKey, binding, envelope, ...(keys ? { keys } : {}) });
+        const opened = request.reportKeys
+          ? openEnvelopeReportingKeys(dataKey, binding, envelope, index, keys)
+          : openEnvelope({ dataKey, binding, envelope, ...(keys ? { keys } : {}) });
         Object.assign(result, opened);
       } finally {
         dataKey.fill(0);
@@ -126,9 +132,15 @@ function openEnvelopeReportingKeys(dataKey: Uint8Array, binding: Binding, envelo
   if (failed.length === 0) return opened;
   for (const value of Object.values(opened)) value.fill(0);
   if (failed.length === keys.length) {
-    throw new EnvelopeError('ContextMismatch', `envelope #${index}: no value authenticates for ${describeBinding(binding)}: the manifest was sealed for another namespace, name or scope, or every value was altered`);
+    throw new EnvelopeError(
+      'ContextMismatch',
+      `envelope #${index}: no value authenticates for ${describeBinding(binding)}: the manifest was sealed for another namespace, name or scope, or every value was altered`,
+    );
   }
-  throw new EnvelopeError('ValueAuthenticationFailed', `envelope #${index}: ${namedKeys(failed)} did not authenticate: they were altered or moved from another key`);
+  throw new EnvelopeError(
+    'ValueAuthenticationFailed',
+    `envelope #${index}: ${namedKeys(failed)} did not authenticate: they were altered or moved from another key`,
+  );
 }
 
 /** At most ten key names (a key name may be 253 characters): messages stay short. */

@@ -27,7 +27,8 @@
 
 import { type CreatedProviderKey, type KeyProvider, type ProviderDefinition, ProviderError, type Recipient } from '../types.ts';
 
-import { createAlibabaKmsProvider, describeAlibabaRecipient } from './client.ts';
+import { createAlibabaKmsProvider } from './client.ts';
+import { describeAlibabaRecipient } from './targets.ts';
 import { ALIBABA_KMS_OPTIONS, resolveAlibabaKmsOptions } from './settings.ts';
 import { checkAlibabaRecipient, parseAlibabaTarget, parseKeyArn } from './targets.ts';
 import { ALIBABA_KMS, ALIBABA_KMS_PROVIDER_ID, type AlibabaKmsProviderOptions, MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES } from './types.ts';

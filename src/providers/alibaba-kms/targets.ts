@@ -4,6 +4,7 @@ import { quoted } from '../../util/message.ts';
 import { ProviderError, type RecipientProblem } from '../types.ts';
 
 import { ALIBABA_KMS, MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES } from './types.ts';
+import type { Recipient } from '../types.ts';
 
 // ---------------------------------------------------------------------------------
 // Targets
@@ -99,4 +100,9 @@ export function encryptionContextJson(context: Record<string, string>): string {
         .map((k) => [k, context[k]]),
     ),
   );
+}
+
+/** A recipient for messages: the provider and its key ARN. */
+export function describeAlibabaRecipient(recipient: Recipient): string {
+  return `alibaba-kms ${recipient.keyId ?? '(no keyId)'}`;
 }

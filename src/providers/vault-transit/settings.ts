@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 
 import { checkedUrl, envSetting, type ProviderSettingsSource, stringSetting, ProviderError } from '../types.ts';
 
-import { shownAddress } from './client.ts';
+import { shownAddress } from './http.ts';
 import { parseCaBundle } from './errors.ts';
 import { quote } from './targets.ts';
 import { VAULT_TRANSIT, type VaultTransitProviderOptions } from './types.ts';
