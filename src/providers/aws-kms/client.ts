@@ -1,6 +1,7 @@
 /** The provider over @aws-sdk/client-kms: one client per region, every call with context and signal. */
 import type { KMSClient } from '@aws-sdk/client-kms';
 import type { Recipient } from '../types.ts';
+import { commonJsExports } from '../../util/modules.ts';
 import { isStandardBase64 } from '../../envelope/base64.ts';
 import { DATA_KEY_LENGTH as DATA_KEY_BYTES } from '../../envelope/kdf.ts';
 import { type GenerateDataKeyRequest, type GeneratedDataKey, ProviderError, type RewrapRequest, type UnwrapRequest, type WrapRequest } from '../types.ts';
@@ -9,16 +10,6 @@ import { KEY_ARN, invalidTarget, parseKmsTarget, quote } from './targets.ts';
 import { mapError } from './errors.ts';
 
 type KmsSdk = typeof import('@aws-sdk/client-kms');
-
-/**
- * The exports of a CommonJS package loaded with import(): Node gives them as named
- * exports and as `default`; the bundle's lazily loaded chunk (scripts/bundle.ts) only as
- * `default`.
- */
-function commonJsExports<T extends object>(module: T): T {
-  const exports = (module as { default?: T }).default;
-  return exports !== undefined && typeof exports === 'object' ? exports : module;
-}
 
 const DEFAULT_MAX_ATTEMPTS = 5;
 const DEFAULT_CONNECTION_TIMEOUT_MS = 5_000;

@@ -1,7 +1,8 @@
 /** The provider over Vault's HTTP API: token or Kubernetes login, retries, time limits, the context on every call. */
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Agent, fetch } from 'undici';
+import type { Agent } from 'undici';
+import { commonJsExports } from '../../util/modules.ts';
 
 import { DATA_KEY_LENGTH as DATA_KEY_BYTES } from '../../envelope/kdf.ts';
 import {
@@ -54,7 +55,14 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
     );
   }
   // Trusts only the given CAs for Vault's connections; other connections keep Node's.
-  const dispatcher = options.caCert === undefined ? undefined : new Agent({ connect: { ca: parseCaBundle(options.caCert, 'the vault-transit CA bundle') } });
+  const caBundle = options.caCert === undefined ? undefined : parseCaBundle(options.caCert, 'the vault-transit CA bundle');
+  // undici (its fetch takes the dispatcher with the private CA) is loaded on the first
+  // call: commands that never call Vault never load it.
+  let http: Promise<{ fetch: typeof import('undici')['fetch']; dispatcher: Agent | undefined }> | undefined;
+  const loadHttp = () =>
+    (http ??= import('undici')
+      .then(commonJsExports)
+      .then((undici) => ({ fetch: undici.fetch, dispatcher: caBundle === undefined ? undefined : new undici.Agent({ connect: { ca: caBundle } }) })));
 
   /** The Kubernetes-auth token and when to log in again. */
   let session: { token: string; renewAt: number } | undefined;
@@ -90,6 +98,7 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
         { provider: VAULT_TRANSIT },
       );
     }
+    const { fetch, dispatcher } = await loadHttp();
     for (let attempt = 1; ; attempt++) {
       target.signal?.throwIfAborted();
       const signal = target.signal ? AbortSignal.any([target.signal, AbortSignal.timeout(requestTimeoutMs)]) : AbortSignal.timeout(requestTimeoutMs);
