@@ -13,7 +13,7 @@ import { PROVIDERS } from './registry.ts';
 const srcRoot = path.resolve(import.meta.dirname, '..');
 const providersDir = path.join(srcRoot, 'providers');
 /** The keyring's own files: everything else in src/providers is one provider. */
-const INFRASTRUCTURE = new Set(['registry.ts', 'types.ts', 'keyring.ts']);
+const INFRASTRUCTURE = new Set(['registry.ts', 'types.ts', 'keyring.ts', 'causes.ts']);
 /**
  * The worked example of docs/format.md is a message as AWS's SDK writes it: its EDK's
  * provider id is the AWS Encryption SDK's constant "aws-kms", not a use of our provider.

@@ -4,6 +4,7 @@ import { clip } from '../../util/message.ts';
 import type { ProviderErrorCode } from '../types.ts';
 
 import { ALIAS_NAME, KEY_ARN, KEY_ID } from './targets.ts';
+import { findInCauses, SOCKET_ERROR_CODES } from '../causes.ts';
 
 // ---------------------------------------------------------------------------------
 // Errors
@@ -39,20 +40,7 @@ export function sanitizeAlibabaMessage(message: string): string {
   return clip(safe, 240);
 }
 
-export const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'EHOSTDOWN',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ESOCKETTIMEDOUT',
-]);
+export const NETWORK_CODES = new Set([...SOCKET_ERROR_CODES, 'ESOCKETTIMEDOUT']);
 
 export const ACCESS_DENIED =
   /^(?:InvalidAccessKeyId(?:\..+)?|SignatureDoesNotMatch|IncompleteSignature|Forbidden\.(?:RAM|NoPermission|AccessDenied|Unauthorized|RiskControl|Uninitialized)|NoPermission|InvalidSecurityToken(?:\..+)?|AccessDenied|Forbidden)$/;
@@ -117,13 +105,11 @@ export interface ErrorLike {
   cause?: unknown;
 }
 
-export function networkCode(error: unknown, depth = 0): string | undefined {
-  if (typeof error !== 'object' || error === null || depth > 5) return undefined;
-  const code = (error as ErrorLike).code;
-  if (typeof code === 'string' && NETWORK_CODES.has(code)) return code;
-  const name = (error as ErrorLike).name;
-  if (typeof name === 'string' && /Timeout/i.test(name)) return 'Timeout';
-  return networkCode((error as ErrorLike).cause, depth + 1);
+export function networkCode(error: unknown): string | undefined {
+  return findInCauses(error, ({ code, name }) => {
+    if (typeof code === 'string' && NETWORK_CODES.has(code)) return code;
+    return typeof name === 'string' && /Timeout/i.test(name) ? 'Timeout' : undefined;
+  });
 }
 
 /** The service's answer in an SDK error: code, HTTP status, request id, message. */

@@ -3,6 +3,7 @@ import { ProviderError, type ProviderErrorCode } from '../types.ts';
 import { clip } from '../../util/message.ts';
 import { AWS_KMS } from './types.ts';
 import { ALIAS_NAME, KEY_ID } from './targets.ts';
+import { codeInCauses, SOCKET_ERROR_CODES } from '../causes.ts';
 
 // ---------------------------------------------------------------------------------
 // Errors
@@ -62,21 +63,7 @@ const UNAVAILABLE = new Set([
   'RequestTimeout',
   'RequestTimeoutException',
 ]);
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'EHOSTDOWN',
-  'ENETUNREACH',
-  'ENETDOWN',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ERR_HTTP2_STREAM_ERROR',
-  'ERR_HTTP2_SESSION_ERROR',
-]);
+const NETWORK_CODES = new Set([...SOCKET_ERROR_CODES, 'ERR_HTTP2_STREAM_ERROR', 'ERR_HTTP2_SESSION_ERROR']);
 /** KMS error codes whose messages name only keys, aliases and principals: safe to quote. */
 const QUOTABLE = new Set([
   'AccessDeniedException',
@@ -125,20 +112,8 @@ interface ErrorLike {
   $metadata?: { httpStatusCode?: unknown; requestId?: unknown; attempts?: unknown };
 }
 
-function networkCode(error: ErrorLike, depth = 0): string | undefined {
-  if (typeof error.code === 'string' && NETWORK_CODES.has(error.code)) return error.code;
-  if (depth < 5 && typeof error.cause === 'object' && error.cause !== null) return networkCode(error.cause as ErrorLike, depth + 1);
-  // An AggregateError (happy eyeballs) holds the per-address errors.
-  const errors = (error as { errors?: unknown }).errors;
-  if (depth < 5 && Array.isArray(errors)) {
-    for (const inner of errors) {
-      if (typeof inner === 'object' && inner !== null) {
-        const code = networkCode(inner as ErrorLike, depth + 1);
-        if (code !== undefined) return code;
-      }
-    }
-  }
-  return undefined;
+function networkCode(error: ErrorLike): string | undefined {
+  return codeInCauses(error, NETWORK_CODES);
 }
 
 interface CallContext {

@@ -5,6 +5,7 @@ import { ProviderError, type ProviderErrorCode } from '../types.ts';
 import { clip } from '../../util/message.ts';
 
 import { VAULT_TRANSIT } from './types.ts';
+import { codeInCauses, findInCauses, SOCKET_ERROR_CODES } from '../causes.ts';
 
 // ---------------------------------------------------------------------------------
 // Errors
@@ -38,27 +39,10 @@ export function sanitizeVaultMessage(message: string): string {
   return clip(safe, 240);
 }
 
-export const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT',
-]);
+export const NETWORK_CODES = new Set([...SOCKET_ERROR_CODES, 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
-export function networkCode(error: unknown, depth = 0): string | undefined {
-  if (typeof error !== 'object' || error === null || depth > 5) return undefined;
-  const code = (error as { code?: unknown }).code;
-  if (typeof code === 'string' && NETWORK_CODES.has(code)) return code;
-  return networkCode((error as { cause?: unknown }).cause, depth + 1);
+export function networkCode(error: unknown): string | undefined {
+  return codeInCauses(error, NETWORK_CODES);
 }
 
 /** Certificate and handshake errors: what each means for the user. */
@@ -77,11 +61,10 @@ export const TLS_PROBLEMS: Readonly<Record<string, string>> = {
 };
 
 /** The TLS error code in an error's cause chain, if any. */
-export function tlsCode(error: unknown, depth = 0): string | undefined {
-  if (typeof error !== 'object' || error === null || depth > 5) return undefined;
-  const code = (error as { code?: unknown }).code;
-  if (typeof code === 'string' && (Object.hasOwn(TLS_PROBLEMS, code) || /^ERR_(SSL|TLS)_/.test(code))) return code;
-  return tlsCode((error as { cause?: unknown }).cause, depth + 1);
+export function tlsCode(error: unknown): string | undefined {
+  return findInCauses(error, ({ code }) =>
+    typeof code === 'string' && (Object.hasOwn(TLS_PROBLEMS, code) || /^ERR_(SSL|TLS)_/.test(code)) ? code : undefined,
+  );
 }
 
 /** The message of a failed TLS check, with what to do about an untrusted CA. */
