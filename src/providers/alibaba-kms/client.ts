@@ -13,7 +13,7 @@ import {
 } from '../types.ts';
 import { AlibabaKmsCallError, type ErrorLike, classifyAlibabaError, networkCode, sanitizeAlibabaMessage, serviceAnswer } from './errors.ts';
 import { checkEndpoint } from './settings.ts';
-import { ALIAS_NAME, describeAlibabaRecipient, encryptionContextJson, invalidTarget, parseAlibabaTarget, parseKeyArn, quote } from './targets.ts';
+import { ALIAS_NAME, describeAlibabaRecipient, encryptionContextJson, invalidTarget, parseAlibabaTarget, parseKeyArn } from './targets.ts';
 import {
   ALIBABA_KMS,
   type AlibabaKmsProvider,
@@ -25,6 +25,7 @@ import {
   PENDING_WINDOW_DAYS,
 } from './types.ts';
 import { type Call, type KmsClient, loadSdk, zero } from './sdk.ts';
+import { quoteTarget } from '../types.ts';
 
 export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOptions = {}): Promise<AlibabaKmsProvider> {
   const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
@@ -154,7 +155,7 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
     if (creds?.kind !== 'rrsa' || typeof error !== 'object' || error === null) return undefined;
     const e = error as ErrorLike & { path?: unknown };
     if (typeof e.code === 'string' && /^E(NOENT|ACCES|ISDIR|PERM)$/.test(e.code) && e.path === creds.oidcTokenFile) {
-      return { serviceCode: e.code, explanation: `RRSA: cannot read the OIDC token file ${quote(creds.oidcTokenFile)} (ALIBABA_CLOUD_OIDC_TOKEN_FILE)` };
+      return { serviceCode: e.code, explanation: `RRSA: cannot read the OIDC token file ${quoteTarget(creds.oidcTokenFile)} (ALIBABA_CLOUD_OIDC_TOKEN_FILE)` };
     }
     const message = typeof e.message === 'string' ? e.message : '';
     if (!message.startsWith('get sts token failed')) return undefined;
@@ -259,7 +260,7 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
     if (recipient.provider !== ALIBABA_KMS) {
       throw new ProviderError(
         'InvalidRecipient',
-        `alibaba-kms ${operation}: the recipient is for provider ${quote(String(recipient.provider))}, not alibaba-kms`,
+        `alibaba-kms ${operation}: the recipient is for provider ${quoteTarget(String(recipient.provider))}, not alibaba-kms`,
         { provider: ALIBABA_KMS },
       );
     }

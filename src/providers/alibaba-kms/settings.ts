@@ -2,8 +2,9 @@
 
 import { ProviderError, type ProviderSettingsSource } from '../types.ts';
 
-import { REGION, quote } from './targets.ts';
+import { REGION } from './targets.ts';
 import { ALIBABA_KMS, type AlibabaKmsCredentials, type AlibabaKmsProviderOptions } from './types.ts';
+import { quoteTarget } from '../types.ts';
 
 // ---------------------------------------------------------------------------------
 // Settings: flags and environment
@@ -35,7 +36,9 @@ export function resolveAlibabaKmsOptions(source: Pick<ProviderSettingsSource, 'v
   const region = stringValue(source.values['alibaba-kms-region']) ?? stringValue(env.ALIBABA_CLOUD_REGION_ID);
   const endpoint = stringValue(source.values['alibaba-kms-endpoint']) ?? stringValue(env.ALIBABA_CLOUD_KMS_ENDPOINT);
   if (region !== undefined && !REGION.test(region)) {
-    throw new ProviderError('InvalidConfiguration', `alibaba-kms region ${quote(region)} is not a region id such as cn-hangzhou`, { provider: ALIBABA_KMS });
+    throw new ProviderError('InvalidConfiguration', `alibaba-kms region ${quoteTarget(region)} is not a region id such as cn-hangzhou`, {
+      provider: ALIBABA_KMS,
+    });
   }
   if (endpoint !== undefined) checkEndpoint(endpoint);
   let credentials: AlibabaKmsCredentials | undefined;
@@ -90,9 +93,13 @@ export function checkEndpoint(endpoint: string): URL {
   try {
     url = new URL(endpoint);
   } catch {
-    throw new ProviderError('InvalidConfiguration', `alibaba-kms endpoint ${quote(endpoint)} is not a URL (e.g. https://kms-vpc.cn-hangzhou.aliyuncs.com)`, {
-      provider: ALIBABA_KMS,
-    });
+    throw new ProviderError(
+      'InvalidConfiguration',
+      `alibaba-kms endpoint ${quoteTarget(endpoint)} is not a URL (e.g. https://kms-vpc.cn-hangzhou.aliyuncs.com)`,
+      {
+        provider: ALIBABA_KMS,
+      },
+    );
   }
   if (
     (url.protocol !== 'http:' && url.protocol !== 'https:') ||
@@ -101,7 +108,7 @@ export function checkEndpoint(endpoint: string): URL {
     (url.pathname !== '/' && url.pathname !== '') ||
     url.search !== ''
   ) {
-    throw new ProviderError('InvalidConfiguration', `alibaba-kms endpoint ${quote(endpoint)} must be http(s)://HOST[:PORT] without path, query or user`, {
+    throw new ProviderError('InvalidConfiguration', `alibaba-kms endpoint ${quoteTarget(endpoint)} must be http(s)://HOST[:PORT] without path, query or user`, {
       provider: ALIBABA_KMS,
     });
   }

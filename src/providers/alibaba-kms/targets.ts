@@ -1,10 +1,10 @@
 /** Targets of the alibaba-kms provider: key ids, aliases and ARNs; the manifest checks of its recipients. */
 
-import { quoted } from '../../util/message.ts';
 import { ProviderError, type RecipientProblem } from '../types.ts';
 
 import { ALIBABA_KMS, MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES } from './types.ts';
 import type { Recipient } from '../types.ts';
+import { quoteTarget } from '../types.ts';
 
 // ---------------------------------------------------------------------------------
 // Targets
@@ -24,12 +24,8 @@ export const ACCOUNT = /^\d{1,32}$/;
 export const KEY_ARN = /^acs:kms:([a-z]{2,}(?:-[a-z0-9]+)+):(\d{1,32}):key\/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|key-[a-z0-9]{8,64})$/;
 export const TARGET_FORMS = 'a key id, alias/NAME, or an ARN acs:kms:REGION:ACCOUNT:key/KEY-ID or :alias/NAME';
 
-export function quote(text: string): string {
-  return quoted(text, 200);
-}
-
 export function invalidTarget(target: string, problem: string): ProviderError {
-  return new ProviderError('InvalidRecipient', `alibaba-kms target ${quote(target)} ${problem}`, { provider: ALIBABA_KMS });
+  return new ProviderError('InvalidRecipient', `alibaba-kms target ${quoteTarget(target)} ${problem}`, { provider: ALIBABA_KMS });
 }
 
 /** Parses a target, or throws InvalidRecipient naming the problem. No I/O. */
@@ -43,8 +39,8 @@ export function parseAlibabaTarget(target: string): ParsedAlibabaTarget {
     if (parts.length < 5 || parts[1] !== 'kms') throw invalidTarget(target, 'is not a KMS ARN: expected acs:kms:REGION:ACCOUNT:key/KEY-ID or :alias/NAME');
     const [, , region = '', account = '', ...rest] = parts;
     const resource = rest.join(':');
-    if (!REGION.test(region)) throw invalidTarget(target, `has no valid region (got ${quote(region)})`);
-    if (!ACCOUNT.test(account)) throw invalidTarget(target, `has no valid account id (got ${quote(account)})`);
+    if (!REGION.test(region)) throw invalidTarget(target, `has no valid region (got ${quoteTarget(region)})`);
+    if (!ACCOUNT.test(account)) throw invalidTarget(target, `has no valid account id (got ${quoteTarget(account)})`);
     if (resource.startsWith('key/')) {
       if (!KEY_ID.test(resource.slice(4))) throw invalidTarget(target, 'has an invalid key id: expected a UUID or key- followed by 8-64 of a-z 0-9');
       return { kind: 'key-arn', region, keyRef: resource.slice(4) };

@@ -6,8 +6,9 @@ import { isStandardBase64 } from '../../envelope/base64.ts';
 import { DATA_KEY_LENGTH as DATA_KEY_BYTES } from '../../envelope/kdf.ts';
 import { type GenerateDataKeyRequest, type GeneratedDataKey, ProviderError, type RewrapRequest, type UnwrapRequest, type WrapRequest } from '../types.ts';
 import { AWS_KMS, type AwsKmsProvider, type AwsKmsProviderOptions, type CreatedKey, type CreateKeyRequest } from './types.ts';
-import { KEY_ARN, invalidTarget, parseKmsTarget, quote } from './targets.ts';
+import { KEY_ARN, invalidTarget, parseKmsTarget } from './targets.ts';
 import { mapError } from './errors.ts';
+import { quoteTarget } from '../types.ts';
 
 type KmsSdk = typeof import('@aws-sdk/client-kms');
 
@@ -109,9 +110,13 @@ export function createAwsKmsProvider(options: AwsKmsProviderOptions = {}): AwsKm
 
   function recipientKeyId(recipient: Recipient, operation: string): { keyId: string; region: string | undefined } {
     if (recipient.provider !== AWS_KMS) {
-      throw new ProviderError('InvalidRecipient', `aws-kms ${operation}: the recipient is for provider ${quote(String(recipient.provider))}, not aws-kms`, {
-        provider: AWS_KMS,
-      });
+      throw new ProviderError(
+        'InvalidRecipient',
+        `aws-kms ${operation}: the recipient is for provider ${quoteTarget(String(recipient.provider))}, not aws-kms`,
+        {
+          provider: AWS_KMS,
+        },
+      );
     }
     if (typeof recipient.keyId !== 'string' || recipient.keyId === '') {
       throw new ProviderError('InvalidRecipient', `aws-kms ${operation}: the recipient has no keyId`, { provider: AWS_KMS });

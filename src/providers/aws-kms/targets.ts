@@ -1,7 +1,7 @@
 /** Targets of the aws-kms provider: key ARNs, alias ARNs, aliases and key ids. */
 import { ProviderError } from '../types.ts';
-import { quoted } from '../../util/message.ts';
 import { AWS_KMS } from './types.ts';
+import { quoteTarget } from '../types.ts';
 
 // ---------------------------------------------------------------------------------
 // Targets
@@ -24,12 +24,8 @@ export const KEY_ARN =
 
 const TARGET_FORMS = 'a key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), an alias ARN, alias/NAME or a key id';
 
-export function quote(text: string): string {
-  return quoted(text, 200);
-}
-
 export function invalidTarget(target: string, problem: string): ProviderError {
-  return new ProviderError('InvalidRecipient', `aws-kms target ${quote(target)} ${problem}`, { provider: AWS_KMS });
+  return new ProviderError('InvalidRecipient', `aws-kms target ${quoteTarget(target)} ${problem}`, { provider: AWS_KMS });
 }
 
 /** Parses a target, or throws InvalidRecipient naming the problem. */
@@ -42,10 +38,10 @@ export function parseKmsTarget(target: string): ParsedKmsTarget {
     const m = ARN.exec(target);
     if (m === null) throw invalidTarget(target, 'is not an ARN: expected arn:PARTITION:kms:REGION:ACCOUNT:key/ID or :alias/NAME');
     const [, partition = '', service = '', region = '', account = '', resource = ''] = m;
-    if (!PARTITION.test(partition)) throw invalidTarget(target, `has an unknown partition ${quote(partition)}`);
-    if (service !== 'kms') throw invalidTarget(target, `is an ARN of service ${quote(service)}, not kms`);
-    if (!REGION.test(region)) throw invalidTarget(target, `has no valid region (got ${quote(region)})`);
-    if (!ACCOUNT.test(account)) throw invalidTarget(target, `has no valid 12-digit account id (got ${quote(account)})`);
+    if (!PARTITION.test(partition)) throw invalidTarget(target, `has an unknown partition ${quoteTarget(partition)}`);
+    if (service !== 'kms') throw invalidTarget(target, `is an ARN of service ${quoteTarget(service)}, not kms`);
+    if (!REGION.test(region)) throw invalidTarget(target, `has no valid region (got ${quoteTarget(region)})`);
+    if (!ACCOUNT.test(account)) throw invalidTarget(target, `has no valid 12-digit account id (got ${quoteTarget(account)})`);
     if (resource.startsWith('key/')) {
       if (!KEY_ID.test(resource.slice(4))) {
         throw invalidTarget(target, 'has an invalid key id: expected a UUID or mrk- followed by 32 hex digits');

@@ -16,7 +16,7 @@ import {
 } from '../types.ts';
 
 import { VaultCallError, classifyVaultError, networkCode, parseCaBundle, sanitizeVaultMessage, tlsCode, tlsExplanation } from './errors.ts';
-import { parseTransitTarget, quote, transitContext } from './targets.ts';
+import { parseTransitTarget, transitContext } from './targets.ts';
 import {
   DEFAULT_K8S_TOKEN_PATH,
   DEFAULT_MAX_ATTEMPTS,
@@ -29,6 +29,7 @@ import {
   type VaultTransitProviderOptions,
 } from './types.ts';
 import { type CallTarget, isRetryableStatus, shownAddress, type VaultResponse, zero } from './http.ts';
+import { quoteTarget } from '../types.ts';
 
 // ---------------------------------------------------------------------------------
 // The provider
@@ -43,14 +44,14 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
   const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   const address = options.address?.replace(/\/+$/, '');
   if (address !== undefined && !URL.canParse(address)) {
-    throw new ProviderError('Internal', `vault-transit address ${quote(shownAddress(address))} is not a URL`, { provider: VAULT_TRANSIT });
+    throw new ProviderError('Internal', `vault-transit address ${quoteTarget(shownAddress(address))} is not a URL`, { provider: VAULT_TRANSIT });
   }
   const where = address === undefined ? '' : shownAddress(address);
   const now = options.now ?? Date.now;
   if (options.caCert !== undefined && address !== undefined && !address.startsWith('https://')) {
     throw new ProviderError(
       'InvalidConfiguration',
-      `vault-transit: a CA bundle (--vault-ca-cert) is given, but the Vault address ${quote(where)} is not https://`,
+      `vault-transit: a CA bundle (--vault-ca-cert) is given, but the Vault address ${quoteTarget(where)} is not https://`,
       { provider: VAULT_TRANSIT },
     );
   }
@@ -186,7 +187,7 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
     } catch (cause) {
       throw new ProviderError(
         'AccessDenied',
-        `vault-transit Kubernetes login (role ${quote(auth.role)}): cannot read the ServiceAccount token file ${quote(tokenPath)}`,
+        `vault-transit Kubernetes login (role ${quoteTarget(auth.role)}): cannot read the ServiceAccount token file ${quoteTarget(tokenPath)}`,
         { provider: VAULT_TRANSIT, cause: new VaultCallError((cause as NodeJS.ErrnoException).code ?? 'read failed', {}) },
       );
     }
@@ -200,7 +201,7 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
     const token = out.auth?.client_token;
     const lease = typeof out.auth?.lease_duration === 'number' ? out.auth.lease_duration : 0;
     if (typeof token !== 'string' || token === '') {
-      throw new ProviderError('Internal', `vault-transit Kubernetes login (role ${quote(auth.role)}): Vault answered without a token`, {
+      throw new ProviderError('Internal', `vault-transit Kubernetes login (role ${quoteTarget(auth.role)}): Vault answered without a token`, {
         provider: VAULT_TRANSIT,
       });
     }
@@ -250,9 +251,13 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
       );
     }
     if (out.data.supports_encryption === false) {
-      throw new ProviderError('KeyUnavailable', `vault-transit key ${parsed.keyId} does not support encryption (key type ${quote(String(out.data.type))})`, {
-        provider: VAULT_TRANSIT,
-      });
+      throw new ProviderError(
+        'KeyUnavailable',
+        `vault-transit key ${parsed.keyId} does not support encryption (key type ${quoteTarget(String(out.data.type))})`,
+        {
+          provider: VAULT_TRANSIT,
+        },
+      );
     }
     derivedKeys.add(parsed.keyId);
   }
@@ -280,7 +285,7 @@ export function createVaultTransitProvider(options: VaultTransitProviderOptions 
     if (recipient.provider !== VAULT_TRANSIT) {
       throw new ProviderError(
         'InvalidRecipient',
-        `vault-transit ${operation}: the recipient is for provider ${quote(String(recipient.provider))}, not vault-transit`,
+        `vault-transit ${operation}: the recipient is for provider ${quoteTarget(String(recipient.provider))}, not vault-transit`,
         { provider: VAULT_TRANSIT },
       );
     }

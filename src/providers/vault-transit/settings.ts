@@ -5,8 +5,9 @@ import { checkedUrl, envSetting, type ProviderSettingsSource, stringSetting, Pro
 
 import { shownAddress } from './http.ts';
 import { parseCaBundle } from './errors.ts';
-import { quote } from './targets.ts';
+import {} from './targets.ts';
 import { VAULT_TRANSIT, type VaultTransitProviderOptions } from './types.ts';
+import { quoteTarget } from '../types.ts';
 
 /**
  * The token `vault login` / `bao login` left in ~/.vault-token (Vault's default token
@@ -34,7 +35,7 @@ export async function caBundleSetting(source: ProviderSettingsSource, address: s
   if (address !== undefined && !address.startsWith('https://')) {
     throw new ProviderError(
       'InvalidConfiguration',
-      `${origin} is set, but the Vault address ${quote(shownAddress(address))} is not https://: the CA verifies Vault's TLS certificate`,
+      `${origin} is set, but the Vault address ${quoteTarget(shownAddress(address))} is not https://: the CA verifies Vault's TLS certificate`,
       { provider: VAULT_TRANSIT },
     );
   }
@@ -45,14 +46,14 @@ export async function caBundleSetting(source: ProviderSettingsSource, address: s
     // A file-system error (the controller's reader passes them on): name the file.
     const code = (error as NodeJS.ErrnoException).code;
     if (typeof code === 'string' && (error as NodeJS.ErrnoException).syscall !== undefined) {
-      throw new ProviderError('InvalidConfiguration', `Vault CA bundle ${quote(file)} (from ${origin}) cannot be read (${code})`, {
+      throw new ProviderError('InvalidConfiguration', `Vault CA bundle ${quoteTarget(file)} (from ${origin}) cannot be read (${code})`, {
         provider: VAULT_TRANSIT,
         cause: error,
       });
     }
     throw error;
   }
-  return parseCaBundle(bytes.toString('utf8'), `Vault CA bundle ${quote(file)} (from ${origin})`);
+  return parseCaBundle(bytes.toString('utf8'), `Vault CA bundle ${quoteTarget(file)} (from ${origin})`);
 }
 
 export async function resolveSettings(source: ProviderSettingsSource): Promise<VaultTransitProviderOptions> {

@@ -2,9 +2,9 @@
 
 import { encodeContext } from '../../envelope/context.ts';
 import { ProviderError } from '../types.ts';
-import { quoted } from '../../util/message.ts';
 
 import { CONTEXT_PREFIX, DEFAULT_TRANSIT_MOUNT, type ParsedTransitTarget, VAULT_TRANSIT } from './types.ts';
+import { quoteTarget } from '../types.ts';
 
 // ---------------------------------------------------------------------------------
 // Targets
@@ -12,12 +12,8 @@ import { CONTEXT_PREFIX, DEFAULT_TRANSIT_MOUNT, type ParsedTransitTarget, VAULT_
 export const SEGMENT = /^[A-Za-z0-9_.-]{1,128}$/;
 export const TARGET_FORMS = 'NAME (on the mount transit) or MOUNT/keys/NAME';
 
-export function quote(text: string): string {
-  return quoted(text, 200);
-}
-
 export function invalidTarget(target: string, problem: string): ProviderError {
-  return new ProviderError('InvalidRecipient', `vault-transit target ${quote(target)} ${problem}`, { provider: VAULT_TRANSIT });
+  return new ProviderError('InvalidRecipient', `vault-transit target ${quoteTarget(target)} ${problem}`, { provider: VAULT_TRANSIT });
 }
 
 /** Parses `NAME` or `MOUNT/keys/NAME`, or throws InvalidRecipient naming the problem. */
