@@ -1,3 +1,4 @@
+import { clip } from '../util/message.ts';
 import { EnvelopeError } from './errors.ts';
 
 export const SCOPES = ['strict', 'namespace', 'cluster', 'namespaces'] as const;
@@ -65,11 +66,12 @@ export const CONTEXT_KEYS = {
  */
 function scopeEntries(binding: Binding): [string, string][] {
   if (binding.scope === 'namespaces') {
+    const list = listedNamespaces(binding);
     return [
       [CONTEXT_KEYS.scope, binding.scope],
       [CONTEXT_KEYS.namespace, ''],
       [CONTEXT_KEYS.name, binding.name],
-      [CONTEXT_KEYS.namespaces, canonicalNamespaces(binding.namespaces ?? [])],
+      [CONTEXT_KEYS.namespaces, list],
     ];
   }
   return [
@@ -87,12 +89,7 @@ function scopeEntries(binding: Binding): [string, string][] {
  */
 export function kmsEncryptionContext(binding: Binding): Record<string, string> {
   if (binding.scope === 'namespaces') {
-    const list = canonicalNamespaces(binding.namespaces ?? []);
-    if (!(binding.namespaces ?? []).includes(binding.namespace)) {
-      throw new EnvelopeError('ContextMismatch', `namespace ${JSON.stringify(binding.namespace.slice(0, 63))} is not one of the namespaces the manifest is sealed for`, {
-        field: 'namespaces',
-      });
-    }
+    const list = listedNamespaces(binding);
     return {
       [CONTEXT_KEYS.scope]: binding.scope,
       [CONTEXT_KEYS.namespace]: binding.namespace,
@@ -101,6 +98,23 @@ export function kmsEncryptionContext(binding: Binding): Record<string, string> {
     };
   }
   return Object.fromEntries(scopeEntries(binding).filter(([, value]) => value !== ''));
+}
+
+/**
+ * Scope namespaces: the canonical list, once `binding.namespace` (the reader's, from the
+ * object's metadata) is checked to be in it. Nothing is sealed or opened, and no KMS is
+ * asked, for a namespace the list does not name.
+ */
+export function listedNamespaces(binding: Binding): string {
+  const list = canonicalNamespaces(binding.namespaces ?? []);
+  if (!(binding.namespaces ?? []).includes(binding.namespace)) {
+    throw new EnvelopeError(
+      'ContextMismatch',
+      `namespace ${JSON.stringify(binding.namespace.slice(0, 63))} is not one of the namespaces the manifest is sealed for (spec.namespaces: ${clip(list, 200)}); a copy opens only in a listed namespace`,
+      { field: 'namespaces' },
+    );
+  }
+  return list;
 }
 
 export interface ValueAadInput {
