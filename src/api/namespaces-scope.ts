@@ -45,7 +45,8 @@ export function checkNamespacesScope(spec: Record<string, unknown>, scope: strin
     envelopes.forEach((envelope: unknown, e) => {
       if (!isRecord(envelope) || !Array.isArray(envelope.recipients)) return;
       envelope.recipients.forEach((r: unknown, i) => {
-        if (isRecord(r) && r.namespace !== undefined) add('structure', `spec.envelopes[${e}].recipients[${i}].namespace`, 'is only allowed with scope namespaces');
+        if (isRecord(r) && r.namespace !== undefined)
+          add('structure', `spec.envelopes[${e}].recipients[${i}].namespace`, 'is only allowed with scope namespaces');
       });
     });
     return;
@@ -73,7 +74,8 @@ export function checkNamespacesScope(spec: Record<string, unknown>, scope: strin
       const definition = PROVIDERS.find((p) => p.name === r.provider);
       if (definition === undefined) return;
       if (definition.bindsEncryptionContext !== true) {
-        if (r.namespace !== undefined) add('structure', rat, `is not allowed on a ${definition.name} recipient: it binds no encryption context, one wrapping serves every namespace`);
+        if (r.namespace !== undefined)
+          add('structure', rat, `is not allowed on a ${definition.name} recipient: it binds no encryption context, one wrapping serves every namespace`);
         else contextFree++;
         return;
       }
@@ -87,7 +89,8 @@ export function checkNamespacesScope(spec: Record<string, unknown>, scope: strin
       }
       const key = `${definition.name}\n${definition.targetOf(r as unknown as Recipient)}`;
       const seen = wrappings.get(key) ?? [];
-      if (seen.includes(r.namespace)) add('structure', rat, `${definition.describe(r as unknown as Recipient)} wraps for namespace ${quoteName(r.namespace)} twice`);
+      if (seen.includes(r.namespace))
+        add('structure', rat, `${definition.describe(r as unknown as Recipient)} wraps for namespace ${quoteName(r.namespace)} twice`);
       seen.push(r.namespace);
       wrappings.set(key, seen);
     });
@@ -95,13 +98,21 @@ export function checkNamespacesScope(spec: Record<string, unknown>, scope: strin
       const missing = names.filter((n) => !seen.includes(n));
       if (missing.length > 0) {
         const [provider, target] = key.split('\n');
-        add('structure', `${at}.recipients`, `${provider} ${quoteName(target ?? '')} has no wrapping for namespace ${quoteName(missing[0]!)}: each key wraps once per listed namespace`);
+        add(
+          'structure',
+          `${at}.recipients`,
+          `${provider} ${quoteName(target ?? '')} has no wrapping for namespace ${quoteName(missing[0]!)}: each key wraps once per listed namespace`,
+        );
       }
     }
     const applicable = contextFree + wrappings.size;
     applicableInAll += applicable;
     if (applicable > MAX_RECIPIENTS_PER_NAMESPACE_PER_ENVELOPE)
-      add('size', `${at}.recipients`, `a reader in one namespace may try ${applicable} recipients; at most ${MAX_RECIPIENTS_PER_NAMESPACE_PER_ENVELOPE} per envelope`);
+      add(
+        'size',
+        `${at}.recipients`,
+        `a reader in one namespace may try ${applicable} recipients; at most ${MAX_RECIPIENTS_PER_NAMESPACE_PER_ENVELOPE} per envelope`,
+      );
   });
   if (applicableInAll > MAX_RECIPIENTS_PER_NAMESPACE)
     add('size', 'spec.envelopes', `a reader in one namespace may try ${applicableInAll} recipients in all; at most ${MAX_RECIPIENTS_PER_NAMESPACE}`);

@@ -95,7 +95,7 @@ async function changeRecipients(ctx: CommandContext, action: 'add' | 'remove'): 
     );
     return 0;
   }
-  await writeManifest(secret, { format: parseOutputFormat(formatFlag, loaded.format), file: destination, io });
+  await writeManifest(secret, { format: parseOutputFormat(formatFlag, loaded.format), file: destination, io, stream: loaded.stream });
   if (destination !== undefined) {
     const names = targets.map((t) => quoteName(`${t.provider}:${shorten(t.target)}`)).join(', ');
     io.stderr.write(`${action === 'add' ? 'added' : 'removed'} ${names} ${action === 'add' ? 'to' : 'from'} ${quoteName(destination)}\n`);
