@@ -6,6 +6,7 @@ import type { EnvelopeSecret } from '../../src/api/types.ts';
 import { systemRandom } from '../../src/envelope/random.ts';
 import { createAwsKmsProvider } from '../../src/providers/aws-kms/index.ts';
 import { ProviderRegistry } from '../../src/providers/registry.ts';
+import { addRecipient, compactEnvelopes, removeRecipient } from '../../src/sealing/edit.ts';
 import { sealEnvelopeSecret } from '../../src/sealing/seal.ts';
 import { adminKubeConfig, uniqueName, waitFor } from '../harness/cluster.ts';
 import { startTestController, type TestController } from '../harness/controller.ts';
@@ -123,6 +124,25 @@ describe('scope namespaces', () => {
     const refused = await waitReason(unlisted, 'widened', 'InvalidSpec');
     expect(refused.message).toContain(`has no wrapping for namespace "${unlisted}"`);
     expect(await secretData(unlisted, 'widened')).toBeUndefined();
+  });
+
+  it('add-recipient wraps a second KMS key once per namespace (ReEncrypt), and after removing the first key and compacting, each namespace still opens it', async () => {
+    const admin = createAwsKmsProvider({ endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials });
+    const secondKey = (await admin.createKey({ alias: `alias/envseal-${second}` })).keyArn;
+    const sealed = await seal('rotated', { TOKEN: 'rotate-me' });
+    const added = await addRecipient({ secret: sealed, target: { provider: 'aws-kms', target: secondKey }, providers: sealer });
+    expect(added.spec.envelopes[0]!.recipients.map((r) => [r.keyId, r.namespace])).toEqual([
+      ...listed.map((ns) => [keyArn, ns]),
+      ...listed.map((ns) => [secondKey, ns]),
+    ]);
+    const removed = await removeRecipient({ secret: added, target: { provider: 'aws-kms', target: keyArn }, providers: sealer });
+    const compacted = await compactEnvelopes({ secret: removed, providers: sealer, random: systemRandom });
+    expect(compacted.spec.envelopes[0]!.recipients.map((r) => [r.keyId, r.namespace])).toEqual(listed.map((ns) => [secondKey, ns]));
+    for (const namespace of listed) await applyOrThrow(inNamespace(compacted, namespace));
+    for (const namespace of listed) {
+      await waitReason(namespace, 'rotated', 'Synced');
+      expect(decode(await secretData(namespace, 'rotated'))).toEqual({ TOKEN: 'rotate-me' });
+    }
   });
 
   it('the API server refuses, at apply time, an unsorted list, a list without the scope, and a recipient namespace in another scope', async () => {
