@@ -126,7 +126,7 @@ describe('scope namespaces', () => {
     expect(await secretData(unlisted, 'widened')).toBeUndefined();
   });
 
-  it('add-recipient wraps a second KMS key once per namespace (ReEncrypt), and after removing the first key and compacting, each namespace still opens it', async () => {
+  it('add-recipient wraps a second KMS key once per namespace, and after removing the first key and compacting, each namespace still opens it', async () => {
     const admin = createAwsKmsProvider({ endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials });
     const secondKey = (await admin.createKey({ alias: `alias/envseal-${second}` })).keyArn;
     const sealed = await seal('rotated', { TOKEN: 'rotate-me' });
