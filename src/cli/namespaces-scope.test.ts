@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { parseAllDocuments, stringify } from 'yaml';
+import { readFile, writeFile } from 'node:fs/promises';
+import { parse, parseAllDocuments, stringify } from 'yaml';
 import type { EnvelopeSecret } from '../api/types.ts';
 import { type AgeKey, ageKey, type Workspace, workspace } from './test-fixtures.ts';
 
@@ -94,6 +95,38 @@ describe('envseal seal --namespaces', () => {
     for (const document of documents) expect(document.spec.envelopes[0]!.recipients).toHaveLength(2);
     const byOther = await ws.cli(['unseal', '-f', 'registry.yaml', '-i', other.file, '-o', 'json']);
     expect(byOther.code).toBe(0);
+  });
+
+  it('edit, remove-recipient and compact keep the stream whole and each document opening', async () => {
+    await sealStream();
+    const other = await ageKey(ws, 'other.key');
+    expect((await ws.cli(['add-recipient', '-f', 'registry.yaml', '--in-place', '-r', `age:${other.recipient}`, '-i', key.file])).code).toBe(0);
+    const edited = await ws.cli(['edit', 'registry.yaml', '-i', key.file], {
+      env: { EDITOR: 'test-editor' },
+      spawnEditor: async ({ file }) => {
+        const doc = parse(await readFile(file, 'utf8')) as { stringData: Record<string, string> };
+        doc.stringData.TOKEN = 'rotated';
+        doc.stringData.EXTRA = 'added';
+        await writeFile(file, stringify(doc));
+        return 0;
+      },
+    });
+    expect(edited.code).toBe(0);
+    expect((await documentsOf('registry.yaml')).map((d) => d.metadata.namespace)).toEqual(['team-a', 'team-b']);
+    const removed = await ws.cli(['remove-recipient', '-f', 'registry.yaml', '--in-place', '-r', `age:${key.recipient}`]);
+    expect(removed.code).toBe(0);
+    const compacted = await ws.cli(['compact', '-f', 'registry.yaml', '--in-place', '-i', other.file]);
+    expect(compacted.code).toBe(0);
+    const documents = await documentsOf('registry.yaml');
+    expect(documents.map((d) => d.metadata.namespace)).toEqual(['team-a', 'team-b']);
+    expect(documents[0]!.spec.envelopes).toHaveLength(1);
+    expect(documents[0]!.spec.envelopes[0]!.recipients.map((r) => r.recipient)).toEqual([other.recipient]);
+    for (const [i, document] of documents.entries()) {
+      await ws.write(`one-${i}.yaml`, stringify(document));
+      const opened = await ws.cli(['unseal', '-f', `one-${i}.yaml`, '-i', other.file, '-o', 'json']);
+      expect(opened.code).toBe(0);
+      expect(JSON.parse(opened.stdout).data).toEqual({ TOKEN: Buffer.from('rotated').toString('base64'), EXTRA: Buffer.from('added').toString('base64') });
+    }
   });
 
   it('refuses a copy in an unlisted namespace, an edited list, and a stream whose documents differ', async () => {
