@@ -49,7 +49,12 @@ export interface RemoveRecipientsResult {
 
 // Failures that mean "this run cannot open it"; others (an unreachable KMS, a tampered
 // envelope) stop the command instead of silently leaving the old data key in place.
-const CANNOT_OPEN = new Set(['NoIdentity', 'AccessDenied', 'KeyNotFound', 'KeyUnavailable']);
+const CANNOT_OPEN: ReadonlyMap<string, string> = new Map([
+  ['NoIdentity', 'no configured identity opens it'],
+  ['AccessDenied', 'access denied'],
+  ['KeyNotFound', 'its key was not found'],
+  ['KeyUnavailable', 'its key is unavailable'],
+]);
 
 /**
  * Removes the targets from every envelope (never the last recipient of one), then
@@ -98,8 +103,9 @@ export async function removeRecipients(request: RemoveRecipientsRequest): Promis
       if (error.retryable) {
         throw new RekeyError('Unavailable', `${error.message}; nothing written: retry, or pass --no-rekey to remove only the wrapping`, { cause: error });
       }
-      if (request.rekey === 'always' || !CANNOT_OPEN.has(error.code)) throw error;
-      wrappingOnly.push({ index, keys: keysOf(index), reason: error.code === 'NoIdentity' ? 'no configured identity opens it' : `${error.code}` });
+      const reason = CANNOT_OPEN.get(error.code);
+      if (request.rekey === 'always' || reason === undefined) throw error;
+      wrappingOnly.push({ index, keys: keysOf(index), reason });
       continue;
     }
     let values: Record<string, Buffer> = {};
