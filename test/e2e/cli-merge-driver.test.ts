@@ -63,6 +63,10 @@ afterAll(async () => {
 
 describe('envseal merge-driver with git', () => {
   it('git merge of two branches that changed different values succeeds; unseal shows both changes', async () => {
+    // The setup as --help shows it.
+    const help = (await ok(envseal(['merge-driver', '--help']))).stdout;
+    expect(help).toContain("echo '*.envelope.yaml merge=envseal' >> .gitattributes");
+    expect(help).toContain("git config merge.envseal.driver 'envseal merge-driver %O %A %B %P'");
     await ok(git('init', '-q', '-b', 'main'));
     await writeFile(path.join(repo, '.gitattributes'), '*.envelope.yaml merge=envseal\n');
     await ok(git('config', 'merge.envseal.name', 'envseal EnvelopeSecret merge'));
