@@ -129,6 +129,23 @@ describe('envseal seal --namespaces', () => {
     }
   });
 
+  it('merge-driver merges two branches of a stream per key and writes the stream back whole', async () => {
+    await sealStream();
+    for (const [file, value] of [
+      ['ours.yaml', 'OURS=o'],
+      ['theirs.yaml', 'THEIRS=t'],
+    ] as const) {
+      await ws.write(file, await ws.read('registry.yaml'));
+      expect((await ws.cli(['seal', '--merge-into', file, '--from-literal', value])).code).toBe(0);
+    }
+    const merged = await ws.cli(['merge-driver', 'registry.yaml', 'ours.yaml', 'theirs.yaml', 'registry.yaml']);
+    expect(merged.stderr).toBe('');
+    expect(merged.code).toBe(0);
+    expect((await documentsOf('ours.yaml')).map((d) => d.metadata.namespace)).toEqual(['team-a', 'team-b']);
+    const opened = await ws.cli(['unseal', '-f', 'ours.yaml', '-i', key.file, '-o', 'json']);
+    expect(Object.keys(JSON.parse(opened.stdout).data).sort()).toEqual(['OURS', 'THEIRS', 'TOKEN']);
+  });
+
   it('refuses a copy in an unlisted namespace, an edited list, and a stream whose documents differ', async () => {
     await sealStream();
     const [first, second] = await documentsOf('registry.yaml');
