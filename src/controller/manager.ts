@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { KubeConfig } from '@kubernetes/client-node';
 import { DEFAULT_TENANT_POLICY, type TenantPolicy, tenantPolicyIssues } from '../api/policy.ts';
 import { KubeClient, paths } from '../kube/client.ts';
+import { KubeObjectApi } from '../kube/object-api.ts';
 import type { ProviderConfig } from '../providers/registry.ts';
 import { localIdentityProvider, ProviderRegistry } from '../providers/registry.ts';
 import { unwrapDataKey } from '../sealing/open.ts';
@@ -50,6 +51,8 @@ export interface ControllerConfig {
   unwrapBudget: { perSecond: number; burst: number };
   /** What tenants may ask for: Secret types beyond the defaults, per namespace (src/api/policy.ts). */
   tenantPolicy: TenantPolicy;
+  /** Temporary, for bench/controller.ts: the Secret calls over the REST client instead of client-node. */
+  secretTransport?: 'client-node' | 'rest';
 }
 
 export const DEFAULT_CONTROLLER_CONFIG: ControllerConfig = {
@@ -188,7 +191,12 @@ async function runLeader(context: {
   const dataKeys = new DataKeyCache(config.dataKeyCache);
   const events = new EventRecorder({ client, logger, instance: context.identity });
   const reconciler = new Reconciler({
-    api: kubeReconcilerApi({ client, envelopeSecrets, secrets }),
+    api: kubeReconcilerApi({
+      client,
+      ...(config.secretTransport === 'rest' ? {} : { objects: new KubeObjectApi(client) }),
+      envelopeSecrets,
+      secrets,
+    }),
     envelopeSecrets,
     secrets,
     unwrap: (request) => unwrapDataKey({ ...request, providers }),
