@@ -3,7 +3,6 @@
 //
 //   npx node bench/controller.ts [--counts 1000,10000] [--changes 200] [--only envseal|sealed-secrets]
 //                                [--ss-qps -1] [--ss-burst 10] [--timeout 14m] [--out controller]
-//                                [--secret-transports client-node,rest --rounds 3]
 //
 // For each count N, for each controller:
 //   1. N objects are made (envseal: EnvelopeSecrets sealed for an aws-kms key on local-kms;
@@ -18,9 +17,6 @@
 //      updated Secret, p50/p99.
 // Each controller watches only its own namespace (envseal --namespaces, Sealed Secrets
 // --all-namespaces=false). Results: bench/results/NAME.json, docs/benchmarks/NAME.png.
-// --secret-transports runs envseal once per transport of its Secret calls in each of
-// --rounds rounds, in rotating order (ENVSEAL_BENCH_SECRET_TRANSPORT in the controller's
-// environment: client-node's KubernetesObjectApi or the hand-written REST client).
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createPublicKey, randomBytes } from 'node:crypto';
 import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -62,9 +58,6 @@ const { values: flags } = parseArgs({
     'node-options': { type: 'string', default: '' },
     /** The envseal CLI to run (default bin/envseal.js of this checkout, which runs dist/). */
     'envseal-bin': { type: 'string', default: '' },
-    /** Transports of envseal's Secret calls to compare (client-node, rest); default: the controller's own. */
-    'secret-transports': { type: 'string', default: '' },
-    rounds: { type: 'string', default: '1' },
   },
 });
 const COUNTS = flags.counts.split(',').map(Number);
@@ -73,8 +66,6 @@ const ONLY = new Set(flags.only.split(','));
 const TIMEOUT_MS = Number(flags.timeout) * 60_000;
 const RESYNC_S = Number(flags.resync);
 const CONCURRENCY = Number(flags.concurrency);
-const TRANSPORTS = flags['secret-transports'] ? flags['secret-transports'].split(',') : [''];
-const ROUNDS = Number(flags.rounds);
 /** What the Helm chart runs the controller with (controller.nodeOptions in its values). */
 function chartNodeOptions(): string {
   const values = parseYaml(readFileSync(path.join(repoRoot, 'charts/envseal/values.yaml'), 'utf8')) as { controller?: { nodeOptions?: string } };
@@ -272,9 +263,6 @@ async function stop(running: Running): Promise<void> {
 interface RunResult {
   controller: 'envseal' | 'sealed-secrets';
   count: number;
-  /** envseal's Secret transport when compared (--secret-transports), and the round. */
-  transport?: string;
-  round?: number;
   setup: { makeMs: number; createMs: number };
   coldStart: { converged: boolean; ms: number; correct: number; peakRssBytes: number; cpuSeconds: number };
   kms?: { coldStart: Record<string, number>; steadyState: Record<string, number>; changes: Record<string, number>; resyncReconciles: number };
@@ -284,8 +272,6 @@ interface RunResult {
   afterChangesPeakRssBytes?: number;
   flags: string[];
   note?: string;
-  /** 1, 5 and 15 minutes, when the run ended. */
-  loadAverage?: number[];
 }
 
 const results: RunResult[] = [];
@@ -371,8 +357,8 @@ async function sealFor(namespace: string, name: string, values: Record<string, s
   });
 }
 
-async function benchEnvseal(count: number, variant: { transport: string; round: number }): Promise<RunResult> {
-  const namespace = variant.transport ? `envseal-${count}-${variant.transport}-${variant.round}` : `envseal-${count}`;
+async function benchEnvseal(count: number): Promise<RunResult> {
+  const namespace = `envseal-${count}`;
   await createNamespace(namespace);
   const watch = new SecretWatch(client, namespace);
   log(`envseal ${count}: sealing ${count} EnvelopeSecrets (aws-kms GenerateDataKey on local-kms)`);
@@ -429,12 +415,11 @@ async function benchEnvseal(count: number, variant: { transport: string; round: 
           AWS_ACCESS_KEY_ID: kmsCredentials.accessKeyId,
           AWS_SECRET_ACCESS_KEY: kmsCredentials.secretAccessKey,
           AWS_EC2_METADATA_DISABLED: 'true',
-          ...(variant.transport ? { ENVSEAL_BENCH_SECRET_TRANSPORT: variant.transport } : {}),
         },
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     ),
-    path.join(logDir, `${namespace}.log`),
+    path.join(logDir, `envseal-${count}.log`),
   );
   const converged = await watch.until(() => watch.correct.size === count, TIMEOUT_MS);
   const coldMs = performance.now() - started;
@@ -459,7 +444,6 @@ async function benchEnvseal(count: number, variant: { transport: string; round: 
     memory,
     controller: 'envseal',
     count,
-    ...(variant.transport ? { transport: variant.transport, round: variant.round } : {}),
     setup: { makeMs, createMs },
     coldStart: { converged, ms: coldMs, correct: watch.correct.size, peakRssBytes: coldPeak, cpuSeconds: coldCpu },
     flags: controllerFlags.slice(1).map((f) => (f === cp.kubeconfigPath ? 'KUBECONFIG' : f === kms.endpoint ? 'LOCAL_KMS_URL' : f)),
@@ -671,19 +655,9 @@ async function benchSealedSecrets(count: number, binary: string): Promise<RunRes
 
 try {
   for (const count of COUNTS) {
-    for (let round = 1; ONLY.has('envseal') && round <= ROUNDS; round++) {
-      // Rotating order, so that neither transport always runs first.
-      for (let i = 0; i < TRANSPORTS.length; i++) {
-        const transport = TRANSPORTS[(i + round - 1) % TRANSPORTS.length]!;
-        log(
-          `envseal ${count}: round ${round}${transport ? `, Secret transport ${transport}` : ''} (load average ${os
-            .loadavg()
-            .map((l) => l.toFixed(1))
-            .join(' ')})`,
-        );
-        results.push({ ...(await benchEnvseal(count, { transport, round })), loadAverage: os.loadavg() });
-        save();
-      }
+    if (ONLY.has('envseal')) {
+      results.push(await benchEnvseal(count));
+      save();
     }
     if (ONLY.has('sealed-secrets') && peers?.controller.path) {
       results.push(await benchSealedSecrets(count, peers.controller.path));
@@ -699,7 +673,7 @@ try {
 
 /** Prints the Markdown table and draws the chart (also with --report-only, from the saved JSON). */
 function report(results: RunResult[], notes: string[], command: string, machine: MachineInfo): void {
-  const label = (r: RunResult) => (r.controller === 'envseal' ? (r.transport ? `envseal (${r.transport}, round ${r.round})` : 'envseal') : 'Sealed Secrets');
+  const label = (r: RunResult) => (r.controller === 'envseal' ? 'envseal' : 'Sealed Secrets');
   const lines: string[] = [`Machine: ${describeMachine(machine)}`, '', `Command: \`${command}\``, ''];
   lines.push(
     '| Controller | objects | cold start: all Secrets correct | peak RSS | CPU time | KMS calls (cold start) | KMS calls (one resync pass) | change → Secret p50 | p99 |',
@@ -715,23 +689,6 @@ function report(results: RunResult[], notes: string[], command: string, machine:
     lines.push(
       `| ${label(r)} | ${r.count} | ${r.coldStart.converged ? formatMs(r.coldStart.ms) : `not within ${formatMs(r.coldStart.ms)} (${r.coldStart.correct} done)`} | ${formatBytes(Math.max(r.coldStart.peakRssBytes, r.afterChangesPeakRssBytes ?? 0))} | ${r.coldStart.cpuSeconds.toFixed(1)} s | ${kmsCold} | ${kmsSteady} | ${r.changes ? formatMs(r.changes.summary.median) : 'n/a'} | ${r.changes ? formatMs(r.changes.summary.p99) : 'n/a'} |`,
     );
-  }
-  const compared = [...new Set(results.filter((r) => r.transport).map((r) => `${r.count}\t${r.transport}`))];
-  if (compared.length > 0) {
-    // Medians per transport of the Secret calls (--secret-transports), cold start only.
-    const median = (values: number[]) => {
-      const sorted = [...values].sort((x, y) => x - y);
-      const middle = Math.floor(sorted.length / 2);
-      return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-    };
-    lines.push('', '| Secret transport | objects | runs | cold start, median | CPU time, median | peak RSS, median |', '|---|---:|---:|---:|---:|---:|');
-    for (const key of compared) {
-      const [count, transport] = key.split('\t');
-      const runs = results.filter((r) => r.transport === transport && String(r.count) === count && r.coldStart.converged);
-      lines.push(
-        `| ${transport} | ${count} | ${runs.length} | ${formatMs(median(runs.map((r) => r.coldStart.ms)))} | ${median(runs.map((r) => r.coldStart.cpuSeconds)).toFixed(2)} s | ${formatBytes(median(runs.map((r) => r.coldStart.peakRssBytes)))} |`,
-      );
-    }
   }
   for (const note of notes) lines.push('', `Note: ${note}`);
   const colorOf = (r: RunResult) => (r.controller === 'envseal' ? COLORS.envseal : COLORS.sealedSecrets);

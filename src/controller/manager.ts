@@ -51,8 +51,6 @@ export interface ControllerConfig {
   unwrapBudget: { perSecond: number; burst: number };
   /** What tenants may ask for: Secret types beyond the defaults, per namespace (src/api/policy.ts). */
   tenantPolicy: TenantPolicy;
-  /** Temporary, for bench/controller.ts: the Secret calls over the REST client instead of client-node. */
-  secretTransport?: 'client-node' | 'rest';
 }
 
 export const DEFAULT_CONTROLLER_CONFIG: ControllerConfig = {
@@ -191,12 +189,7 @@ async function runLeader(context: {
   const dataKeys = new DataKeyCache(config.dataKeyCache);
   const events = new EventRecorder({ client, logger, instance: context.identity });
   const reconciler = new Reconciler({
-    api: kubeReconcilerApi({
-      client,
-      ...(config.secretTransport === 'rest' ? {} : { objects: new KubeObjectApi(client) }),
-      envelopeSecrets,
-      secrets,
-    }),
+    api: kubeReconcilerApi({ client, objects: new KubeObjectApi(client), envelopeSecrets, secrets }),
     envelopeSecrets,
     secrets,
     unwrap: (request) => unwrapDataKey({ ...request, providers }),

@@ -60,13 +60,12 @@ export interface Store<S> {
 /** ReconcilerApi over a Kubernetes client, writing through the controller's caches. */
 export function kubeReconcilerApi(options: {
   client: Pick<KubeClient, 'request'>;
-  /** client-node's KubernetesObjectApi (src/kube/object-api.ts); without it, the REST client (bench comparison only). */
-  objects?: Pick<KubeObjectApi, 'read' | 'apply' | 'mergePatch' | 'delete'>;
+  /** The object calls: client-node's KubernetesObjectApi (src/kube/object-api.ts). */
+  objects: Pick<KubeObjectApi, 'read' | 'apply' | 'mergePatch' | 'delete'>;
   envelopeSecrets: Pick<ObjectCache<EnvelopeSecretObject, EnvelopeSecretRecord>, 'changeMark' | 'remember'>;
   secrets: Pick<ObjectCache<SecretObject>, 'changeMark' | 'remember'>;
 }): ReconcilerApi {
   const { client, objects, envelopeSecrets, secrets } = options;
-  if (objects === undefined) return restReconcilerApi(options);
   const read = async <T>(ref: ObjectRef, signal: AbortSignal): Promise<T | undefined> => {
     try {
       return await objects.read<T>(ref, { signal });
@@ -131,73 +130,6 @@ function statusPatcher(
       signal,
     });
     envelopeSecrets.remember(updated, mark);
-  };
-}
-
-/** The same calls over the hand-written REST client: kept only to measure the two against each other (bench/controller.ts). */
-function restReconcilerApi(options: {
-  client: Pick<KubeClient, 'request'>;
-  envelopeSecrets: Pick<ObjectCache<EnvelopeSecretObject, EnvelopeSecretRecord>, 'changeMark' | 'remember'>;
-  secrets: Pick<ObjectCache<SecretObject>, 'changeMark' | 'remember'>;
-}): ReconcilerApi {
-  const { client, envelopeSecrets, secrets } = options;
-  const get = async <T>(path: string, signal: AbortSignal): Promise<T | undefined> => {
-    try {
-      return await client.request<T>({ method: 'GET', path, signal });
-    } catch (error) {
-      if (error instanceof KubeApiError && error.notFound) return undefined;
-      throw error;
-    }
-  };
-  const workloadPath = (namespace: string, kind: WorkloadKind, name: string) =>
-    `/apis/apps/v1/namespaces/${namespace}/${kind.toLowerCase()}s/${encodeURIComponent(name)}`;
-  return {
-    getEnvelopeSecret: (namespace, name, signal) => get(paths.envelopeSecret(namespace, name), signal),
-    getSecret: (namespace, name, signal) => get(paths.secret(namespace, name), signal),
-    async applySecret(desired, signal) {
-      const mark = secrets.changeMark(desired.metadata.namespace);
-      const written = await client.request<SecretObject>({
-        method: 'PATCH',
-        path: paths.secret(desired.metadata.namespace, desired.metadata.name),
-        query: { fieldManager: FIELD_MANAGER, force: true },
-        body: desired,
-        patchType: 'apply',
-        signal,
-      });
-      secrets.remember(written, mark);
-      return written;
-    },
-    async deleteSecret(namespace, name, uid, signal) {
-      await client.request({ method: 'DELETE', path: paths.secret(namespace, name), body: { preconditions: { uid } }, signal });
-    },
-    async removeSecretKeys(namespace, name, { resourceVersion, keys }, signal) {
-      const mark = secrets.changeMark(namespace);
-      const pruned = await client.request<SecretObject>({
-        method: 'PATCH',
-        path: paths.secret(namespace, name),
-        query: { fieldManager: FIELD_MANAGER },
-        body: {
-          metadata: resourceVersion === undefined ? {} : { resourceVersion },
-          data: Object.fromEntries(keys.map((key) => [key, null])),
-        },
-        patchType: 'merge',
-        signal,
-      });
-      secrets.remember(pruned, mark);
-      return pruned;
-    },
-    getWorkload: (namespace, kind, name, signal) => get(workloadPath(namespace, kind, name), signal),
-    async annotatePodTemplate(namespace, kind, name, annotations, signal) {
-      await client.request({
-        method: 'PATCH',
-        path: workloadPath(namespace, kind, name),
-        query: { fieldManager: FIELD_MANAGER },
-        body: { spec: { template: { metadata: { annotations } } } },
-        patchType: 'merge',
-        signal,
-      });
-    },
-    patchStatus: statusPatcher(client, envelopeSecrets),
   };
 }
 

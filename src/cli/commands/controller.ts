@@ -99,7 +99,6 @@ export function controllerConfigFrom(ctx: Pick<CommandContext, 'values' | 'io'>)
     shutdownGraceMs: d.shutdownGraceMs,
     unwrapBudget: str('unwrap-budget') ? parseBudget(str('unwrap-budget')!) : d.unwrapBudget,
     tenantPolicy: tenantPolicyFrom(stringList(values, 'allowed-secret-types'), env.ENVSEAL_ALLOWED_SECRET_TYPES),
-    ...(env.ENVSEAL_BENCH_SECRET_TRANSPORT === 'rest' ? { secretTransport: 'rest' as const } : {}),
   };
 }
 
