@@ -112,24 +112,17 @@ export function kubeReconcilerApi(options: {
       );
     },
     // KubernetesObjectApi has no subresources: docs/controller.md, "The Kubernetes client".
-    patchStatus: statusPatcher(client, envelopeSecrets),
-  };
-}
-
-function statusPatcher(
-  client: Pick<KubeClient, 'request'>,
-  envelopeSecrets: Pick<ObjectCache<EnvelopeSecretObject, EnvelopeSecretRecord>, 'changeMark' | 'remember'>,
-): ReconcilerApi['patchStatus'] {
-  return async (namespace, name, status, signal) => {
-    const mark = envelopeSecrets.changeMark(namespace);
-    const updated = await client.request<EnvelopeSecretObject>({
-      method: 'PATCH',
-      path: `${paths.envelopeSecret(namespace, name)}/status`,
-      body: { status },
-      patchType: 'merge',
-      signal,
-    });
-    envelopeSecrets.remember(updated, mark);
+    async patchStatus(namespace, name, status, signal) {
+      const mark = envelopeSecrets.changeMark(namespace);
+      const updated = await client.request<EnvelopeSecretObject>({
+        method: 'PATCH',
+        path: `${paths.envelopeSecret(namespace, name)}/status`,
+        body: { status },
+        patchType: 'merge',
+        signal,
+      });
+      envelopeSecrets.remember(updated, mark);
+    },
   };
 }
 
