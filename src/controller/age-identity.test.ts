@@ -1,36 +1,36 @@
 import { describe, expect, it } from 'vitest';
 import { captureLogger } from '../test-support/capture-logger.ts';
-import { KubeApiError, type RequestOptions } from '../kube/client.ts';
+import { KubeApiError, type KubeObject } from '../kube/client.ts';
+import type { ObjectRef } from '../kube/object-api.ts';
 import { formatAgeIdentityFile, generateAgeIdentity } from '../providers/age.ts';
 import { PUBLISHED_RECIPIENT_KEY } from '../kube/cluster-recipient.ts';
-import { AGE_IDENTITY_KEY, ensureClusterAgeIdentity } from './age-identity.ts';
+import { AGE_IDENTITY_KEY, type IdentityObjectCalls, ensureClusterAgeIdentity } from './age-identity.ts';
 
 type Obj = { metadata?: { name?: string }; data?: Record<string, string> };
 
-/** Secrets and ConfigMaps of one namespace as the API server keeps them; `beforeCreate` runs just before a POST lands. */
+/** Secrets and ConfigMaps of one namespace as the API server keeps them; `beforeCreate` runs just before a create lands. */
 function apiServer(options: { beforeCreate?: (objects: Map<string, Obj>) => void } = {}) {
   const objects = new Map<string, Obj>();
-  const client = {
-    async request<T>(request: RequestOptions): Promise<T> {
-      const { method, path } = request;
-      if (method === 'GET') {
-        const found = objects.get(path);
-        if (!found) throw new KubeApiError(404, 'NotFound', `${path} not found`);
-        return structuredClone(found) as T;
-      }
-      if (method === 'POST') {
-        options.beforeCreate?.(objects);
-        const body = request.body as Obj;
-        const at = `${path}/${body.metadata?.name}`;
-        if (objects.has(at)) throw new KubeApiError(409, 'AlreadyExists', `${at} already exists`);
-        objects.set(at, structuredClone(body));
-        return structuredClone(body) as T;
-      }
-      if (method === 'PATCH') {
-        objects.set(path, structuredClone(request.body as Obj));
-        return structuredClone(request.body) as T;
-      }
-      throw new Error(`unexpected ${method} ${path}`);
+  const pathOf = (ref: { kind?: string; namespace?: string; name?: string }) =>
+    `/api/v1/namespaces/${ref.namespace}/${ref.kind === 'Secret' ? 'secrets' : 'configmaps'}/${ref.name}`;
+  const refOf = (object: KubeObject) => ({ kind: object.kind, namespace: object.metadata?.namespace, name: object.metadata?.name });
+  // The calls of KubeObjectApi that the identity makes.
+  const client: IdentityObjectCalls = {
+    async read<T>(ref: ObjectRef): Promise<T> {
+      const found = objects.get(pathOf(ref));
+      if (!found) throw new KubeApiError(404, 'NotFound', `${pathOf(ref)} not found`);
+      return structuredClone(found) as T;
+    },
+    async create<T>(object: KubeObject): Promise<T> {
+      options.beforeCreate?.(objects);
+      const at = pathOf(refOf(object));
+      if (objects.has(at)) throw new KubeApiError(409, 'AlreadyExists', `${at} already exists`);
+      objects.set(at, structuredClone(object as Obj));
+      return structuredClone(object) as T;
+    },
+    async apply<T>(object: KubeObject): Promise<T> {
+      objects.set(pathOf(refOf(object)), structuredClone(object as Obj));
+      return structuredClone(object) as T;
     },
   };
   return { client, objects };

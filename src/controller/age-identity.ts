@@ -1,10 +1,20 @@
 import type { Logger } from 'pino';
 import { localIdentityProvider } from '../providers/registry.ts';
-import { KubeApiError, type KubeClient, paths } from '../kube/client.ts';
+import { KubeApiError } from '../kube/client.ts';
+import type { KubeObjectApi } from '../kube/object-api.ts';
+import { EnvsealError } from '../util/errors.ts';
 import { PUBLISHED_RECIPIENT_KEY } from '../kube/cluster-recipient.ts';
 import { FIELD_MANAGER, LABEL_MANAGED_BY, MANAGED_BY } from './desired.ts';
 
 export const AGE_IDENTITY_KEY = 'identity.agekey';
+
+/** The identity Secret is not usable as it is (a key missing, or gone right after its creation). */
+export class ClusterIdentityError extends EnvsealError {
+  readonly code = 'ClusterIdentityInvalid';
+}
+
+/** The calls the identity needs (KubeObjectApi serves them). */
+export type IdentityObjectCalls = Pick<KubeObjectApi, 'read' | 'create' | 'apply'>;
 
 export interface ClusterAgeIdentity {
   identities: string[];
@@ -19,7 +29,7 @@ export interface ClusterAgeIdentity {
  * Its public recipient is published in a ConfigMap that every authenticated user may read.
  */
 export async function ensureClusterAgeIdentity(options: {
-  client: Pick<KubeClient, 'request'>;
+  client: IdentityObjectCalls;
   namespace: string;
   secretName: string;
   configMapName: string;
@@ -33,18 +43,16 @@ export async function ensureClusterAgeIdentity(options: {
   if (file === undefined) {
     const generated = await localIdentity.generate();
     try {
-      await client.request({
-        method: 'POST',
-        path: paths.secrets(namespace),
-        body: {
+      await client.create(
+        {
           apiVersion: 'v1',
           kind: 'Secret',
           metadata: { name: secretName, namespace, labels: { [LABEL_MANAGED_BY]: MANAGED_BY, 'envseal.dev/role': 'age-identity' } },
           type: 'Opaque',
           data: { [AGE_IDENTITY_KEY]: Buffer.from(localIdentity.formatFile(generated, new Date())).toString('base64') },
         },
-        signal,
-      });
+        { signal },
+      );
       created = true;
       options.logger.info(
         { secret: `${namespace}/${secretName}`, recipient: generated.recipient },
@@ -54,31 +62,27 @@ export async function ensureClusterAgeIdentity(options: {
       if (!(error instanceof KubeApiError && error.conflict)) throw error;
     }
     file = await readIdentityFile(client, namespace, secretName, signal);
-    if (file === undefined) throw new Error(`age identity Secret ${namespace}/${secretName} vanished right after it was created`);
+    if (file === undefined) throw new ClusterIdentityError(`age identity Secret ${namespace}/${secretName} vanished right after it was created`);
   }
   const identities = localIdentity.parseFile(file, `Secret ${namespace}/${secretName} key ${AGE_IDENTITY_KEY}`);
   const recipient = await localIdentity.recipientOf(identities[0]!);
-  await client.request({
-    method: 'PATCH',
-    path: paths.configMap(namespace, options.configMapName),
-    query: { fieldManager: FIELD_MANAGER, force: true },
-    patchType: 'apply',
-    body: {
+  await client.apply(
+    {
       apiVersion: 'v1',
       kind: 'ConfigMap',
       metadata: { name: options.configMapName, namespace, labels: { [LABEL_MANAGED_BY]: MANAGED_BY } },
       data: { [PUBLISHED_RECIPIENT_KEY]: recipient },
     },
-    signal,
-  });
+    { fieldManager: FIELD_MANAGER, force: true, signal },
+  );
   return { identities, recipient, created };
 }
 
-async function readIdentityFile(client: Pick<KubeClient, 'request'>, namespace: string, name: string, signal: AbortSignal): Promise<string | undefined> {
+async function readIdentityFile(client: IdentityObjectCalls, namespace: string, name: string, signal: AbortSignal): Promise<string | undefined> {
   try {
-    const secret = await client.request<{ data?: Record<string, string> }>({ method: 'GET', path: paths.secret(namespace, name), signal });
+    const secret = await client.read<{ data?: Record<string, string> }>({ apiVersion: 'v1', kind: 'Secret', namespace, name }, { signal });
     const encoded = secret.data?.[AGE_IDENTITY_KEY];
-    if (encoded === undefined) throw new Error(`Secret ${namespace}/${name} has no key ${AGE_IDENTITY_KEY}`);
+    if (encoded === undefined) throw new ClusterIdentityError(`Secret ${namespace}/${name} has no key ${AGE_IDENTITY_KEY}`);
     return Buffer.from(encoded, 'base64').toString('utf8');
   } catch (error) {
     if (error instanceof KubeApiError && error.notFound) return undefined;

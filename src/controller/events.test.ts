@@ -1,6 +1,6 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import type { KubeClient } from '../kube/client.ts';
+import type { KubeObjectApi } from '../kube/object-api.ts';
 import { EventRecorder } from './events.ts';
 
 const object = { apiVersion: 'envseal.dev/v1alpha1', kind: 'EnvelopeSecret', namespace: 'ns', name: 'db', uid: 'u1' };
@@ -10,13 +10,13 @@ function gatedClient(options: { fail?: (reason: string) => boolean } = {}) {
   const posted: { reason: string; message: string }[] = [];
   const gates: (() => void)[] = [];
   const client = {
-    request: async ({ body }: { body: { reason: string; message: string } }) => {
+    create: async (body: { reason: string; message: string }) => {
       await new Promise<void>((resolve) => gates.push(resolve));
       if (options.fail?.(body.reason)) throw new Error('503 from the API server');
       posted.push({ reason: body.reason, message: body.message });
       return {};
     },
-  } as unknown as KubeClient;
+  } as unknown as Pick<KubeObjectApi, 'create'>;
   const releaseAll = async () => {
     for (let i = 0; i < 100 && (gates.length > 0 || i < 3); i++) {
       for (const open of gates.splice(0)) open();
@@ -92,12 +92,12 @@ describe('EventRecorder, an Event recorded as the sender finishes', () => {
       const posted: string[] = [];
       let release: (() => void) | undefined;
       const client = {
-        request: async ({ body }: { body: { message: string } }) => {
+        create: async (body: { message: string }) => {
           if (body.message === 'first') await new Promise<void>((resolve) => (release = resolve));
           posted.push(body.message);
           return {};
         },
-      } as unknown as KubeClient;
+      } as unknown as Pick<KubeObjectApi, 'create'>;
       const recorder = new EventRecorder({ client, logger: capturingLogger().logger, instance: 'test' });
       recorder.record(object, { type: 'Normal', reason: 'Synced', message: 'first' });
       await new Promise((resolve) => setImmediate(resolve));
@@ -114,11 +114,11 @@ describe('EventRecorder, an Event recorded as the sender finishes', () => {
   it('stamps each Event with the time it was recorded, from the injected clock', async () => {
     const bodies: { firstTimestamp: string; lastTimestamp: string; reason: string }[] = [];
     const client = {
-      request: async ({ body }: { body: (typeof bodies)[number] }) => {
+      create: async (body: (typeof bodies)[number]) => {
         bodies.push(body);
         return {};
       },
-    } as unknown as KubeClient;
+    } as unknown as Pick<KubeObjectApi, 'create'>;
     let now = Date.UTC(2026, 0, 1, 12, 0, 0);
     const recorder = new EventRecorder({ client, logger: capturingLogger().logger, instance: 'test', clock: { now: () => now } });
     recorder.record(object, { type: 'Normal', reason: 'Synced', message: 'first' });

@@ -1,6 +1,5 @@
 import type { Logger } from 'pino';
-import type { KubeClient } from '../kube/client.ts';
-import { paths } from '../kube/client.ts';
+import type { KubeObjectApi } from '../kube/object-api.ts';
 import { type Clock, systemClock } from './clock.ts';
 
 export interface InvolvedObject {
@@ -28,7 +27,7 @@ export const DEFAULT_EVENT_BACKLOG = 1000;
  * Events beyond the backlog are dropped. `flush` waits for the queue at shutdown.
  */
 export class EventRecorder {
-  readonly #client: Pick<KubeClient, 'request'>;
+  readonly #client: Pick<KubeObjectApi, 'create'>;
   readonly #logger: Logger;
   readonly #instance: string;
   readonly #backlog: number;
@@ -37,7 +36,7 @@ export class EventRecorder {
   #sending: Promise<void> | undefined;
   #dropped = 0;
 
-  constructor(options: { client: Pick<KubeClient, 'request'>; logger: Logger; instance: string; backlog?: number; clock?: Pick<Clock, 'now'> }) {
+  constructor(options: { client: Pick<KubeObjectApi, 'create'>; logger: Logger; instance: string; backlog?: number; clock?: Pick<Clock, 'now'> }) {
     this.#client = options.client;
     this.#logger = options.logger;
     this.#instance = options.instance;
@@ -79,10 +78,8 @@ export class EventRecorder {
 
   async #send(object: InvolvedObject, event: EventInput, at: string): Promise<void> {
     try {
-      await this.#client.request({
-        method: 'POST',
-        path: paths.events(object.namespace),
-        body: {
+      await this.#client.create(
+        {
           apiVersion: 'v1',
           kind: 'Event',
           metadata: { generateName: `${object.name}.`, namespace: object.namespace },
@@ -97,8 +94,8 @@ export class EventRecorder {
           lastTimestamp: at,
           count: 1,
         },
-        signal: AbortSignal.timeout(30_000),
-      });
+        { signal: AbortSignal.timeout(30_000) },
+      );
     } catch (error) {
       this.#logger.warn({ reason: event.reason, error: error instanceof Error ? error.message : 'unknown' }, 'could not record event');
     }

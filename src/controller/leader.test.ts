@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { KubeApiError, type RequestOptions } from '../kube/client.ts';
+import { KubeApiError } from '../kube/client.ts';
 import { ManualClock, settle } from '../test-support/manual-clock.ts';
 import { LeaderElector, microTime } from './leader.ts';
 
@@ -18,28 +18,29 @@ function leaseStore() {
   let rv = 0;
   const cut = new Set<string>();
   const requests: string[] = [];
+  const call = <T>(who: string, method: 'GET' | 'POST' | 'PUT', body?: Lease): T => {
+    requests.push(`${who} ${method}`);
+    if (cut.has(who)) throw new KubeApiError(503, 'ServiceUnavailable', 'the server is currently unable to handle the request');
+    switch (method) {
+      case 'GET':
+        if (!lease) throw new KubeApiError(404, 'NotFound', 'leases "envseal-controller" not found');
+        return structuredClone(lease) as T;
+      case 'POST':
+        if (lease) throw new KubeApiError(409, 'AlreadyExists', 'leases "envseal-controller" already exists');
+        lease = { ...structuredClone(body!), metadata: { ...body!.metadata, resourceVersion: String(++rv) } };
+        return structuredClone(lease) as T;
+      case 'PUT':
+        if (!lease || body!.metadata.resourceVersion !== lease.metadata.resourceVersion)
+          throw new KubeApiError(409, 'Conflict', 'the object has been modified');
+        lease = { ...structuredClone(body!), metadata: { ...body!.metadata, resourceVersion: String(++rv) } };
+        return structuredClone(lease) as T;
+    }
+  };
+  // The Lease calls of KubeObjectApi, as leader election makes them.
   const clientFor = (who: string) => ({
-    async request<T>(options: RequestOptions): Promise<T> {
-      requests.push(`${who} ${options.method}`);
-      if (cut.has(who)) throw new KubeApiError(503, 'ServiceUnavailable', 'the server is currently unable to handle the request');
-      const body = options.body as Lease;
-      switch (options.method) {
-        case 'GET':
-          if (!lease) throw new KubeApiError(404, 'NotFound', 'leases "envseal-controller" not found');
-          return structuredClone(lease) as T;
-        case 'POST':
-          if (lease) throw new KubeApiError(409, 'AlreadyExists', 'leases "envseal-controller" already exists');
-          lease = { ...structuredClone(body), metadata: { ...body.metadata, resourceVersion: String(++rv) } };
-          return structuredClone(lease) as T;
-        case 'PUT':
-          if (!lease || body.metadata.resourceVersion !== lease.metadata.resourceVersion)
-            throw new KubeApiError(409, 'Conflict', 'the object has been modified');
-          lease = { ...structuredClone(body), metadata: { ...body.metadata, resourceVersion: String(++rv) } };
-          return structuredClone(lease) as T;
-        default:
-          throw new Error(`unexpected ${options.method}`);
-      }
-    },
+    read: async <T>() => call<T>(who, 'GET'),
+    create: async <T>(object: unknown) => call<T>(who, 'POST', object as Lease),
+    replace: async <T>(object: unknown) => call<T>(who, 'PUT', object as Lease),
   });
   return {
     clientFor,

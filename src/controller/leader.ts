@@ -1,9 +1,11 @@
 import type { Logger } from 'pino';
-import { KubeApiError, type KubeClient, paths } from '../kube/client.ts';
+import { KubeApiError } from '../kube/client.ts';
+import type { KubeObjectApi } from '../kube/object-api.ts';
 import { type Clock, type Random, sleep, systemClock } from './clock.ts';
 
 export interface LeaderElectionOptions {
-  client: Pick<KubeClient, 'request'>;
+  /** The Lease calls: read, create and replace (with its resourceVersion as the precondition). */
+  client: Pick<KubeObjectApi, 'read' | 'create' | 'replace'>;
   namespace: string;
   leaseName: string;
   identity: string;
@@ -18,6 +20,8 @@ export interface LeaderElectionOptions {
 }
 
 interface Lease {
+  apiVersion?: string;
+  kind?: string;
   metadata: { name: string; namespace: string; resourceVersion?: string };
   spec: {
     holderIdentity?: string;
@@ -26,6 +30,12 @@ interface Lease {
     renewTime?: string;
     leaseTransitions?: number;
   };
+}
+
+const LEASE_TYPE = { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease' } as const;
+
+function leaseRef(namespace: string, name: string) {
+  return { ...LEASE_TYPE, namespace, name };
 }
 
 /** coordination.k8s.io wants MicroTime: RFC 3339 with six fraction digits. */
@@ -109,15 +119,12 @@ export class LeaderElector {
     try {
       let lease: Lease;
       try {
-        lease = await client.request<Lease>({ method: 'GET', path: paths.lease(namespace, leaseName), signal });
+        lease = await client.read<Lease>(leaseRef(namespace, leaseName), { signal });
       } catch (error) {
         if (!(error instanceof KubeApiError && error.notFound)) throw error;
-        await client.request({
-          method: 'POST',
-          path: paths.leases(namespace),
-          body: {
-            apiVersion: 'coordination.k8s.io/v1',
-            kind: 'Lease',
+        await client.create(
+          {
+            ...LEASE_TYPE,
             metadata: { name: leaseName, namespace },
             spec: {
               holderIdentity: identity,
@@ -127,8 +134,8 @@ export class LeaderElector {
               leaseTransitions: 0,
             },
           },
-          signal,
-        });
+          { signal },
+        );
         return true;
       }
       const record = JSON.stringify([lease.spec.holderIdentity, lease.spec.renewTime]);
@@ -144,7 +151,7 @@ export class LeaderElector {
         acquireTime: holder === identity && lease.spec.acquireTime ? lease.spec.acquireTime : microTime(now),
         leaseTransitions: (lease.spec.leaseTransitions ?? 0) + (holder === identity ? 0 : 1),
       };
-      const updated = await client.request<Lease>({ method: 'PUT', path: paths.lease(namespace, leaseName), body: { ...lease, spec }, signal });
+      const updated = await client.replace<Lease>({ ...lease, ...LEASE_TYPE, spec }, { signal });
       this.#observed = { record: JSON.stringify([updated.spec.holderIdentity, updated.spec.renewTime]), at: this.#clock.now() };
       return true;
     } catch (error) {
@@ -160,14 +167,12 @@ export class LeaderElector {
   async #release(): Promise<void> {
     const { client, namespace, leaseName, identity } = this.#o;
     try {
-      const lease = await client.request<Lease>({ method: 'GET', path: paths.lease(namespace, leaseName), signal: AbortSignal.timeout(5000) });
+      const lease = await client.read<Lease>(leaseRef(namespace, leaseName), { signal: AbortSignal.timeout(5000) });
       if (lease.spec.holderIdentity !== identity) return;
-      await client.request({
-        method: 'PUT',
-        path: paths.lease(namespace, leaseName),
-        body: { ...lease, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: microTime(new Date(this.#clock.now())) } },
-        signal: AbortSignal.timeout(5000),
-      });
+      await client.replace(
+        { ...lease, ...LEASE_TYPE, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: microTime(new Date(this.#clock.now())) } },
+        { signal: AbortSignal.timeout(5000) },
+      );
       this.#o.logger.info({ lease: leaseName }, 'released the lease');
     } catch (error) {
       this.#o.logger.warn({ error: error instanceof Error ? error.message : 'unknown' }, 'could not release the lease');

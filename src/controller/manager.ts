@@ -91,17 +91,19 @@ export async function runController(config: ControllerConfig, options: { logger:
   // Unique even for two processes on one host, as client-go's leader election wants.
   const identity = config.identity ?? `${hostname()}_${randomUUID().slice(0, 8)}`;
   const client = new KubeClient(options.kubeConfig ?? loadKubeConfig(config.kubeconfig));
+  // Object calls go through client-node; lists, watches and the status subresource through KubeClient.
+  const objects = new KubeObjectApi(client);
   const metrics = new ControllerMetrics();
   const health: Health = { synced: false, started: false, leading: false };
   const server = config.metricsAddress ? await serveHealth(config.metricsAddress, metrics, health, logger) : undefined;
 
   try {
     const leading = async (leadSignal: AbortSignal) => {
-      await runLeader({ config, identity, client, metrics, logger, signal: leadSignal, health });
+      await runLeader({ config, identity, client, objects, metrics, logger, signal: leadSignal, health });
     };
     if (config.leaderElection.enabled) {
       const elector = new LeaderElector({
-        client,
+        client: objects,
         namespace: config.namespace,
         leaseName: config.leaderElection.leaseName,
         identity,
@@ -132,15 +134,16 @@ async function runLeader(context: {
   config: ControllerConfig;
   identity: string;
   client: KubeClient;
+  objects: KubeObjectApi;
   metrics: ControllerMetrics;
   logger: Logger;
   signal: AbortSignal;
   health: Health;
 }): Promise<void> {
-  const { config, client, metrics, logger, signal } = context;
+  const { config, client, objects, metrics, logger, signal } = context;
   const ageConfig = config.age.enabled
     ? await ensureClusterAgeIdentity({
-        client,
+        client: objects,
         namespace: config.namespace,
         secretName: config.age.secretName,
         configMapName: config.age.configMapName,
@@ -187,9 +190,9 @@ async function runLeader(context: {
     logger,
   });
   const dataKeys = new DataKeyCache(config.dataKeyCache);
-  const events = new EventRecorder({ client, logger, instance: context.identity });
+  const events = new EventRecorder({ client: objects, logger, instance: context.identity });
   const reconciler = new Reconciler({
-    api: kubeReconcilerApi({ client, objects: new KubeObjectApi(client), envelopeSecrets, secrets }),
+    api: kubeReconcilerApi({ client, objects, envelopeSecrets, secrets }),
     envelopeSecrets,
     secrets,
     unwrap: (request) => unwrapDataKey({ ...request, providers }),

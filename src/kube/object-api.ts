@@ -84,6 +84,16 @@ export class KubeObjectApi {
     );
   }
 
+  /** Creates `object` (a `metadata.generateName` lets the API server pick the name). */
+  create<T = KubeObject>(object: KubeObject, options: { fieldManager?: string; signal?: AbortSignal } = {}): Promise<T> {
+    return this.#run<T>('POST', refOf(object), options.signal, () => this.#api.create(object as never, undefined, undefined, options.fieldManager));
+  }
+
+  /** Replaces `object`; its `metadata.resourceVersion` is a precondition (409 Conflict when it changed). */
+  replace<T = KubeObject>(object: KubeObject, options: { fieldManager?: string; signal?: AbortSignal } = {}): Promise<T> {
+    return this.#run<T>('PUT', refOf(object), options.signal, () => this.#api.replace(object as never, undefined, undefined, options.fieldManager));
+  }
+
   /**
    * A JSON merge patch (RFC 7386) of the object `patch` names by its apiVersion, kind and
    * metadata. A `metadata.resourceVersion` in it is a precondition: the API server answers

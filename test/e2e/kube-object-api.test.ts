@@ -1,9 +1,9 @@
 // KubeObjectApi (client-node's KubernetesObjectApi as the controller uses it) against the
 // real API server: objects come back as the server's JSON (what kubectl shows), the merge
-// patch's resourceVersion and the delete's uid are preconditions the server enforces, and
+// patch's and the replace's resourceVersion and the delete's uid are preconditions the server enforces, and
 // a refused Secret write names the field, never the value.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { KubeApiError } from '../../src/kube/client.ts';
+import { KubeApiError, type KubeObject } from '../../src/kube/client.ts';
 import { KubeObjectApi } from '../../src/kube/object-api.ts';
 import { uniqueName } from '../harness/cluster.ts';
 import { CANARY_MARKER } from '../harness/faults-leaks.ts';
@@ -97,6 +97,33 @@ describe('KubeObjectApi against the API server', () => {
     await api.delete(ref, { uid: live.metadata?.uid ?? '' });
     const gone = (await api.read(ref).catch((e: unknown) => e)) as KubeApiError;
     expect(gone.notFound).toBe(true);
+  });
+
+  it('creates with a generated name, and replaces only the resourceVersion it read (as leader election and Events use it)', async () => {
+    const made = await api.create<Secret>({
+      apiVersion: 'v1',
+      kind: 'Event',
+      metadata: { generateName: 'db.', namespace: ns },
+      involvedObject: { apiVersion: 'envseal.dev/v1alpha1', kind: 'EnvelopeSecret', namespace: ns, name: 'db' },
+      type: 'Normal',
+      reason: 'Synced',
+      message: 'made',
+    });
+    expect(made.metadata?.name).toMatch(/^db\.[a-z0-9]{5}$/);
+    const lease = await api.create<KubeObject & { spec?: { holderIdentity?: string } }>({
+      apiVersion: 'coordination.k8s.io/v1',
+      kind: 'Lease',
+      metadata: { name: 'lease', namespace: ns },
+      spec: { holderIdentity: 'a' },
+    });
+    const taken = await api.replace<typeof lease>({ ...lease, spec: { holderIdentity: 'b' } });
+    expect(taken.spec?.holderIdentity).toBe('b');
+    const stale = (await api.replace({ ...lease, spec: { holderIdentity: 'c' } }).catch((e: unknown) => e)) as KubeApiError;
+    expect(stale).toBeInstanceOf(KubeApiError);
+    expect(stale.conflict).toBe(true);
+    const twice = (await api.create({ ...lease, metadata: { name: 'lease', namespace: ns } }).catch((e: unknown) => e)) as KubeApiError;
+    expect(twice.conflict).toBe(true);
+    expect((await api.read<typeof lease>({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', namespace: ns, name: 'lease' })).spec?.holderIdentity).toBe('b');
   });
 
   it('names the refused field of a Secret write, never its value', async () => {
