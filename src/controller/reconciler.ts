@@ -10,15 +10,7 @@ import { classifyError } from './classify.ts';
 import { Reason, type ReasonName, type ReadyState, readyConditionOf, statusConditions } from './conditions.ts';
 import { ReportedError, TerminalError } from './controller.ts';
 import { DataKeyCache } from './dek-cache.ts';
-import {
-  ANNOTATION_SPEC_HASH,
-  FIELD_MANAGER,
-  desiredSecret,
-  needsReplace,
-  ownershipOf,
-  type SecretManifest,
-  specHash,
-} from './desired.ts';
+import { ANNOTATION_SPEC_HASH, FIELD_MANAGER, desiredSecret, needsReplace, ownershipOf, type SecretManifest, specHash } from './desired.ts';
 import { DriftTracker } from './drift.ts';
 import { FailureMemo } from './failure-memo.ts';
 import type { ReconcileRequest, ReconcileResult, ReconcilerOptions } from './reconciler-api.ts';
@@ -89,8 +81,7 @@ export class Reconciler {
 
     // The namespace's budget of key-provider calls is asked before any other work, so an
     // object that must wait costs nothing (not even a read) until its slot comes.
-    const restartOnly =
-      secretCurrent && (ready?.reason === Reason.RestartRefused || ready?.reason === Reason.RestartPending) && observedCurrent(record);
+    const restartOnly = secretCurrent && (ready?.reason === Reason.RestartRefused || ready?.reason === Reason.RestartPending) && observedCurrent(record);
     if (!restartOnly) {
       const waitMs = this.#budget.admit(request.namespace, key);
       if (waitMs > 0) {

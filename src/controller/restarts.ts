@@ -166,8 +166,8 @@ export class WorkloadRestarts {
 
   #join(batch: Batch, key: string, source: EnvelopeSecretObject, digest: string, signal: AbortSignal): Promise<One> {
     batch.members.set(key, { secretName: source.metadata.name, digest, uid: source.metadata.uid ?? '' });
-    let mine = this.#memberOf.get(key);
-    if (!mine) this.#memberOf.set(key, (mine = new Map()));
+    const mine = this.#memberOf.get(key) ?? new Map<string, Batch>();
+    this.#memberOf.set(key, mine);
     mine.set(batch.key, batch);
     this.#perNamespace.set(batch.namespace, (this.#perNamespace.get(batch.namespace) ?? 0) + 1);
     this.#total++;
