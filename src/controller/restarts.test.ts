@@ -172,6 +172,30 @@ describe('WorkloadRestarts: one restart per window, whatever the number of Secre
     expect(s.world.events.filter((e) => e.reason === 'RolloutRestarted')).toHaveLength(5);
   });
 
+  it('objects reconciled at the same time by several workers open one batch, not one each', async () => {
+    const s = setup();
+    const secrets = names(8);
+    s.world.workloads.set(WEB, deployment(secrets));
+    for (const name of secrets) s.world.putEnvelopeSecret(await sealed(name, 'v1'));
+    // Reads of the workload answer only once every object has asked: all are in flight together.
+    const read = s.world.api.getWorkload;
+    let waiting: (() => void)[] = [];
+    s.world.api.getWorkload = async (...args) => {
+      await new Promise<void>((resolve) => {
+        waiting.push(resolve);
+        setTimeout(() => {
+          for (const go of waiting) go();
+          waiting = [];
+        }, 50);
+      });
+      return read(...args);
+    };
+    await Promise.all(secrets.map((name) => s.reconcile(`${NS}/${name}`)));
+    await s.advance(WINDOW);
+    expect(patches(s.world)).toHaveLength(1);
+    for (const name of secrets) expect(reasonOf(s.world, `${NS}/${name}`)).toBe('Synced');
+  });
+
   it('one batch fired by members reconciled at the same time is patched once', async () => {
     const s = setup();
     const secrets = names(8);

@@ -150,6 +150,9 @@ export class WorkloadRestarts {
     if (!podTemplateUsesSecret(current, source.metadata.name)) return 'refused';
     if (current.spec?.template?.metadata?.annotations?.[ANNOTATION_DATA_HASH] === digest) return 'done';
     if (this.#o.windowMs > 0 && this.#admit(namespace)) {
+      // Another worker may have opened the workload's batch while this one read it.
+      const opened = this.#open.get(wkey);
+      if (opened) return this.#join(opened, key, source, digest, signal);
       const batch: Batch = { key: wkey, namespace, workload, dueAt: this.#o.clock.now() + this.#o.windowMs, members: new Map() };
       this.#open.set(wkey, batch);
       return this.#join(batch, key, source, digest, signal);
