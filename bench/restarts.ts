@@ -130,7 +130,7 @@ async function main(): Promise<void> {
       const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
       return { child, exited };
     };
-    controller = await start('0');
+    controller = await start('10s');
     const recipient = await waitFor('the age recipient', async () => {
       try {
         return (await client.request<{ data: { recipient: string } }>({ method: 'GET', path: paths.configMap(CONTROLLER_NS, 'envseal-age-recipient') })).data
