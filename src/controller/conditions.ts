@@ -9,6 +9,7 @@ export const Reason = {
   SecretNotOwned: 'SecretNotOwned',
   Conflict: 'Conflict',
   RestartRefused: 'RestartRefused',
+  RestartPending: 'RestartPending',
   DecryptFailed: 'DecryptFailed',
   ContextMismatch: 'ContextMismatch',
   CommitmentMismatch: 'CommitmentMismatch',

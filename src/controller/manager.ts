@@ -26,6 +26,8 @@ import { WorkQueue } from './queue.ts';
 import { Controller } from './controller.ts';
 import { Reconciler, type ReconcileResult } from './reconciler.ts';
 import { kubeReconcilerApi } from './reconciler-api.ts';
+import { WorkloadRestarts } from './restarts.ts';
+import { systemClock } from './clock.ts';
 import { type EnvelopeSecretObject, type EnvelopeSecretRecord, envelopeSecretRecord, reconcileWeight, type SecretObject, secretRecord } from './records.ts';
 
 export interface ControllerConfig {
@@ -51,6 +53,8 @@ export interface ControllerConfig {
   unwrapBudget: { perSecond: number; burst: number };
   /** What tenants may ask for: Secret types beyond the defaults, per namespace (src/api/policy.ts). */
   tenantPolicy: TenantPolicy;
+  /** A workload is restarted at most once per window, for every Secret changed within it; 0: at each Secret written. */
+  restartWindowMs: number;
 }
 
 export const DEFAULT_CONTROLLER_CONFIG: ControllerConfig = {
@@ -67,6 +71,7 @@ export const DEFAULT_CONTROLLER_CONFIG: ControllerConfig = {
   shutdownGraceMs: 20_000,
   unwrapBudget: { perSecond: 50, burst: 1000 },
   tenantPolicy: DEFAULT_TENANT_POLICY,
+  restartWindowMs: 10_000,
 };
 
 interface Health {
@@ -191,8 +196,10 @@ async function runLeader(context: {
   });
   const dataKeys = new DataKeyCache(config.dataKeyCache);
   const events = new EventRecorder({ client: objects, logger, instance: context.identity });
+  const api = kubeReconcilerApi({ client, objects, envelopeSecrets, secrets });
   const reconciler = new Reconciler({
-    api: kubeReconcilerApi({ client, objects, envelopeSecrets, secrets }),
+    api,
+    restarts: new WorkloadRestarts({ api, events, logger, clock: systemClock, windowMs: config.restartWindowMs }),
     envelopeSecrets,
     secrets,
     unwrap: (request) => unwrapDataKey({ ...request, providers }),

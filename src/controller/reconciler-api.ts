@@ -14,6 +14,7 @@ import type { DataKeyCache } from './dek-cache.ts';
 import type { DriftTracker } from './drift.ts';
 import type { EventInput, InvolvedObject } from './events.ts';
 import type { ControllerMetrics } from './metrics.ts';
+import type { WorkloadRestarts } from './restarts.ts';
 
 /** A workload of spec.restartWorkloads as the reconciler reads it: what its pod template uses and carries. */
 export type Workload = PodTemplateHolder & { spec?: { template?: { metadata?: { annotations?: Record<string, string> } } } };
@@ -183,6 +184,8 @@ export interface ReconcilerOptions {
   clock?: Pick<Clock, 'now'>;
   /** How often to look again at a Secret that is not ours. */
   foreignRecheckMs?: number;
+  /** Rollout restarts, debounced per workload; default: at once. */
+  restarts?: WorkloadRestarts;
 }
 
 /**

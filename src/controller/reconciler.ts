@@ -8,26 +8,16 @@ import { capMessage } from '../util/message.ts';
 import { NamespaceBudget } from './budget.ts';
 import { classifyError } from './classify.ts';
 import { Reason, type ReasonName, type ReadyState, readyConditionOf, statusConditions } from './conditions.ts';
-import { podTemplateUsesSecret } from './consent.ts';
 import { ReportedError, TerminalError } from './controller.ts';
 import { DataKeyCache } from './dek-cache.ts';
-import {
-  ANNOTATION_DATA_HASH,
-  ANNOTATION_SPEC_HASH,
-  FIELD_MANAGER,
-  desiredSecret,
-  sealedDataDigest,
-  needsReplace,
-  ownershipOf,
-  type SecretManifest,
-  specHash,
-} from './desired.ts';
+import { ANNOTATION_SPEC_HASH, FIELD_MANAGER, desiredSecret, needsReplace, ownershipOf, type SecretManifest, specHash } from './desired.ts';
 import { DriftTracker } from './drift.ts';
 import { FailureMemo } from './failure-memo.ts';
 import type { ReconcileRequest, ReconcileResult, ReconcilerOptions } from './reconciler-api.ts';
 
 export type { EventSink, ReconcileRequest, ReconcileResult, ReconcilerOptions, UnwrapDataKey } from './reconciler-api.ts';
 import type { EnvelopeSecretObject, EnvelopeSecretRecord, SecretObject } from './records.ts';
+import { type RestartState, WorkloadRestarts } from './restarts.ts';
 
 export type { EnvelopeSecretObject, SecretObject } from './records.ts';
 
@@ -37,6 +27,7 @@ export class Reconciler {
   readonly #budget: NamespaceBudget;
   readonly #drift: DriftTracker;
   readonly #failures = new FailureMemo();
+  readonly #restarts: WorkloadRestarts;
 
   constructor(options: ReconcilerOptions) {
     this.#o = options;
@@ -44,6 +35,8 @@ export class Reconciler {
     this.#now = () => clock.now();
     this.#budget = options.budget ?? new NamespaceBudget({ perSecond: 0, now: this.#now });
     this.#drift = options.drift ?? new DriftTracker({ now: this.#now });
+    this.#restarts =
+      options.restarts ?? new WorkloadRestarts({ api: options.api, events: options.events, logger: options.logger, clock: { now: this.#now }, windowMs: 0 });
   }
 
   async reconcile(request: ReconcileRequest, signal: AbortSignal): Promise<ReconcileResult> {
@@ -69,7 +62,12 @@ export class Reconciler {
     }
     const secretCurrent = live !== undefined && ownership === 'owned' && secretInSync(record, live);
     const ready = readyConditionOf(record.status);
-    if (secretCurrent && ready?.status === 'True' && observedCurrent(record)) return { outcome: 'unchanged' };
+    if (secretCurrent && ready?.status === 'True' && observedCurrent(record)) {
+      if (ready.reason !== Reason.RestartPending) return { outcome: 'unchanged' };
+      // A restart is pending: from memory, without reading the object (a new leader reads it below).
+      const settled = await this.#restarts.settle(key, signal);
+      if (settled) return this.#report(record, settled, live.metadata?.resourceVersion, signal);
+    }
     if (failedForGood(record) || this.#failures.holds(key, record, this.#now())) return { outcome: 'terminal' };
 
     // Someone else changed or deleted the Secret since envseal wrote it for this spec.
@@ -83,7 +81,7 @@ export class Reconciler {
 
     // The namespace's budget of key-provider calls is asked before any other work, so an
     // object that must wait costs nothing (not even a read) until its slot comes.
-    const restartOnly = secretCurrent && ready?.reason === Reason.RestartRefused && observedCurrent(record);
+    const restartOnly = secretCurrent && (ready?.reason === Reason.RestartRefused || ready?.reason === Reason.RestartPending) && observedCurrent(record);
     if (!restartOnly) {
       const waitMs = this.#budget.admit(request.namespace, key);
       if (waitMs > 0) {
@@ -132,6 +130,7 @@ export class Reconciler {
     this.#drift.forget(key);
     this.#budget.forget(key);
     this.#failures.forget(key);
+    this.#restarts.forget(key);
     return { outcome: 'gone' };
   }
 
@@ -144,32 +143,37 @@ export class Reconciler {
     throw new TerminalError(`${reasonName}: ${message}`, { reason: reasonName });
   }
 
-  /** Restarts the consenting workloads, then reports Synced or RestartRefused for the written Secret. */
+  /** Restarts (or schedules restarts of) the consenting workloads, then reports for the written Secret. */
   async #restartAndReport(source: EnvelopeSecretObject, written: SecretObject, signal: AbortSignal, keys?: number): Promise<ReconcileResult> {
-    const name = source.metadata.name;
     // Before the status: if a restart fails, the object stays out of sync and is retried.
-    const refused = await this.#restartWorkloads(source, signal);
-    const secretResourceVersion = written.metadata?.resourceVersion;
-    if (refused.length > 0) {
-      const list = refused.map((w) => `${w.kind} ${w.name}`).join(', ');
-      await this.#setStatus(
-        source,
-        {
-          ready: false,
-          reason: Reason.RestartRefused,
-          message: `Secret ${name} is up to date, but envseal restarts only workloads whose pod template uses the Secret (a volume, env or envFrom naming it): ${list} does not; remove it from restartWorkloads or make it use the Secret`,
-        },
-        secretResourceVersion,
-        signal,
-      );
-      return { outcome: 'terminal' };
+    const state = await this.#restarts.request(source, signal);
+    return this.#report(source, state, written.metadata?.resourceVersion, signal, keys);
+  }
+
+  /** Synced, RestartPending (Ready, looked at again when due) or RestartRefused. */
+  async #report(
+    source: EnvelopeSecretObject | EnvelopeSecretRecord,
+    state: RestartState,
+    secretResourceVersion: string | undefined,
+    signal: AbortSignal,
+    keys?: number,
+  ): Promise<ReconcileResult> {
+    const name = source.metadata.name;
+    const requeue = state.dueAt === undefined ? {} : { requeueAfterMs: Math.max(1, state.dueAt - this.#now()) };
+    const workloads = (list: readonly { kind: string; name: string }[]) => list.map((w) => `${w.kind} ${w.name}`).join(', ');
+    if (state.refused.length > 0) {
+      const message = `Secret ${name} is up to date, but envseal restarts only workloads whose pod template uses the Secret (a volume, env or envFrom naming it): ${workloads(state.refused)} does not; remove it from restartWorkloads or make it use the Secret`;
+      await this.#setStatus(source, { ready: false, reason: Reason.RestartRefused, message }, secretResourceVersion, signal);
+      return { outcome: 'terminal', ...requeue };
     }
-    await this.#setStatus(
-      source,
-      { ready: true, reason: Reason.Synced, message: `Secret ${name} is up to date${keys === undefined ? '' : ` (${keys} keys)`}` },
-      secretResourceVersion,
-      signal,
-    );
+    if (state.dueAt !== undefined) {
+      const at = new Date(state.dueAt).toISOString().replace(/\.\d{3}Z$/, 'Z');
+      const message = `Secret ${name} is up to date; restart of ${workloads(state.pending)} due at ${at} (restarts are batched over ${this.#restarts.windowMs / 1000} s)`;
+      await this.#setStatus(source, { ready: true, reason: Reason.RestartPending, message }, secretResourceVersion, signal);
+      return { outcome: keys === undefined ? 'deferred' : 'synced', ...requeue };
+    }
+    const message = `Secret ${name} is up to date${keys === undefined ? '' : ` (${keys} keys)`}`;
+    await this.#setStatus(source, { ready: true, reason: Reason.Synced, message }, secretResourceVersion, signal);
     this.#o.logger.info({ envelopeSecret: `${source.metadata.namespace}/${name}`, secretResourceVersion }, 'secret synced');
     return { outcome: 'synced' };
   }
@@ -227,41 +231,6 @@ export class Reconciler {
     // Keys someone else added are owned by their field manager, so apply keeps them; the
     // Secret must hold exactly the sealed keys.
     return api.removeSecretKeys(namespace, name, { resourceVersion: written.metadata?.resourceVersion, keys: extra }, signal);
-  }
-
-  /**
-   * Rolls the listed workloads that use the Secret and whose pod template does not carry
-   * the current data digest; returns the listed workloads that do not use it (refused).
-   */
-  async #restartWorkloads(source: EnvelopeSecretObject, signal: AbortSignal): Promise<{ kind: string; name: string }[]> {
-    const workloads = source.spec.restartWorkloads ?? [];
-    const refused: { kind: string; name: string }[] = [];
-    if (workloads.length === 0) return refused;
-    const digest = sealedDataDigest(source);
-    const namespace = source.metadata.namespace ?? '';
-    for (const workload of workloads) {
-      const current = await this.#o.api.getWorkload(namespace, workload.kind, workload.name, signal);
-      if (!current) {
-        this.#o.events.record(involved(source), {
-          type: 'Warning',
-          reason: 'WorkloadNotFound',
-          message: `${workload.kind} ${workload.name} listed in restartWorkloads does not exist`,
-        });
-        continue;
-      }
-      if (!podTemplateUsesSecret(current, source.metadata.name)) {
-        refused.push(workload);
-        continue;
-      }
-      if (current.spec?.template?.metadata?.annotations?.[ANNOTATION_DATA_HASH] === digest) continue;
-      await this.#o.api.annotatePodTemplate(namespace, workload.kind, workload.name, { [ANNOTATION_DATA_HASH]: digest }, signal);
-      this.#o.events.record(involved(source), {
-        type: 'Normal',
-        reason: 'RolloutRestarted',
-        message: `restarted ${workload.kind} ${workload.name}: the Secret's data changed`,
-      });
-    }
-    return refused;
   }
 
   /** Says who keeps changing the Secret (its field managers other than envseal's), once per backoff. */
@@ -335,7 +304,9 @@ export class Reconciler {
     if (!unchanged) {
       await this.#o.api.patchStatus(source.metadata.namespace ?? '', source.metadata.name, status, signal);
     }
-    if (previous?.status !== condition.status || previous?.reason !== condition.reason) {
+    // A pending restart is told by the status alone; its end is told (Synced, RolloutRestarted).
+    const quiet = state.reason === Reason.RestartPending;
+    if (!quiet && (previous?.status !== condition.status || previous?.reason !== condition.reason)) {
       this.#o.events.record(involved(source), { type: state.ready ? 'Normal' : 'Warning', reason: state.reason, message: condition.message });
     }
   }

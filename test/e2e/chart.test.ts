@@ -418,6 +418,15 @@ describe('the Helm chart', () => {
     expect(podSpec(await render(['controller.unwrapBudget.perSecond=0'])).containers[0]!.args).toContain('--unwrap-budget=0');
   });
 
+  it('passes the restart window, 0 included, and refuses one the controller would not read', async () => {
+    expect(podSpec(await render()).containers[0]!.args).toContain('--restart-window=10s');
+    expect(podSpec(await render(['controller.restartWindow=1m'])).containers[0]!.args).toContain('--restart-window=1m');
+    expect(podSpec(await render(['controller.restartWindow=0'])).containers[0]!.args).toContain('--restart-window=0');
+    const refused = await helm(['template', 'envseal', chartDir, '--set', 'controller.restartWindow=soon']);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('restartWindow');
+  });
+
   it('renders monitoring: a ServiceMonitor on the metrics Service and a PrometheusRule with the alerts', async () => {
     const manifests = await render([
       'metrics.serviceMonitor.enabled=true',

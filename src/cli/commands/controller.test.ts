@@ -47,3 +47,26 @@ describe('envseal controller --allowed-secret-types', () => {
     expect((error as CliError).message).toMatch(message);
   });
 });
+
+describe('envseal controller --restart-window', () => {
+  it('defaults to 10 s; reads a duration; 0 restarts at each Secret written', () => {
+    expect(configOf([]).restartWindowMs).toBe(10_000);
+    expect(configOf(['--restart-window=30s']).restartWindowMs).toBe(30_000);
+    expect(configOf(['--restart-window', '2m']).restartWindowMs).toBe(120_000);
+    expect(configOf(['--restart-window=0']).restartWindowMs).toBe(0);
+    expect(configOf(['--restart-window=0s']).restartWindowMs).toBe(0);
+  });
+
+  it.each([
+    ['soon', /--restart-window must be a duration such as 500ms, 30s, 5m or 1h/],
+    ['-5s', /--restart-window must be a duration/],
+    ['2h', /--restart-window must be at most 1h/],
+  ])('refuses %s as a usage error naming the flag', (value, message) => {
+    expect(() => configOf([`--restart-window=${value}`])).toThrow(message);
+    try {
+      configOf([`--restart-window=${value}`]);
+    } catch (error) {
+      expect((error as CliError).code).toBe('Usage');
+    }
+  });
+});

@@ -25,6 +25,11 @@ const OPTIONS = {
   'age-configmap': { type: 'string', value: 'NAME', help: 'ConfigMap publishing the age recipient (default envseal-age-recipient)' },
   ...providerOptions('controller', false),
   'unwrap-budget': { type: 'string', value: 'RATE/BURST', help: "key-provider calls per namespace: per second and burst (default 50/1000; '0' disables)" },
+  'restart-window': {
+    type: 'string',
+    value: 'DURATION',
+    help: "restart each workload in restartWorkloads at most once per window, for all its Secrets changed within it (default 10s; '0' restarts at each Secret written)",
+  },
   'no-leader-elect': { type: 'boolean', help: 'run without leader election (one replica only)' },
   'lease-name': { type: 'string', value: 'NAME', help: 'Lease used for leader election (default envseal-controller)' },
   'lease-duration': { type: 'string', value: 'DURATION', help: 'leader lease duration (default 15s)' },
@@ -98,6 +103,7 @@ export function controllerConfigFrom(ctx: Pick<CommandContext, 'values' | 'io'>)
     ...((str('identity') ?? env.POD_NAME) ? { identity: (str('identity') ?? env.POD_NAME)! } : {}),
     shutdownGraceMs: d.shutdownGraceMs,
     unwrapBudget: str('unwrap-budget') ? parseBudget(str('unwrap-budget')!) : d.unwrapBudget,
+    restartWindowMs: str('restart-window') ? parseWindow(str('restart-window')!) : d.restartWindowMs,
     tenantPolicy: tenantPolicyFrom(stringList(values, 'allowed-secret-types'), env.ENVSEAL_ALLOWED_SECRET_TYPES),
   };
 }
@@ -124,6 +130,14 @@ export async function controllerProvidersFrom(ctx: Pick<CommandContext, 'values'
     },
     signal,
   });
+}
+
+function parseWindow(text: string): number {
+  if (text.trim() === '0') return 0;
+  const ms = parseDuration(text, 'restart-window');
+  // The restart waits this long: beyond an hour it is more likely a mistake than a choice.
+  if (ms > 3_600_000) throw usageError('--restart-window must be at most 1h');
+  return ms;
 }
 
 function parseBudget(text: string): ControllerConfig['unwrapBudget'] {
