@@ -380,6 +380,7 @@ const PERMANENT_REASONS: ReadonlySet<string> = new Set([
   Reason.InvalidSpec,
   Reason.PolicyViolation,
   Reason.SecretRejected,
+  Reason.TemplateFailed,
 ]);
 const OUTSIDE_WORLD: ReadonlySet<string> = new Set([Reason.KMSAccessDenied, Reason.KMSKeyUnavailable, Reason.KMSKeyNotFound]);
 
