@@ -109,7 +109,7 @@ describe('envseal edit with templates', () => {
   it('adds a template and a value together', async () => {
     const result = await run((doc) => {
       doc.stringData!.HOST = 'db.internal';
-      doc.templates!['url'] = 'postgres://{{ .USER }}@{{ .HOST }}';
+      doc.templates!.url = 'postgres://{{ .USER }}@{{ .HOST }}';
     });
     expect(result.code).toBe(0);
     expect((await ws.cli(['unseal', '-f', 'db.yaml', '--key', 'url', '-i', key.file])).stdout).toBe('postgres://app@db.internal');
