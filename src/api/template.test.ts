@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
@@ -207,5 +208,20 @@ describe('the output is bounded before any value is opened', () => {
     expect(parseTemplate('k', actions)).toHaveLength(5000);
     const spaces = `${' '.repeat(60000)}x{{- .A }}`;
     expect(render(spaces, { A: 'v' })).toBe(`${' '.repeat(60000)}xv`);
+  });
+});
+
+describe('docs/format.md', () => {
+  it('its example templates are valid and render as the text says', () => {
+    const doc = readFileSync(new URL('../../docs/format.md', import.meta.url), 'utf8');
+    const section = doc.slice(doc.indexOf('### Templates'), doc.indexOf('## Cryptography'));
+    const example = /Example:\n\n```yaml\n([\s\S]*?)```/.exec(section)![1]!;
+    const { template } = parseYaml(example) as { template: { type: string; data: Record<string, string> } };
+    const values = { USER: 'app', DB_PASSWORD: 'p"w', 'ca.crt': 'L1\nL2', REGISTRY_AUTH: 'u:p' };
+    const valueLengths = new Map(Object.entries(values).map(([k, v]) => [k, v.length]));
+    expect(checkTemplates({ templates: template.data, valueLengths, budget: 1024 * 1024, type: template.type })).toEqual([]);
+    const out = renderTemplates({ templates: template.data, values: Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Buffer.from(v)])) });
+    expect(parseYaml(out['config.yaml']!.toString())).toEqual({ database: { user: 'app', password: 'p"w' }, tls: { ca: 'L1\nL2\n' } });
+    expect(JSON.parse(out['.dockerconfigjson']!.toString())).toEqual({ auths: { 'registry.example': { auth: Buffer.from('u:p').toString('base64') } } });
   });
 });
