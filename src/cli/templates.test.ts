@@ -77,6 +77,28 @@ describe('envseal unseal with templates', () => {
   });
 });
 
+describe('envseal verify with templates', () => {
+  it('checks them offline, and renders them with --decrypt', async () => {
+    expect((await ws.cli(['verify', '-f', 'db.yaml'])).code).toBe(0);
+    const decrypt = await ws.cli(['verify', '-f', 'db.yaml', '--decrypt', '-i', key.file]);
+    expect(decrypt).toMatchObject({ code: 0 });
+    expect(decrypt.stdout).toMatch(/all 2 values open, 1 template render\n$/);
+    const doc = await manifest();
+    doc.spec.template = { data: { x: '{{ .DB_PASSWORD | b64dec }}' } };
+    await ws.write('bad.yaml', stringify(doc));
+    expect((await ws.cli(['verify', '-f', 'bad.yaml'])).code).toBe(0);
+    const failed = await ws.cli(['verify', '-f', 'bad.yaml', '--decrypt', '-i', key.file]);
+    expect(failed.code).toBe(16);
+    expect(failed.stderr).toContain('template check failed: template "x" line 1 column 19: the value piped to b64dec is not standard padded base64');
+    expect(failed.stderr).not.toContain(CANARY);
+    doc.spec.template = { data: { x: '{{ .NOPE }}' } };
+    await ws.write('bad.yaml', stringify(doc));
+    const offline = await ws.cli(['verify', '-f', 'bad.yaml']);
+    expect(offline.code).toBe(10);
+    expect(offline.stderr).toContain('references key "NOPE", which is not sealed in this EnvelopeSecret [structure]');
+  });
+});
+
 describe('envseal edit with templates', () => {
   const run = (change: (doc: Record<string, Record<string, string>>) => void, seen: string[] = []) =>
     ws.cli(['edit', 'db.yaml', '-i', key.file], {
