@@ -145,8 +145,10 @@ export interface RenderRequest {
 /** Renders every template; no partial result on failure. Call checkTemplates first. */
 export function renderTemplates(request: RenderRequest): Record<string, Buffer> {
   const rendered: Record<string, Buffer> = {};
+  // One strict decoder for the call (fatal: no replacement characters; the BOM kept).
+  const context: RenderContext = { values: request.values, decoder: new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }) };
   try {
-    for (const [key, text] of Object.entries(request.templates)) rendered[key] = renderOne(key, parseTemplate(key, text), request.values);
+    for (const [key, text] of Object.entries(request.templates)) rendered[key] = renderOne(key, parseTemplate(key, text), context);
     return rendered;
   } catch (error) {
     for (const value of Object.values(rendered)) value.fill(0);
@@ -154,10 +156,15 @@ export function renderTemplates(request: RenderRequest): Record<string, Buffer> 
   }
 }
 
-function renderOne(key: string, nodes: readonly Node[], values: Readonly<Record<string, Uint8Array>>): Buffer {
+interface RenderContext {
+  values: Readonly<Record<string, Uint8Array>>;
+  decoder: { decode(input: Uint8Array): string };
+}
+
+function renderOne(key: string, nodes: readonly Node[], context: RenderContext): Buffer {
   const parts: Buffer[] = [];
   try {
-    for (const node of nodes) parts.push(node.kind === 'text' ? Buffer.from(node.text) : runAction(key, node.action, values));
+    for (const node of nodes) parts.push(node.kind === 'text' ? Buffer.from(node.text) : runAction(key, node.action, context));
     return Buffer.concat(parts);
   } finally {
     for (const part of parts) part.fill(0);
@@ -174,18 +181,19 @@ function operandValue(key: string, operand: Operand, values: Readonly<Record<str
   return Buffer.from(value);
 }
 
-function runAction(key: string, action: Action, values: Readonly<Record<string, Uint8Array>>): Buffer {
+function runAction(key: string, action: Action, context: RenderContext): Buffer {
   const { head } = action;
+  const { values } = context;
   let current = 'name' in head ? operandValue(key, head.args.at(-1)!, values) : operandValue(key, head, values);
   for (const call of callsOf(action)) {
-    const next = apply(key, call, current, values);
+    const next = apply(key, call, current, context);
     if (next !== current) current.fill(0);
     current = next;
   }
   return current;
 }
 
-function apply(key: string, call: ReturnType<typeof callsOf>[number], input: Buffer, values: Readonly<Record<string, Uint8Array>>): Buffer {
+function apply(key: string, call: ReturnType<typeof callsOf>[number], input: Buffer, context: RenderContext): Buffer {
   const fail = (problem: string): never => {
     throw new TemplateError('TemplateRenderFailed', key, call.at, problem);
   };
@@ -200,14 +208,14 @@ function apply(key: string, call: ReturnType<typeof callsOf>[number], input: Buf
     case 'json': {
       let text: string;
       try {
-        text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(input);
+        text = context.decoder.decode(input);
       } catch {
         return fail(`the value piped to json is not UTF-8 text (b64enc it instead)`);
       }
       return Buffer.from(jsonString(text));
     }
     case 'default':
-      return input.length > 0 ? input : operandValue(key, call.args[0]!, values);
+      return input.length > 0 ? input : operandValue(key, call.args[0]!, context.values);
     case 'indent':
     case 'nindent': {
       const first = call.args[0];

@@ -47,13 +47,16 @@ export function specHash(source: EnvelopeSecret): string {
 export const ANNOTATION_DATA_HASH = 'envseal.dev/data-hash';
 
 /**
- * A digest of the sealed values (ciphertext), which changes whenever the data is
- * re-sealed and reveals nothing about the values (a hash of plaintext would let anyone
+ * A digest of the sealed values (ciphertext) and templates, which changes whenever the
+ * data is re-sealed or a template changes, and reveals nothing about the values (a hash of plaintext would let anyone
  * who can read a Deployment test guesses of a weak password).
  */
 export function sealedDataDigest(source: EnvelopeSecret): string {
   const data = source.spec.envelopes.map((e) => [e.id, e.data]);
-  return `sha256:${createHash('sha256').update(canonicalJson(data)).digest('hex')}`;
+  // Templates change the Secret's data too; without any, the digest is what it always was.
+  const templates = source.spec.template?.data;
+  const digested = templates === undefined ? data : [data, templates];
+  return `sha256:${createHash('sha256').update(canonicalJson(digested)).digest('hex')}`;
 }
 
 export interface DesiredSecretInput {

@@ -13,13 +13,14 @@ import { ManualClock } from '../test-support/manual-clock.ts';
 import { TestWorld } from '../test-support/reconciler-world.ts';
 import { TerminalError } from './controller.ts';
 import { DataKeyCache } from './dek-cache.ts';
-import { desiredSecret } from './desired.ts';
+import { desiredSecret, sealedDataDigest } from './desired.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { Reconciler } from './reconciler.ts';
 import type { EnvelopeSecretObject } from './records.ts';
 
 const KEY = 'prod/db';
 const CANARY = 'CANARY-templates';
+const CONFIG_TEXT = 'password: {{ .DB_PASSWORD | json }}\n';
 let identity: { identity: string; recipient: string };
 
 beforeAll(async () => {
@@ -79,6 +80,18 @@ describe('Reconciler with templates', () => {
     expect(s.said()).not.toContain('CANARY');
   });
 
+  it('costs no API call more than the same object without templates: the rendered keys go in the same apply', async () => {
+    const counts: string[][] = [];
+    for (const templates of [{}, { 'config.yaml': CONFIG_TEXT, auth: '{{ .USER }}:{{ .DB_PASSWORD | b64enc }}' }]) {
+      const s = setup();
+      s.world.putEnvelopeSecret(await sealed({ DB_PASSWORD: `${CANARY}-1`, USER: 'app' }, templates));
+      expect(await s.reconcile()).toEqual({ outcome: 'synced' });
+      counts.push(s.world.calls.map((c) => c.call));
+    }
+    expect(counts[1]).toEqual(counts[0]);
+    expect(counts[0]!.filter((c) => c === 'applySecret')).toHaveLength(1);
+  });
+
   it('TemplateFailed: a value b64dec cannot take; terminal, names the place, writes no Secret, quotes no value', async () => {
     const s = setup();
     s.world.putEnvelopeSecret(await sealed({ CERT: `${CANARY}-not-base64!` }, { 'tls.crt': 'x\n{{ .CERT | b64dec }}' }));
@@ -113,5 +126,19 @@ describe('desiredSecret', () => {
     const source = (await sealed({ A: 'a' }, { t: '<{{ .A | b64enc }}>' })) as EnvelopeSecret;
     const desired = desiredSecret({ source, data: { A: Buffer.from('a') }, specHash: 'sha256:x' });
     expect(desired.data).toEqual({ A: Buffer.from('a').toString('base64'), t: Buffer.from(`<${Buffer.from('a').toString('base64')}>`).toString('base64') });
+  });
+});
+
+describe('sealedDataDigest (the restart annotation)', () => {
+  it('changes when a template changes, and is unchanged for a manifest without templates', async () => {
+    const source = (await sealed({ A: 'a' }, { t: '{{ .A }}' })) as EnvelopeSecret;
+    const edited = { ...source, spec: { ...source.spec, template: { data: { t: '{{ .A }}!' } } } };
+    const none = { ...source, spec: { ...source.spec, template: {} } };
+    expect(sealedDataDigest(edited)).not.toBe(sealedDataDigest(source));
+    const { createHash } = await import('node:crypto');
+    const legacy = `sha256:${createHash('sha256')
+      .update(JSON.stringify(source.spec.envelopes.map((e) => [e.id, Object.fromEntries(Object.entries(e.data).sort())])))
+      .digest('hex')}`;
+    expect(sealedDataDigest(none)).toBe(legacy);
   });
 });
