@@ -119,7 +119,7 @@ export class Reconciler {
       // The hash of the spec that was opened: the cached record may be older than the read.
       const desired = desiredSecret({ source, data, specHash: specHash(source) });
       const written = await this.#write(live, desired, signal);
-      return await this.#restartAndReport(source, written, signal, Object.keys(data).length);
+      return await this.#restartAndReport(source, written, signal, Object.keys(desired.data).length);
     } catch (error) {
       signal.throwIfAborted();
       return this.#fail(key, source, error, log, signal);

@@ -71,7 +71,7 @@ describe('Reconciler with templates', () => {
       'config.yaml': `password: "${CANARY}-1"\nhost: db\n`,
       auth: `app:${CANARY}-1`,
     });
-    expect(s.world.ready(KEY)).toMatchObject({ status: 'True', reason: 'Synced' });
+    expect(s.world.ready(KEY)).toMatchObject({ status: 'True', reason: 'Synced', message: 'Secret db is up to date (4 keys)' });
 
     const changed = await sealed({ DB_PASSWORD: `${CANARY}-2`, USER: 'app' }, templates);
     s.world.putEnvelopeSecret({ ...changed, metadata: { ...changed.metadata, generation: 2 } } as EnvelopeSecretObject);
