@@ -114,6 +114,7 @@ export function parseTemplate(templateKey: string, text: string): Node[] {
   const pushText = (chunk: string) => {
     if (chunk !== '') nodes.push({ kind: 'text', text: chunk });
   };
+  const parser = new ActionParser(templateKey, text, at);
 
   while (pos < text.length) {
     const open = text.indexOf('{{', pos);
@@ -130,7 +131,7 @@ export function parseTemplate(templateKey: string, text: string): Node[] {
       cursor += 1;
     }
     pushText(chunk);
-    const parser = new ActionParser(templateKey, text, cursor, at);
+    parser.pos = cursor;
     const action = parser.action(at(open));
     cursor = parser.pos;
     if (text.startsWith('-}}', cursor)) {
@@ -152,11 +153,11 @@ class ActionParser {
   readonly #at: (offset: number) => Position;
   readonly #re = stickies();
 
-  constructor(templateKey: string, text: string, start: number, at: (offset: number) => Position) {
+  constructor(templateKey: string, text: string, at: (offset: number) => Position) {
     this.#key = templateKey;
     this.#text = text;
     this.#at = at;
-    this.pos = start;
+    this.pos = 0;
   }
 
   private get text(): string {
@@ -169,8 +170,8 @@ class ActionParser {
 
   #space(): void {
     this.#re.SPACE.lastIndex = this.pos;
-    this.#re.SPACE.test(this.text);
-    this.pos = this.#re.SPACE.lastIndex;
+    // A failed sticky test resets lastIndex to 0: keep the position then.
+    if (this.#re.SPACE.test(this.text)) this.pos = this.#re.SPACE.lastIndex;
   }
 
   #atEnd(): boolean {

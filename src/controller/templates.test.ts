@@ -82,7 +82,7 @@ describe('Reconciler with templates', () => {
 
   it('costs no API call more than the same object without templates: the rendered keys go in the same apply', async () => {
     const counts: string[][] = [];
-    for (const templates of [{}, { 'config.yaml': CONFIG_TEXT, auth: '{{ .USER }}:{{ .DB_PASSWORD | b64enc }}' }]) {
+    for (const templates of [{}, { 'config.yaml': CONFIG_TEXT, auth: '{{ .USER }}:{{ .DB_PASSWORD | b64enc }}' }] as Record<string, string>[]) {
       const s = setup();
       s.world.putEnvelopeSecret(await sealed({ DB_PASSWORD: `${CANARY}-1`, USER: 'app' }, templates));
       expect(await s.reconcile()).toEqual({ outcome: 'synced' });
