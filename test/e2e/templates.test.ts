@@ -77,6 +77,24 @@ describe('templates on the real control plane', () => {
     await waitReady('app', 'Synced', 'True');
   });
 
+  it('a changed template alone (same ciphertext) re-renders the key', async () => {
+    const live = (await getEnvelopeSecret('app'))!;
+    const changed = {
+      apiVersion: live.apiVersion,
+      kind: live.kind,
+      metadata: { name: 'app', namespace: ns },
+      spec: { ...live.spec, template: { data: { 'config.yaml': CONFIG, 'dsn.txt': 'postgres://{{ .USER }}@db.internal/app' } } },
+    };
+    await applyOrThrow(changed);
+    const secret = await waitFor('the new template key', async () => {
+      const s = await getSecret('app');
+      return decode(s?.data)['dsn.txt'] ? s : undefined;
+    });
+    expect(decode(secret.data)['dsn.txt']).toBe('postgres://app@db.internal/app');
+    expect(decode(secret.data)['config.yaml']).toContain(`${CANARY}-2`);
+    await waitReady('app', 'Synced', 'True');
+  });
+
   it('a template whose function cannot take a value: Ready=False TemplateFailed naming the place, and the Secret is not clobbered', async () => {
     const before = await getSecret('app');
     expect(before).toBeDefined();
