@@ -33,6 +33,8 @@ import {
   MAX_TEMPLATE_ANNOTATIONS,
   MAX_TEMPLATE_ANNOTATIONS_BYTES,
   MAX_TEMPLATE_LABELS,
+  MAX_TEMPLATE_LENGTH,
+  MAX_TEMPLATES,
   VALUE_OVERHEAD_BYTES,
   validateEnvelopeSecret,
 } from './validation.ts';
@@ -85,6 +87,16 @@ describe('the CRD states the limits of src/api/validation.ts', () => {
     expect(spec.properties!.restartWorkloads!.maxItems).toBe(MAX_RESTART_WORKLOADS);
     expect(labels.maxProperties).toBe(MAX_TEMPLATE_LABELS);
     expect(annotations.maxProperties).toBe(MAX_TEMPLATE_ANNOTATIONS);
+    expect(template.properties!.data!.maxProperties).toBe(MAX_TEMPLATES);
+  });
+
+  it('templates: their length, their key names, and no key both templated and sealed', () => {
+    const data = template.properties!.data!;
+    expect(data.additionalProperties!.maxLength).toBe(MAX_TEMPLATE_LENGTH);
+    expect(rule(data, 'self.all(k').rule).toBe(rule(envelope.properties!.data!, 'self.all(k').rule);
+    expect(rule(spec, 'self.template.data').rule).toBe(
+      '!has(self.template) || !has(self.template.data) || self.template.data.all(k, self.envelopes.all(e, !(k in e.data)))',
+    );
   });
 
   it('sizes: plaintext total, sealed value, encryptedKey per provider, keyId, recipient, type, label values, annotation bytes', () => {

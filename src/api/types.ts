@@ -19,6 +19,8 @@ export interface Envelope {
 
 export interface SecretTemplate {
   type?: string;
+  /** Secret key -> template text, rendered from the opened values (docs/format.md, "Templates"). */
+  data?: Record<string, string>;
   immutable?: boolean;
   metadata?: {
     labels?: Record<string, string>;

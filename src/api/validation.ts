@@ -6,6 +6,7 @@ import { PROVIDERS } from '../providers/registry.ts';
 import { checkNamespacesScope, MAX_NAMESPACES_SCOPE_RECIPIENTS, MAX_NAMESPACES_SCOPE_RECIPIENTS_PER_ENVELOPE } from './namespaces-scope.ts';
 import { labelValueProblem, namespaceProblem, objectNameProblem, qualifiedNameProblem, quoteName, secretKeyProblem } from './names.ts';
 import { CREDENTIAL_MINTING_SECRET_TYPES, reservedKeyIssues } from './policy.ts';
+import { checkTemplates } from './template-render.ts';
 import { API_VERSION, type EnvelopeSecret, KIND, RESTARTABLE_KINDS, type ValidationCheck, type ValidationIssue } from './types.ts';
 import { EnvsealError, type ExitClass } from '../util/errors.ts';
 
@@ -39,6 +40,9 @@ export const MAX_TEMPLATE_ANNOTATIONS = 64;
 /** Template annotations, keys and values, in UTF-8 bytes (Kubernetes itself allows 256 KiB on the Secret). */
 export const MAX_TEMPLATE_ANNOTATIONS_BYTES = 64 * 1024;
 export const MAX_RESTART_WORKLOADS = 32;
+/** Templates in spec.template.data, and the characters of one (rendered output is bounded apart). */
+export const MAX_TEMPLATES = 64;
+export const MAX_TEMPLATE_LENGTH = 65536;
 
 /** Per provider, the largest encryptedKey in bytes. */
 export const MAX_ENCRYPTED_KEY_BYTES: Readonly<Record<string, number>> = Object.freeze(
@@ -170,6 +174,7 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
     return issues;
   }
   const keyOwner = new Map<string, number>();
+  const valueLengths = new Map<string, number>();
   let totalBytes = 0;
   let totalRecipients = 0;
   envelopes.forEach((envelope: unknown, e) => {
@@ -240,13 +245,60 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
       else {
         const bytes = Buffer.byteLength(value, 'base64');
         if (bytes < VALUE_OVERHEAD_BYTES) add('size', kat, 'is shorter than a nonce and a tag (truncated?)');
-        else totalBytes += bytes - VALUE_OVERHEAD_BYTES;
+        else {
+          totalBytes += bytes - VALUE_OVERHEAD_BYTES;
+          valueLengths.set(key, bytes - VALUE_OVERHEAD_BYTES);
+        }
       }
     }
   });
   if (totalRecipients > maxRecipients) add('size', 'spec.envelopes', `has ${totalRecipients} recipients in all; at most ${maxRecipients}`);
   if (totalBytes > MAX_SECRET_DATA_BYTES) add('size', 'spec.envelopes', `values total ${totalBytes} bytes; a Secret holds at most ${MAX_SECRET_DATA_BYTES}`);
+  else if (isRecord(template) && template.data !== undefined) checkTemplateData(template, keyOwner, valueLengths, MAX_SECRET_DATA_BYTES - totalBytes, add);
   return issues;
+}
+
+/** spec.template.data: key names, counts, no key both sealed and templated, then the templates themselves. */
+function checkTemplateData(
+  template: Record<string, unknown>,
+  keyOwner: ReadonlyMap<string, number>,
+  valueLengths: ReadonlyMap<string, number>,
+  budget: number,
+  add: (c: ValidationCheck, p: string, m: string) => void,
+): void {
+  const at = 'spec.template.data';
+  const data = template.data;
+  if (!isStringMap(data)) {
+    add('structure', at, 'must map Secret keys to template text');
+    return;
+  }
+  const keys = Object.keys(data);
+  if (keys.length > MAX_TEMPLATES) {
+    add('size', at, `has ${keys.length} templates; at most ${MAX_TEMPLATES}`);
+    return;
+  }
+  let fine = true;
+  for (const key of keys) {
+    const kat = `${at}[${quoteName(key)}]`;
+    const problem = secretKeyProblem(key);
+    const owner = keyOwner.get(key);
+    if (problem) add('structure', kat, `invalid key name: ${problem}`);
+    else if (owner !== undefined)
+      add(
+        'duplicate-key',
+        kat,
+        `key ${quoteName(key)} is also sealed in spec.envelopes[${owner}]; a Secret key comes from a template or a sealed value, not both`,
+      );
+    // The API server counts characters (code points), as here; a UTF-16 length is never less.
+    else if (data[key]!.length > MAX_TEMPLATE_LENGTH && [...data[key]!].length > MAX_TEMPLATE_LENGTH)
+      add('size', kat, `is longer than ${MAX_TEMPLATE_LENGTH} characters`);
+    else continue;
+    fine = false;
+  }
+  if (!fine) return;
+  const type = typeof template.type === 'string' ? template.type : undefined;
+  for (const problem of checkTemplates({ templates: data, valueLengths, budget, ...(type ? { type } : {}) }))
+    add(problem.check, problem.key === '' ? at : `${at}[${quoteName(problem.key)}]`, problem.message);
 }
 
 function checkTemplateMetadata(metadata: Record<string, unknown>, add: (c: ValidationCheck, p: string, m: string) => void): void {

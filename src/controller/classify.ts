@@ -1,3 +1,4 @@
+import { TemplateError } from '../api/template.ts';
 import { EnvelopeError } from '../envelope/errors.ts';
 import { KubeApiError } from '../kube/client.ts';
 import { ProviderError } from '../providers/types.ts';
@@ -53,6 +54,9 @@ export function classifyError(error: unknown): Classified {
         return { reason: Reason.InvalidSpec, message: error.message, terminal: true };
     }
   }
+  // A value a template's function cannot take (b64dec of text that is not base64): only a new spec cures it.
+  if (error instanceof TemplateError)
+    return { reason: error.code === 'InvalidTemplate' ? Reason.InvalidSpec : Reason.TemplateFailed, message: error.message, terminal: true };
   if (error instanceof KubeApiError) {
     if (error.status === 422 || error.status === 400) return { reason: Reason.SecretRejected, message: error.message, terminal: true };
     return { reason: Reason.KubernetesError, message: error.message };

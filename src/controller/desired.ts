@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { API_VERSION, type EnvelopeSecret, KIND } from '../api/types.ts';
+import { renderTemplates } from '../api/template-render.ts';
 import { bindingOf } from '../api/validation.ts';
 import type { KubeObject } from '../kube/client.ts';
 
@@ -46,13 +47,16 @@ export function specHash(source: EnvelopeSecret): string {
 export const ANNOTATION_DATA_HASH = 'envseal.dev/data-hash';
 
 /**
- * A digest of the sealed values (ciphertext), which changes whenever the data is
- * re-sealed and reveals nothing about the values (a hash of plaintext would let anyone
+ * A digest of the sealed values (ciphertext) and templates, which changes whenever the
+ * data is re-sealed or a template changes, and reveals nothing about the values (a hash of plaintext would let anyone
  * who can read a Deployment test guesses of a weak password).
  */
 export function sealedDataDigest(source: EnvelopeSecret): string {
   const data = source.spec.envelopes.map((e) => [e.id, e.data]);
-  return `sha256:${createHash('sha256').update(canonicalJson(data)).digest('hex')}`;
+  // Templates change the Secret's data too; without any, the digest is what it always was.
+  const templates = source.spec.template?.data;
+  const digested = templates === undefined ? data : [data, templates];
+  return `sha256:${createHash('sha256').update(canonicalJson(digested)).digest('hex')}`;
 }
 
 export interface DesiredSecretInput {
@@ -61,11 +65,30 @@ export interface DesiredSecretInput {
   specHash: string;
 }
 
+/**
+ * The Secret's data: the sealed values, and the templates of spec.template.data rendered
+ * from them (a validated spec never has a key in both). Throws a TemplateError when a
+ * value cannot go through a template's function.
+ */
+export function secretData(source: EnvelopeSecret, values: Readonly<Record<string, Uint8Array>>): Record<string, string> {
+  const encode = (value: Uint8Array) => Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64');
+  const data = Object.fromEntries(Object.entries(values).map(([key, value]) => [key, encode(value)]));
+  const templates = source.spec.template?.data;
+  if (templates === undefined) return data;
+  const rendered = renderTemplates({ templates, values });
+  for (const [key, value] of Object.entries(rendered)) {
+    data[key] = encode(value);
+    value.fill(0);
+  }
+  return data;
+}
+
 /** The Secret an EnvelopeSecret stands for: the apply configuration envseal writes. */
 export function desiredSecret(input: DesiredSecretInput): SecretManifest {
   const { source } = input;
   const template = source.spec.template ?? {};
   const namespace = source.metadata.namespace ?? '';
+  const data = secretData(source, input.data);
   return {
     apiVersion: 'v1',
     kind: 'Secret',
@@ -80,7 +103,7 @@ export function desiredSecret(input: DesiredSecretInput): SecretManifest {
     },
     type: template.type ?? 'Opaque',
     ...(template.immutable === undefined ? {} : { immutable: template.immutable }),
-    data: Object.fromEntries(Object.entries(input.data).map(([key, value]) => [key, Buffer.from(value).toString('base64')])),
+    data,
   };
 }
 

@@ -117,7 +117,7 @@ export class Reconciler {
       // The hash of the spec that was opened: the cached record may be older than the read.
       const desired = desiredSecret({ source, data, specHash: specHash(source) });
       const written = await this.#write(live, desired, signal);
-      return await this.#restartAndReport(source, written, signal, Object.keys(data).length);
+      return await this.#restartAndReport(source, written, signal, Object.keys(desired.data).length);
     } catch (error) {
       signal.throwIfAborted();
       return this.#fail(key, source, error, log, signal);
@@ -351,6 +351,7 @@ const PERMANENT_REASONS: ReadonlySet<string> = new Set([
   Reason.InvalidSpec,
   Reason.PolicyViolation,
   Reason.SecretRejected,
+  Reason.TemplateFailed,
 ]);
 const OUTSIDE_WORLD: ReadonlySet<string> = new Set([Reason.KMSAccessDenied, Reason.KMSKeyUnavailable, Reason.KMSKeyNotFound]);
 

@@ -9,6 +9,7 @@ import { openEnvelopeSecret } from '../../sealing/open.ts';
 import { HELP_OPTION } from '../args.ts';
 import { type Command, type CommandContext, describeSecret, loadEnvelopeSecret, readInput, writeManifest } from '../command.ts';
 import { formatDocument, parseSingleDocument } from '../documents.ts';
+import { checkEditedTemplates, parseEditedTemplates, sameTemplates, withTemplates } from '../edit-templates.ts';
 import { CliError, invalidInput, usageError } from '../errors.ts';
 import { fileError, readInputFile } from '../files.ts';
 import type { CliIo } from '../io.ts';
@@ -21,9 +22,12 @@ export const editCommand: Command = {
   usage: 'envseal edit FILE [--identity FILE]',
   description: `
 Opens the values of an EnvelopeSecret in $VISUAL or $EDITOR (default vi): text values
-under stringData, other values as base64 under data. On save, changed values are
-re-encrypted, new keys added, removed keys dropped; unchanged values keep their exact
-ciphertext, so the Git diff shows only what changed. FILE is replaced atomically; if
+under stringData, other values as base64 under data, and spec.template.data (not
+encrypted) under templates. On save, changed values are re-encrypted, new keys added,
+removed keys dropped; unchanged values keep their exact ciphertext, so the Git diff
+shows only what changed. Templates are checked against the edited values (every key
+they read is sealed, they render) before anything is sealed; envseal unseal --key KEY
+shows a template rendered. FILE is replaced atomically; if
 nothing changed it is not written. The temporary file lives in a fresh private
 directory (mode 0700, file 0600) and is removed on every path, errors included.
 Needs an identity or kms:Decrypt (the data keys are unwrapped to re-seal).`,
@@ -41,6 +45,8 @@ const HEADER = (secret: EnvelopeSecret) => `# envseal edit: EnvelopeSecret ${des
 # stringData holds text values, data holds other values in base64.
 # Add, change or remove keys in either map. Lines starting with # are ignored.
 `;
+const TEMPLATES_HEADER = `# templates is spec.template.data, not encrypted: Secret key -> text, {{ .KEY }} inserts a value.
+`;
 
 /** The editable text: UTF-8 values as text, the rest as base64. */
 export function editableText(secret: EnvelopeSecret, values: Record<string, Buffer>): string {
@@ -57,17 +63,24 @@ export function editableText(secret: EnvelopeSecret, values: Record<string, Buff
   }
   const body: Record<string, Record<string, string>> = { stringData };
   if (Object.keys(data).length > 0) body.data = data;
-  return HEADER(secret) + formatDocument(body, 'yaml');
+  const templates = secret.spec.template?.data;
+  if (templates !== undefined) body.templates = templates;
+  return HEADER(secret) + (templates === undefined ? '' : TEMPLATES_HEADER) + formatDocument(body, 'yaml');
 }
 
 /** The values of an edited file. Messages name keys and lines, never values. */
 export function parseEditedText(bytes: Buffer, source: string): Map<string, Buffer> {
+  return parseEdited(bytes, source).values;
+}
+
+/** The values and templates of an edited file. */
+export function parseEdited(bytes: Buffer, source: string): { values: Map<string, Buffer>; templates: Record<string, string> | undefined } {
   const { value } = parseSingleDocument(bytes, source);
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalidInput(`${source}: expected stringData and data maps`);
   const record = value as Record<string, unknown>;
   for (const field of Object.keys(record)) {
-    if (field !== 'stringData' && field !== 'data')
-      throw invalidInput(`${source}: ${unknownField(field, ['stringData', 'data'])}; only stringData and data can be edited`);
+    if (field !== 'stringData' && field !== 'data' && field !== 'templates')
+      throw invalidInput(`${source}: ${unknownField(field, ['stringData', 'data', 'templates'])}; only stringData, data and templates can be edited`);
   }
   const values = new Map<string, Buffer>();
   for (const field of ['stringData', 'data'] as const) {
@@ -84,7 +97,7 @@ export function parseEditedText(bytes: Buffer, source: string): Map<string, Buff
       values.set(key, field === 'data' ? Buffer.from(item, 'base64') : Buffer.from(item, 'utf8'));
     }
   }
-  return values;
+  return { values, templates: parseEditedTemplates(record.templates, source) };
 }
 
 function sameValues(a: ReadonlyMap<string, Buffer>, b: Record<string, Buffer>): boolean {
@@ -122,6 +135,7 @@ async function edit(ctx: CommandContext): Promise<number> {
   const loaded = loadEnvelopeSecret(original);
   const opened = await openEnvelopeSecret({ secret: loaded.secret, providers: ctx.providers, signal });
   let edited: Map<string, Buffer> | undefined;
+  let templates: Record<string, string> | undefined;
   let directory: string | undefined;
   let untrack: (() => void) | undefined;
   try {
@@ -153,7 +167,10 @@ async function edit(ctx: CommandContext): Promise<number> {
       }
       if (bytes.toString('utf8').trim() === '') throw new CliError('EditAborted', `the edited file is empty: edit abandoned; ${quoteName(file)} is unchanged`);
       try {
-        edited = parseEditedText(bytes, 'the edited file');
+        const parsed = parseEdited(bytes, 'the edited file');
+        edited = parsed.values;
+        templates = parsed.templates;
+        if (templates !== undefined) checkEditedTemplates(loaded.secret, templates, edited, 'the edited file');
         break;
       } catch (error) {
         // Interactive: reopen with the problem on top, as kubectl edit does.
@@ -164,21 +181,20 @@ async function edit(ctx: CommandContext): Promise<number> {
       }
     }
 
-    if (sameValues(edited, opened)) {
-      io.stderr.write(`no changes to the values; ${quoteName(file)} is unchanged\n`);
+    const templatesChanged = !sameTemplates(templates, loaded.secret.spec.template?.data);
+    const valuesChanged = !sameValues(edited, opened);
+    if (!valuesChanged && !templatesChanged) {
+      io.stderr.write(`no changes to the values or templates; ${quoteName(file)} is unchanged\n`);
       return 0;
     }
-    const resealed = await resealValues({
-      secret: loaded.secret,
-      values: checkValues(edited),
-      providers: ctx.providers,
-      random: ctx.random,
-      signal,
-    });
+    const resealed = valuesChanged
+      ? await resealValues({ secret: loaded.secret, values: checkValues(edited), providers: ctx.providers, random: ctx.random, signal })
+      : loaded.secret;
+    const result = templatesChanged ? withTemplates(resealed, templates) : resealed;
     const current = await readInputFile(file, { cwd: io.cwd });
     if (!current.equals(original.bytes))
       throw new CliError('FileChanged', `${quoteName(file)} changed while it was being edited; not overwriting it (run envseal edit again)`);
-    await writeManifest(resealed, { format: loaded.format, file, io, stream: loaded.stream });
+    await writeManifest(result, { format: loaded.format, file, io, stream: loaded.stream });
     io.stderr.write(`re-sealed ${quoteName(file)}\n`);
     return 0;
   } finally {

@@ -1,4 +1,6 @@
 import { quoteName } from '../../api/names.ts';
+import { renderTemplates } from '../../api/template-render.ts';
+import { parseTemplate, referencedKeys } from '../../api/template.ts';
 import type { EnvelopeSecret } from '../../api/types.ts';
 import { openEnvelopeSecret } from '../../sealing/open.ts';
 import { HELP_OPTION, stringOption } from '../args.ts';
@@ -9,7 +11,7 @@ import { IDENTITY_OPTIONS, PROVIDER_OPTIONS } from '../provider-config.ts';
 
 const OPTIONS = {
   filename: { type: 'string', short: 'f', value: 'FILE', help: 'EnvelopeSecret manifest (default: stdin)' },
-  key: { type: 'string', short: 'k', value: 'KEY', help: 'print only the raw value of KEY' },
+  key: { type: 'string', short: 'k', value: 'KEY', help: 'print only the raw value of KEY (a sealed or a templated key)' },
   output: { type: 'string', short: 'o', value: 'FORMAT', help: 'yaml (default) or json' },
   ...IDENTITY_OPTIONS,
   ...PROVIDER_OPTIONS,
@@ -22,19 +24,21 @@ export const unsealCommand: Command = {
   usage: 'envseal unseal [-f FILE] [--key KEY] [-o yaml|json] [--identity FILE]',
   description: `
 Decrypts an EnvelopeSecret and prints the Secret the controller would create (data in
-base64), or with --key the raw bytes of one value. Needs an age identity of one of the
+base64): the sealed keys and the keys of spec.template.data rendered from them. With
+--key, the raw bytes of one key, sealed or rendered. Needs an age identity of one of the
 recipients (--identity FILE or ENVSEAL_AGE_IDENTITY) or kms:Decrypt on one of the KMS
 keys. The output is plaintext: do not commit it.`,
   footer: `
 Examples:
   envseal unseal -f db.envelope.yaml -i ~/.config/envseal/age.key
-  envseal unseal -f db.envelope.yaml --key PASSWORD`,
+  envseal unseal -f db.envelope.yaml --key PASSWORD
+  envseal unseal -f db.envelope.yaml --key config.yaml     # a template, rendered`,
   options: OPTIONS,
   providers: 'open',
   run: unseal,
 };
 
-/** The Secret the controller materializes, with the given values. */
+/** The Secret the controller materializes, with the given values and the templates rendered from them. */
 export function nativeSecret(secret: EnvelopeSecret, values: Record<string, Buffer>): Record<string, unknown> {
   const template = secret.spec.template ?? {};
   const metadata: Record<string, unknown> = { name: secret.metadata.name };
@@ -50,12 +54,26 @@ export function nativeSecret(secret: EnvelopeSecret, values: Record<string, Buff
       if (value !== undefined) data[key] = value.toString('base64');
     }
   }
+  const templates = template.data;
+  if (templates !== undefined) {
+    for (const [key, value] of Object.entries(renderTemplates({ templates, values }))) {
+      data[key] = value.toString('base64');
+      value.fill(0);
+    }
+  }
   manifest.data = data;
   return manifest;
 }
 
 export function keysOf(secret: EnvelopeSecret): string[] {
-  return secret.spec.envelopes.flatMap((envelope) => Object.keys(envelope.data));
+  return [...secret.spec.envelopes.flatMap((envelope) => Object.keys(envelope.data)), ...Object.keys(secret.spec.template?.data ?? {})];
+}
+
+/** The sealed keys to open for --key: the key itself, or the keys its template reads. */
+function keysToOpen(secret: EnvelopeSecret, key: string): string[] {
+  const text = secret.spec.template?.data?.[key];
+  if (text === undefined) return [key];
+  return [...new Set(referencedKeys(parseTemplate(key, text)).map((ref) => ref.key))];
 }
 
 async function unseal(ctx: CommandContext): Promise<number> {
@@ -72,11 +90,15 @@ async function unseal(ctx: CommandContext): Promise<number> {
   const opened = await openEnvelopeSecret({
     secret,
     providers: ctx.providers,
-    ...(key !== undefined ? { keys: [key] } : {}),
+    ...(key !== undefined ? { keys: keysToOpen(secret, key) } : {}),
     signal: ctx.signal,
   });
   try {
-    if (key !== undefined) {
+    const templates = secret.spec.template?.data;
+    if (key !== undefined && templates !== undefined && Object.hasOwn(templates, key)) {
+      // Rendered into a fresh buffer, which the stream owns from here.
+      io.stdout.write(renderTemplates({ templates: { [key]: templates[key]! }, values: opened })[key]!);
+    } else if (key !== undefined) {
       // A copy: the stream may still hold the chunk when the opened values are zeroed.
       io.stdout.write(Buffer.from(opened[key]!));
     } else {

@@ -1,3 +1,5 @@
+import { renderTemplates } from '../../api/template-render.ts';
+import { TemplateError } from '../../api/template.ts';
 import type { EnvelopeSecret } from '../../api/types.ts';
 import { quoteName } from '../../api/names.ts';
 import { EnvelopeError } from '../../envelope/errors.ts';
@@ -25,8 +27,8 @@ export const verifyCommand: Command = {
   description: `
 Checks a manifest without any key: its structure, base64 fields, sizes, key names unique
 across envelopes, known suites and providers. With --decrypt it also unwraps every
-envelope's data key, checks its commitment and opens every value (the values are
-discarded, never printed). The exit code says which check failed.`,
+envelope's data key, checks its commitment, opens every value and renders every
+template of spec.template.data (the values are discarded, never printed). The exit code says which check failed.`,
   footer: `
 Exit codes:
   0   the manifest is valid (and, with --decrypt, every value opens)
@@ -38,7 +40,8 @@ Exit codes:
   13  duplicate-key: a key appears in more than one envelope
   14  suite: an unknown cipher suite
   15  provider: an unknown key provider
-  16  decrypt (--decrypt): a value or data key does not open or authenticate
+  16  decrypt (--decrypt): a value or data key does not open or authenticate, or a
+      template of spec.template.data does not render with the values
   4   key provider (--decrypt): no usable identity, access denied, KMS unavailable
 When several checks fail, every problem is listed and the lowest code is returned.`,
   options: OPTIONS,
@@ -87,8 +90,18 @@ async function verify(ctx: CommandContext): Promise<number> {
   } catch (error) {
     throw decryptFailure(error, input.source);
   }
-  for (const value of Object.values(opened)) value.fill(0);
-  io.stdout.write(`${summary}; all ${keys} value${keys === 1 ? '' : 's'} open\n`);
+  const templates = secret.spec.template?.data ?? {};
+  try {
+    for (const value of Object.values(renderTemplates({ templates, values: opened }))) value.fill(0);
+  } catch (error) {
+    if (!(error instanceof TemplateError)) throw error;
+    throw new CliError('VerifyFailed', `${input.source}: template check failed: ${error.message}`, { exitCode: VERIFY_EXIT.decrypt, cause: error });
+  } finally {
+    for (const value of Object.values(opened)) value.fill(0);
+  }
+  const rendered = Object.keys(templates).length;
+  const renders = rendered === 0 ? '' : `, ${rendered} template${rendered === 1 ? '' : 's'} render`;
+  io.stdout.write(`${summary}; all ${keys} value${keys === 1 ? '' : 's'} open${renders}\n`);
   return EXIT.ok;
 }
 
