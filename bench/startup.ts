@@ -3,13 +3,17 @@
 // rounds so that load from elsewhere hits every command alike. Issue 17's target: each
 // within 1.3x of `node -e 0`, wall and CPU medians.
 //
-//   npx node bench/startup.ts [--runs 40] [--warmup 3] [--bin NAME=PATH ...] [--out NAME]
+//   npx node bench/startup.ts [--runs 40] [--warmup 3] [--bin NAME=PATH ...] [--out NAME] [--instructions N]
+//
+// --instructions N also counts the instructions each command executes (every thread;
+// `valgrind --tool=callgrind`, apt-get install valgrind), N runs each: unlike wall and CPU
+// time, the count does not depend on what else the machine is doing.
 //
 // --bin adds a variant of the CLI (a bin shim or a script taking envseal's arguments;
 // default: bin/envseal.js as `envseal`), measured in the same rounds, so that two builds
 // compare on the same load. Needs `npm run build`. Writes bench/results/NAME.json when
 // --out is given, and prints a Markdown table.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,9 +29,11 @@ const { values: flags } = parseArgs({
     warmup: { type: 'string', default: '3' },
     bin: { type: 'string', multiple: true, default: [] },
     out: { type: 'string' },
+    instructions: { type: 'string', default: '0' },
   },
 });
 const RUNS = Number(flags.runs);
+const INSTRUCTION_RUNS = Number(flags.instructions);
 const WARMUP = Number(flags.warmup);
 const log = (message: string) => process.stderr.write(`[startup-bench] ${message}\n`);
 const bins = (flags.bin.length > 0 ? flags.bin : [`envseal=${path.join(repoRoot, 'bin/envseal.js')}`]).map((spec) => {
@@ -117,8 +123,26 @@ for (let round = -WARMUP; round < RUNS; round++) {
   }
 }
 const loadAfter = os.loadavg();
-const summaries: Record<string, { wall: Summary; cpu: Summary }> = Object.fromEntries(
-  cases.map((c) => [c.id, { wall: summarize(wall.get(c.id)!), cpu: summarize(cpu.get(c.id)!) }]),
+
+/** Instructions executed by `node ARGS`, all threads, from callgrind's summary (millions). */
+function instructions(args: readonly string[]): number {
+  const result = spawnSync('valgrind', ['--tool=callgrind', '--callgrind-out-file=/dev/null', node, ...args], { env, encoding: 'utf8' });
+  const collected = /Collected : (\d+)/.exec(result.stderr ?? '');
+  if (result.status !== 0 || !collected) throw new Error(`valgrind node ${args.join(' ')}: ${result.error?.message ?? result.stderr?.slice(-500)}`);
+  return Number(collected[1]) / 1e6;
+}
+const counted = new Map<string, number[]>(cases.map((c) => [c.id, []]));
+if (INSTRUCTION_RUNS > 0) log(`${INSTRUCTION_RUNS} callgrind run(s) per command`);
+for (let round = 0; round < INSTRUCTION_RUNS; round++) for (const c of cases) counted.get(c.id)!.push(instructions(c.args));
+const summaries: Record<string, { wall: Summary; cpu: Summary; instructionsMillions?: Summary }> = Object.fromEntries(
+  cases.map((c) => [
+    c.id,
+    {
+      wall: summarize(wall.get(c.id)!),
+      cpu: summarize(cpu.get(c.id)!),
+      ...(INSTRUCTION_RUNS > 0 ? { instructionsMillions: summarize(counted.get(c.id)!) } : {}),
+    },
+  ]),
 );
 const base = summaries['node -e 0']!;
 const lines = [
@@ -126,13 +150,14 @@ const lines = [
   '',
   `Command: \`${['npx node bench/startup.ts', ...process.argv.slice(2)].join(' ')}\``,
   '',
-  '| command | wall median | wall min | CPU median | wall vs node -e 0 | CPU vs node -e 0 |',
-  '|---|---:|---:|---:|---:|---:|',
+  '| command | wall median | wall min | CPU median | wall vs node -e 0 | CPU vs node -e 0 | instructions (M, median) | vs node -e 0 |',
+  '|---|---:|---:|---:|---:|---:|---:|---:|',
 ];
 for (const c of cases) {
   const s = summaries[c.id]!;
+  const counts = s.instructionsMillions && base.instructionsMillions;
   lines.push(
-    `| ${c.id} | ${formatMs(s.wall.median)} | ${formatMs(s.wall.min)} | ${formatMs(s.cpu.median)} | ${(s.wall.median / base.wall.median).toFixed(2)}x | ${(s.cpu.median / base.cpu.median).toFixed(2)}x |`,
+    `| ${c.id} | ${formatMs(s.wall.median)} | ${formatMs(s.wall.min)} | ${formatMs(s.cpu.median)} | ${(s.wall.median / base.wall.median).toFixed(2)}x | ${(s.cpu.median / base.cpu.median).toFixed(2)}x | ${counts ? s.instructionsMillions!.median.toFixed(1) : 'n/a'} | ${counts ? `${(s.instructionsMillions!.median / base.instructionsMillions!.median).toFixed(2)}x` : 'n/a'} |`,
   );
 }
 process.stdout.write(`${lines.join('\n')}\n`);
