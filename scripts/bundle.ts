@@ -8,10 +8,50 @@
 // bundle when it is not older than dist/cli/main.js.
 //
 //   node scripts/bundle.ts [--dist DIR]   (run by `npm run build`, after tsc; DIR defaults to dist)
-import { rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { isBuiltin } from 'node:module';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { build } from 'esbuild';
+
+/**
+ * Node built-ins come from process.getBuiltinModule() instead of `import ... from
+ * 'node:x'`: an ESM import of a built-in builds a facade that reads every export once,
+ * which runs the lazy getters (node:fs's streams, for one). esbuild leaves built-ins as
+ * import statements; this rewrites them in each output file into declarations at the top
+ * of the file (import bindings are hoisted, and esbuild gives every binding in a file a
+ * unique name, so the top is where they belong). Measured in docs/benchmarks.md ("One
+ * seal as fast as Node can start").
+ */
+function withoutBuiltinImports(code: string, file: string): string {
+  const declarations: string[] = [];
+  const rest = code.replaceAll(/^import\s+(?:([^;"']*?)\s+from\s+)?"([^"]+)";\n/gms, (statement, clause: string | undefined, specifier: string) => {
+    if (specifier.startsWith('.')) return statement;
+    if (!isBuiltin(specifier)) throw new Error(`${file}: unexpected import of ${specifier}`);
+    const module = `process.getBuiltinModule(${JSON.stringify(specifier)})`;
+    if (clause === undefined) {
+      declarations.push(`${module};`);
+      return '';
+    }
+    // default, * as ns, { a, b as c }, or default plus one of the other two.
+    const named = /\{([^}]*)\}/.exec(clause);
+    const namespace = /\*\s+as\s+([\w$]+)/.exec(clause);
+    const defaultName = /^\s*([\w$]+)\s*(?:,|$)/.exec(clause);
+    if (defaultName) declarations.push(`const ${defaultName[1]} = ${module};`);
+    if (namespace) declarations.push(`const ${namespace[1]} = ${module};`);
+    if (named) {
+      const bindings = named[1]!
+        .split(',')
+        .map((part) => part.trim())
+        .filter(Boolean)
+        .map((part) => part.replace(/^([\w$]+)\s+as\s+([\w$]+)$/, '$1: $2'));
+      declarations.push(`const { ${bindings.join(', ')} } = ${module};`);
+    }
+    if (!defaultName && !namespace && !named) throw new Error(`${file}: cannot read the import clause ${clause}`);
+    return '';
+  });
+  return `${declarations.join('\n')}\n${rest}`;
+}
 
 const root = new URL('../', import.meta.url).pathname;
 const { values } = parseArgs({ options: { dist: { type: 'string', default: path.join(root, 'dist') } } });
@@ -33,6 +73,14 @@ await build({
   chunkNames: '[name]-[hash]',
   external: [],
   // Bundled CommonJS dependencies call require(); ESM output has none of its own.
-  banner: { js: "import { createRequire as __envsealCreateRequire } from 'node:module'; const require = __envsealCreateRequire(import.meta.url);" },
+  banner: { js: "const require = process.getBuiltinModule('node:module').createRequire(import.meta.url);" },
   logLevel: 'warning',
 });
+for (const file of readdirSync(outdir)) {
+  if (!file.endsWith('.js')) continue;
+  const full = path.join(outdir, file);
+  const code = readFileSync(full, 'utf8');
+  // The banner stays the first line; the declarations go right after it.
+  const newline = code.indexOf('\n');
+  writeFileSync(full, code.slice(0, newline + 1) + withoutBuiltinImports(code.slice(newline + 1), file));
+}

@@ -1,5 +1,3 @@
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import type { CollectGarbage } from '../files/sinks.ts';
 
 type MinorGc = (options: { type: 'minor'; execution: 'sync' }) => void;
@@ -14,8 +12,10 @@ type MinorGc = (options: { type: 'minor'; execution: 'sync' }) => void;
 export function youngGenerationCollector(): CollectGarbage | undefined {
   let gc: MinorGc;
   try {
-    setFlagsFromString('--expose-gc');
-    gc = runInNewContext('gc') as MinorGc;
+    // Loaded here, not imported: node:v8 and node:vm pull in a dozen internal modules
+    // (heap utilities, workers) that no other command needs at start-up.
+    process.getBuiltinModule('node:v8').setFlagsFromString('--expose-gc');
+    gc = process.getBuiltinModule('node:vm').runInNewContext('gc') as MinorGc;
   } catch {
     return undefined;
   }

@@ -1,5 +1,4 @@
 // The process side of the CLI: wires process.* into run() and exits with its code.
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { CliError } from './errors.ts';
 import { TemporaryFiles } from './files.ts';
@@ -40,6 +39,8 @@ function readStdin(signal: AbortSignal, maxBytes: number | undefined): Promise<B
 
 /** Runs the editor through the shell, so that EDITOR="code --wait" works, with the terminal attached. */
 function spawnEditor(request: EditorRequest): Promise<number> {
+  // Loaded on use: node:child_process brings net, dgram and the stream internals.
+  const { spawn } = process.getBuiltinModule('node:child_process');
   return new Promise((resolve, reject) => {
     const child =
       process.platform === 'win32'
