@@ -123,7 +123,9 @@ describe('KubeObjectApi against the API server', () => {
     expect(stale.conflict).toBe(true);
     const twice = (await api.create({ ...lease, metadata: { name: 'lease', namespace: ns } }).catch((e: unknown) => e)) as KubeApiError;
     expect(twice.conflict).toBe(true);
-    expect((await api.read<typeof lease>({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', namespace: ns, name: 'lease' })).spec?.holderIdentity).toBe('b');
+    expect((await api.read<typeof lease>({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', namespace: ns, name: 'lease' })).spec?.holderIdentity).toBe(
+      'b',
+    );
   });
 
   it('names the refused field of a Secret write, never its value', async () => {
