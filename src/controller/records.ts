@@ -1,6 +1,7 @@
 import type { EnvelopeSecret, EnvelopeSecretStatus } from '../api/types.ts';
 import type { KubeObject } from '../kube/client.ts';
 import { specHash } from './desired.ts';
+import { type KeyFacts, type KeyLabels, keyFactsOf } from './key-metrics.ts';
 
 export type EnvelopeSecretObject = EnvelopeSecret & KubeObject;
 export type SecretObject = KubeObject & { type?: string; immutable?: boolean; data?: Record<string, string> };
@@ -18,9 +19,12 @@ export interface EnvelopeSecretRecord extends KubeObject {
   specHash: string;
   /** About how many bytes of sealed data the object holds (values and wrapped keys): what reconciling it costs. */
   sealedBytes: number;
+  /** Data-key age and the keys it depends on, for the metrics (src/controller/key-metrics.ts). */
+  keyFacts?: KeyFacts;
 }
 
-export function envelopeSecretRecord(object: EnvelopeSecretObject): EnvelopeSecretRecord {
+/** `labels`: the shared copies of key labels (the controller's); without it each record has its own. */
+export function envelopeSecretRecord(object: EnvelopeSecretObject, labels?: KeyLabels): EnvelopeSecretRecord {
   const m = object.metadata;
   return {
     metadata: {
@@ -34,6 +38,7 @@ export function envelopeSecretRecord(object: EnvelopeSecretObject): EnvelopeSecr
     ...(object.status === undefined ? {} : { status: object.status }),
     specHash: specHash(object),
     sealedBytes: sealedBytesOf(object),
+    keyFacts: keyFactsOf(object.spec, labels),
   };
 }
 
