@@ -2,10 +2,13 @@ import { isSealedAt } from '../api/validation.ts';
 import { PROVIDERS } from '../providers/registry.ts';
 import type { ProviderDefinition, Recipient } from '../providers/types.ts';
 
-/** What a record keeps for the key metrics: a few numbers and shared label strings, never a value or a wrapped key. */
+/**
+ * What a record keeps for the key metrics, as fields of the record itself: small numbers,
+ * flags and a shared list of labels (about 50 bytes an object), never a value or a wrapped key.
+ */
 export interface KeyFacts {
-  /** Milliseconds since the epoch of the oldest valid sealedAt; undefined when no envelope has one. */
-  oldestSealedAt?: number;
+  /** Whole minutes since the epoch of the oldest valid sealedAt (a small integer, not a boxed number); undefined when none has one. */
+  oldestSealedAtMinute?: number;
   /** Whether some envelope has no (valid) sealedAt: its data key's age is unknown. */
   unknownAge: boolean;
   /** The keys it depends on, as `describe` names them (interned; at most MAX_KEYS_PER_OBJECT). */
@@ -23,12 +26,13 @@ export const DEFAULT_MAX_KEY_LABELS = 100;
 export const OTHER_KEY = 'other';
 
 /**
- * One copy of each key label for all records: 100,000 objects sealed for the same KMS key
- * share one string, not 100,000 copies parsed from 100,000 watch events. `retain` drops
- * the labels no record uses any more.
+ * One copy of each key label, and of each list of labels, for all records: 100,000 objects
+ * sealed for the same keys share one frozen list, not 100,000 copies of its strings parsed
+ * from 100,000 watch events. `retain` drops what no record uses any more.
  */
 export class KeyLabels {
   #labels = new Map<string, string>();
+  #lists = new Map<string, readonly string[]>();
 
   intern(label: string): string {
     const known = this.#labels.get(label);
@@ -37,10 +41,27 @@ export class KeyLabels {
     return label;
   }
 
-  retain(records: Iterable<{ keyFacts?: KeyFacts }>): void {
-    const kept = new Map<string, string>();
-    for (const record of records) for (const key of record.keyFacts?.keys ?? []) kept.set(key, key);
-    this.#labels = kept;
+  /** The shared copy of a list of labels (in this order). */
+  internList(labels: readonly string[]): readonly string[] {
+    const id = labels.join('\n');
+    const known = this.#lists.get(id);
+    if (known !== undefined) return known;
+    const list = Object.freeze(labels.map((label) => this.intern(label)));
+    this.#lists.set(id, list);
+    return list;
+  }
+
+  retain(records: Iterable<Partial<KeyFacts>>): void {
+    const labels = new Map<string, string>();
+    const lists = new Map<string, readonly string[]>();
+    for (const record of records) {
+      const keys = record.keys;
+      if (keys === undefined) continue;
+      lists.set(keys.join('\n'), keys);
+      for (const key of keys) labels.set(key, key);
+    }
+    this.#labels = labels;
+    this.#lists = lists;
   }
 
   get size(): number {
@@ -70,9 +91,9 @@ export function keyFactsOf(spec: unknown, labels?: KeyLabels, definitions: reado
     }
   }
   return {
-    ...(oldest === undefined ? {} : { oldestSealedAt: oldest }),
+    ...(oldest === undefined ? {} : { oldestSealedAtMinute: Math.floor(oldest / 60_000) }),
     unknownAge,
-    keys: [...keys].map((key) => (labels ? labels.intern(key) : key)),
+    keys: labels ? labels.internList([...keys]) : [...keys],
     otherKeys,
   };
 }
@@ -97,20 +118,20 @@ export interface KeySummary {
  * (made-up ARNs, fresh age recipients) adds at most to `other`, and pushes a real key out
  * only by using each invented key in more objects than the real key has.
  */
-export function summarizeKeys(records: Iterable<{ keyFacts?: KeyFacts }>, now: number, maxKeys = DEFAULT_MAX_KEY_LABELS): KeySummary {
+export function summarizeKeys(records: Iterable<Partial<KeyFacts>>, now: number, maxKeys = DEFAULT_MAX_KEY_LABELS): KeySummary {
   let oldest: number | undefined;
   let unknownAge = 0;
   const olderThan = new Map<number, number>(AGE_THRESHOLDS_DAYS.map((days) => [days, 0]));
   const counts = new Map<string, number>();
   const facts: KeyFacts[] = [];
-  for (const record of records) {
-    const f = record.keyFacts;
-    if (f === undefined) continue;
-    facts.push(f);
+  for (const f of records) {
+    if (f.keys === undefined) continue;
+    facts.push(f as KeyFacts);
     if (f.unknownAge) unknownAge++;
-    if (f.oldestSealedAt !== undefined) {
-      if (oldest === undefined || f.oldestSealedAt < oldest) oldest = f.oldestSealedAt;
-      const ageDays = (now - f.oldestSealedAt) / 86_400_000;
+    if (f.oldestSealedAtMinute !== undefined) {
+      const sealedAt = f.oldestSealedAtMinute * 60_000;
+      if (oldest === undefined || sealedAt < oldest) oldest = sealedAt;
+      const ageDays = (now - sealedAt) / 86_400_000;
       for (const days of AGE_THRESHOLDS_DAYS) if (ageDays > days) olderThan.set(days, olderThan.get(days)! + 1);
     }
     for (const key of f.keys) counts.set(key, (counts.get(key) ?? 0) + 1);

@@ -58,7 +58,7 @@ describe('key metrics: data-key age and EnvelopeSecrets per key', () => {
   const arn = (n: number | string) => `arn:aws:kms:eu-west-1:111122223333:key/${String(n).padStart(8, '0')}-0000-4000-8000-000000000000`;
   const kms = (n: number | string) => ({ provider: 'aws-kms', keyId: arn(n), encryptedKey: 'AAAA' });
   const envelope = (sealedAt: string | undefined, ...recipients: object[]) => ({ ...(sealedAt ? { sealedAt } : {}), recipients, data: { K: 'x' } });
-  const record = (...envelopes: object[]) => ({ keyFacts: keyFactsOf({ envelopes }) });
+  const record = (...envelopes: object[]) => keyFactsOf({ envelopes });
 
   it('exports the oldest data key, the objects past each age and of unknown age, and the objects per key, at each scrape', async () => {
     const metrics = new ControllerMetrics({ defaultMetrics: false });
@@ -138,7 +138,7 @@ describe('key metrics: data-key age and EnvelopeSecrets per key', () => {
     expect(text).not.toContain('x'.repeat(200));
     expect(text).not.toContain('made-up');
     // Each record keeps at most 16 keys, of bounded length.
-    const many = records.at(-3)!.keyFacts;
+    const many = records.at(-3)!;
     expect([many.keys.length, many.otherKeys]).toEqual([MAX_KEYS_PER_OBJECT, true]);
   });
 
@@ -151,7 +151,7 @@ describe('key metrics: data-key age and EnvelopeSecrets per key', () => {
     const c = keyFactsOf(spec(2), labels);
     expect(a.keys[0]).toBe(b.keys[0]);
     expect(labels.size).toBe(2);
-    labels.retain([{ keyFacts: a }, { keyFacts: b }]);
+    labels.retain([a, b]);
     expect(labels.size).toBe(1);
     expect(c.keys).toEqual([`aws-kms ${arn(2)}`]);
     // Invalid shapes (the API server's CRD refuses them; a record is made before validation) cost nothing.

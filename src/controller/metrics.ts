@@ -97,7 +97,7 @@ export class ControllerMetrics {
     collect: () => this.#collectKeys(),
   });
   readonly #maxKeyLabels: number;
-  #keySource: (() => Iterable<{ keyFacts?: KeyFacts }>) | undefined;
+  #keySource: (() => Iterable<Partial<KeyFacts>>) | undefined;
   #now: () => number = Date.now;
   #summary: { at: number; value: KeySummary } | undefined;
 
@@ -107,7 +107,7 @@ export class ControllerMetrics {
   }
 
   /** The records the key metrics are computed from at each scrape (the leader's cache). */
-  watchKeys(source: (() => Iterable<{ keyFacts?: KeyFacts }>) | undefined, now: () => number = Date.now): void {
+  watchKeys(source: (() => Iterable<Partial<KeyFacts>>) | undefined, now: () => number = Date.now): void {
     this.#keySource = source;
     this.#now = now;
     this.#summary = undefined;

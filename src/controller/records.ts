@@ -12,15 +12,14 @@ export type SecretObject = KubeObject & { type?: string; immutable?: boolean; da
  * each; the cache costs the same few hundred bytes for each, and the full object is read
  * from the API server only when the Secret must be (re)written.
  */
-export interface EnvelopeSecretRecord extends KubeObject {
+export interface EnvelopeSecretRecord extends KubeObject, KeyFacts {
   metadata: { name: string; namespace?: string; uid?: string; generation?: number; resourceVersion?: string; deletionTimestamp?: string };
   status?: EnvelopeSecretStatus;
   /** specHash() of the spec and binding the record was made from. */
   specHash: string;
   /** About how many bytes of sealed data the object holds (values and wrapped keys): what reconciling it costs. */
   sealedBytes: number;
-  /** Data-key age and the keys it depends on, for the metrics (src/controller/key-metrics.ts). */
-  keyFacts?: KeyFacts;
+  // KeyFacts: data-key age and the keys it depends on, for the metrics (src/controller/key-metrics.ts).
 }
 
 /** `labels`: the shared copies of key labels (the controller's); without it each record has its own. */
@@ -38,7 +37,7 @@ export function envelopeSecretRecord(object: EnvelopeSecretObject, labels?: KeyL
     ...(object.status === undefined ? {} : { status: object.status }),
     specHash: specHash(object),
     sealedBytes: sealedBytesOf(object),
-    keyFacts: keyFactsOf(object.spec, labels),
+    ...keyFactsOf(object.spec, labels),
   };
 }
 

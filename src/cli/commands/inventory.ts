@@ -19,7 +19,7 @@ const OPTIONS = {
 
 export const inventoryCommand: Command = {
   name: 'inventory',
-  summary: 'list the keys each manifest depends on, its data-key ages, and which manifests a key opens (offline)',
+  summary: 'list the keys and data-key ages of a tree of manifests, and which manifests a key opens',
   usage: 'envseal inventory [--key PROVIDER:TARGET] [-o text|json] [--git] PATH...',
   description: `
 Reads every *.yaml and *.yml file under each PATH (a directory, recursively; or a file),
