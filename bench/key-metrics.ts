@@ -31,9 +31,9 @@ function object(i: number): EnvelopeSecretObject {
       spec: {
         envelopes: [
           {
-            id: 'A'.repeat(43) + '=',
+            id: `${'A'.repeat(43)}=`,
             suite: 'A256GCM-HKDF-SHA512-COMMIT',
-            commitment: 'B'.repeat(43) + '=',
+            commitment: `${'B'.repeat(43)}=`,
             sealedAt,
             recipients: [
               { provider: 'aws-kms', keyId: KEY_ARN, encryptedKey: 'C'.repeat(244) },

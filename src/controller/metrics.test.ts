@@ -54,7 +54,6 @@ describe('ControllerMetrics.instrument', () => {
 
 describe('key metrics: data-key age and EnvelopeSecrets per key', () => {
   const NOW = Date.parse('2026-06-01T00:00:00Z');
-  const DAY = 86_400_000;
   const arn = (n: number | string) => `arn:aws:kms:eu-west-1:111122223333:key/${String(n).padStart(8, '0')}-0000-4000-8000-000000000000`;
   const kms = (n: number | string) => ({ provider: 'aws-kms', keyId: arn(n), encryptedKey: 'AAAA' });
   const envelope = (sealedAt: string | undefined, ...recipients: object[]) => ({ ...(sealedAt ? { sealedAt } : {}), recipients, data: { K: 'x' } });

@@ -487,7 +487,13 @@ describe('the Helm chart', () => {
       'metrics.prometheusRule.dataKeyAge.severity=info',
       'metrics.prometheusRule.for.dataKeyAge=2h',
     ]);
-    expect(rules.map((r) => r.alert)).toEqual(['EnvsealReconcileErrors', 'EnvsealKMSAccessDenied', 'EnvsealEnvelopeSecretsNotReady', 'EnvsealNoLeader', 'EnvsealDataKeyTooOld']);
+    expect(rules.map((r) => r.alert)).toEqual([
+      'EnvsealReconcileErrors',
+      'EnvsealKMSAccessDenied',
+      'EnvsealEnvelopeSecretsNotReady',
+      'EnvsealNoLeader',
+      'EnvsealDataKeyTooOld',
+    ]);
     const alert = rules.at(-1)!;
     expect(alert.expr).toBe('max by (namespace, job) (envseal_data_key_oldest_seconds{job="envseal-metrics", namespace="envseal-system"}) > 7776000');
     expect(alert.for).toBe('2h');
@@ -503,7 +509,15 @@ describe('the Helm chart', () => {
     expect(checked.stdout.trim()).toBe('ok: 1 groups, 5 rules');
     // The schema refuses a negative or fractional age.
     for (const bad of ['-1', '1.5']) {
-      const refused = await helm(['template', 'envseal', chartDir, '--set', 'metrics.prometheusRule.enabled=true', '--set', `metrics.prometheusRule.dataKeyAge.maxDays=${bad}`]);
+      const refused = await helm([
+        'template',
+        'envseal',
+        chartDir,
+        '--set',
+        'metrics.prometheusRule.enabled=true',
+        '--set',
+        `metrics.prometheusRule.dataKeyAge.maxDays=${bad}`,
+      ]);
       expect(refused.code, bad).not.toBe(0);
       expect(refused.stderr).toContain('maxDays');
     }

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EnvelopeSecret } from '../../src/api/types.ts';
 import { adminKubeConfig, uniqueName, waitFor } from '../harness/cluster.ts';
 import { startTestController, type TestController } from '../harness/controller.ts';
-import { adminClient, applyOrThrow, createNamespace, getOrUndefined, installCrd, paths } from '../harness/kube.ts';
+import { adminClient, applyOrThrow, createNamespace, getOrUndefined, installCrd, kubectlApply, paths } from '../harness/kube.ts';
 import { ageTarget, sealFor } from '../harness/seal.ts';
 
 const client = adminClient();
@@ -44,6 +44,13 @@ describe('controller key metrics', () => {
     const oldSealedAt = new Date(Date.now() - 400 * DAY * 1000);
     old.spec.envelopes[0]!.sealedAt = `${oldSealedAt.toISOString().slice(0, 19)}Z`;
     await applyOrThrow(old);
+    // The API server refuses a sealedAt that is not a UTC time to the second (the CRD's pattern).
+    const bad = await sealed('bad-time');
+    bad.spec.envelopes[0]!.sealedAt = '2026-01-01T00:00:00+01:00';
+    const refused = await kubectlApply(bad);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('sealedAt');
+    expect(await getOrUndefined(client, paths.envelopeSecret(ns, 'bad-time'))).toBeUndefined();
     // Legacy: sealed before sealedAt existed.
     const legacy = await sealed('legacy');
     delete legacy.spec.envelopes[0]!.sealedAt;
@@ -67,9 +74,13 @@ describe('controller key metrics', () => {
 
     // An object gone is gone from the next scrape.
     await client.request({ method: 'DELETE', path: paths.envelopeSecret(ns, 'old') });
-    await waitFor('the old object out of the metrics', async () => (await controller.metric('envseal_envelopesecrets_data_key_older_than', { days: '365' })) === 0, {
-      timeoutMs: 30_000,
-    });
+    await waitFor(
+      'the old object out of the metrics',
+      async () => (await controller.metric('envseal_envelopesecrets_data_key_older_than', { days: '365' })) === 0,
+      {
+        timeoutMs: 30_000,
+      },
+    );
     expect(await controller.metric('envseal_data_key_oldest_seconds')).toBeLessThan(600);
   });
 });
