@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import type { EnvelopeSecret } from '../api/types.ts';
@@ -215,6 +215,20 @@ describe('envseal inventory', () => {
     expect(result.stdout).toMatch(/deploy\/two.yaml#1\s+staging\/api/);
     expect(result.stdout).toMatch(/deploy\/prod\/db.yaml\s+prod\/db/);
     expect(result.stdout).toContain('4 problems (on stderr)');
+  });
+
+  it('follows a PATH that is a link, never a link inside the tree (no loops, nothing outside it)', async () => {
+    await tree();
+    await symlink(ws.path('deploy'), ws.path('link-to-deploy'));
+    await symlink(ws.path('old.yaml'), ws.path('deploy/prod/old-link.yaml'));
+    await symlink(ws.path('deploy'), ws.path('deploy/prod/loop'));
+    const result = await ws.cli(['inventory', '-o', 'json', 'link-to-deploy'], at(T0));
+    expect(result.code, result.stderr).toBe(0);
+    expect((JSON.parse(result.stdout) as Inventory).manifests.map((m) => m.file)).toEqual([
+      'link-to-deploy/prod/bundle.yaml',
+      'link-to-deploy/prod/db.yaml',
+      'link-to-deploy/staging/api.yml',
+    ]);
   });
 
   it('--git dates envelopes without sealedAt by the commit that added them', async () => {

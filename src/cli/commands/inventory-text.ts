@@ -50,7 +50,7 @@ export function formatInventoryText(inventory: Inventory, options: { key?: strin
     }
     lines.push(table(keyRows), '');
   } else if (options.key !== undefined) {
-    lines.push(`no manifest depends on ${shortKey(options.key)}`, '');
+    lines.push(`no manifest depends on ${shortKey(options.key)} (keys are matched as manifests record them: a key ARN, not an alias)`, '');
   }
   const envelopes = inventory.manifests.reduce((n, m) => n + m.envelopes.length, 0);
   const unknown = inventory.manifests.reduce((n, m) => n + m.envelopes.filter((e) => e.sealedAt === null).length, 0);

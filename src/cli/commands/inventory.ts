@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { lstat, opendir } from 'node:fs/promises';
+import { lstat, opendir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { formatSealedAt } from '../../api/validation.ts';
@@ -84,9 +84,10 @@ const MANIFEST_FILE = /\.ya?ml$/i;
 
 /** The manifest files of `root` (a file is taken whatever its name; directories are walked, symbolic links not followed). */
 async function collectFiles(root: string, cwd: string, files: string[], problems: InventoryProblem[], signal?: AbortSignal): Promise<void> {
-  let info: Awaited<ReturnType<typeof lstat>>;
+  let info: Awaited<ReturnType<typeof stat>>;
   try {
-    info = await lstat(resolvePath(cwd, root));
+    // A PATH the user names is followed if it is a link; links inside it are not.
+    info = await stat(resolvePath(cwd, root));
   } catch (error) {
     problems.push({ file: root, document: null, message: fileError(error, 'read', root).message });
     return;
