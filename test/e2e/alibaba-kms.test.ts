@@ -474,6 +474,15 @@ async function kubectlOk(args: string[]): Promise<string> {
   return result.stdout;
 }
 
+/** A loopback port nothing listens on (bound, then released). */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
 describe('alibaba-kms with RRSA: a ServiceAccount token of the real API server exchanged with STS AssumeRoleWithOIDC', () => {
   const namespace = uniqueName('alibaba-rrsa');
   const roleArn = 'acs:ram::1234567890123456:role/envseal-controller';
@@ -490,14 +499,14 @@ describe('alibaba-kms with RRSA: a ServiceAccount token of the real API server e
   }
 
   /** The controller's way: everything from the environment ACK's webhook sets. */
-  async function rrsaProvider(oidcTokenFile: string) {
+  async function rrsaProvider(oidcTokenFile: string, stsEndpoint = kms.sts!.endpoint) {
     const options = await alibabaKms.settings!.resolve({
       values: {},
       env: {
         ALIBABA_CLOUD_ROLE_ARN: roleArn,
         ALIBABA_CLOUD_OIDC_PROVIDER_ARN: kms.sts!.oidcProviderArn,
         ALIBABA_CLOUD_OIDC_TOKEN_FILE: oidcTokenFile,
-        ALIBABA_CLOUD_STS_ENDPOINT: kms.sts!.endpoint,
+        ALIBABA_CLOUD_STS_ENDPOINT: stsEndpoint,
         ALIBABA_CLOUD_KMS_ENDPOINT: kms.endpoint,
       },
       role: 'controller',
@@ -556,5 +565,14 @@ describe('alibaba-kms with RRSA: a ServiceAccount token of the real API server e
     const error = await failure(missing.unwrap({ recipient, encryptionContext: STRICT }));
     expect([error.code, error.serviceCode]).toEqual(['AccessDenied', 'ENOENT']);
     expect(error.message).toMatch(/cannot read the OIDC token file/);
+  });
+
+  it('an STS endpoint that does not answer is Unavailable (retried), not AccessDenied, and the KMS is not called', async () => {
+    const before = await kms.calls();
+    const provider = await rrsaProvider(await tokenFile('envseal-controller'), `127.0.0.1:${await closedPort()}`);
+    const error = await failure(provider.unwrap({ recipient, encryptionContext: STRICT }));
+    expect([error.code, error.serviceCode, error.retryable]).toEqual(['Unavailable', 'ECONNREFUSED', true]);
+    expect(error.message).toContain('RRSA: the STS endpoint could not be reached');
+    expect(await kms.calls()).toEqual(before);
   });
 });

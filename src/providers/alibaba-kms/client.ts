@@ -24,7 +24,8 @@ import {
   MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES,
   PENDING_WINDOW_DAYS,
 } from './types.ts';
-import { type Call, type KmsClient, loadSdk, zero } from './sdk.ts';
+import { CredentialExchangeError, type RrsaCredentials, makeCredential, stsFailure } from './credentials.ts';
+import { type AlibabaCredential, type Call, type KmsClient, loadSdk, zero } from './sdk.ts';
 import { quoteTarget } from '../types.ts';
 
 export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOptions = {}): Promise<AlibabaKmsProvider> {
@@ -38,7 +39,7 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
   const endpoint = options.endpoint === undefined ? undefined : checkEndpoint(options.endpoint);
   const sdk = await loadSdk();
   const clients = new Map<string, KmsClient>();
-  let credential: unknown;
+  let credential: AlibabaCredential | undefined;
   /** Target (as given, with its region) → key ARN, from DescribeKey. */
   const arns = new Map<string, string>();
 
@@ -57,28 +58,7 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
         { provider: ALIBABA_KMS, serviceCode: 'NoCredentials' },
       );
     }
-    credential ??=
-      creds.kind === 'access-key'
-        ? new sdk.Credential(
-            new sdk.CredentialConfig({
-              type: creds.securityToken === undefined ? 'access_key' : 'sts',
-              accessKeyId: creds.accessKeyId,
-              accessKeySecret: creds.accessKeySecret,
-              ...(creds.securityToken === undefined ? {} : { securityToken: creds.securityToken }),
-            }),
-          )
-        : new sdk.Credential(
-            new sdk.CredentialConfig({
-              type: 'oidc_role_arn',
-              roleArn: creds.roleArn,
-              oidcProviderArn: creds.oidcProviderArn,
-              oidcTokenFilePath: creds.oidcTokenFile,
-              roleSessionName: creds.roleSessionName ?? 'envseal',
-              ...(creds.stsEndpoint === undefined ? {} : { stsEndpoint: creds.stsEndpoint }),
-              ...(creds.stsRegion === undefined ? {} : { stsRegionId: creds.stsRegion }),
-              ...(creds.stsVpcEndpoint ? { enableVpc: true } : {}),
-            }),
-          );
+    credential ??= makeCredential(sdk, creds);
     client = new sdk.Client({
       credential,
       regionId: call.region,
@@ -107,11 +87,8 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
     let contextBound = false;
     let serviceCode: string;
     let said = '';
-    const sts = stsFailure(error);
-    if (sts !== undefined) {
-      code = 'AccessDenied';
-      serviceCode = sts.serviceCode;
-      explanation = sts.explanation;
+    if (error instanceof CredentialExchangeError) {
+      ({ code, serviceCode, explanation } = stsFailure(error.cause, options.credentials as RrsaCredentials));
     } else if (answer !== undefined) {
       ({ code, explanation, contextBound } = classifyAlibabaError(answer.serviceCode, answer.status, call.operation));
       serviceCode = answer.serviceCode;
@@ -149,22 +126,14 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
     return new ProviderError(code, message, { provider: ALIBABA_KMS, serviceCode, cause, ...(contextBound ? { contextBound: true } : {}) });
   }
 
-  /** A failure to get RRSA credentials (the OIDC token file, STS AssumeRoleWithOIDC), or undefined. */
-  function stsFailure(error: unknown): { serviceCode: string; explanation: string } | undefined {
-    const creds = options.credentials;
-    if (creds?.kind !== 'rrsa' || typeof error !== 'object' || error === null) return undefined;
-    const e = error as ErrorLike & { path?: unknown };
-    if (typeof e.code === 'string' && /^E(NOENT|ACCES|ISDIR|PERM)$/.test(e.code) && e.path === creds.oidcTokenFile) {
-      return { serviceCode: e.code, explanation: `RRSA: cannot read the OIDC token file ${quoteTarget(creds.oidcTokenFile)} (ALIBABA_CLOUD_OIDC_TOKEN_FILE)` };
+  /** RRSA credentials fetched before the call (cached by the library until they near expiry). */
+  async function credentialsReady(): Promise<void> {
+    if (options.credentials?.kind !== 'rrsa' || credential === undefined) return;
+    try {
+      await credential.getCredential();
+    } catch (error) {
+      throw new CredentialExchangeError(error);
     }
-    const message = typeof e.message === 'string' ? e.message : '';
-    if (!message.startsWith('get sts token failed')) return undefined;
-    // The library quotes STS's JSON answer: take its error code only.
-    const code = /"Code"\s*:\s*"([A-Za-z0-9.]{1,80})"/.exec(message)?.[1] ?? 'AssumeRoleWithOIDC';
-    return {
-      serviceCode: code,
-      explanation: `RRSA: STS refused AssumeRoleWithOIDC for role ${creds.roleArn}: check that the role trusts the OIDC provider ${creds.oidcProviderArn} and this ServiceAccount`,
-    };
   }
 
   /** One SDK call with retries, a time limit per attempt and the caller's signal. */
@@ -181,7 +150,8 @@ export async function createAlibabaKmsProvider(options: AlibabaKmsProviderOption
           const onAbort = () =>
             reject(call.signal?.aborted ? call.signal.reason : Object.assign(new Error('the attempt took too long'), { name: 'TimeoutError' }));
           signal.addEventListener('abort', onAbort, { once: true });
-          run(client, runtime)
+          credentialsReady()
+            .then(() => run(client, runtime))
             .then(resolve, reject)
             .finally(() => signal.removeEventListener('abort', onAbort));
         });

@@ -121,7 +121,10 @@ export function serviceAnswer(error: unknown): { serviceCode: string; status: nu
   const code = body.Code ?? body.code;
   if (typeof code !== 'string' || code === '') return undefined;
   const sdkMessage = typeof (error as ErrorLike).message === 'string' ? ((error as ErrorLike).message as string) : '';
-  const statusMatch = /code: (\d{3}),/.exec(sdkMessage);
+  // @alicloud/rpc-client keeps the HTTP status nowhere but in its message template
+  // (`code: ${status}, ...`); it is read from there only when the answer's body lacks
+  // HttpStatus, and only refines a service code that classifyAlibabaError does not know.
+  const statusMatch = /^[^:]{0,200}: code: (\d{3}),/.exec(sdkMessage);
   const status = typeof body.HttpStatus === 'number' ? body.HttpStatus : statusMatch ? Number(statusMatch[1]) : undefined;
   const requestId = body.RequestId ?? body.requestId;
   const message = body.Message ?? body.message;

@@ -27,8 +27,13 @@ export interface Sdk {
     | 'ScheduleKeyDeletionRequest',
     ModelClass
   >;
-  Credential: new (config: unknown) => unknown;
+  Credential: new (config: unknown) => AlibabaCredential;
   CredentialConfig: ModelClass;
+}
+
+/** The credential chain's client: `getCredential` runs (and caches) the STS exchange for RRSA. */
+export interface AlibabaCredential {
+  getCredential(): Promise<unknown>;
 }
 
 export async function loadSdk(): Promise<Sdk> {
@@ -72,7 +77,7 @@ export async function loadSdk(): Promise<Sdk> {
   return {
     Client: find<Sdk['Client']>(kms, 'KMS client', hasMethod('decryptEx')),
     models,
-    Credential: find<Sdk['Credential']>(credentials, 'Credential class', hasMethod('getAccessKeyId')),
+    Credential: find<Sdk['Credential']>(credentials, 'Credential class', hasMethod('getCredential')),
     CredentialConfig: credentialExports.Config as ModelClass,
   };
 }

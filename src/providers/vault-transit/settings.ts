@@ -5,7 +5,6 @@ import { checkedUrl, envSetting, type ProviderSettingsSource, stringSetting, Pro
 
 import { shownAddress } from './http.ts';
 import { parseCaBundle } from './errors.ts';
-import {} from './targets.ts';
 import { VAULT_TRANSIT, type VaultTransitProviderOptions } from './types.ts';
 import { quoteTarget } from '../types.ts';
 
