@@ -43,6 +43,11 @@ export const COMMANDS: readonly CommandEntry[] = [
     load: async () => (await import('./commands/decrypt.ts')).decryptCommand,
   },
   {
+    name: 'merge-driver',
+    summary: 'three-way merge of an EnvelopeSecret for git, per data key (no key needed)',
+    load: async () => (await import('./commands/merge-driver.ts')).mergeDriverCommand,
+  },
+  {
     name: 'controller',
     summary: 'run the controller that turns EnvelopeSecrets into Secrets',
     load: async () => (await import('./commands/controller.ts')).controllerCommand,
