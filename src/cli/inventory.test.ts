@@ -75,6 +75,37 @@ describe('sealedAt: every command that makes a new data key records when', () =>
     expect(after.spec.envelopes.map((e) => e.sealedAt)).toEqual(['2026-01-10T08:00:00Z']);
   });
 
+  it('remove-recipient dates the envelopes it re-keys; --no-rekey keeps the data key and its time', async () => {
+    await seal('db.yaml', 'db', 'prod', [key, other], T0);
+    await ws.write('copy.yaml', await ws.read('db.yaml'));
+    const later = new Date(T0.getTime() + 2 * DAY);
+    const rekeyed = await ws.cli(['remove-recipient', '-f', 'db.yaml', '--in-place', '-r', `age:${other.recipient}`, '-i', key.file], at(later));
+    expect(rekeyed.code, rekeyed.stderr).toBe(0);
+    expect((await secretOf('db.yaml')).spec.envelopes.map((e) => e.sealedAt)).toEqual(['2026-01-12T08:00:00Z']);
+    const kept = await ws.cli(['remove-recipient', '-f', 'copy.yaml', '--in-place', '--no-rekey', '-r', `age:${other.recipient}`], at(later));
+    expect(kept.code, kept.stderr).toBe(0);
+    expect((await secretOf('copy.yaml')).spec.envelopes.map((e) => e.sealedAt)).toEqual(['2026-01-10T08:00:00Z']);
+  });
+
+  it('merge-driver keeps each envelope with its own sealedAt', async () => {
+    await seal('base.yaml', 'db', 'prod', [key], T0);
+    for (const [file, days, name] of [
+      ['ours.yaml', 1, 'C'],
+      ['theirs.yaml', 2, 'D'],
+    ] as const) {
+      await ws.write(file, await ws.read('base.yaml'));
+      const merged = await ws.cli(['seal', '--merge-into', file, '--from-literal', `${name}=x`], at(new Date(T0.getTime() + days * DAY)));
+      expect(merged.code, merged.stderr).toBe(0);
+    }
+    const result = await ws.cli(['merge-driver', 'base.yaml', 'ours.yaml', 'theirs.yaml', 'db.envelope.yaml']);
+    expect(result.code, result.stderr).toBe(0);
+    expect((await secretOf('ours.yaml')).spec.envelopes.map((e) => [Object.keys(e.data).join(), e.sealedAt])).toEqual([
+      ['PASSWORD,USER', '2026-01-10T08:00:00Z'],
+      ['C', '2026-01-11T08:00:00Z'],
+      ['D', '2026-01-12T08:00:00Z'],
+    ]);
+  });
+
   it('verify refuses a sealedAt that is not a UTC time to the second, naming the field', async () => {
     await seal('db.yaml', 'db', 'prod', [key], T0);
     for (const bad of ['2026-01-10T08:00:00.5Z', '2026-01-10T08:00:00+01:00', '2026-02-30T08:00:00Z', 'yesterday']) {
