@@ -14,6 +14,11 @@ const cases: { description: string; binding: Binding; values: Record<string, str
   },
   { description: 'namespace scope', binding: { scope: 'namespace', namespace: 'team-a', name: 'shared' }, values: { KEY: 'value' } },
   { description: 'cluster scope, empty value', binding: { scope: 'cluster', namespace: 'anywhere', name: 'common' }, values: { EMPTY: '' } },
+  {
+    description: 'namespaces scope, three namespaces, read in the second',
+    binding: { scope: 'namespaces', namespace: 'team-b', name: 'registry', namespaces: ['team-a', 'team-b', 'team-c'] },
+    values: { '.dockerconfigjson': '{"auths":{}}' },
+  },
 ];
 
 const vectors = cases.map((c, n) => {
@@ -36,6 +41,10 @@ const vectors = cases.map((c, n) => {
     valueKey: derived.valueKey.toString('hex'),
     commitment: envelope.commitment,
     kmsEncryptionContext: kmsEncryptionContext(c.binding),
+    // Scope namespaces: one wrapping per listed namespace, each under its own context.
+    ...(c.binding.namespaces
+      ? { kmsEncryptionContextsByNamespace: Object.fromEntries(c.binding.namespaces.map((ns) => [ns, kmsEncryptionContext({ ...c.binding, namespace: ns })])) }
+      : {}),
     values: Object.entries(c.values).map(([key, plaintext], i) => ({
       key,
       plaintext,

@@ -36,6 +36,8 @@ import {
   VALUE_OVERHEAD_BYTES,
   validateEnvelopeSecret,
 } from './validation.ts';
+import { MAX_NAMESPACES_SCOPE_RECIPIENTS, MAX_NAMESPACES_SCOPE_RECIPIENTS_PER_ENVELOPE } from './namespaces-scope.ts';
+import { MAX_SCOPE_NAMESPACES } from '../envelope/context.ts';
 
 interface Schema {
   properties?: Record<string, Schema>;
@@ -68,10 +70,18 @@ function rule(schema: Schema, part: string): { rule: string; message?: string; m
 describe('the CRD states the limits of src/api/validation.ts', () => {
   it('counts: envelopes, recipients, data keys, restart workloads, labels, annotations', () => {
     expect(spec.properties!.envelopes!.maxItems).toBe(MAX_ENVELOPES);
-    expect(envelope.properties!.recipients!.maxItems).toBe(MAX_RECIPIENTS_PER_ENVELOPE);
+    // Scope namespaces wraps once per namespace: a larger schema bound, the usual one by a rule.
+    expect(envelope.properties!.recipients!.maxItems).toBe(MAX_NAMESPACES_SCOPE_RECIPIENTS_PER_ENVELOPE);
+    expect(rule(spec, 'size(e.recipients) <=').rule).toBe(
+      `self.scope == 'namespaces' || self.envelopes.all(e, size(e.recipients) <= ${MAX_RECIPIENTS_PER_ENVELOPE})`,
+    );
     expect(envelope.properties!.data!.maxProperties).toBe(MAX_DATA_KEYS_PER_ENVELOPE);
-    expect(rule(spec, 'size(e.recipients)').rule).toBe(`self.envelopes.map(e, size(e.recipients)).sum() <= ${MAX_RECIPIENTS}`);
-    expect(rule(spec, 'size(e.recipients)').message).toContain(`at most ${MAX_RECIPIENTS} recipients`);
+    expect(rule(spec, 'size(e.recipients)).sum()').rule).toBe(
+      `self.envelopes.map(e, size(e.recipients)).sum() <= ${MAX_RECIPIENTS} || (self.scope == 'namespaces' && self.envelopes.map(e, size(e.recipients)).sum() <= ${MAX_NAMESPACES_SCOPE_RECIPIENTS})`,
+    );
+    expect(rule(spec, 'size(e.recipients)).sum()').message).toContain(`at most ${MAX_RECIPIENTS} recipients`);
+    expect(spec.properties!.namespaces!.maxItems).toBe(MAX_SCOPE_NAMESPACES);
+    expect(spec.properties!.namespaces!.items!.maxLength).toBe(63);
     expect(spec.properties!.restartWorkloads!.maxItems).toBe(MAX_RESTART_WORKLOADS);
     expect(labels.maxProperties).toBe(MAX_TEMPLATE_LABELS);
     expect(annotations.maxProperties).toBe(MAX_TEMPLATE_ANNOTATIONS);

@@ -38,6 +38,8 @@ export interface WorkloadRef {
 
 export interface EnvelopeSecretSpec {
   scope?: Scope;
+  /** Scope `namespaces` only: the sorted, unique namespaces the values are sealed for. */
+  namespaces?: string[];
   envelopes: Envelope[];
   template?: SecretTemplate;
   /** Opt-in rollout restart of these workloads when the data changes. */

@@ -3,6 +3,7 @@ import { type Binding, isScope, type Scope } from '../envelope/context.ts';
 import { COMMITMENT_LENGTH as COMMITMENT_BYTES, SUPPORTED_SUITES, VALUE_OVERHEAD_BYTES } from '../envelope/envelope.ts';
 import { ENVELOPE_ID_LENGTH as ENVELOPE_ID_BYTES } from '../envelope/kdf.ts';
 import { PROVIDERS } from '../providers/registry.ts';
+import { checkNamespacesScope, MAX_NAMESPACES_SCOPE_RECIPIENTS, MAX_NAMESPACES_SCOPE_RECIPIENTS_PER_ENVELOPE } from './namespaces-scope.ts';
 import { labelValueProblem, namespaceProblem, objectNameProblem, qualifiedNameProblem, quoteName, secretKeyProblem } from './names.ts';
 import { CREDENTIAL_MINTING_SECRET_TYPES, reservedKeyIssues } from './policy.ts';
 import { API_VERSION, type EnvelopeSecret, KIND, RESTARTABLE_KINDS, type ValidationCheck, type ValidationIssue } from './types.ts';
@@ -93,7 +94,7 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
   const spec = doc.spec;
   if (isRecord(spec) && spec.scope !== undefined) {
     if (isScope(spec.scope)) scope = spec.scope;
-    else add('structure', 'spec.scope', 'must be one of strict, namespace, cluster');
+    else add('structure', 'spec.scope', 'must be one of strict, namespace, cluster, namespaces');
   }
   if (!isRecord(metadata)) {
     add('structure', 'metadata', 'must be an object with a name');
@@ -154,6 +155,11 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
       });
   }
 
+  checkNamespacesScope(spec, scope, add);
+  // Scope namespaces: a KMS key wraps once per listed namespace (what one reader may try
+  // is bounded in namespaces-scope.ts).
+  const maxPerEnvelope = scope === 'namespaces' ? MAX_NAMESPACES_SCOPE_RECIPIENTS_PER_ENVELOPE : MAX_RECIPIENTS_PER_ENVELOPE;
+  const maxRecipients = scope === 'namespaces' ? MAX_NAMESPACES_SCOPE_RECIPIENTS : MAX_RECIPIENTS;
   const envelopes = spec.envelopes;
   if (!Array.isArray(envelopes) || envelopes.length === 0) {
     add('structure', 'spec.envelopes', 'must be a non-empty list');
@@ -182,8 +188,7 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
 
     const recipients = envelope.recipients;
     if (!Array.isArray(recipients) || recipients.length === 0) add('structure', `${at}.recipients`, 'must be a non-empty list');
-    else if (recipients.length > MAX_RECIPIENTS_PER_ENVELOPE)
-      add('size', `${at}.recipients`, `has ${recipients.length} recipients; at most ${MAX_RECIPIENTS_PER_ENVELOPE} per envelope`);
+    else if (recipients.length > maxPerEnvelope) add('size', `${at}.recipients`, `has ${recipients.length} recipients; at most ${maxPerEnvelope} per envelope`);
     else {
       totalRecipients += recipients.length;
       recipients.forEach((recipient: unknown, r) => {
@@ -241,7 +246,7 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
       }
     }
   });
-  if (totalRecipients > MAX_RECIPIENTS) add('size', 'spec.envelopes', `has ${totalRecipients} recipients in all; at most ${MAX_RECIPIENTS}`);
+  if (totalRecipients > maxRecipients) add('size', 'spec.envelopes', `has ${totalRecipients} recipients in all; at most ${maxRecipients}`);
   if (totalBytes > MAX_SECRET_DATA_BYTES) add('size', 'spec.envelopes', `values total ${totalBytes} bytes; a Secret holds at most ${MAX_SECRET_DATA_BYTES}`);
   return issues;
 }
@@ -306,11 +311,17 @@ export function parseEnvelopeSecret(doc: unknown, source?: string): EnvelopeSecr
   return doc as EnvelopeSecret;
 }
 
-/** The binding of a valid EnvelopeSecret: from its metadata, never its spec values. */
+/**
+ * The binding of a valid EnvelopeSecret: namespace and name from its metadata, never its
+ * spec; for scope namespaces, the list of spec.namespaces (which every value's AAD
+ * authenticates).
+ */
 export function bindingOf(secret: EnvelopeSecret): Binding {
-  return {
+  const binding: Binding = {
     scope: secret.spec.scope ?? 'strict',
     namespace: secret.metadata.namespace ?? '',
     name: secret.metadata.name,
   };
+  if (binding.scope === 'namespaces') binding.namespaces = secret.spec.namespaces ?? [];
+  return binding;
 }

@@ -378,7 +378,7 @@ const cases: Case[] = [
     name: 'an unknown scope',
     argv: () => seal('--name', 'x', '-n', 'y', '--from-literal', 'A=x', '--scope', 'global', '-r', sealTo()),
     code: 2,
-    message: /--scope must be strict, namespace or cluster/,
+    message: /--scope must be strict, namespace, cluster or namespaces/,
   },
   {
     name: 'an unknown output format',

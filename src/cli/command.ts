@@ -4,7 +4,8 @@ import { parseEnvelopeSecret } from '../api/validation.ts';
 import type { RandomSource } from '../envelope/random.ts';
 import type { ProviderRegistry } from '../providers/registry.ts';
 import type { OptionSpecs, OptionValues } from './args.ts';
-import { formatDocument, type OutputFormat, parseSingleDocument } from './documents.ts';
+import { type OutputFormat, parseDocuments } from './documents.ts';
+import { formatManifest, type LoadedStream, loadManifestDocuments } from './namespace-stream.ts';
 import { CliError, usageError } from './errors.ts';
 import { readInputFile, writeFileAtomic } from './files.ts';
 import type { CliIo } from './io.ts';
@@ -74,22 +75,27 @@ export async function readInput(file: string | undefined, io: CliIo, hint: strin
   return { bytes, source: file, file };
 }
 
-export interface LoadedEnvelopeSecret {
-  secret: EnvelopeSecret;
-  format: OutputFormat;
-}
+export type LoadedEnvelopeSecret = LoadedStream;
 
-/** Parses and validates an EnvelopeSecret manifest (exit 3 with every issue listed). */
+/**
+ * Parses and validates an EnvelopeSecret manifest (exit 3 with every issue listed), or the
+ * stream of one document per listed namespace that `seal --namespaces` writes.
+ */
 export function loadEnvelopeSecret(input: Input): LoadedEnvelopeSecret {
-  const { value, format } = parseSingleDocument(input.bytes, input.source);
-  return { secret: parseEnvelopeSecret(value, input.source), format };
+  return loadManifestDocuments(parseDocuments(input.bytes, input.source), input.source);
 }
 
-/** Writes a manifest to -w FILE (atomically) or stdout; nothing is written on an earlier error. */
-export async function writeManifest(secret: EnvelopeSecret, options: { format: OutputFormat; file?: string | undefined; io: CliIo }): Promise<void> {
+/**
+ * Writes a manifest to -w FILE (atomically) or stdout; nothing is written on an earlier
+ * error. `stream`: one document per listed namespace (scope namespaces).
+ */
+export async function writeManifest(
+  secret: EnvelopeSecret,
+  options: { format: OutputFormat; file?: string | undefined; io: CliIo; stream?: boolean },
+): Promise<void> {
   // The output must itself be valid: never write a manifest the controller would refuse.
   parseEnvelopeSecret(secret, 'output');
-  const text = formatDocument(secret, options.format);
+  const text = formatManifest(secret, options.format, options.stream ?? false);
   if (options.file === undefined) options.io.stdout.write(text);
   else await writeFileAtomic(options.file, text, { cwd: options.io.cwd, temporaries: options.io.temporaries });
 }

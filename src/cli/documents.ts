@@ -19,6 +19,15 @@ function looksLikeJson(text: string): boolean {
  * kind of problem, and never quote the text (it may be a secret value).
  */
 export function parseSingleDocument(bytes: Buffer, source: string): ParsedDocument {
+  const documents = parseDocuments(bytes, source);
+  if (documents.length > 1) {
+    throw new CliError('InvalidInput', `${source}: holds ${documents.length} YAML documents; envseal reads exactly one (split the file at its '---' lines)`);
+  }
+  return documents[0]!;
+}
+
+/** Parses a YAML stream (one or more documents) or one JSON document, as parseSingleDocument. */
+export function parseDocuments(bytes: Buffer, source: string): ParsedDocument[] {
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
@@ -27,7 +36,7 @@ export function parseSingleDocument(bytes: Buffer, source: string): ParsedDocume
   }
   const format: OutputFormat = looksLikeJson(text) ? 'json' : 'yaml';
   const what = format === 'json' ? 'JSON' : 'YAML';
-  if (format === 'json') return { value: parseJson(text, source), format };
+  if (format === 'json') return [{ value: parseJson(text, source), format }];
   const documents = parseAllDocuments(text, { uniqueKeys: true });
   const list = Array.isArray(documents) ? documents : [];
   for (const document of list) {
@@ -36,19 +45,15 @@ export function parseSingleDocument(bytes: Buffer, source: string): ParsedDocume
   }
   const nonEmpty = list.filter((d) => d.contents !== null);
   if (nonEmpty.length === 0) throw new CliError('InvalidInput', `${source}: empty input (expected one ${what} document)`);
-  if (nonEmpty.length > 1) {
-    throw new CliError('InvalidInput', `${source}: holds ${nonEmpty.length} YAML documents; envseal reads exactly one (split the file at its '---' lines)`);
-  }
-  const document = nonEmpty[0]!;
-  let value: unknown;
-  try {
-    value = document.toJS({ maxAliasCount: 100 });
-  } catch (cause) {
-    throw new CliError('InvalidInput', `${source}: malformed ${what} (too many or unresolved aliases)`, {
-      cause: new Error(cause instanceof Error ? cause.name : 'yaml error'),
-    });
-  }
-  return { value, format };
+  return nonEmpty.map((document) => {
+    try {
+      return { value: document.toJS({ maxAliasCount: 100 }), format };
+    } catch (cause) {
+      throw new CliError('InvalidInput', `${source}: malformed ${what} (too many or unresolved aliases)`, {
+        cause: new Error(cause instanceof Error ? cause.name : 'yaml error'),
+      });
+    }
+  });
 }
 
 function parseJson(text: string, source: string): unknown {

@@ -28,7 +28,7 @@ export class DataKeyCache {
 
   static keyOf(binding: Binding, envelope: Envelope): string {
     const hash = createHash('sha256');
-    hash.update(JSON.stringify([binding.scope, binding.namespace, binding.name, envelope.id, envelope.suite, envelope.commitment]));
+    hash.update(JSON.stringify([binding.scope, binding.namespace, binding.name, binding.namespaces ?? [], envelope.id, envelope.suite, envelope.commitment]));
     for (const r of envelope.recipients) hash.update(JSON.stringify([r.provider, r.keyId ?? '', r.encryptedKey]));
     return hash.digest('base64');
   }

@@ -52,3 +52,50 @@ describe('scope bindings', () => {
     expect(aad.includes(Buffer.from('envseal.dev/namespace'))).toBe(true);
   });
 });
+
+describe('scope namespaces', () => {
+  const listed = { scope: 'namespaces', name: 'db', namespaces: ['team-a', 'team-b'] } as const;
+  const inA = { ...listed, namespace: 'team-a', namespaces: [...listed.namespaces] };
+  const aadOf = (binding: Parameters<typeof valueAad>[0]['binding']) => valueAad({ binding, formatVersion: '1', suite: 'S', envelopeId: 'ID', key: 'K' });
+
+  it('gives the AAD an eighth entry, the canonical list, and no single namespace: the same AAD in every listed namespace', () => {
+    const aad = aadOf(inA);
+    expect(aad.readUInt16BE(0)).toBe(8);
+    expect(aad.includes(Buffer.from('team-a,team-b'))).toBe(true);
+    expect(aadOf({ ...inA, namespace: 'team-b' }).equals(aad)).toBe(true);
+    expect(aadOf({ ...inA, name: 'other' }).equals(aad)).toBe(false);
+    expect(aadOf({ ...inA, namespaces: ['team-a', 'team-b', 'team-c'] }).equals(aad)).toBe(false);
+  });
+
+  it('names one namespace in the KMS encryption context, with the scope, the name and the list', () => {
+    expect(kmsEncryptionContext({ ...inA, namespace: 'team-b' })).toEqual({
+      'envseal.dev/scope': 'namespaces',
+      'envseal.dev/namespace': 'team-b',
+      'envseal.dev/name': 'db',
+      'envseal.dev/namespaces': 'team-a,team-b',
+    });
+  });
+
+  it('refuses a namespace that is not listed (ContextMismatch), and a list that is not canonical', () => {
+    expect(() => aadOf({ ...inA, namespace: 'team-c' })).toThrow(expect.objectContaining({ code: 'ContextMismatch' }));
+    expect(() => kmsEncryptionContext({ ...inA, namespace: 'team-c' })).toThrow(/"team-c" is not one of the namespaces/);
+    for (const namespaces of [
+      [],
+      ['team-b', 'team-a'],
+      ['team-a', 'team-a'],
+      ['Team-A'],
+      ['a,b'],
+      Array.from({ length: 33 }, (_, i) => `n${String(i).padStart(2, '0')}`),
+    ]) {
+      expect(() => aadOf({ ...inA, namespace: namespaces[0] ?? '', namespaces }), JSON.stringify(namespaces)).toThrow(
+        expect.objectContaining({ code: 'InvalidEnvelope' }),
+      );
+    }
+  });
+
+  it('leaves the other scopes with their seven entries', () => {
+    for (const scope of ['strict', 'namespace', 'cluster'] as const) {
+      expect(aadOf({ scope, namespace: 'prod', name: 'db', namespaces: ['prod'] }).readUInt16BE(0)).toBe(7);
+    }
+  });
+});

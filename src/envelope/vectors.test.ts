@@ -12,6 +12,8 @@ interface Vector {
   valueKey: string;
   commitment: string;
   kmsEncryptionContext: Record<string, string>;
+  /** Scope namespaces: the context of each listed namespace's wrapping. */
+  kmsEncryptionContextsByNamespace?: Record<string, Record<string, string>>;
   values: { key: string; plaintext: string; nonce: string; aad: string; sealed: string }[];
 }
 
@@ -24,7 +26,8 @@ describe('docs/format.md test vectors', () => {
   it('are present and name this format and suite', () => {
     expect(doc.format).toBe(FORMAT_VERSION);
     expect(doc.suite).toBe(SUITE);
-    expect(doc.vectors.length).toBeGreaterThanOrEqual(3);
+    expect(doc.vectors.length).toBeGreaterThanOrEqual(4);
+    expect(doc.vectors.map((v) => v.binding.scope).sort()).toEqual(['cluster', 'namespace', 'namespaces', 'strict']);
   });
 
   describe.each(doc.vectors.map((v) => [v.description, v] as const))('%s', (_name, vector) => {
@@ -40,6 +43,9 @@ describe('docs/format.md test vectors', () => {
 
     it('encodes the AAD and the KMS encryption context', () => {
       expect(kmsEncryptionContext(vector.binding)).toEqual(vector.kmsEncryptionContext);
+      for (const [namespace, context] of Object.entries(vector.kmsEncryptionContextsByNamespace ?? {})) {
+        expect(kmsEncryptionContext({ ...vector.binding, namespace })).toEqual(context);
+      }
       for (const value of vector.values) {
         const aad = valueAad({ binding: vector.binding, formatVersion: FORMAT_VERSION, suite: SUITE, envelopeId: vector.envelopeId, key: value.key });
         expect(aad.toString('hex')).toBe(value.aad);

@@ -5,6 +5,8 @@ export interface Recipient {
   provider: string;
   /** aws-kms: the full key ARN. */
   keyId?: string;
+  /** Scope `namespaces`, providers that bind the context: the namespace this wrapping is for. */
+  namespace?: string;
   /** age: the public recipient (age1...), kept for inventory. */
   recipient?: string;
   /** base64 of the provider's wrapped data key. */
@@ -244,6 +246,12 @@ export interface ProviderDefinition {
   checkRecipient(recipient: Readonly<Record<string, unknown>>, encryptedKey: Uint8Array | undefined): RecipientProblem[];
   /** The largest encryptedKey in bytes: bounds the CRD and the manifest check. */
   readonly maxEncryptedKeyBytes: number;
+  /**
+   * The key service binds the encryption context (the KMS refuses a wrapping under another
+   * context): with scope `namespaces` it wraps once per listed namespace. Absent: the
+   * provider ignores the context (age), one wrapping serves every namespace.
+   */
+  readonly bindsEncryptionContext?: boolean;
   /**
    * The CRD's CEL rules for this provider's recipients (each guarded by
    * `self.provider != NAME ||`), so the API server refuses them at apply time; a test

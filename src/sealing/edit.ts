@@ -1,3 +1,4 @@
+import { bindsContext } from '../api/namespaces-scope.ts';
 import { bindingOf } from '../api/validation.ts';
 import { quoteName } from '../api/names.ts';
 import type { Envelope, EnvelopeSecret, Recipient } from '../api/types.ts';
@@ -146,32 +147,39 @@ export async function addRecipient(request: AddRecipientRequest): Promise<Envelo
   const provider = await providers.get(target.provider);
   provider.parseTarget(target.target);
   const binding = bindingOf(secret);
-  const encryptionContext = kmsEncryptionContext(binding);
+  // Scope namespaces: a key service that binds the context wraps once per listed namespace.
+  const namespaces: (string | undefined)[] = binding.scope === 'namespaces' && bindsContext(target.provider) ? [...(binding.namespaces ?? [])] : [undefined];
   const envelopes: Envelope[] = [];
   for (const [index, envelope] of secret.spec.envelopes.entries()) {
     if (envelope.recipients.some((r) => r.provider === target.provider && provider.targetOf(r) === target.target)) {
       envelopes.push(envelope);
       continue;
     }
-    let added: Recipient | undefined;
-    const sameProvider = envelope.recipients.find((r) => r.provider === target.provider && provider.canUnwrap(r));
-    if (provider.rewrap && sameProvider) {
-      try {
-        added = await provider.rewrap({ from: sameProvider, target: target.target, encryptionContext, signal });
-      } catch (error) {
-        // e.g. the two keys are in different regions: fall back to unwrap + wrap.
-        if (!(error instanceof ProviderError) || error.code === 'AccessDenied' || error.retryable) throw error;
+    const added: Recipient[] = [];
+    let dataKey: Uint8Array | undefined;
+    try {
+      for (const namespace of namespaces) {
+        const encryptionContext = kmsEncryptionContext(namespace === undefined ? binding : { ...binding, namespace });
+        let recipient: Recipient | undefined;
+        const sameProvider = envelope.recipients.find((r) => r.provider === target.provider && provider.canUnwrap(r) && r.namespace === namespace);
+        if (provider.rewrap && sameProvider) {
+          try {
+            recipient = await provider.rewrap({ from: sameProvider, target: target.target, encryptionContext, signal });
+          } catch (error) {
+            // e.g. the two keys are in different regions: fall back to unwrap + wrap.
+            if (!(error instanceof ProviderError) || error.code === 'AccessDenied' || error.retryable) throw error;
+          }
+        }
+        if (recipient === undefined) {
+          dataKey ??= (await unwrapDataKey({ envelope, index, binding, providers, signal })).dataKey;
+          recipient = await provider.wrap({ target: target.target, dataKey, encryptionContext, signal });
+        }
+        added.push(namespace === undefined ? recipient : { ...recipient, namespace });
       }
+    } finally {
+      dataKey?.fill(0);
     }
-    if (added === undefined) {
-      const { dataKey } = await unwrapDataKey({ envelope, index, binding, providers, signal });
-      try {
-        added = await provider.wrap({ target: target.target, dataKey, encryptionContext, signal });
-      } finally {
-        dataKey.fill(0);
-      }
-    }
-    envelopes.push({ ...envelope, recipients: [...envelope.recipients, added] });
+    envelopes.push({ ...envelope, recipients: [...envelope.recipients, ...added] });
   }
   return { ...secret, spec: { ...secret.spec, envelopes } };
 }

@@ -1,6 +1,7 @@
+import { recipientsFor } from '../api/namespaces-scope.ts';
 import { bindingOf } from '../api/validation.ts';
 import type { Envelope, EnvelopeSecret, Recipient } from '../api/types.ts';
-import { type Binding, kmsEncryptionContext } from '../envelope/context.ts';
+import { type Binding, kmsEncryptionContext, listedNamespaces } from '../envelope/context.ts';
 import { checkCommitment, openEnvelope } from '../envelope/envelope.ts';
 import { EnvelopeError } from '../envelope/errors.ts';
 import type { ProviderRegistry } from '../providers/registry.ts';
@@ -35,8 +36,13 @@ export interface UnwrappedDataKey {
  */
 export async function unwrapDataKey(request: UnwrapRequest): Promise<UnwrappedDataKey> {
   const { envelope, index } = request;
+  // Scope namespaces: only the wrappings for the reader's namespace (and context-free ones).
+  const recipients = recipientsFor(envelope.recipients, request.binding);
+  if (recipients.length === 0) {
+    throw new EnvelopeError('ContextMismatch', `envelope #${index}: no recipient is wrapped for namespace ${JSON.stringify(request.binding.namespace)}`);
+  }
   return unwrapAny({
-    recipients: envelope.recipients,
+    recipients,
     providers: request.providers,
     encryptionContext: kmsEncryptionContext(request.binding),
     what: `envelope #${index}`,
@@ -80,6 +86,8 @@ export interface OpenRequest {
 /** Opens every value of a (validated) EnvelopeSecret. No partial result on failure. */
 export async function openEnvelopeSecret(request: OpenRequest): Promise<Record<string, Buffer>> {
   const binding = request.binding ?? bindingOf(request.secret);
+  // A copy in a namespace the list does not name is refused before any key is unwrapped.
+  if (binding.scope === 'namespaces') listedNamespaces(binding);
   const { providers } = request;
   const dataKeyFor =
     request.dataKeyFor ??
@@ -152,6 +160,7 @@ function namedKeys(keys: readonly string[]): string {
 
 function describeBinding(binding: Binding): string {
   if (binding.scope === 'cluster') return 'cluster scope';
+  if (binding.scope === 'namespaces') return `${binding.namespace}/${binding.name} (scope namespaces)`;
   if (binding.scope === 'namespace') return `namespace ${binding.namespace} (scope namespace)`;
   return `${binding.namespace}/${binding.name} (scope strict)`;
 }

@@ -3,10 +3,11 @@ import { API_VERSION, KIND } from '../api/types.ts';
 import { formatSealedAt } from '../api/validation.ts';
 import { type Binding, kmsEncryptionContext } from '../envelope/context.ts';
 import { sealEnvelope } from '../envelope/envelope.ts';
+import { bindsContext } from '../api/namespaces-scope.ts';
 import { generateDataKey } from '../providers/keyring.ts';
 import type { RandomSource } from '../envelope/random.ts';
 import type { ProviderRegistry } from '../providers/registry.ts';
-import type { RecipientTarget } from '../providers/types.ts';
+import type { Recipient, RecipientTarget } from '../providers/types.ts';
 
 export interface SealEnvelopeRequest {
   values: Record<string, Uint8Array>;
@@ -25,20 +26,51 @@ export interface SealEnvelopeRequest {
  * target. The envelope records when (sealedAt, informative: docs/format.md).
  */
 export async function sealNewEnvelope(request: SealEnvelopeRequest): Promise<Envelope> {
-  const { dataKey, recipients } = await generateDataKey({
+  const { binding } = request;
+  // Scope namespaces: the first listed namespace's context generates the data key.
+  const first = binding.scope === 'namespaces' ? { ...binding, namespace: binding.namespaces?.[0] ?? '' } : binding;
+  const generated = await generateDataKey({
     targets: request.targets,
     providers: request.providers,
-    encryptionContext: kmsEncryptionContext(request.binding),
+    encryptionContext: kmsEncryptionContext(first),
     random: request.random,
     signal: request.signal,
   });
+  const { dataKey } = generated;
   try {
-    const body = sealEnvelope({ dataKey, binding: request.binding, values: request.values, random: request.random });
+    const recipients = binding.scope === 'namespaces' ? await wrapPerNamespace(request, dataKey, generated.recipients) : generated.recipients;
+    const body = sealEnvelope({ dataKey, binding, values: request.values, random: request.random });
     const sealedAt = formatSealedAt(request.now ?? new Date());
     return { id: body.id, suite: body.suite, commitment: body.commitment, sealedAt, recipients, data: body.data };
   } finally {
     dataKey.fill(0);
   }
+}
+
+/**
+ * Scope namespaces: every target whose key service binds the encryption context wraps the
+ * data key once more for each further listed namespace, under the context naming it
+ * (docs/format.md, "KMS encryption context"); each such recipient records its namespace.
+ * Context-free targets (age) keep their one wrapping.
+ */
+async function wrapPerNamespace(request: SealEnvelopeRequest, dataKey: Uint8Array, generated: readonly Recipient[]): Promise<Recipient[]> {
+  const { binding, providers, signal } = request;
+  const [first, ...others] = binding.namespaces ?? [];
+  const perTarget = await Promise.all(
+    request.targets.map(async (target, i) => {
+      const recipient = generated[i]!;
+      if (!bindsContext(target.provider)) return [recipient];
+      const provider = await providers.get(target.provider);
+      const more = await Promise.all(
+        others.map(async (namespace) => ({
+          ...(await provider.wrap({ target: target.target, dataKey, encryptionContext: kmsEncryptionContext({ ...binding, namespace }), signal })),
+          namespace,
+        })),
+      );
+      return [{ ...recipient, namespace: first! }, ...more];
+    }),
+  );
+  return perTarget.flat();
 }
 
 export interface BuildEnvelopeSecretRequest extends SealEnvelopeRequest {
@@ -55,6 +87,7 @@ export async function sealEnvelopeSecret(request: BuildEnvelopeSecretRequest): P
     metadata: binding.namespace ? { name: binding.name, namespace: binding.namespace } : { name: binding.name },
     spec: {
       scope: binding.scope,
+      ...(binding.scope === 'namespaces' ? { namespaces: [...(binding.namespaces ?? [])] } : {}),
       envelopes: [envelope],
       ...(request.template && Object.keys(request.template).length > 0 ? { template: request.template } : {}),
     },

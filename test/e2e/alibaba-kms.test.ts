@@ -29,6 +29,9 @@ const STRICT = kmsEncryptionContext({ scope: 'strict', namespace: 'prod', name: 
 const OTHER_NAME = kmsEncryptionContext({ scope: 'strict', namespace: 'prod', name: 'api' });
 const OTHER_NAMESPACE = kmsEncryptionContext({ scope: 'strict', namespace: 'staging', name: 'db' });
 const NAMESPACE_SCOPE = kmsEncryptionContext({ scope: 'namespace', namespace: 'prod', name: 'db' });
+// Scope namespaces: one wrapping per listed namespace, each under the context naming it.
+const FOR_TEAM_A = kmsEncryptionContext({ scope: 'namespaces', namespace: 'team-a', name: 'db', namespaces: ['team-a', 'team-b'] });
+const FOR_TEAM_B = kmsEncryptionContext({ scope: 'namespaces', namespace: 'team-b', name: 'db', namespaces: ['team-a', 'team-b'] });
 
 async function failure(promise: Promise<unknown>): Promise<ProviderError> {
   try {
@@ -249,6 +252,16 @@ describe('alibaba-kms provider against the emulator', () => {
       expect(error.contextBound).toBe(true);
       expect(error.message).toContain(keyA.arn);
       expect(error.message).toMatch(/another namespace\/name\/scope/);
+    });
+
+    it("scope namespaces: team-a's wrapping opens under team-a's context and is refused under team-b's", async () => {
+      const generated = await provider.generateDataKey({ target: keyA.arn, encryptionContext: FOR_TEAM_A });
+      expect(Buffer.from(await provider.unwrap({ recipient: generated.recipient, encryptionContext: FOR_TEAM_A })).equals(Buffer.from(generated.dataKey))).toBe(
+        true,
+      );
+      const error = await failure(provider.unwrap({ recipient: generated.recipient, encryptionContext: FOR_TEAM_B }));
+      expect(error.code).toBe('InvalidCiphertext');
+      expect(error.contextBound).toBe(true);
     });
 
     it('a flipped byte in the blob is InvalidCiphertext', async () => {

@@ -37,6 +37,10 @@ const OTHER_NAME = kmsEncryptionContext({ scope: 'strict', namespace: 'prod', na
 const OTHER_NAMESPACE = kmsEncryptionContext({ scope: 'strict', namespace: 'staging', name: 'db' });
 const NAMESPACE_SCOPE = kmsEncryptionContext({ scope: 'namespace', namespace: 'prod', name: 'db' });
 const CLUSTER_SCOPE = kmsEncryptionContext({ scope: 'cluster', namespace: 'prod', name: 'db' });
+// Scope namespaces: one wrapping per listed namespace, each under the context naming it.
+const LISTED = { scope: 'namespaces', name: 'db', namespaces: ['team-a', 'team-b'] } as const;
+const FOR_TEAM_A = kmsEncryptionContext({ ...LISTED, namespace: 'team-a', namespaces: [...LISTED.namespaces] });
+const FOR_TEAM_B = kmsEncryptionContext({ ...LISTED, namespace: 'team-b', namespaces: [...LISTED.namespaces] });
 
 async function failure(promise: Promise<unknown>): Promise<ProviderError> {
   try {
@@ -208,6 +212,16 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
       expect(error.retryable).toBe(false);
       expect(error.message).toContain('sealed for another namespace/name/scope (encryption context), or it is corrupt');
       expect(error.message).toContain(keyA.keyArn);
+    });
+
+    it("scope namespaces: the KMS opens team-a's wrapping only under team-a's context, not team-b's or another list's", async () => {
+      const { dataKey, recipient } = await kms.generateDataKey({ target: keyA.keyArn, encryptionContext: FOR_TEAM_A });
+      expect(Buffer.from(await kms.unwrap({ recipient, encryptionContext: FOR_TEAM_A })).equals(Buffer.from(dataKey))).toBe(true);
+      const otherNamespace = await failure(kms.unwrap({ recipient, encryptionContext: FOR_TEAM_B }));
+      expect(otherNamespace.code).toBe('InvalidCiphertext');
+      expect(otherNamespace.serviceCode).toBe('InvalidCiphertextException');
+      const otherList = await failure(kms.unwrap({ recipient, encryptionContext: { ...FOR_TEAM_A, 'envseal.dev/namespaces': 'team-a,team-c' } }));
+      expect(otherList.code).toBe('InvalidCiphertext');
     });
 
     it('a wrapped key is bound to its context too', async () => {

@@ -273,13 +273,13 @@ describe('the limits, at the bound and one past it', () => {
       'recipients per envelope',
       (d) => envelopes(d, 1, MAX_RECIPIENTS_PER_ENVELOPE),
       (d) => envelopes(d, 1, MAX_RECIPIENTS_PER_ENVELOPE + 1),
-      /spec.envelopes\[0\].recipients: Too many: 17: must have at most 16 items/,
+      /spec: Invalid value: "object": at most 16 recipients per envelope \(64 with scope namespaces\)/,
     ],
     [
       'recipients in all',
       (d) => envelopes(d, MAX_RECIPIENTS / 16, 16),
       (d) => envelopes(d, 5, 13),
-      /spec: Invalid value: "object": at most 64 recipients in all envelopes together/,
+      /spec: Invalid value: "object": at most 64 recipients in all envelopes together \(256 with scope namespaces/,
     ],
     [
       'data keys per envelope',

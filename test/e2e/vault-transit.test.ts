@@ -10,6 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { ProviderError } from '../../src/providers/types.ts';
+import { kmsEncryptionContext } from '../../src/envelope/context.ts';
 import { createVaultTransitProvider, transitContext } from '../../src/providers/vault-transit/index.ts';
 import { startLocalKms, type KmsEmulator } from '../harness/kms-emulators.ts';
 import { installCrd, kubectl } from '../harness/kube.ts';
@@ -62,6 +63,18 @@ describe('vault-transit provider against OpenBao', () => {
     expect(moved.contextBound).toBe(true);
     expect(moved.message).toContain(`transit/keys/${key}`);
     expect(moved.message).toContain('HTTP 400');
+  });
+
+  it("scope namespaces: a wrapping for team-a opens under team-a's context and is refused under team-b's", async () => {
+    const provider = createVaultTransitProvider({ address: bao.address, token: bao.rootToken });
+    const listed = { scope: 'namespaces', name: 'db', namespaces: ['team-a', 'team-b'] } as const;
+    const forA = kmsEncryptionContext({ ...listed, namespace: 'team-a', namespaces: [...listed.namespaces] });
+    const forB = kmsEncryptionContext({ ...listed, namespace: 'team-b', namespaces: [...listed.namespaces] });
+    const { dataKey, recipient } = await provider.generateDataKey({ target: key, encryptionContext: forA });
+    expect(Buffer.from(await provider.unwrap({ recipient, encryptionContext: forA }))).toEqual(Buffer.from(dataKey));
+    const moved = await rejection(provider.unwrap({ recipient, encryptionContext: forB }));
+    expect(moved.code).toBe('InvalidCiphertext');
+    expect(moved.contextBound).toBe(true);
   });
 
   it('wraps a given data key (encrypt) that Vault itself decrypts with the context', async () => {

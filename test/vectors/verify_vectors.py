@@ -33,21 +33,44 @@ def encode_context(pairs):
     return out
 
 
+LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def namespace_list(binding):
+    """The canonical text of scope namespaces' list; anything not canonical is refused."""
+    names = binding["namespaces"]
+    assert 1 <= len(names) <= 32, "1 to 32 namespaces"
+    assert all(len(n) <= 63 and LABEL.fullmatch(n) for n in names), "DNS-1123 labels"
+    assert [n.encode() for n in names] == sorted({n.encode() for n in names}), "sorted, no duplicates"
+    return ",".join(names)
+
+
 def aad(suite, envelope_id, binding, key):
     scope = binding["scope"]
-    return encode_context({
+    entries = {
         "envseal.dev/format": "1",
         "envseal.dev/suite": suite,
         "envseal.dev/envelope": envelope_id,
         "envseal.dev/scope": scope,
-        "envseal.dev/namespace": "" if scope == "cluster" else binding["namespace"],
-        "envseal.dev/name": binding["name"] if scope == "strict" else "",
+        "envseal.dev/namespace": "" if scope in ("cluster", "namespaces") else binding["namespace"],
+        "envseal.dev/name": binding["name"] if scope in ("strict", "namespaces") else "",
         "envseal.dev/key": key,
-    })
+    }
+    if scope == "namespaces":
+        entries["envseal.dev/namespaces"] = namespace_list(binding)
+    return encode_context(entries)
 
 
 def kms_context(binding):
     scope = binding["scope"]
+    if scope == "namespaces":
+        assert binding["namespace"] in binding["namespaces"], "namespace not in the list"
+        return {
+            "envseal.dev/scope": scope,
+            "envseal.dev/namespace": binding["namespace"],
+            "envseal.dev/name": binding["name"],
+            "envseal.dev/namespaces": namespace_list(binding),
+        }
     ctx = {"envseal.dev/scope": scope}
     if scope != "cluster":
         ctx["envseal.dev/namespace"] = binding["namespace"]
@@ -68,6 +91,8 @@ def check(doc):
             assert value_key.hex() == vector["valueKey"], "value key"
             assert hkdf(dek, salt, b"envseal/v1 commitment") == b64(vector["commitment"]), "commitment"
             assert kms_context(vector["binding"]) == vector["kmsEncryptionContext"], "KMS encryption context"
+            for ns, ctx in vector.get("kmsEncryptionContextsByNamespace", {}).items():
+                assert kms_context(dict(vector["binding"], namespace=ns)) == ctx, "KMS encryption context for " + ns
             for value in vector["values"]:
                 ad = aad(doc["suite"], vector["envelopeId"], vector["binding"], value["key"])
                 assert ad.hex() == value["aad"], "aad of " + value["key"]

@@ -50,7 +50,7 @@ async function compact(ctx: CommandContext): Promise<number> {
     now: io.now(),
     signal: ctx.signal,
   });
-  await writeManifest(compacted, { format: parseOutputFormat(formatFlag, loaded.format), file: destination, io });
+  await writeManifest(compacted, { format: parseOutputFormat(formatFlag, loaded.format), file: destination, io, stream: loaded.stream });
   if (destination !== undefined) {
     const keys = Object.keys(compacted.spec.envelopes[0]!.data).length;
     io.stderr.write(`compacted ${count} envelope${count === 1 ? '' : 's'} (${keys} key${keys === 1 ? '' : 's'}) into one in ${quoteName(destination)}\n`);

@@ -178,7 +178,7 @@ async function edit(ctx: CommandContext): Promise<number> {
     const current = await readInputFile(file, { cwd: io.cwd });
     if (!current.equals(original.bytes))
       throw new CliError('FileChanged', `${quoteName(file)} changed while it was being edited; not overwriting it (run envseal edit again)`);
-    await writeManifest(resealed, { format: loaded.format, file, io });
+    await writeManifest(resealed, { format: loaded.format, file, io, stream: loaded.stream });
     io.stderr.write(`re-sealed ${quoteName(file)}\n`);
     return 0;
   } finally {

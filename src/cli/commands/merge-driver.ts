@@ -4,7 +4,7 @@ import { validateEnvelopeSecret } from '../../api/validation.ts';
 import { type MergeConflict, mergeEnvelopeSecrets } from '../../sealing/merge.ts';
 import { HELP_OPTION } from '../args.ts';
 import { type Command, type CommandContext, loadEnvelopeSecret, MAX_MANIFEST_BYTES } from '../command.ts';
-import { formatDocument } from '../documents.ts';
+import { formatManifest } from '../namespace-stream.ts';
 import { CliError, usageError } from '../errors.ts';
 import { readInputFile, writeFileAtomic } from '../files.ts';
 
@@ -88,7 +88,8 @@ async function mergeDriver(ctx: CommandContext): Promise<number> {
     });
   }
   const header = conflicts.length > 0 && ours.format === 'yaml' ? conflictComment(conflicts, path) : '';
-  await writeFileAtomic(currentFile, header + formatDocument(merged, ours.format), { cwd: io.cwd, temporaries: io.temporaries });
+  // A scope-namespaces stream (one document per listed namespace) is written back whole.
+  await writeFileAtomic(currentFile, header + formatManifest(merged, ours.format, ours.stream), { cwd: io.cwd, temporaries: io.temporaries });
   if (conflicts.length === 0) return 0;
   for (const conflict of conflicts.slice(0, 20)) io.stderr.write(`envseal merge-driver: ${path}: CONFLICT: ${conflict.message}\n`);
   if (conflicts.length > 20) io.stderr.write(`envseal merge-driver: ${path}: ... and ${conflicts.length - 20} more conflicts\n`);

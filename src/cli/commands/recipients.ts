@@ -128,7 +128,7 @@ async function changeRecipients(ctx: CommandContext, action: 'add' | 'remove'): 
     );
     return 0;
   }
-  await writeManifest(secret, { format: parseOutputFormat(formatFlag, loaded.format), file: destination, io });
+  await writeManifest(secret, { format: parseOutputFormat(formatFlag, loaded.format), file: destination, io, stream: loaded.stream });
   if (destination !== undefined) {
     const names = targets.map((t) => quoteName(`${t.provider}:${shorten(t.target)}`)).join(', ');
     const rekeyed = removal && removal.rekeyed.length > 0 ? ` and re-keyed ${plural(removal.rekeyed.length, 'envelope')}` : '';

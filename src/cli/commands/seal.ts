@@ -3,7 +3,7 @@ import path from 'node:path';
 import { quoteName } from '../../api/names.ts';
 import type { EnvelopeSecret, SecretTemplate } from '../../api/types.ts';
 import { bindingOf, MAX_SECRET_DATA_BYTES, parseEnvelopeSecret } from '../../api/validation.ts';
-import { type Binding, isScope, type Scope } from '../../envelope/context.ts';
+import { type Binding, isScope, namespaceListProblem, type Scope } from '../../envelope/context.ts';
 import { mergeValues } from '../../sealing/edit.ts';
 import { sealEnvelopeSecret } from '../../sealing/seal.ts';
 import { VALUE_OVERHEAD_BYTES } from '../../envelope/envelope.ts';
@@ -11,7 +11,8 @@ import { parseRecipientTarget, recipientForms } from '../../providers/registry.t
 import type { RecipientTarget } from '../../providers/types.ts';
 import { flag, HELP_OPTION, stringList, stringOption } from '../args.ts';
 import { type Command, type CommandContext, loadEnvelopeSecret, readInput, writeManifest } from '../command.ts';
-import { formatDocument, parseOutputFormat, parseSingleDocument } from '../documents.ts';
+import { parseOutputFormat, parseSingleDocument } from '../documents.ts';
+import { formatManifest } from '../namespace-stream.ts';
 import { CLUSTER_OPTIONS, clusterTargets } from '../cluster.ts';
 import { invalidInput, usageError } from '../errors.ts';
 import { fileError, readInputFile, resolvePath, writeFileAtomic } from '../files.ts';
@@ -49,7 +50,12 @@ const OPTIONS = {
   annotation: { type: 'string', multiple: true, value: 'KEY=VALUE', help: 'annotation of the Secret' },
   immutable: { type: 'boolean', help: 'make the Secret immutable' },
   recipient: { type: 'string', short: 'r', multiple: true, value: 'PROVIDER:TARGET', help: `who can open it: ${recipientForms()}` },
-  scope: { type: 'string', value: 'SCOPE', help: 'strict (default: this name and namespace), namespace, or cluster' },
+  scope: { type: 'string', value: 'SCOPE', help: 'strict (default: this name and namespace), namespace, cluster, or namespaces (with --namespaces)' },
+  namespaces: {
+    type: 'string',
+    value: 'NS,NS,...',
+    help: "scope namespaces: this name in each of these namespaces and no other; writes one YAML document per namespace (only -n NAMESPACE's when given)",
+  },
   output: { type: 'string', short: 'o', value: 'FORMAT', help: 'yaml (default) or json' },
   write: { type: 'string', short: 'w', value: 'FILE', help: 'write to FILE (atomically, only on success) instead of stdout' },
   'merge-into': { type: 'string', value: 'FILE', help: 'add or replace values in this EnvelopeSecret, in place (no Decrypt needed)' },
@@ -82,6 +88,14 @@ envelope, for its recipients (or only those given by --recipient and
 and every other value keeps its exact ciphertext. FILE is rewritten in place unless -w
 names another file.
 
+With --namespaces a,b,c (scope namespaces) the values are bound to the name and to
+that list: the result opens as this name in each listed namespace and in no other. The
+output is one YAML stream of one document per listed namespace, identical but for
+metadata.namespace, for kubectl apply -f; with -n NAMESPACE, only that namespace's
+document (e.g. for a kustomize overlay that sets the namespace). KMS keys wrap the data
+key once per listed namespace, under an encryption context naming it. Every command
+that rewrites a manifest keeps such a stream whole.
+
 With --output-dir DIR, every -f FILE (one Secret manifest each) is sealed in one run
 and written to DIR under the input's file name, as a loop of single seals would, without
 starting a process per Secret. --namespace, --scope, --type, --label, --annotation and
@@ -91,7 +105,8 @@ Examples:
   envseal seal -f secret.yaml -r age:age1... -w db.envelope.yaml
   envseal seal --name db -n prod --from-literal PASSWORD=hunter2 -r aws-kms:alias/envseal
   envseal seal --merge-into db.envelope.yaml --from-file tls.key=./key.pem
-  envseal seal -f secrets/db.yaml -f secrets/api.yaml -r age:age1... --output-dir sealed/`,
+  envseal seal -f secrets/db.yaml -f secrets/api.yaml -r age:age1... --output-dir sealed/
+  envseal seal -f pull-secret.yaml --namespaces team-a,team-b -r aws-kms:alias/envseal -w pull.envelope.yaml`,
   options: OPTIONS,
   providers: 'seal',
   run: seal,
@@ -172,8 +187,35 @@ function mergeTemplate(current: SecretTemplate | undefined, update: SecretTempla
 
 function parseScope(text: string | undefined): Scope | undefined {
   if (text === undefined) return undefined;
-  if (!isScope(text)) throw usageError(`--scope must be strict, namespace or cluster, not ${quoteName(text)}`);
+  if (!isScope(text)) throw usageError(`--scope must be strict, namespace, cluster or namespaces, not ${quoteName(text)}`);
   return text;
+}
+
+/** --namespaces a,b,c: checked, sorted and without duplicates (the canonical form the format requires). */
+function parseNamespaces(ctx: CommandContext, scope: Scope | undefined): string[] | undefined {
+  const text = stringOption(ctx.values, 'namespaces');
+  if (text === undefined) {
+    if (scope === 'namespaces') throw usageError('--scope namespaces needs --namespaces NS,NS,... (the namespaces to seal for)');
+    return undefined;
+  }
+  if (scope !== undefined && scope !== 'namespaces') throw usageError(`--namespaces seals for scope namespaces, not --scope ${scope}`);
+  const list = [...new Set(text.split(',').map((ns) => checkNamespace(ns.trim(), true)!))].sort();
+  const problem = namespaceListProblem(list);
+  if (problem !== undefined) throw usageError(`--namespaces ${problem}`);
+  return list;
+}
+
+/**
+ * The binding of a new manifest. Scope namespaces: the document's namespace is -n (one
+ * document, e.g. for a kustomize overlay) or, without -n, every listed one (a stream).
+ */
+function bindingFor(ctx: CommandContext, input: SecretInput, scope: Scope, list: string[] | undefined): { binding: Binding; stream: boolean } {
+  const name = checkName(input.name);
+  if (list === undefined) return { binding: { scope, name, namespace: checkNamespace(input.namespace, scope !== 'cluster') ?? '' }, stream: false };
+  const explicit = stringOption(ctx.values, 'namespace');
+  const namespace = explicit ?? input.namespace;
+  if (namespace !== undefined && !list.includes(namespace)) throw usageError(`namespace ${quoteName(namespace)} is not one of --namespaces ${list.join(',')}`);
+  return { binding: { scope: 'namespaces', name, namespace: namespace ?? list[0]!, namespaces: list }, stream: explicit === undefined };
 }
 
 async function seal(ctx: CommandContext): Promise<number> {
@@ -181,6 +223,7 @@ async function seal(ctx: CommandContext): Promise<number> {
   const mergeInto = stringOption(values, 'merge-into');
   const write = stringOption(values, 'write');
   const scope = parseScope(stringOption(values, 'scope'));
+  const namespaces = parseNamespaces(ctx, scope);
   const targets: RecipientTarget[] = stringList(values, 'recipient').map(parseRecipientTarget);
   const formatFlag = stringOption(values, 'output');
   parseOutputFormat(formatFlag);
@@ -189,26 +232,22 @@ async function seal(ctx: CommandContext): Promise<number> {
   if (files.length > 1 && outputDir === undefined) throw usageError('several -f FILE need --output-dir DIR (each EnvelopeSecret goes to its own file)');
   if (outputDir !== undefined) checkBatchFlags(ctx, files, write, mergeInto);
   targets.push(...(await clusterTargets(values, io, ctx.signal)));
-  if (outputDir !== undefined) return sealMany(ctx, files, outputDir, { scope, targets, format: parseOutputFormat(formatFlag) });
+  if (outputDir !== undefined) return sealMany(ctx, files, outputDir, { scope, namespaces, targets, format: parseOutputFormat(formatFlag) });
   const file = files[0];
 
   if (mergeInto !== undefined) {
     if (mergeInto === '-') throw usageError('--merge-into needs a file (it is rewritten in place)');
+    if (namespaces !== undefined) throw usageError("--merge-into keeps the manifest's namespaces: --namespaces cannot change them (seal anew)");
     const existing = loadEnvelopeSecret(await readInput(mergeInto, io, ''));
     const input = await collectInput(ctx, file);
     const merged = await mergeInto_(existing.secret, input, { scope, targets, ctx });
-    await writeManifest(merged, { format: parseOutputFormat(formatFlag, existing.format), file: write ?? mergeInto, io });
+    await writeManifest(merged, { format: parseOutputFormat(formatFlag, existing.format), file: write ?? mergeInto, io, stream: existing.stream });
     io.stderr.write(`sealed ${input.values.size} value${input.values.size === 1 ? '' : 's'} into ${quoteName(write ?? mergeInto)}\n`);
     return 0;
   }
 
   const input = await collectInput(ctx, file);
-  const effectiveScope = scope ?? 'strict';
-  const binding: Binding = {
-    scope: effectiveScope,
-    name: checkName(input.name),
-    namespace: checkNamespace(input.namespace, effectiveScope !== 'cluster') ?? '',
-  };
+  const { binding, stream } = bindingFor(ctx, input, scope ?? 'strict', namespaces);
   if (targets.length === 0) throw usageError('no recipient: pass --recipient aws-kms:ARN-or-alias, --recipient age:age1... or --controller-namespace NS');
   if (input.values.size === 0) throw usageError('no values to seal: the input has no data or stringData, and no --from-* flag was given');
   const sealed = await sealEnvelopeSecret({
@@ -221,7 +260,7 @@ async function seal(ctx: CommandContext): Promise<number> {
     template: templateOf(input),
     signal: ctx.signal,
   });
-  await writeManifest(sealed, { format: parseOutputFormat(formatFlag), file: write, io });
+  await writeManifest(sealed, { format: parseOutputFormat(formatFlag), file: write, io, stream });
   if (write !== undefined)
     io.stderr.write(
       `sealed ${input.values.size} value${input.values.size === 1 ? '' : 's'} for ${targets.length} recipient${targets.length === 1 ? '' : 's'} into ${quoteName(write)}\n`,
@@ -252,7 +291,7 @@ async function sealMany(
   ctx: CommandContext,
   files: readonly string[],
   outputDir: string,
-  options: { scope: Scope | undefined; targets: RecipientTarget[]; format: 'yaml' | 'json' },
+  options: { scope: Scope | undefined; namespaces: string[] | undefined; targets: RecipientTarget[]; format: 'yaml' | 'json' },
 ): Promise<number> {
   const { io } = ctx;
   if (options.targets.length === 0)
@@ -271,7 +310,7 @@ async function sealMany(
       const file = files[index]!;
       ctx.signal?.throwIfAborted();
       const input = await collectInput(ctx, file);
-      const binding: Binding = { scope, name: checkName(input.name), namespace: checkNamespace(input.namespace, scope !== 'cluster') ?? '' };
+      const { binding, stream } = bindingFor(ctx, input, scope, options.namespaces);
       if (input.values.size === 0) throw invalidInput(`${quoteName(file)}: no values to seal (the manifest has no data or stringData)`);
       const sealed = await sealEnvelopeSecret({
         values: checkValues(input.values),
@@ -284,7 +323,7 @@ async function sealMany(
         signal: ctx.signal,
       });
       parseEnvelopeSecret(sealed, 'output');
-      texts[index] = formatDocument(sealed, options.format);
+      texts[index] = formatManifest(sealed, options.format, stream);
     }
   };
   await Promise.all(Array.from({ length: Math.min(8, files.length) }, worker));

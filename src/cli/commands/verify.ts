@@ -1,11 +1,12 @@
 import type { EnvelopeSecret } from '../../api/types.ts';
-import { validateEnvelopeSecret } from '../../api/validation.ts';
+import { quoteName } from '../../api/names.ts';
 import { EnvelopeError } from '../../envelope/errors.ts';
 import { ProviderError } from '../../providers/types.ts';
 import { openEnvelopeSecret } from '../../sealing/open.ts';
 import { flag, HELP_OPTION, stringOption } from '../args.ts';
 import { type Command, type CommandContext, describeSecret, readInput } from '../command.ts';
-import { parseSingleDocument } from '../documents.ts';
+import { parseDocuments } from '../documents.ts';
+import { streamIssues, streamProblem } from '../namespace-stream.ts';
 import { CliError, EXIT, VERIFY_EXIT } from '../errors.ts';
 import { IDENTITY_OPTIONS, PROVIDER_OPTIONS } from '../provider-config.ts';
 
@@ -48,20 +49,32 @@ When several checks fail, every problem is listed and the lowest code is returne
 async function verify(ctx: CommandContext): Promise<number> {
   const { io, values } = ctx;
   const input = await readInput(stringOption(values, 'filename'), io, 'pass -f FILE or pipe an EnvelopeSecret manifest');
-  let document: unknown;
+  let documents: unknown[];
   try {
-    document = parseSingleDocument(input.bytes, input.source).value;
+    documents = parseDocuments(input.bytes, input.source).map((d) => d.value);
   } catch (error) {
     if (error instanceof CliError) throw new CliError('VerifyFailed', error.message, { exitCode: VERIFY_EXIT.structure, cause: error });
     throw error;
   }
-  const issues = validateEnvelopeSecret(document);
+  const issues = streamIssues(documents);
   if (issues.length > 0) {
     const lines = issues.map((issue) => `  ${issue.path}: ${issue.message} [${issue.check}]`);
     const code = Math.min(...issues.map((issue) => VERIFY_EXIT[issue.check]));
     throw new CliError('VerifyFailed', `${input.source}: invalid EnvelopeSecret:\n${lines.join('\n')}`, { exitCode: code });
   }
-  const secret = document as EnvelopeSecret;
+  const problem = streamProblem(documents);
+  if (problem !== undefined) throw new CliError('VerifyFailed', `${input.source}: ${problem}`, { exitCode: VERIFY_EXIT.structure });
+  const secret = documents[0] as EnvelopeSecret;
+  // Scope namespaces: the object opens only in a listed namespace (as the controller checks).
+  if (secret.spec.scope === 'namespaces' && !(secret.spec.namespaces ?? []).includes(secret.metadata.namespace ?? '')) {
+    throw new CliError(
+      'VerifyFailed',
+      `${input.source}: metadata.namespace ${quoteName(secret.metadata.namespace ?? '')} is not in spec.namespaces: the controller refuses it (ContextMismatch)`,
+      {
+        exitCode: VERIFY_EXIT.structure,
+      },
+    );
+  }
   const keys = secret.spec.envelopes.reduce((n, envelope) => n + Object.keys(envelope.data).length, 0);
   const summary = `${input.source}: valid EnvelopeSecret ${describeSecret(secret)} (scope ${secret.spec.scope ?? 'strict'}, ${secret.spec.envelopes.length} envelope${secret.spec.envelopes.length === 1 ? '' : 's'}, ${keys} key${keys === 1 ? '' : 's'})`;
   if (!flag(values, 'decrypt')) {

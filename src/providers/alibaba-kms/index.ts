@@ -44,6 +44,7 @@ export const alibabaKmsProvider: ProviderDefinition = {
   },
   checkRecipient: checkAlibabaRecipient,
   maxEncryptedKeyBytes: MAX_ALIBABA_KMS_ENCRYPTED_KEY_BYTES,
+  bindsEncryptionContext: true,
   crdRules: [
     {
       rule: "self.provider != 'alibaba-kms' || (has(self.keyId) && self.keyId.startsWith('acs:kms:') && self.keyId.contains(':key/'))",

@@ -76,6 +76,7 @@ export const awsKmsProvider: ProviderDefinition = {
     return problems;
   },
   maxEncryptedKeyBytes: MAX_AWS_KMS_ENCRYPTED_KEY_BYTES,
+  bindsEncryptionContext: true,
   crdRules: [
     { rule: "self.provider != 'aws-kms' || (has(self.keyId) && self.keyId.startsWith('arn:'))", message: 'an aws-kms recipient needs keyId, the full key ARN' },
     {

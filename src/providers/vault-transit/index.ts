@@ -58,6 +58,7 @@ export const vaultTransitProvider: ProviderDefinition = {
     return problems;
   },
   maxEncryptedKeyBytes: MAX_VAULT_TRANSIT_ENCRYPTED_KEY_BYTES,
+  bindsEncryptionContext: true,
   crdRules: [
     {
       rule: "self.provider != 'vault-transit' || (has(self.keyId) && self.keyId.contains('/keys/'))",
