@@ -171,6 +171,7 @@ describe('envseal inventory', () => {
       namespace: 'prod',
       name: 'db',
       scope: 'strict',
+      namespaces: null,
       envelopes: [
         {
           index: 0,
@@ -246,6 +247,23 @@ describe('envseal inventory', () => {
     expect(result.stdout).toMatch(/deploy\/two.yaml#1\s+staging\/api/);
     expect(result.stdout).toMatch(/deploy\/prod\/db.yaml\s+prod\/db/);
     expect(result.stdout).toContain('4 problems (on stderr)');
+  });
+
+  it('lists each document of a scope-namespaces manifest with its namespaces, and each key once per envelope', async () => {
+    const sealed = await ws.cli(
+      ['seal', '--name', 'pull', '--namespaces', 'team-b,team-a', '--from-literal', 'K=v', '-r', `age:${key.recipient}`, '-w', 'pull.yaml'],
+      at(T0),
+    );
+    expect(sealed.code, sealed.stderr).toBe(0);
+    const result = await ws.cli(['inventory', '-o', 'json', 'pull.yaml'], at(T0));
+    expect(result.code, result.stderr).toBe(0);
+    const inventory = JSON.parse(result.stdout) as Inventory;
+    // One document per namespace, each sealed for both.
+    expect(inventory.manifests.map((m) => [m.document, m.namespace, m.scope, m.namespaces, m.envelopes[0]!.keys])).toEqual([
+      [0, 'team-a', 'namespaces', ['team-a', 'team-b'], [`age:${key.recipient}`]],
+      [1, 'team-b', 'namespaces', ['team-a', 'team-b'], [`age:${key.recipient}`]],
+    ]);
+    expect(inventory.keys.map((k) => [k.key, k.manifests.map((m) => m.namespace)])).toEqual([[`age:${key.recipient}`, ['team-a', 'team-b']]]);
   });
 
   it('follows a PATH that is a link, never a link inside the tree (no loops, nothing outside it)', async () => {

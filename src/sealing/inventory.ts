@@ -41,6 +41,8 @@ export interface InventoryManifest {
   namespace: string | null;
   name: string;
   scope: string;
+  /** Scope `namespaces`: the namespaces its values are sealed for; null for other scopes. */
+  namespaces: string[] | null;
   envelopes: InventoryEnvelope[];
 }
 
@@ -170,7 +172,8 @@ export function buildInventory(request: BuildInventoryRequest): Inventory {
         } else entry.manifests.push({ file, document, namespace, name, envelopes: [index] });
       }
     }
-    if (envelopes.length > 0 || request.key === undefined) manifests.push({ file, document, namespace, name, scope: secret.spec.scope ?? 'strict', envelopes });
+    if (envelopes.length > 0 || request.key === undefined)
+      manifests.push({ file, document, namespace, name, scope: secret.spec.scope ?? 'strict', namespaces: secret.spec.namespaces ?? null, envelopes });
   }
   return {
     schema: INVENTORY_SCHEMA,
