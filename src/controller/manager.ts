@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { KubeConfig } from '@kubernetes/client-node';
 import { DEFAULT_TENANT_POLICY, type TenantPolicy, tenantPolicyIssues } from '../api/policy.ts';
 import { KubeClient, paths } from '../kube/client.ts';
+import { KubeObjectApi } from '../kube/object-api.ts';
 import type { ProviderConfig } from '../providers/registry.ts';
 import { localIdentityProvider, ProviderRegistry } from '../providers/registry.ts';
 import { unwrapDataKey } from '../sealing/open.ts';
@@ -190,7 +191,7 @@ async function runLeader(context: {
   const dataKeys = new DataKeyCache(config.dataKeyCache);
   const events = new EventRecorder({ client, logger, instance: context.identity });
   const reconciler = new Reconciler({
-    api: kubeReconcilerApi({ client, envelopeSecrets, secrets }),
+    api: kubeReconcilerApi({ client, objects: new KubeObjectApi(client), envelopeSecrets, secrets }),
     envelopeSecrets,
     secrets,
     unwrap: (request) => unwrapDataKey({ ...request, providers }),

@@ -1,5 +1,6 @@
-import type { EnvelopeSecretStatus, WorkloadRef } from '../api/types.ts';
+import { API_VERSION, type EnvelopeSecretStatus, KIND, type WorkloadRef } from '../api/types.ts';
 import { KubeApiError, type KubeClient, paths } from '../kube/client.ts';
+import type { KubeObjectApi, ObjectRef } from '../kube/object-api.ts';
 import type { ObjectCache } from './cache.ts';
 import type { PodTemplateHolder } from './consent.ts';
 import { FIELD_MANAGER, type SecretManifest } from './desired.ts';
@@ -59,79 +60,58 @@ export interface Store<S> {
 /** ReconcilerApi over a Kubernetes client, writing through the controller's caches. */
 export function kubeReconcilerApi(options: {
   client: Pick<KubeClient, 'request'>;
+  /** The object calls: client-node's KubernetesObjectApi (src/kube/object-api.ts). */
+  objects: Pick<KubeObjectApi, 'read' | 'apply' | 'mergePatch' | 'delete'>;
   envelopeSecrets: Pick<ObjectCache<EnvelopeSecretObject, EnvelopeSecretRecord>, 'changeMark' | 'remember'>;
   secrets: Pick<ObjectCache<SecretObject>, 'changeMark' | 'remember'>;
 }): ReconcilerApi {
-  const { client, envelopeSecrets, secrets } = options;
-  const get = async <T>(path: string, signal: AbortSignal): Promise<T | undefined> => {
+  const { client, objects, envelopeSecrets, secrets } = options;
+  const read = async <T>(ref: ObjectRef, signal: AbortSignal): Promise<T | undefined> => {
     try {
-      return await client.request<T>({ method: 'GET', path, signal });
+      return await objects.read<T>(ref, { signal });
     } catch (error) {
       if (error instanceof KubeApiError && error.notFound) return undefined;
       throw error;
     }
   };
-  const workloadPath = (namespace: string, kind: WorkloadKind, name: string) =>
-    `/apis/apps/v1/namespaces/${namespace}/${kind.toLowerCase()}s/${encodeURIComponent(name)}`;
+  const secretRef = (namespace: string, name: string): ObjectRef => ({ apiVersion: 'v1', kind: 'Secret', namespace, name });
   return {
-    getEnvelopeSecret: (namespace, name, signal) => get(paths.envelopeSecret(namespace, name), signal),
-    getSecret: (namespace, name, signal) => get(paths.secret(namespace, name), signal),
+    getEnvelopeSecret: (namespace, name, signal) => read({ apiVersion: API_VERSION, kind: KIND, namespace, name }, signal),
+    getSecret: (namespace, name, signal) => read(secretRef(namespace, name), signal),
     async applySecret(desired, signal) {
       // Taken before the write: the watch may tell something newer while it is in flight.
       const mark = secrets.changeMark(desired.metadata.namespace);
-      const written = await client.request<SecretObject>({
-        method: 'PATCH',
-        path: paths.secret(desired.metadata.namespace, desired.metadata.name),
-        query: { fieldManager: FIELD_MANAGER, force: true },
-        body: desired,
-        patchType: 'apply',
-        signal,
-      });
+      const written = await objects.apply<SecretObject>(desired, { fieldManager: FIELD_MANAGER, force: true, signal });
       secrets.remember(written, mark);
       return written;
     },
     async deleteSecret(namespace, name, uid, signal) {
-      await client.request({ method: 'DELETE', path: paths.secret(namespace, name), body: { preconditions: { uid } }, signal });
+      await objects.delete(secretRef(namespace, name), { ...(uid === undefined ? {} : { uid }), signal });
     },
     async removeSecretKeys(namespace, name, { resourceVersion, keys }, signal) {
-      const path = paths.secret(namespace, name);
       const mark = secrets.changeMark(namespace);
-      let pruned: SecretObject;
-      try {
-        pruned = await client.request<SecretObject>({
-          method: 'PATCH',
-          path,
-          body: [
-            { op: 'test', path: '/metadata/resourceVersion', value: resourceVersion },
-            ...keys.map((key) => ({ op: 'remove', path: `/data/${key.replaceAll('~', '~0').replaceAll('/', '~1')}` })),
-          ],
-          patchType: 'json',
-          signal,
-        });
-      } catch (error) {
-        // 422 here means the test or a remove failed: someone wrote the Secret since the
-        // apply. A conflict, to be retried -- not a rejected Secret (which is never retried).
-        if (error instanceof KubeApiError && error.status === 422) {
-          throw new KubeApiError(409, 'Conflict', `PATCH ${path}: the Secret changed while keys added by others were being removed; retrying`, {
-            cause: error,
-          });
-        }
-        throw error;
-      }
+      // A merge patch: null removes a key; the resourceVersion makes a Secret changed since
+      // the apply a 409 Conflict (retried) rather than a Secret pruned on stale knowledge.
+      const pruned = await objects.mergePatch<SecretObject>(
+        {
+          apiVersion: 'v1',
+          kind: 'Secret',
+          metadata: { name, namespace, ...(resourceVersion === undefined ? {} : { resourceVersion }) },
+          data: Object.fromEntries(keys.map((key) => [key, null])),
+        },
+        { fieldManager: FIELD_MANAGER, signal },
+      );
       secrets.remember(pruned, mark);
       return pruned;
     },
-    getWorkload: (namespace, kind, name, signal) => get(workloadPath(namespace, kind, name), signal),
+    getWorkload: (namespace, kind, name, signal) => read({ apiVersion: 'apps/v1', kind, namespace, name }, signal),
     async annotatePodTemplate(namespace, kind, name, annotations, signal) {
-      await client.request({
-        method: 'PATCH',
-        path: workloadPath(namespace, kind, name),
-        query: { fieldManager: FIELD_MANAGER },
-        body: { spec: { template: { metadata: { annotations } } } },
-        patchType: 'merge',
-        signal,
-      });
+      await objects.mergePatch(
+        { apiVersion: 'apps/v1', kind, metadata: { name, namespace }, spec: { template: { metadata: { annotations } } } },
+        { fieldManager: FIELD_MANAGER, signal },
+      );
     },
+    // KubernetesObjectApi has no subresources: docs/controller.md, "The Kubernetes client".
     async patchStatus(namespace, name, status, signal) {
       const mark = envelopeSecrets.changeMark(namespace);
       const updated = await client.request<EnvelopeSecretObject>({

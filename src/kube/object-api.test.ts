@@ -103,6 +103,108 @@ describe('KubeObjectApi (client-node KubernetesObjectApi)', () => {
     );
   });
 
+  it('answers objects as the API server wrote them, not as client-node models (timestamps, unknown fields)', async () => {
+    // What the controller reads of a Secret, in the API's own JSON.
+    const secret = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: {
+        name: 'db',
+        namespace: 'app',
+        uid: '0f6c1d2e-8a4b-4c5d-9e6f-7a8b9c0d1e2f',
+        resourceVersion: '4711',
+        creationTimestamp: '2026-11-29T15:00:00Z',
+        managedFields: [
+          {
+            manager: 'envseal',
+            operation: 'Apply',
+            apiVersion: 'v1',
+            time: '2026-11-29T15:00:01Z',
+            fieldsType: 'FieldsV1',
+            fieldsV1: { 'f:data': { 'f:K': {} } },
+          },
+        ],
+        ownerReferences: [{ apiVersion: 'envseal.dev/v1alpha1', kind: 'EnvelopeSecret', name: 'db', uid: 'u-1', controller: true, blockOwnerDeletion: true }],
+        futureField: { kept: true },
+      },
+      immutable: true,
+      type: 'Opaque',
+      data: { K: 'dg==' },
+    };
+    await withServer(
+      (_request, response) => json(response, 200, secret),
+      async (api) => {
+        const read = await api.read({ apiVersion: 'v1', kind: 'Secret', namespace: 'app', name: 'db' });
+        expect(read).toEqual(secret);
+        const written = await api.apply(
+          { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db', namespace: 'app' }, data: { K: 'dg==' } },
+          { fieldManager: 'envseal' },
+        );
+        expect(written).toEqual(secret);
+        // client-node's V1Secret would hold a Date here, and would have dropped futureField.
+        expect(typeof written.metadata?.creationTimestamp).toBe('string');
+      },
+    );
+  });
+
+  it('sends a merge patch whose resourceVersion is a precondition, and null to remove a key', async () => {
+    await withServer(
+      (_request, response) =>
+        json(response, 200, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db', namespace: 'app', resourceVersion: '8' }, data: { K: 'dg==' } }),
+      async (api, seen) => {
+        const pruned = await api.mergePatch(
+          { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db', namespace: 'app', resourceVersion: '7' }, data: { EXTRA: null } },
+          { fieldManager: 'envseal' },
+        );
+        expect(pruned.metadata?.resourceVersion).toBe('8');
+        const patch = seen.requests.at(-1);
+        expect(patch?.url).toBe('/api/v1/namespaces/app/secrets/db?fieldManager=envseal');
+        expect(patch?.contentType).toBe('application/merge-patch+json');
+        expect(JSON.parse(patch?.body ?? '{}')).toEqual({
+          apiVersion: 'v1',
+          kind: 'Secret',
+          metadata: { name: 'db', namespace: 'app', resourceVersion: '7' },
+          data: { EXTRA: null },
+        });
+      },
+    );
+  });
+
+  it('deletes with a uid precondition', async () => {
+    await withServer(
+      (_request, response) => json(response, 200, { kind: 'Status', apiVersion: 'v1', status: 'Success' }),
+      async (api, seen) => {
+        await api.delete({ apiVersion: 'v1', kind: 'Secret', namespace: 'app', name: 'db' }, { uid: 'u-1' });
+        const request = seen.requests.at(-1);
+        expect(`${request?.method} ${request?.url}`).toBe('DELETE /api/v1/namespaces/app/secrets/db');
+        expect(JSON.parse(request?.body ?? '{}')).toEqual({ preconditions: { uid: 'u-1' } });
+      },
+    );
+  });
+
+  it('says conflict when a precondition fails', async () => {
+    await withServer(
+      (_request, response) =>
+        json(response, 409, {
+          kind: 'Status',
+          apiVersion: 'v1',
+          status: 'Failure',
+          reason: 'Conflict',
+          code: 409,
+          message: 'Operation cannot be fulfilled on secrets "db": the object has been modified',
+        }),
+      async (api) => {
+        const error = (await api
+          .mergePatch({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db', namespace: 'app', resourceVersion: '7' }, data: { EXTRA: null } }, {})
+          .catch((e: unknown) => e)) as KubeApiError;
+        expect(error).toBeInstanceOf(KubeApiError);
+        expect(error.conflict).toBe(true);
+        // A Secret write: the server's wording is left out.
+        expect(error.message).toBe('PATCH Secret app/db: 409 Conflict');
+      },
+    );
+  });
+
   it('keeps only field paths and reason codes of a refused Secret write (the server quotes the value)', async () => {
     const leaky =
       'Secret "db" is invalid: data[.dockerconfigjson]: Invalid value: "<secret contents redacted>": invalid character \'S\' looking for beginning of value';

@@ -3,14 +3,13 @@ import {
   ApiException,
   createConfiguration,
   KubernetesObjectApi,
-  type KubernetesObject,
   type Middleware,
   PatchStrategy,
   type RequestContext,
   type ResponseContext,
   ServerConfiguration,
 } from '@kubernetes/client-node';
-import { KubeApiError, type KubeClient, KubeConfigError, kubeApiError } from './client.ts';
+import { KubeApiError, type KubeClient, KubeConfigError, type KubeObject, kubeApiError } from './client.ts';
 
 /** Which object a call is about: for the error message (no values). */
 export interface ObjectRef {
@@ -20,18 +19,27 @@ export interface ObjectRef {
   name: string;
 }
 
+/** One call in flight: its AbortSignal, and the body of the last successful answer. */
+interface CallState {
+  signal: AbortSignal | undefined;
+  body?: string;
+}
+
 /**
  * client-node's KubernetesObjectApi as envseal uses it: every request on the KubeClient's
  * shared keep-alive Agent (client-node makes a new one, a new TLS connection, per request),
  * the caller's AbortSignal honoured (KubernetesObjectApi ignores per-call options: the
- * signal travels in the async context to a middleware of the instance), and its errors
+ * signal travels in the async context to a middleware of the instance), its errors
  * turned into KubeApiError with the redaction of src/kube/client.ts (client-node's
  * ApiException carries the whole answer in its message, which may quote a Secret's
- * value). Measurements and the upstream issue: docs/controller.md, "The Kubernetes client".
+ * value), and objects answered as the API server wrote them: client-node's model
+ * objects (timestamps as Date, unknown fields dropped, `_continue`) are not what the
+ * caches and the reconciler read. Measurements and the upstream issues: docs/controller.md,
+ * "The Kubernetes client".
  */
 export class KubeObjectApi {
   readonly #api: KubernetesObjectApi;
-  readonly #signal = new AsyncLocalStorage<AbortSignal | undefined>();
+  readonly #call = new AsyncLocalStorage<CallState>();
 
   constructor(client: KubeClient) {
     const cluster = client.kubeConfig.getCurrentCluster();
@@ -39,49 +47,65 @@ export class KubeObjectApi {
     const transport: Middleware = {
       pre: async (context: RequestContext) => {
         context.setDispatcher((await client.dispatcher(context)) as never);
-        const signal = this.#signal.getStore();
+        const signal = this.#call.getStore()?.signal;
         if (signal) context.setSignal(signal as never);
         return context;
       },
-      post: async (response: ResponseContext) => response,
+      post: async (response: ResponseContext) => {
+        const state = this.#call.getStore();
+        if (state && response.httpStatusCode >= 200 && response.httpStatusCode <= 299) {
+          // Kept as JSON text: the last successful answer of a call is its object's
+          // (a discovery request, when there is one, comes first).
+          const text = await response.body.text();
+          state.body = text;
+          response.body = { text: async () => text, binary: async () => Buffer.from(text), stream: () => null };
+        }
+        return response;
+      },
     };
-    const api = new KubernetesObjectApi(
+    this.#api = new KubernetesObjectApi(
       createConfiguration({
         baseServer: new ServerConfiguration(cluster.server, {}),
         authMethods: { default: client.kubeConfig },
         promiseMiddleware: [transport],
       }),
     );
-    this.#api = api;
   }
 
   /** Reads one object. */
-  read<T extends KubernetesObject>(ref: ObjectRef, options: { signal?: AbortSignal } = {}): Promise<T> {
-    const spec = {
-      apiVersion: ref.apiVersion,
-      kind: ref.kind,
-      metadata: { name: ref.name, ...(ref.namespace === undefined ? {} : { namespace: ref.namespace }) },
-    };
-    return this.#call('GET', ref, options.signal, () => this.#api.read<T>(spec as never));
+  read<T = KubeObject>(ref: ObjectRef, options: { signal?: AbortSignal } = {}): Promise<T> {
+    return this.#run<T>('GET', ref, options.signal, () => this.#api.read(specOf(ref)));
   }
 
   /** Server-side apply of `object` (its apiVersion, kind and metadata name the target). */
-  apply<T extends KubernetesObject>(object: T, options: { fieldManager: string; force?: boolean; signal?: AbortSignal }): Promise<T> {
-    const ref = {
-      apiVersion: object.apiVersion ?? 'v1',
-      kind: object.kind ?? '',
-      name: object.metadata?.name ?? '',
-      ...(object.metadata?.namespace === undefined ? {} : { namespace: object.metadata.namespace }),
-    };
-    return this.#call('PATCH', ref, options.signal, () =>
-      this.#api.patch<T>(object, undefined, undefined, options.fieldManager, options.force, PatchStrategy.ServerSideApply),
+  apply<T = KubeObject>(object: KubeObject, options: { fieldManager: string; force?: boolean; signal?: AbortSignal }): Promise<T> {
+    return this.#run<T>('PATCH', refOf(object), options.signal, () =>
+      this.#api.patch(object as never, undefined, undefined, options.fieldManager, options.force, PatchStrategy.ServerSideApply),
     );
   }
 
-  async #call<T>(method: string, ref: ObjectRef, signal: AbortSignal | undefined, run: () => Promise<T>): Promise<T> {
+  /**
+   * A JSON merge patch (RFC 7386) of the object `patch` names by its apiVersion, kind and
+   * metadata. A `metadata.resourceVersion` in it is a precondition: the API server answers
+   * 409 Conflict when the object has changed since.
+   */
+  mergePatch<T = KubeObject>(patch: KubeObject, options: { fieldManager?: string; signal?: AbortSignal }): Promise<T> {
+    return this.#run<T>('PATCH', refOf(patch), options.signal, () =>
+      this.#api.patch(patch as never, undefined, undefined, options.fieldManager, undefined, PatchStrategy.MergePatch),
+    );
+  }
+
+  /** Deletes one object; with `uid`, only if it is still that object (else 409 Conflict). */
+  async delete(ref: ObjectRef, options: { uid?: string; signal?: AbortSignal } = {}): Promise<void> {
+    const body = options.uid === undefined ? undefined : { preconditions: { uid: options.uid } };
+    await this.#run('DELETE', ref, options.signal, () => this.#api.delete(specOf(ref), undefined, undefined, undefined, undefined, undefined, body));
+  }
+
+  async #run<T>(method: string, ref: ObjectRef, signal: AbortSignal | undefined, run: () => Promise<unknown>): Promise<T> {
     const what = `${method} ${ref.kind} ${ref.namespace === undefined ? '' : `${ref.namespace}/`}${ref.name}`;
+    const state: CallState = { signal };
     try {
-      return await this.#signal.run(signal, run);
+      await this.#call.run(state, run);
     } catch (error) {
       signal?.throwIfAborted();
       if (error instanceof ApiException) {
@@ -99,5 +123,20 @@ export class KubeObjectApi {
       if (error instanceof TypeError) throw new KubeApiError(0, 'Unreachable', `${what}: the API server did not answer (${error.message})`, { cause: error });
       throw error;
     }
+    return (state.body ? JSON.parse(state.body) : undefined) as T;
   }
+}
+
+function specOf(ref: ObjectRef): never {
+  const metadata = { name: ref.name, ...(ref.namespace === undefined ? {} : { namespace: ref.namespace }) };
+  return { apiVersion: ref.apiVersion, kind: ref.kind, metadata } as never;
+}
+
+function refOf(object: KubeObject): ObjectRef {
+  return {
+    apiVersion: object.apiVersion ?? 'v1',
+    kind: object.kind ?? '',
+    name: object.metadata?.name ?? '',
+    ...(object.metadata?.namespace === undefined ? {} : { namespace: object.metadata.namespace }),
+  };
 }
