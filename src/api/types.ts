@@ -13,6 +13,8 @@ export interface Envelope {
   id: string;
   suite: string;
   commitment: string;
+  /** When the data key was made, `YYYY-MM-DDTHH:MM:SSZ`; informative, not authenticated (docs/format.md). */
+  sealedAt?: string;
   recipients: Recipient[];
   data: Record<string, string>;
 }

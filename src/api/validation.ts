@@ -185,6 +185,8 @@ export function validateEnvelopeSecret(doc: unknown): ValidationIssue[] {
     }
     checkFixedBase64(envelope.id, `${at}.id`, ENVELOPE_ID_BYTES, add);
     checkFixedBase64(envelope.commitment, `${at}.commitment`, COMMITMENT_BYTES, add);
+    if (envelope.sealedAt !== undefined && !isSealedAt(envelope.sealedAt))
+      add('structure', `${at}.sealedAt`, 'must be a UTC time to the second, YYYY-MM-DDTHH:MM:SSZ');
     if (typeof envelope.suite !== 'string') add('structure', `${at}.suite`, 'is required');
     else if (!SUPPORTED_SUITES.includes(envelope.suite))
       add('suite', `${at}.suite`, `unknown suite ${quoteName(envelope.suite)} (known: ${SUPPORTED_SUITES.join(', ')})`);
@@ -337,6 +339,21 @@ function checkFixedBase64(value: unknown, path: string, bytes: number, add: (c: 
   if (typeof value !== 'string' || value === '') add('structure', path, 'is required');
   else if (!isStandardBase64(value)) add('base64', path, 'is not standard padded base64');
   else if (Buffer.byteLength(value, 'base64') !== bytes) add('size', path, `must decode to ${bytes} bytes`);
+}
+
+const SEALED_AT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/;
+
+/** Whether `value` is a sealedAt time: the exact form `YYYY-MM-DDTHH:MM:SSZ` of a real date and time. */
+export function isSealedAt(value: unknown): value is string {
+  if (typeof value !== 'string' || !SEALED_AT.test(value)) return false;
+  const time = Date.parse(value);
+  // Date.parse rolls over (Feb 30 -> Mar 2) in some forms; the round trip refuses that.
+  return Number.isFinite(time) && formatSealedAt(new Date(time)) === value;
+}
+
+/** `date` as a sealedAt time (UTC, to the second). */
+export function formatSealedAt(date: Date): string {
+  return `${date.toISOString().slice(0, 19)}Z`;
 }
 
 /** Returns the document typed, or throws a ManifestError listing every issue. */

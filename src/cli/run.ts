@@ -28,6 +28,11 @@ export const COMMANDS: readonly CommandEntry[] = [
   compactCommand,
   editCommand,
   {
+    name: 'inventory',
+    summary: 'list the keys and data-key ages of a tree of manifests, and which manifests a key opens',
+    load: async () => (await import('./commands/inventory.ts')).inventoryCommand,
+  },
+  {
     name: 'encrypt',
     summary: 'encrypt a file (or a tree with -r) in the AWS Encryption SDK message format',
     load: async () => (await import('./commands/encrypt.ts')).encryptCommand,

@@ -21,6 +21,7 @@ import { EventRecorder } from './events.ts';
 import { heapWarning } from './heap.ts';
 import { LeaderElector } from './leader.ts';
 import { envelopeSecretOutcomes } from './outcomes.ts';
+import { KeyLabels } from './key-metrics.ts';
 import { ControllerMetrics } from './metrics.ts';
 import { WorkQueue } from './queue.ts';
 import { Controller } from './controller.ts';
@@ -172,11 +173,12 @@ async function runLeader(context: {
   });
   queue.onDepthChange = (depth) => metrics.queueDepth.set(depth);
   const enqueue = (object: { metadata?: { namespace?: string; name?: string } }) => queue.add(objectKey(object));
+  const keyLabels = new KeyLabels();
   const envelopeSecrets = new ObjectCache<EnvelopeSecretObject, EnvelopeSecretRecord>({
     client,
     path: paths.envelopeSecrets,
     namespaces: config.namespaces,
-    keep: envelopeSecretRecord,
+    keep: (object) => envelopeSecretRecord(object, keyLabels),
     onEvent: (_event, object) => enqueue(object),
     onRestart: (reason) => metrics.watchRestarts.inc({ resource: 'envelopesecrets', reason }),
     logger,
@@ -212,6 +214,7 @@ async function runLeader(context: {
     resyncMs: config.resyncMs,
   });
 
+  metrics.watchKeys(() => envelopeSecrets.values());
   // Informers stop with the leader signal; workers get a grace period to finish.
   const informers = Promise.all([envelopeSecrets.run(signal), secrets.run(signal)]);
   // Workers start at once, not after the initial lists: lists are applied page by page,
@@ -230,6 +233,7 @@ async function runLeader(context: {
   let heapWarned = false;
   const statusGauge = setInterval(() => {
     const objects = updateReadyGauge(metrics, envelopeSecrets);
+    keyLabels.retain(envelopeSecrets.values());
     // Once per process: a warning to act on before V8's heap limit aborts the process.
     const warning = heapWarned ? undefined : heapWarning(getHeapStatistics(), objects);
     if (warning) {
@@ -254,6 +258,7 @@ async function runLeader(context: {
   await controller.run(signal, (graceSignal) => events.flush(graceSignal));
   clearInterval(resync);
   clearInterval(statusGauge);
+  metrics.watchKeys(undefined);
   dataKeys.clear();
   await informers;
   logger.info('controller stopped');

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { KeyProvider } from '../providers/types.ts';
 import { boundProvider, ProviderError } from '../providers/types.ts';
+import { AGE_THRESHOLDS_DAYS, DEFAULT_MAX_KEY_LABELS, type KeyFacts, type KeySummary, summarizeKeys } from './key-metrics.ts';
 
 /**
  * The controller's Prometheus metrics, on a registry of its own (no global state).
@@ -68,9 +69,62 @@ export class ControllerMetrics {
     registers: [this.registry],
   });
   readonly leader = new Gauge({ name: 'envseal_leader', help: '1 while this replica leads', registers: [this.registry] });
+  // Data-key age and keys in use, computed from the cache's records when scraped (watchKeys).
+  readonly dataKeyOldest = new Gauge({
+    name: 'envseal_data_key_oldest_seconds',
+    help: 'Age of the oldest data key (by its sealedAt) of the EnvelopeSecrets the controller serves; 0 when none is known',
+    registers: [this.registry],
+    collect: () => this.#collectKeys(),
+  });
+  readonly dataKeyOlderThan = new Gauge({
+    name: 'envseal_envelopesecrets_data_key_older_than',
+    help: 'EnvelopeSecrets whose oldest data key is older than `days` days',
+    labelNames: ['days'] as const,
+    registers: [this.registry],
+    collect: () => this.#collectKeys(),
+  });
+  readonly dataKeyUnknownAge = new Gauge({
+    name: 'envseal_envelopesecrets_data_key_age_unknown',
+    help: 'EnvelopeSecrets with a data key of unknown age (sealed before envseal recorded sealedAt)',
+    registers: [this.registry],
+    collect: () => this.#collectKeys(),
+  });
+  readonly byKey = new Gauge({
+    name: 'envseal_envelopesecrets_by_key',
+    help: 'EnvelopeSecrets that a key opens, by key (as the provider describes it); keys beyond the most used are summed under key="other"',
+    labelNames: ['key'] as const,
+    registers: [this.registry],
+    collect: () => this.#collectKeys(),
+  });
+  readonly #maxKeyLabels: number;
+  #keySource: (() => Iterable<Partial<KeyFacts>>) | undefined;
+  #now: () => number = Date.now;
+  #summary: { at: number; value: KeySummary } | undefined;
 
-  constructor(options: { defaultMetrics?: boolean } = {}) {
+  constructor(options: { defaultMetrics?: boolean; maxKeyLabels?: number } = {}) {
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'envseal_' });
+    this.#maxKeyLabels = options.maxKeyLabels ?? DEFAULT_MAX_KEY_LABELS;
+  }
+
+  /** The records the key metrics are computed from at each scrape (the leader's cache). */
+  watchKeys(source: (() => Iterable<Partial<KeyFacts>>) | undefined, now: () => number = Date.now): void {
+    this.#keySource = source;
+    this.#now = now;
+    this.#summary = undefined;
+  }
+
+  /** One pass over the records per scrape, shared by the four gauges (each calls collect). */
+  #collectKeys(): void {
+    const now = this.#now();
+    if (this.#summary !== undefined && now - this.#summary.at < 1000) return;
+    const source = this.#keySource;
+    const value = summarizeKeys(source ? source() : [], now, this.#maxKeyLabels);
+    this.#summary = { at: now, value };
+    this.dataKeyOldest.set(value.oldestSeconds);
+    this.dataKeyUnknownAge.set(value.unknownAge);
+    for (const days of AGE_THRESHOLDS_DAYS) this.dataKeyOlderThan.set({ days: String(days) }, value.olderThan.get(days) ?? 0);
+    this.byKey.reset();
+    for (const [key, count] of value.byKey) this.byKey.set({ key }, count);
   }
 
   /** Wraps a provider so that each call is counted and timed. */

@@ -1,6 +1,7 @@
 import type { EnvelopeSecret, EnvelopeSecretStatus } from '../api/types.ts';
 import type { KubeObject } from '../kube/client.ts';
 import { specHash } from './desired.ts';
+import { type KeyFacts, type KeyLabels, keyFactsOf } from './key-metrics.ts';
 
 export type EnvelopeSecretObject = EnvelopeSecret & KubeObject;
 export type SecretObject = KubeObject & { type?: string; immutable?: boolean; data?: Record<string, string> };
@@ -11,16 +12,18 @@ export type SecretObject = KubeObject & { type?: string; immutable?: boolean; da
  * each; the cache costs the same few hundred bytes for each, and the full object is read
  * from the API server only when the Secret must be (re)written.
  */
-export interface EnvelopeSecretRecord extends KubeObject {
+export interface EnvelopeSecretRecord extends KubeObject, KeyFacts {
   metadata: { name: string; namespace?: string; uid?: string; generation?: number; resourceVersion?: string; deletionTimestamp?: string };
   status?: EnvelopeSecretStatus;
   /** specHash() of the spec and binding the record was made from. */
   specHash: string;
   /** About how many bytes of sealed data the object holds (values and wrapped keys): what reconciling it costs. */
   sealedBytes: number;
+  // KeyFacts: data-key age and the keys it depends on, for the metrics (src/controller/key-metrics.ts).
 }
 
-export function envelopeSecretRecord(object: EnvelopeSecretObject): EnvelopeSecretRecord {
+/** `labels`: the shared copies of key labels (the controller's); without it each record has its own. */
+export function envelopeSecretRecord(object: EnvelopeSecretObject, labels?: KeyLabels): EnvelopeSecretRecord {
   const m = object.metadata;
   return {
     metadata: {
@@ -34,6 +37,7 @@ export function envelopeSecretRecord(object: EnvelopeSecretObject): EnvelopeSecr
     ...(object.status === undefined ? {} : { status: object.status }),
     specHash: specHash(object),
     sealedBytes: sealedBytesOf(object),
+    ...keyFactsOf(object.spec, labels),
   };
 }
 

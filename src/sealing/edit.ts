@@ -55,6 +55,8 @@ export interface MergeRequest {
   targets?: readonly RecipientTarget[];
   providers: ProviderRegistry;
   random: RandomSource;
+  /** The new envelope's sealedAt (default: now). */
+  now?: Date;
   signal?: AbortSignal;
 }
 
@@ -74,6 +76,7 @@ export async function mergeValues(request: MergeRequest): Promise<EnvelopeSecret
     targets,
     providers: request.providers,
     random: request.random,
+    now: request.now,
     signal: request.signal,
   });
   const kept = secret.spec.envelopes
@@ -220,6 +223,8 @@ export interface CompactRequest {
   targets?: readonly RecipientTarget[];
   providers: ProviderRegistry;
   random: RandomSource;
+  /** The new envelope's sealedAt (default: now). */
+  now?: Date;
   signal?: AbortSignal;
 }
 
@@ -253,7 +258,7 @@ export async function compactEnvelopes(request: CompactRequest): Promise<Envelop
   }
   const values = await openEnvelopeSecret({ secret, providers, signal });
   try {
-    const envelope = await sealNewEnvelope({ values, binding: bindingOf(secret), targets, providers, random, signal });
+    const envelope = await sealNewEnvelope({ values, binding: bindingOf(secret), targets, providers, random, now: request.now, signal });
     return { ...secret, spec: { ...secret.spec, envelopes: [envelope] } };
   } finally {
     for (const value of Object.values(values)) value.fill(0);

@@ -193,7 +193,9 @@ export function mergeEnvelopeSecrets(request: ThreeWayMergeRequest): ThreeWayMer
       recipients = first.recipients;
     }
     const data = Object.fromEntries(dataKeys.map((key) => [key, chosen.get(key)!.sealed]));
-    envelopes.push({ id, suite: first.suite, commitment: first.commitment, recipients, data });
+    // sealedAt is the data key's (informative, docs/format.md): it goes with the envelope.
+    const sealedAt = o?.sealedAt ?? t?.sealedAt;
+    envelopes.push({ id, suite: first.suite, commitment: first.commitment, ...(sealedAt === undefined ? {} : { sealedAt }), recipients, data });
   }
 
   // A recipient one side removed everywhere must not come back through the other side.

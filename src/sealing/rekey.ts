@@ -36,6 +36,8 @@ export interface RemoveRecipientsRequest {
   rekey: RekeyMode;
   providers: ProviderRegistry;
   random: RandomSource;
+  /** The sealedAt of re-keyed envelopes (default: now). */
+  now?: Date;
   signal?: AbortSignal;
 }
 
@@ -111,7 +113,7 @@ export async function removeRecipients(request: RemoveRecipientsRequest): Promis
     let values: Record<string, Buffer> = {};
     try {
       values = openEnvelope({ dataKey, binding, envelope: original });
-      envelopes[index] = await sealNewEnvelope({ values, binding, targets, providers, random, signal });
+      envelopes[index] = await sealNewEnvelope({ values, binding, targets, providers, random, now: request.now, signal });
       rekeyed.push(index);
     } finally {
       dataKey.fill(0);

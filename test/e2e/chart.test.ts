@@ -178,6 +178,7 @@ describe('the Helm chart', () => {
     ['defaults', []],
     ['namespaced', ['watchNamespaces={team-a,team-b}']],
     ['monitoring', ['metrics.serviceMonitor.enabled=true', 'metrics.prometheusRule.enabled=true']],
+    ['monitoring with the data-key age alert', ['metrics.prometheusRule.enabled=true', 'metrics.prometheusRule.dataKeyAge.maxDays=90']],
     ['no age, no leader election', ['providers.age.enabled=false', 'leaderElection.enabled=false', 'replicaCount=1']],
     ['tenancy', ['tenancy.secretTypes.allowed.team-a={example.com/a,helm.sh/release.v1}', 'tenancy.secretTypes.allowed.*={example.com/all}']],
     ['no admission policy', ['tenancy.admissionPolicy.enabled=false']],
@@ -483,6 +484,52 @@ describe('the Helm chart', () => {
     expect(broken.code).toBe(1);
     expect(broken.stdout).toContain('unclosed left parenthesis');
     expect(broken.stdout).toContain('annotation "d"');
+  });
+
+  it('renders the optional data-key age alert: off by default, then with the expr, for, severity and description asked for', async () => {
+    type Rule = { alert: string; expr: string; for: string; labels: { severity: string }; annotations: { summary: string; description: string } };
+    const rulesOf = async (sets: string[]) =>
+      (one(await render(['metrics.prometheusRule.enabled=true', ...sets]), 'PrometheusRule').spec as { groups: { rules: Rule[] }[] }).groups[0]!.rules;
+    expect((await rulesOf([])).map((r) => r.alert)).not.toContain('EnvsealDataKeyTooOld');
+    const rules = await rulesOf([
+      'metrics.prometheusRule.dataKeyAge.maxDays=90',
+      'metrics.prometheusRule.dataKeyAge.severity=info',
+      'metrics.prometheusRule.for.dataKeyAge=2h',
+    ]);
+    expect(rules.map((r) => r.alert)).toEqual([
+      'EnvsealReconcileErrors',
+      'EnvsealKMSAccessDenied',
+      'EnvsealEnvelopeSecretsNotReady',
+      'EnvsealNoLeader',
+      'EnvsealDataKeyTooOld',
+    ]);
+    const alert = rules.at(-1)!;
+    expect(alert.expr).toBe('max by (namespace, job) (envseal_data_key_oldest_seconds{job="envseal-metrics", namespace="envseal-system"}) > 7776000');
+    expect(alert.for).toBe('2h');
+    expect(alert.labels).toEqual({ severity: 'info' });
+    expect(alert.annotations.summary).toBe('An envseal data key is older than 90 days');
+    expect(alert.annotations.description).toContain('{{ $value | humanizeDuration }}');
+    expect(alert.annotations.description).toContain('envseal inventory');
+    expect(alert.annotations.description).not.toMatch(/\{\{-|\.Values|\.Release/);
+    expect(await readFile(path.join(repoRoot, 'src/controller/metrics.ts'), 'utf8')).toContain("'envseal_data_key_oldest_seconds'");
+    // Prometheus's own rule parser accepts it.
+    const checked = await promqlCheck(stringify({ groups: [{ name: 'envseal', rules }] }));
+    expect(checked.code, checked.stdout + checked.stderr).toBe(0);
+    expect(checked.stdout.trim()).toBe('ok: 1 groups, 5 rules');
+    // The schema refuses a negative or fractional age.
+    for (const bad of ['-1', '1.5']) {
+      const refused = await helm([
+        'template',
+        'envseal',
+        chartDir,
+        '--set',
+        'metrics.prometheusRule.enabled=true',
+        '--set',
+        `metrics.prometheusRule.dataKeyAge.maxDays=${bad}`,
+      ]);
+      expect(refused.code, bad).not.toBe(0);
+      expect(refused.stderr).toContain('maxDays');
+    }
   });
 
   it('renders the tenancy values: one --allowed-secret-types flag per namespace and an admission policy with the same lists', async () => {

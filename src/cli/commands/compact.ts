@@ -47,6 +47,7 @@ async function compact(ctx: CommandContext): Promise<number> {
     ...(targets.length > 0 ? { targets } : {}),
     providers: ctx.providers,
     random: ctx.random,
+    now: io.now(),
     signal: ctx.signal,
   });
   await writeManifest(compacted, { format: parseOutputFormat(formatFlag, loaded.format), file: destination, io, stream: loaded.stream });

@@ -110,7 +110,15 @@ async function changeRecipients(ctx: CommandContext, action: 'add' | 'remove'): 
   if (action === 'add') {
     for (const target of targets) secret = await addRecipient({ secret, target, providers: ctx.providers, signal: ctx.signal });
   } else {
-    removal = await removeRecipients({ secret, targets, rekey: rekeyMode(values), providers: ctx.providers, random: ctx.random, signal: ctx.signal });
+    removal = await removeRecipients({
+      secret,
+      targets,
+      rekey: rekeyMode(values),
+      providers: ctx.providers,
+      random: ctx.random,
+      now: ctx.io.now(),
+      signal: ctx.signal,
+    });
     secret = removal.secret;
   }
   const unchanged = isDeepStrictEqual(secret, loaded.secret);

@@ -256,6 +256,7 @@ async function seal(ctx: CommandContext): Promise<number> {
     targets,
     providers: ctx.providers,
     random: ctx.random,
+    now: io.now(),
     template: templateOf(input),
     signal: ctx.signal,
   });
@@ -317,6 +318,7 @@ async function sealMany(
         targets: options.targets,
         providers: ctx.providers,
         random: ctx.random,
+        now: ctx.io.now(),
         template: templateOf(input),
         signal: ctx.signal,
       });
@@ -377,6 +379,7 @@ async function mergeInto_(
     ...(options.targets.length > 0 ? { targets: options.targets } : {}),
     providers: options.ctx.providers,
     random: options.ctx.random,
+    now: options.ctx.io.now(),
     signal: options.ctx.signal,
   });
   const template = mergeTemplate(secret.spec.template, templateOf(input));
