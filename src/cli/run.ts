@@ -68,13 +68,14 @@ ${commands}
 Run '${program} COMMAND --help' for a command's options.
 
 Environment:
-  ENVSEAL_AGE_IDENTITY    age identity file for unseal, verify --decrypt, edit, add-recipient, compact
+  ENVSEAL_AGE_IDENTITY    age identity file for unseal, verify --decrypt, edit, add-recipient, remove-recipient (re-key), compact
   AWS_REGION, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL_KMS, and the AWS credential chain
   VISUAL, EDITOR          the editor of envseal edit (default vi)
   ENVSEAL_DEBUG=1         show the cause chain of an error
 
 Exit codes: 0 ok, 1 unexpected error, 2 usage, 3 invalid input, 4 key provider or KMS
-error, 5 refused (nothing written), 10-16 envseal verify checks, 130 interrupted.
+error, 5 refused (nothing written), 6 merge conflicts (merge-driver), 10-16 envseal verify
+checks, 130 interrupted.
 `;
 }
 
