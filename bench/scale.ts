@@ -84,13 +84,13 @@ const VARIANTS = flags.variants
   .filter(Boolean)
   .map((v) => {
     const eq = v.indexOf('=');
-    return {
-      name: v.slice(0, eq),
-      args: v
-        .slice(eq + 1)
-        .split(' ')
-        .filter(Boolean),
-    };
+    const words = v
+      .slice(eq + 1)
+      .split(' ')
+      .filter(Boolean);
+    // --bin=PATH: another build of envseal (e.g. main's, for a before/after in one run).
+    const bin = words.find((w) => w.startsWith('--bin='))?.slice('--bin='.length);
+    return { name: v.slice(0, eq), args: words.filter((w) => !w.startsWith('--bin=')), bin: bin ? path.resolve(bin) : ENVSEAL_BIN };
   });
 const log = (message: string) => process.stderr.write(`[scale-bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
 
@@ -390,7 +390,7 @@ async function benchFloorAlone(): Promise<SubjectResult> {
 
 // --- envseal -----------------------------------------------------------------------------
 
-async function benchEnvseal(variant: { name: string; args: string[] }, withFloor: boolean): Promise<SubjectResult[]> {
+async function benchEnvseal(variant: { name: string; args: string[]; bin: string }, withFloor: boolean): Promise<SubjectResult[]> {
   const label = `envseal[${variant.name}]`;
   return withCluster(label, async (cluster) => {
     const { cp, client, requests } = cluster;
@@ -427,7 +427,7 @@ async function benchEnvseal(variant: { name: string; args: string[] }, withFloor
     const loadStart = loadAverage();
     const started = performance.now();
     const running = launch(
-      spawn(process.execPath, [...flags['node-options'].split(' ').filter(Boolean), ENVSEAL_BIN, ...controllerFlags], {
+      spawn(process.execPath, [...flags['node-options'].split(' ').filter(Boolean), variant.bin, ...controllerFlags], {
         env: {
           PATH: process.env.PATH,
           HOME: process.env.HOME,
@@ -476,6 +476,7 @@ async function benchEnvseal(variant: { name: string; args: string[] }, withFloor
         unwrapAttempts: unwrapCold,
       },
       etcd: { dbBytes: 0, inUseBytes: 0, keys: 0 },
+      ...(variant.bin === ENVSEAL_BIN ? {} : { note: `envseal build: ${variant.bin}` }),
       flags: controllerFlags.slice(1).map((f) => (f === cp.kubeconfigPath ? 'KUBECONFIG' : f === kms.endpoint ? 'LOCAL_KMS_URL' : f)),
     };
     log(

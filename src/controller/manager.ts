@@ -191,6 +191,7 @@ async function runLeader(context: {
     api: kubeReconcilerApi({ client, envelopeSecrets, secrets }),
     envelopeSecrets,
     secrets,
+    secretsListed: () => secrets.hasSynced,
     unwrap: (request) => unwrapDataKey({ ...request, providers }),
     dataKeys,
     events,

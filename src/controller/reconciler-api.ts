@@ -32,6 +32,8 @@ export interface ReconcilerApi {
   getSecret(namespace: string, name: string, signal: AbortSignal): Promise<SecretObject | undefined>;
   /** Server-side apply of the Secret, field manager envseal, forced. */
   applySecret(desired: SecretManifest, signal: AbortSignal): Promise<SecretObject>;
+  /** Creates the Secret (field manager envseal); a 409 AlreadyExists if any Secret of that name exists. */
+  createSecret(desired: SecretManifest, signal: AbortSignal): Promise<SecretObject>;
   /** Deletes the Secret if it still has this uid (an immutable Secret to replace). */
   deleteSecret(namespace: string, name: string, uid: string | undefined, signal: AbortSignal): Promise<void>;
   /**
@@ -85,6 +87,18 @@ export function kubeReconcilerApi(options: {
         query: { fieldManager: FIELD_MANAGER, force: true },
         body: desired,
         patchType: 'apply',
+        signal,
+      });
+      secrets.remember(written, mark);
+      return written;
+    },
+    async createSecret(desired, signal) {
+      const mark = secrets.changeMark(desired.metadata.namespace);
+      const written = await client.request<SecretObject>({
+        method: 'POST',
+        path: paths.secrets(desired.metadata.namespace),
+        query: { fieldManager: FIELD_MANAGER },
+        body: desired,
         signal,
       });
       secrets.remember(written, mark);
@@ -188,6 +202,8 @@ export interface ReconcilerOptions {
   /** The caches, read only: slim EnvelopeSecret records and managed Secrets without values. */
   envelopeSecrets: Store<EnvelopeSecretRecord>;
   secrets: Store<SecretObject>;
+  /** True once the managed-Secret cache holds its first complete list: a Secret it lacks is then created, not read first. */
+  secretsListed?: () => boolean;
   unwrap: UnwrapDataKey;
   dataKeys: DataKeyCache;
   events: EventSink;
