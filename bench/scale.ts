@@ -471,7 +471,7 @@ async function benchEnvseal(variant: { name: string; args: string[]; bin: string
         peakRssBytes: running.rss.peak,
         cpuSeconds,
         apiRequests: coldRequests,
-        apiRequestsPerObject: total(coldRequests) / N,
+        apiRequestsPerObject: total(coldRequests) / Math.max(1, watch.correct.size),
         kms: kmsCold,
         unwrapAttempts: unwrapCold,
       },
