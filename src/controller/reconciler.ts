@@ -13,7 +13,6 @@ import { ReportedError, TerminalError } from './controller.ts';
 import { DataKeyCache } from './dek-cache.ts';
 import {
   ANNOTATION_DATA_HASH,
-  ANNOTATION_SPEC_HASH,
   FIELD_MANAGER,
   desiredSecret,
   sealedDataDigest,
