@@ -204,6 +204,7 @@ async function runLeader(context: {
     restarts: new WorkloadRestarts({ api, events, logger, clock: systemClock, windowMs: config.restartWindowMs }),
     envelopeSecrets,
     secrets,
+    secretsListed: () => secrets.hasSynced,
     unwrap: (request) => unwrapDataKey({ ...request, providers }),
     dataKeys,
     events,

@@ -1,5 +1,5 @@
 import { API_VERSION, type EnvelopeSecretStatus, KIND, type WorkloadRef } from '../api/types.ts';
-import { KubeApiError, type KubeClient, paths } from '../kube/client.ts';
+import { KubeApiError, type KubeClient, type KubeObject, paths } from '../kube/client.ts';
 import type { KubeObjectApi, ObjectRef } from '../kube/object-api.ts';
 import type { ObjectCache } from './cache.ts';
 import type { PodTemplateHolder } from './consent.ts';
@@ -34,6 +34,8 @@ export interface ReconcilerApi {
   getSecret(namespace: string, name: string, signal: AbortSignal): Promise<SecretObject | undefined>;
   /** Server-side apply of the Secret, field manager envseal, forced. */
   applySecret(desired: SecretManifest, signal: AbortSignal): Promise<SecretObject>;
+  /** Creates the Secret (field manager envseal); a 409 AlreadyExists if any Secret of that name exists. */
+  createSecret(desired: SecretManifest, signal: AbortSignal): Promise<SecretObject>;
   /** Deletes the Secret if it still has this uid (an immutable Secret to replace). */
   deleteSecret(namespace: string, name: string, uid: string | undefined, signal: AbortSignal): Promise<void>;
   /**
@@ -62,7 +64,7 @@ export interface Store<S> {
 export function kubeReconcilerApi(options: {
   client: Pick<KubeClient, 'request'>;
   /** The object calls: client-node's KubernetesObjectApi (src/kube/object-api.ts). */
-  objects: Pick<KubeObjectApi, 'read' | 'apply' | 'mergePatch' | 'delete'>;
+  objects: Pick<KubeObjectApi, 'read' | 'create' | 'apply' | 'mergePatch' | 'delete'>;
   envelopeSecrets: Pick<ObjectCache<EnvelopeSecretObject, EnvelopeSecretRecord>, 'changeMark' | 'remember'>;
   secrets: Pick<ObjectCache<SecretObject>, 'changeMark' | 'remember'>;
 }): ReconcilerApi {
@@ -83,6 +85,12 @@ export function kubeReconcilerApi(options: {
       // Taken before the write: the watch may tell something newer while it is in flight.
       const mark = secrets.changeMark(desired.metadata.namespace);
       const written = await objects.apply<SecretObject>(desired, { fieldManager: FIELD_MANAGER, force: true, signal });
+      secrets.remember(written, mark);
+      return written;
+    },
+    async createSecret(desired, signal) {
+      const mark = secrets.changeMark(desired.metadata.namespace);
+      const written = await objects.create<SecretObject>(desired as KubeObject, { fieldManager: FIELD_MANAGER, signal });
       secrets.remember(written, mark);
       return written;
     },
@@ -169,6 +177,8 @@ export interface ReconcilerOptions {
   /** The caches, read only: slim EnvelopeSecret records and managed Secrets without values. */
   envelopeSecrets: Store<EnvelopeSecretRecord>;
   secrets: Store<SecretObject>;
+  /** True once the managed-Secret cache holds its first complete list: a Secret it lacks is then created, not read first. */
+  secretsListed?: () => boolean;
   unwrap: UnwrapDataKey;
   dataKeys: DataKeyCache;
   events: EventSink;

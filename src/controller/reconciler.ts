@@ -10,7 +10,8 @@ import { classifyError } from './classify.ts';
 import { Reason, type ReasonName, type ReadyState, readyConditionOf, statusConditions } from './conditions.ts';
 import { ReportedError, TerminalError } from './controller.ts';
 import { DataKeyCache } from './dek-cache.ts';
-import { ANNOTATION_SPEC_HASH, FIELD_MANAGER, desiredSecret, needsReplace, ownershipOf, type SecretManifest, specHash } from './desired.ts';
+import { FIELD_MANAGER, desiredSecret, needsReplace, ownershipOf, type SecretManifest, specHash } from './desired.ts';
+import { CreateFirst, SecretExistsError } from './create-first.ts';
 import { DriftTracker } from './drift.ts';
 import { FailureMemo } from './failure-memo.ts';
 import type { ReconcileRequest, ReconcileResult, ReconcilerOptions } from './reconciler-api.ts';
@@ -18,6 +19,7 @@ import type { ReconcileRequest, ReconcileResult, ReconcilerOptions } from './rec
 export type { EventSink, ReconcileRequest, ReconcileResult, ReconcilerOptions, UnwrapDataKey } from './reconciler-api.ts';
 import type { EnvelopeSecretObject, EnvelopeSecretRecord, SecretObject } from './records.ts';
 import { type RestartState, WorkloadRestarts } from './restarts.ts';
+import { failedForGood, OUTSIDE_WORLD, observedCurrent, secretInSync, syncedThisSpec } from './record-state.ts';
 
 export type { EnvelopeSecretObject, SecretObject } from './records.ts';
 
@@ -28,6 +30,7 @@ export class Reconciler {
   readonly #drift: DriftTracker;
   readonly #failures = new FailureMemo();
   readonly #restarts: WorkloadRestarts;
+  readonly #createFirst: CreateFirst;
 
   constructor(options: ReconcilerOptions) {
     this.#o = options;
@@ -37,6 +40,7 @@ export class Reconciler {
     this.#drift = options.drift ?? new DriftTracker({ now: this.#now });
     this.#restarts =
       options.restarts ?? new WorkloadRestarts({ api: options.api, events: options.events, logger: options.logger, clock: { now: this.#now }, windowMs: 0 });
+    this.#createFirst = new CreateFirst(options.secretsListed ?? (() => false));
   }
 
   async reconcile(request: ReconcileRequest, signal: AbortSignal): Promise<ReconcileResult> {
@@ -120,6 +124,8 @@ export class Reconciler {
       return await this.#restartAndReport(source, written, signal, Object.keys(desired.data).length);
     } catch (error) {
       signal.throwIfAborted();
+      // Once per key: the Secret is read from now on, and its data key is cached.
+      if (error instanceof SecretExistsError) return this.reconcile(request, signal);
       return this.#fail(key, source, error, log, signal);
     } finally {
       for (const value of Object.values(data)) value.fill(0);
@@ -131,6 +137,7 @@ export class Reconciler {
     this.#budget.forget(key);
     this.#failures.forget(key);
     this.#restarts.forget(key);
+    this.#createFirst.forget(key);
     return { outcome: 'gone' };
   }
 
@@ -178,10 +185,11 @@ export class Reconciler {
     return { outcome: 'synced' };
   }
 
-  /** The live Secret: from the cache (no values), or read when the cache has none. */
+  /** The live Secret: from the cache (no values), else absent once the cache is complete (create first), else read. */
   async #liveSecret(request: ReconcileRequest, signal: AbortSignal): Promise<SecretObject | undefined> {
-    const cached = this.#o.secrets.get(`${request.namespace}/${request.name}`);
-    if (cached) return cached;
+    const key = `${request.namespace}/${request.name}`;
+    const cached = this.#o.secrets.get(key);
+    if (cached || this.#createFirst.assumeAbsent(key)) return cached;
     return this.#o.api.getSecret(request.namespace, request.name, signal);
   }
 
@@ -219,6 +227,7 @@ export class Reconciler {
   async #write(live: SecretObject | undefined, desired: SecretManifest, signal: AbortSignal): Promise<SecretObject> {
     const { namespace, name } = desired.metadata;
     const { api } = this.#o;
+    if (!live && this.#createFirst.assumeAbsent(`${namespace}/${name}`)) return this.#createFirst.create(api, `${namespace}/${name}`, desired, signal);
     if (live && ((live.type ?? 'Opaque') !== desired.type || live.immutable === true)) {
       // The cache keeps no values: an immutable Secret's data is read to decide.
       const full = live.immutable === true ? await api.getSecret(namespace, name, signal) : live;
@@ -314,48 +323,4 @@ export class Reconciler {
 
 function involved(source: EnvelopeSecretRecord | EnvelopeSecretObject) {
   return { apiVersion: API_VERSION, kind: KIND, namespace: source.metadata.namespace ?? '', name: source.metadata.name, uid: source.metadata.uid ?? '' };
-}
-
-/** The Secret is the one envseal last wrote for this spec: nobody changed it since. */
-function secretInSync(record: EnvelopeSecretRecord, live: SecretObject): boolean {
-  const owner = live.metadata?.ownerReferences?.find((o) => o.controller);
-  return (
-    live.metadata?.annotations?.[ANNOTATION_SPEC_HASH] === record.specHash &&
-    owner?.uid === record.metadata.uid &&
-    record.status?.secretResourceVersion === live.metadata?.resourceVersion
-  );
-}
-
-function observedCurrent(record: EnvelopeSecretRecord): boolean {
-  return record.status?.observedGeneration === record.metadata.generation;
-}
-
-/**
- * envseal had written the Secret for the current spec (Ready for this generation), and
- * the Secret was changed or deleted since by someone else.
- */
-function syncedThisSpec(record: EnvelopeSecretRecord, live: SecretObject | undefined): boolean {
-  const ready = readyConditionOf(record.status);
-  if (!observedCurrent(record) || record.status?.secretResourceVersion === undefined) return false;
-  if (ready?.status !== 'True' && ready?.reason !== Reason.Conflict && ready?.reason !== Reason.RestartRefused) return false;
-  return live === undefined || live.metadata?.annotations?.[ANNOTATION_SPEC_HASH] === record.specHash;
-}
-
-// Failures that only a new spec can cure: the object is not retried, even after a
-// restart, until its generation changes. Failures that depend on the outside world
-// (KMS permissions, keys) are retried at every resync.
-const PERMANENT_REASONS: ReadonlySet<string> = new Set([
-  Reason.ContextMismatch,
-  Reason.CommitmentMismatch,
-  Reason.DecryptFailed,
-  Reason.InvalidSpec,
-  Reason.PolicyViolation,
-  Reason.SecretRejected,
-  Reason.TemplateFailed,
-]);
-const OUTSIDE_WORLD: ReadonlySet<string> = new Set([Reason.KMSAccessDenied, Reason.KMSKeyUnavailable, Reason.KMSKeyNotFound]);
-
-function failedForGood(record: EnvelopeSecretRecord): boolean {
-  const ready = readyConditionOf(record.status);
-  return ready?.status === 'False' && PERMANENT_REASONS.has(ready.reason) && observedCurrent(record);
 }

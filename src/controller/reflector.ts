@@ -221,12 +221,14 @@ export function retryDelay(failures: number, jitter: number): number {
   return Math.min(250 * 2 ** Math.min(failures - 1, 7), 30_000) * (0.8 + jitter * 0.4);
 }
 
-const DEFAULT_PAGE_SIZE = 500;
+// 2,000 small objects a page: the first list of 10,000 took 5.4 s instead of 31 s at 500 while
+// workers ran (docs/benchmarks.md, "Scale"); a list must end within etcd's compaction interval.
+const DEFAULT_PAGE_SIZE = 2000;
 /** What one page of a list may hold, about: objects are kept slim, but a page is parsed whole. */
 const PAGE_BYTES = 4 * 1024 * 1024;
 
 /**
- * The limit of the next list page, from the size of the objects seen so far: pages of 500
+ * The limit of the next list page, from the size of the objects seen so far: pages of 2,000
  * small objects, and a few at a time when objects are large (a tenant's 1 MB
  * EnvelopeSecrets), so that one page never holds hundreds of megabytes.
  */

@@ -132,6 +132,18 @@ export class TestWorld {
       this.secretCache.set(key, secretRecord(structuredClone(written)));
       return structuredClone(written);
     },
+    createSecret: async (desired) => {
+      this.#enter('createSecret', [desired]);
+      const key = `${desired.metadata.namespace}/${desired.metadata.name}`;
+      if (this.secrets.has(key)) throw new KubeApiError(409, 'AlreadyExists', `secrets "${desired.metadata.name}" already exists`);
+      const written = structuredClone({
+        ...desired,
+        metadata: { ...desired.metadata, uid: `uid-secret-${this.#rv}`, resourceVersion: this.nextResourceVersion(), managedFields: [{ manager: 'envseal' }] },
+      }) as SecretObject;
+      this.secrets.set(key, written);
+      this.secretCache.set(key, secretRecord(structuredClone(written)));
+      return structuredClone(written);
+    },
     deleteSecret: async (namespace, name, uid) => {
       this.#enter('deleteSecret', [namespace, name, uid]);
       const key = `${namespace}/${name}`;
