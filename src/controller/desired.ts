@@ -43,7 +43,7 @@ export function specHash(source: EnvelopeSecret): string {
   return `sha256:${digest}`;
 }
 
-/** On restartable workloads' pod templates: a digest of the sealed data. */
+/** On restartable workloads' pod templates: a digest of the sealed data and templates (restarts.ts: of every Secret restarted together). */
 export const ANNOTATION_DATA_HASH = 'envseal.dev/data-hash';
 
 /**
