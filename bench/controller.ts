@@ -3,6 +3,7 @@
 //
 //   npx node bench/controller.ts [--counts 1000,10000] [--changes 200] [--only envseal|sealed-secrets]
 //                                [--ss-qps -1] [--ss-burst 10] [--timeout 14m] [--out controller]
+//                                [--features templates,namespaces] [--envseal-bin PATH]
 //
 // For each count N, for each controller:
 //   1. N objects are made (envseal: EnvelopeSecrets sealed for an aws-kms key on local-kms;
@@ -58,6 +59,12 @@ const { values: flags } = parseArgs({
     'node-options': { type: 'string', default: '' },
     /** The envseal CLI to run (default bin/envseal.js of this checkout, which runs dist/). */
     'envseal-bin': { type: 'string', default: '' },
+    /**
+     * Issue 18's features the envseal objects use (comma-separated): `templates` (a
+     * config-file template rendering both values), `namespaces` (scope namespaces over
+     * the object's namespace and one more: one wrapping per namespace).
+     */
+    features: { type: 'string', default: '' },
   },
 });
 const COUNTS = flags.counts.split(',').map(Number);
@@ -71,6 +78,8 @@ function chartNodeOptions(): string {
   const values = parseYaml(readFileSync(path.join(repoRoot, 'charts/envseal/values.yaml'), 'utf8')) as { controller?: { nodeOptions?: string } };
   return values.controller?.nodeOptions ?? '';
 }
+const FEATURES = new Set(flags.features.split(',').filter(Boolean));
+for (const feature of FEATURES) if (feature !== 'templates' && feature !== 'namespaces') throw new Error(`--features: unknown feature ${feature}`);
 const NODE_OPTIONS = flags['node-options'] === 'none' ? '' : flags['node-options'] || chartNodeOptions();
 const ENVSEAL_BIN = flags['envseal-bin'] ? path.resolve(flags['envseal-bin']) : path.join(repoRoot, 'bin/envseal.js');
 const log = (message: string) => process.stderr.write(`[controller-bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
@@ -347,14 +356,25 @@ const nameOf = (i: number) => `db-${String(i).padStart(5, '0')}`;
 
 // --- envseal ---------------------------------------------------------------------------
 
+const CONFIG_TEMPLATE = 'user: {{ .DB_USER }}\npassword: {{ .DB_PASSWORD | json }}\n';
+
 async function sealFor(namespace: string, name: string, values: Record<string, string>): Promise<EnvelopeSecret> {
   return sealEnvelopeSecret({
     values: Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Buffer.from(v)])),
-    binding: { scope: 'strict', namespace, name },
+    binding: FEATURES.has('namespaces')
+      ? { scope: 'namespaces', namespace, name, namespaces: [namespace, `${namespace}-b`] }
+      : { scope: 'strict', namespace, name },
     targets: [{ provider: 'aws-kms', target: keyArn }],
     providers,
     random: systemRandom,
+    ...(FEATURES.has('templates') ? { template: { type: 'Opaque', data: { 'config.yaml': CONFIG_TEMPLATE } } } : {}),
   });
+}
+
+/** The Secret's data the controller must write for these values (the rendered template too). */
+function secretDataOf(values: Record<string, string>): Record<string, string> {
+  if (!FEATURES.has('templates')) return values;
+  return { ...values, 'config.yaml': `user: ${values.DB_USER}\npassword: ${JSON.stringify(values.DB_PASSWORD)}\n` };
 }
 
 async function benchEnvseal(count: number): Promise<RunResult> {
@@ -370,7 +390,7 @@ async function benchEnvseal(count: number): Promise<RunResult> {
     async (i) => {
       const values = valuesOf(i, 1);
       objects[i] = await sealFor(namespace, nameOf(i), values);
-      watch.expect(nameOf(i), values);
+      watch.expect(nameOf(i), secretDataOf(values));
     },
   );
   const makeMs = performance.now() - t;
@@ -475,7 +495,7 @@ async function benchEnvseal(count: number): Promise<RunResult> {
     log(`envseal ${count}: ${n} changes`);
     const latencies: number[] = [];
     for (const update of updates) {
-      watch.expect(update.name, update.values);
+      watch.expect(update.name, secretDataOf(update.values));
       const t0 = performance.now();
       await client.request({
         method: 'PATCH',
