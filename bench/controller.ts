@@ -35,6 +35,7 @@ import { sealEnvelopeSecret } from '../src/sealing/seal.ts';
 import { ensureBinaries, freePorts, startControlPlane } from '../test/harness/control-plane.ts';
 import { startLocalKms } from '../test/harness/kms-emulators.ts';
 import { type Bar, COLORS, writeChart } from './lib/chart.ts';
+import { cpuSecondsOf, pool, scrape, sumOf } from './lib/cluster-metrics.ts';
 import { ensurePeers, repoRoot, sealedSecretsCrdPath } from './lib/peers.ts';
 import { describeMachine, type MachineInfo, machineInfo, RssSampler, sleep } from './lib/proc.ts';
 import { sealedSecret, startSealedSecretsController } from './lib/sealed-secrets.ts';
@@ -89,54 +90,12 @@ log(describeMachine(machine));
 
 // --- helpers ---------------------------------------------------------------------------
 
-async function pool<T>(items: readonly T[], concurrency: number, fn: (item: T, index: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(concurrency, items.length) }, async () => {
-      while (next < items.length) {
-        const index = next++;
-        await fn(items[index]!, index);
-      }
-    }),
-  );
-}
-
-function cpuSecondsOf(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in clock ticks (100/s)
-  } catch {
-    return Number.NaN;
-  }
-}
-
 function run(command: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(command, args, { maxBuffer: 64 << 20 }, (error, stdout, stderr) =>
       error ? reject(new Error(`${command} ${args.join(' ')}: ${stderr || error.message}`)) : resolve(stdout),
     );
   });
-}
-
-async function scrape(url: string): Promise<Map<string, number>> {
-  const text = await fetch(url).then((r) => r.text());
-  const series = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    const match = /^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
-    if (match) series.set(match[1]!, Number(match[2]));
-  }
-  return series;
-}
-
-function sumOf(series: Map<string, number>, name: string, filter: (labels: string) => boolean = () => true): number {
-  let sum = 0;
-  for (const [key, value] of series) {
-    const brace = key.indexOf('{');
-    const metric = brace < 0 ? key : key.slice(0, brace);
-    if (metric === name && filter(brace < 0 ? '' : key.slice(brace))) sum += value;
-  }
-  return sum;
 }
 
 function kmsByOperation(series: Map<string, number>): Record<string, number> {
