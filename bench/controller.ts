@@ -39,6 +39,7 @@ import { cpuSecondsOf, pool, scrape, sumOf } from './lib/cluster-metrics.ts';
 import { ensurePeers, repoRoot, sealedSecretsCrdPath } from './lib/peers.ts';
 import { describeMachine, type MachineInfo, machineInfo, RssSampler, sleep } from './lib/proc.ts';
 import { sealedSecret, startSealedSecretsController } from './lib/sealed-secrets.ts';
+import { SecretWatch } from './lib/secret-watch.ts';
 import { formatBytes, formatMs, summarize, type Summary } from './lib/stats.ts';
 
 const { values: flags } = parseArgs({
@@ -107,102 +108,6 @@ function kmsByOperation(series: Map<string, number>): Record<string, number> {
     result[`${provider}:${operation}`] = (result[`${provider}:${operation}`] ?? 0) + value;
   }
   return result;
-}
-
-/** Watches the Secrets of one namespace and knows which hold exactly the expected values. */
-class SecretWatch {
-  readonly expected = new Map<string, Record<string, string>>();
-  readonly correct = new Set<string>();
-  readonly #data = new Map<string, Record<string, string> | undefined>();
-  readonly #abort = new AbortController();
-  #waiters: (() => void)[] = [];
-  #rv = '';
-  #done: Promise<void> | undefined;
-
-  readonly client: KubeClient;
-  readonly namespace: string;
-
-  constructor(client: KubeClient, namespace: string) {
-    this.client = client;
-    this.namespace = namespace;
-  }
-
-  expect(name: string, values: Record<string, string>): void {
-    this.expected.set(name, Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Buffer.from(v).toString('base64')])));
-    this.#check(name);
-  }
-
-  #check(name: string): void {
-    const want = this.expected.get(name);
-    const have = this.#data.get(name);
-    const ok =
-      want !== undefined &&
-      have !== undefined &&
-      Object.keys(want).length === Object.keys(have).length &&
-      Object.entries(want).every(([k, v]) => have[k] === v);
-    if (ok) this.correct.add(name);
-    else this.correct.delete(name);
-  }
-
-  async start(): Promise<void> {
-    const list = await this.client.request<{ metadata: { resourceVersion: string }; items: { metadata: { name: string }; data?: Record<string, string> }[] }>({
-      method: 'GET',
-      path: `/api/v1/namespaces/${this.namespace}/secrets`,
-    });
-    for (const item of list.items) {
-      this.#data.set(item.metadata.name, item.data ?? {});
-      this.#check(item.metadata.name);
-    }
-    this.#rv = list.metadata.resourceVersion;
-    this.#done = (async () => {
-      while (!this.#abort.signal.aborted) {
-        try {
-          await this.client.watch<{ metadata: { name: string; resourceVersion: string }; data?: Record<string, string> }>({
-            path: `/api/v1/namespaces/${this.namespace}/secrets`,
-            query: { resourceVersion: this.#rv, allowWatchBookmarks: true, timeoutSeconds: 600 },
-            idleTimeoutMs: 120_000,
-            signal: this.#abort.signal,
-            onEvent: (event) => {
-              this.#rv = event.object.metadata.resourceVersion;
-              if (event.type === 'BOOKMARK') return;
-              const name = event.object.metadata.name;
-              this.#data.set(name, event.type === 'DELETED' ? undefined : (event.object.data ?? {}));
-              this.#check(name);
-              const waiters = this.#waiters;
-              this.#waiters = [];
-              for (const wake of waiters) wake();
-            },
-          });
-        } catch (error) {
-          if (this.#abort.signal.aborted) return;
-          log(`secret watch restarts: ${error instanceof Error ? error.message : String(error)}`);
-          await sleep(200);
-        }
-      }
-    })();
-  }
-
-  /** Resolves when `predicate` holds (checked on each event), or rejects after timeoutMs. */
-  async until(predicate: () => boolean, timeoutMs: number): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
-    while (!predicate()) {
-      const left = deadline - Date.now();
-      if (left <= 0) return false;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, Math.min(left, 1000));
-        this.#waiters.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
-    return true;
-  }
-
-  async stop(): Promise<void> {
-    this.#abort.abort();
-    await this.#done;
-  }
 }
 
 interface Running {
@@ -339,7 +244,7 @@ function secretDataOf(values: Record<string, string>): Record<string, string> {
 async function benchEnvseal(count: number): Promise<RunResult> {
   const namespace = `envseal-${count}`;
   await createNamespace(namespace);
-  const watch = new SecretWatch(client, namespace);
+  const watch = new SecretWatch({ client, namespace, log });
   log(`envseal ${count}: sealing ${count} EnvelopeSecrets (aws-kms GenerateDataKey on local-kms)`);
   let t = performance.now();
   const objects: EnvelopeSecret[] = new Array(count);
@@ -564,7 +469,7 @@ async function benchSealedSecrets(count: number, binary: string): Promise<RunRes
     );
   const publicKey = createPublicKey(certPem);
 
-  const watch = new SecretWatch(client, namespace);
+  const watch = new SecretWatch({ client, namespace, log });
   log(`sealed-secrets ${count}: sealing ${count} SealedSecrets`);
   let t = performance.now();
   const objects: Record<string, unknown>[] = [];

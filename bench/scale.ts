@@ -40,7 +40,7 @@ import { ProviderRegistry } from '../src/providers/registry.ts';
 import { sealEnvelopeSecret } from '../src/sealing/seal.ts';
 import { type ControlPlane, ensureBinaries, freePorts, startControlPlane } from '../test/harness/control-plane.ts';
 import { startLocalKms } from '../test/harness/kms-emulators.ts';
-import { ClusterSecretWatch } from './lib/cluster-watch.ts';
+import { SecretWatch } from './lib/secret-watch.ts';
 import { apiRequests, byLabel, cpuSecondsOf, delta, type EtcdSize, etcdSize, loadAverage, pool, scrape, sumOf, total } from './lib/cluster-metrics.ts';
 import { ensurePeers, repoRoot, sealedSecretsCrdPath } from './lib/peers.ts';
 import { describeMachine, machineInfo, RssSampler, sleep } from './lib/proc.ts';
@@ -399,7 +399,7 @@ async function benchEnvseal(variant: { name: string; args: string[]; bin: string
     const { sealed, resealed } = await envelopeSecrets();
     const setupLoad = loadAverage();
     log(`${label}: ${N} objects in ${Math.ceil(N / PER_NS)} namespaces created in ${formatMs(createMs)}`);
-    const watch = new ClusterSecretWatch({ client, labelSelector: `${LABEL_MANAGED_BY}=${MANAGED_BY}`, log });
+    const watch = new SecretWatch({ client, labelSelector: `${LABEL_MANAGED_BY}=${MANAGED_BY}`, log });
     for (let i = 0; i < N; i++) watch.expect(keyOf(i), sealed.get(i)!.values);
     await watch.start();
 
@@ -608,7 +608,7 @@ async function benchSealedSecrets(binary: string): Promise<SubjectResult> {
     await first.stop();
     if (!certPem) throw new Error(`sealed-secrets: no key appeared in ${home}`);
     const publicKey = createPublicKey(certPem);
-    const watch = new ClusterSecretWatch({ client, log });
+    const watch = new SecretWatch({ client, log });
     const objects: Record<string, unknown>[] = [];
     for (let i = 0; i < N; i++) {
       const values = valuesOf(i, 1);

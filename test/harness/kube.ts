@@ -43,8 +43,15 @@ export const crdPath = path.join(repoRoot, 'crds/envelopesecrets.envseal.dev.yam
 export async function installCrd(): Promise<void> {
   const result = await kubectl(['apply', '--server-side', '-f', crdPath]);
   if (result.code !== 0) throw new Error(`CRD apply failed: ${result.stderr}`);
-  const wait = await kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/envelopesecrets.envseal.dev']);
-  if (wait.code !== 0) throw new Error(`CRD not established: ${wait.stderr}`);
+  // kubectl wait fails at once, rather than waiting, while a just-created CRD has no
+  // status.conditions yet ("accessor error: <nil>"): asked again until the deadline.
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const wait = await kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/envelopesecrets.envseal.dev']);
+    if (wait.code === 0) return;
+    if (!wait.stderr.includes('accessor error') || Date.now() > deadline) throw new Error(`CRD not established: ${wait.stderr}`);
+    await new Promise<void>((resolve) => setTimeout(resolve, 250));
+  }
 }
 
 export async function createNamespace(client: KubeClient, name: string): Promise<void> {

@@ -1,37 +1,51 @@
-// A cluster-wide watch of Secrets for the scale benchmark: knows which of the expected
-// Secrets (namespace/name) hold exactly the expected values. It keeps no Secret values,
-// only the set of correct keys, so that it costs little at 100,000 Secrets.
+// A watch of Secrets for the benchmarks, in one namespace (bench/controller.ts) or
+// cluster-wide (bench/scale.ts): knows which of the expected Secrets hold exactly the
+// expected values. It keeps no Secret values, only the set of correct keys, so that it
+// costs little at 100,000 Secrets.
 import type { KubeClient } from '../../src/kube/client.ts';
 import { sleep } from './proc.ts';
 
 type SecretEvent = { metadata: { name: string; namespace: string; resourceVersion: string }; data?: Record<string, string> };
 
-export class ClusterSecretWatch {
-  /** namespace/name -> the expected values, base64 as the API server shows them. */
+export interface SecretWatchOptions {
+  client: KubeClient;
+  /** Watch this namespace only; Secrets are then keyed by name. Without it, the whole cluster, keyed namespace/name. */
+  namespace?: string;
+  labelSelector?: string;
+  log: (message: string) => void;
+}
+
+export class SecretWatch {
+  /** key -> the expected values, base64 as the API server shows them. */
   readonly #expected = new Map<string, Record<string, string>>();
+  /** The keys whose Secret holds exactly the expected values. */
   readonly correct = new Set<string>();
   readonly #abort = new AbortController();
   #waiters: (() => void)[] = [];
   #rv = '';
   #done: Promise<void> | undefined;
   readonly #client: KubeClient;
+  readonly #namespace: string | undefined;
+  readonly #path: string;
   readonly #labelSelector: string | undefined;
   readonly #log: (message: string) => void;
 
-  constructor(options: { client: KubeClient; labelSelector?: string; log: (message: string) => void }) {
+  constructor(options: SecretWatchOptions) {
     this.#client = options.client;
+    this.#namespace = options.namespace;
+    this.#path = options.namespace === undefined ? '/api/v1/secrets' : `/api/v1/namespaces/${encodeURIComponent(options.namespace)}/secrets`;
     this.#labelSelector = options.labelSelector;
     this.#log = options.log;
   }
 
-  /** Sets what the Secret must hold; it is correct only once an event shows these values. */
+  /** Sets what the Secret `key` must hold; it is correct only once the list or an event shows these values. */
   expect(key: string, values: Record<string, string>): void {
     this.#expected.set(key, Object.fromEntries(Object.entries(values).map(([k, v]) => [k, Buffer.from(v).toString('base64')])));
     this.correct.delete(key);
   }
 
   #see(secret: SecretEvent, deleted: boolean): void {
-    const key = `${secret.metadata.namespace}/${secret.metadata.name}`;
+    const key = this.#namespace === undefined ? `${secret.metadata.namespace}/${secret.metadata.name}` : secret.metadata.name;
     const want = this.#expected.get(key);
     if (want === undefined) return;
     const have = deleted ? undefined : (secret.data ?? {});
@@ -45,7 +59,7 @@ export class ClusterSecretWatch {
     do {
       const page = await this.#client.request<{ metadata: { resourceVersion: string; continue?: string }; items: SecretEvent[] }>({
         method: 'GET',
-        path: '/api/v1/secrets',
+        path: this.#path,
         query: { limit: 5000, continue: continueToken, labelSelector: this.#labelSelector },
       });
       for (const item of page.items) this.#see(item, false);
@@ -56,7 +70,7 @@ export class ClusterSecretWatch {
       while (!this.#abort.signal.aborted) {
         try {
           await this.#client.watch<SecretEvent>({
-            path: '/api/v1/secrets',
+            path: this.#path,
             query: { resourceVersion: this.#rv, allowWatchBookmarks: true, timeoutSeconds: 600, labelSelector: this.#labelSelector },
             idleTimeoutMs: 120_000,
             signal: this.#abort.signal,
