@@ -7,7 +7,6 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import tls from 'node:tls';
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -23,7 +22,8 @@ import { rpcSignature } from '../harness/alibaba-kms-emulator.ts';
 import { type AlibabaKms, startAlibabaKms } from '../harness/alibaba-kms.ts';
 import { uniqueName } from '../harness/cluster.ts';
 import { CANARY_MARKER } from '../harness/faults-leaks.ts';
-import { adminClient, createNamespace, kubectl } from '../harness/kube.ts';
+import { adminClient, createNamespace, kubectl, kubectlOk } from '../harness/kube.ts';
+import { alibabaKmsOptions, providerFailure, startAlibabaKmsForRrsa } from '../harness/provider-setup.ts';
 
 const STRICT = kmsEncryptionContext({ scope: 'strict', namespace: 'prod', name: 'db' });
 const OTHER_NAME = kmsEncryptionContext({ scope: 'strict', namespace: 'prod', name: 'api' });
@@ -32,16 +32,6 @@ const NAMESPACE_SCOPE = kmsEncryptionContext({ scope: 'namespace', namespace: 'p
 // Scope namespaces: one wrapping per listed namespace, each under the context naming it.
 const FOR_TEAM_A = kmsEncryptionContext({ scope: 'namespaces', namespace: 'team-a', name: 'db', namespaces: ['team-a', 'team-b'] });
 const FOR_TEAM_B = kmsEncryptionContext({ scope: 'namespaces', namespace: 'team-b', name: 'db', namespaces: ['team-a', 'team-b'] });
-
-async function failure(promise: Promise<unknown>): Promise<ProviderError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (!(error instanceof ProviderError)) throw error;
-    return error;
-  }
-  throw new Error('expected the call to fail');
-}
 
 function flipByte(encryptedKey: string, from: 'start' | 'end'): string {
   const bytes = Buffer.from(encryptedKey, 'base64');
@@ -176,13 +166,7 @@ describe('alibaba-kms provider against the emulator', () => {
   let keyB: { arn: string; alias: string; id: string };
 
   function options(overrides: Partial<AlibabaKmsProviderOptions> = {}): AlibabaKmsProviderOptions {
-    return {
-      region: kms.region,
-      endpoint: kms.endpoint,
-      credentials: { kind: 'access-key', accessKeyId: kms.accessKeyId, accessKeySecret: kms.accessKeySecret },
-      maxAttempts: 2,
-      ...overrides,
-    };
+    return alibabaKmsOptions(kms, { maxAttempts: 2, ...overrides });
   }
 
   async function newKey(): Promise<{ arn: string; alias: string; id: string }> {
@@ -247,7 +231,7 @@ describe('alibaba-kms provider against the emulator', () => {
       ['another namespace', OTHER_NAMESPACE],
       ['another scope', NAMESPACE_SCOPE],
     ])('moved to %s: refused by the KMS as InvalidCiphertext bound to the context', async (_what, context) => {
-      const error = await failure(provider.unwrap({ recipient, encryptionContext: context }));
+      const error = await providerFailure(provider.unwrap({ recipient, encryptionContext: context }));
       expect(error.code).toBe('InvalidCiphertext');
       expect(error.contextBound).toBe(true);
       expect(error.message).toContain(keyA.arn);
@@ -259,13 +243,13 @@ describe('alibaba-kms provider against the emulator', () => {
       expect(Buffer.from(await provider.unwrap({ recipient: generated.recipient, encryptionContext: FOR_TEAM_A })).equals(Buffer.from(generated.dataKey))).toBe(
         true,
       );
-      const error = await failure(provider.unwrap({ recipient: generated.recipient, encryptionContext: FOR_TEAM_B }));
+      const error = await providerFailure(provider.unwrap({ recipient: generated.recipient, encryptionContext: FOR_TEAM_B }));
       expect(error.code).toBe('InvalidCiphertext');
       expect(error.contextBound).toBe(true);
     });
 
     it('a flipped byte in the blob is InvalidCiphertext', async () => {
-      const error = await failure(
+      const error = await providerFailure(
         provider.unwrap({ recipient: { ...recipient, encryptedKey: flipByte(recipient.encryptedKey, 'end') }, encryptionContext: STRICT }),
       );
       expect(error.code).toBe('InvalidCiphertext');
@@ -273,7 +257,7 @@ describe('alibaba-kms provider against the emulator', () => {
 
     it("another key's blob under this recipient's keyId is refused, not opened", async () => {
       const other = (await provider.generateDataKey({ target: keyB.arn, encryptionContext: STRICT })).recipient;
-      const error = await failure(provider.unwrap({ recipient: { ...recipient, encryptedKey: other.encryptedKey }, encryptionContext: STRICT }));
+      const error = await providerFailure(provider.unwrap({ recipient: { ...recipient, encryptedKey: other.encryptedKey }, encryptionContext: STRICT }));
       expect(error.code).toBe('InvalidCiphertext');
       expect(error.message).toMatch(/another KMS key/);
     });
@@ -289,7 +273,7 @@ describe('alibaba-kms provider against the emulator', () => {
         provider.wrap({ target: key.arn, dataKey: new Uint8Array(32), encryptionContext: STRICT }),
         provider.generateDataKey({ target: key.arn, encryptionContext: STRICT }),
       ]) {
-        const error = await failure(call);
+        const error = await providerFailure(call);
         expect(error.code).toBe('KeyUnavailable');
         expect(error.serviceCode).toBe('Rejected.Disabled');
         expect(error.message).toMatch(/the KMS key is disabled/);
@@ -303,14 +287,14 @@ describe('alibaba-kms provider against the emulator', () => {
       const key = await newKey();
       const { recipient } = await provider.generateDataKey({ target: key.arn, encryptionContext: STRICT });
       await kms.api('ScheduleKeyDeletion', { KeyId: key.id, PendingWindowInDays: '7' });
-      const error = await failure(provider.unwrap({ recipient, encryptionContext: STRICT }));
+      const error = await providerFailure(provider.unwrap({ recipient, encryptionContext: STRICT }));
       expect([error.code, error.serviceCode]).toEqual(['KeyUnavailable', 'Rejected.PendingDeletion']);
       expect(error.message).toMatch(/pending deletion/);
     });
 
     it('an unknown key or alias is KeyNotFound', async () => {
       for (const target of [randomUUID(), alias()]) {
-        const error = await failure(provider.wrap({ target, dataKey: new Uint8Array(32), encryptionContext: STRICT }));
+        const error = await providerFailure(provider.wrap({ target, dataKey: new Uint8Array(32), encryptionContext: STRICT }));
         expect([error.code, error.serviceCode]).toEqual(['KeyNotFound', 'Forbidden.KeyNotFound']);
       }
     });
@@ -322,14 +306,14 @@ describe('alibaba-kms provider against the emulator', () => {
       const wrong = await createAlibabaKmsProvider(
         options({ credentials: { kind: 'access-key', accessKeyId: kms.accessKeyId, accessKeySecret: `${CANARY_MARKER}wrong-secret` } }),
       );
-      const denied = await failure(wrong.unwrap({ recipient, encryptionContext: STRICT }));
+      const denied = await providerFailure(wrong.unwrap({ recipient, encryptionContext: STRICT }));
       expect([denied.code, denied.serviceCode]).toEqual(['AccessDenied', 'SignatureDoesNotMatch']);
       expect(denied.message).toMatch(/AccessKey secret/);
       expect(inspect(denied, { depth: 10, showHidden: true })).not.toContain(CANARY_MARKER);
       const unknown = await createAlibabaKmsProvider(
         options({ credentials: { kind: 'access-key', accessKeyId: 'LTAIunknown0000', accessKeySecret: kms.accessKeySecret } }),
       );
-      const notFound = await failure(unknown.unwrap({ recipient, encryptionContext: STRICT }));
+      const notFound = await providerFailure(unknown.unwrap({ recipient, encryptionContext: STRICT }));
       expect([notFound.code, notFound.serviceCode]).toEqual(['AccessDenied', 'InvalidAccessKeyId.NotFound']);
     });
 
@@ -362,10 +346,10 @@ describe('alibaba-kms provider against the emulator', () => {
     it('throttling beyond the attempts is Throttled; a 503 is Unavailable; both retryable', async () => {
       const { recipient } = await provider.generateDataKey({ target: keyA.arn, encryptionContext: STRICT });
       await kms.faults({ throttle: 2 });
-      const throttled = await failure(provider.unwrap({ recipient, encryptionContext: STRICT }));
+      const throttled = await providerFailure(provider.unwrap({ recipient, encryptionContext: STRICT }));
       expect([throttled.code, throttled.serviceCode, throttled.retryable]).toEqual(['Throttled', 'Throttling.User', true]);
       await kms.faults({ unavailable: 2 });
-      const down = await failure(provider.unwrap({ recipient, encryptionContext: STRICT }));
+      const down = await providerFailure(provider.unwrap({ recipient, encryptionContext: STRICT }));
       expect([down.code, down.serviceCode, down.retryable]).toEqual(['Unavailable', 'ServiceUnavailableTemporary', true]);
       await kms.faults({});
     });
@@ -377,7 +361,7 @@ describe('alibaba-kms provider against the emulator', () => {
         const port = (silent.address() as { port: number }).port;
         const slow = await createAlibabaKmsProvider(options({ endpoint: `http://127.0.0.1:${port}`, requestTimeoutMs: 300, maxAttempts: 2 }));
         const started = Date.now();
-        const error = await failure(
+        const error = await providerFailure(
           slow.unwrap({
             recipient: { provider: 'alibaba-kms', keyId: keyA.arn, encryptedKey: randomBytes(100).toString('base64') },
             encryptionContext: STRICT,
@@ -418,7 +402,7 @@ describe('alibaba-kms provider against the emulator', () => {
     });
 
     it('an alias that exists already fails, and the new key is scheduled for deletion', async () => {
-      const error = await failure(alibabaKms.createKey!({ options: options(), name: keyA.alias }));
+      const error = await providerFailure(alibabaKms.createKey!({ options: options(), name: keyA.alias }));
       expect(error.serviceCode).toBe('Forbidden.AliasExists');
       expect(error.message).toMatch(/scheduled for deletion in 7 days/);
       const orphan = /(acs:kms:[^ ]+:key\/[0-9a-f-]{36})/.exec(error.message)![1]!;
@@ -481,12 +465,6 @@ describe('alibaba-kms provider against the emulator', () => {
   });
 });
 
-async function kubectlOk(args: string[]): Promise<string> {
-  const result = await kubectl(args);
-  if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${result.stderr}`);
-  return result.stdout;
-}
-
 /** A loopback port nothing listens on (bound, then released). */
 async function closedPort(): Promise<number> {
   const server = createServer();
@@ -503,7 +481,6 @@ describe('alibaba-kms with RRSA: a ServiceAccount token of the real API server e
   let dir: string;
   let recipient: Recipient;
   let dataKey: Buffer;
-  let originalCAs: string[];
 
   async function tokenFile(serviceAccount: string, audience = 'sts.aliyuncs.com'): Promise<string> {
     const file = path.join(dir, `${serviceAccount}-${randomUUID().slice(0, 6)}`);
@@ -533,25 +510,16 @@ describe('alibaba-kms with RRSA: a ServiceAccount token of the real API server e
   beforeAll(async () => {
     await createNamespace(adminClient(), namespace);
     for (const name of ['envseal-controller', 'intruder']) await kubectlOk(['create', 'serviceaccount', name, '-n', namespace]);
-    const issuer = (JSON.parse(await kubectlOk(['get', '--raw', '/.well-known/openid-configuration'])) as { issuer: string }).issuer;
-    const jwks = JSON.parse(await kubectlOk(['get', '--raw', '/openid/v1/jwks'])) as { keys: [] };
-    kms = await startAlibabaKms({ sts: { issuer, jwks, roles: { [roleArn]: [`system:serviceaccount:${namespace}:envseal-controller`] } } });
+    // The emulated STS's self-signed certificate is trusted in this process until kms.stop().
+    kms = await startAlibabaKmsForRrsa({ roleArn, namespace, serviceAccount: 'envseal-controller' });
     dir = await mkdtemp(path.join(os.tmpdir(), 'envseal-rrsa-'));
-    // The emulated STS has a self-signed certificate: trust it in this process only, for this block.
-    originalCAs = tls.getCACertificates('default');
-    tls.setDefaultCACertificates([...originalCAs, kms.sts!.caCert]);
-    const sealer = await createAlibabaKmsProvider({
-      region: kms.region,
-      endpoint: kms.endpoint,
-      credentials: { kind: 'access-key', accessKeyId: kms.accessKeyId, accessKeySecret: kms.accessKeySecret },
-    });
+    const sealer = await createAlibabaKmsProvider(alibabaKmsOptions(kms));
     const keyId = await kms.createKey();
     const generated = await sealer.generateDataKey({ target: keyId, encryptionContext: STRICT });
     recipient = generated.recipient;
     dataKey = Buffer.from(generated.dataKey);
   });
   afterAll(async () => {
-    if (originalCAs) tls.setDefaultCACertificates(originalCAs);
     await kms?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
     await kubectl(['delete', 'namespace', namespace, '--wait=false']);
@@ -566,16 +534,16 @@ describe('alibaba-kms with RRSA: a ServiceAccount token of the real API server e
 
   it('another ServiceAccount of the same cluster is refused by STS: AccessDenied naming RRSA and the role', async () => {
     const provider = await rrsaProvider(await tokenFile('intruder'));
-    const error = await failure(provider.unwrap({ recipient, encryptionContext: STRICT }));
+    const error = await providerFailure(provider.unwrap({ recipient, encryptionContext: STRICT }));
     expect([error.code, error.serviceCode]).toEqual(['AccessDenied', 'AuthenticationFail.NoPermission']);
     expect(error.message).toContain(`RRSA: STS refused AssumeRoleWithOIDC for role ${roleArn}`);
   });
 
   it('a token for another audience, and a missing token file, are AccessDenied', async () => {
     const wrongAudience = await rrsaProvider(await tokenFile('envseal-controller', 'https://kubernetes.default.svc'));
-    expect((await failure(wrongAudience.unwrap({ recipient, encryptionContext: STRICT }))).serviceCode).toBe('AuthenticationFail.OIDCToken.Invalid');
+    expect((await providerFailure(wrongAudience.unwrap({ recipient, encryptionContext: STRICT }))).serviceCode).toBe('AuthenticationFail.OIDCToken.Invalid');
     const missing = await rrsaProvider(path.join(dir, 'no-such-token'));
-    const error = await failure(missing.unwrap({ recipient, encryptionContext: STRICT }));
+    const error = await providerFailure(missing.unwrap({ recipient, encryptionContext: STRICT }));
     expect([error.code, error.serviceCode]).toEqual(['AccessDenied', 'ENOENT']);
     expect(error.message).toMatch(/cannot read the OIDC token file/);
   });
@@ -583,7 +551,7 @@ describe('alibaba-kms with RRSA: a ServiceAccount token of the real API server e
   it('an STS endpoint that does not answer is Unavailable (retried), not AccessDenied, and the KMS is not called', async () => {
     const before = await kms.calls();
     const provider = await rrsaProvider(await tokenFile('envseal-controller'), `127.0.0.1:${await closedPort()}`);
-    const error = await failure(provider.unwrap({ recipient, encryptionContext: STRICT }));
+    const error = await providerFailure(provider.unwrap({ recipient, encryptionContext: STRICT }));
     expect([error.code, error.serviceCode, error.retryable]).toEqual(['Unavailable', 'ECONNREFUSED', true]);
     expect(error.message).toContain('RRSA: the STS endpoint could not be reached');
     expect(await kms.calls()).toEqual(before);

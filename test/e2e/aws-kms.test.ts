@@ -13,6 +13,7 @@ import { kmsEncryptionContext } from '../../src/envelope/context.ts';
 import { type AwsKmsProvider, createAwsKmsProvider, type KmsCallError } from '../../src/providers/aws-kms/index.ts';
 import { ProviderError } from '../../src/providers/types.ts';
 import { KMS_EMULATORS, type KmsEmulator, type KmsEmulatorName } from '../harness/kms-emulators.ts';
+import { awsKmsOptions, providerFailure } from '../harness/provider-setup.ts';
 
 // A behaviour one emulator does not implement is tested on the other only: it is not
 // registered (rather than reported as skipped) where it cannot apply. docs/kms-emulators.md
@@ -42,16 +43,6 @@ const LISTED = { scope: 'namespaces', name: 'db', namespaces: ['team-a', 'team-b
 const FOR_TEAM_A = kmsEncryptionContext({ ...LISTED, namespace: 'team-a', namespaces: [...LISTED.namespaces] });
 const FOR_TEAM_B = kmsEncryptionContext({ ...LISTED, namespace: 'team-b', namespaces: [...LISTED.namespaces] });
 
-async function failure(promise: Promise<unknown>): Promise<ProviderError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (!(error instanceof ProviderError)) throw error;
-    return error;
-  }
-  throw new Error('expected the call to fail');
-}
-
 function aliasName(): string {
   return `alias/envseal-test/${randomUUID().slice(0, 8)}`;
 }
@@ -71,13 +62,7 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
   let keyB: { keyArn: string; alias: string; aliasArn: string };
 
   function provider(overrides: { region?: string; maxAttempts?: number; requestTimeoutMs?: number; endpoint?: string } = {}): AwsKmsProvider {
-    return createAwsKmsProvider({
-      region: overrides.region ?? emulator.region,
-      endpoint: overrides.endpoint ?? emulator.endpoint,
-      credentials: emulator.credentials,
-      maxAttempts: overrides.maxAttempts ?? 2,
-      ...(overrides.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: overrides.requestTimeoutMs }),
-    });
+    return createAwsKmsProvider(awsKmsOptions(emulator, { maxAttempts: 2, ...overrides }));
   }
 
   function unknownKeyArn(): string {
@@ -117,16 +102,16 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
     });
 
     it('refuses an alias that exists, and schedules the orphan key for deletion', async () => {
-      const error = await failure(kms.createKey({ alias: keyA.alias }));
+      const error = await providerFailure(kms.createKey({ alias: keyA.alias }));
       expect(error.serviceCode).toBe('AlreadyExistsException');
       expect(error.message).toContain('CreateAlias');
       expect(error.message).toMatch(/the new key arn:aws:kms:\S+ was scheduled for deletion/);
     });
 
     it('refuses targets that are not aliases, and the reserved alias/aws/ prefix', async () => {
-      expect((await failure(kms.createKey({ alias: keyA.keyArn }))).code).toBe('InvalidRecipient');
-      expect((await failure(kms.createKey({ alias: 'alias/aws/s3' }))).code).toBe('InvalidRecipient');
-      expect((await failure(kms.createKey({ alias: 'envseal' }))).code).toBe('InvalidRecipient');
+      expect((await providerFailure(kms.createKey({ alias: keyA.keyArn }))).code).toBe('InvalidRecipient');
+      expect((await providerFailure(kms.createKey({ alias: 'alias/aws/s3' }))).code).toBe('InvalidRecipient');
+      expect((await providerFailure(kms.createKey({ alias: 'envseal' }))).code).toBe('InvalidRecipient');
     });
   });
 
@@ -161,7 +146,7 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
     });
 
     it('wrap refuses a data key that is not 32 bytes, without calling the KMS', async () => {
-      const error = await failure(kms.wrap({ target: keyA.keyArn, dataKey: new Uint8Array(16), encryptionContext: STRICT }));
+      const error = await providerFailure(kms.wrap({ target: keyA.keyArn, dataKey: new Uint8Array(16), encryptionContext: STRICT }));
       expect(error.code).toBe('Internal');
     });
 
@@ -190,7 +175,7 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
     (caps.multiRegion ? it : noTest)('uses options.region for a bare alias (moto only: local-kms has one region)', async () => {
       const elsewhere = provider({ region: 'ap-northeast-3' });
       try {
-        const error = await failure(elsewhere.generateDataKey({ target: keyA.alias, encryptionContext: STRICT }));
+        const error = await providerFailure(elsewhere.generateDataKey({ target: keyA.alias, encryptionContext: STRICT }));
         expect(error.code).toBe('KeyNotFound');
       } finally {
         elsewhere.close();
@@ -206,7 +191,7 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
       ['no context', {}],
     ])('unwrap with %s fails with InvalidCiphertext', async (_what, context) => {
       const { recipient } = await kms.generateDataKey({ target: keyA.keyArn, encryptionContext: STRICT });
-      const error = await failure(kms.unwrap({ recipient, encryptionContext: context }));
+      const error = await providerFailure(kms.unwrap({ recipient, encryptionContext: context }));
       expect(error.code).toBe('InvalidCiphertext');
       expect(error.serviceCode).toBe('InvalidCiphertextException');
       expect(error.retryable).toBe(false);
@@ -217,23 +202,25 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
     it("scope namespaces: the KMS opens team-a's wrapping only under team-a's context, not team-b's or another list's", async () => {
       const { dataKey, recipient } = await kms.generateDataKey({ target: keyA.keyArn, encryptionContext: FOR_TEAM_A });
       expect(Buffer.from(await kms.unwrap({ recipient, encryptionContext: FOR_TEAM_A })).equals(Buffer.from(dataKey))).toBe(true);
-      const otherNamespace = await failure(kms.unwrap({ recipient, encryptionContext: FOR_TEAM_B }));
+      const otherNamespace = await providerFailure(kms.unwrap({ recipient, encryptionContext: FOR_TEAM_B }));
       expect(otherNamespace.code).toBe('InvalidCiphertext');
       expect(otherNamespace.serviceCode).toBe('InvalidCiphertextException');
-      const otherList = await failure(kms.unwrap({ recipient, encryptionContext: { ...FOR_TEAM_A, 'envseal.dev/namespaces': 'team-a,team-c' } }));
+      const otherList = await providerFailure(kms.unwrap({ recipient, encryptionContext: { ...FOR_TEAM_A, 'envseal.dev/namespaces': 'team-a,team-c' } }));
       expect(otherList.code).toBe('InvalidCiphertext');
     });
 
     it('a wrapped key is bound to its context too', async () => {
       const recipient = await kms.wrap({ target: keyA.keyArn, dataKey: new Uint8Array(randomBytes(32)), encryptionContext: STRICT });
-      expect((await failure(kms.unwrap({ recipient, encryptionContext: OTHER_NAMESPACE }))).code).toBe('InvalidCiphertext');
+      expect((await providerFailure(kms.unwrap({ recipient, encryptionContext: OTHER_NAMESPACE }))).code).toBe('InvalidCiphertext');
     });
   });
 
   describe('corrupt input', () => {
     it('a flipped bit in the blob fails with InvalidCiphertext', async () => {
       const { recipient } = await kms.generateDataKey({ target: keyA.keyArn, encryptionContext: STRICT });
-      const error = await failure(kms.unwrap({ recipient: { ...recipient, encryptedKey: flipLastByte(recipient.encryptedKey) }, encryptionContext: STRICT }));
+      const error = await providerFailure(
+        kms.unwrap({ recipient: { ...recipient, encryptedKey: flipLastByte(recipient.encryptedKey) }, encryptionContext: STRICT }),
+      );
       expect(error.code).toBe('InvalidCiphertext');
     });
 
@@ -241,7 +228,7 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
       const { recipient } = await kms.generateDataKey({ target: keyA.keyArn, encryptionContext: STRICT });
       const truncated = Buffer.from(recipient.encryptedKey, 'base64').subarray(0, 20).toString('base64');
       for (const encryptedKey of [truncated, randomBytes(120).toString('base64')]) {
-        const error = await failure(kms.unwrap({ recipient: { ...recipient, encryptedKey }, encryptionContext: STRICT }));
+        const error = await providerFailure(kms.unwrap({ recipient: { ...recipient, encryptedKey }, encryptionContext: STRICT }));
         // InvalidCiphertext on both emulators; a blob that no longer names a key may
         // also be refused as AccessDenied by a KMS.
         expect(['InvalidCiphertext', 'AccessDenied']).toContain(error.code);
@@ -251,7 +238,7 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
 
     it('a blob that is not standard base64 fails before the KMS', async () => {
       const { recipient } = await kms.generateDataKey({ target: keyA.keyArn, encryptionContext: STRICT });
-      const error = await failure(
+      const error = await providerFailure(
         kms.unwrap({ recipient: { ...recipient, encryptedKey: `${recipient.encryptedKey.replace(/=+$/, '')}%` }, encryptionContext: STRICT }),
       );
       expect(error.code).toBe('InvalidCiphertext');
@@ -259,7 +246,7 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
 
     it("a blob sealed under key A does not unwrap as key B's recipient", async () => {
       const { recipient } = await kms.generateDataKey({ target: keyA.keyArn, encryptionContext: STRICT });
-      const error = await failure(kms.unwrap({ recipient: { ...recipient, keyId: keyB.keyArn }, encryptionContext: STRICT }));
+      const error = await providerFailure(kms.unwrap({ recipient: { ...recipient, keyId: keyB.keyArn }, encryptionContext: STRICT }));
       // Real KMS: IncorrectKeyException (AccessDenied). moto: AccessDeniedException.
       // local-kms decrypts with the given key, so its AES-GCM check fails: InvalidCiphertext.
       expect(error.code).toBe(name === 'local-kms' ? 'InvalidCiphertext' : 'AccessDenied');
@@ -276,19 +263,19 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
       const viaB = await kms.unwrap({ recipient: second, encryptionContext: STRICT });
       expect(Buffer.from(viaB).equals(Buffer.from(dataKey))).toBe(true);
       // The new recipient is bound to the same context.
-      expect((await failure(kms.unwrap({ recipient: second, encryptionContext: OTHER_NAME }))).code).toBe('InvalidCiphertext');
+      expect((await providerFailure(kms.unwrap({ recipient: second, encryptionContext: OTHER_NAME }))).code).toBe('InvalidCiphertext');
     });
 
     it('fails with InvalidCiphertext when the context does not match the source', async () => {
       const { recipient } = await kms.generateDataKey({ target: keyA.keyArn, encryptionContext: STRICT });
-      const error = await failure(kms.rewrap({ from: recipient, target: keyB.keyArn, encryptionContext: OTHER_NAMESPACE }));
+      const error = await providerFailure(kms.rewrap({ from: recipient, target: keyB.keyArn, encryptionContext: OTHER_NAMESPACE }));
       expect(error.code).toBe('InvalidCiphertext');
       expect(error.message).toContain('ReEncrypt');
     });
 
     it('fails with KeyNotFound for an unknown destination', async () => {
       const { recipient } = await kms.generateDataKey({ target: keyA.keyArn, encryptionContext: STRICT });
-      expect((await failure(kms.rewrap({ from: recipient, target: unknownKeyArn(), encryptionContext: STRICT }))).code).toBe('KeyNotFound');
+      expect((await providerFailure(kms.rewrap({ from: recipient, target: unknownKeyArn(), encryptionContext: STRICT }))).code).toBe('KeyNotFound');
     });
 
     (caps.multiRegion ? it : noTest)(
@@ -319,16 +306,16 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
       const { recipient } = await kms.generateDataKey({ target: key.keyArn, encryptionContext: STRICT });
       await admin.send(new DisableKeyCommand({ KeyId: key.keyArn }));
       try {
-        const generate = await failure(kms.generateDataKey({ target: key.keyArn, encryptionContext: STRICT }));
+        const generate = await providerFailure(kms.generateDataKey({ target: key.keyArn, encryptionContext: STRICT }));
         expect(generate.code).toBe('KeyUnavailable');
         expect(generate.serviceCode).toBe('DisabledException');
         expect(generate.message).toContain('disabled');
-        const wrap = await failure(kms.wrap({ target: key.alias, dataKey: new Uint8Array(32), encryptionContext: STRICT }));
+        const wrap = await providerFailure(kms.wrap({ target: key.alias, dataKey: new Uint8Array(32), encryptionContext: STRICT }));
         expect(wrap.code).toBe('KeyUnavailable');
-        const unwrap = await failure(kms.unwrap({ recipient, encryptionContext: STRICT }));
+        const unwrap = await providerFailure(kms.unwrap({ recipient, encryptionContext: STRICT }));
         expect(unwrap.code).toBe('KeyUnavailable');
         expect(unwrap.serviceCode).toBe('DisabledException');
-        const rewrap = await failure(kms.rewrap({ from: recipient, target: keyA.keyArn, encryptionContext: STRICT }));
+        const rewrap = await providerFailure(kms.rewrap({ from: recipient, target: keyA.keyArn, encryptionContext: STRICT }));
         expect(rewrap.code).toBe('KeyUnavailable');
       } finally {
         await admin.send(new EnableKeyCommand({ KeyId: key.keyArn }));
@@ -340,7 +327,7 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
     (caps.enforcesKeyState ? it : noTest)('a key pending deletion -> KeyUnavailable (local-kms only)', async () => {
       const key = await kms.createKey({ alias: aliasName() });
       await admin.send(new ScheduleKeyDeletionCommand({ KeyId: key.keyArn, PendingWindowInDays: 7 }));
-      const error = await failure(kms.generateDataKey({ target: key.keyArn, encryptionContext: STRICT }));
+      const error = await providerFailure(kms.generateDataKey({ target: key.keyArn, encryptionContext: STRICT }));
       expect(error.code).toBe('KeyUnavailable');
       expect(error.serviceCode).toBe('KMSInvalidStateException');
     });
@@ -349,21 +336,21 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
   describe('unknown keys', () => {
     it('an unknown key ARN -> KeyNotFound', async () => {
       const arn = unknownKeyArn();
-      const generate = await failure(kms.generateDataKey({ target: arn, encryptionContext: STRICT }));
+      const generate = await providerFailure(kms.generateDataKey({ target: arn, encryptionContext: STRICT }));
       expect(generate.code).toBe('KeyNotFound');
       expect(generate.serviceCode).toBe('NotFoundException');
       expect(generate.message).toContain(arn);
-      expect((await failure(kms.wrap({ target: arn, dataKey: new Uint8Array(32), encryptionContext: STRICT }))).code).toBe('KeyNotFound');
+      expect((await providerFailure(kms.wrap({ target: arn, dataKey: new Uint8Array(32), encryptionContext: STRICT }))).code).toBe('KeyNotFound');
     });
 
     it('an unknown alias -> KeyNotFound', async () => {
-      const error = await failure(kms.generateDataKey({ target: aliasName(), encryptionContext: STRICT }));
+      const error = await providerFailure(kms.generateDataKey({ target: aliasName(), encryptionContext: STRICT }));
       expect(error.code).toBe('KeyNotFound');
     });
 
     it('unwrap for an unknown key fails with a typed error', async () => {
       const { recipient } = await kms.generateDataKey({ target: keyA.keyArn, encryptionContext: STRICT });
-      const error = await failure(kms.unwrap({ recipient: { ...recipient, keyId: unknownKeyArn() }, encryptionContext: STRICT }));
+      const error = await providerFailure(kms.unwrap({ recipient: { ...recipient, keyId: unknownKeyArn() }, encryptionContext: STRICT }));
       expect(error.code).toBe('KeyNotFound');
       expect(error.serviceCode).toBe('NotFoundException');
     });
@@ -373,8 +360,8 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
     it('parseTarget refuses what is not a key or alias, before any call', async () => {
       for (const target of ['', 'my-key', 'alias/', 'arn:aws:iam::111122223333:role/x', 'arn:aws:kms:eu-west-1:111122223333:key/nope']) {
         expect(() => kms.parseTarget(target)).toThrow(ProviderError);
-        expect((await failure(kms.generateDataKey({ target, encryptionContext: STRICT }))).code).toBe('InvalidRecipient');
-        expect((await failure(kms.wrap({ target, dataKey: new Uint8Array(32), encryptionContext: STRICT }))).code).toBe('InvalidRecipient');
+        expect((await providerFailure(kms.generateDataKey({ target, encryptionContext: STRICT }))).code).toBe('InvalidRecipient');
+        expect((await providerFailure(kms.wrap({ target, dataKey: new Uint8Array(32), encryptionContext: STRICT }))).code).toBe('InvalidRecipient');
       }
     });
   });
@@ -388,7 +375,7 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
         const { recipient } = await client.generateDataKey({ target: key.keyArn, encryptionContext: STRICT });
         await own.stop();
         const started = Date.now();
-        const error = await failure(client.unwrap({ recipient, encryptionContext: STRICT }));
+        const error = await providerFailure(client.unwrap({ recipient, encryptionContext: STRICT }));
         expect(error.code).toBe('Unavailable');
         expect(error.retryable).toBe(true);
         expect(error.serviceCode).toBe('ECONNREFUSED');
@@ -411,7 +398,7 @@ describe.each(KMS_EMULATORS)('aws-kms provider against $name', ({ name, start })
         await setup.generateDataKey({ target: key.keyArn, encryptionContext: STRICT });
         process.kill(own.pid, 'SIGSTOP');
         const started = Date.now();
-        const error = await failure(client.generateDataKey({ target: key.keyArn, encryptionContext: STRICT }));
+        const error = await providerFailure(client.generateDataKey({ target: key.keyArn, encryptionContext: STRICT }));
         expect(error.code).toBe('Unavailable');
         expect(error.retryable).toBe(true);
         expect(error.message).toContain('did not answer in time');

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { type AlibabaKms, startAlibabaKms } from '../harness/alibaba-kms.ts';
+import { alibabaKmsEnv } from '../harness/provider-setup.ts';
 import { type CliResult, ensureBuilt, runCli } from './cli-support.ts';
 
 const CANARY = 'CANARY-alibaba-7d2e90';
@@ -32,13 +33,7 @@ describe('envseal CLI with alibaba-kms against the emulator', () => {
 
   function envseal(args: string[], options: { via?: 'env' | 'flags'; env?: Record<string, string>; input?: string } = {}): Promise<CliResult> {
     const via = options.via ?? 'env';
-    const env: Record<string, string> = {
-      TMPDIR: path.join(dir, 'tmp'),
-      ALIBABA_CLOUD_ACCESS_KEY_ID: kms.accessKeyId,
-      ALIBABA_CLOUD_ACCESS_KEY_SECRET: kms.accessKeySecret,
-      ...(via === 'env' ? { ALIBABA_CLOUD_KMS_ENDPOINT: kms.endpoint, ALIBABA_CLOUD_REGION_ID: kms.region } : {}),
-      ...options.env,
-    };
+    const env = { TMPDIR: path.join(dir, 'tmp'), ...alibabaKmsEnv(kms, { endpoint: via === 'env' }), ...options.env };
     const flags = via === 'flags' ? ['--alibaba-kms-endpoint', kms.endpoint, '--alibaba-kms-region', kms.region] : [];
     return runCli([...args, ...flags], { cwd: dir, env, ...(options.input !== undefined ? { input: options.input } : {}) });
   }

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { KMS_EMULATORS, type KmsEmulator } from '../harness/kms-emulators.ts';
+import { awsKmsEnv } from '../harness/provider-setup.ts';
 import { type CliResult, ensureBuilt, runCli } from './cli-support.ts';
 
 const CANARY = 'CANARY-kms-3f9a1c';
@@ -23,14 +24,7 @@ describe.each(KMS_EMULATORS)('envseal CLI with aws-kms against $name', ({ start 
   /** The CLI with the emulator's settings in the environment (the default) or as flags. */
   function envseal(args: string[], options: { via?: 'env' | 'flags'; env?: Record<string, string>; input?: string } = {}): Promise<CliResult> {
     const via = options.via ?? 'env';
-    const env: Record<string, string> = {
-      TMPDIR: path.join(dir, 'tmp'),
-      AWS_ACCESS_KEY_ID: emulator.credentials.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: emulator.credentials.secretAccessKey,
-      AWS_EC2_METADATA_DISABLED: 'true',
-      ...(via === 'env' ? { AWS_ENDPOINT_URL_KMS: emulator.endpoint, AWS_REGION: emulator.region } : {}),
-      ...options.env,
-    };
+    const env = { TMPDIR: path.join(dir, 'tmp'), ...awsKmsEnv(emulator, { endpoint: via === 'env' }), ...options.env };
     const flags = via === 'flags' ? ['--kms-endpoint', emulator.endpoint, '--region', emulator.region] : [];
     return runCli([...args, ...flags], { cwd: dir, env, ...(options.input !== undefined ? { input: options.input } : {}) });
   }

@@ -14,6 +14,7 @@ import { createAwsKmsProvider } from '../../src/providers/aws-kms/index.ts';
 import { ProviderRegistry } from '../../src/providers/registry.ts';
 import { unwrapDataKey } from '../../src/sealing/open.ts';
 import { type KmsEmulator, startLocalKms } from '../harness/kms-emulators.ts';
+import { awsKmsEnv, awsKmsOptions } from '../harness/provider-setup.ts';
 import { type CliResult, ensureBuilt, runCli } from './cli-support.ts';
 
 const CANARY = 'CANARY-rekey-e2e-5a3e';
@@ -83,17 +84,9 @@ describe('envseal remove-recipient re-keys (built CLI)', () => {
 
   describe('aws-kms against local-kms', () => {
     let emulator: KmsEmulator;
-    const kmsEnv = (): Record<string, string> => ({
-      TMPDIR: path.join(dir, 'tmp'),
-      AWS_ACCESS_KEY_ID: emulator.credentials.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: emulator.credentials.secretAccessKey,
-      AWS_EC2_METADATA_DISABLED: 'true',
-      AWS_ENDPOINT_URL_KMS: emulator.endpoint,
-      AWS_REGION: emulator.region,
-    });
-    const envseal = (args: string[], env: Record<string, string> = {}): Promise<CliResult> => runCli(args, { cwd: dir, env: { ...kmsEnv(), ...env } });
-    const kms = () =>
-      ProviderRegistry.of([createAwsKmsProvider({ region: emulator.region, endpoint: emulator.endpoint, credentials: emulator.credentials, maxAttempts: 2 })]);
+    const envseal = (args: string[], env: Record<string, string> = {}): Promise<CliResult> =>
+      runCli(args, { cwd: dir, env: { TMPDIR: path.join(dir, 'tmp'), ...awsKmsEnv(emulator), ...env } });
+    const kms = () => ProviderRegistry.of([createAwsKmsProvider(awsKmsOptions(emulator, { maxAttempts: 2 }))]);
 
     beforeAll(async () => {
       emulator = await startLocalKms();

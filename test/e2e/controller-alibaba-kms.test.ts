@@ -7,27 +7,20 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { EnvelopeSecret } from '../../src/api/types.ts';
 import { ProviderRegistry } from '../../src/providers/registry.ts';
-import { type AlibabaKms, startAlibabaKms } from '../harness/alibaba-kms.ts';
+import type { AlibabaKms } from '../harness/alibaba-kms.ts';
 import { adminKubeConfig, uniqueName, waitFor } from '../harness/cluster.ts';
 import { startTestController, type TestController } from '../harness/controller.ts';
 import { declaringDataKeys } from '../harness/faults-leaks.ts';
-import { adminClient, applyOrThrow, createNamespace, getOrUndefined, installCrd, kubectl, paths } from '../harness/kube.ts';
-import { sealFor } from '../harness/seal.ts';
+import { adminClient, applyOrThrow, createNamespace, decodeSecretData as decode, getOrUndefined, installCrd, kubectlOk, paths } from '../harness/kube.ts';
+import { alibabaKmsOptions, startAlibabaKmsForRrsa } from '../harness/provider-setup.ts';
+import { sealAndApply as sealAndApplyFor, sealFor } from '../harness/seal.ts';
+import { waitForReason } from '../harness/tenant.ts';
 
 const client = adminClient();
 type Live = EnvelopeSecret & { metadata: { generation: number } };
-const decode = (data: Record<string, string> | undefined) =>
-  Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
-
-async function kubectlOk(args: string[]): Promise<string> {
-  const result = await kubectl(args);
-  if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${result.stderr}`);
-  return result.stdout;
-}
 
 describe('controller with alibaba-kms (RRSA through the emulated STS)', () => {
   let kms: AlibabaKms;
@@ -35,25 +28,15 @@ describe('controller with alibaba-kms (RRSA through the emulated STS)', () => {
   let sealer: ProviderRegistry;
   let dir: string;
   let keyId: string;
-  let originalCAs: string[];
   const alias = `alias/envseal-${randomUUID().slice(0, 8)}`;
   const roleArn = 'acs:ram::1234567890123456:role/envseal-controller';
   const ns = uniqueName('alibaba');
   const other = uniqueName('alibaba-other');
   const controllerNamespace = uniqueName('envseal-alibaba');
 
-  async function waitReason(namespace: string, name: string, reason: string) {
-    return waitFor(`${namespace}/${name} ${reason}`, async () => {
-      const es = await getOrUndefined<Live>(client, paths.envelopeSecret(namespace, name));
-      const ready = es?.status?.conditions?.find((c) => c.type === 'Ready');
-      return ready?.reason === reason && es?.status?.observedGeneration === es?.metadata.generation ? ready : undefined;
-    });
-  }
-
-  async function sealAndApply(options: { name: string; namespace: string; values: Record<string, string>; appliedAs?: { name: string; namespace: string } }) {
-    const sealed = await sealFor({ ...options, targets: [{ provider: 'alibaba-kms', target: alias }], providers: sealer });
-    await applyOrThrow(options.appliedAs ? { ...sealed, metadata: options.appliedAs } : sealed);
-  }
+  const waitReason = (namespace: string, name: string, reason: string) => waitForReason(client, namespace, name, reason);
+  const sealAndApply = (options: { name: string; namespace: string; values: Record<string, string>; appliedAs?: { name: string; namespace: string } }) =>
+    sealAndApplyFor({ ...options, targets: [{ provider: 'alibaba-kms', target: alias }], providers: sealer });
 
   async function rrsaController(serviceAccount: string): Promise<TestController> {
     const tokenPath = path.join(dir, `${serviceAccount}-token`);
@@ -82,31 +65,16 @@ describe('controller with alibaba-kms (RRSA through the emulated STS)', () => {
     await installCrd();
     for (const name of [ns, other, controllerNamespace]) await createNamespace(client, name);
     for (const name of ['envseal-controller', 'intruder']) await kubectlOk(['create', 'serviceaccount', name, '-n', controllerNamespace]);
-    const issuer = (JSON.parse(await kubectlOk(['get', '--raw', '/.well-known/openid-configuration'])) as { issuer: string }).issuer;
-    const jwks = JSON.parse(await kubectlOk(['get', '--raw', '/openid/v1/jwks'])) as { keys: [] };
-    kms = await startAlibabaKms({ sts: { issuer, jwks, roles: { [roleArn]: [`system:serviceaccount:${controllerNamespace}:envseal-controller`] } } });
-    // The emulated STS's certificate is self-signed: trusted in this process only, for this file.
-    originalCAs = tls.getCACertificates('default');
-    tls.setDefaultCACertificates([...originalCAs, kms.sts!.caCert]);
+    kms = await startAlibabaKmsForRrsa({ roleArn, namespace: controllerNamespace, serviceAccount: 'envseal-controller' });
     keyId = await kms.createKey({ alias });
     dir = await mkdtemp(path.join(os.tmpdir(), 'envseal-alibaba-ctl-'));
     // Data keys are declared for the suite's final leak scan (they cannot be recovered once the emulator is gone).
-    sealer = new ProviderRegistry(
-      {
-        'alibaba-kms': {
-          region: kms.region,
-          endpoint: kms.endpoint,
-          credentials: { kind: 'access-key', accessKeyId: kms.accessKeyId, accessKeySecret: kms.accessKeySecret },
-        },
-      },
-      { decorate: declaringDataKeys },
-    );
+    sealer = new ProviderRegistry({ 'alibaba-kms': alibabaKmsOptions(kms) }, { decorate: declaringDataKeys });
     controller = await rrsaController('envseal-controller');
   });
 
   afterAll(async () => {
     await controller?.stop();
-    if (originalCAs) tls.setDefaultCACertificates(originalCAs);
     await kms?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
   });

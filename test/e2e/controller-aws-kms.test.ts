@@ -1,20 +1,17 @@
 // The controller with the aws-kms provider, against both KMS emulators.
 import { DisableKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { EnvelopeSecret } from '../../src/api/types.ts';
 import type { Scope } from '../../src/envelope/context.ts';
-import { createAwsKmsProvider } from '../../src/providers/aws-kms/index.ts';
 import { ProviderRegistry } from '../../src/providers/registry.ts';
 import { adminKubeConfig, uniqueName, waitFor } from '../harness/cluster.ts';
 import { startTestController, type TestController } from '../harness/controller.ts';
 import { KMS_EMULATORS, type KmsEmulator } from '../harness/kms-emulators.ts';
-import { adminClient, applyOrThrow, createNamespace, getOrUndefined, installCrd, kubectl, paths } from '../harness/kube.ts';
-import { sealFor } from '../harness/seal.ts';
+import { adminClient, createNamespace, decodeSecretData as decode, getOrUndefined, installCrd, kubectl, paths } from '../harness/kube.ts';
+import { awsKmsOptions, createAwsKmsKey } from '../harness/provider-setup.ts';
+import { sealAndApply as sealAndApplyFor } from '../harness/seal.ts';
+import { waitForReason } from '../harness/tenant.ts';
 
 const client = adminClient();
-type Live = EnvelopeSecret & { metadata: { generation: number } };
-const decode = (data: Record<string, string> | undefined) =>
-  Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
 
 describe.each(KMS_EMULATORS.map((e) => [e.name, e] as const))('controller with aws-kms on %s', (emulatorName, emulator) => {
   let kms: KmsEmulator;
@@ -26,26 +23,15 @@ describe.each(KMS_EMULATORS.map((e) => [e.name, e] as const))('controller with a
   const other = uniqueName(`kms-other-${emulatorName}`);
   const controllerNamespace = uniqueName('envseal-kms');
 
-  async function sealAndApply(options: {
+  const sealAndApply = (options: {
     name: string;
     namespace: string;
     values: Record<string, string>;
     key?: string;
     scope?: Scope;
     appliedAs?: { name: string; namespace: string };
-  }) {
-    const sealed = await sealFor({ ...options, targets: [{ provider: 'aws-kms', target: options.key ?? keyArn }], providers: sealer });
-    await applyOrThrow(options.appliedAs ? { ...sealed, metadata: options.appliedAs } : sealed);
-    return sealed;
-  }
-
-  async function waitReason(namespace: string, name: string, reason: string) {
-    return waitFor(`${namespace}/${name} ${reason}`, async () => {
-      const es = await getOrUndefined<Live>(client, paths.envelopeSecret(namespace, name));
-      const ready = es?.status?.conditions?.find((c) => c.type === 'Ready');
-      return ready?.reason === reason && es?.status?.observedGeneration === es?.metadata.generation ? ready : undefined;
-    });
-  }
+  }) => sealAndApplyFor({ ...options, targets: [{ provider: 'aws-kms', target: options.key ?? keyArn }], providers: sealer });
+  const waitReason = (namespace: string, name: string, reason: string) => waitForReason(client, namespace, name, reason);
 
   const startController = () =>
     startTestController({
@@ -53,17 +39,16 @@ describe.each(KMS_EMULATORS.map((e) => [e.name, e] as const))('controller with a
       config: {
         namespace: controllerNamespace,
         namespaces: [ns, other],
-        providers: { 'aws-kms': { endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials, maxAttempts: 2 } },
+        providers: { 'aws-kms': awsKmsOptions(kms, { maxAttempts: 2 }) },
       },
     });
 
   beforeAll(async () => {
     await installCrd();
     kms = await emulator.start();
-    const admin = createAwsKmsProvider({ endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials });
-    keyArn = (await admin.createKey({ alias: `alias/envseal-${ns}` })).keyArn;
-    otherKeyArn = (await admin.createKey({ alias: `alias/envseal-${ns}-2` })).keyArn;
-    sealer = new ProviderRegistry({ 'aws-kms': { endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials } });
+    keyArn = await createAwsKmsKey(kms, { aliasPrefix: `alias/envseal-${ns}` });
+    otherKeyArn = await createAwsKmsKey(kms, { aliasPrefix: `alias/envseal-${ns}` });
+    sealer = new ProviderRegistry({ 'aws-kms': awsKmsOptions(kms) });
     for (const name of [ns, other, controllerNamespace]) await createNamespace(client, name);
     controller = await startController();
   });

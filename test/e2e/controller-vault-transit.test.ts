@@ -11,20 +11,24 @@ import type { EnvelopeSecret } from '../../src/api/types.ts';
 import { ProviderRegistry } from '../../src/providers/registry.ts';
 import { adminKubeConfig, sharedCluster, uniqueName, waitFor } from '../harness/cluster.ts';
 import { startTestController, type TestController } from '../harness/controller.ts';
-import { adminClient, applyOrThrow, createNamespace, getOrUndefined, installCrd, kubectl, paths } from '../harness/kube.ts';
+import {
+  adminClient,
+  applyOrThrow,
+  createNamespace,
+  decodeSecretData as decode,
+  getOrUndefined,
+  installCrd,
+  kubectl,
+  kubectlOk,
+  paths,
+} from '../harness/kube.ts';
 import { startOpenBao, type OpenBao } from '../harness/openbao.ts';
-import { sealFor } from '../harness/seal.ts';
+import { vaultTransitSealerToken } from '../harness/provider-setup.ts';
+import { sealAndApply as sealAndApplyFor, sealFor } from '../harness/seal.ts';
+import { waitForReason } from '../harness/tenant.ts';
 
 const client = adminClient();
 type Live = EnvelopeSecret & { metadata: { generation: number } };
-const decode = (data: Record<string, string> | undefined) =>
-  Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
-
-async function kubectlOk(args: string[], input?: string): Promise<string> {
-  const result = await kubectl(args, input);
-  if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${result.stderr}`);
-  return result.stdout;
-}
 
 describe('controller with vault-transit on OpenBao (Kubernetes auth)', () => {
   let bao: OpenBao;
@@ -36,18 +40,9 @@ describe('controller with vault-transit on OpenBao (Kubernetes auth)', () => {
   const other = uniqueName('vault-other');
   const controllerNamespace = uniqueName('envseal-vault');
 
-  async function waitReason(namespace: string, name: string, reason: string) {
-    return waitFor(`${namespace}/${name} ${reason}`, async () => {
-      const es = await getOrUndefined<Live>(client, paths.envelopeSecret(namespace, name));
-      const ready = es?.status?.conditions?.find((c) => c.type === 'Ready');
-      return ready?.reason === reason && es?.status?.observedGeneration === es?.metadata.generation ? ready : undefined;
-    });
-  }
-
-  async function sealAndApply(options: { name: string; namespace: string; values: Record<string, string>; appliedAs?: { name: string; namespace: string } }) {
-    const sealed = await sealFor({ ...options, targets: [{ provider: 'vault-transit', target: key }], providers: sealer });
-    await applyOrThrow(options.appliedAs ? { ...sealed, metadata: options.appliedAs } : sealed);
-  }
+  const waitReason = (namespace: string, name: string, reason: string) => waitForReason(client, namespace, name, reason);
+  const sealAndApply = (options: { name: string; namespace: string; values: Record<string, string>; appliedAs?: { name: string; namespace: string } }) =>
+    sealAndApplyFor({ ...options, targets: [{ provider: 'vault-transit', target: key }], providers: sealer });
 
   beforeAll(async () => {
     await installCrd();
@@ -55,11 +50,8 @@ describe('controller with vault-transit on OpenBao (Kubernetes auth)', () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'envseal-vault-ctl-'));
     bao = await startOpenBao();
     await bao.createTransitKey(key);
-    // Sealers: a token that reads the key's settings, encrypts and makes data keys; no decrypt.
-    const sealerToken = await bao.tokenWithPolicy(
-      `sealer-${key}`,
-      [`path "transit/keys/${key}" { capabilities = ["read"] }`, `path "transit/datakey/plaintext/${key}" { capabilities = ["update"] }`].join('\n'),
-    );
+    // Sealers: a token that reads the key's settings and makes data keys; no decrypt.
+    const sealerToken = await vaultTransitSealerToken(bao, { key });
     sealer = new ProviderRegistry({ 'vault-transit': { address: bao.address, token: sealerToken } });
 
     // OpenBao's Kubernetes auth against the harness API server: a reviewer ServiceAccount

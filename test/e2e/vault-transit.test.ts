@@ -9,25 +9,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { ProviderError } from '../../src/providers/types.ts';
 import { kmsEncryptionContext } from '../../src/envelope/context.ts';
 import { createVaultTransitProvider, transitContext } from '../../src/providers/vault-transit/index.ts';
 import { startLocalKms, type KmsEmulator } from '../harness/kms-emulators.ts';
 import { installCrd, kubectl } from '../harness/kube.ts';
 import { startOpenBao, type OpenBao } from '../harness/openbao.ts';
-import { createAwsKmsProvider } from '../../src/providers/aws-kms/index.ts';
+import { awsKmsEnv, createAwsKmsKey, providerFailure, vaultTransitSealerToken } from '../harness/provider-setup.ts';
 import { type CliResult, ensureBuilt, runCli } from './cli-support.ts';
 
 const CANARY = 'CANARY-vault-e2e-5be07a';
 const CONTEXT = { 'envseal.dev/scope': 'strict', 'envseal.dev/namespace': 'prod', 'envseal.dev/name': 'db' };
-
-/** What docs/helm.md gives sealers: read the key's settings, encrypt and datakey; no decrypt. */
-const sealerPolicy = (name: string) =>
-  [
-    `path "transit/keys/${name}" { capabilities = ["read"] }`,
-    `path "transit/encrypt/${name}" { capabilities = ["update"] }`,
-    `path "transit/datakey/plaintext/${name}" { capabilities = ["update"] }`,
-  ].join('\n');
 
 let bao: OpenBao;
 let key: string;
@@ -41,15 +32,6 @@ afterAll(async () => {
   await bao?.stop();
 });
 
-async function rejection(promise: Promise<unknown>): Promise<ProviderError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(ProviderError);
-  return error as ProviderError;
-}
-
 describe('vault-transit provider against OpenBao', () => {
   it('generates a data key in Vault and opens it only with the same context', async () => {
     const provider = createVaultTransitProvider({ address: bao.address, token: bao.rootToken });
@@ -58,7 +40,7 @@ describe('vault-transit provider against OpenBao', () => {
     expect(Buffer.from(recipient.encryptedKey, 'base64').toString('utf8')).toMatch(/^vault:v1:/);
     expect(Buffer.from(await provider.unwrap({ recipient, encryptionContext: { ...CONTEXT } }))).toEqual(Buffer.from(dataKey));
 
-    const moved = await rejection(provider.unwrap({ recipient, encryptionContext: { ...CONTEXT, 'envseal.dev/namespace': 'staging' } }));
+    const moved = await providerFailure(provider.unwrap({ recipient, encryptionContext: { ...CONTEXT, 'envseal.dev/namespace': 'staging' } }));
     expect(moved.code).toBe('InvalidCiphertext');
     expect(moved.contextBound).toBe(true);
     expect(moved.message).toContain(`transit/keys/${key}`);
@@ -72,7 +54,7 @@ describe('vault-transit provider against OpenBao', () => {
     const forB = kmsEncryptionContext({ ...listed, namespace: 'team-b', namespaces: [...listed.namespaces] });
     const { dataKey, recipient } = await provider.generateDataKey({ target: key, encryptionContext: forA });
     expect(Buffer.from(await provider.unwrap({ recipient, encryptionContext: forA }))).toEqual(Buffer.from(dataKey));
-    const moved = await rejection(provider.unwrap({ recipient, encryptionContext: forB }));
+    const moved = await providerFailure(provider.unwrap({ recipient, encryptionContext: forB }));
     expect(moved.code).toBe('InvalidCiphertext');
     expect(moved.contextBound).toBe(true);
   });
@@ -93,35 +75,36 @@ describe('vault-transit provider against OpenBao', () => {
     const body = Buffer.from(text.slice('vault:v1:'.length), 'base64');
     body[body.length - 1]! ^= 1;
     const tampered = { ...recipient, encryptedKey: Buffer.from(`vault:v1:${body.toString('base64')}`).toString('base64') };
-    expect((await rejection(provider.unwrap({ recipient: tampered, encryptionContext: CONTEXT }))).code).toBe('InvalidCiphertext');
+    expect((await providerFailure(provider.unwrap({ recipient: tampered, encryptionContext: CONTEXT }))).code).toBe('InvalidCiphertext');
 
-    const unknown = await rejection(provider.unwrap({ recipient: { ...recipient, keyId: 'transit/keys/does-not-exist' }, encryptionContext: CONTEXT }));
+    const unknown = await providerFailure(provider.unwrap({ recipient: { ...recipient, keyId: 'transit/keys/does-not-exist' }, encryptionContext: CONTEXT }));
     expect(unknown.code).toBe('KeyNotFound');
     expect(unknown.message).toContain('transit/keys/does-not-exist');
 
-    const sealerToken = await bao.tokenWithPolicy(`sealer-${key}`, sealerPolicy(key));
+    // What docs/helm.md gives sealers: read the key's settings, encrypt and datakey; no decrypt.
+    const sealerToken = await vaultTransitSealerToken(bao, { key, encrypt: true });
     const sealer = createVaultTransitProvider({ address: bao.address, token: sealerToken });
     const sealed = await sealer.generateDataKey({ target: key, encryptionContext: CONTEXT });
-    const denied = await rejection(sealer.unwrap({ recipient: sealed.recipient, encryptionContext: CONTEXT }));
+    const denied = await providerFailure(sealer.unwrap({ recipient: sealed.recipient, encryptionContext: CONTEXT }));
     expect(denied.code).toBe('AccessDenied');
     expect(denied.message).toContain('HTTP 403');
     expect(denied.message).not.toContain(sealerToken);
 
     // Sealing for a missing key neither succeeds nor creates it (encrypt alone would).
     const missing = `missing-${key}`;
-    expect((await rejection(provider.wrap({ target: missing, dataKey: new Uint8Array(32), encryptionContext: CONTEXT }))).code).toBe('KeyNotFound');
+    expect((await providerFailure(provider.wrap({ target: missing, dataKey: new Uint8Array(32), encryptionContext: CONTEXT }))).code).toBe('KeyNotFound');
     await expect(bao.api('GET', `transit/keys/${missing}`)).rejects.toThrow(/HTTP 404/);
 
     const flat = `flat-${key}`;
     await bao.createTransitKey(flat, { derived: false });
-    const notDerived = await rejection(provider.generateDataKey({ target: flat, encryptionContext: CONTEXT }));
+    const notDerived = await providerFailure(provider.generateDataKey({ target: flat, encryptionContext: CONTEXT }));
     expect(notDerived.code).toBe('KeyUnavailable');
     expect(notDerived.message).toMatch(/derived=true/);
   });
 
   it('an unreachable Vault is Unavailable (retryable)', async () => {
     const provider = createVaultTransitProvider({ address: 'http://127.0.0.1:9', token: bao.rootToken, maxAttempts: 1 });
-    const error = await rejection(provider.generateDataKey({ target: key, encryptionContext: CONTEXT }));
+    const error = await providerFailure(provider.generateDataKey({ target: key, encryptionContext: CONTEXT }));
     expect(error.code).toBe('Unavailable');
     expect(error.retryable).toBe(true);
   });
@@ -221,7 +204,7 @@ describe('envseal CLI with vault-transit against OpenBao', () => {
   });
 
   it('a sealer token (encrypt and datakey only) seals but cannot unseal: exit 4, no output file on a refused seal', async () => {
-    const sealerToken = await bao.tokenWithPolicy(`cli-sealer-${key}`, sealerPolicy(key));
+    const sealerToken = await vaultTransitSealerToken(bao, { key, encrypt: true, name: `cli-sealer-${key}` });
     const sealed = await envseal(
       ['seal', '--name', 'api', '-n', 'prod', '--from-literal', `TOKEN=${CANARY}`, '-r', `vault-transit:transit/keys/${key}`, '-w', 'api.yaml'],
       { VAULT_TOKEN: sealerToken },
@@ -301,15 +284,8 @@ describe('envseal CLI with vault-transit against OpenBao', () => {
   it('aws-kms, vault-transit and age in one envelope: each opens it alone', async () => {
     const kms: KmsEmulator = await startLocalKms();
     try {
-      const admin = createAwsKmsProvider({ endpoint: kms.endpoint, region: kms.region, credentials: kms.credentials });
-      const { keyArn } = await admin.createKey({ alias: `alias/envseal-vault-${randomUUID().slice(0, 8)}` });
-      const awsEnv = {
-        AWS_ACCESS_KEY_ID: kms.credentials.accessKeyId,
-        AWS_SECRET_ACCESS_KEY: kms.credentials.secretAccessKey,
-        AWS_EC2_METADATA_DISABLED: 'true',
-        AWS_ENDPOINT_URL_KMS: kms.endpoint,
-        AWS_REGION: kms.region,
-      };
+      const keyArn = await createAwsKmsKey(kms, { aliasPrefix: 'alias/envseal-vault' });
+      const awsEnv = awsKmsEnv(kms);
       const noKms = { AWS_ENDPOINT_URL_KMS: 'http://127.0.0.1:9', AWS_MAX_ATTEMPTS: '1' };
       const noVault = { VAULT_ADDR: 'http://127.0.0.1:9' };
       const sealed = await envseal(

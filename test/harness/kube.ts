@@ -27,6 +27,18 @@ export async function kubectlApply(object: unknown): Promise<KubectlResult> {
   return kubectl(['apply', '-f', '-'], stringify(object));
 }
 
+/** kubectl that throws with its stderr unless it succeeds; its stdout. */
+export async function kubectlOk(args: string[], input?: string): Promise<string> {
+  const result = await kubectl(args, input);
+  if (result.code !== 0) throw new Error(`kubectl ${args.join(' ')}: ${result.stderr}`);
+  return result.stdout;
+}
+
+/** A Secret's data (base64, as the API server shows it) as text. */
+export function decodeSecretData(data: Record<string, string> | undefined): Record<string, string> {
+  return Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+}
+
 /** kubectl apply that throws with kubectl's message when it fails. */
 export async function applyOrThrow(object: unknown): Promise<void> {
   const result = await kubectlApply(object);

@@ -5,6 +5,7 @@ import { systemRandom } from '../../src/envelope/random.ts';
 import { ProviderRegistry } from '../../src/providers/registry.ts';
 import { sealEnvelopeSecret } from '../../src/sealing/seal.ts';
 import type { RecipientTarget } from '../../src/providers/types.ts';
+import { applyOrThrow } from './kube.ts';
 
 /** Text values as the bytes sealing takes. */
 export const asBytes = (values: Record<string, string>): Record<string, Buffer> =>
@@ -33,4 +34,11 @@ export function sealFor(options: SealForOptions): Promise<EnvelopeSecret> {
     random: systemRandom,
     ...(options.template ? { template: options.template } : {}),
   });
+}
+
+/** Seals as sealFor does and applies the manifest, as `appliedAs` when given (a manifest moved to another name or namespace). */
+export async function sealAndApply(options: SealForOptions & { appliedAs?: { name: string; namespace: string } }): Promise<EnvelopeSecret> {
+  const sealed = await sealFor(options);
+  await applyOrThrow(options.appliedAs ? { ...sealed, metadata: options.appliedAs } : sealed);
+  return sealed;
 }

@@ -166,11 +166,12 @@ function memoryOf(pid: number): { rss: number; peak: number; anon: number } | un
  * with exactly the args and env of the installed Deployment's container, authenticated
  * with a TokenRequest token of the chart's ServiceAccount. Only the metrics address moves
  * to a free loopback port. `extraArgs` go last; `env` is what the platform would inject
- * besides the chart (e.g. AWS credentials).
+ * besides the chart (e.g. AWS credentials); `namespaces` replaces the chart's watched
+ * namespaces (a subset of them: the Roles exist only there).
  */
 export async function startChartController(
   chart: ChartRelease,
-  options: { identity: string; extraArgs?: readonly string[]; dir: string; env?: Record<string, string> },
+  options: { identity: string; extraArgs?: readonly string[]; dir: string; env?: Record<string, string>; namespaces?: readonly string[] },
 ): Promise<ChartController> {
   const admin = adminClient();
   const entry = path.join(repoRoot, 'bin/envseal.js');
@@ -186,8 +187,14 @@ export async function startChartController(
     chart.namespace,
     path.join(options.dir, `${options.identity}.kubeconfig`),
   );
+  if (options.namespaces && !container.args.some((a) => a.startsWith('--namespaces=')))
+    throw new Error('the chart watches all namespaces: no --namespaces to replace');
   const args = [
-    ...container.args.map((a) => (a.startsWith('--metrics-address=') ? `--metrics-address=127.0.0.1:${port}` : a)),
+    ...container.args.map((a) => {
+      if (a.startsWith('--metrics-address=')) return `--metrics-address=127.0.0.1:${port}`;
+      if (options.namespaces && a.startsWith('--namespaces=')) return `--namespaces=${options.namespaces.join(',')}`;
+      return a;
+    }),
     `--kubeconfig=${kubeconfig}`,
     ...(options.extraArgs ?? []),
   ];
