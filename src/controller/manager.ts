@@ -5,8 +5,9 @@ import { getHeapStatistics } from 'node:v8';
 import type { Logger } from 'pino';
 import { KubeConfig } from '@kubernetes/client-node';
 import { DEFAULT_TENANT_POLICY, type TenantPolicy, tenantPolicyIssues } from '../api/policy.ts';
-import { KubeClient, paths } from '../kube/client.ts';
+import { KubeClient, paths, throttledBy } from '../kube/client.ts';
 import { KubeObjectApi } from '../kube/object-api.ts';
+import { RequestGate } from '../kube/request-gate.ts';
 import type { ProviderConfig } from '../providers/registry.ts';
 import { localIdentityProvider, ProviderRegistry } from '../providers/registry.ts';
 import { unwrapDataKey } from '../sealing/open.ts';
@@ -96,10 +97,16 @@ export async function runController(config: ControllerConfig, options: { logger:
   const { logger, signal } = options;
   // Unique even for two processes on one host, as client-go's leader election wants.
   const identity = config.identity ?? `${hostname()}_${randomUUID().slice(0, 8)}`;
-  const client = new KubeClient(options.kubeConfig ?? loadKubeConfig(config.kubeconfig));
+  const kubeConfig = options.kubeConfig ?? loadKubeConfig(config.kubeconfig);
+  const metrics = new ControllerMetrics();
+  const gate = new RequestGate({
+    throttled: throttledBy,
+    onThrottled: () => metrics.apiThrottled.inc(),
+    onLimit: (limit) => metrics.apiConcurrencyLimit.set(Number.isFinite(limit) ? limit : 0),
+  });
+  const client = new KubeClient(kubeConfig, { gate });
   // Object calls go through client-node; lists, watches and the status subresource through KubeClient.
   const objects = new KubeObjectApi(client);
-  const metrics = new ControllerMetrics();
   const health: Health = { synced: false, started: false, leading: false };
   const server = config.metricsAddress ? await serveHealth(config.metricsAddress, metrics, health, logger) : undefined;
 
@@ -109,7 +116,9 @@ export async function runController(config: ControllerConfig, options: { logger:
     };
     if (config.leaderElection.enabled) {
       const elector = new LeaderElector({
-        client: objects,
+        // Its own client, so its own request gate: a Lease renewal never queues behind
+        // reconciles that the API server is throttling.
+        client: new KubeObjectApi(new KubeClient(kubeConfig)),
         namespace: config.namespace,
         leaseName: config.leaderElection.leaseName,
         identity,
