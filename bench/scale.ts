@@ -104,6 +104,11 @@ const keyOf = (i: number) => `${namespaceOf(i)}/${nameOf(i)}`;
 const valuesOf = (i: number, version: number) => ({ DB_USER: `app-${i}`, DB_PASSWORD: `v${version}-${randomBytes(12).toString('hex')}` });
 /** The objects changed in step 3: spread over the namespaces. */
 const changed = Array.from({ length: CHANGES }, (_, k) => Math.floor((k * N) / CHANGES));
+/** The object changed while the resync pass runs (not one of `changed`). */
+const duringResync = (() => {
+  const taken = new Set(changed);
+  return Array.from({ length: N }, (_, i) => i).find((i) => !taken.has(i)) ?? 0;
+})();
 
 interface Step {
   ms: number;
@@ -124,7 +129,13 @@ interface SubjectResult {
     kms?: Record<string, number>;
     unwrapAttempts?: number;
   };
-  resync?: Step & { reconciles: number; kms: Record<string, number>; apiRequests: Record<string, number> };
+  resync?: Step & {
+    reconciles: number;
+    kms: Record<string, number>;
+    apiRequests: Record<string, number>;
+    /** One object changed once the pass had started: its time to a correct Secret, and the pass's reconciles done by then. */
+    changeDuring?: { ms: number; reconcilesBefore: number; reconcilesAtSecret: number };
+  };
   changes?: Step & { n: number; summary: Summary; kms?: Record<string, number> };
   floor?: { sweep: { parallelism: number; objects: number; ms: number; writesPerSecond: number }[]; best: number } & Step & {
       writes: number;
@@ -197,7 +208,7 @@ async function envelopeSecrets() {
       1,
       Array.from({ length: N }, (_, i) => i),
     );
-    resealed = await sealAll(2, changed);
+    resealed = await sealAll(2, [...changed, duringResync]);
     notes.push(`sealing ${N} EnvelopeSecrets and ${CHANGES} changes took ${formatMs(performance.now() - t)} (load ${loadAverage().join(' / ')})`);
   }
   return { sealed, resealed: resealed! };
@@ -487,10 +498,30 @@ async function benchEnvseal(variant: { name: string; args: string[]; bin: string
       const unchanged = (m: Map<string, number>) => sumOf(m, 'envseal_reconcile_total', (l) => l.includes('result="unchanged"'));
       const resyncBefore = await scrape(metricsUrl);
       const requestsBefore = await requests();
+      let changeDuring: { ms: number; reconcilesBefore: number; reconcilesAtSecret: number } | undefined;
       const step = await timedStep(async () => {
         const deadline = Date.now() + (RESYNC_S * 3 + 120) * 1000;
         let m = resyncBefore;
-        while (Date.now() < deadline && unchanged(m) - unchanged(resyncBefore) < N) {
+        // As soon as the pass has started: a change, which should not wait for the pass.
+        while (Date.now() < deadline && unchanged(m) - unchanged(resyncBefore) < 1) {
+          await sleep(100);
+          m = await scrape(metricsUrl);
+        }
+        const update = resealed.get(duringResync)!;
+        watch.expect(keyOf(duringResync), update.values);
+        const reconcilesBefore = unchanged(await scrape(metricsUrl)) - unchanged(resyncBefore);
+        const t0 = performance.now();
+        await client.request({
+          method: 'PATCH',
+          path: `/apis/envseal.dev/v1alpha1/namespaces/${namespaceOf(duringResync)}/envelopesecrets/${nameOf(duringResync)}`,
+          patchType: 'merge',
+          body: { spec: update.object.spec },
+        });
+        if (await watch.until(() => watch.correct.has(keyOf(duringResync)), 120_000)) {
+          const ms = performance.now() - t0;
+          changeDuring = { ms, reconcilesBefore, reconcilesAtSecret: unchanged(await scrape(metricsUrl)) - unchanged(resyncBefore) };
+        }
+        while (Date.now() < deadline && unchanged(m) - unchanged(resyncBefore) < N - 1) {
           await sleep(1000);
           m = await scrape(metricsUrl);
         }
@@ -502,9 +533,13 @@ async function benchEnvseal(variant: { name: string; args: string[]; bin: string
         reconciles: unchanged(step.value) - unchanged(resyncBefore),
         kms: delta(byLabel(step.value, 'envseal_kms_requests_total', 'operation'), byLabel(resyncBefore, 'envseal_kms_requests_total', 'operation')),
         apiRequests: delta(await requests(), requestsBefore),
+        ...(changeDuring ? { changeDuring } : {}),
       };
       log(
         `${label}: resync: ${result.resync.reconciles} unchanged reconciles, KMS ${JSON.stringify(result.resync.kms)}, API ${JSON.stringify(result.resync.apiRequests)}`,
+      );
+      log(
+        `${label}: a change during the resync pass: ${changeDuring ? `Secret correct in ${formatMs(changeDuring.ms)} (pass reconciles: ${changeDuring.reconcilesBefore} at the change, ${changeDuring.reconcilesAtSecret} at its Secret)` : 'not correct within 120 s'}`,
       );
 
       log(`${label}: ${CHANGES} changes`);
