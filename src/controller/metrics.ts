@@ -45,7 +45,7 @@ export class ControllerMetrics {
   readonly queueRetries = new Counter({ name: 'envseal_workqueue_retries_total', help: 'Keys re-queued after a retryable error', registers: [this.registry] });
   readonly watchRestarts = new Counter({
     name: 'envseal_watch_restarts_total',
-    help: 'List/watch restarts by resource and reason (error, gone)',
+    help: 'List/watch restarts by resource and reason (error, gone, continue-expired, incomplete, unsupported)',
     labelNames: ['resource', 'reason'] as const,
     registers: [this.registry],
   });

@@ -165,7 +165,7 @@ export class Reflector<T extends KubeObject, S extends KubeObject = T> {
           // took longer than the server keeps history. Listing the same way again would
           // take as long, so read it in one request (a resourceVersion of now).
           if (fromList && this.#mode === 'pages') this.#next = 'full';
-          logger.info({ path: this.#options.path, afterList: fromList }, 'resourceVersion expired (410 Gone); reading the collection again');
+          logger.info({ path: this.#options.path, afterList: fromList }, 'resourceVersion expired (410 Gone); relisting');
           this.#resourceVersion = undefined;
           this.#options.onRestart?.('gone');
           continue;
