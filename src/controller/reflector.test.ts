@@ -323,6 +323,16 @@ describe('Reflector.run', () => {
     await r.stop();
   });
 
+  it('does not take a refused list for a refused watch-list', async () => {
+    const badRequest = new KubeApiError(400, 'BadRequest', 'bad request');
+    const source = scripted([{ watch: [added(secret('a', '5'))] }, { fail: badRequest }]);
+    const r = run(source, () => 0, 'watch-list');
+    await settle();
+    expect(r.restarts).toEqual(['incomplete@0', 'error@0']);
+    expect(r.reflector.listMode).toBe('watch-list');
+    await r.stop();
+  });
+
   it('retries a watch-list that failed with a server error after a backoff, without falling back', async () => {
     const source = scripted([{ fail: new KubeApiError(503, 'ServiceUnavailable', 'x') }, { watch: [added(secret('a', '5')), end('6')] }]);
     const r = run(source, () => 0.5, 'watch-list');

@@ -114,11 +114,15 @@ export class Reflector<T extends KubeObject, S extends KubeObject = T> {
     while (!signal.aborted) {
       // Set once a list ends; cleared by the first event of the watch that follows it.
       let fromList = false;
+      // Set while a watch-list request has not yet ended its initial events.
+      let watchListing = false;
       try {
         const timeoutSeconds = 240 + Math.floor(random() * 120);
         if (this.#resourceVersion === undefined) {
           if (this.#mode === 'watch-list' && this.#next === undefined) {
+            watchListing = true;
             const synced = await this.#watchList(signal, timeoutSeconds, () => (failures = 0));
+            watchListing = false;
             failures = 0;
             if (!synced && !signal.aborted) {
               // Cut before the end of its initial events (a timeout, a restart of the server):
@@ -152,7 +156,7 @@ export class Reflector<T extends KubeObject, S extends KubeObject = T> {
         failures = 0;
       } catch (error) {
         if (signal.aborted) break;
-        if (error instanceof WatchListUnsupportedError || (this.#resourceVersion === undefined && this.#mode === 'watch-list' && refusedWatchList(error))) {
+        if (error instanceof WatchListUnsupportedError || (watchListing && this.#resourceVersion === undefined && refusedWatchList(error))) {
           // Remembered: this server answers watch-lists with a refusal or a plain watch.
           logger.info({ path: this.#options.path, error: describeError(error) }, 'the API server does not support watch-lists; listing in pages');
           this.#mode = 'pages';
