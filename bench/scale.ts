@@ -61,6 +61,8 @@ const { values: flags } = parseArgs({
     'ss-qps': { type: 'string', default: '-1' },
     'ss-burst': { type: 'string', default: '10' },
     resync: { type: 'string', default: '60' },
+    /** Seconds into the cold start at which one object (not yet reconciled, most likely) is changed. */
+    'cold-change-after': { type: 'string', default: '15' },
     /** Parallel requests creating the objects. */
     concurrency: { type: 'string', default: '64' },
     'floor-parallelism': { type: 'string', default: '4,8,16,32,64' },
@@ -76,6 +78,7 @@ const SUBJECTS = new Set(flags.subjects.split(','));
 const TIMEOUT_MS = Number(flags.timeout) * 60_000;
 const SS_TIMEOUT_MS = Number(flags['ss-timeout']) * 60_000;
 const RESYNC_S = Number(flags.resync);
+const COLD_CHANGE_AFTER_MS = Number(flags['cold-change-after']) * 1000;
 const CONCURRENCY = Number(flags.concurrency);
 const OUT = flags.out || `scale-${N}`;
 const ENVSEAL_BIN = flags['envseal-bin'] ? path.resolve(flags['envseal-bin']) : path.join(repoRoot, 'bin/envseal.js');
@@ -109,6 +112,14 @@ const duringResync = (() => {
   const taken = new Set(changed);
   return Array.from({ length: N }, (_, i) => i).find((i) => !taken.has(i)) ?? 0;
 })();
+/**
+ * The object changed during the cold start (`--cold-change-after` seconds in): the last of
+ * its namespace, so that a queue served in turn would reach it near the end of the backlog.
+ */
+const duringCold = (() => {
+  const taken = new Set([...changed, duringResync]);
+  return Array.from({ length: N }, (_, i) => i).find((i) => i % PER_NS === PER_NS - 1 && !taken.has(i)) ?? N - 1;
+})();
 
 interface Step {
   ms: number;
@@ -128,6 +139,8 @@ interface SubjectResult {
     apiRequestsPerObject: number;
     kms?: Record<string, number>;
     unwrapAttempts?: number;
+    /** One object changed during the cold start: its time to a correct Secret, and how many Secrets were correct then. */
+    changeDuring?: { ms: number; correctAtChange: number; correctAtSecret: number };
   };
   resync?: Step & {
     reconciles: number;
@@ -208,7 +221,7 @@ async function envelopeSecrets() {
       1,
       Array.from({ length: N }, (_, i) => i),
     );
-    resealed = await sealAll(2, [...changed, duringResync]);
+    resealed = await sealAll(2, [...changed, duringResync, duringCold]);
     notes.push(`sealing ${N} EnvelopeSecrets and ${CHANGES} changes took ${formatMs(performance.now() - t)} (load ${loadAverage().join(' / ')})`);
   }
   return { sealed, resealed: resealed! };
@@ -452,6 +465,26 @@ async function benchEnvseal(variant: { name: string; args: string[]; bin: string
       path.join(logDir, `envseal-${variant.name}.log`),
     );
     let lastReport = 0;
+    let changeDuringCold: { ms: number; correctAtChange: number; correctAtSecret: number } | undefined;
+    const coldChange = (async () => {
+      await sleep(COLD_CHANGE_AFTER_MS);
+      const update = resealed.get(duringCold)!;
+      watch.expect(keyOf(duringCold), update.values);
+      const correctAtChange = watch.correct.size;
+      const t0 = performance.now();
+      await client.request({
+        method: 'PATCH',
+        path: `/apis/envseal.dev/v1alpha1/namespaces/${namespaceOf(duringCold)}/envelopesecrets/${nameOf(duringCold)}`,
+        patchType: 'merge',
+        body: { spec: update.object.spec },
+      });
+      if (await watch.until(() => watch.correct.has(keyOf(duringCold)), TIMEOUT_MS)) {
+        changeDuringCold = { ms: performance.now() - t0, correctAtChange, correctAtSecret: watch.correct.size };
+      }
+      log(
+        `${label}: a change ${formatMs(COLD_CHANGE_AFTER_MS)} into the cold start: ${changeDuringCold ? `Secret correct in ${formatMs(changeDuringCold.ms)} (${correctAtChange} Secrets correct at the change, ${changeDuringCold.correctAtSecret} at its Secret)` : 'not correct before the timeout'}`,
+      );
+    })();
     const converged = await watch.until(() => {
       if (Date.now() - lastReport > 30_000) {
         lastReport = Date.now();
@@ -460,6 +493,7 @@ async function benchEnvseal(variant: { name: string; args: string[]; bin: string
       return watch.correct.size === N;
     }, TIMEOUT_MS);
     const coldMs = performance.now() - started;
+    await coldChange;
     const cpuSeconds = cpuSecondsOf(running.child.pid);
     running.rss.sample();
     const coldLoadEnd = loadAverage();
@@ -485,6 +519,7 @@ async function benchEnvseal(variant: { name: string; args: string[]; bin: string
         apiRequestsPerObject: total(coldRequests) / Math.max(1, watch.correct.size),
         kms: kmsCold,
         unwrapAttempts: unwrapCold,
+        ...(changeDuringCold ? { changeDuring: changeDuringCold } : {}),
       },
       etcd: { dbBytes: 0, inUseBytes: 0, keys: 0 },
       ...(variant.bin === ENVSEAL_BIN ? {} : { note: `envseal build: ${variant.bin}` }),
