@@ -39,15 +39,13 @@ async function createConfigMaps(client: KubeClient, namespace: string, count: nu
   const names = Array.from({ length: count }, (_, i) => `cm-${String(i).padStart(4, '0')}`);
   for (let i = 0; i < names.length; i += 16) {
     await Promise.all(
-      names
-        .slice(i, i + 16)
-        .map((name) =>
-          client.request({
-            method: 'POST',
-            path: `/api/v1/namespaces/${namespace}/configmaps`,
-            body: { metadata: { name, labels: LABELS }, data: { n: name } },
-          }),
-        ),
+      names.slice(i, i + 16).map((name) =>
+        client.request({
+          method: 'POST',
+          path: `/api/v1/namespaces/${namespace}/configmaps`,
+          body: { metadata: { name, labels: LABELS }, data: { n: name } },
+        }),
+      ),
     );
   }
 }
