@@ -24,7 +24,7 @@ import { LeaderElector } from './leader.ts';
 import { envelopeSecretOutcomes } from './outcomes.ts';
 import { KeyLabels } from './key-metrics.ts';
 import { ControllerMetrics } from './metrics.ts';
-import { WorkQueue } from './queue.ts';
+import { type Priority, WorkQueue } from './queue.ts';
 import { Controller } from './controller.ts';
 import { Reconciler, type ReconcileResult } from './reconciler.ts';
 import { kubeReconcilerApi } from './reconciler-api.ts';
@@ -181,14 +181,16 @@ async function runLeader(context: {
     weightOf: (key) => reconcileWeight(envelopeSecrets.get(key)),
   });
   queue.onDepthChange = (depth) => metrics.queueDepth.set(depth);
-  const enqueue = (object: { metadata?: { namespace?: string; name?: string } }) => queue.add(objectKey(object));
+  // The cold start's first list waits behind what the watch tells (class resync), so that a
+  // change made during a 100,000-object cold start is not queued behind all of them.
+  const enqueue = (object: { metadata?: { namespace?: string; name?: string } }, priority: Priority) => queue.add(objectKey(object), priority);
   const keyLabels = new KeyLabels();
   const envelopeSecrets = new ObjectCache<EnvelopeSecretObject, EnvelopeSecretRecord>({
     client,
     path: paths.envelopeSecrets,
     namespaces: config.namespaces,
     keep: (object) => envelopeSecretRecord(object, keyLabels),
-    onEvent: (_event, object) => enqueue(object),
+    onEvent: (_event, object, initial) => enqueue(object, initial ? 'resync' : 'event'),
     onRestart: (reason) => metrics.watchRestarts.inc({ resource: 'envelopesecrets', reason }),
     logger,
   });
@@ -198,9 +200,9 @@ async function runLeader(context: {
     namespaces: config.namespaces,
     labelSelector: `${LABEL_MANAGED_BY}=${MANAGED_BY}`,
     keep: secretRecord,
-    onEvent: (_event, secret) => {
+    onEvent: (_event, secret, initial) => {
       const owner = secret.metadata?.ownerReferences?.find((o) => o.controller && o.kind === 'EnvelopeSecret');
-      if (owner) queue.add(`${secret.metadata?.namespace}/${owner.name}`);
+      if (owner) queue.add(`${secret.metadata?.namespace}/${owner.name}`, initial ? 'resync' : 'event');
     },
     onRestart: (reason) => metrics.watchRestarts.inc({ resource: 'secrets', reason }),
     logger,
@@ -237,7 +239,8 @@ async function runLeader(context: {
   });
 
   const resync = setInterval(() => {
-    for (const object of envelopeSecrets.values()) enqueue(object);
+    // Behind every event: a new or changed object does not wait for this pass.
+    for (const object of envelopeSecrets.values()) enqueue(object, 'resync');
   }, config.resyncMs);
   resync.unref();
   let heapWarned = false;
