@@ -139,6 +139,9 @@ interface SubjectResult {
     apiRequestsPerObject: number;
     kms?: Record<string, number>;
     unwrapAttempts?: number;
+    /** At the cap too: data-key cache lookups and reconciles by result (to account for KMS calls). */
+    dekCache?: Record<string, number>;
+    reconciles?: Record<string, number>;
     /** One object changed during the cold start: its time to a correct Secret, and how many Secrets were correct then. */
     changeDuring?: { ms: number; correctAtChange: number; correctAtSecret: number };
   };
@@ -524,6 +527,8 @@ async function benchEnvseal(variant: { name: string; args: string[]; bin: string
         apiRequestsPerObject: total(coldRequests) / Math.max(1, watch.correct.size),
         kms: kmsCold,
         unwrapAttempts: unwrapCold,
+        dekCache: byLabel(afterCold, 'envseal_dek_cache_total', 'result'),
+        reconciles: byLabel(afterCold, 'envseal_reconcile_total', 'result'),
         ...(changeDuringCold ? { changeDuring: changeDuringCold } : {}),
       },
       etcd: { dbBytes: 0, inUseBytes: 0, keys: 0 },
