@@ -11,6 +11,7 @@ export interface FdWriterOptions {
 }
 
 export interface FdWriter extends OutputWriter {
+  write(chunk: string | Uint8Array): unknown;
   readonly isTTY: boolean;
   /** Resolves once everything written has left the process (at once unless handed over). */
   flush(): Promise<void>;
