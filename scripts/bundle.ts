@@ -127,7 +127,11 @@ for (const file of readdirSync(outdir)) {
   if (!file.endsWith('.js')) continue;
   const full = path.join(outdir, file);
   const code = readFileSync(full, 'utf8');
-  // The banner stays the first line; the declarations go right after it.
+  // The banner stays the first line, in the files that call require (making a require
+  // function for each of the other chunks a seal loads costs for nothing); the
+  // declarations go right after it.
   const newline = code.indexOf('\n');
-  writeFileSync(full, asciiOnly(code.slice(0, newline + 1) + withoutBuiltinImports(code.slice(newline + 1), file)));
+  const rest = withoutBuiltinImports(code.slice(newline + 1), file);
+  const banner = /(?<![\w$.])require(?![\w$])/.test(rest) ? code.slice(0, newline + 1) : '';
+  writeFileSync(full, asciiOnly(banner + rest));
 }
