@@ -97,7 +97,7 @@ function withoutBuiltinImports(code: string, file: string): string {
  * age chunk). Whatever is left outside ASCII is in a comment, so it becomes "?".
  */
 function asciiOnly(code: string): string {
-  return code.replaceAll(/[^\x00-\x7f]/gu, '?');
+  return code.replaceAll(/[\u{80}-\u{10ffff}]/gu, '?');
 }
 
 const root = new URL('../', import.meta.url).pathname;
