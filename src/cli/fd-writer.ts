@@ -43,6 +43,8 @@ export function fdWriter(options: FdWriterOptions): FdWriter {
       const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
       if (stream !== undefined) return stream.write(bytes);
       if (closed) return true;
+      // Windows consoles and pipes are asynchronous in Node: its stream handles them.
+      if (process.platform === 'win32') return toStream(bytes);
       let offset = 0;
       try {
         while (offset < bytes.length) offset += writeSync(options.fd, bytes, offset);

@@ -107,6 +107,7 @@ export async function main(options: MainOptions = {}): Promise<never> {
   const stdout = fdWriter({ fd: 1, stream: () => standardStream(process.stdout) });
   const stderr = fdWriter({ fd: 2, stream: () => standardStream(process.stderr) });
 
+  const version = packageVersion();
   const io: CliIo = {
     stdin: (options) => readStdin(controller.signal, options?.maxBytes),
     stdinStream: () => process.stdin,
@@ -127,7 +128,7 @@ export async function main(options: MainOptions = {}): Promise<never> {
     temporaries,
     collectGarbage,
     programName: options.programName ?? 'envseal',
-    ...(packageVersion() ? { version: packageVersion()! } : {}),
+    ...(version ? { version } : {}),
   };
   const code = await run(process.argv.slice(2), io);
   await Promise.all([stdout.flush(), stderr.flush()]);
