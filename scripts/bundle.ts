@@ -17,7 +17,7 @@ import { build } from 'esbuild';
 /**
  * Built-ins that Node's own start-up has loaded already: taking them costs nothing.
  * Any other (node:crypto, node:fs/promises, node:util, node:tty...) loads a tree of
- * Node's internal modules; node:crypto alone adds a quarter of `node -e 0`.
+ * Node's internal modules; node:crypto alone adds a fifth of `node -e 0`'s instructions.
  */
 const LOADED_AT_START = new Set(['fs', 'path', 'module', 'url', 'buffer', 'events', 'os', 'process']);
 

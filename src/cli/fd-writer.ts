@@ -1,7 +1,7 @@
 // Standard output and error for main without Node's stream objects: the first touch of
 // process.stdout builds a net.Socket (a pipe), tty.WriteStream or SyncWriteStream, and
 // loads the stream modules behind it, which costs a one-line command like `envseal
-// verify` a fifth of Node's own start-up (docs/benchmarks.md, "second pass").
+// verify` some 15 % of Node's own start-up (docs/benchmarks.md, "second pass").
 import type { OutputWriter } from '../files/sinks.ts';
 
 export interface FdWriterOptions {

@@ -39,9 +39,8 @@ export function fileError(error: unknown, action: string, file: string): CliErro
 export async function readInputFile(file: string, options: { cwd: string; maxBytes?: number; what?: string }): Promise<Buffer> {
   const full = resolvePath(options.cwd, file);
   const what = options.what ?? 'read';
-  // Synchronous: an input is at most a manifest or a key file, and node:fs/promises (with
-  // the readline and watcher modules it loads) would cost a one-file command more than
-  // the read itself (docs/benchmarks.md, "second pass").
+  // Synchronous: an input is at most a manifest or a key file, and node:fs/promises loads
+  // readline and the file watchers for one read (docs/benchmarks.md, "second pass").
   try {
     if (options.maxBytes !== undefined) {
       const info = statSync(full);
