@@ -61,6 +61,8 @@ const { values: flags } = parseArgs({
     'ss-qps': { type: 'string', default: '-1' },
     'ss-burst': { type: 'string', default: '10' },
     resync: { type: 'string', default: '60' },
+    /** Seconds into the cold start at which one object (not yet reconciled, most likely) is changed. */
+    'cold-change-after': { type: 'string', default: '15' },
     /** Parallel requests creating the objects. */
     concurrency: { type: 'string', default: '64' },
     'floor-parallelism': { type: 'string', default: '4,8,16,32,64' },
@@ -76,6 +78,7 @@ const SUBJECTS = new Set(flags.subjects.split(','));
 const TIMEOUT_MS = Number(flags.timeout) * 60_000;
 const SS_TIMEOUT_MS = Number(flags['ss-timeout']) * 60_000;
 const RESYNC_S = Number(flags.resync);
+const COLD_CHANGE_AFTER_MS = Number(flags['cold-change-after']) * 1000;
 const CONCURRENCY = Number(flags.concurrency);
 const OUT = flags.out || `scale-${N}`;
 const ENVSEAL_BIN = flags['envseal-bin'] ? path.resolve(flags['envseal-bin']) : path.join(repoRoot, 'bin/envseal.js');
@@ -104,6 +107,19 @@ const keyOf = (i: number) => `${namespaceOf(i)}/${nameOf(i)}`;
 const valuesOf = (i: number, version: number) => ({ DB_USER: `app-${i}`, DB_PASSWORD: `v${version}-${randomBytes(12).toString('hex')}` });
 /** The objects changed in step 3: spread over the namespaces. */
 const changed = Array.from({ length: CHANGES }, (_, k) => Math.floor((k * N) / CHANGES));
+/** The object changed while the resync pass runs (not one of `changed`). */
+const duringResync = (() => {
+  const taken = new Set(changed);
+  return Array.from({ length: N }, (_, i) => i).find((i) => !taken.has(i)) ?? 0;
+})();
+/**
+ * The object changed during the cold start (`--cold-change-after` seconds in): the last of
+ * its namespace, so that a queue served in turn would reach it near the end of the backlog.
+ */
+const duringCold = (() => {
+  const taken = new Set([...changed, duringResync]);
+  return Array.from({ length: N }, (_, i) => i).find((i) => i % PER_NS === PER_NS - 1 && !taken.has(i)) ?? N - 1;
+})();
 
 interface Step {
   ms: number;
@@ -123,8 +139,19 @@ interface SubjectResult {
     apiRequestsPerObject: number;
     kms?: Record<string, number>;
     unwrapAttempts?: number;
+    /** At the cap too: data-key cache lookups and reconciles by result (to account for KMS calls). */
+    dekCache?: Record<string, number>;
+    reconciles?: Record<string, number>;
+    /** One object changed during the cold start: its time to a correct Secret, and how many Secrets were correct then. */
+    changeDuring?: { ms: number; correctAtChange: number; correctAtSecret: number };
   };
-  resync?: Step & { reconciles: number; kms: Record<string, number>; apiRequests: Record<string, number> };
+  resync?: Step & {
+    reconciles: number;
+    kms: Record<string, number>;
+    apiRequests: Record<string, number>;
+    /** One object changed once the pass had started: its time to a correct Secret, and the pass's reconciles done by then. */
+    changeDuring?: { ms: number; reconcilesBefore: number; reconcilesAtSecret: number };
+  };
   changes?: Step & { n: number; summary: Summary; kms?: Record<string, number> };
   floor?: { sweep: { parallelism: number; objects: number; ms: number; writesPerSecond: number }[]; best: number } & Step & {
       writes: number;
@@ -197,7 +224,7 @@ async function envelopeSecrets() {
       1,
       Array.from({ length: N }, (_, i) => i),
     );
-    resealed = await sealAll(2, changed);
+    resealed = await sealAll(2, [...changed, duringResync, duringCold]);
     notes.push(`sealing ${N} EnvelopeSecrets and ${CHANGES} changes took ${formatMs(performance.now() - t)} (load ${loadAverage().join(' / ')})`);
   }
   return { sealed, resealed: resealed! };
@@ -441,6 +468,26 @@ async function benchEnvseal(variant: { name: string; args: string[]; bin: string
       path.join(logDir, `envseal-${variant.name}.log`),
     );
     let lastReport = 0;
+    let changeDuringCold: { ms: number; correctAtChange: number; correctAtSecret: number } | undefined;
+    const coldChange = (async () => {
+      await sleep(COLD_CHANGE_AFTER_MS);
+      const update = resealed.get(duringCold)!;
+      watch.expect(keyOf(duringCold), update.values);
+      const correctAtChange = watch.correct.size;
+      const t0 = performance.now();
+      await client.request({
+        method: 'PATCH',
+        path: `/apis/envseal.dev/v1alpha1/namespaces/${namespaceOf(duringCold)}/envelopesecrets/${nameOf(duringCold)}`,
+        patchType: 'merge',
+        body: { spec: update.object.spec },
+      });
+      if (await watch.until(() => watch.correct.has(keyOf(duringCold)), TIMEOUT_MS)) {
+        changeDuringCold = { ms: performance.now() - t0, correctAtChange, correctAtSecret: watch.correct.size };
+      }
+      log(
+        `${label}: a change ${formatMs(COLD_CHANGE_AFTER_MS)} into the cold start: ${changeDuringCold ? `Secret correct in ${formatMs(changeDuringCold.ms)} (${correctAtChange} Secrets correct at the change, ${changeDuringCold.correctAtSecret} at its Secret)` : 'not correct before the timeout'}`,
+      );
+    })();
     const converged = await watch.until(() => {
       if (Date.now() - lastReport > 30_000) {
         lastReport = Date.now();
@@ -453,6 +500,7 @@ async function benchEnvseal(variant: { name: string; args: string[]; bin: string
     // Secrets during the wait for the status writes below (this once made the KMS calls
     // look up to 20 % fewer than the Secrets already correct).
     const correctAtCap = watch.correct.size;
+    await coldChange;
     const cpuSeconds = cpuSecondsOf(running.child.pid);
     running.rss.sample();
     const coldLoadEnd = loadAverage();
@@ -479,6 +527,9 @@ async function benchEnvseal(variant: { name: string; args: string[]; bin: string
         apiRequestsPerObject: total(coldRequests) / Math.max(1, watch.correct.size),
         kms: kmsCold,
         unwrapAttempts: unwrapCold,
+        dekCache: byLabel(afterCold, 'envseal_dek_cache_total', 'result'),
+        reconciles: byLabel(afterCold, 'envseal_reconcile_total', 'result'),
+        ...(changeDuringCold ? { changeDuring: changeDuringCold } : {}),
       },
       etcd: { dbBytes: 0, inUseBytes: 0, keys: 0 },
       ...(variant.bin === ENVSEAL_BIN ? {} : { note: `envseal build: ${variant.bin}` }),
@@ -492,10 +543,30 @@ async function benchEnvseal(variant: { name: string; args: string[]; bin: string
       const unchanged = (m: Map<string, number>) => sumOf(m, 'envseal_reconcile_total', (l) => l.includes('result="unchanged"'));
       const resyncBefore = await scrape(metricsUrl);
       const requestsBefore = await requests();
+      let changeDuring: { ms: number; reconcilesBefore: number; reconcilesAtSecret: number } | undefined;
       const step = await timedStep(async () => {
         const deadline = Date.now() + (RESYNC_S * 3 + 120) * 1000;
         let m = resyncBefore;
-        while (Date.now() < deadline && unchanged(m) - unchanged(resyncBefore) < N) {
+        // As soon as the pass has started: a change, which should not wait for the pass.
+        while (Date.now() < deadline && unchanged(m) - unchanged(resyncBefore) < 1) {
+          await sleep(100);
+          m = await scrape(metricsUrl);
+        }
+        const update = resealed.get(duringResync)!;
+        watch.expect(keyOf(duringResync), update.values);
+        const reconcilesBefore = unchanged(await scrape(metricsUrl)) - unchanged(resyncBefore);
+        const t0 = performance.now();
+        await client.request({
+          method: 'PATCH',
+          path: `/apis/envseal.dev/v1alpha1/namespaces/${namespaceOf(duringResync)}/envelopesecrets/${nameOf(duringResync)}`,
+          patchType: 'merge',
+          body: { spec: update.object.spec },
+        });
+        if (await watch.until(() => watch.correct.has(keyOf(duringResync)), 120_000)) {
+          const ms = performance.now() - t0;
+          changeDuring = { ms, reconcilesBefore, reconcilesAtSecret: unchanged(await scrape(metricsUrl)) - unchanged(resyncBefore) };
+        }
+        while (Date.now() < deadline && unchanged(m) - unchanged(resyncBefore) < N - 1) {
           await sleep(1000);
           m = await scrape(metricsUrl);
         }
@@ -507,9 +578,13 @@ async function benchEnvseal(variant: { name: string; args: string[]; bin: string
         reconciles: unchanged(step.value) - unchanged(resyncBefore),
         kms: delta(byLabel(step.value, 'envseal_kms_requests_total', 'operation'), byLabel(resyncBefore, 'envseal_kms_requests_total', 'operation')),
         apiRequests: delta(await requests(), requestsBefore),
+        ...(changeDuring ? { changeDuring } : {}),
       };
       log(
         `${label}: resync: ${result.resync.reconciles} unchanged reconciles, KMS ${JSON.stringify(result.resync.kms)}, API ${JSON.stringify(result.resync.apiRequests)}`,
+      );
+      log(
+        `${label}: a change during the resync pass: ${changeDuring ? `Secret correct in ${formatMs(changeDuring.ms)} (pass reconciles: ${changeDuring.reconcilesBefore} at the change, ${changeDuring.reconcilesAtSecret} at its Secret)` : 'not correct within 120 s'}`,
       );
 
       log(`${label}: ${CHANGES} changes`);

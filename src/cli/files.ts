@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { type FileHandle, mkdir, open, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
+import { readFileSync, rmSync, statSync } from 'node:fs';
+import { type FileHandle, mkdir, open, realpath, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { quoteName } from '../api/names.ts';
 import { CliError } from './errors.ts';
@@ -39,15 +39,17 @@ export function fileError(error: unknown, action: string, file: string): CliErro
 export async function readInputFile(file: string, options: { cwd: string; maxBytes?: number; what?: string }): Promise<Buffer> {
   const full = resolvePath(options.cwd, file);
   const what = options.what ?? 'read';
+  // Synchronous: an input is at most a manifest or a key file, and node:fs/promises loads
+  // readline and the file watchers for one read (docs/benchmarks.md, "second pass").
   try {
     if (options.maxBytes !== undefined) {
-      const info = await stat(full);
+      const info = statSync(full);
       if (info.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
       if (info.size > options.maxBytes) {
         throw new CliError('InvalidInput', `${quoteName(file)} is ${info.size} bytes; at most ${options.maxBytes} are accepted`);
       }
     }
-    return await readFile(full);
+    return readFileSync(full);
   } catch (error) {
     if (error instanceof CliError) throw error;
     throw fileError(error, what, file);

@@ -1,6 +1,7 @@
 // The process side of the CLI: wires process.* into run() and exits with its code.
 import { readFileSync } from 'node:fs';
 import { CliError } from './errors.ts';
+import { fdWriter } from './fd-writer.ts';
 import { TemporaryFiles } from './files.ts';
 import { youngGenerationCollector } from './gc.ts';
 import type { CollectGarbage } from '../files/sinks.ts';
@@ -61,11 +62,13 @@ function packageVersion(): string | undefined {
   }
 }
 
-function flush(stream: NodeJS.WriteStream): Promise<void> {
-  return new Promise((resolve) => {
-    if (stream.writableLength === 0) resolve();
-    else stream.write('', () => resolve());
+/** process.stdout or process.stderr, made only when a write needs it (see fd-writer.ts). */
+function standardStream(stream: NodeJS.WriteStream): NodeJS.WriteStream {
+  // A closed pipe (envseal unseal | head) is not an error worth a stack trace.
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
   });
+  return stream;
 }
 
 export interface MainOptions {
@@ -100,32 +103,35 @@ export async function main(options: MainOptions = {}): Promise<never> {
   process.on('SIGINT', onSignal(130));
   process.on('SIGTERM', onSignal(143));
   process.on('exit', removeTemporariesSync);
-  // A closed pipe (envseal unseal | head) is not an error worth a stack trace.
-  for (const stream of [process.stdout, process.stderr]) {
-    stream.on('error', (error: NodeJS.ErrnoException) => {
-      if (error.code !== 'EPIPE') throw error;
-    });
-  }
+  // Written with fs.writeSync: no stream object (and its modules) unless one is needed.
+  const stdout = fdWriter({ fd: 1, stream: () => standardStream(process.stdout) });
+  const stderr = fdWriter({ fd: 2, stream: () => standardStream(process.stderr) });
 
+  const version = packageVersion();
   const io: CliIo = {
     stdin: (options) => readStdin(controller.signal, options?.maxBytes),
     stdinStream: () => process.stdin,
-    stdout: process.stdout,
-    stderr: process.stderr,
+    stdout,
+    stderr,
     env: process.env,
     cwd: process.cwd(),
     now: () => new Date(),
-    stdinIsTTY: process.stdin.isTTY === true,
-    stdoutIsTTY: process.stdout.isTTY === true,
+    // Asked on use: process.stdin.isTTY builds the stdin stream, and node:tty loads node:net.
+    get stdinIsTTY() {
+      return process.getBuiltinModule('node:tty').isatty(0);
+    },
+    get stdoutIsTTY() {
+      return stdout.isTTY;
+    },
     spawnEditor,
     signal: controller.signal,
     temporaries,
     collectGarbage,
     programName: options.programName ?? 'envseal',
-    ...(packageVersion() ? { version: packageVersion()! } : {}),
+    ...(version ? { version } : {}),
   };
   const code = await run(process.argv.slice(2), io);
-  await Promise.all([flush(process.stdout), flush(process.stderr)]);
+  await Promise.all([stdout.flush(), stderr.flush()]);
   // Exit now: idle keep-alive sockets of the AWS SDK must not hold the process.
   process.exit(code);
 }

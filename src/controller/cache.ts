@@ -15,7 +15,8 @@ export class ObjectCache<T extends KubeObject, S extends KubeObject = T> {
     path: (namespace?: string) => string;
     namespaces: readonly string[];
     labelSelector?: string;
-    onEvent: (event: StoreEvent, object: S) => void;
+    /** `initial`: the object came with the first complete read of the collection (cold start). */
+    onEvent: (event: StoreEvent, object: S, initial: boolean) => void;
     onRestart?: (reason: string) => void;
     /** What the store keeps of each object (see ReflectorOptions.keep). */
     keep?: (object: T) => S;

@@ -5,8 +5,9 @@ import { getHeapStatistics } from 'node:v8';
 import type { Logger } from 'pino';
 import { KubeConfig } from '@kubernetes/client-node';
 import { DEFAULT_TENANT_POLICY, type TenantPolicy, tenantPolicyIssues } from '../api/policy.ts';
-import { KubeClient, paths } from '../kube/client.ts';
+import { KubeClient, paths, throttledBy } from '../kube/client.ts';
 import { KubeObjectApi } from '../kube/object-api.ts';
+import { RequestGate } from '../kube/request-gate.ts';
 import type { ProviderConfig } from '../providers/registry.ts';
 import { localIdentityProvider, ProviderRegistry } from '../providers/registry.ts';
 import { unwrapDataKey } from '../sealing/open.ts';
@@ -23,7 +24,7 @@ import { LeaderElector } from './leader.ts';
 import { envelopeSecretOutcomes } from './outcomes.ts';
 import { KeyLabels } from './key-metrics.ts';
 import { ControllerMetrics } from './metrics.ts';
-import { WorkQueue } from './queue.ts';
+import { type Priority, WorkQueue } from './queue.ts';
 import { Controller } from './controller.ts';
 import { Reconciler, type ReconcileResult } from './reconciler.ts';
 import { kubeReconcilerApi } from './reconciler-api.ts';
@@ -96,10 +97,16 @@ export async function runController(config: ControllerConfig, options: { logger:
   const { logger, signal } = options;
   // Unique even for two processes on one host, as client-go's leader election wants.
   const identity = config.identity ?? `${hostname()}_${randomUUID().slice(0, 8)}`;
-  const client = new KubeClient(options.kubeConfig ?? loadKubeConfig(config.kubeconfig));
+  const kubeConfig = options.kubeConfig ?? loadKubeConfig(config.kubeconfig);
+  const metrics = new ControllerMetrics();
+  const gate = new RequestGate({
+    throttled: throttledBy,
+    onThrottled: () => metrics.apiThrottled.inc(),
+    onLimit: (limit) => metrics.apiConcurrencyLimit.set(Number.isFinite(limit) ? limit : 0),
+  });
+  const client = new KubeClient(kubeConfig, { gate });
   // Object calls go through client-node; lists, watches and the status subresource through KubeClient.
   const objects = new KubeObjectApi(client);
-  const metrics = new ControllerMetrics();
   const health: Health = { synced: false, started: false, leading: false };
   const server = config.metricsAddress ? await serveHealth(config.metricsAddress, metrics, health, logger) : undefined;
 
@@ -109,7 +116,9 @@ export async function runController(config: ControllerConfig, options: { logger:
     };
     if (config.leaderElection.enabled) {
       const elector = new LeaderElector({
-        client: objects,
+        // Its own client, so its own request gate: a Lease renewal never queues behind
+        // reconciles that the API server is throttling.
+        client: new KubeObjectApi(new KubeClient(kubeConfig)),
         namespace: config.namespace,
         leaseName: config.leaderElection.leaseName,
         identity,
@@ -172,14 +181,16 @@ async function runLeader(context: {
     weightOf: (key) => reconcileWeight(envelopeSecrets.get(key)),
   });
   queue.onDepthChange = (depth) => metrics.queueDepth.set(depth);
-  const enqueue = (object: { metadata?: { namespace?: string; name?: string } }) => queue.add(objectKey(object));
+  // The cold start's first list waits behind what the watch tells (class resync), so that a
+  // change made during a 100,000-object cold start is not queued behind all of them.
+  const enqueue = (object: { metadata?: { namespace?: string; name?: string } }, priority: Priority) => queue.add(objectKey(object), priority);
   const keyLabels = new KeyLabels();
   const envelopeSecrets = new ObjectCache<EnvelopeSecretObject, EnvelopeSecretRecord>({
     client,
     path: paths.envelopeSecrets,
     namespaces: config.namespaces,
     keep: (object) => envelopeSecretRecord(object, keyLabels),
-    onEvent: (_event, object) => enqueue(object),
+    onEvent: (_event, object, initial) => enqueue(object, initial ? 'resync' : 'event'),
     onRestart: (reason) => metrics.watchRestarts.inc({ resource: 'envelopesecrets', reason }),
     logger,
   });
@@ -189,9 +200,9 @@ async function runLeader(context: {
     namespaces: config.namespaces,
     labelSelector: `${LABEL_MANAGED_BY}=${MANAGED_BY}`,
     keep: secretRecord,
-    onEvent: (_event, secret) => {
+    onEvent: (_event, secret, initial) => {
       const owner = secret.metadata?.ownerReferences?.find((o) => o.controller && o.kind === 'EnvelopeSecret');
-      if (owner) queue.add(`${secret.metadata?.namespace}/${owner.name}`);
+      if (owner) queue.add(`${secret.metadata?.namespace}/${owner.name}`, initial ? 'resync' : 'event');
     },
     onRestart: (reason) => metrics.watchRestarts.inc({ resource: 'secrets', reason }),
     logger,
@@ -228,7 +239,8 @@ async function runLeader(context: {
   });
 
   const resync = setInterval(() => {
-    for (const object of envelopeSecrets.values()) enqueue(object);
+    // Behind every event: a new or changed object does not wait for this pass.
+    for (const object of envelopeSecrets.values()) enqueue(object, 'resync');
   }, config.resyncMs);
   resync.unref();
   let heapWarned = false;

@@ -43,9 +43,19 @@ export class ControllerMetrics {
   });
   readonly queueDepth = new Gauge({ name: 'envseal_workqueue_depth', help: 'Keys waiting in the work queue', registers: [this.registry] });
   readonly queueRetries = new Counter({ name: 'envseal_workqueue_retries_total', help: 'Keys re-queued after a retryable error', registers: [this.registry] });
+  readonly apiThrottled = new Counter({
+    name: 'envseal_api_throttled_total',
+    help: "The API server's 429 answers (priority and fairness); each was waited out and sent again",
+    registers: [this.registry],
+  });
+  readonly apiConcurrencyLimit = new Gauge({
+    name: 'envseal_api_concurrency_limit',
+    help: 'Requests allowed in flight to the API server after 429s (0: no limit, as before any 429)',
+    registers: [this.registry],
+  });
   readonly watchRestarts = new Counter({
     name: 'envseal_watch_restarts_total',
-    help: 'List/watch restarts by resource and reason (error, gone)',
+    help: 'List/watch restarts by resource and reason (error, gone, continue-expired, incomplete, unsupported)',
     labelNames: ['resource', 'reason'] as const,
     registers: [this.registry],
   });

@@ -143,4 +143,86 @@ describe('WorkQueue', () => {
     // Only big has work left: served anyway.
     expect(await q.get()).toBe('big/obj-1');
   });
+
+  it('serves event keys before resync keys: a new object does not wait behind a resync of 10,000', async () => {
+    const q = new WorkQueue();
+    for (let i = 0; i < 10_000; i++) q.add(`ns-${i % 100}/obj-${i}`, 'resync');
+    q.add('tenant/new-object', 'event');
+    expect(q.depthOf('event')).toBe(1);
+    expect(q.depthOf('resync')).toBe(10_000);
+    expect(await q.get()).toBe('tenant/new-object');
+    expect(await q.get()).toBe('ns-0/obj-0');
+    expect(q.depth).toBe(9_999);
+  });
+
+  it('processes a key waiting in both classes once, in the event class', async () => {
+    const q = new WorkQueue();
+    for (const key of ['a/1', 'a/2', 'b/1']) q.add(key, 'resync');
+    q.add('a/2', 'event');
+    // Adding as resync what waits as an event changes nothing.
+    q.add('a/2', 'resync');
+    expect(q.depth).toBe(3);
+    expect([q.depthOf('event'), q.depthOf('resync')]).toEqual([1, 2]);
+    const order: string[] = [];
+    for (let i = 0; i < 3; i++) order.push((await q.get())!);
+    expect(order).toEqual(['a/2', 'a/1', 'b/1']);
+    expect(q.depth).toBe(0);
+    // Nothing left over: the next key is whatever comes next.
+    q.add('c/1', 'resync');
+    expect(await q.get()).toBe('c/1');
+    expect(q.depth).toBe(0);
+  });
+
+  it('keeps the dirty-set rule across classes: a key added while processing comes back once, in its highest class', async () => {
+    const q = new WorkQueue();
+    q.add('a/1', 'resync');
+    q.add('a/2', 'resync');
+    expect(await q.get()).toBe('a/1');
+    q.add('a/1', 'resync');
+    q.add('a/1', 'event');
+    expect(q.depth).toBe(1);
+    q.done('a/1');
+    expect(q.depthOf('event')).toBe(1);
+    expect(await q.get()).toBe('a/1');
+    expect(await q.get()).toBe('a/2');
+    q.done('a/1');
+    expect(q.depth).toBe(0);
+  });
+
+  it('never hands a key that moved up to two workers', async () => {
+    const q = new WorkQueue();
+    q.add('a/1', 'resync');
+    q.add('a/1', 'event');
+    expect(await q.get()).toBe('a/1');
+    // Re-added as resync while it is processed: its old resync entry must not start it again.
+    q.add('a/1', 'resync');
+    q.add('b/1', 'resync');
+    expect(await q.get()).toBe('b/1');
+    let next: string | undefined;
+    void q.get().then((k) => (next = k));
+    await Promise.resolve();
+    expect(next).toBeUndefined();
+    q.done('a/1');
+    await Promise.resolve();
+    expect(next).toBe('a/1');
+    expect(q.depth).toBe(0);
+  });
+
+  it('shares one in-flight limit per namespace across both classes', async () => {
+    const q = new WorkQueue({ maxInFlightPerNamespace: 1 });
+    q.add('busy/1', 'event');
+    q.add('busy/2', 'event');
+    q.add('quiet/1', 'resync');
+    expect(await q.get()).toBe('busy/1');
+    // busy is at its share: the event line has only busy keys, so it is served anyway (no idle worker)...
+    expect(await q.get()).toBe('busy/2');
+    q.done('busy/1');
+    q.done('busy/2');
+    q.add('quiet/2', 'event');
+    q.add('busy/3', 'event');
+    expect(await q.get()).toBe('quiet/2');
+    // ...and quiet, with one in flight, is passed over for busy within the event line.
+    q.add('quiet/3', 'event');
+    expect(await q.get()).toBe('busy/3');
+  });
 });

@@ -14,7 +14,15 @@ export type { Clock } from './clock.ts';
  * weighs `weightOf(key)`, 1 by default: large objects weigh more). So one tenant with 10,000
  * objects, or with objects that are slow to open, cannot make another tenant's new object
  * wait behind all of them.
+ *
+ * Keys come in two classes: `event` (what the API server just told: a new or changed
+ * object, a retry) before `resync` (the periodic pass over every object, and the objects
+ * of the cold start's first list). A new EnvelopeSecret does not wait behind a resync of
+ * 100,000 objects. A key waiting in both is processed once, in the higher class.
  */
+
+/** Which line a key waits in: `event` keys are served before any `resync` key. */
+export type Priority = 'event' | 'resync';
 
 export interface RateLimits {
   /** First retry delay; doubles per consecutive failure. */
@@ -30,9 +38,13 @@ export const DEFAULT_RATE_LIMITS: RateLimits = { baseDelayMs: 200, maxDelayMs: 5
 export class WorkQueue {
   readonly #limits: RateLimits;
   readonly #clock: Clock;
-  readonly #fifo: FairFifo;
-  readonly #dirty = new Set<string>();
+  readonly #shares: Shares;
+  readonly #lines: Record<Priority, FairFifo>;
+  /** Keys waiting to be processed, or to be processed again when done, with their class. */
+  readonly #dirty = new Map<string, Priority>();
   readonly #processing = new Set<string>();
+  /** Entries left in the resync line by keys that moved up to the event line (skipped when reached). */
+  #stale = 0;
   readonly #failures = new Map<string, number>();
   readonly #delayed = new Map<string, { at: number; handle: unknown }>();
   readonly #waiters: ((key: string | undefined) => void)[] = [];
@@ -44,19 +56,35 @@ export class WorkQueue {
 
   constructor(options: { limits?: Partial<RateLimits>; clock?: Clock; maxInFlightPerNamespace?: number; weightOf?: (key: string) => number } = {}) {
     this.#limits = { ...DEFAULT_RATE_LIMITS, ...options.limits };
-    this.#fifo = new FairFifo(options.maxInFlightPerNamespace ?? Number.POSITIVE_INFINITY, options.weightOf ?? (() => 1));
+    this.#shares = new Shares(options.maxInFlightPerNamespace ?? Number.POSITIVE_INFINITY, options.weightOf ?? (() => 1));
+    this.#lines = { event: new FairFifo(this.#shares), resync: new FairFifo(this.#shares) };
     this.#clock = options.clock ?? systemClock;
     this.#tokens = this.#limits.burst;
     this.#tokensAt = this.#clock.now();
   }
 
   get depth(): number {
-    return this.#fifo.size;
+    return this.#lines.event.size + this.#lines.resync.size - this.#stale;
   }
 
-  add(key: string): void {
-    if (this.#shuttingDown || this.#dirty.has(key)) return;
-    this.#dirty.add(key);
+  /** Keys waiting in each class (for tests and metrics). */
+  depthOf(priority: Priority): number {
+    return this.#lines[priority].size - (priority === 'resync' ? this.#stale : 0);
+  }
+
+  add(key: string, priority: Priority = 'event'): void {
+    if (this.#shuttingDown) return;
+    const queued = this.#dirty.get(key);
+    if (queued !== undefined) {
+      if (queued === 'event' || priority === 'resync') return;
+      // Waiting as resync, now an event: it moves up (its resync entry is skipped later).
+      this.#dirty.set(key, 'event');
+      if (this.#processing.has(key)) return;
+      this.#stale++;
+      this.#lines.event.push(key);
+      return;
+    }
+    this.#dirty.set(key, priority);
     if (this.#processing.has(key)) return;
     const waiter = this.#waiters.shift();
     if (waiter) {
@@ -65,18 +93,31 @@ export class WorkQueue {
       waiter(key);
       return;
     }
-    this.#fifo.push(key);
+    this.#lines[priority].push(key);
     this.onDepthChange?.(this.depth);
   }
 
   #start(key: string): void {
     this.#processing.add(key);
-    this.#fifo.started(key);
+    this.#shares.started(key);
+  }
+
+  /** The next key to process: events first, then resyncs; skips entries of keys that moved up. */
+  #next(): string | undefined {
+    for (const priority of ['event', 'resync'] as const) {
+      for (;;) {
+        const key = this.#lines[priority].shift();
+        if (key === undefined) break;
+        if (this.#dirty.get(key) === priority && !this.#processing.has(key)) return key;
+        this.#stale--;
+      }
+    }
+    return undefined;
   }
 
   /** Waits for the next key; undefined once the queue is shut down and drained. */
   get(): Promise<string | undefined> {
-    const key = this.#fifo.shift();
+    const key = this.#next();
     if (key !== undefined) {
       this.#dirty.delete(key);
       this.#start(key);
@@ -88,10 +129,11 @@ export class WorkQueue {
   }
 
   done(key: string): void {
-    if (this.#processing.delete(key)) this.#fifo.finished(key);
-    if (this.#dirty.has(key)) {
+    if (this.#processing.delete(key)) this.#shares.finished(key);
+    const again = this.#dirty.get(key);
+    if (again !== undefined) {
       this.#dirty.delete(key);
-      this.add(key);
+      this.add(key, again);
     }
   }
 
@@ -138,7 +180,9 @@ export class WorkQueue {
     this.#shuttingDown = true;
     for (const { handle } of this.#delayed.values()) this.#clock.clearTimeout(handle);
     this.#delayed.clear();
-    this.#fifo.clear();
+    this.#lines.event.clear();
+    this.#lines.resync.clear();
+    this.#stale = 0;
     this.#dirty.clear();
     for (const waiter of this.#waiters.splice(0)) waiter(undefined);
   }
@@ -161,27 +205,61 @@ export class WorkQueue {
 const namespaceOf = (key: string): string => key.slice(0, Math.max(0, key.indexOf('/')));
 
 /**
+ * What each namespace's keys being processed weigh, whichever class they came from: one
+ * share per namespace across both lines, so that moving keys between classes gives a
+ * namespace no more workers.
+ */
+class Shares {
+  readonly maxInFlight: number;
+  readonly weightOf: (key: string) => number;
+  /** The weight each key being processed was started with (its object may change meanwhile). */
+  readonly #started = new Map<string, number>();
+  readonly #inFlight = new Map<string, number>();
+
+  constructor(maxInFlight: number, weightOf: (key: string) => number) {
+    this.maxInFlight = maxInFlight;
+    this.weightOf = weightOf;
+  }
+
+  /** Whether the namespace, with `next` started too, stays within its share. */
+  fits(namespace: string, next: string): boolean {
+    return (this.#inFlight.get(namespace) ?? 0) + Math.max(1, this.weightOf(next)) <= this.maxInFlight;
+  }
+
+  started(key: string): void {
+    const namespace = namespaceOf(key);
+    const weight = Math.max(1, this.weightOf(key));
+    this.#started.set(key, weight);
+    this.#inFlight.set(namespace, (this.#inFlight.get(namespace) ?? 0) + weight);
+  }
+
+  finished(key: string): void {
+    const namespace = namespaceOf(key);
+    const weight = this.#started.get(key) ?? 1;
+    this.#started.delete(key);
+    const left = (this.#inFlight.get(namespace) ?? weight) - weight;
+    if (left > 0) this.#inFlight.set(namespace, left);
+    else this.#inFlight.delete(namespace);
+  }
+}
+
+/**
  * FIFOs per namespace, served in turn (round robin). A namespace is passed over while
  * another has keys waiting if its keys being processed and its next key would weigh more
- * than `maxInFlight` (so a key heavier than that share waits for a moment when no other
+ * than its share (so a key heavier than that share waits for a moment when no other
  * namespace can start one); when no waiting namespace is within its share, the next in
  * turn is served anyway, so no worker idles while there is work.
  */
 class FairFifo {
-  readonly #maxInFlight: number;
-  readonly #weightOf: (key: string) => number;
-  /** The weight each key being processed was started with (its object may change meanwhile). */
-  readonly #started = new Map<string, number>();
+  readonly #shares: Shares;
   readonly #queues = new Map<string, { keys: string[]; head: number }>();
   /** Namespaces with waiting keys, in the order they are served. */
   #ring: string[] = [];
   #cursor = 0;
-  readonly #inFlight = new Map<string, number>();
   size = 0;
 
-  constructor(maxInFlight: number, weightOf: (key: string) => number) {
-    this.#maxInFlight = maxInFlight;
-    this.#weightOf = weightOf;
+  constructor(shares: Shares) {
+    this.#shares = shares;
   }
 
   push(key: string): void {
@@ -206,7 +284,7 @@ class FairFifo {
       const next = this.#queues.get(namespace)!;
       // Within its share with its next key: a key heavier than the whole share (a
       // megabyte object) waits while other namespaces have work.
-      if ((this.#inFlight.get(namespace) ?? 0) + Math.max(1, this.#weightOf(next.keys[next.head]!)) <= this.#maxInFlight) {
+      if (this.#shares.fits(namespace, next.keys[next.head]!)) {
         chosen = index;
         break;
       }
@@ -228,22 +306,6 @@ class FairFifo {
       this.#cursor = (chosen + 1) % this.#ring.length;
     }
     return key;
-  }
-
-  started(key: string): void {
-    const namespace = namespaceOf(key);
-    const weight = Math.max(1, this.#weightOf(key));
-    this.#started.set(key, weight);
-    this.#inFlight.set(namespace, (this.#inFlight.get(namespace) ?? 0) + weight);
-  }
-
-  finished(key: string): void {
-    const namespace = namespaceOf(key);
-    const weight = this.#started.get(key) ?? 1;
-    this.#started.delete(key);
-    const left = (this.#inFlight.get(namespace) ?? weight) - weight;
-    if (left > 0) this.#inFlight.set(namespace, left);
-    else this.#inFlight.delete(namespace);
   }
 
   clear(): void {

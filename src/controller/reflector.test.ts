@@ -2,7 +2,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { KubeApiError, type KubeClient, type KubeObject, type RequestOptions, type WatchEvent } from '../kube/client.ts';
 import { ManualClock, settle } from '../test-support/manual-clock.ts';
-import { PageSizer, Reflector, retryDelay } from './reflector.ts';
+import { type ListMode, PageSizer, Reflector, retryDelay } from './reflector.ts';
 
 const secret = (name: string, resourceVersion: string, uid = `uid-${name}`): KubeObject => ({ metadata: { name, namespace: 'ns', resourceVersion, uid } });
 
@@ -25,7 +25,13 @@ function source(items: KubeObject[]) {
 
 async function started(items: KubeObject[]) {
   const s = source(items);
-  const reflector = new Reflector<KubeObject>({ client: s.client, path: '/api/v1/secrets', onEvent: () => {}, logger: pino({ level: 'silent' }) });
+  const reflector = new Reflector<KubeObject>({
+    client: s.client,
+    path: '/api/v1/secrets',
+    listMode: 'pages',
+    onEvent: () => {},
+    logger: pino({ level: 'silent' }),
+  });
   const abort = new AbortController();
   const running = reflector.run(abort.signal);
   await reflector.waitForSync();
@@ -101,20 +107,23 @@ describe('PageSizer', () => {
  * A list+watch source that answers from a script: each list and each watch takes the next
  * step (an error to throw, items to list, or events to send before the watch ends).
  */
-function scripted(steps: ({ list: KubeObject[]; rv?: string } | { watch: WatchEvent<KubeObject>[] } | { fail: Error } | 'hang')[]) {
+type Step = { list: KubeObject[]; rv?: string; continue?: string } | { watch: WatchEvent<KubeObject>[] } | { fail: Error } | 'hang';
+function scripted(steps: Step[]) {
   const seen: string[] = [];
   const next = () => steps.shift() ?? 'hang';
   const client = {
     async request(options: RequestOptions) {
       const step = next();
-      seen.push(`list${options.query?.continue ? ' continue' : ''}`);
+      const q = options.query ?? {};
+      seen.push(`list${q.limit === undefined ? ' unpaginated' : ''}${q.continue ? ` continue ${q.continue}` : ''}`);
       if (step === 'hang') throw new Error('no more steps');
       if ('fail' in step) throw step.fail;
       if (!('list' in step)) throw new Error(`expected a list step, got ${JSON.stringify(step)}`);
-      return { metadata: { resourceVersion: step.rv ?? '1' }, items: step.list };
+      return { metadata: { resourceVersion: step.rv ?? '1', continue: step.continue }, items: step.list };
     },
     async watch(options: { query: Record<string, unknown>; onEvent: (event: WatchEvent<KubeObject>) => void; signal: AbortSignal }) {
-      seen.push(`watch from ${options.query.resourceVersion} timeout ${options.query.timeoutSeconds}`);
+      const q = options.query;
+      seen.push(q.sendInitialEvents ? `watch-list ${q.resourceVersionMatch}` : `watch from ${q.resourceVersion} timeout ${q.timeoutSeconds}`);
       const step = next();
       if (step === 'hang') return new Promise<void>((resolve) => options.signal.addEventListener('abort', () => resolve(), { once: true }));
       if ('fail' in step) throw step.fail;
@@ -125,15 +134,22 @@ function scripted(steps: ({ list: KubeObject[]; rv?: string } | { watch: WatchEv
   return { client, seen };
 }
 
+const end = (rv: string): WatchEvent<KubeObject> => ({
+  type: 'BOOKMARK',
+  object: { metadata: { resourceVersion: rv, annotations: { 'k8s.io/initial-events-end': 'true' } } },
+});
+const added = (object: KubeObject): WatchEvent<KubeObject> => ({ type: 'ADDED', object });
+
 describe('Reflector.run', () => {
-  function run(source: ReturnType<typeof scripted>, random: () => number) {
+  function run(source: ReturnType<typeof scripted>, random: () => number, listMode: ListMode = 'pages') {
     const clock = new ManualClock();
     const events: string[] = [];
     const restarts: string[] = [];
     const reflector = new Reflector<KubeObject>({
       client: source.client,
       path: '/api/v1/secrets',
-      onEvent: (event, object) => events.push(`${event} ${object.metadata?.name}`),
+      listMode,
+      onEvent: (event, object, initial) => events.push(`${event} ${object.metadata?.name}${initial ? ' (initial)' : ''}`),
       onRestart: (reason) => restarts.push(`${reason}@${clock.now() - start}`),
       logger: pino({ level: 'silent' }),
       clock,
@@ -162,7 +178,7 @@ describe('Reflector.run', () => {
     await r.clock.advance(500);
     expect(r.reflector.hasSynced).toBe(true);
     expect(r.restarts).toEqual(['error@0', 'error@250']);
-    expect(r.events).toEqual(['added a']);
+    expect(r.events).toEqual(['added a (initial)']);
     // The watch starts from the list's resourceVersion, its timeout spread by the randomness.
     expect(source.seen.at(-1)).toBe('watch from 1 timeout 300');
     await r.stop();
@@ -179,8 +195,152 @@ describe('Reflector.run', () => {
     await settle();
     expect(source.seen).toEqual(['list', 'watch from 6 timeout 240', 'watch from 7 timeout 240', 'list', 'watch from 9 timeout 240']);
     expect(r.restarts).toEqual(['gone@0']);
-    expect(r.events).toEqual(['added a', 'added b', 'updated a', 'updated a', 'deleted b']);
+    expect(r.events).toEqual(['added a (initial)', 'added b (initial)', 'updated a', 'updated a', 'deleted b']);
     expect([...r.reflector.store.keys()]).toEqual(['ns/a']);
+    await r.stop();
+  });
+
+  it('lists the rest in one unpaginated request when a continue token expires, not from page 1 again', async () => {
+    const source = scripted([
+      { list: [secret('a', '5'), secret('gone', '5')], rv: '5', continue: 'c1' },
+      { fail: new KubeApiError(410, 'Expired', 'continue token expired') },
+      { list: [secret('a', '8'), secret('b', '7')], rv: '8' },
+    ]);
+    const r = run(source, () => 0);
+    await settle();
+    expect(source.seen).toEqual(['list', 'list continue c1', 'list unpaginated', 'watch from 8 timeout 240']);
+    expect(r.restarts).toEqual(['continue-expired@0']);
+    // What the older pages had and the one list does not is deleted.
+    expect([...r.reflector.store.keys()].sort()).toEqual(['ns/a', 'ns/b']);
+    expect(r.events).toEqual(['added a (initial)', 'added gone (initial)', 'updated a (initial)', 'added b (initial)', 'deleted gone (initial)']);
+    expect(r.reflector.hasSynced).toBe(true);
+    await r.stop();
+  });
+
+  it('reads in one request when the watch from a finished list is gone before any event (the list was too slow)', async () => {
+    const gone = { fail: new KubeApiError(410, 'Expired', 'too old resource version') };
+    const source = scripted([
+      { list: [secret('a', '5')], rv: '5', continue: 'c1' },
+      { list: [secret('b', '6')], rv: '5' },
+      gone,
+      { list: [secret('a', '5'), secret('b', '6')], rv: '20' },
+      { watch: [{ type: 'MODIFIED', object: secret('a', '21') }] },
+      gone,
+      { list: [secret('a', '21')], rv: '30', continue: 'c2' },
+      { list: [], rv: '30' },
+    ]);
+    const r = run(source, () => 0);
+    await settle();
+    expect(source.seen).toEqual([
+      'list',
+      'list continue c1',
+      'watch from 5 timeout 240',
+      'list unpaginated',
+      'watch from 20 timeout 240',
+      // The watch ran (an event came): a later 410 is not the list's fault; pages again.
+      'watch from 21 timeout 240',
+      'list',
+      'list continue c2',
+      'watch from 30 timeout 240',
+    ]);
+    expect(r.restarts).toEqual(['gone@0', 'gone@0']);
+    await r.stop();
+  });
+
+  it('reads the collection with a watch-list: items as they stream, then watches on from the stream', async () => {
+    const source = scripted([
+      { watch: [added(secret('a', '5')), added(secret('b', '6')), end('9'), { type: 'MODIFIED', object: secret('b', '10') }] },
+      { watch: [{ type: 'DELETED', object: secret('a', '11') }] },
+    ]);
+    const r = run(source, () => 0, 'watch-list');
+    await settle();
+    expect(source.seen).toEqual(['watch-list NotOlderThan', 'watch from 10 timeout 240', 'watch from 11 timeout 240']);
+    expect(r.reflector.hasSynced).toBe(true);
+    expect(r.reflector.listMode).toBe('watch-list');
+    expect(r.events).toEqual(['added a (initial)', 'added b (initial)', 'updated b', 'deleted a']);
+    expect([...r.reflector.store.keys()]).toEqual(['ns/b']);
+    expect(r.restarts).toEqual([]);
+    await r.stop();
+  });
+
+  it('drops at the end bookmark the stored objects the watch-list did not send', async () => {
+    const source = scripted([
+      { watch: [added(secret('a', '5')), added(secret('b', '6')), end('9')] },
+      { fail: new KubeApiError(410, 'Expired', 'too old') },
+      { watch: [added(secret('b', '6')), end('12')] },
+    ]);
+    const r = run(source, () => 0, 'watch-list');
+    await settle();
+    expect(source.seen).toEqual(['watch-list NotOlderThan', 'watch from 9 timeout 240', 'watch-list NotOlderThan', 'watch from 12 timeout 240']);
+    // b unchanged (same resourceVersion): no event; a deleted at the second end bookmark.
+    expect(r.events).toEqual(['added a (initial)', 'added b (initial)', 'deleted a']);
+    expect(r.restarts).toEqual(['gone@0']);
+    await r.stop();
+  });
+
+  it('is not synced before the end bookmark, and lists in pages once when a watch-list ends early', async () => {
+    const source = scripted([{ watch: [added(secret('a', '5'))] }, { list: [secret('a', '5'), secret('b', '6')], rv: '7' }]);
+    const r = run(source, () => 0, 'watch-list');
+    await settle();
+    expect(source.seen).toEqual(['watch-list NotOlderThan', 'list', 'watch from 7 timeout 240']);
+    expect(r.restarts).toEqual(['incomplete@0']);
+    expect(r.reflector.hasSynced).toBe(true);
+    // Still a watch-list reflector: only this one read was in pages.
+    expect(r.reflector.listMode).toBe('watch-list');
+    await r.stop();
+  });
+
+  it('falls back to pages for good when the server refuses the watch-list (422 on sendInitialEvents)', async () => {
+    const refused = new KubeApiError(422, 'Invalid', 'invalid', { causes: [{ field: 'sendInitialEvents', reason: 'FieldValueForbidden' }] });
+    const source = scripted([
+      { fail: refused },
+      { list: [secret('a', '5')], rv: '7' },
+      { fail: new KubeApiError(410, 'Expired', 'x') },
+      { list: [secret('a', '5')], rv: '8' },
+    ]);
+    const r = run(source, () => 0, 'watch-list');
+    await settle();
+    expect(r.reflector.listMode).toBe('pages');
+    expect(r.reflector.hasSynced).toBe(true);
+    // After a later 410: a list again (in one request: the watch had not started), never another watch-list; no backoff.
+    expect(source.seen).toEqual(['watch-list NotOlderThan', 'list', 'watch from 7 timeout 240', 'list unpaginated', 'watch from 8 timeout 240']);
+    expect(r.restarts).toEqual(['unsupported@0', 'gone@0']);
+    await r.stop();
+  });
+
+  it('falls back to pages for good when the server ignores the watch-list (a plain watch: MODIFIED before any end)', async () => {
+    const source = scripted([
+      { watch: [added(secret('a', '5')), { type: 'MODIFIED', object: secret('a', '6') }] },
+      { list: [secret('a', '6')], rv: '7' },
+      'hang',
+    ]);
+    const r = run(source, () => 0, 'watch-list');
+    await settle();
+    expect(r.reflector.listMode).toBe('pages');
+    expect(source.seen).toEqual(['watch-list NotOlderThan', 'list', 'watch from 7 timeout 240']);
+    expect(r.restarts).toEqual(['unsupported@0']);
+    expect(r.events).toEqual(['added a (initial)', 'updated a (initial)']);
+    await r.stop();
+  });
+
+  it('does not take a refused list for a refused watch-list', async () => {
+    const badRequest = new KubeApiError(400, 'BadRequest', 'bad request');
+    const source = scripted([{ watch: [added(secret('a', '5'))] }, { fail: badRequest }]);
+    const r = run(source, () => 0, 'watch-list');
+    await settle();
+    expect(r.restarts).toEqual(['incomplete@0', 'error@0']);
+    expect(r.reflector.listMode).toBe('watch-list');
+    await r.stop();
+  });
+
+  it('retries a watch-list that failed with a server error after a backoff, without falling back', async () => {
+    const source = scripted([{ fail: new KubeApiError(503, 'ServiceUnavailable', 'x') }, { watch: [added(secret('a', '5')), end('6')] }]);
+    const r = run(source, () => 0.5, 'watch-list');
+    await settle();
+    expect(r.restarts).toEqual(['error@0']);
+    await r.clock.advance(250);
+    expect(r.reflector.hasSynced).toBe(true);
+    expect(r.reflector.listMode).toBe('watch-list');
     await r.stop();
   });
 

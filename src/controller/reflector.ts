@@ -2,20 +2,39 @@ import type { Logger } from 'pino';
 import { KubeApiError, type KubeClient, type KubeList, type KubeObject } from '../kube/client.ts';
 import { describeError } from '../util/message.ts';
 import { type Clock, type Random, sleep, systemClock } from './clock.ts';
+import { initialEvent, refusedWatchList, WatchListUnsupportedError, watchListQuery } from './watch-list.ts';
 
 export type StoreEvent = 'added' | 'updated' | 'deleted';
+
+/**
+ * How the reflector reads the whole collection: a streaming watch-list while the API
+ * server supports it, else paginated lists. Decided per reflector, from the server's
+ * answers, and remembered.
+ */
+export type ListMode = 'watch-list' | 'pages';
 
 export interface ReflectorOptions<T extends KubeObject, S extends KubeObject = T> {
   client: Pick<KubeClient, 'request' | 'watch'>;
   /** Collection path, e.g. /apis/envseal.dev/v1alpha1/envelopesecrets */
   path: string;
   labelSelector?: string;
-  onEvent: (event: StoreEvent, object: S) => void;
+  /**
+   * Told of every change to the store; `initial` is true for the objects of the first
+   * complete read of the collection (the cold start), false for everything after it.
+   */
+  onEvent: (event: StoreEvent, object: S, initial: boolean) => void;
   logger: Logger;
   /** Stream idle limit; the server also ends each watch after timeoutSeconds. */
   idleTimeoutMs?: number;
   pageSize?: number;
-  /** Called after each list or watch failure with the error and the retry delay (metrics). */
+  /** Start with paginated lists instead of a watch-list (default: watch-list first). */
+  listMode?: ListMode;
+  /**
+   * Called at each restart of list/watch with its reason (metrics): `gone` (a watch's
+   * resourceVersion expired), `continue-expired` (a list page's continue token expired),
+   * `incomplete` (a watch-list ended before its initial events did), `unsupported` (the
+   * server refused or ignored the watch-list: paginated lists from then on), `error`.
+   */
   onRestart?: (reason: string) => void;
   /** What the store keeps of each object (after managedFields are dropped); the whole object by default. */
   keep?: (object: T) => S;
@@ -38,8 +57,9 @@ function forStore<T extends KubeObject>(object: T): T {
 }
 
 /**
- * Keeps a local copy of a collection with list + watch: resumes watches from the last
- * resourceVersion (bookmarks included), relists on 410 Gone, and restarts with capped
+ * Keeps a local copy of a collection with list + watch: reads the collection with a
+ * watch-list (or pages), resumes watches from the last resourceVersion (bookmarks
+ * included), reads the collection again on 410 Gone, and restarts with capped
  * exponential backoff on any other error. Never gives up until its signal aborts.
  */
 export class Reflector<T extends KubeObject, S extends KubeObject = T> {
@@ -59,9 +79,17 @@ export class Reflector<T extends KubeObject, S extends KubeObject = T> {
   #synced!: Promise<void>;
   #markSynced!: () => void;
   #hasSynced = false;
+  #mode: ListMode;
+  /**
+   * The next read of the collection must be one that cannot expire: after a watch-list
+   * that ended early (paginated instead, once), or after a list whose resourceVersion was
+   * already gone when its watch started (one unpaginated list: a fresh resourceVersion).
+   */
+  #next: 'pages' | 'full' | undefined;
 
   constructor(options: ReflectorOptions<T, S>) {
     this.#options = options;
+    this.#mode = options.listMode ?? 'watch-list';
     this.#synced = new Promise((resolve) => (this.#markSynced = resolve));
   }
 
@@ -69,7 +97,12 @@ export class Reflector<T extends KubeObject, S extends KubeObject = T> {
     return this.#hasSynced;
   }
 
-  /** Resolves after the first complete list. */
+  /** How this reflector reads the collection now (watch-list until the server says no). */
+  get listMode(): ListMode {
+    return this.#mode;
+  }
+
+  /** Resolves after the first complete read of the collection (list or watch-list). */
   waitForSync(): Promise<void> {
     return this.#synced;
   }
@@ -79,28 +112,64 @@ export class Reflector<T extends KubeObject, S extends KubeObject = T> {
     const random = this.#options.random ?? Math.random;
     let failures = 0;
     while (!signal.aborted) {
+      // Set once a list ends; cleared by the first event of the watch that follows it.
+      let fromList = false;
+      // Set while a watch-list request has not yet ended its initial events.
+      let watchListing = false;
       try {
-        if (this.#resourceVersion === undefined) await this.#list(signal);
+        const timeoutSeconds = 240 + Math.floor(random() * 120);
+        if (this.#resourceVersion === undefined) {
+          if (this.#mode === 'watch-list' && this.#next === undefined) {
+            watchListing = true;
+            const synced = await this.#watchList(signal, timeoutSeconds, () => (failures = 0));
+            watchListing = false;
+            failures = 0;
+            if (!synced && !signal.aborted) {
+              // Cut before the end of its initial events (a timeout, a restart of the server):
+              // one paginated list now, which converges whatever the size; watch-lists after.
+              logger.info({ path: this.#options.path }, 'watch-list ended before its initial events did; listing in pages');
+              this.#next = 'pages';
+              this.#options.onRestart?.('incomplete');
+            }
+            continue;
+          }
+          await this.#list(signal, this.#next === 'full');
+          this.#next = undefined;
+          fromList = true;
+        }
         await this.#options.client.watch<T>({
           path: this.#options.path,
           query: {
             resourceVersion: this.#resourceVersion,
             allowWatchBookmarks: true,
             labelSelector: this.#options.labelSelector,
-            timeoutSeconds: 240 + Math.floor(random() * 120),
+            timeoutSeconds,
           },
           idleTimeoutMs: this.#options.idleTimeoutMs ?? 420_000,
           signal,
           onEvent: (event) => {
             failures = 0;
+            fromList = false;
             this.#apply(event.type, event.object);
           },
         });
         failures = 0;
       } catch (error) {
         if (signal.aborted) break;
+        if (error instanceof WatchListUnsupportedError || (watchListing && this.#resourceVersion === undefined && refusedWatchList(error))) {
+          // Remembered: this server answers watch-lists with a refusal or a plain watch.
+          logger.info({ path: this.#options.path, error: describeError(error) }, 'the API server does not support watch-lists; listing in pages');
+          this.#mode = 'pages';
+          this.#resourceVersion = undefined;
+          this.#options.onRestart?.('unsupported');
+          continue;
+        }
         if (error instanceof KubeApiError && error.gone) {
-          logger.info({ path: this.#options.path }, 'resourceVersion expired (410 Gone); relisting');
+          // A watch from a list's resourceVersion that is gone before any event: the list
+          // took longer than the server keeps history. Listing the same way again would
+          // take as long, so read it in one request (a resourceVersion of now).
+          if (fromList && this.#mode === 'pages') this.#next = 'full';
+          logger.info({ path: this.#options.path, afterList: fromList }, 'resourceVersion expired (410 Gone); relisting');
           this.#resourceVersion = undefined;
           this.#options.onRestart?.('gone');
           continue;
@@ -115,45 +184,105 @@ export class Reflector<T extends KubeObject, S extends KubeObject = T> {
   }
 
   /**
+   * One watch-list: applies the initial events as they stream (work on the first objects
+   * starts while the rest is still coming), drops at their end what they did not name,
+   * and goes on applying the watch's events until the stream ends. Returns whether the
+   * initial events ended (the store is then complete).
+   */
+  async #watchList(signal: AbortSignal, timeoutSeconds: number, onProgress: () => void): Promise<boolean> {
+    const seen = new Set<string>();
+    let synced = false;
+    // Closes the stream when an event throws (a server that ignored the watch-list).
+    const stream = new AbortController();
+    try {
+      await this.#options.client.watch<T>({
+        path: this.#options.path,
+        query: watchListQuery({ labelSelector: this.#options.labelSelector, timeoutSeconds }),
+        idleTimeoutMs: this.#options.idleTimeoutMs ?? 420_000,
+        signal: AbortSignal.any([signal, stream.signal]),
+        onEvent: (event) => {
+          onProgress();
+          if (synced) {
+            this.#apply(event.type, event.object);
+            return;
+          }
+          const step = initialEvent(event);
+          if (step.kind === 'item') this.#listed(event.object, seen);
+          else {
+            synced = true;
+            this.#listEnded(seen, step.resourceVersion);
+          }
+        },
+      });
+    } finally {
+      stream.abort();
+    }
+    return synced;
+  }
+
+  /**
    * Lists the collection page by page, applying each page as it comes (so that work on the
    * first objects starts while a large collection is still being read), then drops what
-   * the list no longer has.
+   * the list no longer has. When a continue token expires (the list outlived etcd's
+   * compaction), reads the collection in one unpaginated request instead of starting over
+   * in pages (client-go's pager: FullListIfExpired), which cannot expire.
    */
-  async #list(signal: AbortSignal): Promise<void> {
-    const seen = new Set<string>();
+  async #list(signal: AbortSignal, full: boolean): Promise<void> {
+    let seen = new Set<string>();
     let continueToken: string | undefined;
     let resourceVersion: string | undefined;
+    let unpaginated = full;
     const pages = new PageSizer(this.#options.pageSize ?? DEFAULT_PAGE_SIZE);
-    do {
+    for (;;) {
       let bytes = 0;
-      const page = await this.#options.client.request<KubeList<T>>({
-        method: 'GET',
-        path: this.#options.path,
-        query: { limit: pages.limit, continue: continueToken, labelSelector: this.#options.labelSelector },
-        signal,
-        onResponseBytes: (n) => (bytes = n),
-      });
-      pages.observe(page.items.length, bytes);
-      for (const item of page.items) {
-        const key = objectKey(item);
-        seen.add(key);
-        const kept = this.#forStore(item);
-        const old = this.store.get(key);
-        this.store.set(key, kept);
-        if (old?.metadata?.resourceVersion !== kept.metadata?.resourceVersion) {
-          this.#changed(key);
-          this.#options.onEvent(old ? 'updated' : 'added', kept);
-        }
+      let page: KubeList<T>;
+      try {
+        page = await this.#options.client.request<KubeList<T>>({
+          method: 'GET',
+          path: this.#options.path,
+          query: { limit: unpaginated ? undefined : pages.limit, continue: continueToken, labelSelector: this.#options.labelSelector },
+          signal,
+          onResponseBytes: (n) => (bytes = n),
+        });
+      } catch (error) {
+        if (!(error instanceof KubeApiError && error.gone && continueToken !== undefined)) throw error;
+        this.#options.logger.info({ path: this.#options.path }, 'list continue token expired (410 Gone); listing the rest in one request');
+        this.#options.onRestart?.('continue-expired');
+        // The pages read so far are from an older snapshot: the one list decides what is gone.
+        seen = new Set();
+        continueToken = undefined;
+        unpaginated = true;
+        continue;
       }
+      pages.observe(page.items.length, bytes);
+      for (const item of page.items) this.#listed(item, seen);
       continueToken = page.metadata.continue || undefined;
       resourceVersion = page.metadata.resourceVersion;
-    } while (continueToken);
+      if (continueToken === undefined) break;
+    }
+    this.#listEnded(seen, resourceVersion);
+  }
 
+  /** Puts one object of a list (or of a watch-list's initial events) into the store. */
+  #listed(item: T, seen: Set<string>): void {
+    const key = objectKey(item);
+    seen.add(key);
+    const kept = this.#forStore(item);
+    const old = this.store.get(key);
+    this.store.set(key, kept);
+    if (old?.metadata?.resourceVersion !== kept.metadata?.resourceVersion) {
+      this.#changed(key);
+      this.#options.onEvent(old ? 'updated' : 'added', kept, !this.#hasSynced);
+    }
+  }
+
+  /** The list is complete: drops what it did not name, and watches from its resourceVersion. */
+  #listEnded(seen: Set<string>, resourceVersion: string | undefined): void {
     for (const [key, old] of this.store) {
       if (!seen.has(key)) {
         this.store.delete(key);
         this.#changed(key);
-        this.#options.onEvent('deleted', old);
+        this.#options.onEvent('deleted', old, !this.#hasSynced);
       }
     }
     this.#resourceVersion = resourceVersion;
@@ -171,12 +300,12 @@ export class Reflector<T extends KubeObject, S extends KubeObject = T> {
     this.#changed(key);
     if (type === 'DELETED') {
       this.store.delete(key);
-      this.#options.onEvent('deleted', this.#forStore(object));
+      this.#options.onEvent('deleted', this.#forStore(object), false);
     } else {
       const existed = this.store.has(key);
       const kept = this.#forStore(object);
       this.store.set(key, kept);
-      this.#options.onEvent(existed ? 'updated' : 'added', kept);
+      this.#options.onEvent(existed ? 'updated' : 'added', kept, false);
     }
   }
 

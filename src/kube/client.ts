@@ -5,6 +5,7 @@ import { Agent, fetch } from 'undici';
 import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { capMessage } from '../util/message.ts';
+import { RequestGate } from './request-gate.ts';
 import { EnvsealError, type ExitClass } from '../util/errors.ts';
 
 /**
@@ -86,12 +87,20 @@ export class KubeApiError extends EnvsealError {
   readonly reason: string;
   /** The refused fields, without the server's wording (which may quote the value). */
   readonly causes: readonly StatusCause[];
-  constructor(status: number, reason: string, message: string, options?: { cause?: unknown; causes?: readonly StatusCause[] }) {
+  /** The answer's Retry-After, when it had one in seconds (APF's 429s do). */
+  readonly retryAfterMs: number | undefined;
+  constructor(
+    status: number,
+    reason: string,
+    message: string,
+    options?: { cause?: unknown; causes?: readonly StatusCause[]; retryAfterMs?: number | undefined },
+  ) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'KubeApiError';
     this.status = status;
     this.reason = reason;
     this.causes = options?.causes ?? [];
+    this.retryAfterMs = options?.retryAfterMs;
   }
   /** `HTTP404`, ...: the status; `reason` has the Status reason. */
   get code(): string {
@@ -119,14 +128,22 @@ export class KubeClient {
   readonly #server: string;
   #pool: { key: string; dispatcher: Agent } | undefined;
 
-  constructor(kubeConfig: KubeConfig) {
+  /** Every request but watches goes through it: 429s are waited out and sent again (src/kube/request-gate.ts). */
+  readonly gate: RequestGate;
+
+  constructor(kubeConfig: KubeConfig, options: { gate?: RequestGate } = {}) {
     const cluster = kubeConfig.getCurrentCluster();
     if (!cluster) throw new KubeConfigError('the kubeconfig has no current cluster (set one with kubectl config use-context)');
     this.kubeConfig = kubeConfig;
     this.#server = cluster.server.replace(/\/+$/, '');
+    this.gate = options.gate ?? new RequestGate({ throttled: throttledBy });
   }
 
-  async request<T>(options: RequestOptions): Promise<T> {
+  request<T>(options: RequestOptions): Promise<T> {
+    return this.gate.run(() => this.#request<T>(options), options.signal);
+  }
+
+  async #request<T>(options: RequestOptions): Promise<T> {
     const response = await this.#send(options);
     let text: string;
     try {
@@ -141,7 +158,7 @@ export class KubeClient {
         { cause },
       );
     }
-    if (!response.ok) throw errorFromResponse(options, response.status, text);
+    if (!response.ok) throw errorFromResponse(options, response, text);
     options.onResponseBytes?.(text.length);
     return (text ? JSON.parse(text) : undefined) as T;
   }
@@ -169,7 +186,7 @@ export class KubeClient {
     arm();
     try {
       const response = await this.#send({ method: 'GET', path: options.path, query: { ...options.query, watch: true }, signal });
-      if (!response.ok) throw errorFromResponse({ method: 'GET', path: options.path }, response.status, await response.text());
+      if (!response.ok) throw errorFromResponse({ method: 'GET', path: options.path }, response, await response.text());
       if (!response.body) return;
       const lines = createInterface({ input: Readable.fromWeb(response.body as import('node:stream/web').ReadableStream) });
       for await (const line of lines) {
@@ -266,16 +283,44 @@ function sendsSecretData(options: Pick<RequestOptions, 'method' | 'path'>): bool
 }
 const SECRETS_PATH = /^\/api\/v1\/(?:namespaces\/[^/]+\/)?secrets(?:\/|$)/;
 
-function errorFromResponse(options: Pick<RequestOptions, 'method' | 'path'>, status: number, text: string): KubeApiError {
-  return kubeApiError({ what: `${options.method} ${options.path}`, secretData: sendsSecretData(options), status, text });
+function errorFromResponse(
+  options: Pick<RequestOptions, 'method' | 'path'>,
+  response: { status: number; headers: { get(name: string): string | null } },
+  text: string,
+): KubeApiError {
+  return kubeApiError({
+    what: `${options.method} ${options.path}`,
+    secretData: sendsSecretData(options),
+    status: response.status,
+    text,
+    retryAfter: response.headers.get('retry-after'),
+  });
+}
+
+/** The RequestGate's view of an error: the API server's 429 (APF's, or any other) and its Retry-After. */
+export function throttledBy(error: unknown): { retryAfterMs: number | undefined } | undefined {
+  return error instanceof KubeApiError && error.status === 429 ? { retryAfterMs: error.retryAfterMs } : undefined;
+}
+
+/** Retry-After in milliseconds when it is given in seconds (an HTTP date is not used by the API server). */
+export function retryAfterMs(header: string | null | undefined): number | undefined {
+  if (header === null || header === undefined || !/^\s*\d{1,6}\s*$/.test(header)) return undefined;
+  return Number(header) * 1000;
 }
 
 /**
  * The KubeApiError of an error answer (`text`: its body). With `secretData` (the request
  * sent Secret values) it keeps only the field paths and reason codes of the Status.
  */
-export function kubeApiError(options: { what: string; secretData: boolean; status: number; text: string }): KubeApiError {
+export function kubeApiError(options: {
+  what: string;
+  secretData: boolean;
+  status: number;
+  text: string;
+  retryAfter?: string | null | undefined;
+}): KubeApiError {
   const { status, text } = options;
+  const retryAfter = retryAfterMs(options.retryAfter);
   let reason = 'Unknown';
   let message = text;
   let causes: StatusCause[] = [];
@@ -294,9 +339,9 @@ export function kubeApiError(options: { what: string; secretData: boolean; statu
   if (options.secretData) {
     // Only the field paths and reason codes: never the server's wording about a value.
     const fields = causes.filter((c) => c.field !== '' || c.reason !== '').map((c) => `${c.field || '(object)'} ${c.reason || 'refused'}`);
-    return new KubeApiError(status, reason, capMessage(fields.length > 0 ? `${what}: ${fields.join('; ')}` : what), { causes });
+    return new KubeApiError(status, reason, capMessage(fields.length > 0 ? `${what}: ${fields.join('; ')}` : what), { causes, retryAfterMs: retryAfter });
   }
-  return new KubeApiError(status, reason, capMessage(`${what}: ${message}`), { causes });
+  return new KubeApiError(status, reason, capMessage(`${what}: ${message}`), { causes, retryAfterMs: retryAfter });
 }
 
 /** Paths of the resources envseal uses. */

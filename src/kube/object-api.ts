@@ -40,8 +40,10 @@ interface CallState {
 export class KubeObjectApi {
   readonly #api: KubernetesObjectApi;
   readonly #call = new AsyncLocalStorage<CallState>();
+  readonly #client: KubeClient;
 
   constructor(client: KubeClient) {
+    this.#client = client;
     const cluster = client.kubeConfig.getCurrentCluster();
     if (!cluster) throw new KubeConfigError('the kubeconfig has no current cluster (set one with kubectl config use-context)');
     const transport: Middleware = {
@@ -111,7 +113,11 @@ export class KubeObjectApi {
     await this.#run('DELETE', ref, options.signal, () => this.#api.delete(specOf(ref), undefined, undefined, undefined, undefined, undefined, body));
   }
 
-  async #run<T>(method: string, ref: ObjectRef, signal: AbortSignal | undefined, run: () => Promise<unknown>): Promise<T> {
+  #run<T>(method: string, ref: ObjectRef, signal: AbortSignal | undefined, run: () => Promise<unknown>): Promise<T> {
+    return this.#client.gate.run(() => this.#runOnce<T>(method, ref, signal, run), signal);
+  }
+
+  async #runOnce<T>(method: string, ref: ObjectRef, signal: AbortSignal | undefined, run: () => Promise<unknown>): Promise<T> {
     const what = `${method} ${ref.kind} ${ref.namespace === undefined ? '' : `${ref.namespace}/`}${ref.name}`;
     const state: CallState = { signal };
     try {
@@ -127,6 +133,7 @@ export class KubeObjectApi {
           secretData: method !== 'GET' && method !== 'DELETE' && ref.kind === 'Secret' && ref.apiVersion === 'v1',
           status: error.code,
           text,
+          retryAfter: headerOf(error.headers, 'retry-after'),
         });
       }
       // undici's fetch fails with a TypeError ("fetch failed") when there is no answer.
@@ -149,4 +156,10 @@ function refOf(object: KubeObject): ObjectRef {
     name: object.metadata?.name ?? '',
     ...(object.metadata?.namespace === undefined ? {} : { namespace: object.metadata.namespace }),
   };
+}
+
+/** A header of client-node's ApiException (its names are as the server sent them). */
+function headerOf(headers: Record<string, string> | undefined, name: string): string | undefined {
+  for (const [key, value] of Object.entries(headers ?? {})) if (key.toLowerCase() === name) return value;
+  return undefined;
 }

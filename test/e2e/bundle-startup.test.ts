@@ -68,6 +68,14 @@ describe('the CLI loads only what a command needs', () => {
     // The check sees imports at all: the entry imports its chunks.
     expect(staticClosure('main.js').length).toBeGreaterThan(1);
   });
+
+  it('every file of the bundle is ASCII', () => {
+    // One character outside ASCII makes V8 hold a file as two-byte text, which Node then
+    // re-encodes to UTF-8 at every start to check the compile cache (scripts/bundle.ts).
+    const files = readdirSync(bundle).filter((file) => file.endsWith('.js'));
+    expect(files.length).toBeGreaterThan(1);
+    expect(files.filter((file) => /[\u{80}-\u{10ffff}]/u.test(readFileSync(path.join(bundle, file), 'utf8')))).toEqual([]);
+  });
 });
 
 /** A preload that records, at exit, the built-ins Node loaded and the files of this checkout it read. */
@@ -140,6 +148,8 @@ describe('what a command loads when it runs (the built CLI, bin/envseal.js)', ()
     expect(sealed.packages.filter((p) => HEAVY.test(p) && !/^(age-encryption|@noble\/|@scure\/)/.test(p))).toEqual([]);
     // (node:net is there for stdout, a pipe here; Node's web streams, which age uses, load node:vm.)
     expect(sealed.builtins.filter((m) => ['child_process', 'v8', 'dgram', 'http', 'https', 'tls', 'http2'].includes(m))).toEqual([]);
+    // stdout (a pipe here) is written with fs.writeSync: no net.Socket, so no node:net or node:tty.
+    expect(sealed.builtins.filter((m) => ['net', 'tty', 'fs/promises', 'readline'].includes(m))).toEqual([]);
   });
 
   it('verify and --version load no age code at all', async () => {
@@ -150,7 +160,13 @@ describe('what a command loads when it runs (the built CLI, bin/envseal.js)', ()
     const version = await run(['--version']);
     expect(version.stdout).toMatch(/^envseal \d+\.\d+\.\d+/);
     expect(version.packages).toEqual(['yaml']);
-    for (const loaded of [verified, version]) expect(loaded.builtins.filter((m) => ['child_process', 'v8', 'vm'].includes(m))).toEqual([]);
+    // Nor any built-in they do not call: node:crypto, node:fs/promises, node:util and node:tty
+    // are taken on first call (scripts/bundle.ts), stdout and stderr are written without
+    // stream objects (src/cli/fd-writer.ts), and a manifest is read with node:fs.
+    const unused = ['child_process', 'v8', 'vm', 'crypto', 'fs/promises', 'readline', 'stream', 'net', 'tty', 'timers/promises'];
+    for (const loaded of [verified, version]) expect(loaded.builtins.filter((m) => unused.includes(m))).toEqual([]);
+    // The check sees built-ins at all: the ESM loader's own modules are in the list.
+    expect(verified.builtins).toContain('fs');
   });
 
   it('the editor still starts: edit loads child_process when it needs it', async () => {
