@@ -3,7 +3,7 @@
 //
 //   npx node bench/controller.ts [--counts 1000,10000] [--changes 200] [--only envseal|sealed-secrets]
 //                                [--ss-qps -1] [--ss-burst 10] [--timeout 14m] [--out controller]
-//                                [--features templates,namespaces] [--envseal-bin PATH]
+//                                [--features templates,namespaces] [--envseal-bin PATH | NAME=PATH,NAME=PATH]
 //
 // For each count N, for each controller:
 //   1. N objects are made (envseal: EnvelopeSecrets sealed for an aws-kms key on local-kms;
@@ -59,7 +59,11 @@ const { values: flags } = parseArgs({
     profile: { type: 'boolean', default: false },
     /** Node options for the envseal controller process; default: the chart's controller.nodeOptions ("none" for Node's defaults). */
     'node-options': { type: 'string', default: '' },
-    /** The envseal CLI to run (default bin/envseal.js of this checkout, which runs dist/). */
+    /**
+     * The envseal CLI to run (default bin/envseal.js of this checkout, which runs dist/);
+     * or several builds as NAME=PATH,NAME=PATH, each run in turn on the same control plane
+     * (before and after a change, in one run).
+     */
     'envseal-bin': { type: 'string', default: '' },
     /**
      * Issue 18's features the envseal objects use (comma-separated): `templates` (a
@@ -83,7 +87,13 @@ function chartNodeOptions(): string {
 const FEATURES = new Set(flags.features.split(',').filter(Boolean));
 for (const feature of FEATURES) if (feature !== 'templates' && feature !== 'namespaces') throw new Error(`--features: unknown feature ${feature}`);
 const NODE_OPTIONS = flags['node-options'] === 'none' ? '' : flags['node-options'] || chartNodeOptions();
-const ENVSEAL_BIN = flags['envseal-bin'] ? path.resolve(flags['envseal-bin']) : path.join(repoRoot, 'bin/envseal.js');
+/** The envseal builds to run; `name` is empty for the one build of an ordinary run. */
+const ENVSEAL_BUILDS: { name: string; bin: string }[] = flags['envseal-bin']
+  ? flags['envseal-bin'].split(',').map((entry) => {
+      const eq = entry.indexOf('=');
+      return eq < 0 ? { name: '', bin: path.resolve(entry) } : { name: entry.slice(0, eq), bin: path.resolve(entry.slice(eq + 1)) };
+    })
+  : [{ name: '', bin: path.join(repoRoot, 'bin/envseal.js') }];
 const log = (message: string) => process.stderr.write(`[controller-bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
 
 const machine = machineInfo();
@@ -135,6 +145,8 @@ async function stop(running: Running): Promise<void> {
 
 interface RunResult {
   controller: 'envseal' | 'sealed-secrets';
+  /** Which envseal build, when the run compares several (--envseal-bin NAME=PATH,...). */
+  build?: string;
   count: number;
   setup: { makeMs: number; createMs: number };
   coldStart: { converged: boolean; ms: number; correct: number; peakRssBytes: number; cpuSeconds: number };
@@ -241,8 +253,8 @@ function secretDataOf(values: Record<string, string>): Record<string, string> {
   return { ...values, 'config.yaml': `user: ${values.DB_USER}\npassword: ${JSON.stringify(values.DB_PASSWORD)}\n` };
 }
 
-async function benchEnvseal(count: number): Promise<RunResult> {
-  const namespace = `envseal-${count}`;
+async function benchEnvseal(count: number, build: { name: string; bin: string }): Promise<RunResult> {
+  const namespace = build.name ? `envseal-${build.name}-${count}` : `envseal-${count}`;
   await createNamespace(namespace);
   const watch = new SecretWatch({ client, namespace, log });
   log(`envseal ${count}: sealing ${count} EnvelopeSecrets (aws-kms GenerateDataKey on local-kms)`);
@@ -290,7 +302,7 @@ async function benchEnvseal(count: number): Promise<RunResult> {
   const running = launch(
     spawn(
       process.execPath,
-      [...(flags.profile ? ['--cpu-prof', `--cpu-prof-dir=${logDir}`] : []), ...NODE_OPTIONS.split(' ').filter(Boolean), ENVSEAL_BIN, ...controllerFlags],
+      [...(flags.profile ? ['--cpu-prof', `--cpu-prof-dir=${logDir}`] : []), ...NODE_OPTIONS.split(' ').filter(Boolean), build.bin, ...controllerFlags],
       {
         env: {
           PATH: process.env.PATH,
@@ -327,6 +339,7 @@ async function benchEnvseal(count: number): Promise<RunResult> {
   const result: RunResult = {
     memory,
     controller: 'envseal',
+    ...(build.name ? { build: build.name } : {}),
     count,
     setup: { makeMs, createMs },
     coldStart: { converged, ms: coldMs, correct: watch.correct.size, peakRssBytes: coldPeak, cpuSeconds: coldCpu },
@@ -540,8 +553,10 @@ async function benchSealedSecrets(count: number, binary: string): Promise<RunRes
 try {
   for (const count of COUNTS) {
     if (ONLY.has('envseal')) {
-      results.push(await benchEnvseal(count));
-      save();
+      for (const build of ENVSEAL_BUILDS) {
+        results.push(await benchEnvseal(count, build));
+        save();
+      }
     }
     if (ONLY.has('sealed-secrets') && peers?.controller.path) {
       results.push(await benchSealedSecrets(count, peers.controller.path));
@@ -557,7 +572,7 @@ try {
 
 /** Prints the Markdown table and draws the chart (also with --report-only, from the saved JSON). */
 function report(results: RunResult[], notes: string[], command: string, machine: MachineInfo): void {
-  const label = (r: RunResult) => (r.controller === 'envseal' ? 'envseal' : 'Sealed Secrets');
+  const label = (r: RunResult) => (r.controller === 'envseal' ? (r.build ? `envseal (${r.build})` : 'envseal') : 'Sealed Secrets');
   const lines: string[] = [`Machine: ${describeMachine(machine)}`, '', `Command: \`${command}\``, ''];
   lines.push(
     '| Controller | objects | cold start: all Secrets correct | peak RSS | CPU time | KMS calls (cold start) | KMS calls (one resync pass) | change → Secret p50 | p99 |',
