@@ -145,7 +145,7 @@ export class Reflector<T extends KubeObject, S extends KubeObject = T> {
             labelSelector: this.#options.labelSelector,
             timeoutSeconds,
           },
-          idleTimeoutMs: this.#options.idleTimeoutMs ?? 420_000,
+          idleTimeoutMs: this.#options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
           signal,
           onEvent: (event) => {
             failures = 0;
@@ -198,7 +198,7 @@ export class Reflector<T extends KubeObject, S extends KubeObject = T> {
       await this.#options.client.watch<T>({
         path: this.#options.path,
         query: watchListQuery({ labelSelector: this.#options.labelSelector, timeoutSeconds }),
-        idleTimeoutMs: this.#options.idleTimeoutMs ?? 420_000,
+        idleTimeoutMs: this.#options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS,
         signal: AbortSignal.any([signal, stream.signal]),
         onEvent: (event) => {
           onProgress();
@@ -353,6 +353,8 @@ export function retryDelay(failures: number, jitter: number): number {
 // 2,000 small objects a page: the first list of 10,000 took 5.4 s instead of 31 s at 500 while
 // workers ran (docs/benchmarks.md, "Scale"); a list must end within etcd's compaction interval.
 const DEFAULT_PAGE_SIZE = 2000;
+/** A watch (or watch-list) stream silent this long is ended; the server ends its own after timeoutSeconds (at most 360 s). */
+const DEFAULT_IDLE_TIMEOUT_MS = 420_000;
 /** What one page of a list may hold, about: objects are kept slim, but a page is parsed whole. */
 const PAGE_BYTES = 4 * 1024 * 1024;
 
