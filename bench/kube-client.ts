@@ -50,6 +50,7 @@ import {
 import { Agent } from 'undici';
 import { KubeClient, type KubeList, type KubeObject, paths } from '../src/kube/client.ts';
 import { ensureBinaries, startControlPlane } from '../test/harness/control-plane.ts';
+import { pool } from './lib/cluster-metrics.ts';
 import { describeMachine, machineInfo } from './lib/proc.ts';
 import { summarize } from './lib/stats.ts';
 
@@ -148,14 +149,8 @@ const secretOf = (namespace: string, name: string, i: number) => ({
   data: { DB_USER: Buffer.from(`app-${i}`).toString('base64'), DB_PASSWORD: Buffer.from(`pw-${i}-${'x'.repeat(24)}`).toString('base64') },
 });
 
-async function pool(count: number, parallel: number, work: (i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: parallel }, async () => {
-      while (next < count) await work(next++);
-    }),
-  );
-}
+/** 0 .. n-1, for pool(). */
+const indices = (n: number): number[] => Array.from({ length: n }, (_, i) => i);
 
 async function child(): Promise<void> {
   const variant = flags.child as Variant;
@@ -174,7 +169,7 @@ async function child(): Promise<void> {
   if (task === 'apply') {
     const n = Number(flags.applies);
     const prefix = `${variant}-${process.pid}`;
-    await pool(n, Number(flags.parallel), async (i) => {
+    await pool(indices(n), Number(flags.parallel), async (i) => {
       const secret = secretOf(namespace, `${prefix}-${i}`, i);
       if (api) await api.patch(secret, undefined, undefined, 'envseal-bench', true, PatchStrategy.ServerSideApply);
       else
@@ -393,7 +388,7 @@ async function parent(): Promise<void> {
     const tasks = flags.tasks.split(',');
     const fill = async (namespace: string, n: number) => {
       log(`creating ${n} Secrets in ${namespace}`);
-      await pool(n, 32, async (i) => {
+      await pool(indices(n), 32, async (i) => {
         await client.request({ method: 'POST', path: paths.secrets(namespace), body: secretOf(namespace, `s-${String(i).padStart(5, '0')}`, i) });
       });
     };

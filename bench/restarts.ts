@@ -25,6 +25,7 @@ import { KubeClient, paths } from '../src/kube/client.ts';
 import { ProviderRegistry } from '../src/providers/registry.ts';
 import { sealEnvelopeSecret } from '../src/sealing/seal.ts';
 import { freePorts, startControlPlane } from '../test/harness/control-plane.ts';
+import { pool } from './lib/cluster-metrics.ts';
 import { repoRoot } from './lib/peers.ts';
 import { describeMachine, machineInfo, sleep } from './lib/proc.ts';
 
@@ -144,21 +145,15 @@ async function main(): Promise<void> {
       round++;
       const sealed = await Promise.all(NAMES.map((name) => seal(recipient, name, `value-${round}-${name}`)));
       const started = performance.now();
-      let next = 0;
-      await Promise.all(
-        Array.from({ length: 16 }, async () => {
-          while (next < sealed.length) {
-            const object = sealed[next++]!;
-            await client.request({
-              method: 'PATCH',
-              path: paths.envelopeSecret(NS, object.metadata.name),
-              query: { fieldManager: 'bench', force: true },
-              body: object,
-              patchType: 'apply',
-            });
-          }
-        }),
-      );
+      await pool(sealed, 16, async (object) => {
+        await client.request({
+          method: 'PATCH',
+          path: paths.envelopeSecret(NS, object.metadata.name),
+          query: { fieldManager: 'bench', force: true },
+          body: object,
+          patchType: 'apply',
+        });
+      });
       return started;
     };
     const settled = async () => {
