@@ -55,7 +55,7 @@ export class ControllerMetrics {
   });
   readonly watchRestarts = new Counter({
     name: 'envseal_watch_restarts_total',
-    help: 'List/watch restarts by resource and reason (error, gone, continue-expired, incomplete, unsupported)',
+    help: 'List/watch restarts by resource and reason (error, gone, continue-expired, incomplete, unsupported, throttled)',
     labelNames: ['resource', 'reason'] as const,
     registers: [this.registry],
   });

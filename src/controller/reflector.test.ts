@@ -344,6 +344,31 @@ describe('Reflector.run', () => {
     await r.stop();
   });
 
+  it('waits out a 429 for its Retry-After (plus jitter), as a wait and not a failure, then watch-lists', async () => {
+    const throttled = (retryAfterMs: number | undefined) => ({ fail: new KubeApiError(429, 'TooManyRequests', 'too many requests', { retryAfterMs }) });
+    const failed = { fail: new KubeApiError(503, 'ServiceUnavailable', 'x') };
+    const source = scripted([throttled(3000), throttled(undefined), failed, { watch: [added(secret('a', '5')), end('6')] }]);
+    const r = run(source, () => 0.5, 'watch-list');
+    await settle();
+    expect(r.restarts).toEqual(['throttled@0']);
+    // 3 s asked, an eighth more with this randomness; not the error backoff's 250 ms.
+    await r.clock.advance(3374);
+    expect(source.seen).toHaveLength(1);
+    await r.clock.advance(1);
+    // Without a Retry-After: 1 s (and the eighth).
+    expect(r.restarts).toEqual(['throttled@0', 'throttled@3375']);
+    await r.clock.advance(1124);
+    expect(source.seen).toHaveLength(2);
+    await r.clock.advance(1);
+    // The 429s did not count as failures: the 503 after them backs off from the start (250 ms).
+    expect(r.restarts).toEqual(['throttled@0', 'throttled@3375', 'error@4500']);
+    await r.clock.advance(250);
+    expect(r.reflector.hasSynced).toBe(true);
+    expect(r.reflector.listMode).toBe('watch-list');
+    expect(source.seen.slice(0, 4)).toEqual(Array(4).fill('watch-list NotOlderThan'));
+    await r.stop();
+  });
+
   it('backs off up to 30 s (±20%) however many failures in a row', () => {
     expect(retryDelay(1, 0.5)).toBe(250);
     expect(retryDelay(2, 0.5)).toBe(500);

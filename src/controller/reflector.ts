@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import { KubeApiError, type KubeClient, type KubeList, type KubeObject } from '../kube/client.ts';
+import { KubeApiError, type KubeClient, type KubeList, type KubeObject, throttledBy } from '../kube/client.ts';
+import { throttledWaitMs } from '../kube/request-gate.ts';
 import { describeError } from '../util/message.ts';
 import { type Clock, type Random, sleep, systemClock } from './clock.ts';
 import { initialEvent, refusedWatchList, WatchListUnsupportedError, watchListQuery } from './watch-list.ts';
@@ -33,7 +34,8 @@ export interface ReflectorOptions<T extends KubeObject, S extends KubeObject = T
    * Called at each restart of list/watch with its reason (metrics): `gone` (a watch's
    * resourceVersion expired), `continue-expired` (a list page's continue token expired),
    * `incomplete` (a watch-list ended before its initial events did), `unsupported` (the
-   * server refused or ignored the watch-list: paginated lists from then on), `error`.
+   * server refused or ignored the watch-list: paginated lists from then on), `throttled`
+   * (a 429: sent again after the Retry-After), `error`.
    */
   onRestart?: (reason: string) => void;
   /** What the store keeps of each object (after managedFields are dropped); the whole object by default. */
@@ -172,6 +174,16 @@ export class Reflector<T extends KubeObject, S extends KubeObject = T> {
           logger.info({ path: this.#options.path, afterList: fromList }, 'resourceVersion expired (410 Gone); relisting');
           this.#resourceVersion = undefined;
           this.#options.onRestart?.('gone');
+          continue;
+        }
+        const throttled = throttledBy(error);
+        if (throttled) {
+          // Priority and fairness turned the request away before handling it (a fresh API
+          // server does so for its first seconds): a wait the server asked for, not a failure.
+          const wait = throttledWaitMs(throttled.retryAfterMs, random());
+          logger.info({ path: this.#options.path, retryInMs: Math.round(wait) }, 'the API server asked to retry later (429); waiting');
+          this.#options.onRestart?.('throttled');
+          await sleep(wait, signal, this.#options.clock ?? systemClock);
           continue;
         }
         failures++;

@@ -41,6 +41,16 @@ interface Waiter {
   onAbort: () => void;
 }
 
+/**
+ * The wait before sending a throttled request again: never sooner than the server asked
+ * (`defaultMs`, 1 s, without a Retry-After), at most `maxMs` (10 s), and up to a quarter
+ * later, so that the requests throttled together do not all come back in the same
+ * millisecond. `random` is in [0, 1).
+ */
+export function throttledWaitMs(retryAfterMs: number | undefined, random: number, limits: { defaultMs?: number; maxMs?: number } = {}): number {
+  return Math.min(retryAfterMs ?? limits.defaultMs ?? 1000, limits.maxMs ?? 10_000) * (1 + random / 4);
+}
+
 export class RequestGate {
   readonly #attempts: number;
   readonly #defaultRetryAfterMs: number;
@@ -94,10 +104,7 @@ export class RequestGate {
       } finally {
         this.#release();
       }
-      const wanted = throttled.retryAfterMs ?? this.#defaultRetryAfterMs;
-      // Never sooner than asked; up to a quarter later, so that the requests throttled
-      // together do not all come back in the same millisecond.
-      const wait = Math.min(wanted, this.#maxRetryAfterMs) * (1 + this.#random() / 4);
+      const wait = throttledWaitMs(throttled.retryAfterMs, this.#random(), { defaultMs: this.#defaultRetryAfterMs, maxMs: this.#maxRetryAfterMs });
       await this.#sleep(wait, signal);
       signal?.throwIfAborted();
     }
