@@ -3,7 +3,7 @@
 // rounds so that load from elsewhere hits every command alike. Issue 17's target: each
 // within 1.3x of `node -e 0`, wall and CPU medians.
 //
-//   npx node bench/startup.ts [--runs 40] [--warmup 3] [--bin NAME=PATH ...] [--out NAME] [--instructions N]
+//   npx node bench/startup.ts [--runs 40] [--warmup 3] [--bin NAME=PATH ...] [--out NAME] [--instructions N] [--floor]
 //
 // --instructions N also counts the instructions each command executes (every thread;
 // `valgrind --tool=callgrind`, apt-get install valgrind), N runs each: unlike wall and CPU
@@ -11,9 +11,11 @@
 //
 // --bin adds a variant of the CLI (a bin shim or a script taking envseal's arguments;
 // default: bin/envseal.js as `envseal`), measured in the same rounds, so that two builds
-// compare on the same load. Needs `npm run build`. Writes bench/results/NAME.json when
+// compare on the same load. --floor adds what any seal in Node must do: load node:crypto,
+// and bench/seal-floor.cjs (a seal's crypto with no library and no YAML). Needs `npm run build`. Writes bench/results/NAME.json when
 // --out is given, and prints a Markdown table.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -30,6 +32,7 @@ const { values: flags } = parseArgs({
     bin: { type: 'string', multiple: true, default: [] },
     out: { type: 'string' },
     instructions: { type: 'string', default: '0' },
+    floor: { type: 'boolean', default: false },
   },
 });
 const RUNS = Number(flags.runs);
@@ -97,6 +100,11 @@ interface Case {
   args: string[];
 }
 const cases: Case[] = [{ id: 'node -e 0', args: ['-e', '0'] }];
+if (flags.floor) {
+  const x25519 = generateKeyPairSync('x25519').publicKey.export({ format: 'der', type: 'spki' }).toString('base64');
+  cases.push({ id: 'node:crypto loaded', args: ['-e', "require('node:crypto')"] });
+  cases.push({ id: 'seal floor (no library)', args: [path.join(repoRoot, 'bench/seal-floor.cjs'), secret, x25519] });
+}
 for (const bin of bins) {
   cases.push({ id: `${bin.name} seal (age)`, args: [bin.path, 'seal', '-f', secret, '-r', `age:${recipient}`] });
   cases.push({ id: `${bin.name} verify`, args: [bin.path, 'verify', '-f', sealed] });
@@ -105,6 +113,7 @@ for (const bin of bins) {
 for (const c of cases.slice(1)) {
   const { stdout } = await timed(c.args, { captureStdout: true });
   if (c.id.endsWith('seal (age)') && !stdout.includes('kind: EnvelopeSecret')) throw new Error(`${c.id}: no EnvelopeSecret in ${stdout.slice(0, 200)}`);
+  if (c.id.startsWith('seal floor') && !stdout.startsWith('age-encryption.org/v1')) throw new Error(`${c.id}: no age header in ${stdout.slice(0, 200)}`);
 }
 
 log(`${WARMUP} warm-up + ${RUNS} interleaved rounds of ${cases.length} commands`);
