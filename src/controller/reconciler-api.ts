@@ -29,7 +29,8 @@ export type WorkloadKind = WorkloadRef['kind'];
  */
 export interface ReconcilerApi {
   /** The whole EnvelopeSecret, spec included, as the API server has it now. */
-  getEnvelopeSecret(namespace: string, name: string, signal: AbortSignal): Promise<EnvelopeSecretObject | undefined>;
+  /** `notOlderThan`: the resourceVersion the cache holds; the API server then answers from its watch cache. */
+  getEnvelopeSecret(namespace: string, name: string, signal: AbortSignal, notOlderThan?: string): Promise<EnvelopeSecretObject | undefined>;
   /** The Secret with its values. */
   getSecret(namespace: string, name: string, signal: AbortSignal): Promise<SecretObject | undefined>;
   /** Server-side apply of the Secret, field manager envseal, forced. */
@@ -69,9 +70,9 @@ export function kubeReconcilerApi(options: {
   secrets: Pick<ObjectCache<SecretObject>, 'changeMark' | 'remember'>;
 }): ReconcilerApi {
   const { client, objects, envelopeSecrets, secrets } = options;
-  const read = async <T>(ref: ObjectRef, signal: AbortSignal): Promise<T | undefined> => {
+  const read = async <T>(ref: ObjectRef, signal: AbortSignal, notOlderThan?: string): Promise<T | undefined> => {
     try {
-      return await objects.read<T>(ref, { signal });
+      return await objects.read<T>(ref, { signal, notOlderThan });
     } catch (error) {
       if (error instanceof KubeApiError && error.notFound) return undefined;
       throw error;
@@ -79,7 +80,7 @@ export function kubeReconcilerApi(options: {
   };
   const secretRef = (namespace: string, name: string): ObjectRef => ({ apiVersion: 'v1', kind: 'Secret', namespace, name });
   return {
-    getEnvelopeSecret: (namespace, name, signal) => read({ apiVersion: API_VERSION, kind: KIND, namespace, name }, signal),
+    getEnvelopeSecret: (namespace, name, signal, notOlderThan) => read({ apiVersion: API_VERSION, kind: KIND, namespace, name }, signal, notOlderThan),
     getSecret: (namespace, name, signal) => read(secretRef(namespace, name), signal),
     async applySecret(desired, signal) {
       // Taken before the write: the watch may tell something newer while it is in flight.

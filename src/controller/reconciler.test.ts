@@ -134,6 +134,15 @@ describe('Reconciler: the Secret', () => {
     expectNoLeak(s);
   });
 
+  it("reads the EnvelopeSecret no older than the cache's version (the API server's watch cache, not etcd)", async () => {
+    const s = setup();
+    s.world.putEnvelopeSecret(await sealed({ PASSWORD: `${CANARY}-1` }));
+    const cached = s.world.records.get(KEY)!.metadata.resourceVersion;
+    expect(cached).toEqual(expect.any(String));
+    await s.reconcile();
+    expect(s.world.callsOf('getEnvelopeSecret')).toEqual([[NS, NAME, cached]]);
+  });
+
   it('does nothing for an object in sync: no API call, no key-provider call', async () => {
     const s = setup();
     s.world.putEnvelopeSecret(await sealed({ PASSWORD: `${CANARY}-1` }));

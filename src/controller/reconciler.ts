@@ -95,7 +95,8 @@ export class Reconciler {
       }
     }
 
-    const source = await this.#o.api.getEnvelopeSecret(request.namespace, request.name, signal);
+    // At least as new as the cached record, from the API server's watch cache (not etcd).
+    const source = await this.#o.api.getEnvelopeSecret(request.namespace, request.name, signal, record.metadata.resourceVersion);
     if (!source || source.metadata.deletionTimestamp) return this.#gone(key);
     if (source.metadata.generation !== record.metadata.generation) this.#drift.forget(key);
 

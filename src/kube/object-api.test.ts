@@ -83,6 +83,23 @@ describe('KubeObjectApi (client-node KubernetesObjectApi)', () => {
     );
   });
 
+  it('asks for a version not older than the one given on the object read only, not on discovery', async () => {
+    await withServer(
+      (_request, response) => json(response, 200, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'v1', namespace: 'ns', resourceVersion: '9' } }),
+      async (api, seen) => {
+        // Named like the discovery path's last segment: only the object's own path gets the query.
+        const ref = { apiVersion: 'v1', kind: 'ConfigMap', namespace: 'ns', name: 'v1' };
+        await api.read(ref, { notOlderThan: '8' });
+        await api.read(ref);
+        expect(seen.requests.map((r) => `${r.method} ${r.url}`)).toEqual([
+          'GET /api/v1',
+          'GET /api/v1/namespaces/ns/configmaps/v1?resourceVersion=8',
+          'GET /api/v1/namespaces/ns/configmaps/v1',
+        ]);
+      },
+    );
+  });
+
   it('sends a server-side apply with the field manager and force', async () => {
     await withServer(
       (_request, response) => json(response, 200, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'db', namespace: 'app', resourceVersion: '7' } }),

@@ -19,10 +19,11 @@ export interface ObjectRef {
   name: string;
 }
 
-/** One call in flight: its AbortSignal, and the body of the last successful answer. */
+/** One call in flight: its AbortSignal, the body of the last successful answer, and the object read's resourceVersion floor. */
 interface CallState {
   signal: AbortSignal | undefined;
   body?: string;
+  notOlderThan?: { isObjectPath: (pathname: string) => boolean; resourceVersion: string };
 }
 
 /**
@@ -49,8 +50,12 @@ export class KubeObjectApi {
     const transport: Middleware = {
       pre: async (context: RequestContext) => {
         context.setDispatcher((await client.dispatcher(context)) as never);
-        const signal = this.#call.getStore()?.signal;
-        if (signal) context.setSignal(signal as never);
+        const state = this.#call.getStore();
+        if (state?.signal) context.setSignal(state.signal as never);
+        // On the object's own request only, not on a discovery request before it.
+        if (state?.notOlderThan?.isObjectPath(new URL(context.getUrl()).pathname)) {
+          context.setQueryParam('resourceVersion', state.notOlderThan.resourceVersion);
+        }
         return context;
       },
       post: async (response: ResponseContext) => {
@@ -74,9 +79,15 @@ export class KubeObjectApi {
     );
   }
 
-  /** Reads one object. */
-  read<T = KubeObject>(ref: ObjectRef, options: { signal?: AbortSignal } = {}): Promise<T> {
-    return this.#run<T>('GET', ref, options.signal, () => this.#api.read(specOf(ref)));
+  /**
+   * Reads one object. With `notOlderThan` (a resourceVersion the caller has seen, from a
+   * watch), the API server answers from its watch cache with a version at least that new,
+   * instead of reading etcd: what an informer-backed read gives in client-go, one etcd
+   * round trip fewer per reconcile.
+   */
+  read<T = KubeObject>(ref: ObjectRef, options: { signal?: AbortSignal; notOlderThan?: string | undefined } = {}): Promise<T> {
+    const notOlderThan = options.notOlderThan ? { isObjectPath: objectPathTest(ref), resourceVersion: options.notOlderThan } : undefined;
+    return this.#run<T>('GET', ref, options.signal, () => this.#api.read(specOf(ref)), notOlderThan);
   }
 
   /** Server-side apply of `object` (its apiVersion, kind and metadata name the target). */
@@ -113,13 +124,19 @@ export class KubeObjectApi {
     await this.#run('DELETE', ref, options.signal, () => this.#api.delete(specOf(ref), undefined, undefined, undefined, undefined, undefined, body));
   }
 
-  #run<T>(method: string, ref: ObjectRef, signal: AbortSignal | undefined, run: () => Promise<unknown>): Promise<T> {
-    return this.#client.gate.run(() => this.#runOnce<T>(method, ref, signal, run), signal);
+  #run<T>(method: string, ref: ObjectRef, signal: AbortSignal | undefined, run: () => Promise<unknown>, notOlderThan?: CallState['notOlderThan']): Promise<T> {
+    return this.#client.gate.run(() => this.#runOnce<T>(method, ref, signal, run, notOlderThan), signal);
   }
 
-  async #runOnce<T>(method: string, ref: ObjectRef, signal: AbortSignal | undefined, run: () => Promise<unknown>): Promise<T> {
+  async #runOnce<T>(
+    method: string,
+    ref: ObjectRef,
+    signal: AbortSignal | undefined,
+    run: () => Promise<unknown>,
+    notOlderThan: CallState['notOlderThan'],
+  ): Promise<T> {
     const what = `${method} ${ref.kind} ${ref.namespace === undefined ? '' : `${ref.namespace}/`}${ref.name}`;
-    const state: CallState = { signal };
+    const state: CallState = { signal, ...(notOlderThan ? { notOlderThan } : {}) };
     try {
       await this.#call.run(state, run);
     } catch (error) {
@@ -147,6 +164,16 @@ export class KubeObjectApi {
 function specOf(ref: ObjectRef): never {
   const metadata = { name: ref.name, ...(ref.namespace === undefined ? {} : { namespace: ref.namespace }) };
   return { apiVersion: ref.apiVersion, kind: ref.kind, metadata } as never;
+}
+
+/**
+ * Whether a request path is the object's own (`/api/v1/[namespaces/NS/]PLURAL/NAME`, or
+ * under `/apis/GROUP/VERSION/`), not the discovery request (`/api/v1`, `/apis/GROUP/VERSION`)
+ * that client-node may send first.
+ */
+function objectPathTest(ref: ObjectRef): (pathname: string) => boolean {
+  const name = `/${encodeURIComponent(ref.name)}`;
+  return (pathname) => pathname.split('/').length > (pathname.startsWith('/apis/') ? 4 : 3) && pathname.endsWith(name);
 }
 
 function refOf(object: KubeObject): ObjectRef {

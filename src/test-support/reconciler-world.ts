@@ -100,8 +100,8 @@ export class TestWorld {
   }
 
   readonly api: ReconcilerApi = {
-    getEnvelopeSecret: async (namespace, name) => {
-      this.#enter('getEnvelopeSecret', [namespace, name]);
+    getEnvelopeSecret: async (namespace, name, _signal, notOlderThan) => {
+      this.#enter('getEnvelopeSecret', [namespace, name, notOlderThan]);
       return structuredClone(this.envelopeSecrets.get(`${namespace}/${name}`));
     },
     getSecret: async (namespace, name) => {

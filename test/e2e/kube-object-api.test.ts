@@ -70,6 +70,22 @@ describe('KubeObjectApi against the API server', () => {
     expect(read.data).toEqual({ K: Buffer.from('v').toString('base64') });
   });
 
+  it('reads no older than a resourceVersion it was given: the newest version, from an older one or the current one', async () => {
+    const first = await api.apply<Secret>(secret('floor', { K: 'one' }), { fieldManager: 'envseal', force: true });
+    const second = await api.apply<Secret>(secret('floor', { K: 'two' }), { fieldManager: 'envseal', force: true });
+    const ref = { apiVersion: 'v1', kind: 'Secret', namespace: ns, name: 'floor' };
+    const plain = await client.request<Secret>({ method: 'GET', path: `/api/v1/namespaces/${ns}/secrets/floor` });
+    // From the first version the controller may have cached: the API server still answers the newest.
+    expect(await api.read<Secret>(ref, { notOlderThan: first.metadata?.resourceVersion })).toEqual(plain);
+    expect(await api.read<Secret>(ref, { notOlderThan: second.metadata?.resourceVersion })).toEqual(plain);
+    expect(plain.data).toEqual({ K: Buffer.from('two').toString('base64') });
+    // A deleted object is gone for such a read too.
+    await api.delete(ref);
+    const error = (await api.read(ref, { notOlderThan: second.metadata?.resourceVersion }).catch((e: unknown) => e)) as KubeApiError;
+    expect(error).toBeInstanceOf(KubeApiError);
+    expect(error.notFound).toBe(true);
+  });
+
   it('removes keys with a merge patch, and refuses it once the Secret changed since the resourceVersion', async () => {
     const written = await api.apply<Secret>(secret('prune', { K: 'v', EXTRA: 'x', MORE: 'y' }), { fieldManager: 'envseal', force: true });
     const stale = written.metadata?.resourceVersion;
