@@ -23,8 +23,11 @@ export interface ObjectRef {
 interface CallState {
   signal: AbortSignal | undefined;
   body?: string;
-  notOlderThan?: { isObjectPath: (pathname: string) => boolean; resourceVersion: string };
+  notOlderThan?: { name: string; resourceVersion: string };
 }
+
+/** What a caller sets for one call; `body` is filled in as it runs. */
+type CallOptions = Omit<CallState, 'body'>;
 
 /**
  * client-node's KubernetesObjectApi as envseal uses it: every request on the KubeClient's
@@ -53,7 +56,7 @@ export class KubeObjectApi {
         const state = this.#call.getStore();
         if (state?.signal) context.setSignal(state.signal as never);
         // On the object's own request only, not on a discovery request before it.
-        if (state?.notOlderThan?.isObjectPath(new URL(context.getUrl()).pathname)) {
+        if (state?.notOlderThan && isObjectPath(new URL(context.getUrl()).pathname, state.notOlderThan.name)) {
           context.setQueryParam('resourceVersion', state.notOlderThan.resourceVersion);
         }
         return context;
@@ -86,25 +89,28 @@ export class KubeObjectApi {
    * round trip fewer per reconcile.
    */
   read<T = KubeObject>(ref: ObjectRef, options: { signal?: AbortSignal; notOlderThan?: string | undefined } = {}): Promise<T> {
-    const notOlderThan = options.notOlderThan ? { isObjectPath: objectPathTest(ref), resourceVersion: options.notOlderThan } : undefined;
-    return this.#run<T>('GET', ref, options.signal, () => this.#api.read(specOf(ref)), notOlderThan);
+    const call: CallOptions = {
+      signal: options.signal,
+      ...(options.notOlderThan ? { notOlderThan: { name: ref.name, resourceVersion: options.notOlderThan } } : {}),
+    };
+    return this.#run<T>('GET', ref, call, () => this.#api.read(specOf(ref)));
   }
 
   /** Server-side apply of `object` (its apiVersion, kind and metadata name the target). */
   apply<T = KubeObject>(object: KubeObject, options: { fieldManager: string; force?: boolean; signal?: AbortSignal }): Promise<T> {
-    return this.#run<T>('PATCH', refOf(object), options.signal, () =>
+    return this.#run<T>('PATCH', refOf(object), { signal: options.signal }, () =>
       this.#api.patch(object as never, undefined, undefined, options.fieldManager, options.force, PatchStrategy.ServerSideApply),
     );
   }
 
   /** Creates `object` (a `metadata.generateName` lets the API server pick the name). */
   create<T = KubeObject>(object: KubeObject, options: { fieldManager?: string; signal?: AbortSignal } = {}): Promise<T> {
-    return this.#run<T>('POST', refOf(object), options.signal, () => this.#api.create(object as never, undefined, undefined, options.fieldManager));
+    return this.#run<T>('POST', refOf(object), { signal: options.signal }, () => this.#api.create(object as never, undefined, undefined, options.fieldManager));
   }
 
   /** Replaces `object`; its `metadata.resourceVersion` is a precondition (409 Conflict when it changed). */
   replace<T = KubeObject>(object: KubeObject, options: { fieldManager?: string; signal?: AbortSignal } = {}): Promise<T> {
-    return this.#run<T>('PUT', refOf(object), options.signal, () => this.#api.replace(object as never, undefined, undefined, options.fieldManager));
+    return this.#run<T>('PUT', refOf(object), { signal: options.signal }, () => this.#api.replace(object as never, undefined, undefined, options.fieldManager));
   }
 
   /**
@@ -113,7 +119,7 @@ export class KubeObjectApi {
    * 409 Conflict when the object has changed since.
    */
   mergePatch<T = KubeObject>(patch: KubeObject, options: { fieldManager?: string; signal?: AbortSignal }): Promise<T> {
-    return this.#run<T>('PATCH', refOf(patch), options.signal, () =>
+    return this.#run<T>('PATCH', refOf(patch), { signal: options.signal }, () =>
       this.#api.patch(patch as never, undefined, undefined, options.fieldManager, undefined, PatchStrategy.MergePatch),
     );
   }
@@ -121,22 +127,20 @@ export class KubeObjectApi {
   /** Deletes one object; with `uid`, only if it is still that object (else 409 Conflict). */
   async delete(ref: ObjectRef, options: { uid?: string; signal?: AbortSignal } = {}): Promise<void> {
     const body = options.uid === undefined ? undefined : { preconditions: { uid: options.uid } };
-    await this.#run('DELETE', ref, options.signal, () => this.#api.delete(specOf(ref), undefined, undefined, undefined, undefined, undefined, body));
+    await this.#run('DELETE', ref, { signal: options.signal }, () =>
+      this.#api.delete(specOf(ref), undefined, undefined, undefined, undefined, undefined, body),
+    );
   }
 
-  #run<T>(method: string, ref: ObjectRef, signal: AbortSignal | undefined, run: () => Promise<unknown>, notOlderThan?: CallState['notOlderThan']): Promise<T> {
-    return this.#client.gate.run(() => this.#runOnce<T>(method, ref, signal, run, notOlderThan), signal);
+  #run<T>(method: string, ref: ObjectRef, call: CallOptions, run: () => Promise<unknown>): Promise<T> {
+    return this.#client.gate.run(() => this.#runOnce<T>(method, ref, call, run), call.signal);
   }
 
-  async #runOnce<T>(
-    method: string,
-    ref: ObjectRef,
-    signal: AbortSignal | undefined,
-    run: () => Promise<unknown>,
-    notOlderThan: CallState['notOlderThan'],
-  ): Promise<T> {
+  async #runOnce<T>(method: string, ref: ObjectRef, call: CallOptions, run: () => Promise<unknown>): Promise<T> {
     const what = `${method} ${ref.kind} ${ref.namespace === undefined ? '' : `${ref.namespace}/`}${ref.name}`;
-    const state: CallState = { signal, ...(notOlderThan ? { notOlderThan } : {}) };
+    const { signal } = call;
+    // A fresh state per send: the gate may send the call again after a 429.
+    const state: CallState = { ...call };
     try {
       await this.#call.run(state, run);
     } catch (error) {
@@ -171,9 +175,8 @@ function specOf(ref: ObjectRef): never {
  * under `/apis/GROUP/VERSION/`), not the discovery request (`/api/v1`, `/apis/GROUP/VERSION`)
  * that client-node may send first.
  */
-function objectPathTest(ref: ObjectRef): (pathname: string) => boolean {
-  const name = `/${encodeURIComponent(ref.name)}`;
-  return (pathname) => pathname.split('/').length > (pathname.startsWith('/apis/') ? 4 : 3) && pathname.endsWith(name);
+function isObjectPath(pathname: string, name: string): boolean {
+  return pathname.split('/').length > (pathname.startsWith('/apis/') ? 4 : 3) && pathname.endsWith(`/${encodeURIComponent(name)}`);
 }
 
 function refOf(object: KubeObject): ObjectRef {
