@@ -28,8 +28,10 @@ export type WorkloadKind = WorkloadRef['kind'];
  * server's (KubeApiError), so that the reconciler classifies them.
  */
 export interface ReconcilerApi {
-  /** The whole EnvelopeSecret, spec included, as the API server has it now. */
-  /** `notOlderThan`: the resourceVersion the cache holds; the API server then answers from its watch cache. */
+  /**
+   * The whole EnvelopeSecret, spec included, as the API server has it now. `notOlderThan`:
+   * the resourceVersion the cache holds; the API server then answers from its watch cache.
+   */
   getEnvelopeSecret(namespace: string, name: string, signal: AbortSignal, notOlderThan?: string): Promise<EnvelopeSecretObject | undefined>;
   /** The Secret with its values. */
   getSecret(namespace: string, name: string, signal: AbortSignal): Promise<SecretObject | undefined>;
